@@ -1,0 +1,1 @@
+create or replace view messages as select * from raw_messages;

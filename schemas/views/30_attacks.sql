@@ -1,0 +1,1 @@
+create or replace view attacks as select * from raw_attacks;

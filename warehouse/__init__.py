@@ -1,0 +1,25 @@
+"""A results warehouse for AI-agent evaluations: partitioned Parquet, one transactional manifest,
+DuckDB views for SQL and Polars for notebooks.
+
+    import warehouse
+    wh = warehouse.open("results/", create=True)
+    with wh.writer(dataset={"type": "agentdojo", "config": {}}, agent={"type": "plain", "config": {}}) as w:
+        w.add_execution(task_id="user_task_0", benign_score=1.0, messages=[...])
+    wh.sql("select * from scores").show()
+"""
+
+from .config import RunConfig, config_hash
+from .errors import (CommitConflict, ConfigHashCollision, CorruptCommit, ExecutionNotFound, InvalidPartitionValue,
+                     InvalidRecord, NotAWarehouse, ReadOnlyWarehouse, SchemaMismatch, UnsupportedFormatVersion,
+                     VersionNotFound, WarehouseError, WarehouseNotFound)
+from .warehouse import CommitInfo, Warehouse, open
+from .writer import Writer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "open", "Warehouse", "Writer", "CommitInfo", "RunConfig", "config_hash",
+    "WarehouseError", "WarehouseNotFound", "NotAWarehouse", "ReadOnlyWarehouse", "InvalidRecord",
+    "InvalidPartitionValue", "ConfigHashCollision", "SchemaMismatch", "CommitConflict", "CorruptCommit",
+    "UnsupportedFormatVersion", "VersionNotFound", "ExecutionNotFound",
+]

@@ -1,0 +1,104 @@
+"""Run configurations ({dataset, agent, attack}) and their 8-hex-character hash.
+
+`config_hash` = first 8 hex characters of SHA-256 of the canonical JSON (sorted keys, no
+whitespace) of `{"dataset": ..., "agent": ..., "attack": ...}`; `attack` is None for benign runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import yaml
+
+from .errors import InvalidRecord
+
+HASH_SCHEME = "sha256-8"
+BENIGN = "none"
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted keys, no whitespace, UTF-8 kept as is; NaN/inf refused (they are not JSON)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _component(name: str, value: Any, *, optional: bool) -> dict[str, Any] | None:
+    if value is None:
+        if optional:
+            return None
+        raise InvalidRecord(f"{name} config is required, got None")
+    if isinstance(value, str):
+        return {"type": value, "config": {}}
+    if not isinstance(value, dict):
+        raise InvalidRecord(f"{name} config must be a dict {{'type': ..., 'config': {{...}}}}, got {value!r}")
+    unknown = set(value) - {"type", "config"}
+    if unknown:
+        raise InvalidRecord(f"{name} config has unknown key(s) {sorted(unknown)}; expected 'type' and 'config'")
+    typ = value.get("type")
+    if not isinstance(typ, str) or not typ:
+        raise InvalidRecord(f"{name} config needs a non-empty string 'type', got {typ!r}")
+    cfg = value.get("config") or {}
+    if not isinstance(cfg, dict):
+        raise InvalidRecord(f"{name} 'config' must be a dict, got {cfg!r}")
+    return {"type": typ, "config": cfg}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One configuration of a run: dataset, agent and (optionally) attack, each {type, config}."""
+
+    dataset: dict[str, Any]
+    agent: dict[str, Any]
+    attack: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, dataset: Any, agent: Any, attack: Any = None) -> "RunConfig":
+        """Normalise user input (a dict or a bare type name per component) and validate it."""
+        rc = cls(_component("dataset", dataset, optional=False), _component("agent", agent, optional=False),
+                 _component("attack", attack, optional=True))
+        try:
+            rc.canonical()
+        except (TypeError, ValueError) as exc:
+            raise InvalidRecord(f"config is not JSON-serialisable: {exc}") from None
+        return rc
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "agent": self.agent, "attack": self.attack}
+
+    def canonical(self) -> str:
+        return canonical_json(self.as_dict())
+
+    @property
+    def hash(self) -> str:
+        return config_hash(self.dataset, self.agent, self.attack)
+
+    @property
+    def partition(self) -> dict[str, str]:
+        """Partition values of this config's rows: dataset/agent/attack types and the hash."""
+        return {
+            "dataset": self.dataset["type"],
+            "agent": self.agent["type"],
+            "attack": self.attack["type"] if self.attack else BENIGN,
+            "config_hash": self.hash,
+        }
+
+    def to_yaml(self, created_at: datetime | None = None) -> str:
+        """The Hydra-compatible snapshot stored as `configs/<hash>.yaml` (legacy `config.yaml` shape)."""
+        created = (created_at or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z")
+        body = yaml.safe_dump(self.as_dict(), sort_keys=False, allow_unicode=True)
+        return f"# Config hash: {self.hash}\n# Created: {created}\n\n{body}"
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "RunConfig":
+        data = yaml.safe_load(text) or {}
+        return cls.of(data.get("dataset"), data.get("agent"), data.get("attack"))
+
+
+def config_hash(dataset: dict[str, Any], agent: dict[str, Any], attack: dict[str, Any] | None) -> str:
+    """First 8 hex characters of SHA-256 of the canonical JSON of {dataset, agent, attack}."""
+    doc = canonical_json({"dataset": dataset, "agent": agent, "attack": attack})
+    return hashlib.sha256(doc.encode("utf-8")).hexdigest()[:8]
+

@@ -1,0 +1,58 @@
+"""The warehouse's exceptions: one base class, one subclass per kind of failure.
+
+Every message names the offending value and says what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class WarehouseError(Exception):
+    """Base class of every error the warehouse raises on purpose."""
+
+
+class WarehouseNotFound(WarehouseError):
+    """The URL holds no warehouse (no `_manifest/`), and `create=True` was not given."""
+
+
+class NotAWarehouse(WarehouseError):
+    """The URL holds files but no warehouse; refusing to create one on top of them."""
+
+
+class ReadOnlyWarehouse(WarehouseError):
+    """A write was attempted on a snapshot opened at an older version or time."""
+
+
+class InvalidRecord(WarehouseError, ValueError):
+    """A record given to a writer is malformed: unknown field, bad type, NaN score, bad UTF-8, ..."""
+
+
+class InvalidPartitionValue(InvalidRecord):
+    """A partition value is empty or too long once escaped."""
+
+
+class ConfigHashCollision(WarehouseError):
+    """Two different configurations map to the same 8-hex-character config hash."""
+
+
+class SchemaMismatch(WarehouseError):
+    """Data does not match the table schema it is written to."""
+
+
+class CommitConflict(WarehouseError):
+    """A commit could not be made after retrying: other writers kept winning, or its inputs vanished."""
+
+
+class CorruptCommit(WarehouseError):
+    """A manifest commit file is not valid JSON or lacks required fields."""
+
+
+class UnsupportedFormatVersion(WarehouseError):
+    """The warehouse was written by a newer format version than this library understands."""
+
+
+class VersionNotFound(WarehouseError):
+    """The requested version or timestamp is not in the warehouse's history."""
+
+
+class ExecutionNotFound(WarehouseError):
+    """No execution with the given id (or id prefix) exists in the snapshot."""

@@ -1,0 +1,196 @@
+"""The facade: `warehouse.open(url)` returns a `Warehouse`, the object every other API hangs off."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from . import reader
+from .errors import NotAWarehouse, ReadOnlyWarehouse, WarehouseError, WarehouseNotFound
+from .manifest import MANIFEST_DIR, Commit, DataFile, Log, Snapshot, writer_info
+from .schemas import catalog
+from .storage import Store
+from .writer import Writer
+
+#: Columns `Warehouse.scores(by=...)` may group by.
+SCORE_GROUPS = ("dataset", "agent", "attack", "config_hash", "model", "run_id", "task_id", "status")
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """One line of `Warehouse.history()`."""
+
+    version: int
+    committed_at: datetime
+    operation: str
+    writer: Mapping[str, Any]
+    files_added: int
+    rows_added: int
+    files_removed: int
+    tables: tuple[str, ...]
+
+    @classmethod
+    def of(cls, c: Commit) -> "CommitInfo":
+        tables = tuple(sorted({a.table for a in c.add} | {r.table for r in c.remove}))
+        return cls(c.version, c.committed_at, c.operation, c.writer, len(c.add), c.rows_added, len(c.remove), tables)
+
+
+class Warehouse:
+    """A warehouse at one URL, holding a cached snapshot of its manifest.
+
+    Reads (`sql`, `connect`, `scan`) see the cached snapshot; `refresh()` reads only the commits
+    made since. A warehouse opened at an older `version` or `as_of` a time is read-only.
+    """
+
+    def __init__(self, store: Store, snapshot: Snapshot, *, read_only: bool) -> None:
+        self.store = store
+        self.log = Log(store)
+        self._snapshot = snapshot
+        self.read_only = read_only
+        self._lock = threading.RLock()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._con_version = -1
+
+    def __repr__(self) -> str:
+        ro = ", read-only" if self.read_only else ""
+        return f"<Warehouse {self.store.url!r} version={self.version}{ro}>"
+
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self.store.url
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The cached snapshot (the set of active files) that reads see."""
+        return self._snapshot
+
+    @property
+    def version(self) -> int:
+        """The version of the cached snapshot."""
+        return self._snapshot.version
+
+    def refresh(self) -> int:
+        """Read the commits made since the cached snapshot; returns the new version.
+
+        A read-only (time-travel) warehouse stays at its version.
+        """
+        if self.read_only:
+            return self.version
+        with self._lock:
+            self._snapshot, _ = self.log.refresh(self._snapshot)
+            return self._snapshot.version
+
+    def history(self, limit: int | None = None) -> list[CommitInfo]:
+        """The commits up to the cached version, newest first (at most `limit`)."""
+        commits = self.log.commits(self.version)
+        out = [CommitInfo.of(c) for c in reversed(commits)]
+        return out[:limit] if limit else out
+
+    def files(self, table: str, where: Mapping[str, str] | None = None) -> list[DataFile]:
+        """The active data files of `table`, optionally only partitions matching `where`."""
+        catalog().table(table)
+        return self._snapshot.table_files(table, where)
+
+    @property
+    def tables(self) -> list[str]:
+        return list(catalog().tables)
+
+    # -- writing -------------------------------------------------------------------------------
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyWarehouse(
+                f"this warehouse was opened at version {self.version} (time travel) and is read-only; "
+                "open it without version=/as_of= to write"
+            )
+
+    def writer(self, *, dataset: Any, agent: Any, attack: Any = None, run_id: str | None = None,
+               flush_rows: int = 10_000, flush_bytes: int = 64 << 20, flush_interval: float | None = 30.0) -> Writer:
+        """A buffered writer for one run configuration ({type, config} dicts; attack None = benign).
+
+        Raises InvalidRecord/InvalidPartitionValue for a malformed config, ConfigHashCollision if a
+        different config already owns its hash, ReadOnlyWarehouse on a time-travel snapshot.
+        """
+        return Writer(self, dataset=dataset, agent=agent, attack=attack, run_id=run_id, flush_rows=flush_rows,
+                      flush_bytes=flush_bytes, flush_interval=flush_interval)
+
+    def _commit(self, *, operation: str, writer: Mapping[str, Any], token: str | None, add: Iterable[DataFile] = (),
+                remove: Iterable[Any] = (), token_since: int | None = None, info: Mapping[str, Any] | None = None) -> Commit:
+        """Commit through the log, then bring the cached snapshot up to (at least) that commit."""
+        self._require_writable()
+        commit = self.log.commit(self._snapshot, operation=operation, writer=writer, token=token, add=add,
+                                 remove=remove, token_since=token_since, info=info)
+        with self._lock:
+            if commit.version > self._snapshot.version:
+                self._snapshot, _ = self.log.refresh(self._snapshot)
+        return commit
+
+    # -- reading -------------------------------------------------------------------------------
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A new DuckDB connection with every view defined over the cached snapshot."""
+        return reader.connect(self.store, self._snapshot)
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            if self._con is None or self._con_version != self.version:
+                if self._con is None:
+                    self._con = duckdb.connect()
+                reader.define_views(self._con, self.store, self._snapshot)
+                self._con_version = self.version
+            return self._con
+
+    def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> duckdb.DuckDBPyRelation:
+        """Run SQL over the cached snapshot's views; returns a DuckDB relation (`.pl()`, `.arrow()`, `.fetchall()`)."""
+        con = self._connection()
+        return con.sql(query, params=params) if params is not None else con.sql(query)
+
+    def scan(self, table: str, where: Mapping[str, str] | None = None) -> pl.LazyFrame:
+        """A Polars LazyFrame over `table`'s files in the cached snapshot (only partitions matching `where`)."""
+        return reader.scan(self.store, self._snapshot, table, where)
+
+    def scores(self, by: Sequence[str] = ("dataset", "agent", "attack"), where: str | None = None) -> duckdb.DuckDBPyRelation:
+        """Utility and attack success rate with 95% Wilson intervals, grouped by `by` (empty = overall).
+
+        `where` is an SQL condition over the `executions` view. Raises WarehouseError for a
+        grouping column outside SCORE_GROUPS.
+        """
+        by = [b.strip() for b in by if b.strip() and b.strip() != "all"]
+        bad = [b for b in by if b not in SCORE_GROUPS]
+        if bad:
+            raise WarehouseError(f"cannot group scores by {bad[0]!r}; choose from {', '.join(SCORE_GROUPS)} or 'all'")
+        cols = ", ".join(by)
+        select = f"select {cols + ', ' if cols else ''}{catalog().queries['score_columns']} from executions"
+        if where:
+            select += f" where {where}"
+        if by:
+            select += f" group by {cols} order by {cols}"
+        return self.sql(select)
+
+
+def open(url: str = "warehouse-data", *, create: bool = False, version: int | None = None, as_of: datetime | None = None,
+         storage_options: Mapping[str, Any] | None = None) -> Warehouse:
+    """Open the warehouse at `url` (a local path or any fsspec URL).
+
+    `create=True` creates it if absent (refusing a location that holds other files).
+    `version=N` or `as_of=datetime` opens a read-only snapshot of the past.
+    Raises WarehouseNotFound, NotAWarehouse, VersionNotFound, CorruptCommit, UnsupportedFormatVersion.
+    """
+    if version is not None and as_of is not None:
+        raise WarehouseError("give version= or as_of=, not both")
+    store = Store.from_url(url, storage_options)
+    log = Log(store)
+    if not log.versions():
+        if not create:
+            raise WarehouseNotFound(f"no warehouse at {url!r}; create one with `warehouse init` or open(..., create=True)")
+        if not store.is_empty() and store.list_names(".") != [MANIFEST_DIR]:
+            raise NotAWarehouse(f"{url!r} holds files but no warehouse manifest; choose an empty or new location")
+        log.create(writer_info(uuid.uuid4().hex))
+    snapshot = log.snapshot(version=version, as_of=as_of)
+    return Warehouse(store, snapshot, read_only=version is not None or as_of is not None)

@@ -1,0 +1,279 @@
+"""Buffered writers: rows accumulate column-wise per table, and each flush writes one Parquet file
+per (table, partition) and commits them all in one manifest commit (all or nothing).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from . import records
+from .config import HASH_SCHEME, RunConfig
+from .errors import ConfigHashCollision, InvalidRecord, WarehouseError
+from .manifest import DataFile, writer_info
+from .schemas import TableSchema, catalog
+from .storage import new_data_file_name, partition_dir
+
+if TYPE_CHECKING:
+    from .warehouse import Warehouse
+
+#: Parquet settings: zstd, and row groups large enough for scans.
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "row_group_size": 256 * 1024}
+_STATUSES = ("completed", "failed")
+
+
+def _stat_value(v: Any) -> Any:
+    return v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v
+
+
+def build_table(schema: TableSchema, partition: dict[str, str], rows: list[tuple]) -> pa.Table:
+    """Rows (non-partition columns, in schema order) -> an Arrow table with partition columns filled in.
+
+    The rows are transposed once (`zip(*rows)`, in C) and each column converted by one typed
+    `pa.array` call.
+    """
+    n = len(rows)
+    npart = len(catalog().partition_columns)
+    fields = list(schema.arrow)
+    arrays: list[pa.Array] = [pa.repeat(pa.scalar(partition[f.name], pa.string()), n) for f in fields[:npart]]
+    columns = list(zip(*rows)) if n else [()] * (len(fields) - npart)
+    if len(columns) != len(fields) - npart:
+        raise AssertionError(f"{schema.name}: rows have {len(columns)} columns, schema {len(fields) - npart}")
+    for f, col in zip(fields[npart:], columns):
+        arrays.append(pa.array(col, type=f.type))
+    return pa.Table.from_arrays(arrays, schema=schema.arrow)
+
+
+def file_stats(table: pa.Table, columns: list[str]) -> dict[str, dict[str, Any]]:
+    """min/max/null count of the given columns, for the manifest."""
+    out = {}
+    for c in columns:
+        col = table.column(c)
+        mm = pc.min_max(col)
+        out[c] = {"min": _stat_value(mm["min"].as_py()), "max": _stat_value(mm["max"].as_py()), "nulls": col.null_count}
+    return out
+
+
+def write_data_file(wh: "Warehouse", table_name: str, partition: dict[str, str], table: pa.Table) -> DataFile:
+    """Write one immutable Parquet file; it stays invisible until a commit adds it."""
+    schema = catalog().table(table_name)
+    rel = f"{partition_dir(table_name, partition, list(catalog().partition_columns))}/{new_data_file_name()}"
+    buf = io.BytesIO()
+    pq.write_table(table, buf, **PARQUET_OPTIONS)
+    data = buf.getvalue()
+    wh.store.write_bytes(rel, data)
+    return DataFile(table_name, rel, dict(partition), table.num_rows, len(data), file_stats(table, schema.stats_columns))
+
+
+@dataclass
+class _Batch:
+    """Rows swapped out of the buffers for one flush; kept whole (same token) until committed."""
+
+    rows: dict[str, list[tuple]]
+    token: str
+    seen_version: int
+    files: list[DataFile] = field(default_factory=list)
+
+
+class Writer:
+    """Buffers rows of one run configuration and commits them in flushes.
+
+    Thread-safe. Use as a context manager: leaving the block flushes and closes. A flush happens
+    when `flush_rows` executions or about `flush_bytes` bytes are buffered, every `flush_interval`
+    seconds (by a background thread that `close()` joins), or on `flush()`/`close()`.
+    """
+
+    def __init__(self, wh: "Warehouse", *, dataset: Any, agent: Any, attack: Any = None,
+                 run_id: str | None = None, flush_rows: int = 10_000, flush_bytes: int = 64 << 20,
+                 flush_interval: float | None = 30.0) -> None:
+        wh._require_writable()
+        self.wh = wh
+        self.config = RunConfig.of(dataset, agent, attack)
+        self.partition = self.config.partition
+        for col, val in self.partition.items():
+            partition_dir("x", {col: val}, [col])  # raises InvalidPartitionValue now, not at flush
+        self.config_hash = self.partition["config_hash"]
+        self.run_id = records.ident("run_id", run_id, required=False)
+        self.flush_rows, self.flush_bytes, self.flush_interval = flush_rows, flush_bytes, flush_interval
+        self.writer_id = uuid.uuid4().hex
+        self._seq = 0
+        self._lock = threading.Lock()        # guards the buffers
+        self._flush_lock = threading.Lock()  # serialises flushes (one commit at a time, in order)
+        self._rows: dict[str, list[tuple]] = {"executions": [], "messages": [], "attacks": [], "configs": []}
+        self._bytes = 0
+        self._retry: _Batch | None = None
+        self._closed = False
+        self._last_flush = time.monotonic()
+        self._background_error: BaseException | None = None
+        self._register_config()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if flush_interval:
+            self._thread = threading.Thread(target=self._flusher, name=f"warehouse-flusher-{self.writer_id[:8]}", daemon=True)
+            self._thread.start()
+
+    # -- config --------------------------------------------------------------------------------
+    def _register_config(self) -> None:
+        """Store configs/<hash>.yaml once; a different config under the same hash is an error."""
+        path = f"configs/{self.config_hash}.yaml"
+        store = self.wh.store
+        created_at = datetime.now(timezone.utc)
+        if not store.exists(path):
+            store.put_if_absent(path, self.config.to_yaml(created_at).encode("utf-8"))
+        existing = RunConfig.from_yaml(store.read_bytes(path).decode("utf-8"))
+        if existing.canonical() != self.config.canonical():
+            raise ConfigHashCollision(
+                f"config hash {self.config_hash} already belongs to a different config "
+                f"(stored in {path}: {existing.canonical()[:200]}); this config: {self.config.canonical()[:200]}. "
+                "Change any field of the config (e.g. add a 'variant' key) to get a new hash."
+            )
+        if not self.wh.snapshot.table_files("configs", {"config_hash": self.config_hash}):
+            c = self.config
+            self._rows["configs"].append((
+                c.dataset["type"], c.agent["type"], c.attack["type"] if c.attack else None,
+                records.json_text("dataset", c.dataset["config"]), records.json_text("agent", c.agent["config"]),
+                records.json_text("attack", c.attack["config"]) if c.attack else None,
+                c.canonical(), HASH_SCHEME, created_at,
+            ))
+
+    # -- adding --------------------------------------------------------------------------------
+    def add_execution(
+        self, *, task_id: str, messages: Any = None, usage: dict[str, Any] | None = None,
+        benign_score: float | None = None, attack_score: float | None = None, attacks: Any = None,
+        metadata: Any = None, trace_id: str | None = None, span_id: str | None = None,
+        started_at: Any = None, finished_at: Any = None, model: str | None = None,
+        scores: dict[str, float] | None = None, execution_id: str | None = None, sample: int | None = None,
+        group: str | None = None, status: str | None = None, error: str | None = None,
+        reward: float | None = None, advantages: Any = None, duration_ms: float | None = None,
+        **unknown: Any,
+    ) -> str:
+        """Buffer one finished task execution with its messages and attacks; returns its execution_id.
+
+        Scores are finite numbers (utility `benign_score`, attack success `attack_score`, any extra in
+        `scores`); `usage` holds token counts, requests, tool_calls and cost; timestamps are datetimes
+        (naive = UTC) or ISO-8601 strings. Raises InvalidRecord naming the field for any bad value,
+        before anything is buffered.
+        """
+        if self._closed:
+            raise WarehouseError("this writer is closed")
+        if unknown:
+            raise InvalidRecord(f"add_execution() got unknown field(s) {sorted(unknown)}")
+        eid = records.ident("execution_id", execution_id, required=False) or uuid.uuid4().hex
+        if status is None:
+            status = "failed" if error else "completed"
+        if status not in _STATUSES:
+            raise InvalidRecord(f"status must be one of {_STATUSES}, got {status!r}")
+        started = records.timestamp("started_at", started_at)
+        finished = records.timestamp("finished_at", finished_at) or datetime.now(timezone.utc)
+        if duration_ms is None and started is not None:
+            duration_ms = (finished - started).total_seconds() * 1000.0
+        row = (
+            eid, records.ident("task_id", task_id), self.run_id, records.integer("sample", sample),
+            records.text("group", group), status, records.text("error", error), 0, started, finished,
+            records.score("duration_ms", duration_ms), records.text("trace_id", trace_id),
+            records.text("span_id", span_id), records.text("model", model),
+            *records.usage(usage), records.score("benign_score", benign_score),
+            records.score("attack_score", attack_score), records.score("reward", reward),
+            records.float_list("advantages", advantages), records.score_map(scores),
+            records.json_text("metadata", metadata),
+        )
+        msg_rows = records.messages(eid, messages)
+        attack_rows = records.attacks(eid, attacks)
+        size = 256 + sum(len(r[3] or "") + len(r[4] or "") + len(r[5] or "") for r in msg_rows) + \
+            sum(len(r[3] or "") for r in attack_rows)
+        with self._lock:
+            self._rows["executions"].append(row)
+            self._rows["messages"].extend(msg_rows)
+            self._rows["attacks"].extend(attack_rows)
+            self._bytes += size
+            due = len(self._rows["executions"]) >= self.flush_rows or self._bytes >= self.flush_bytes
+        if due:
+            self.flush()
+        return eid
+
+    # -- flushing ------------------------------------------------------------------------------
+    @property
+    def buffered_rows(self) -> int:
+        """Executions buffered and not yet committed (including a batch waiting for retry)."""
+        with self._lock:
+            n = len(self._rows["executions"])
+        r = self._retry
+        return n + (len(r.rows["executions"]) if r else 0)
+
+    def _take_batch(self) -> _Batch | None:
+        with self._lock:
+            if not any(self._rows[t] for t in ("executions", "messages", "attacks")):
+                return None  # a config row alone waits for the writer's first results
+            rows = self._rows
+            self._rows = {k: [] for k in rows}
+            self._bytes = 0
+        self._seq += 1
+        return _Batch(rows, f"{self.writer_id}:{self._seq}", self.wh.version)
+
+    def _commit_batch(self, batch: _Batch) -> int:
+        if not batch.files:
+            for table_name, rows in batch.rows.items():
+                if rows:
+                    table = build_table(catalog().table(table_name), self.partition, rows)
+                    batch.files.append(write_data_file(self.wh, table_name, self.partition, table))
+        commit = self.wh._commit(operation="append", writer=writer_info(self.writer_id), token=batch.token,
+                                 add=batch.files, token_since=batch.seen_version)
+        return commit.version
+
+    def flush(self) -> int | None:
+        """Write and commit everything buffered; returns the committed version, or None if nothing was.
+
+        A batch whose commit fails stays pending with the same idempotency token and is retried
+        first by the next flush, so it is committed at most once.
+        """
+        with self._flush_lock:
+            version = None
+            if self._retry is not None:
+                version = self._commit_batch(self._retry)
+                self._retry = None
+            batch = self._take_batch()
+            if batch is not None:
+                try:
+                    version = self._commit_batch(batch)
+                except BaseException:
+                    self._retry = batch
+                    raise
+            self._last_flush = time.monotonic()
+            self._background_error = None
+            return version
+
+    def _flusher(self) -> None:
+        interval = float(self.flush_interval or 0)
+        while not self._stop.wait(min(interval, 1.0)):
+            if time.monotonic() - self._last_flush >= interval and self.buffered_rows:
+                try:
+                    self.flush()
+                except Exception as exc:  # kept for close(), which retries and raises
+                    self._background_error = exc
+
+    def close(self) -> int | None:
+        """Flush what is buffered, stop the background flusher; returns the last committed version."""
+        if self._closed:
+            return None
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            return self.flush()
+        finally:
+            self._closed = True
+
+    def __enter__(self) -> "Writer":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
