@@ -221,3 +221,23 @@ def attacks(execution_id: str, value: Any) -> list[tuple]:
         rows.append((execution_id, ident(f"{f}.vector_id", str(vector_id) if isinstance(vector_id, int) else vector_id),
                      text(f"{f}.type", a.get("type")), text(f"{f}.content", content), json_text(f"{f}.metadata", meta)))
     return rows
+
+
+def message_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A `messages` row back to the message dict that was written (the inverse of `messages`)."""
+    out: dict[str, Any] = {"role": row["role"]}
+    out["content"] = json.loads(row["content_parts"]) if row.get("content_parts") is not None else row.get("content")
+    if row.get("tool_calls") is not None:
+        out["tool_calls"] = json.loads(row["tool_calls"])
+    for k in ("tool_call_id", "name", "step", "timestamp", "tokens"):
+        if row.get(k) is not None:
+            out[k] = row[k]
+    meta = json.loads(row["metadata"]) if row.get("metadata") is not None else None
+    if isinstance(meta, dict) and "extra" in meta:
+        extra = meta.pop("extra")
+        out.update(extra)
+        if not meta:
+            meta = None
+    if meta is not None:
+        out["metadata"] = meta
+    return out

@@ -12,8 +12,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from . import reader
-from .errors import NotAWarehouse, ReadOnlyWarehouse, WarehouseError, WarehouseNotFound
+from . import reader, records
+from .errors import ExecutionNotFound, NotAWarehouse, ReadOnlyWarehouse, WarehouseError, WarehouseNotFound
 from .manifest import MANIFEST_DIR, Commit, DataFile, Log, Snapshot, writer_info
 from .schemas import catalog
 from .storage import Store
@@ -154,6 +154,51 @@ class Warehouse:
     def scan(self, table: str, where: Mapping[str, str] | None = None) -> pl.LazyFrame:
         """A Polars LazyFrame over `table`'s files in the cached snapshot (only partitions matching `where`)."""
         return reader.scan(self.store, self._snapshot, table, where)
+
+    def _records(self, query: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        cur = self._connection().execute(query, params or [])
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    def execution(self, execution_id: str) -> dict[str, Any]:
+        """One execution (latest revision) by id or unique id prefix, with `messages` (as written,
+        in order) and `attacks`. Raises ExecutionNotFound if none or several match."""
+        found = self._records("select * from executions where starts_with(execution_id, ?) limit 2", [execution_id])
+        if not found:
+            raise ExecutionNotFound(f"no execution with id {execution_id!r} at version {self.version}")
+        if len(found) > 1 and found[0]["execution_id"] != execution_id:
+            raise ExecutionNotFound(f"execution id prefix {execution_id!r} is ambiguous; give more characters")
+        ex = found[0]
+        eid = ex["execution_id"]
+        part = [ex[c] for c in catalog().partition_columns]
+        pfilter = " and ".join(f"{c} = ?" for c in catalog().partition_columns)
+        msgs = self._records(f"select * from messages where {pfilter} and execution_id = ? order by seq", [*part, eid])
+        ex["messages"] = [records.message_from_row(m) for m in msgs]
+        ex["attacks"] = self._records(f"select vector_id, type, content, metadata from attacks where {pfilter} "
+                                      "and execution_id = ? order by vector_id", [*part, eid])
+        return ex
+
+    def table_summary(self, partitions: bool = False) -> list[dict[str, Any]]:
+        """Files, rows and bytes per table (or per table and partition) from the manifest alone."""
+        groups: dict[tuple, dict[str, Any]] = {}
+        for f in self._snapshot.files.values():
+            key = (f.table, *(f.partition.get(c) for c in catalog().partition_columns)) if partitions else (f.table,)
+            g = groups.setdefault(key, {"table": f.table, "partitions": set(), "files": 0, "rows": 0, "bytes": 0})
+            g["partitions"].add(tuple(sorted(f.partition.items())))
+            g["files"] += 1
+            g["rows"] += f.rows
+            g["bytes"] += f.bytes
+        out = []
+        for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
+            g = groups[key]
+            row = {"table": g["table"]}
+            if partitions:
+                row.update(zip(catalog().partition_columns, key[1:]))
+            else:
+                row["partitions"] = len(g["partitions"])
+            row.update(files=g["files"], rows=g["rows"], bytes=g["bytes"])
+            out.append(row)
+        return out
 
     def scores(self, by: Sequence[str] = ("dataset", "agent", "attack"), where: str | None = None) -> duckdb.DuckDBPyRelation:
         """Utility and attack success rate with 95% Wilson intervals, grouped by `by` (empty = overall).

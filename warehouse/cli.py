@@ -1,0 +1,253 @@
+"""`warehouse ...`: a thin command-line layer; every command is one call of the Python API."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated, Any
+
+import duckdb
+import typer
+from rich import box
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from . import demo as demo_mod
+from .errors import WarehouseError
+from .warehouse import SCORE_GROUPS, Warehouse
+from .warehouse import open as open_warehouse
+
+app = typer.Typer(help="A results warehouse for AI-agent evaluations.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+console = Console()
+if not console.is_terminal:
+    console = Console(width=200)  # piped output: never wrap table cells
+err = Console(stderr=True)
+if not err.is_terminal:
+    err = Console(stderr=True, width=200)
+
+UrlOpt = Annotated[str, typer.Option("--url", "-u", envvar="WAREHOUSE_URL",
+                                     help="Warehouse location: a path or an fsspec URL (env WAREHOUSE_URL).")]
+DEFAULT_URL = "warehouse-data"
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn expected failures into a one-line error and exit code 1, never a traceback."""
+    try:
+        yield
+    except (WarehouseError, duckdb.Error, OSError) as exc:
+        err.print(f"[red]error:[/red] {exc}".splitlines()[0] if isinstance(exc, duckdb.Error) else f"[red]error:[/red] {exc}",
+                  highlight=False, markup=True)
+        raise typer.Exit(1) from None
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return int(v) if v == v.to_integral_value() else float(v)
+    return v
+
+
+def emit(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: Format, title: str | None = None) -> None:
+    """Print rows as a rich table, JSON (a list of objects) or CSV."""
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps([{c: _jsonable(v) for c, v in zip(columns, r)} for r in rows], indent=2) + "\n")
+    elif fmt is Format.csv:
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(columns)
+        w.writerows([[_jsonable(v) for v in r] for r in rows])
+        sys.stdout.write(buf.getvalue())
+    else:
+        t = Table(title=title, header_style="bold")
+        for c in columns:
+            t.add_column(c, justify="right" if rows and isinstance(rows[0][list(columns).index(c)], (int, float, Decimal)) else "left")
+        for r in rows:
+            t.add_row(*(_cell(v) for v in r))
+        console.print(t)
+
+
+def emit_relation(rel: duckdb.DuckDBPyRelation, fmt: Format, title: str | None = None) -> None:
+    emit(rel.columns, rel.fetchall(), fmt, title)
+
+
+def _open(url: str) -> Warehouse:
+    return open_warehouse(url)
+
+
+def print_scores(wh: Warehouse, by: Sequence[str], where: str | None, fmt: Format) -> None:
+    """The scores table: utility and attack success rate with 95% Wilson intervals."""
+    rel = wh.scores(by=by, where=where)
+    cols = rel.columns
+    rows = rel.fetchall()
+    if fmt is not Format.table:
+        emit(cols, rows, fmt)
+        return
+    idx = {c: i for i, c in enumerate(cols)}
+    t = Table(title=f"Scores at version {wh.version}", header_style="bold", box=box.SIMPLE_HEAD)
+    keys = [c for c in cols if c in SCORE_GROUPS]
+    for k in keys:
+        t.add_column(k, no_wrap=True)
+    for c in ("n", "tasks", "utility %", "ASR %", "failed", "tokens", "cost $"):
+        t.add_column(c, justify="right", no_wrap=True)
+
+    def rate(p: Any, lo: Any, hi: Any) -> str:
+        return "—" if p is None else f"{100 * p:.1f} [{100 * lo:.0f}–{100 * hi:.0f}]"
+
+    for r in rows:
+        t.add_row(*(str(r[idx[k]]) for k in keys), str(r[idx["n"]]), str(r[idx["n_tasks"]]),
+                  rate(r[idx["utility"]], r[idx["utility_low"]], r[idx["utility_high"]]),
+                  rate(r[idx["asr"]], r[idx["asr_low"]], r[idx["asr_high"]]), str(r[idx["n_failed"]]),
+                  _compact(r[idx["total_tokens"]]), f"{r[idx['cost']] or 0:.2f}")
+    console.print(t)
+    if fmt is Format.table and any(r[idx["asr"]] is not None for r in rows):
+        console.print("utility = mean benign_score; ASR = attack success rate = mean attack_score; "
+                      "\\[low–high] = 95% Wilson interval", highlight=False)
+
+
+def _compact(n: Any) -> str:
+    n = int(n or 0)
+    for unit, size in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+@app.command()
+def init(url: UrlOpt = DEFAULT_URL) -> None:
+    """Create an empty warehouse at URL (nothing happens if one is already there)."""
+    with user_errors():
+        wh = open_warehouse(url, create=True)
+        console.print(f"warehouse at [bold]{wh.url}[/bold], version {wh.version}")
+
+
+@app.command()
+def demo(url: UrlOpt = DEFAULT_URL,
+         tasks: Annotated[int, typer.Option(min=1, help="Tasks per configuration.")] = 100,
+         processes: Annotated[int, typer.Option(min=1, help="Concurrent writer processes.")] = 2,
+         fresh: Annotated[bool, typer.Option(help="Delete URL first if it is a warehouse.")] = False) -> None:
+    """Run a synthetic prompt-injection campaign (2 datasets x 3 agents x 3 attacks) and show its scores."""
+    with user_errors():
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, transient=True) as bar:
+            job = bar.add_task(f"campaign: {processes} processes", total=len(list(demo_mod.configs())))
+            result = demo_mod.run_campaign(url, tasks=tasks, processes=processes, fresh=fresh,
+                                           progress=lambda done, total: bar.update(job, completed=done))
+        wh = _open(url)
+        print_scores(wh, ["agent", "attack"], None, Format.table)
+        console.print(
+            f"{result.executions:,} executions of {result.configs} configurations written by {result.processes} "
+            f"processes in {result.seconds:.1f} s; warehouse at [bold]{wh.store.root}[/bold] (version {wh.version}).\n"
+            f"Try: warehouse scores --url {url} --by dataset,agent,attack   |   "
+            f"warehouse sql --url {url} \"select * from scores\""
+        )
+
+
+@app.command("ls")
+def ls(url: UrlOpt = DEFAULT_URL,
+       partitions: Annotated[bool, typer.Option("--partitions", "-p", help="One line per partition.")] = False,
+       fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table) -> None:
+    """Tables (or partitions) with their files, rows and bytes."""
+    with user_errors():
+        wh = _open(url)
+        rows = wh.table_summary(partitions=partitions)
+        cols = list(rows[0]) if rows else ["table", "partitions", "files", "rows", "bytes"]
+        emit(cols, [list(r.values()) for r in rows], fmt, title=f"{wh.url} at version {wh.version}")
+
+
+@app.command()
+def show(execution_id: Annotated[str, typer.Argument(help="Execution id or a unique prefix of it.")],
+         url: UrlOpt = DEFAULT_URL) -> None:
+    """One execution as a readable conversation, with scores and usage."""
+    with user_errors():
+        ex = _open(url).execution(execution_id)
+    head = Table.grid(padding=(0, 2))
+    for k in ("execution_id", "task_id", "dataset", "agent", "attack", "config_hash", "run_id", "model", "status",
+              "error", "benign_score", "attack_score", "started_at", "finished_at", "duration_ms", "input_tokens",
+              "output_tokens", "total_tokens", "requests", "tool_calls", "cost", "trace_id", "span_id"):
+        if ex.get(k) is not None:
+            head.add_row(Text(k, style="bold"), _cell(ex[k]))
+    if ex.get("scores"):
+        head.add_row(Text("scores", style="bold"), json.dumps(dict(ex["scores"])))
+    if ex.get("metadata"):
+        head.add_row(Text("metadata", style="bold"), ex["metadata"])
+    console.print(Panel(head, title="execution"))
+    colors = {"system": "magenta", "user": "green", "assistant": "cyan", "tool": "yellow"}
+    for i, m in enumerate(ex["messages"]):
+        body = Text()
+        content = m.get("content")
+        if isinstance(content, str):
+            body.append(content)
+        elif content is not None:
+            for part in content:
+                body.append(part.get("text", json.dumps(part)) if isinstance(part, dict) else str(part))
+                body.append("\n")
+        for call in m.get("tool_calls") or []:
+            fn = call.get("function", call)
+            body.append(f"\n→ {fn.get('name')}({fn.get('arguments', '')})  [{call.get('id', '')}]", style="bold")
+        title = m["role"] + (f" · {m['name']}" if m.get("name") else "") + (f" · {m['tool_call_id']}" if m.get("tool_call_id") else "")
+        console.print(Panel(body, title=f"[{i}] {title}", title_align="left", border_style=colors.get(m["role"], "white")))
+    for a in ex["attacks"]:
+        console.print(Panel(Text(a["content"] or ""), title=f"attack {a['vector_id']} ({a['type']})", border_style="red"))
+
+
+@app.command()
+def sql(query: Annotated[str, typer.Argument(help="SQL over the views: executions, messages, attacks, configs, scores.")],
+        url: UrlOpt = DEFAULT_URL,
+        fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table) -> None:
+    """Run SQL over the current snapshot and print the result."""
+    with user_errors():
+        emit_relation(_open(url).sql(query), fmt)
+
+
+@app.command()
+def scores(url: UrlOpt = DEFAULT_URL,
+           by: Annotated[str, typer.Option(help=f"Comma-separated grouping: {', '.join(SCORE_GROUPS)} or 'all'.")] = "dataset,agent,attack",
+           where: Annotated[str | None, typer.Option(help="SQL condition over executions, e.g. \"dataset = 'agentdojo'\".")] = None,
+           fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table) -> None:
+    """Utility and attack success rate per group, with 95% Wilson intervals."""
+    with user_errors():
+        print_scores(_open(url), by.split(","), where, fmt)
+
+
+@app.command()
+def history(url: UrlOpt = DEFAULT_URL, limit: Annotated[int | None, typer.Option(help="Newest N commits.")] = None,
+            fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table) -> None:
+    """The commit log, newest first: version, time, operation, writer, files and rows added/removed."""
+    with user_errors():
+        wh = _open(url)
+        rows = [[c.version, c.committed_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], c.operation,
+                 f"{c.writer.get('host', '')}:{c.writer.get('pid', '')}", c.files_added, c.rows_added, c.files_removed,
+                 ",".join(c.tables)] for c in wh.history(limit)]
+        emit(["version", "committed_at (UTC)", "operation", "writer", "files+", "rows+", "files-", "tables"], rows, fmt)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
