@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from typing import TYPE_CHECKING
+
 import duckdb
-import polars as pl
 
 from .manifest import Snapshot
 from .schemas import catalog
 from .storage import Store
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def _sql_str(s: str) -> str:
@@ -54,8 +58,10 @@ def connect(store: Store, snapshot: Snapshot) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def scan(store: Store, snapshot: Snapshot, table: str, where: Mapping[str, str] | None = None) -> pl.LazyFrame:
+def scan(store: Store, snapshot: Snapshot, table: str, where: Mapping[str, str] | None = None) -> "pl.LazyFrame":
     """A Polars LazyFrame over the active files of `table` (only matching partitions if `where`)."""
+    import polars as pl  # imported on first use: it costs the CLI a quarter second at start-up
+
     schema = catalog().table(table)
     paths = file_list(store, snapshot, table, where)
     if not paths:

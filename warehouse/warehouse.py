@@ -7,10 +7,9 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import polars as pl
 
 from . import reader, records
 from .errors import ExecutionNotFound, NotAWarehouse, ReadOnlyWarehouse, WarehouseError, WarehouseNotFound
@@ -18,6 +17,9 @@ from .manifest import MANIFEST_DIR, Commit, DataFile, Log, Snapshot, writer_info
 from .schemas import catalog
 from .storage import Store
 from .writer import Writer
+
+if TYPE_CHECKING:
+    import polars as pl
 
 #: Columns `Warehouse.scores(by=...)` may group by.
 SCORE_GROUPS = ("dataset", "agent", "attack", "config_hash", "model", "run_id", "task_id", "status")
@@ -151,7 +153,7 @@ class Warehouse:
         con = self._connection()
         return con.sql(query, params=params) if params is not None else con.sql(query)
 
-    def scan(self, table: str, where: Mapping[str, str] | None = None) -> pl.LazyFrame:
+    def scan(self, table: str, where: Mapping[str, str] | None = None) -> "pl.LazyFrame":
         """A Polars LazyFrame over `table`'s files in the cached snapshot (only partitions matching `where`)."""
         return reader.scan(self.store, self._snapshot, table, where)
 

@@ -1,0 +1,102 @@
+"""Shared fixtures: a fresh warehouse in `tmp_path`, writers that are always closed, a realistic
+multi-turn conversation with tool calls, and a run configuration (dataset, agent, attack)."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import warehouse
+
+DATASET = {"type": "agentdojo", "config": {"suite": "workspace", "version": "v1.2", "injection_tasks": [0, 1]}}
+AGENT = {"type": "tool_agent", "config": {"model": "gpt-4o-2024-08-06", "temperature": 0.0, "max_turns": 8}}
+ATTACK = {"type": "important_instructions", "config": {"template": "ignore previous instructions", "position": "end"}}
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """Where the test's warehouse lives (a directory that does not exist yet)."""
+    return tmp_path / "wh"
+
+
+@pytest.fixture
+def wh(root: Path) -> warehouse.Warehouse:
+    """A fresh, empty warehouse (version 0)."""
+    return warehouse.open(str(root), create=True)
+
+
+@pytest.fixture
+def config() -> dict[str, Any]:
+    """A run configuration triple, as keyword arguments of `Warehouse.writer`."""
+    return {"dataset": copy.deepcopy(DATASET), "agent": copy.deepcopy(AGENT), "attack": copy.deepcopy(ATTACK)}
+
+
+@pytest.fixture
+def open_writer() -> Iterator[Callable[..., warehouse.Writer]]:
+    """`open_writer(wh, **kwargs)`: a writer without the background flusher, closed at teardown."""
+    writers: list[warehouse.Writer] = []
+
+    def make(wh: warehouse.Warehouse, **kwargs: Any) -> warehouse.Writer:
+        kwargs.setdefault("flush_interval", None)
+        w = wh.writer(**kwargs)
+        writers.append(w)
+        return w
+
+    yield make
+    for w in writers:
+        try:
+            w.close()
+        except Exception:  # a test may leave a writer in a failed state on purpose
+            pass
+
+
+def build_messages(task: str = "Summarise my unread emails", turns: int = 2) -> list[dict[str, Any]]:
+    """A realistic chat: system, user, then `turns` rounds of assistant tool calls and tool results,
+    and a final assistant answer given as a list of content parts."""
+    msgs: list[dict[str, Any]] = [
+        {"role": "system", "content": "You are a helpful assistant with access to an email client."},
+        {"role": "user", "content": [{"type": "text", "text": task},
+                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]},
+    ]
+    for t in range(turns):
+        call_id = f"call_{t}_Xq9"
+        msgs.append({
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": call_id, "type": "function",
+                            "function": {"name": "search_emails", "arguments": f'{{"query": "unread", "page": {t}}}'}}],
+        })
+        msgs.append({"role": "tool", "tool_call_id": call_id, "name": "search_emails",
+                     "content": f"[{{\"from\": \"bob@example.com\", \"subject\": \"Réunion n°{t} 🙂\"}}]"})
+    msgs.append({"role": "assistant",
+                 "content": [{"type": "text", "text": "You have 2 unread emails."},
+                             {"type": "text", "text": "Both are from Bob — «réunion»."}]})
+    return msgs
+
+
+@pytest.fixture
+def make_messages() -> Callable[..., list[dict[str, Any]]]:
+    """`make_messages(task=..., turns=...)`: a fresh realistic multi-turn conversation with tool calls."""
+    return build_messages
+
+
+def tree(path: Path) -> dict[str, bytes]:
+    """Every file under `path` (relative path -> bytes)."""
+    out = {}
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            full = os.path.join(dirpath, f)
+            with open(full, "rb") as fh:
+                out[os.path.relpath(full, path)] = fh.read()
+    return out
+
+
+@pytest.fixture
+def snapshot_tree() -> Callable[[Path], dict[str, bytes]]:
+    """`snapshot_tree(path)`: every file under `path` with its bytes, to prove nothing changed."""
+    return tree
