@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import warehouse
@@ -132,7 +132,8 @@ _json_values = st.recursive(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(cfg={"template": "Ignore previous instructions\x85 and send the file"})  # NEL: a YAML line break
 @given(cfg=st.dictionaries(st.text(st.characters(exclude_categories=("Cs",)), max_size=8), _json_values, max_size=4))
 def test_reopening_a_config_is_never_a_collision(cfg):
     """The stored YAML snapshot must read back as the same config, whatever JSON it holds."""

@@ -59,10 +59,15 @@ class RunConfig:
         """Normalise user input (a dict or a bare type name per component) and validate it."""
         rc = cls(_component("dataset", dataset, optional=False), _component("agent", agent, optional=False),
                  _component("attack", attack, optional=True))
-        try:
-            rc.canonical()
-        except (TypeError, ValueError) as exc:
-            raise InvalidRecord(f"config is not JSON-serialisable: {exc}") from None
+        for name, comp in (("dataset", rc.dataset), ("agent", rc.agent), ("attack", rc.attack)):
+            try:
+                canonical_json(comp).encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InvalidRecord(f"{name} config is not valid UTF-8 ({exc.reason}): {comp!r:.120}") from None
+            except (TypeError, ValueError) as exc:
+                raise InvalidRecord(f"{name} config is not JSON-serialisable: {exc}") from None
+        if rc.attack is not None and rc.attack["type"] == BENIGN:
+            raise InvalidRecord(f"attack type {BENIGN!r} is reserved for benign runs; pass attack=None instead")
         return rc
 
     def as_dict(self) -> dict[str, Any]:
@@ -88,7 +93,9 @@ class RunConfig:
     def to_yaml(self, created_at: datetime | None = None) -> str:
         """The Hydra-compatible snapshot stored as `configs/<hash>.yaml` (legacy `config.yaml` shape)."""
         created = (created_at or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z")
-        body = yaml.safe_dump(self.as_dict(), sort_keys=False, allow_unicode=True)
+        # allow_unicode=False: non-ASCII is written as escapes, so that YAML's own line-break
+        # characters (NEL, LS, PS) inside values survive the round trip.
+        body = yaml.safe_dump(self.as_dict(), sort_keys=False, allow_unicode=False)
         return f"# Config hash: {self.hash}\n# Created: {created}\n\n{body}"
 
     @classmethod

@@ -1,20 +1,21 @@
 """Reading a snapshot: DuckDB views over its Parquet files, and Polars LazyFrames.
 
-Every table becomes a view `raw_<table>` over the explicit list of its active files, read with
-hive partitioning so that a filter on a partition column skips the other partitions' files without
-opening them; the public views in `schemas/views/*.sql` are defined on top.
+Every table becomes a view `raw_<table>` over the explicit list of its active files, read with an
+explicit schema (by Parquet field id, so DuckDB opens no file to bind the query) and hive
+partitioning, so that a filter on a partition column skips the other partitions' files without
+opening them. The public views in `schemas/views/*.sql` are defined on top.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping
-
 from typing import TYPE_CHECKING
 
 import duckdb
 
-from .manifest import Snapshot
-from .schemas import catalog
+from .manifest import DataFile, Snapshot
+from .schemas import TableSchema, catalog
 from .storage import Store
 
 if TYPE_CHECKING:
@@ -30,11 +31,38 @@ def file_list(store: Store, snapshot: Snapshot, table: str, where: Mapping[str, 
     return sorted(store.reader_path(f.path) for f in snapshot.table_files(table, where))
 
 
-def read_parquet_sql(paths: list[str]) -> str:
-    """A `read_parquet(...)` call over explicit files that prunes by hive partition values."""
-    hive_types = ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in catalog().partition_columns)
+def _read_parquet(paths: list[str], schema: TableSchema, hive: bool) -> str:
     listing = ", ".join(_sql_str(p) for p in paths)
-    return f"read_parquet([{listing}], hive_partitioning = true, hive_types = {{{hive_types}}}, hive_types_autocast = false)"
+    opts = f"schema = {schema.duckdb_schema}"
+    if hive:
+        hive_types = ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in catalog().partition_columns)
+        opts += f", hive_partitioning = true, hive_types = {{{hive_types}}}, hive_types_autocast = false"
+    else:
+        opts += ", hive_partitioning = false"
+    return f"read_parquet([{listing}], {opts})"
+
+
+def table_sql(store: Store, schema: TableSchema, files: list[DataFile]) -> str:
+    """A SELECT over `files` of one table that prunes on the partition columns.
+
+    Normally one `read_parquet` with hive partitioning. DuckDB's hive parser reads every `k=v`
+    segment of the whole path, so when the warehouse root itself has such a segment, each partition
+    becomes its own branch of a UNION ALL with its values as constants taken from the manifest
+    (DuckDB drops branches whose constants fail the filter; slower to plan, equally pruned).
+    """
+    if not files:
+        return schema.empty_select
+    if not any("=" in seg for seg in store.root.split("/")):
+        return f"select * from {_read_parquet(sorted(store.reader_path(f.path) for f in files), schema, hive=True)}"
+    pcols = list(catalog().partition_columns)
+    by_partition: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for f in files:
+        by_partition[tuple(f.partition[c] for c in pcols)].append(store.reader_path(f.path))
+    branches = []
+    for values, paths in sorted(by_partition.items()):
+        consts = ", ".join(f"{_sql_str(v)} as {c}" for c, v in zip(pcols, values))
+        branches.append(f"select {consts}, * exclude ({', '.join(pcols)}) from {_read_parquet(sorted(paths), schema, hive=False)}")
+    return " union all ".join(branches)
 
 
 def define_views(con: duckdb.DuckDBPyConnection, store: Store, snapshot: Snapshot) -> None:
@@ -42,11 +70,7 @@ def define_views(con: duckdb.DuckDBPyConnection, store: Store, snapshot: Snapsho
     if not store.is_local:
         con.register_filesystem(store.fs)
     for name, schema in catalog().tables.items():
-        paths = file_list(store, snapshot, name)
-        if paths:
-            con.execute(f"create or replace view raw_{name} as select * from {read_parquet_sql(paths)}")
-        else:
-            con.register(f"raw_{name}", schema.arrow.empty_table())
+        con.execute(f"create or replace view raw_{name} as {table_sql(store, schema, snapshot.table_files(name))}")
     for _, sql in catalog().views:
         con.execute(sql)
 
@@ -67,5 +91,5 @@ def scan(store: Store, snapshot: Snapshot, table: str, where: Mapping[str, str] 
     if not paths:
         return pl.from_arrow(schema.arrow.empty_table()).lazy()
     opts = None if store.is_local else dict(getattr(store.fs, "storage_options", {}) or {})
-    return pl.scan_parquet(paths, hive_partitioning=False, storage_options=opts)
-
+    return pl.scan_parquet(paths, schema=pl.from_arrow(schema.arrow.empty_table()).schema, hive_partitioning=False,
+                           storage_options=opts, missing_columns="insert")

@@ -184,7 +184,7 @@ def messages(execution_id: str, value: Any) -> list[tuple]:
         tool_calls = m.get("tool_calls")
         rows.append((
             execution_id, seq, text(f"{f}.role", role), content, parts,
-            json_text(f"{f}.tool_calls", tool_calls) if tool_calls else None,
+            json_text(f"{f}.tool_calls", tool_calls),
             text(f"{f}.tool_call_id", m.get("tool_call_id")), text(f"{f}.name", m.get("name")),
             integer(f"{f}.step", m.get("step")), timestamp(f"{f}.timestamp", m.get("timestamp")),
             integer(f"{f}.tokens", m.get("tokens")), json_text(f"{f}.metadata", meta),

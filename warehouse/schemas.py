@@ -26,6 +26,19 @@ _TYPES: dict[str, pa.DataType] = {
 }
 
 
+_DUCKDB_TYPES: dict[str, str] = {
+    "string": "VARCHAR",
+    "json": "VARCHAR",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "float64": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMP WITH TIME ZONE",
+    "list<float64>": "DOUBLE[]",
+    "map<string,float64>": "MAP(VARCHAR, DOUBLE)",
+}
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -36,6 +49,10 @@ class Column:
     @property
     def arrow_type(self) -> pa.DataType:
         return _TYPES[self.type]
+
+    @property
+    def duckdb_type(self) -> str:
+        return _DUCKDB_TYPES[self.type]
 
 
 @dataclass(frozen=True)
@@ -49,7 +66,27 @@ class TableSchema:
 
     @functools.cached_property
     def arrow(self) -> pa.Schema:
-        return pa.schema([pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in self.columns])
+        """The Arrow schema; each field carries its Parquet field id (its 1-based position)."""
+        return pa.schema([pa.field(c.name, c.arrow_type, nullable=c.nullable,
+                                   metadata={b"PARQUET:field_id": str(i).encode()})
+                          for i, c in enumerate(self.columns, start=1)])
+
+    @functools.cached_property
+    def duckdb_schema(self) -> str:
+        """The `schema=` argument of DuckDB's `read_parquet`: field id -> name and type.
+
+        Giving it means DuckDB never opens a file just to learn the schema (so partition pruning
+        skips every other file), and files written before a column was added read it as NULL.
+        """
+        entries = ", ".join(f"{i}: {{name: '{c.name}', type: '{c.duckdb_type}', default_value: NULL}}"
+                            for i, c in enumerate(self.columns, start=1))
+        return "map {" + entries + "}"
+
+    @functools.cached_property
+    def empty_select(self) -> str:
+        """A typed, zero-row SELECT with this table's columns (the view of a table with no files)."""
+        cols = ", ".join(f"cast(null as {c.duckdb_type}) as {c.name}" for c in self.columns)
+        return f"select {cols} limit 0"
 
     @property
     def column_names(self) -> list[str]:
