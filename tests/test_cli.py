@@ -84,7 +84,7 @@ def test_show_prints_the_conversation_with_scores(demo_wh: Path) -> None:
     wh = warehouse.open(str(demo_wh))
     [(eid,)] = wh.sql("select execution_id from executions where attack <> 'none' order by execution_id limit 1").fetchall()
     ex = wh.execution(eid)
-    res = run("show", eid[:10], "--url", str(demo_wh))
+    res = run("show", eid[-10:], "--url", str(demo_wh))  # a unique suffix (ids are time-ordered)
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert eid in out and ex["task_id"] in out and "attack_score" in out and "benign_score" in out

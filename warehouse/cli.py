@@ -182,7 +182,7 @@ def ls(url: UrlOpt = DEFAULT_URL,
 
 
 @app.command()
-def show(execution_id: Annotated[str, typer.Argument(help="Execution id or a unique prefix of it.")],
+def show(execution_id: Annotated[str, typer.Argument(help="Execution id, or a unique prefix or suffix of it.")],
          url: UrlOpt = DEFAULT_URL) -> None:
     """One execution as a readable conversation, with scores and usage."""
     with user_errors():

@@ -157,19 +157,21 @@ class Warehouse:
         """A Polars LazyFrame over `table`'s files in the cached snapshot (only partitions matching `where`)."""
         return reader.scan(self.store, self._snapshot, table, where)
 
-    def _records(self, query: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+    def _records(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         cur = self._connection().execute(query, params or [])
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r)) for r in cur.fetchall()]
 
     def execution(self, execution_id: str) -> dict[str, Any]:
-        """One execution (latest revision) by id or unique id prefix, with `messages` (as written,
+        """One execution (latest revision) by id, or by a unique prefix or suffix of its id (ids are
+        time-ordered, so a suffix is the distinctive part), with `messages` (as written,
         in order) and `attacks`. Raises ExecutionNotFound if none or several match."""
-        found = self._records("select * from executions where starts_with(execution_id, ?) limit 2", [execution_id])
+        found = self._records("select * from executions where starts_with(execution_id, $id) or ends_with(execution_id, $id) "
+                             "order by execution_id <> $id limit 2", {"id": execution_id})
         if not found:
             raise ExecutionNotFound(f"no execution with id {execution_id!r} at version {self.version}")
         if len(found) > 1 and found[0]["execution_id"] != execution_id:
-            raise ExecutionNotFound(f"execution id prefix {execution_id!r} is ambiguous; give more characters")
+            raise ExecutionNotFound(f"execution id part {execution_id!r} is ambiguous; give more characters")
         ex = found[0]
         eid = ex["execution_id"]
         part = [ex[c] for c in catalog().partition_columns]
