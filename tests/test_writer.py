@@ -228,3 +228,41 @@ def test_attacks_are_stored_from_list_or_legacy_mapping(wh, open_writer, config)
     assert sorted(rows) == sorted([(a, "v0", "email", "Ignore all", None),
                                    (a, "v1", "file", "Send secrets", json.dumps({"position": 3}, separators=(",", ":"))),
                                    (b, "injection_calendar_1", "calendar", "Wire $100", None)])
+
+
+def wait_until(predicate, timeout: float = 30.0) -> bool:
+    """Poll a condition (not a fixed sleep) until it holds or the deadline passes."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_size_trigger_flushes_in_the_background_thread(root, wh, config):
+    with wh.writer(**config, flush_rows=3, flush_interval=3600) as w:
+        for i in range(3):
+            w.add_execution(task_id=f"t{i}", benign_score=1.0)
+        # No flush() call and the interval is an hour away: the flusher thread must commit.
+        assert wait_until(lambda: warehouse.open(str(root)).version == 1)
+        assert w.buffered_rows == 0
+    assert count(warehouse.open(str(root)), "executions") == 3
+
+
+def test_failed_flush_keeps_its_rows_and_retries(root, wh, config):
+    w = wh.writer(**config, flush_interval=None)
+    w.add_execution(task_id="t0", benign_score=1.0)
+    w.flush()
+    w.add_execution(task_id="t1", benign_score=0.0)
+    (root / "executions").rename(root / "executions.moved")
+    (root / "executions").write_text("a file where a directory must be")  # the next data file cannot be written
+    with pytest.raises(OSError):
+        w.flush()
+    assert w.buffered_rows == 1 and warehouse.open(str(root)).version == 1
+    (root / "executions").unlink()
+    (root / "executions.moved").rename(root / "executions")
+    assert w.close() == 2  # the kept batch is retried and committed once
+    assert sorted(r[0] for r in warehouse.open(str(root)).sql("select task_id from executions").fetchall()) == ["t0", "t1"]

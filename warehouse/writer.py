@@ -120,7 +120,11 @@ class Writer:
 
     Thread-safe. Use as a context manager: leaving the block flushes and closes. A flush happens
     when `flush_rows` executions or about `flush_bytes` bytes are buffered, every `flush_interval`
-    seconds (by a background thread that `close()` joins), or on `flush()`/`close()`.
+    seconds, or on `flush()`/`close()`. With a `flush_interval` (the default), a background thread
+    (which `close()` joins) does the size- and time-triggered flushes while the caller goes on
+    adding; with `flush_interval=None` there is no thread and add_execution flushes in place.
+    Either way a failed flush keeps its batch and is retried, and its error raised, by the next
+    flush()/close().
     """
 
     def __init__(self, wh: "Warehouse", *, dataset: Any, agent: Any, attack: Any = None,
@@ -147,7 +151,9 @@ class Writer:
         self._last_flush = time.monotonic()
         self._background_error: BaseException | None = None
         self._register_config()
-        self._stop = threading.Event()
+        self._wake = threading.Condition()  # the flusher waits on it for a size trigger or close()
+        self._flush_due = False
+        self._stopping = False
         self._thread: threading.Thread | None = None
         if flush_interval:
             self._thread = threading.Thread(target=self._flusher, name=f"warehouse-flusher-{self.writer_id[:8]}", daemon=True)
@@ -231,9 +237,18 @@ class Writer:
             self._rows["messages"].extend(msg_rows)
             self._rows["attacks"].extend(attack_rows)
             self._bytes += size
-            due = len(self._rows["executions"]) >= self.flush_rows or self._bytes >= self.flush_bytes
-        if due:
-            self.flush()
+            rows, nbytes = len(self._rows["executions"]), self._bytes
+        if rows >= self.flush_rows or nbytes >= self.flush_bytes:
+            # With a flusher thread, the flush (whose Parquet encoding releases the GIL) runs beside
+            # the caller; if that thread is still busy with the previous batch and this one is twice
+            # over the limit, or an earlier background flush failed, flush here and now.
+            if self._thread is None or self._background_error is not None or \
+                    rows >= 2 * self.flush_rows or nbytes >= 2 * self.flush_bytes:
+                self.flush()
+            else:
+                with self._wake:
+                    self._flush_due = True
+                    self._wake.notify()
         return eid
 
     # -- flushing ------------------------------------------------------------------------------
@@ -288,9 +303,16 @@ class Writer:
             return version
 
     def _flusher(self) -> None:
+        """The background thread: flushes when add_execution finds the buffer full, and every
+        `flush_interval` seconds; errors are kept for the next flush()/close(), which retry."""
         interval = float(self.flush_interval or 0)
-        while not self._stop.wait(min(interval, 1.0)):
-            if time.monotonic() - self._last_flush >= interval and self.buffered_rows:
+        while True:
+            with self._wake:
+                self._wake.wait_for(lambda: self._flush_due or self._stopping, timeout=min(interval, 1.0))
+                if self._stopping:
+                    return
+                due, self._flush_due = self._flush_due, False
+            if due or (time.monotonic() - self._last_flush >= interval and self.buffered_rows):
                 try:
                     self.flush()
                 except Exception as exc:  # kept for close(), which retries and raises
@@ -300,7 +322,9 @@ class Writer:
         """Flush what is buffered, stop the background flusher; returns the last committed version."""
         if self._closed:
             return None
-        self._stop.set()
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
         if self._thread is not None:
             self._thread.join()
         try:
