@@ -98,11 +98,19 @@ def write_data_file(wh: "Warehouse", table_name: str, partition: dict[str, str],
     """Write one immutable Parquet file; it stays invisible until a commit adds it."""
     schema = catalog().table(table_name)
     rel = f"{partition_dir(table_name, partition, list(catalog().partition_columns))}/{new_data_file_name()}"
-    buf = io.BytesIO()
-    pq.write_table(table, buf, **PARQUET_OPTIONS)
-    data = buf.getvalue()
-    wh.store.write_bytes(rel, data)
-    return DataFile(table_name, rel, dict(partition), table.num_rows, len(data), file_stats(table, schema.stats_columns))
+    store = wh.store
+    if store.is_local:
+        # Straight to the file: no second copy of the encoded bytes in memory.
+        path = store.full(rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        pq.write_table(table, path, **PARQUET_OPTIONS)
+        size = os.path.getsize(path)
+    else:
+        buf = io.BytesIO()
+        pq.write_table(table, buf, **PARQUET_OPTIONS)
+        size = buf.tell()
+        store.write_bytes(rel, buf.getbuffer())
+    return DataFile(table_name, rel, dict(partition), table.num_rows, size, file_stats(table, schema.stats_columns))
 
 
 @dataclass

@@ -19,6 +19,7 @@ import os
 import sys
 
 import warehouse
+import warehouse.writer as writer_module
 from warehouse.storage import Store
 
 CONFIG = {"dataset": {"type": "agentdojo", "config": {}}, "agent": {"type": "crashy", "config": {}}}
@@ -38,13 +39,14 @@ def main() -> None:
         return current == pause_at
 
     if mode == "after_data_file":
-        write_bytes = Store.write_bytes
+        write_data_file = writer_module.write_data_file
 
-        def hooked_write_bytes(self, rel, data):
-            write_bytes(self, rel, data)
-            if armed() and rel.endswith(".parquet"):
+        def hooked_write_data_file(*args, **kwargs):
+            written = write_data_file(*args, **kwargs)
+            if armed():
                 pause()
-        Store.write_bytes = hooked_write_bytes
+            return written
+        writer_module.write_data_file = hooked_write_data_file
     elif mode in ("before_commit", "after_commit"):
         put_if_absent = Store.put_if_absent
 
