@@ -46,6 +46,20 @@ def text(field: str, value: Any, *, required: bool = False) -> str | None:
     return value
 
 
+def opt_text(field: str, value: Any) -> str | None:
+    """`text` with an exact-type fast path for None and ASCII strings (the hot path's common case)."""
+    if value is None or (value.__class__ is str and value.isascii()):
+        return value
+    return text(field, value)
+
+
+def opt_score(field: str, value: Any) -> float | None:
+    """`score` with a fast path for None and finite floats (`v - v` is NaN for NaN and infinities)."""
+    if value is None or (value.__class__ is float and value - value == 0.0):
+        return value
+    return score(field, value)
+
+
 def ident(field: str, value: Any, *, required: bool = True) -> str | None:
     """An id: a non-empty string of at most MAX_ID_LENGTH characters."""
     v = text(field, value, required=required)
@@ -119,9 +133,14 @@ def json_text(field: str, value: Any) -> str | None:
 
 
 def timestamp(field: str, value: Any) -> datetime | None:
-    """A timezone-aware UTC datetime from a datetime (naive = UTC), an ISO-8601 string or epoch seconds."""
+    """A timezone-aware datetime from a datetime (naive = UTC), an ISO-8601 string or epoch seconds.
+
+    Aware datetimes are kept in their zone (Arrow stores the instant in UTC).
+    """
     if value is None:
         return None
+    if value.__class__ is datetime:
+        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, str):
@@ -166,7 +185,13 @@ def score_map(value: Mapping[str, Any] | None) -> list[tuple[str, float]] | None
         return None
     if not isinstance(value, Mapping):
         raise InvalidRecord(f"scores must be a dict of name -> number, got {type(value).__name__}")
-    return [(text("scores key", k, required=True), score(f"scores[{k!r}]", v)) for k, v in value.items()]
+    items = list(value.items())
+    for i, (k, v) in enumerate(items):
+        if k.__class__ is not str or not k.isascii():
+            text("scores key", k, required=True)
+        if v.__class__ is not float or v - v != 0.0:
+            items[i] = (k, score(f"scores[{k!r}]", v))
+    return items
 
 
 def float_list(field: str, value: Any) -> list[float] | None:

@@ -69,7 +69,8 @@ def build_table(schema: TableSchema, partition: dict[str, str], rows: list[tuple
     n = len(rows)
     npart = len(catalog().partition_columns)
     fields = list(schema.arrow)
-    arrays: list[pa.Array] = [pa.repeat(pa.scalar(partition[f.name], pa.string()), n) for f in fields[:npart]]
+    # (pa.repeat is 20x slower than converting a list of one repeated string)
+    arrays: list[pa.Array] = [pa.array([partition[f.name]] * n, pa.string()) for f in fields[:npart]]
     with gc_paused():
         columns = list(zip(*rows)) if n else [()] * (len(fields) - npart)
         if len(columns) != len(fields) - npart:
@@ -227,13 +228,16 @@ class Writer:
         finished = records.timestamp("finished_at", finished_at) or datetime.now(timezone.utc)
         if duration_ms is None and started is not None:
             duration_ms = (finished - started).total_seconds() * 1000.0
+        if task_id.__class__ is not str or not task_id.isascii() or not 0 < len(task_id) <= records.MAX_ID_LENGTH:
+            task_id = records.ident("task_id", task_id)
+        opt_text, opt_score = records.opt_text, records.opt_score
         row = (
-            eid, records.ident("task_id", task_id), self.run_id, records.integer("sample", sample),
-            records.text("group", group), status, records.text("error", error), 0, started, finished,
-            records.score("duration_ms", duration_ms), records.text("trace_id", trace_id),
-            records.text("span_id", span_id), records.text("model", model),
-            *records.usage(usage), records.score("benign_score", benign_score),
-            records.score("attack_score", attack_score), records.score("reward", reward),
+            eid, task_id, self.run_id, records.integer("sample", sample),
+            opt_text("group", group), status, opt_text("error", error), 0, started, finished,
+            opt_score("duration_ms", duration_ms), opt_text("trace_id", trace_id),
+            opt_text("span_id", span_id), opt_text("model", model),
+            *records.usage(usage), opt_score("benign_score", benign_score),
+            opt_score("attack_score", attack_score), opt_score("reward", reward),
             records.float_list("advantages", advantages), records.score_map(scores),
             records.json_text("metadata", metadata),
         )
