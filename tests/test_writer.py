@@ -252,17 +252,22 @@ def test_size_trigger_flushes_in_the_background_thread(root, wh, config):
     assert count(warehouse.open(str(root)), "executions") == 3
 
 
-def test_failed_flush_keeps_its_rows_and_retries(root, wh, config):
+@pytest.mark.parametrize("blocked", ["executions", "messages"])
+def test_failed_flush_keeps_its_rows_and_retries(root, wh, config, blocked):
+    """A flush failing before (executions) or after (messages) its first data file is written keeps
+    its batch; the retry writes what is missing and commits everything once."""
     w = wh.writer(**config, flush_interval=None)
-    w.add_execution(task_id="t0", benign_score=1.0)
+    w.add_execution(task_id="t0", benign_score=1.0, messages=[{"role": "user", "content": "a"}])
     w.flush()
-    w.add_execution(task_id="t1", benign_score=0.0)
-    (root / "executions").rename(root / "executions.moved")
-    (root / "executions").write_text("a file where a directory must be")  # the next data file cannot be written
+    w.add_execution(task_id="t1", benign_score=0.0, messages=[{"role": "user", "content": "b"}])
+    (root / blocked).rename(root / f"{blocked}.moved")
+    (root / blocked).write_text("a file where a directory must be")  # this table's data file cannot be written
     with pytest.raises(OSError):
         w.flush()
     assert w.buffered_rows == 1 and warehouse.open(str(root)).version == 1
-    (root / "executions").unlink()
-    (root / "executions.moved").rename(root / "executions")
+    (root / blocked).unlink()
+    (root / f"{blocked}.moved").rename(root / blocked)
     assert w.close() == 2  # the kept batch is retried and committed once
-    assert sorted(r[0] for r in warehouse.open(str(root)).sql("select task_id from executions").fetchall()) == ["t0", "t1"]
+    after = warehouse.open(str(root))
+    assert sorted(r[0] for r in after.sql("select task_id from executions").fetchall()) == ["t0", "t1"]
+    assert sorted(r[0] for r in after.sql("select content from messages").fetchall()) == ["a", "b"]

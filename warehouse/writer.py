@@ -118,9 +118,10 @@ def write_data_file(wh: "Warehouse", table_name: str, partition: dict[str, str],
 class _Batch:
     """Rows swapped out of the buffers for one flush; kept whole (same token) until committed."""
 
-    rows: dict[str, list[tuple]]
+    rows: dict[str, list[tuple]]  # a table's rows are dropped once its data file is written
     token: str
     seen_version: int
+    executions: int
     files: list[DataFile] = field(default_factory=list)
 
 
@@ -270,7 +271,7 @@ class Writer:
         with self._lock:
             n = len(self._rows["executions"])
         r = self._retry
-        return n + (len(r.rows["executions"]) if r else 0)
+        return n + (r.executions if r else 0)
 
     def _take_batch(self) -> _Batch | None:
         with self._lock:
@@ -280,14 +281,17 @@ class Writer:
             self._rows = {k: [] for k in rows}
             self._bytes = 0
         self._seq += 1
-        return _Batch(rows, f"{self.writer_id}:{self._seq}", self.wh.version)
+        return _Batch(rows, f"{self.writer_id}:{self._seq}", self.wh.version, len(rows["executions"]))
 
     def _commit_batch(self, batch: _Batch) -> int:
-        if not batch.files:
-            for table_name, rows in batch.rows.items():
-                if rows:
-                    table = build_table(catalog().table(table_name), self.partition, rows)
-                    batch.files.append(write_data_file(self.wh, table_name, self.partition, table))
+        # One table at a time, dropping its rows once its file is written: the peak memory is one
+        # table's rows plus its Arrow form, and a retry rewrites only the files still missing.
+        for table_name, rows in batch.rows.items():
+            if rows:
+                table = build_table(catalog().table(table_name), self.partition, rows)
+                batch.files.append(write_data_file(self.wh, table_name, self.partition, table))
+                del table
+                batch.rows[table_name] = []
         commit = self.wh._commit(operation="append", writer=writer_info(self.writer_id), token=batch.token,
                                  add=batch.files, token_since=batch.seen_version)
         return commit.version
