@@ -168,9 +168,12 @@ def test_version_or_time_outside_history_raises_version_not_found(root, wh, open
 
 
 def message_from_view(row: dict[str, Any]) -> dict[str, Any]:
-    """Rebuild the message dict that was written from one row of the `messages` view."""
-    out = {"role": row["role"],
-           "content": json.loads(row["content_parts"]) if row["content_parts"] is not None else row["content"]}
+    """Rebuild the message dict that was written from one row of the `messages` view, by the rule
+    documented in schemas/tables.yaml (the JSON string "text" = one text part holding `content`)."""
+    parts = row["content_parts"]
+    content = row["content"] if parts is None else (
+        [{"type": "text", "text": row["content"]}] if json.loads(parts) == "text" else json.loads(parts))
+    out = {"role": row["role"], "content": content}
     if row["tool_calls"] is not None:
         out["tool_calls"] = json.loads(row["tool_calls"])
     for k in ("tool_call_id", "name"):
@@ -196,6 +199,9 @@ def test_messages_are_stored_losslessly(wh, open_writer, config, make_messages):
                          "function": {"name": "read_file", "arguments": "{\"path\": \"/tmp/ü.txt\", \"n\": 1.5e3}"}}]},
         {"role": "tool", "tool_call_id": "call_a", "name": "get_day", "content": [{"type": "text", "text": "Monday"}]},
         {"role": "tool", "tool_call_id": "call_b", "name": "read_file", "content": []},
+        {"role": "user", "content": {"type": "image_url", "image_url": {"url": "data:,x"}}},  # one part as a dict
+        {"role": "user", "content": [{"type": "text", "text": "ünï"}, {"type": "text", "text": "two"}]},
+        {"role": "user", "content": [{"type": "text", "text": "with extra", "cache_control": {"type": "ephemeral"}}]},
     ]
     w = open_writer(wh, **config)
     eid = w.add_execution(task_id="user_task_3", messages=msgs, benign_score=1.0)
@@ -207,6 +213,9 @@ def test_messages_are_stored_losslessly(wh, open_writer, config, make_messages):
     assert [h[0] for h in hits] == [msgs.index(m) for m in msgs if isinstance(m["content"], list)
                                     and any("Both are from Bob" in p.get("text", "") for p in m["content"])]
     assert wh.execution(eid)["messages"] == msgs
+    # A single text part is stored once: its text in `content`, the marker "text" in content_parts.
+    seq = msgs.index({"role": "tool", "tool_call_id": "call_a", "name": "get_day", "content": [{"type": "text", "text": "Monday"}]})
+    assert wh.sql("select content, content_parts from messages where seq = ?", [seq]).fetchall() == [("Monday", '"text"')]
 
 
 def test_empty_tool_calls_list_round_trips(wh, open_writer, config):

@@ -211,16 +211,24 @@ def _as_dict(kind: str, i: int, m: Any) -> Mapping[str, Any]:
     raise InvalidRecord(f"{kind}[{i}] must be a dict, got {type(m).__name__}")
 
 
+#: `content_parts` of a message whose content was exactly [{"type": "text", "text": <content>}]:
+#: the text is stored once, in `content` (a JSON string can never be a genuine list of parts).
+ONE_TEXT_PART = '"text"'
+
+
 def _content(field: str, content: Any) -> tuple[str | None, str | None]:
-    """(text, parts JSON): plain text stays text; a list of parts is kept whole as JSON, with its
-    text parts joined into `content` so that SQL can search it."""
+    """(text, parts JSON): plain text stays text; other content (a list of parts, or one part as a
+    dict) is kept whole as JSON, with its text parts joined into `content` so that SQL can search
+    it; a single text part is stored as its text plus the ONE_TEXT_PART marker."""
     if content is None or isinstance(content, str):
         return text(field, content), None
-    if isinstance(content, Mapping):
-        content = [content]
-    if isinstance(content, list):
+    if isinstance(content, (list, Mapping)):
+        parts = [content] if isinstance(content, Mapping) else content
+        if (isinstance(content, list) and len(parts) == 1 and type(parts[0]) is dict
+                and parts[0].keys() == {"type", "text"} and parts[0]["type"] == "text" and type(parts[0]["text"]) is str):
+            return text(field, parts[0]["text"]), ONE_TEXT_PART
         texts = []
-        for p in content:
+        for p in parts:
             if isinstance(p, str):
                 texts.append(p)
             elif isinstance(p, Mapping) and isinstance(p.get("text"), str):
@@ -296,6 +304,12 @@ def messages(execution_id: str, value: Any) -> tuple[list[tuple], int]:
             if type(content) is str:
                 if not content.isascii():
                     content.encode("utf-8")
+            elif (type(content) is list and len(content) == 1 and type(first := content[0]) is dict
+                    and len(first) == 2 and first.get("type") == "text" and type(first.get("text")) is str):
+                content = first["text"]  # one text part: its text is stored once (ONE_TEXT_PART)
+                parts = ONE_TEXT_PART
+                if not content.isascii():
+                    content.encode("utf-8")
             elif type(content) is list:
                 parts = _orjson_dumps(content, option=_ORJSON_OPTS).decode()
                 content = "\n".join(p if type(p) is str else p["text"] for p in content
@@ -351,7 +365,13 @@ def attacks(execution_id: str, value: Any) -> list[tuple]:
 def message_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """A `messages` row back to the message dict that was written (the inverse of `messages`)."""
     out: dict[str, Any] = {"role": row["role"]}
-    out["content"] = json.loads(row["content_parts"]) if row.get("content_parts") is not None else row.get("content")
+    parts = row.get("content_parts")
+    if parts is None:
+        out["content"] = row.get("content")
+    elif parts == ONE_TEXT_PART:
+        out["content"] = [{"type": "text", "text": row.get("content")}]
+    else:
+        out["content"] = json.loads(parts)
     if row.get("tool_calls") is not None:
         out["tool_calls"] = json.loads(row["tool_calls"])
     for k in ("tool_call_id", "name", "step", "timestamp", "tokens"):
