@@ -51,6 +51,10 @@ BAD_EXECUTIONS: dict[str, tuple[dict[str, Any], str]] = {
     "message_not_a_dict": ({"messages": ["just a string"]}, "messages[0]"),
     "messages_not_a_list": ({"messages": "hello"}, "messages"),
     "score_not_a_number": ({"benign_score": "1.0"}, "benign_score"),
+    "message_step_beyond_int32": ({"messages": [{"role": "user", "content": "x", "step": 1 << 40}]}, "step"),
+    "message_tokens_beyond_int64": ({"messages": [{"role": "user", "content": "x", "tokens": 1 << 70}]}, "tokens"),
+    "usage_tokens_beyond_int64": ({"usage": {"input_tokens": 1 << 64}}, "input_tokens"),
+    "sample_beyond_int32": ({"sample": 1 << 31}, "sample"),
 }
 
 

@@ -80,13 +80,21 @@ def score(field: str, value: Any) -> float | None:
     return f
 
 
-def integer(field: str, value: Any) -> int | None:
+INT32 = (-(1 << 31), 1 << 31)
+INT64 = (-(1 << 63), 1 << 63)
+
+
+def integer(field: str, value: Any, bounds: tuple[int, int] = INT64) -> int | None:
+    """An integer (an integral float is accepted) within `bounds` (lower inclusive, upper exclusive)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise InvalidRecord(f"{field} must be an integer, got {type(value).__name__} {value!r:.80}")
+            value = int(value)
+        else:
+            raise InvalidRecord(f"{field} must be an integer, got {type(value).__name__} {value!r:.80}")
+    if not bounds[0] <= value < bounds[1]:
+        raise InvalidRecord(f"{field} = {value} is out of range [{bounds[0]}, {bounds[1]})")
     return value
 
 
@@ -171,7 +179,7 @@ def usage(value: Mapping[str, Any] | None) -> tuple:
     get = value.get
     ints = [get(k) for k in USAGE_INT_FIELDS]
     for i, v in enumerate(ints):
-        if v is not None and type(v) is not int:
+        if v is not None and (type(v) is not int or not -(1 << 63) <= v < (1 << 63)):
             ints[i] = integer(f"usage.{USAGE_INT_FIELDS[i]}", v)
     if ints[2] is None and (ints[0] is not None or ints[1] is not None):
         ints[2] = (ints[0] or 0) + (ints[1] or 0)  # total_tokens defaults to input + output
@@ -256,7 +264,7 @@ def message_row(execution_id: str, seq: int, m: Any) -> tuple:
         execution_id, seq, text(f"{f}.role", role), content, parts,
         fast_json(f"{f}.tool_calls", m.get("tool_calls")),
         text(f"{f}.tool_call_id", m.get("tool_call_id")), text(f"{f}.name", m.get("name")),
-        integer(f"{f}.step", m.get("step")), timestamp(f"{f}.timestamp", m.get("timestamp")),
+        integer(f"{f}.step", m.get("step"), INT32), timestamp(f"{f}.timestamp", m.get("timestamp")),
         integer(f"{f}.tokens", m.get("tokens")), json_text(f"{f}.metadata", meta),
     )
 
@@ -298,7 +306,8 @@ def messages(execution_id: str, value: Any) -> tuple[list[tuple], int]:
             if (type(role) is not str or not role or not role.isascii()
                     or not (tool_call_id is None or (type(tool_call_id) is str and tool_call_id.isascii()))
                     or not (name is None or (type(name) is str and name.isascii()))
-                    or not (step is None or type(step) is int) or not (tokens is None or type(tokens) is int)
+                    or not (step is None or (type(step) is int and -(1 << 31) <= step < (1 << 31)))
+                    or not (tokens is None or (type(tokens) is int and -(1 << 63) <= tokens < (1 << 63)))
                     or not (ts is None or type(ts) is datetime)):
                 raise TypeError
             if type(content) is str:

@@ -4,13 +4,10 @@ per (table, partition) and commits them all in one manifest commit (all or nothi
 
 from __future__ import annotations
 
-import gc
 import io
 import os
 import random
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -25,7 +22,8 @@ from . import records
 from .config import HASH_SCHEME, RunConfig
 from .errors import ConfigHashCollision, InvalidRecord, WarehouseError
 from .manifest import DataFile, writer_info
-from .schemas import TableSchema, catalog
+from .schemas import catalog
+from .buffer import TableBuffer
 from .storage import new_data_file_name, partition_dir
 
 if TYPE_CHECKING:
@@ -34,55 +32,10 @@ if TYPE_CHECKING:
 #: Parquet settings: zstd, and row groups large enough for scans.
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "row_group_size": 256 * 1024}
 _STATUSES = ("completed", "failed")
-#: Columns are converted in slices of this many rows: one huge builder grows by doubling and
-#: copying into freshly faulted memory, which costs more than the conversion (measured 6x).
-_CHUNK_ROWS = 8192
 
 
 def _stat_value(v: Any) -> Any:
     return v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector around bulk conversions.
-
-    Converting a few hundred thousand values makes the collector run full passes over every live
-    object of the caller's process (often millions: the records being written), which costs more
-    than the conversion itself. Nothing cyclic is created here; the collector resumes afterwards.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def build_table(schema: TableSchema, partition: dict[str, str], rows: list[tuple]) -> pa.Table:
-    """Rows (non-partition columns, in schema order) -> an Arrow table with partition columns filled in.
-
-    The rows are transposed once (`zip(*rows)`, in C) and each column converted by one typed
-    `pa.array` call, with the garbage collector paused.
-    """
-    n = len(rows)
-    npart = len(catalog().partition_columns)
-    fields = list(schema.arrow)
-    # (pa.repeat is 20x slower than converting a list of one repeated string)
-    arrays: list[pa.Array] = [pa.array([partition[f.name]] * n, pa.string()) for f in fields[:npart]]
-    with gc_paused():
-        columns = list(zip(*rows)) if n else [()] * (len(fields) - npart)
-        if len(columns) != len(fields) - npart:
-            raise AssertionError(f"{schema.name}: rows have {len(columns)} columns, schema {len(fields) - npart}")
-        for f, col in zip(fields[npart:], columns):
-            if n <= _CHUNK_ROWS:
-                arrays.append(pa.array(col, type=f.type))
-            else:
-                arrays.append(pa.chunked_array([pa.array(col[i:i + _CHUNK_ROWS], type=f.type)
-                                                for i in range(0, n, _CHUNK_ROWS)], type=f.type))
-        del columns
-    return pa.Table.from_arrays(arrays, schema=schema.arrow)
 
 
 def file_stats(table: pa.Table, columns: list[str]) -> dict[str, dict[str, Any]]:
@@ -116,9 +69,9 @@ def write_data_file(wh: "Warehouse", table_name: str, partition: dict[str, str],
 
 @dataclass
 class _Batch:
-    """Rows swapped out of the buffers for one flush; kept whole (same token) until committed."""
+    """Buffers swapped out for one flush; kept whole (same token) until committed."""
 
-    rows: dict[str, list[tuple]]  # a table's rows are dropped once its data file is written
+    buffers: dict[str, TableBuffer]  # a table's buffer is dropped once its data file is written
     token: str
     seen_version: int
     executions: int
@@ -154,8 +107,7 @@ class Writer:
         self._seq = 0
         self._lock = threading.Lock()        # guards the buffers
         self._flush_lock = threading.Lock()  # serialises flushes (one commit at a time, in order)
-        self._rows: dict[str, list[tuple]] = {"executions": [], "messages": [], "attacks": [], "configs": []}
-        self._bytes = 0
+        self._buffers = self._new_buffers()
         self._retry: _Batch | None = None
         self._closed = False
         self._last_flush = time.monotonic()
@@ -168,6 +120,9 @@ class Writer:
         if flush_interval:
             self._thread = threading.Thread(target=self._flusher, name=f"warehouse-flusher-{self.writer_id[:8]}", daemon=True)
             self._thread.start()
+
+    def _new_buffers(self) -> dict[str, TableBuffer]:
+        return {t: TableBuffer(catalog().table(t), self.partition) for t in ("executions", "messages", "attacks", "configs")}
 
     # -- config --------------------------------------------------------------------------------
     def _register_config(self) -> None:
@@ -186,7 +141,7 @@ class Writer:
             )
         if not self.wh.snapshot.table_files("configs", {"config_hash": self.config_hash}):
             c = self.config
-            self._rows["configs"].append((
+            self._buffers["configs"].append((
                 c.dataset["type"], c.agent["type"], c.attack["type"] if c.attack else None,
                 records.json_text("dataset", c.dataset["config"]), records.json_text("agent", c.agent["config"]),
                 records.json_text("attack", c.attack["config"]) if c.attack else None,
@@ -233,7 +188,7 @@ class Writer:
             task_id = records.ident("task_id", task_id)
         opt_text, opt_score = records.opt_text, records.opt_score
         row = (
-            eid, task_id, self.run_id, records.integer("sample", sample),
+            eid, task_id, self.run_id, records.integer("sample", sample, records.INT32),
             opt_text("group", group), status, opt_text("error", error), 0, started, finished,
             opt_score("duration_ms", duration_ms), opt_text("trace_id", trace_id),
             opt_text("span_id", span_id), opt_text("model", model),
@@ -244,13 +199,13 @@ class Writer:
         )
         msg_rows, size = records.messages(eid, messages)
         attack_rows = records.attacks(eid, attacks)
-        size += 256 + 64 * len(msg_rows) + sum(len(r[3] or "") for r in attack_rows)
         with self._lock:
-            self._rows["executions"].append(row)
-            self._rows["messages"].extend(msg_rows)
-            self._rows["attacks"].extend(attack_rows)
-            self._bytes += size
-            rows, nbytes = len(self._rows["executions"]), self._bytes
+            b = self._buffers
+            b["executions"].append(row)
+            b["messages"].extend(msg_rows, size)
+            b["attacks"].extend(attack_rows, sum(len(r[3] or "") for r in attack_rows))
+            rows = len(b["executions"])
+            nbytes = sum(t.nbytes for t in b.values())
         if rows >= self.flush_rows or nbytes >= self.flush_bytes:
             # With a flusher thread, the flush (whose Parquet encoding releases the GIL) runs beside
             # the caller; if that thread is still busy with the previous batch and this one is twice
@@ -269,29 +224,28 @@ class Writer:
     def buffered_rows(self) -> int:
         """Executions buffered and not yet committed (including a batch waiting for retry)."""
         with self._lock:
-            n = len(self._rows["executions"])
+            n = len(self._buffers["executions"])
         r = self._retry
         return n + (r.executions if r else 0)
 
     def _take_batch(self) -> _Batch | None:
         with self._lock:
-            if not any(self._rows[t] for t in ("executions", "messages", "attacks")):
+            if not any(len(self._buffers[t]) for t in ("executions", "messages", "attacks")):
                 return None  # a config row alone waits for the writer's first results
-            rows = self._rows
-            self._rows = {k: [] for k in rows}
-            self._bytes = 0
+            buffers = self._buffers
+            self._buffers = self._new_buffers()
         self._seq += 1
-        return _Batch(rows, f"{self.writer_id}:{self._seq}", self.wh.version, len(rows["executions"]))
+        return _Batch(buffers, f"{self.writer_id}:{self._seq}", self.wh.version, len(buffers["executions"]))
 
     def _commit_batch(self, batch: _Batch) -> int:
-        # One table at a time, dropping its rows once its file is written: the peak memory is one
-        # table's rows plus its Arrow form, and a retry rewrites only the files still missing.
-        for table_name, rows in batch.rows.items():
-            if rows:
-                table = build_table(catalog().table(table_name), self.partition, rows)
+        # One table at a time, dropping its buffer once its file is written: a retry rewrites only
+        # the files still missing.
+        for table_name, buf in list(batch.buffers.items()):
+            if len(buf):
+                table = buf.table()
                 batch.files.append(write_data_file(self.wh, table_name, self.partition, table))
                 del table
-                batch.rows[table_name] = []
+            del batch.buffers[table_name]
         commit = self.wh._commit(operation="append", writer=writer_info(self.writer_id), token=batch.token,
                                  add=batch.files, token_since=batch.seen_version)
         return commit.version
