@@ -56,3 +56,11 @@ class VersionNotFound(WarehouseError):
 
 class ExecutionNotFound(WarehouseError):
     """No execution with the given id (or id prefix) exists in the snapshot."""
+
+
+class StorageError(WarehouseError):
+    """The store behind the URL cannot be used: missing bucket, access denied, endpoint unreachable."""
+
+
+class ConditionalWritesUnsupported(StorageError):
+    """The store ignores or refuses create-if-absent writes, so commits could not be made safely."""

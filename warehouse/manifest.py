@@ -13,6 +13,7 @@ import random
 import re
 import socket
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -200,17 +201,19 @@ class Log:
         return commit
 
     def read_many(self, versions: list[int]) -> list[Commit]:
+        """The commits at `versions` (read concurrently on remote stores); CorruptCommit if one is missing."""
         names = [commit_name(v) for v in versions]
-        if not names:
-            return []
-        paths = [self.store.full(n) for n in names]
-        blobs = self.store.fs.cat(paths, on_error="return") if len(paths) > 1 else {paths[0]: self.store.fs.cat_file(paths[0])}
+        blobs = self.store.read_many(names)
         out = []
-        for v, n, p in zip(versions, names, paths):
-            data = blobs.get(p)
-            if isinstance(data, Exception) or data is None:
-                raise CorruptCommit(f"manifest file {n} could not be read: {data!r}")
-            out.append(Commit.from_bytes(data, name=n))
+        for v, n in zip(versions, names):
+            data = blobs.get(n)
+            if data is None:
+                raise CorruptCommit(f"manifest file {n} is missing from {self.store.url}; the log has a gap: "
+                                    "restore it from a backup")
+            commit = Commit.from_bytes(data, name=n)
+            if commit.version != v:
+                raise CorruptCommit(f"manifest file {n} claims version {commit.version}")
+            out.append(commit)
         return out
 
     def commits(self, upto: int | None = None) -> list[Commit]:
@@ -262,16 +265,24 @@ class Log:
         token_since: int | None = None,
         max_attempts: int = 10_000,
         info: Mapping[str, Any] | None = None,
+        seen: list[Commit] | None = None,
     ) -> Commit:
         """Commit `add`/`remove` as the version after the latest, retrying on conflict.
 
         If a commit carrying `token` already exists after version `token_since` (a retry of a commit
-        whose acknowledgement was lost), that commit is returned and nothing new is written.
+        whose acknowledgement was lost), that commit is returned and nothing new is written; the same
+        holds within one call, when the store's answer to our create was lost and its retry was refused
+        because the object exists: the version is read back and its token compared. Without a `token`
+        one is made up for the call. Commits of other writers read on the way are appended to `seen`
+        (if given), so that the caller can bring its snapshot up to date without reading them again.
         Raises CommitConflict if a file to remove was removed by someone else meanwhile, or if
         `max_attempts` versions were all taken by other writers.
         """
         if operation not in OPERATIONS:
             raise ValueError(f"unknown operation {operation!r}")
+        # Every commit carries a token, so that a create whose answer was lost and that is retried
+        # (and refused as existing) is recognised as our own rather than committed again.
+        token = token if token is not None else f"{operation}:{uuid.uuid4().hex}"
         add, remove = tuple(add), tuple(remove)
         removing = {r.path for r in remove}
         for r in remove:
@@ -286,16 +297,22 @@ class Log:
             commit = Commit(version, utcnow(), operation, writer, token, add, remove, info=info or {})
             if self.store.put_if_absent(commit_name(version), commit.to_bytes()):
                 return commit
-            # Someone else took `version`: read what they did, then try after the newest.
-            while (other := self.read(version)) is not None:
-                if token is not None and other.token == token:
-                    return other
-                lost = removing.intersection(r.path for r in other.remove)
-                if lost:
-                    raise CommitConflict(
-                        f"version {other.version} ({other.operation}) already removed {sorted(lost)[0]}; "
-                        "reload the warehouse and retry"
-                    )
-                version += 1
-            time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))  # backoff with jitter
+            # Someone else took `version` (or our own create was retried after its answer was lost):
+            # read what is there, then try the next version straight away; the conditional create
+            # answers "is it free?" and takes it in one request.
+            other = self.read(version)
+            if other is None:  # a concurrent create still in flight (409): wait for it
+                time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
+                continue
+            if other.token == token:
+                return other
+            if seen is not None:
+                seen.append(other)
+            lost = removing.intersection(r.path for r in other.remove)
+            if lost:
+                raise CommitConflict(
+                    f"version {other.version} ({other.operation}) already removed {sorted(lost)[0]}; "
+                    "reload the warehouse and retry"
+                )
+            version += 1
         raise CommitConflict(f"gave up after {max_attempts} attempts to commit; the log is too contended")

@@ -16,7 +16,7 @@ import duckdb
 
 from .manifest import DataFile, Snapshot
 from .schemas import TableSchema, catalog
-from .storage import Store
+from .storage import SnapshotFileSystem, Store
 
 if TYPE_CHECKING:
     import polars as pl
@@ -68,7 +68,14 @@ def table_sql(store: Store, schema: TableSchema, files: list[DataFile]) -> str:
 def define_views(con: duckdb.DuckDBPyConnection, store: Store, snapshot: Snapshot) -> None:
     """Create (or replace) `raw_<table>` for every table and then every view of `schemas/views/`."""
     if not store.is_local:
-        con.register_filesystem(store.fs)
+        # DuckDB reads remote files through the warehouse's own fsspec filesystem (same credentials,
+        # endpoint and retries; no network extension), wrapped so that the snapshot's files are
+        # known without a request: a query then reads only the files it scans, as on local disk.
+        # A connection keeps one filesystem per protocol: replace the previous snapshot's.
+        sizes = {store.full(f.path): f.bytes for f in snapshot.files.values()}
+        if store.protocol in con.list_filesystems():
+            con.unregister_filesystem(store.protocol)
+        con.register_filesystem(SnapshotFileSystem(store.fs, sizes, call=store.call))
     for name, schema in catalog().tables.items():
         con.execute(f"create or replace view raw_{name} as {table_sql(store, schema, snapshot.table_files(name))}")
     for _, sql in catalog().views:
@@ -90,6 +97,6 @@ def scan(store: Store, snapshot: Snapshot, table: str, where: Mapping[str, str] 
     paths = file_list(store, snapshot, table, where)
     if not paths:
         return pl.from_arrow(schema.arrow.empty_table()).lazy()
-    opts = None if store.is_local else dict(getattr(store.fs, "storage_options", {}) or {})
+    opts = store.polars_storage_options()
     return pl.scan_parquet(paths, schema=pl.from_arrow(schema.arrow.empty_table()).schema, hive_partitioning=False,
                            storage_options=opts, missing_columns="insert")
