@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from . import reader, records
+from . import sync as sync_mod
 from .errors import ExecutionNotFound, NotAWarehouse, ReadOnlyWarehouse, WarehouseError, WarehouseNotFound
-from .manifest import MANIFEST_DIR, Commit, DataFile, Log, Snapshot, writer_info
+from .manifest import MANIFEST_DIR, Commit, DataFile, Log, Snapshot, replay, writer_info
 from .schemas import catalog
 from .storage import Store
 from .writer import Writer
@@ -107,11 +108,15 @@ class Warehouse:
 
     # -- writing -------------------------------------------------------------------------------
     def _require_writable(self) -> None:
+        """Refuse writes to a time-travel snapshot, and to a store without create-if-absent writes
+        (probed once per store: a commit there could silently overwrite another)."""
         if self.read_only:
             raise ReadOnlyWarehouse(
                 f"this warehouse was opened at version {self.version} (time travel) and is read-only; "
                 "open it without version=/as_of= to write"
             )
+        with self.store.errors():
+            self.store.check_conditional_writes(MANIFEST_DIR)
 
     def writer(self, *, dataset: Any, agent: Any, attack: Any = None, run_id: str | None = None,
                flush_rows: int = 10_000, flush_bytes: int = 64 << 20, flush_interval: float | None = 30.0) -> Writer:
@@ -127,12 +132,43 @@ class Warehouse:
                 remove: Iterable[Any] = (), token_since: int | None = None, info: Mapping[str, Any] | None = None) -> Commit:
         """Commit through the log, then bring the cached snapshot up to (at least) that commit."""
         self._require_writable()
+        seen: list[Commit] = []
         commit = self.log.commit(self._snapshot, operation=operation, writer=writer, token=token, add=add,
-                                 remove=remove, token_since=token_since, info=info)
+                                 remove=remove, token_since=token_since, info=info, seen=seen)
         with self._lock:
-            if commit.version > self._snapshot.version:
-                self._snapshot, _ = self.log.refresh(self._snapshot)
+            base = self._snapshot
+            if commit.version > base.version:
+                # The commits between our snapshot and ours were read while committing: replay them
+                # rather than reading them again (on S3 each read is a round trip).
+                chain = {c.version: c for c in [*seen, commit] if c.version > base.version}
+                if sorted(chain) == list(range(base.version + 1, commit.version + 1)):
+                    self._snapshot = replay([chain[v] for v in sorted(chain)], base)
+                else:
+                    self._snapshot, _ = self.log.refresh(base)
         return commit
+
+    def sync_to(self, dst: "str | Warehouse", *, storage_options: Mapping[str, Any] | None = None,
+                dry_run: bool = False, workers: int = 16, batch_files: int = sync_mod.BATCH_FILES,
+                progress: "Callable[[sync_mod.Progress], None] | None" = None) -> "sync_mod.SyncResult":
+        """Copy to `dst` (a URL, created if absent, or an open Warehouse) the data files its snapshot
+        lacks from this warehouse's current snapshot, and commit them there (operation `sync`, at most
+        `batch_files` files per commit, whole source commits at a time), so that `dst` answers every
+        query like this one. Incremental, idempotent and resumable; see `warehouse.sync`. Copies
+        `workers` files at a time; `progress` is called with files and bytes done after each file.
+
+        Raises StorageError/ConditionalWritesUnsupported for an unusable DST, NotAWarehouse if DST
+        holds other files, ConfigHashCollision if the two hold different configs under one hash.
+        """
+        if isinstance(dst, str):
+            try:
+                target = open(dst, storage_options=storage_options, create=not dry_run)
+            except WarehouseNotFound:  # a dry run against a DST that does not exist yet
+                store = Store.from_url(dst, storage_options)
+                target = Warehouse(store, replay([]), read_only=True)
+        else:
+            target = dst
+        return sync_mod.sync(self, target, dry_run=dry_run, workers=workers, progress=progress,
+                             batch_files=batch_files)
 
     # -- reading -------------------------------------------------------------------------------
     def connect(self) -> duckdb.DuckDBPyConnection:
@@ -225,21 +261,28 @@ class Warehouse:
 
 def open(url: str = "warehouse-data", *, create: bool = False, version: int | None = None, as_of: datetime | None = None,
          storage_options: Mapping[str, Any] | None = None) -> Warehouse:
-    """Open the warehouse at `url` (a local path or any fsspec URL).
+    """Open the warehouse at `url` (a local path, `s3://bucket/prefix`, or any fsspec URL).
 
-    `create=True` creates it if absent (refusing a location that holds other files).
+    `storage_options` go to the fsspec filesystem (for S3: `endpoint_url`, `key`, `secret`, ...; by
+    default the AWS environment variables and config files are used).
+    `create=True` creates it if absent (refusing a location that holds other files), after checking
+    that the store supports create-if-absent writes.
     `version=N` or `as_of=datetime` opens a read-only snapshot of the past.
-    Raises WarehouseNotFound, NotAWarehouse, VersionNotFound, CorruptCommit, UnsupportedFormatVersion.
+    Raises WarehouseNotFound, NotAWarehouse, VersionNotFound, CorruptCommit, UnsupportedFormatVersion,
+    StorageError (missing bucket, access denied, endpoint unreachable), ConditionalWritesUnsupported.
     """
     if version is not None and as_of is not None:
         raise WarehouseError("give version= or as_of=, not both")
     store = Store.from_url(url, storage_options)
     log = Log(store)
-    if not log.versions():
-        if not create:
-            raise WarehouseNotFound(f"no warehouse at {url!r}; create one with `warehouse init` or open(..., create=True)")
-        if not store.is_empty() and store.list_names(".") != [MANIFEST_DIR]:
-            raise NotAWarehouse(f"{url!r} holds files but no warehouse manifest; choose an empty or new location")
-        log.create(writer_info(uuid.uuid4().hex))
-    snapshot = log.snapshot(version=version, as_of=as_of)
+    with store.errors():
+        if not log.versions():
+            if not create:
+                raise WarehouseNotFound(f"no warehouse at {url!r}; create one with `warehouse init` or open(..., create=True)")
+            names = store.list_names(".")
+            if names and names != [MANIFEST_DIR]:
+                raise NotAWarehouse(f"{url!r} holds files but no warehouse manifest; choose an empty or new location")
+            store.check_conditional_writes(MANIFEST_DIR)
+            log.create(writer_info(uuid.uuid4().hex))
+        snapshot = log.snapshot(version=version, as_of=as_of)
     return Warehouse(store, snapshot, read_only=version is not None or as_of is not None)
