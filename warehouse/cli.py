@@ -17,8 +17,10 @@ import duckdb
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn, TransferSpeedColumn)
 from rich.table import Table
 from rich.text import Text
 
@@ -53,8 +55,8 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except (WarehouseError, duckdb.Error, OSError) as exc:
-        err.print(f"[red]error:[/red] {exc}".splitlines()[0] if isinstance(exc, duckdb.Error) else f"[red]error:[/red] {exc}",
-                  highlight=False, markup=True)
+        message = str(exc).splitlines()[0] if isinstance(exc, duckdb.Error) else str(exc)
+        err.print(f"[red]error:[/red] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -246,6 +248,61 @@ def history(url: UrlOpt = DEFAULT_URL, limit: Annotated[int | None, typer.Option
                  f"{c.writer.get('host', '')}:{c.writer.get('pid', '')}", c.files_added, c.rows_added, c.files_removed,
                  ",".join(c.tables)] for c in wh.history(limit)]
         emit(["version", "committed_at (UTC)", "operation", "writer", "files+", "rows+", "files-", "tables"], rows, fmt)
+
+
+@app.command("sync")
+def sync_cmd(src: Annotated[str, typer.Argument(help="Source warehouse: a path or URL (s3://bucket/prefix).")],
+             dst: Annotated[str, typer.Argument(help="Destination: a path or URL; created if absent.")],
+             dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be copied; copy nothing.")] = False,
+             workers: Annotated[int, typer.Option(min=1, help="Files copied in parallel.")] = 16,
+             batch_files: Annotated[int, typer.Option(min=1, help="At most this many files per commit in DST.")] = 2000,
+             fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table) -> None:
+    """Copy to DST the data files its snapshot lacks from SRC and commit them there (operation `sync`).
+
+    Incremental (a second run copies nothing), idempotent, and safe to interrupt: run it again to resume.
+    Remote URLs use the usual AWS environment variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).
+    """
+    with user_errors():
+        wh = _open(src)
+        if dry_run:
+            result = wh.sync_to(dst, dry_run=True, batch_files=batch_files)
+        else:
+            with Progress(TextColumn("sync"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                          TextColumn("{task.fields[files]} files"), TimeRemainingColumn(), console=err,
+                          transient=True) as bar:
+                job = bar.add_task("sync", total=None, files="0/?")
+
+                def tick(p) -> None:  # called from the copying threads; rich's Progress is thread-safe
+                    bar.update(job, completed=p.bytes_done, total=p.bytes_total,
+                               files=f"{p.files_done}/{p.files_total}")
+
+                result = wh.sync_to(dst, progress=tick, workers=workers, batch_files=batch_files)
+    rows = [[t, v["files"], v["rows"], v["bytes"]] for t, v in sorted(result.tables.items())]
+    if fmt is not Format.table:
+        emit(["table", "files", "rows", "bytes"], rows, fmt)
+        return
+    if rows:
+        emit(["table", "files", "rows", "bytes"], rows, fmt,
+             title=("would copy" if dry_run else "copied") + f" from {src} (version {result.src_version})")
+    if result.up_to_date:
+        console.print(f"{dst} is up to date with {src} (version {result.src_version}): nothing to copy", highlight=False)
+    elif dry_run:
+        console.print(f"dry run: {result.files} files ({_size(result.bytes)}) would be copied"
+                      + (f", {result.removed} removed" if result.removed else "") + f"; nothing was written to {dst}",
+                      highlight=False)
+    else:
+        console.print(f"synced {result.files} files ({_size(result.bytes)}"
+                      + (f", {result.reused} already copied by an interrupted run" if result.reused else "") + ")"
+                      + (f", removed {result.removed}" if result.removed else "")
+                      + f" from {src} (version {result.src_version}) to {dst} in {len(result.commits)} commit(s), "
+                      f"now at version {result.dst_version}; {result.seconds:.1f} s", highlight=False)
+
+
+def _size(n: int) -> str:
+    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
 
 
 def main() -> None:
