@@ -100,3 +100,7 @@ def tree(path: Path) -> dict[str, bytes]:
 def snapshot_tree() -> Callable[[Path], dict[str, bytes]]:
     """`snapshot_tree(path)`: every file under `path` with its bytes, to prove nothing changed."""
     return tree
+
+
+# The S3-API server fixtures (a real server process on 127.0.0.1), shared by the S3 and sync tests.
+from s3_server import s3, s3_options, s3_url  # noqa: E402,F401

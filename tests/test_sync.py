@@ -1,0 +1,258 @@
+"""`warehouse sync SRC DST` / `Warehouse.sync_to`: local <-> S3 and S3 -> S3 against the real S3-API
+server of `s3_server.py`; incremental, idempotent, resumable after `kill -9`, with writers on both sides."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import warehouse
+from conftest import AGENT, DATASET
+from faultproxy import FaultProxy
+from s3_server import S3Endpoint
+from test_s3 import answers, write_runs
+from warehouse.manifest import RemovedFile, writer_info
+from warehouse.sync import Progress
+from warehouse.writer import write_data_file
+
+
+def location(kind: str, s3: S3Endpoint, s3_url: str, tmp_path: Path, name: str) -> tuple[str, dict | None]:
+    if kind == "local":
+        return str(tmp_path / name), None
+    return f"{s3_url}/{name}", s3.options()
+
+
+def execution_ids(wh: warehouse.Warehouse) -> Counter:
+    return Counter(r[0] for r in wh.sql("select execution_id from executions_all").fetchall())
+
+
+@pytest.mark.parametrize("direction", ["local->s3", "s3->local", "s3->s3"])
+def test_sync_makes_dst_answer_like_src_and_a_second_run_copies_nothing(
+        s3: S3Endpoint, s3_url: str, tmp_path: Path, direction: str) -> None:
+    src_kind, dst_kind = direction.split("->")
+    src_url, src_opts = location(src_kind, s3, s3_url, tmp_path, "src")
+    dst_url, dst_opts = location(dst_kind, s3, s3_url, tmp_path, "dst")
+    src = warehouse.open(src_url, storage_options=src_opts, create=True)
+    write_runs(src, n=4, flushes=2)
+
+    seen: list[Progress] = []
+    threads: set[str] = set()
+
+    def progress(p: Progress) -> None:
+        seen.append(p)
+        threads.add(threading.current_thread().name)
+
+    result = src.sync_to(dst_url, storage_options=dst_opts, workers=4, progress=progress)
+    n_files = len(src.snapshot.files)
+    assert (result.files, result.bytes) == (n_files, sum(f.bytes for f in src.snapshot.files.values()))
+    assert result.commits == [1] and result.configs == 2 and result.reused == 0
+    assert (seen[-1].files_done, seen[-1].files_total) == (n_files, n_files)
+    assert seen[-1].bytes_done == seen[-1].bytes_total == result.bytes
+    assert [p.files_done for p in seen] == list(range(1, n_files + 1))
+    assert len(threads) > 1, "files were not copied in parallel"
+
+    dst = warehouse.open(dst_url, storage_options=dst_opts)
+    assert answers(dst) == answers(src)
+    assert [c.operation for c in dst.history()] == ["sync", "create"]
+    assert dst.history()[0].rows_added == sum(f.rows for f in src.snapshot.files.values())
+
+    again = src.sync_to(dst_url, storage_options=dst_opts)
+    assert again.up_to_date and again.commits == [] and again.files == 0 and again.configs == 0
+    assert warehouse.open(dst_url, storage_options=dst_opts).version == 1
+
+
+def test_sync_is_incremental_and_keeps_dst_own_rows(s3: S3Endpoint, s3_url: str, tmp_path: Path) -> None:
+    src = warehouse.open(str(tmp_path / "src"), create=True)
+    write_runs(src, n=2, flushes=1)
+    dst_url = f"{s3_url}/dst"
+    src.sync_to(dst_url, storage_options=s3.options())
+    dst = warehouse.open(dst_url, storage_options=s3.options())
+    with dst.writer(dataset=DATASET, agent=AGENT, flush_interval=None) as w:  # DST's own results
+        w.add_execution(execution_id="dst-only", task_id="t", benign_score=1.0)
+    before = set(src.snapshot.files)
+    with src.writer(dataset=DATASET, agent=AGENT, flush_interval=None) as w:
+        w.add_execution(execution_id="src-new", task_id="t", benign_score=0.0)
+    src.refresh()
+
+    result = src.sync_to(dst_url, storage_options=s3.options())
+    assert result.files == len(set(src.snapshot.files) - before) == 2  # executions + messages of one flush
+    dst.refresh()
+    ids = execution_ids(dst)
+    assert ids == execution_ids(src) + Counter(["dst-only"])
+
+
+def test_dry_run_copies_and_commits_nothing(s3: S3Endpoint, s3_url: str, tmp_path: Path) -> None:
+    src = warehouse.open(str(tmp_path / "src"), create=True)
+    write_runs(src, n=2, flushes=1)
+    dst_url = f"{s3_url}/dst"
+    plan = src.sync_to(dst_url, storage_options=s3.options(), dry_run=True)
+    assert plan.dry_run and plan.files == len(src.snapshot.files) and plan.commits == []
+    assert plan.tables["executions"]["rows"] == 4 and plan.configs == 2
+    assert not s3.fs().exists(dst_url.removeprefix("s3://")), "a dry run must not even create DST"
+    src.sync_to(dst_url, storage_options=s3.options())
+    assert src.sync_to(dst_url, storage_options=s3.options(), dry_run=True).up_to_date
+
+
+def test_sync_carries_over_a_compaction_in_src_without_duplicating_rows(s3: S3Endpoint, s3_url: str,
+                                                                      tmp_path: Path) -> None:
+    src = warehouse.open(str(tmp_path / "src"), create=True)
+    write_runs(src, n=4, flushes=2)
+    dst_url = f"{s3_url}/dst"
+    src.sync_to(dst_url, storage_options=s3.options())
+
+    # Compact the two executions files of one partition in SRC into one (as maintenance would).
+    olds = src.files("executions", {"agent": "tool_agent"})
+    assert len(olds) == 2
+    merged = pa.concat_tables([pq.read_table(src.store.full(f.path)) for f in olds])
+    new = write_data_file(src, "executions", dict(olds[0].partition), merged)
+    src._commit(operation="compact", writer=writer_info("compactor"), token="compact:1", add=[new],
+                remove=[RemovedFile(f.table, f.path) for f in olds])
+
+    result = src.sync_to(dst_url, storage_options=s3.options())
+    assert (result.files, result.removed, len(result.commits)) == (1, 2, 1)
+    dst = warehouse.open(dst_url, storage_options=s3.options())
+    assert set(execution_ids(dst).values()) == {1}
+    assert answers(dst) == answers(src)
+    assert dst.history()[0].files_removed == 2
+
+
+def test_sync_while_both_sides_are_written_loses_and_duplicates_nothing(s3: S3Endpoint, s3_url: str,
+                                                                        tmp_path: Path) -> None:
+    src = warehouse.open(str(tmp_path / "src"), create=True)
+    write_runs(src, n=4, flushes=4)
+    dst_url = f"{s3_url}/dst"
+    dst = warehouse.open(dst_url, storage_options=s3.options(), create=True)
+    stop = threading.Event()
+    written: dict[str, list[str]] = {"src": [], "dst": []}
+
+    def keep_writing(wh: warehouse.Warehouse, side: str) -> None:
+        with wh.writer(dataset=DATASET, agent=AGENT, flush_interval=None) as w:
+            i = 0
+            while i < 3 or (not stop.is_set() and i < 10):  # bounded: at least 3 flushes, at most 10
+                written[side].append(w.add_execution(execution_id=f"{side}-{i}", task_id="t", benign_score=1.0))
+                w.flush()
+                i += 1
+
+    writers = [threading.Thread(target=keep_writing, args=(warehouse.open(str(tmp_path / "src")), "src")),
+               threading.Thread(target=keep_writing, args=(warehouse.open(dst_url, storage_options=s3.options()), "dst"))]
+    for t in writers:
+        t.start()
+    try:
+        src.sync_to(dst, batch_files=4)
+    finally:
+        stop.set()
+        for t in writers:
+            t.join()
+    src.sync_to(dst)  # the rest of SRC's writes
+    src.refresh()
+    dst.refresh()
+    ids = execution_ids(dst)
+    assert set(ids.values()) == {1}
+    assert ids == execution_ids(src) + Counter(written["dst"])
+    assert len(written["src"]) >= 3 and len(written["dst"]) >= 3
+
+
+def test_sync_killed_with_kill_9_resumes_without_duplicates_or_visible_orphans(
+        s3: S3Endpoint, s3_url: str, tmp_path: Path) -> None:
+    src_url = str(tmp_path / "src")
+    src = warehouse.open(src_url, create=True)
+    with src.writer(dataset=DATASET, agent=AGENT, flush_interval=None) as w:
+        for i in range(150):  # 150 small commits of 2 files each
+            w.add_execution(execution_id=f"e-{i:03d}", task_id=f"t{i}", benign_score=float(i % 2),
+                            messages=[{"role": "user", "content": f"task {i}"}])
+            w.flush()
+    src.refresh()
+    dst_url = f"{s3_url}/dst"
+    env = {**os.environ, **s3.env()}
+    cmd = [sys.executable, "-m", "warehouse", "sync", src_url, dst_url, "--batch-files", "10", "--workers", "2"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    fs = s3.fs()
+    manifest = dst_url.removeprefix("s3://") + "/_manifest"
+    deadline = time.monotonic() + 60
+    try:
+        # Kill it once its first batch is committed (version 1), in the middle of the rest.
+        while time.monotonic() < deadline and proc.poll() is None:
+            if fs.exists(f"{manifest}/00000000000000000001.json"):
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "sync finished before it could be killed: make the source bigger"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+
+    half = warehouse.open(dst_url, storage_options=s3.options())
+    assert 1 <= half.version
+    partial = execution_ids(half)
+    assert set(partial.values()) == {1} and len(partial) < 150
+    # Whole source commits only: every execution visible has its message.
+    assert half.sql("select count(*) from messages").fetchall() == [(len(partial),)]
+
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "synced" in r.stdout
+    done = warehouse.open(dst_url, storage_options=s3.options())
+    assert execution_ids(done) == Counter(f"e-{i:03d}" for i in range(150))
+    assert answers_small(done) == answers_small(src)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "up to date" in r.stdout, r.stderr
+    assert warehouse.open(dst_url, storage_options=s3.options()).version == done.version
+
+
+def answers_small(wh: warehouse.Warehouse) -> list[Any]:
+    return [wh.sql("select execution_id, benign_score from executions order by 1").fetchall(),
+            wh.sql("select execution_id, content from messages order by 1").fetchall()]
+
+
+def test_cli_sync_dry_run_then_sync_then_up_to_date(s3: S3Endpoint, s3_url: str, tmp_path: Path) -> None:
+    src = warehouse.open(str(tmp_path / "src"), create=True)
+    write_runs(src, n=2, flushes=1)
+    env = {**os.environ, **s3.env()}
+    dst_url = f"{s3_url}/dst"
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "warehouse", "sync", str(tmp_path / "src"), dst_url, *args],
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    r = cli("--dry-run", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert {t["table"]: t["rows"] for t in json.loads(r.stdout)}["executions"] == 4
+    r = cli("--dry-run")
+    assert "would be copied" in r.stdout and "nothing was written" in r.stdout
+    r = cli()
+    assert r.returncode == 0 and "synced" in r.stdout and "1 commit" in r.stdout, r.stderr
+    r = cli()
+    assert r.returncode == 0 and "up to date" in r.stdout
+
+
+def test_sync_to_a_missing_bucket_fails_with_one_line_naming_it(s3: S3Endpoint, tmp_path: Path) -> None:
+    src = warehouse.open(str(tmp_path / "src"), create=True)
+    write_runs(src, n=1, flushes=1)
+    dst_url = f"s3://no-such-bucket-{os.getpid()}/dst"
+    with pytest.raises(warehouse.WarehouseError) as exc:
+        src.sync_to(dst_url, storage_options=s3.options())
+    assert dst_url in str(exc.value) and "does not exist" in str(exc.value)
+
+
+def test_sync_through_a_faulty_network_copies_everything_once(s3: S3Endpoint, s3_url: str, tmp_path: Path) -> None:
+    src = warehouse.open(str(tmp_path / "src"), create=True)
+    write_runs(src, n=6, flushes=3)
+    dst_url = f"{s3_url}/dst"
+    with FaultProxy(s3.url, rate=0.2, seed=3) as proxy:
+        result = src.sync_to(dst_url, storage_options=s3.options(proxy.url), batch_files=5)
+        assert proxy.stats.failed >= 5
+    dst = warehouse.open(dst_url, storage_options=s3.options())
+    assert answers(dst) == answers(src)
+    assert result.commits == list(range(1, dst.version + 1)) and len(result.commits) == 3
