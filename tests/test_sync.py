@@ -22,7 +22,7 @@ import warehouse
 from conftest import AGENT, DATASET
 from faultproxy import FaultProxy
 from s3_server import S3Endpoint
-from test_s3 import answers, write_runs
+from test_s3 import answers, run_cli, write_runs
 from warehouse.manifest import RemovedFile, writer_info
 from warehouse.sync import Progress
 from warehouse.writer import write_data_file
@@ -164,12 +164,15 @@ def test_sync_while_both_sides_are_written_loses_and_duplicates_nothing(s3: S3En
     assert len(written["src"]) >= 3 and len(written["dst"]) >= 3
 
 
+N_KILL = 120
+
+
 def test_sync_killed_with_kill_9_resumes_without_duplicates_or_visible_orphans(
         s3: S3Endpoint, s3_url: str, tmp_path: Path) -> None:
     src_url = str(tmp_path / "src")
     src = warehouse.open(src_url, create=True)
     with src.writer(dataset=DATASET, agent=AGENT, flush_interval=None) as w:
-        for i in range(150):  # 150 small commits of 2 files each
+        for i in range(N_KILL):  # small commits of 2 files each
             w.add_execution(execution_id=f"e-{i:03d}", task_id=f"t{i}", benign_score=float(i % 2),
                             messages=[{"role": "user", "content": f"task {i}"}])
             w.flush()
@@ -196,7 +199,7 @@ def test_sync_killed_with_kill_9_resumes_without_duplicates_or_visible_orphans(
     half = warehouse.open(dst_url, storage_options=s3.options())
     assert 1 <= half.version
     partial = execution_ids(half)
-    assert set(partial.values()) == {1} and len(partial) < 150
+    assert set(partial.values()) == {1} and len(partial) < N_KILL
     # Whole source commits only: every execution visible has its message.
     assert half.sql("select count(*) from messages").fetchall() == [(len(partial),)]
 
@@ -204,7 +207,7 @@ def test_sync_killed_with_kill_9_resumes_without_duplicates_or_visible_orphans(
     assert r.returncode == 0, r.stderr
     assert "synced" in r.stdout
     done = warehouse.open(dst_url, storage_options=s3.options())
-    assert execution_ids(done) == Counter(f"e-{i:03d}" for i in range(150))
+    assert execution_ids(done) == Counter(f"e-{i:03d}" for i in range(N_KILL))
     assert answers_small(done) == answers_small(src)
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "up to date" in r.stdout, r.stderr
@@ -226,11 +229,11 @@ def test_cli_sync_dry_run_then_sync_then_up_to_date(s3: S3Endpoint, s3_url: str,
         return subprocess.run([sys.executable, "-m", "warehouse", "sync", str(tmp_path / "src"), dst_url, *args],
                               env=env, capture_output=True, text=True, timeout=120)
 
-    r = cli("--dry-run", "--format", "json")
-    assert r.returncode == 0, r.stderr
-    assert {t["table"]: t["rows"] for t in json.loads(r.stdout)}["executions"] == 4
-    r = cli("--dry-run")
-    assert "would be copied" in r.stdout and "nothing was written" in r.stdout
+    as_json, as_table = run_cli([["sync", str(tmp_path / "src"), dst_url, "--dry-run", "--format", "json"],
+                                 ["sync", str(tmp_path / "src"), dst_url, "--dry-run"]], env)
+    assert as_json.returncode == 0, as_json.stderr
+    assert {t["table"]: t["rows"] for t in json.loads(as_json.stdout)}["executions"] == 4
+    assert "would be copied" in as_table.stdout and "nothing was written" in as_table.stdout
     r = cli()
     assert r.returncode == 0 and "synced" in r.stdout and "1 commit" in r.stdout, r.stderr
     r = cli()
