@@ -19,5 +19,8 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+bench: install
+	$(BIN)/warehouse bench --scale medium --out bench-results.json
+
 clean:
 	rm -rf $(VENV) $(DEMO_URL) .pytest_cache

@@ -305,6 +305,23 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+class Scale(str, Enum):
+    small = "small"
+    medium = "medium"
+    large = "large"
+
+
+@app.command()
+def bench(scale: Annotated[Scale, typer.Option(help="Data sizes: small (~2 min), medium (~8 min, `make bench`) or large.")] = Scale.medium,
+          out: Annotated[str, typer.Option(help="Write the results to this JSON file.")] = "bench-results.json",
+          workdir: Annotated[str | None, typer.Option(help="Directory for the benchmark data (default: the system temp dir).")] = None) -> None:
+    """Benchmark the warehouse against the legacy layout, raw pyarrow, Delta Lake and raw DuckDB (source checkout only)."""
+    from . import bench as bench_mod
+
+    with user_errors():
+        bench_mod.run(scale.value, out, workdir=workdir, console=console)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
