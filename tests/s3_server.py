@@ -1,7 +1,9 @@
 """The S3-API server the S3 tests talk to, as pytest fixtures.
 
 By default a real moto server process (`python -m moto.server -H 127.0.0.1 -p <free port>`) is
-started once per test session and stopped at its end. Set `WAREHOUSE_TEST_S3_ENDPOINT` to run the
+started once per test session and stopped at its end; `moto_atomic/sitecustomize.py` makes it
+handle one request at a time, because moto's `If-None-Match: *` check is not atomic across its
+request threads (S3's is, and the commit protocol relies on it). Set `WAREHOUSE_TEST_S3_ENDPOINT` to run the
 same tests against any S3-compatible endpoint instead (MinIO, AWS, ...); credentials then come from
 `WAREHOUSE_TEST_S3_KEY`/`WAREHOUSE_TEST_S3_SECRET` (or the usual `AWS_ACCESS_KEY_ID`/
 `AWS_SECRET_ACCESS_KEY`), the region from `WAREHOUSE_TEST_S3_REGION` (default us-east-1), and the
@@ -20,6 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,12 +73,18 @@ def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: floa
     raise RuntimeError(f"the S3 server did not listen on 127.0.0.1:{port} within {timeout} s")
 
 
+#: A sitecustomize for the server process only: it makes moto's conditional creates atomic, as
+#: they are on S3 (see the module's docstring).
+ATOMIC = Path(__file__).resolve().parent / "moto_atomic"
+
+
 def start_moto(env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """Start `python -m moto.server` on a free loopback port; returns (process, endpoint URL)."""
     port = free_port()
+    pythonpath = os.pathsep.join(p for p in (str(ATOMIC), os.environ.get("PYTHONPATH", "")) if p)
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, "PYTHONPATH": pythonpath, **(env or {})})
     try:
         wait_for_port(port, proc)
     except BaseException:
