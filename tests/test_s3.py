@@ -245,6 +245,11 @@ def test_a_campaign_through_a_faulty_network_ends_with_exactly_the_rows_written(
     warehouse.open(s3_url, storage_options=s3.options(), create=True)
     with FaultProxy(s3.url, rate=0.15, seed=7) as proxy:
         outs = run_flush_writers(s3_url, s3.env(proxy.url), n_procs, flushes, per_flush)
+        # Reading through the same faults: the manifest, and DuckDB's reads of the data files.
+        through = warehouse.open(s3_url, storage_options=s3.options(proxy.url))
+        counted = through.sql("select count(*), count(distinct execution_id) from executions_all").fetchall()
+        assert counted == [(n_procs * flushes * per_flush,) * 2]
+        assert through.scan("messages").select(pl.len()).collect().item() == 2 * n_procs * flushes * per_flush
         stats = proxy.stats
     with capsys.disabled():
         print(f"\n[s3 faults] {stats.requests} requests, {stats.failed} failed on purpose "
