@@ -9,9 +9,10 @@ DuckDB views for SQL and Polars for notebooks.
 """
 
 from .config import RunConfig, config_hash
-from .errors import (CommitConflict, ConfigHashCollision, CorruptCommit, ExecutionNotFound, InvalidPartitionValue,
-                     InvalidRecord, NotAWarehouse, ReadOnlyWarehouse, SchemaMismatch, UnsupportedFormatVersion,
-                     VersionNotFound, WarehouseError, WarehouseNotFound)
+from .errors import (CommitConflict, ConditionalWritesUnsupported, ConfigHashCollision, CorruptCommit,
+                     ExecutionNotFound, InvalidPartitionValue, InvalidRecord, NotAWarehouse, ReadOnlyWarehouse,
+                     SchemaMismatch, StorageError, UnsupportedFormatVersion, VersionNotFound, WarehouseError,
+                     WarehouseNotFound)
 from .warehouse import CommitInfo, Warehouse, open
 from .writer import Writer
 
@@ -21,5 +22,5 @@ __all__ = [
     "open", "Warehouse", "Writer", "CommitInfo", "RunConfig", "config_hash",
     "WarehouseError", "WarehouseNotFound", "NotAWarehouse", "ReadOnlyWarehouse", "InvalidRecord",
     "InvalidPartitionValue", "ConfigHashCollision", "SchemaMismatch", "CommitConflict", "CorruptCommit",
-    "UnsupportedFormatVersion", "VersionNotFound", "ExecutionNotFound",
+    "UnsupportedFormatVersion", "VersionNotFound", "ExecutionNotFound", "StorageError", "ConditionalWritesUnsupported",
 ]
