@@ -21,6 +21,7 @@ test: install
 
 bench: install
 	$(BIN)/warehouse bench --scale medium --out bench-results.json
+	$(BIN)/python -m benchmarks.s3 --commits 50 --files 10000 --out bench-s3.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_URL) .pytest_cache

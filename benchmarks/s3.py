@@ -6,9 +6,11 @@
 - sync throughput: `warehouse.sync` of a local warehouse of N data files to S3, against
   `s3fs.put(..., recursive=True)` of the same directory.
 
-    python -m warehouse.s3bench --endpoint http://127.0.0.1:PORT --bucket BUCKET [--commits 50] [--files 10000]
+    python -m benchmarks.s3 [--endpoint http://127.0.0.1:PORT --bucket BUCKET] [--commits 50] [--files 10000] [--out FILE]
 
-Prints one JSON document. `deltalake` is optional; without it that line is skipped.
+Without --endpoint it starts its own moto server process on a free loopback port (as the tests
+do) and creates a bucket. Prints one JSON document (and writes it to --out). `deltalake` is
+optional; without it that line is skipped.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from .manifest import writer_info
-from .schemas import catalog
+from warehouse.manifest import writer_info
+from warehouse.schemas import catalog
 
 
 def _options(endpoint: str, key: str, secret: str, region: str) -> dict[str, Any]:
@@ -59,7 +61,7 @@ def _p50_ms(xs: list[float]) -> float:
 def warehouse_commit_latency(url: str, storage_options: dict[str, Any], commits: int, rows: int = 100) -> dict[str, Any]:
     """p50 of (write one data file + commit it), and of the manifest commit alone, in ms."""
     import warehouse
-    from .writer import write_data_file
+    from warehouse.writer import write_data_file
 
     wh = warehouse.open(url, storage_options=storage_options, create=True)
     partition = {"dataset": "bench", "agent": "bench", "attack": "bench", "config_hash": "0000beef"}
@@ -102,7 +104,7 @@ def sync_throughput(endpoint: str, key: str, secret: str, region: str, bucket: s
     import s3fs
 
     import warehouse
-    from .writer import write_data_file
+    from warehouse.writer import write_data_file
 
     options = _options(endpoint, key, secret, region)
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,15 +133,38 @@ def sync_throughput(endpoint: str, key: str, secret: str, region: str, bucket: s
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--endpoint", required=True)
-    ap.add_argument("--bucket", required=True)
+    ap.add_argument("--endpoint", help="an S3-API endpoint (default: start a moto server on loopback)")
+    ap.add_argument("--bucket", default=None)
     ap.add_argument("--key", default="testing")
     ap.add_argument("--secret", default="testing")
     ap.add_argument("--region", default="us-east-1")
     ap.add_argument("--commits", type=int, default=50)
     ap.add_argument("--files", type=int, default=10_000)
+    ap.add_argument("--out", default=None, help="also write the JSON here")
     a = ap.parse_args()
     run = uuid.uuid4().hex[:8]
+    server = None
+    if a.endpoint is None:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        from s3_server import start_moto, stop  # the tests' launcher: same server, same settings
+
+        server, a.endpoint = start_moto()
+    try:
+        _run(a, run)
+    finally:
+        if server is not None:
+            stop(server)
+
+
+def _run(a: argparse.Namespace, run: str) -> None:
+    if a.bucket is None:
+        import s3fs
+
+        a.bucket = f"bench-{run}"
+        s3fs.S3FileSystem(skip_instance_cache=True, **_options(a.endpoint, a.key, a.secret, a.region)).call_s3(
+            "create_bucket", Bucket=a.bucket)
     out = {
         "warehouse_commit": warehouse_commit_latency(f"s3://{a.bucket}/commit-{run}",
                                                      _options(a.endpoint, a.key, a.secret, a.region), a.commits),
@@ -147,7 +172,11 @@ def main() -> None:
                                                  f"s3://{a.bucket}/delta-{run}", a.commits),
         "sync": sync_throughput(a.endpoint, a.key, a.secret, a.region, a.bucket, a.files) if a.files else None,
     }
-    print(json.dumps(out, indent=2))
+    out["endpoint"] = a.endpoint
+    text = json.dumps(out, indent=2)
+    print(text)
+    if a.out:
+        Path(a.out).write_text(text + "\n")
 
 
 if __name__ == "__main__":
