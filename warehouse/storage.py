@@ -469,13 +469,6 @@ class Store:
                 out[p[len(prefix):]] = int(info.get("size") or 0)
         return out
 
-    def open_output(self, rel: str):
-        """A binary file object to write a new data file."""
-        path = self.full(rel)
-        if self.is_local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        return self.fs.open(path, "wb")
-
     def reader_path(self, rel: str) -> str:
         """The path DuckDB and Polars should read `rel` from."""
         if self.is_local:
