@@ -78,6 +78,13 @@ def define_views(con: duckdb.DuckDBPyConnection, store: Store, snapshot: Snapsho
         con.register_filesystem(SnapshotFileSystem(store.fs, sizes, call=store.call))
     for name, schema in catalog().tables.items():
         con.execute(f"create or replace view raw_{name} as {table_sql(store, schema, snapshot.table_files(name))}")
+    # The final rows of the partitions that have in-flight revisions: what the `executions` view
+    # anti-joins those revisions with. Usually no partition has any, and then the anti-join reads
+    # nothing (a filter on a partition column still prunes every other partition's files).
+    live = {tuple(sorted(f.partition.items())) for f in snapshot.table_files("executions_live")}
+    finals = [f for f in snapshot.table_files("executions") if tuple(sorted(f.partition.items())) in live]
+    con.execute("create or replace view raw_executions_final_of_live as "
+                f"{table_sql(store, catalog().table('executions'), finals)}")
     for _, sql in catalog().views:
         con.execute(sql)
 

@@ -269,8 +269,9 @@ def message_row(execution_id: str, seq: int, m: Any) -> tuple:
     )
 
 
-def messages(execution_id: str, value: Any) -> tuple[list[tuple], int]:
-    """Message dicts -> (rows of the `messages` table without partition columns, text bytes).
+def messages(execution_id: str, value: Any, start: int = 0) -> tuple[list[tuple], int]:
+    """Message dicts -> (rows of the `messages` table without partition columns, text bytes);
+    their `seq` numbers start at `start`.
 
     This is the writer's hot path: a message of the common shape (a plain dict with known keys,
     text or a list of text parts, OpenAI-style tool calls, a datetime or no timestamp, no
@@ -287,7 +288,7 @@ def messages(execution_id: str, value: Any) -> tuple[list[tuple], int]:
     append = rows.append
     keys = MESSAGE_FIELDS
     size = 0
-    for seq, m in enumerate(value):
+    for seq, m in enumerate(value, start):
         if type(m) is not dict or not (m.keys() <= keys) or "metadata" in m:
             row = message_row(execution_id, seq, m)
             append(row)

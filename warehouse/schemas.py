@@ -134,7 +134,8 @@ def catalog() -> Catalog:
     tables: dict[str, TableSchema] = {}
     for name, t in spec["tables"].items():
         cols = [Column(c, "string", False, False) for c in pcols]
-        for c in t["columns"]:
+        # `columns_from: other` = the same columns as an earlier table (a side table of it)
+        for c in spec["tables"][t["columns_from"]]["columns"] if "columns_from" in t else t["columns"]:
             if c["type"] not in _TYPES:
                 raise SchemaMismatch(f"table {name}: column {c['name']} has unknown type {c['type']!r}")
             cols.append(Column(c["name"], c["type"], c.get("nullable", True), c.get("stats", False)))

@@ -12,6 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -65,6 +66,22 @@ def write_data_file(wh: "Warehouse", table_name: str, partition: dict[str, str],
         size = buf.tell()
         store.write_bytes(rel, buf.getbuffer())
     return DataFile(table_name, rel, dict(partition), table.num_rows, size, file_stats(table, schema.stats_columns))
+
+
+def _record_count(buffers: Mapping[str, TableBuffer]) -> int:
+    return sum(len(buf) for t, buf in buffers.items() if t not in ("configs", "messages", "attacks"))
+
+
+class _Buffers(dict):
+    """table name -> TableBuffer of the writer's partition, created on first use."""
+
+    def __init__(self, partition: Mapping[str, str]) -> None:
+        super().__init__()
+        self.partition = partition
+
+    def __missing__(self, table: str) -> TableBuffer:
+        buf = self[table] = TableBuffer(catalog().table(table), self.partition)
+        return buf
 
 
 @dataclass
@@ -121,8 +138,8 @@ class Writer:
             self._thread = threading.Thread(target=self._flusher, name=f"warehouse-flusher-{self.writer_id[:8]}", daemon=True)
             self._thread.start()
 
-    def _new_buffers(self) -> dict[str, TableBuffer]:
-        return {t: TableBuffer(catalog().table(t), self.partition) for t in ("executions", "messages", "attacks", "configs")}
+    def _new_buffers(self) -> "_Buffers":
+        return _Buffers(self.partition)
 
     # -- config --------------------------------------------------------------------------------
     def _register_config(self) -> None:
@@ -162,6 +179,7 @@ class Writer:
         scores: dict[str, float] | None = None, execution_id: str | None = None, sample: int | None = None,
         group: str | None = None, status: str | None = None, error: str | None = None,
         reward: float | None = None, advantages: Any = None, duration_ms: float | None = None,
+        owner: str | None = None, result: str | None = None, completions: Any = None,
         **unknown: Any,
     ) -> str:
         """Buffer one finished task execution with its messages and attacks; returns its execution_id.
@@ -180,31 +198,65 @@ class Writer:
             status = "failed" if error else "completed"
         if status not in _STATUSES:
             raise InvalidRecord(f"status must be one of {_STATUSES}, got {status!r}")
-        started = records.timestamp("started_at", started_at)
         finished = records.timestamp("finished_at", finished_at) or datetime.now(timezone.utc)
-        if duration_ms is None and started is not None:
-            duration_ms = (finished - started).total_seconds() * 1000.0
+        row = self._execution_row(
+            eid, task_id, 0, status, sample=sample, group=group, error=error, started_at=started_at,
+            finished_at=finished, duration_ms=duration_ms, trace_id=trace_id, span_id=span_id, model=model,
+            usage=usage, benign_score=benign_score, attack_score=attack_score, reward=reward,
+            advantages=advantages, scores=scores, metadata=metadata, owner=owner, result=result,
+            completions=completions)
+        self._add_final(row, eid, messages, attacks)
+        return eid
+
+    def _execution_row(
+        self, eid: str, task_id: Any, revision: int, status: str, *, sample: Any = None, group: Any = None,
+        error: Any = None, started_at: Any = None, finished_at: datetime | None = None, duration_ms: Any = None,
+        trace_id: Any = None, span_id: Any = None, model: Any = None, usage: Any = None, benign_score: Any = None,
+        attack_score: Any = None, reward: Any = None, advantages: Any = None, scores: Any = None,
+        metadata: Any = None, owner: Any = None, result: Any = None, completions: Any = None,
+    ) -> tuple:
+        """One validated row of `executions`/`executions_live` (non-partition columns, schema order)."""
+        started = records.timestamp("started_at", started_at)
+        if duration_ms is None and started is not None and finished_at is not None:
+            duration_ms = (finished_at - started).total_seconds() * 1000.0
         if task_id.__class__ is not str or not task_id.isascii() or not 0 < len(task_id) <= records.MAX_ID_LENGTH:
             task_id = records.ident("task_id", task_id)
         opt_text, opt_score = records.opt_text, records.opt_score
-        row = (
+        return (
             eid, task_id, self.run_id, records.integer("sample", sample, records.INT32),
-            opt_text("group", group), status, opt_text("error", error), 0, started, finished,
+            opt_text("group", group), status, opt_text("error", error), revision, started, finished_at,
             opt_score("duration_ms", duration_ms), opt_text("trace_id", trace_id),
             opt_text("span_id", span_id), opt_text("model", model),
             *records.usage(usage), opt_score("benign_score", benign_score),
             opt_score("attack_score", attack_score), opt_score("reward", reward),
             records.float_list("advantages", advantages), records.score_map(scores),
-            records.json_text("metadata", metadata),
+            records.json_text("metadata", metadata), opt_text("owner", owner), opt_text("result", result),
+            records.json_text("completions", completions),
         )
-        msg_rows, size = records.messages(eid, messages)
+
+    def _add_final(self, row: tuple, eid: str, messages: Any, attacks: Any, seq_start: int = 0) -> None:
+        """Buffer a final execution row with its messages and attacks (validated first); may flush."""
+        msg_rows, size = records.messages(eid, messages, seq_start)
         attack_rows = records.attacks(eid, attacks)
         with self._lock:
             b = self._buffers
             b["executions"].append(row)
             b["messages"].extend(msg_rows, size)
             b["attacks"].extend(attack_rows, sum(len(r[3] or "") for r in attack_rows))
-            rows = len(b["executions"])
+        self._maybe_flush()
+
+    def _add_rows(self, table: str, rows: list[tuple], text_bytes: int = 0) -> None:
+        """Buffer validated rows of any table (may trigger a flush like add_execution)."""
+        if self._closed:
+            raise WarehouseError("this writer is closed")
+        with self._lock:
+            self._buffers[table].extend(rows, text_bytes)
+        self._maybe_flush()
+
+    def _maybe_flush(self) -> None:
+        with self._lock:
+            b = self._buffers
+            rows = len(b["executions"]) + len(b["snapshots"]) + len(b["sessions"])
             nbytes = sum(t.nbytes for t in b.values())
         if rows >= self.flush_rows or nbytes >= self.flush_bytes:
             # With a flusher thread, the flush (whose Parquet encoding releases the GIL) runs beside
@@ -217,25 +269,26 @@ class Writer:
                 with self._wake:
                     self._flush_due = True
                     self._wake.notify()
-        return eid
 
     # -- flushing ------------------------------------------------------------------------------
     @property
     def buffered_rows(self) -> int:
-        """Executions buffered and not yet committed (including a batch waiting for retry)."""
+        """Records (executions and their revisions, events, snapshots, session revisions) buffered and
+        not yet committed, including a batch waiting for retry; messages and attacks count with
+        their execution."""
         with self._lock:
-            n = len(self._buffers["executions"])
+            n = _record_count(self._buffers)
         r = self._retry
         return n + (r.executions if r else 0)
 
     def _take_batch(self) -> _Batch | None:
         with self._lock:
-            if not any(len(self._buffers[t]) for t in ("executions", "messages", "attacks")):
+            if not any(len(buf) for t, buf in self._buffers.items() if t != "configs"):
                 return None  # a config row alone waits for the writer's first results
             buffers = self._buffers
             self._buffers = self._new_buffers()
         self._seq += 1
-        return _Batch(buffers, f"{self.writer_id}:{self._seq}", self.wh.version, len(buffers["executions"]))
+        return _Batch(buffers, f"{self.writer_id}:{self._seq}", self.wh.version, _record_count(buffers))
 
     def _commit_batch(self, batch: _Batch) -> int:
         # One table at a time, dropping its buffer once its file is written: a retry rewrites only
