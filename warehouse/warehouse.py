@@ -258,6 +258,12 @@ class Warehouse:
             select += f" group by {cols} order by {cols}"
         return self.sql(select)
 
+    # -- agent state: live executions, checkpoints, resume, follow (live.py) -----------------------
+
+    # -- agent state: sessions and simulation runs (sessions.py, simulation.py) --------------------
+
+    # -- retention (retention.py) ------------------------------------------------------------------
+
 
 def open(url: str = "warehouse-data", *, create: bool = False, version: int | None = None, as_of: datetime | None = None,
          storage_options: Mapping[str, Any] | None = None) -> Warehouse:
