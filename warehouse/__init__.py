@@ -10,8 +10,8 @@ DuckDB views for SQL and Polars for notebooks.
 
 from .config import RunConfig, config_hash
 from .errors import (CommitConflict, ConditionalWritesUnsupported, ConfigHashCollision, CorruptCommit,
-                     ExecutionNotFound, InvalidPartitionValue, InvalidRecord, NotAWarehouse, ReadOnlyWarehouse,
-                     SchemaMismatch, StorageError, UnsupportedFormatVersion, VersionNotFound, WarehouseError,
+                     ExecutionNotFound, InvalidPartitionValue, InvalidRecord, NotAWarehouse, PermissionDenied,
+                     ReadOnlyWarehouse, RunNotFound, SchemaMismatch, SessionNotFound, StorageError, UnsupportedFormatVersion, VersionNotFound, WarehouseError,
                      WarehouseNotFound)
 from .warehouse import CommitInfo, Warehouse, open
 from .writer import Writer
@@ -23,4 +23,5 @@ __all__ = [
     "WarehouseError", "WarehouseNotFound", "NotAWarehouse", "ReadOnlyWarehouse", "InvalidRecord",
     "InvalidPartitionValue", "ConfigHashCollision", "SchemaMismatch", "CommitConflict", "CorruptCommit",
     "UnsupportedFormatVersion", "VersionNotFound", "ExecutionNotFound", "StorageError", "ConditionalWritesUnsupported",
+    "PermissionDenied", "SessionNotFound", "RunNotFound",
 ]

@@ -64,3 +64,15 @@ class StorageError(WarehouseError):
 
 class ConditionalWritesUnsupported(StorageError):
     """The store ignores or refuses create-if-absent writes, so commits could not be made safely."""
+
+
+class PermissionDenied(WarehouseError):
+    """An owner asked for (or tried to resume) an execution or checkpoint that another owner holds."""
+
+
+class SessionNotFound(WarehouseError):
+    """No conversation session with the given id exists in the snapshot."""
+
+
+class RunNotFound(WarehouseError):
+    """No simulation run with the given id exists in the snapshot."""
