@@ -91,7 +91,12 @@ class TableBuffer:
             self._convert()
 
     def append(self, row: tuple) -> None:
-        self.extend([row])
+        """Add one row (the per-event path: no list is built)."""
+        self.pending.append(row)
+        self.rows += 1
+        self.pending_bytes += PENDING_ROW_BYTES
+        if len(self.pending) >= CHUNK_ROWS:
+            self._convert()
 
     def _convert(self) -> None:
         batch = rows_to_batch(self.schema, self.partition, self.pending)

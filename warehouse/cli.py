@@ -311,6 +311,49 @@ class Scale(str, Enum):
     large = "large"
 
 
+def _event_line(e: dict[str, Any]) -> Text:
+    """One event as a line: time, execution, kind, level, name, message, duration."""
+    ts = e["timestamp"].strftime("%H:%M:%S.%f")[:-3] if e.get("timestamp") else ""
+    style = {"error": "red", "warn": "yellow", "warning": "yellow", "critical": "bold red", "debug": "dim"}.get(e.get("level") or "", "")
+    line = Text(f"{ts} {(e.get('execution_id') or '-')[-8:]:>8} ")
+    line.append(f"{e['kind']:<10}", style="bold cyan" if e["kind"] == "status" else "cyan")
+    line.append(f" {(e.get('level') or ''):<5}", style=style)
+    if e.get("name"):
+        line.append(f" {e['name']}", style="bold")
+    if e.get("message"):
+        line.append(f" {e['message']}", style=style)
+    if e.get("duration_ms") is not None:
+        line.append(f" ({e['duration_ms']:.3g} ms)", style="dim")
+    return line
+
+
+@app.command()
+def tail(url: UrlOpt = DEFAULT_URL,
+         execution: Annotated[str | None, typer.Option("--execution", "-e", help="Only this execution's events (its id, or a unique prefix or suffix).")] = None,
+         follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing events as they are committed.")] = False,
+         lines: Annotated[int | None, typer.Option("--lines", "-n", help="Start with the newest N committed events.")] = 20,
+         interval: Annotated[float, typer.Option(help="Seconds between polls of the manifest with --follow.")] = 0.5,
+         timeout: Annotated[float | None, typer.Option(help="With --follow: stop after this many seconds without a new event.")] = None,
+         fmt: Annotated[str, typer.Option("--format", help="text or jsonl.")] = "text") -> None:
+    """Logs, spans and status changes of executions, as they are committed (Ctrl-C stops --follow)."""
+    if fmt not in ("text", "jsonl"):
+        err.print(f"[red]error:[/red] --format must be text or jsonl, got {escape(fmt)!r}")
+        raise typer.Exit(1)
+    with user_errors():
+        wh = open_warehouse(url)
+        if execution is not None:
+            execution = wh._find_execution(execution)["execution_id"]  # a unique prefix or suffix will do
+        try:
+            for e in wh.follow(execution, follow=follow, last=lines, poll_interval=interval, timeout=timeout):
+                if fmt == "jsonl":
+                    print(json.dumps({k: _jsonable(v) for k, v in e.items()}, ensure_ascii=False), flush=True)
+                else:
+                    console.print(_event_line(e), highlight=False, soft_wrap=True)
+                    sys.stdout.flush()
+        except KeyboardInterrupt:
+            pass
+
+
 @app.command()
 def bench(scale: Annotated[Scale, typer.Option(help="Data sizes: small (~2 min), medium (~8 min, `make bench`) or large.")] = Scale.medium,
           out: Annotated[str, typer.Option(help="Write the results to this JSON file.")] = "bench-results.json",
@@ -320,6 +363,39 @@ def bench(scale: Annotated[Scale, typer.Option(help="Data sizes: small (~2 min),
 
     with user_errors():
         bench_mod.run(scale.value, out, workdir=workdir, console=console)
+
+
+@app.command()
+def expire(older_than: Annotated[str, typer.Option("--older-than", help="Age of the rows to remove: 30d, 12h, 90m or 3600s.")],
+           url: UrlOpt = DEFAULT_URL,
+           tables: Annotated[str, typer.Option(help="Comma-separated: events, snapshots, executions (with their messages, attacks, events, snapshots).")] = "events",
+           statuses: Annotated[str, typer.Option(help="Comma-separated statuses of the executions whose rows may go: completed, failed.")] = "completed,failed",
+           dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be removed; change nothing.")] = False,
+           fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table) -> None:
+    """Remove old rows in one commit; running executions are never touched, and time travel still sees the rows."""
+    from .retention import parse_duration
+
+    with user_errors():
+        age = parse_duration(older_than)
+        result = _open(url).expire(age, tables=[t.strip() for t in tables.split(",") if t.strip()],
+                                   statuses=[s.strip() for s in statuses.split(",") if s.strip()], dry_run=dry_run)
+    cols = ["table", "rows", "files dropped", "files rewritten"]
+    rows = [[t, n, *result.files_by_table.get(t, (0, 0))] for t, n in result.rows_removed.items()]
+    if fmt is not Format.table:
+        emit(cols, rows, fmt)
+        return
+    cutoff = result.cutoff.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if not rows:
+        console.print(f"nothing older than {cutoff} to expire", highlight=False)
+        return
+    emit(cols, rows, fmt, title=("would remove" if dry_run else "removed") + f" rows older than {cutoff}")
+    expired = f" of {result.executions_expired} executions" if result.executions_expired else ""
+    if dry_run:
+        console.print(f"dry run: {result.rows} rows{expired} would be removed; nothing was changed", highlight=False)
+    else:
+        console.print(f"removed {result.rows} rows{expired} in version {result.version} "
+                      f"({result.files_dropped} files dropped, {result.files_rewritten} rewritten; "
+                      "vacuum deletes them from storage)", highlight=False)
 
 
 def main() -> None:

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from . import reader, records
+from . import agent_state, reader, records
 from . import sync as sync_mod
 from .errors import ExecutionNotFound, NotAWarehouse, ReadOnlyWarehouse, WarehouseError, WarehouseNotFound
 from .manifest import MANIFEST_DIR, Commit, DataFile, Log, Snapshot, replay, writer_info
 from .schemas import catalog
 from .storage import Store
+from .live import EVENT_LIMIT, Checkpoint
 from .writer import Writer
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from .aio import AsyncWriter
 
 #: Columns `Warehouse.scores(by=...)` may group by.
 SCORE_GROUPS = ("dataset", "agent", "attack", "config_hash", "model", "run_id", "task_id", "status")
@@ -87,9 +90,15 @@ class Warehouse:
         """
         if self.read_only:
             return self.version
+        return self._refresh_commits()[0]
+
+    def _refresh_commits(self) -> tuple[int, list[Commit]]:
+        """`refresh`, also returning the new commits it read."""
+        if self.read_only:
+            return self.version, []
         with self._lock:
-            self._snapshot, _ = self.log.refresh(self._snapshot)
-            return self._snapshot.version
+            self._snapshot, new = self.log.refresh(self._snapshot)
+            return self._snapshot.version, new
 
     def history(self, limit: int | None = None) -> list[CommitInfo]:
         """The commits up to the cached version, newest first (at most `limit`)."""
@@ -119,14 +128,30 @@ class Warehouse:
             self.store.check_conditional_writes(MANIFEST_DIR)
 
     def writer(self, *, dataset: Any, agent: Any, attack: Any = None, run_id: str | None = None,
-               flush_rows: int = 10_000, flush_bytes: int = 64 << 20, flush_interval: float | None = 30.0) -> Writer:
+               flush_rows: int = 10_000, flush_bytes: int = 64 << 20, flush_interval: float | None = 30.0,
+               event_limit: int = EVENT_LIMIT, max_buffered_events: int = 200_000) -> Writer:
         """A buffered writer for one run configuration ({type, config} dicts; attack None = benign).
 
+        `flush_rows` records or `flush_bytes` buffered, or `flush_interval` seconds, trigger a
+        flush (one commit). Events (logs, spans) longer than `event_limit` characters are cut; past
+        `max_buffered_events` waiting for a flush, further events are dropped and counted.
         Raises InvalidRecord/InvalidPartitionValue for a malformed config, ConfigHashCollision if a
         different config already owns its hash, ReadOnlyWarehouse on a time-travel snapshot.
         """
         return Writer(self, dataset=dataset, agent=agent, attack=attack, run_id=run_id, flush_rows=flush_rows,
-                      flush_bytes=flush_bytes, flush_interval=flush_interval)
+                      flush_bytes=flush_bytes, flush_interval=flush_interval, event_limit=event_limit,
+                      max_buffered_events=max_buffered_events)
+
+    def async_writer(self, *, dataset: Any, agent: Any, attack: Any = None, run_id: str | None = None,
+                     flush_rows: int = 10_000, flush_bytes: int = 64 << 20, flush_interval: float = 5.0,
+                     event_limit: int = EVENT_LIMIT, max_buffered_events: int = 200_000) -> "AsyncWriter":
+        """A writer for asyncio code: `async with wh.async_writer(...) as w:`. Same arguments as
+        `writer`; every flush and commit runs on a worker thread, never on the event loop."""
+        from .aio import AsyncWriter
+
+        return AsyncWriter(self, dict(dataset=dataset, agent=agent, attack=attack, run_id=run_id, flush_rows=flush_rows,
+                                      flush_bytes=flush_bytes, flush_interval=flush_interval, event_limit=event_limit,
+                                      max_buffered_events=max_buffered_events))
 
     def _commit(self, *, operation: str, writer: Mapping[str, Any], token: str | None, add: Iterable[DataFile] = (),
                 remove: Iterable[Any] = (), token_since: int | None = None, info: Mapping[str, Any] | None = None) -> Commit:
@@ -198,17 +223,21 @@ class Warehouse:
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r)) for r in cur.fetchall()]
 
-    def execution(self, execution_id: str) -> dict[str, Any]:
-        """One execution (latest revision) by id, or by a unique prefix or suffix of its id (ids are
-        time-ordered, so a suffix is the distinctive part), with `messages` (as written,
-        in order) and `attacks`. Raises ExecutionNotFound if none or several match."""
+    def _find_execution(self, execution_id: str) -> dict[str, Any]:
+        """The latest revision of the execution whose id is, starts with or ends with `execution_id`."""
         found = self._records("select * from executions where starts_with(execution_id, $id) or ends_with(execution_id, $id) "
-                             "order by execution_id <> $id limit 2", {"id": execution_id})
+                              "order by execution_id <> $id limit 2", {"id": execution_id})
         if not found:
             raise ExecutionNotFound(f"no execution with id {execution_id!r} at version {self.version}")
         if len(found) > 1 and found[0]["execution_id"] != execution_id:
             raise ExecutionNotFound(f"execution id part {execution_id!r} is ambiguous; give more characters")
-        ex = found[0]
+        return found[0]
+
+    def execution(self, execution_id: str) -> dict[str, Any]:
+        """One execution (latest revision) by id, or by a unique prefix or suffix of its id (ids are
+        time-ordered, so a suffix is the distinctive part), with `messages` (as written,
+        in order) and `attacks`. Raises ExecutionNotFound if none or several match."""
+        ex = self._find_execution(execution_id)
         eid = ex["execution_id"]
         part = [ex[c] for c in catalog().partition_columns]
         pfilter = " and ".join(f"{c} = ?" for c in catalog().partition_columns)
@@ -259,10 +288,87 @@ class Warehouse:
         return self.sql(select)
 
     # -- agent state: live executions, checkpoints, resume, follow (live.py) -----------------------
+    def checkpoints(self, execution_id: str) -> list[Checkpoint]:
+        """Every checkpoint of an execution, oldest first (state parsed from JSON).
+        Raises ExecutionNotFound for an unknown id."""
+        return agent_state.checkpoints(self, execution_id)
+
+    def latest_checkpoint(self, execution_id: str, owner: str | None = None) -> Checkpoint | None:
+        """The newest checkpoint (state, step, created_at, ...) of an execution, or None.
+        Raises PermissionDenied if `owner` is given and the execution belongs to another owner,
+        ExecutionNotFound for an unknown id."""
+        return agent_state.latest_checkpoint(self, execution_id, owner)
+
+    def resume_plan(self, config: Any, task_ids: Sequence[str], *, runs: int = 1,
+                    retry_failed: bool = True) -> "list[agent_state.TaskPlan]":
+        """Per task: completed and failed runs under `config`, runs still needed, and the
+        interrupted execution (with its latest checkpoint) to resume; see `agent_state.resume_plan`."""
+        return agent_state.resume_plan(self, config, task_ids, runs=runs, retry_failed=retry_failed)
+
+    def follow(self, execution_id: str | None = None, *, follow: bool = True, last: int | None = None,
+               poll_interval: float = 0.5, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """The event stream (logs, spans, status changes) as dicts in time order: committed events
+        (the `last` N), then, with `follow`, new ones as their commits appear, until `timeout`
+        seconds pass without one (None: forever). `warehouse tail` prints it."""
+        return agent_state.follow(self, execution_id, follow=follow, last=last, poll_interval=poll_interval,
+                                  timeout=timeout)
+
+    def trajectories(self, where: Mapping[str, Any] | None = None, *, metadata_keys: Sequence[str] = (),
+                     with_messages: bool = False) -> "pl.LazyFrame":
+        """RL trajectories (`Writer.add_trajectory`) as a Polars LazyFrame, filterable by metadata
+        (`where={"difficulty": "hard"}`) and groupable by `group`; see `agent_state.trajectories`."""
+        return agent_state.trajectories(self, where, metadata_keys=metadata_keys, with_messages=with_messages)
 
     # -- agent state: sessions and simulation runs (sessions.py, simulation.py) --------------------
+    @property
+    def sessions(self) -> "Sessions":
+        """The conversation sessions: `save`, `append`, `load`, `list`, `delete` (see warehouse.sessions)."""
+        from .sessions import Sessions
+
+        return Sessions(self)
+
+    def run_recorder(self, scenario: str, save_frequency: int = 1, max_steps: int | None = None,
+                     started_at: datetime | str | None = None) -> "RunRecorder":
+        """A recorder of one simulation run, with a fresh unique run id `run_<scenario>_<UTC start>`
+        (see warehouse.simulation.RunRecorder). Raises InvalidRecord for a bad scenario,
+        save_frequency (< 0 or not an int) or max_steps; ReadOnlyWarehouse on a time-travel snapshot."""
+        from .simulation import RunRecorder
+
+        return RunRecorder(self, scenario, save_frequency=save_frequency, max_steps=max_steps, started_at=started_at)
+
+    def snapshots(self, run_id: str) -> list[dict[str, Any]]:
+        """A simulation run's saved snapshots in step order: dicts of step, kind ("snapshot" or
+        "final"), game_state, global_vars, agent_vars, messages, created_at. Raises RunNotFound."""
+        from .simulation import snapshots
+
+        return snapshots(self, run_id)
+
+    def runs(self) -> "pl.DataFrame":
+        """Simulation runs, newest first: run_id, scenario, started_at, snapshots, last_step, finished."""
+        from .simulation import runs
+
+        return runs(self)
+
 
     # -- retention (retention.py) ------------------------------------------------------------------
+    def expire(self, older_than: "timedelta", *, tables: Iterable[str] = ("events",),
+               statuses: Iterable[str] = ("completed", "failed"), dry_run: bool = False,
+               now: datetime | None = None) -> "retention.ExpireResult":
+        """Remove rows older than `older_than` in one commit (operation `delete`), dropping whole
+        files where the manifest's stats allow and rewriting files that straddle the cutoff.
+
+        `tables`: `events` (aged by timestamp), `snapshots` (by created_at), `executions` (finished
+        executions with a status in `statuses`, aged by finished_at, else started_at; their
+        messages, attacks, events, snapshots and live revisions go with them). Anything of a
+        running execution stays. Nothing is deleted from disk (time travel still sees the rows).
+        `dry_run` reports the same counts and changes nothing. See `warehouse.retention`.
+        Raises WarehouseError for an unknown table or status or a non-positive `older_than`,
+        ReadOnlyWarehouse on a time-travel snapshot, CommitConflict if concurrent deletes kept
+        removing the same files.
+        """
+        from . import retention
+
+        return retention.expire(self, older_than, tables=tables, statuses=statuses, dry_run=dry_run, now=now)
 
 
 def open(url: str = "warehouse-data", *, create: bool = False, version: int | None = None, as_of: datetime | None = None,

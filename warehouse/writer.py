@@ -5,6 +5,9 @@ per (table, partition) and commits them all in one manifest commit (all or nothi
 from __future__ import annotations
 
 import io
+import json
+import itertools
+import logging
 import os
 import random
 import threading
@@ -12,6 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +29,7 @@ from .errors import ConfigHashCollision, InvalidRecord, WarehouseError
 from .manifest import DataFile, writer_info
 from .schemas import catalog
 from .buffer import TableBuffer
+from .live import EVENT_LIMIT, Checkpoint, Execution
 from .storage import new_data_file_name, partition_dir
 
 if TYPE_CHECKING:
@@ -33,6 +38,7 @@ if TYPE_CHECKING:
 #: Parquet settings: zstd, and row groups large enough for scans.
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "row_group_size": 256 * 1024}
 _STATUSES = ("completed", "failed")
+log = logging.getLogger("warehouse")
 
 
 def _stat_value(v: Any) -> Any:
@@ -109,7 +115,8 @@ class Writer:
 
     def __init__(self, wh: "Warehouse", *, dataset: Any, agent: Any, attack: Any = None,
                  run_id: str | None = None, flush_rows: int = 10_000, flush_bytes: int = 64 << 20,
-                 flush_interval: float | None = 30.0) -> None:
+                 flush_interval: float | None = 30.0, event_limit: int = EVENT_LIMIT,
+                 max_buffered_events: int = 200_000) -> None:
         wh._require_writable()
         self.wh = wh
         self.config = RunConfig.of(dataset, agent, attack)
@@ -122,6 +129,12 @@ class Writer:
         self.writer_id = uuid.uuid4().hex
         self._rng = random.Random(os.urandom(16))
         self._seq = 0
+        if not isinstance(event_limit, int) or event_limit < 16:
+            raise InvalidRecord(f"event_limit must be an int >= 16 (characters), got {event_limit!r}")
+        self.event_limit, self.max_buffered_events = event_limit, max_buffered_events
+        self._event_seq = itertools.count()
+        self._dropped: Counter[str] = Counter()
+        self._caller_flushes = True  # False: size-triggered flushes only ever run on the flusher thread
         self._lock = threading.Lock()        # guards the buffers
         self._flush_lock = threading.Lock()  # serialises flushes (one commit at a time, in order)
         self._buffers = self._new_buffers()
@@ -245,25 +258,130 @@ class Writer:
             b["attacks"].extend(attack_rows, sum(len(r[3] or "") for r in attack_rows))
         self._maybe_flush()
 
-    def _add_rows(self, table: str, rows: list[tuple], text_bytes: int = 0) -> None:
-        """Buffer validated rows of any table (may trigger a flush like add_execution)."""
+    def _add_rows(self, table: str, rows: list[tuple], text_bytes: int = 0, *, flush: bool = True) -> None:
+        """Buffer validated rows of any table (may trigger a size flush like add_execution)."""
         if self._closed:
             raise WarehouseError("this writer is closed")
         with self._lock:
             self._buffers[table].extend(rows, text_bytes)
-        self._maybe_flush()
+        if flush:
+            self._maybe_flush()
+
+    # -- live executions and events (live.py) ---------------------------------------------------------
+    def start_execution(self, task_id: str, *, owner: str | None = None, metadata: Any = None,
+                        execution_id: str | None = None, trace_id: str | None = None, model: str | None = None,
+                        sample: int | None = None, group: str | None = None, started_at: Any = None) -> Execution:
+        """Start a live execution (status running, revision 1); see `Execution` for what it offers.
+
+        Its revisions, events and checkpoints are committed by this writer's flushes. Raises
+        InvalidRecord for bad values, before anything is buffered.
+        """
+        eid = records.ident("execution_id", execution_id, required=False) or self._new_id()
+        task_id = records.ident("task_id", task_id)
+        owner = records.ident("owner", owner, required=False)
+        fields = {"started_at": records.timestamp("started_at", started_at) or datetime.now(timezone.utc),
+                  "trace_id": records.ident("trace_id", trace_id, required=False) or self._new_id(),
+                  "model": model, "sample": sample, "group": group, "metadata": metadata}
+        ex = Execution(self, eid, task_id, owner=owner, revision=1, fields=fields)
+        self._add_rows("executions_live", [ex._row(1, "running", fields)])
+        ex._event("status", "info", "running", None, None)
+        return ex
+
+    def resume_execution(self, execution_id: str, *, owner: str | None = None) -> Execution:
+        """Take over an execution left running (e.g. by a killed process) in this writer's config.
+
+        Its next revision continues from the latest one (metadata, scores, usage kept); load its
+        state with `Warehouse.latest_checkpoint`. Raises ExecutionNotFound if the id is unknown,
+        PermissionDenied if it belongs to another owner, WarehouseError if it already completed or
+        failed, or belongs to another config. One process should resume an execution at a time.
+        """
+        from .errors import ExecutionNotFound, PermissionDenied
+
+        self.wh.refresh()
+        found = self.wh._records("select * from executions where execution_id = ?", [execution_id])
+        if not found:
+            raise ExecutionNotFound(f"no execution with id {execution_id!r} at version {self.wh.version}")
+        row = found[0]
+        if row["config_hash"] != self.config_hash:
+            raise WarehouseError(f"execution {execution_id} belongs to config {row['config_hash']}, not this writer's "
+                                 f"{self.config_hash}; resume it with a writer of that config")
+        if row["status"] != "running":
+            raise WarehouseError(f"cannot resume execution {execution_id}: it is already {row['status']}")
+        if row["owner"] is not None and owner is not None and owner != row["owner"]:
+            raise PermissionDenied(f"execution {execution_id} belongs to owner {row['owner']!r}, not {owner!r}")
+        usage = {k: row[k] for k in records.USAGE_FIELDS if row.get(k) is not None}
+        fields = {"started_at": row["started_at"], "trace_id": row["trace_id"], "model": row["model"],
+                  "sample": row["sample"], "group": row["group_id"], "result": row["result"],
+                  "metadata": json.loads(row["metadata"]) if row["metadata"] else None,
+                  "scores": dict(row["scores"]) if row["scores"] else None, "usage": usage or None,
+                  "benign_score": row["benign_score"], "attack_score": row["attack_score"]}
+        ex = Execution(self, execution_id, row["task_id"], owner=row["owner"] or owner, revision=row["revision"],
+                       fields=fields)
+        ex._event("status", "info", "running", f"resumed at revision {row['revision']}", None)
+        return ex
+
+    def _add_event(self, row: tuple) -> None:
+        """Buffer one event row; raises (to the Execution, which counts a drop) if it cannot."""
+        if self._closed:
+            raise WarehouseError("the writer is closed")
+        with self._lock:
+            buf = self._buffers["events"]
+            if buf.rows >= self.max_buffered_events:
+                raise WarehouseError(f"{buf.rows} events buffered (max_buffered_events): flushes are not keeping up")
+            buf.append(row)
+            due = buf.rows >= self.flush_rows
+        if due and self._thread is not None and not self._flush_due:
+            with self._wake:
+                self._flush_due = True
+                self._wake.notify()
+
+    def _drop_event(self, reason: str) -> None:
+        self._dropped[reason[:200]] += 1
+
+    def _next_event_seq(self) -> int:
+        return next(self._event_seq)
+
+    def _span_id(self) -> str:
+        return f"{self._rng.getrandbits(64):016x}"
+
+    @property
+    def dropped_events(self) -> dict[str, int]:
+        """Events that could not be recorded, counted by reason (logging never raises)."""
+        return dict(self._dropped)
+
+    # -- trajectories ------------------------------------------------------------------------------
+    def add_trajectory(self, *, messages: Any = None, completions: Any = None, rewards: float = 0.0,
+                       group: int | str = 0, replica: int = 0, advantages: Any = 0.0, metadata: Any = None,
+                       task_id: str | None = None, usage: Mapping[str, Any] | None = None,
+                       execution_id: str | None = None) -> str:
+        """Buffer one RL trajectory (the rollouts `Trajectory`: completions, messages, rewards, group,
+        replica, advantages, metadata) as a completed execution; returns its execution_id.
+
+        rewards -> `reward`, group -> `group_id`, replica -> `sample`, advantages (a number or a list
+        of numbers) -> `advantages` (a list), completions -> `completions` (JSON), task_id defaults
+        to metadata["task_id"]. Read them back with `Warehouse.trajectories()`.
+        """
+        if isinstance(advantages, (int, float)) and not isinstance(advantages, bool):
+            advantages = [advantages]
+        if task_id is None and isinstance(metadata, Mapping):
+            task_id = metadata.get("task_id")
+        return self.add_execution(task_id=str(task_id) if task_id is not None else "trajectory", messages=messages,
+                                  completions=completions if completions is not None else [],
+                                  reward=records.score("rewards", rewards), group=str(group),
+                                  sample=records.integer("replica", replica, records.INT32),
+                                  advantages=advantages, metadata=metadata, usage=usage, execution_id=execution_id)
 
     def _maybe_flush(self) -> None:
         with self._lock:
             b = self._buffers
-            rows = len(b["executions"]) + len(b["snapshots"]) + len(b["sessions"])
+            rows = len(b["executions"]) + len(b["executions_live"]) + len(b["snapshots"]) + len(b["sessions"])
             nbytes = sum(t.nbytes for t in b.values())
         if rows >= self.flush_rows or nbytes >= self.flush_bytes:
             # With a flusher thread, the flush (whose Parquet encoding releases the GIL) runs beside
             # the caller; if that thread is still busy with the previous batch and this one is twice
             # over the limit, or an earlier background flush failed, flush here and now.
-            if self._thread is None or self._background_error is not None or \
-                    rows >= 2 * self.flush_rows or nbytes >= 2 * self.flush_bytes:
+            if self._caller_flushes and (self._thread is None or self._background_error is not None or
+                                         rows >= 2 * self.flush_rows or nbytes >= 2 * self.flush_bytes):
                 self.flush()
             else:
                 with self._wake:
@@ -354,6 +472,9 @@ class Writer:
             return self.flush()
         finally:
             self._closed = True
+            if self._dropped:
+                log.warning("warehouse writer %s dropped %d event(s): %s", self.writer_id[:8],
+                            sum(self._dropped.values()), dict(self._dropped.most_common(5)))
 
     def __enter__(self) -> "Writer":
         return self

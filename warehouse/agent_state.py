@@ -1,0 +1,187 @@
+"""Reading agent state: checkpoints, resume plans, the event stream, RL trajectories.
+
+The writing side is `live.py` (executions in flight) and `Writer.add_trajectory`; these functions
+only read the snapshot (behind the `Warehouse` methods of the same names).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .config import RunConfig
+from .errors import ExecutionNotFound, PermissionDenied, WarehouseError
+from .live import Checkpoint
+from .schemas import catalog
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from .warehouse import Warehouse
+
+
+def _checkpoint(row: Mapping[str, Any]) -> Checkpoint:
+    return Checkpoint(row["snapshot_id"], row["execution_id"], row["step"], row["thread_id"], row["owner"],
+                      row["created_at"], json.loads(row["state"]),
+                      json.loads(row["metadata"]) if row["metadata"] else None)
+
+
+def _require_execution(wh: "Warehouse", execution_id: str) -> Mapping[str, Any]:
+    found = wh._records("select execution_id, owner, status from executions where execution_id = ?", [execution_id])
+    if not found:
+        raise ExecutionNotFound(f"no execution with id {execution_id!r} at version {wh.version}")
+    return found[0]
+
+
+def checkpoints(wh: "Warehouse", execution_id: str) -> list[Checkpoint]:
+    """Every checkpoint of an execution, oldest first. Raises ExecutionNotFound for an unknown id."""
+    _require_execution(wh, execution_id)
+    rows = wh._records("select * from snapshots where kind = 'checkpoint' and execution_id = ? "
+                       "order by created_at, step, snapshot_id", [execution_id])
+    return [_checkpoint(r) for r in rows]
+
+
+def latest_checkpoint(wh: "Warehouse", execution_id: str, owner: str | None = None) -> Checkpoint | None:
+    """The newest checkpoint of an execution (None if it has none).
+
+    With `owner`, the execution must belong to that owner (or to none): else PermissionDenied,
+    as the results service checks before a resume. Raises ExecutionNotFound for an unknown id.
+    """
+    ex = _require_execution(wh, execution_id)
+    if owner is not None and ex["owner"] is not None and ex["owner"] != owner:
+        raise PermissionDenied(f"execution {execution_id} and its checkpoints belong to owner {ex['owner']!r}, not {owner!r}")
+    rows = wh._records("select * from snapshots where kind = 'checkpoint' and execution_id = ? "
+                       "order by created_at desc, step desc nulls last, snapshot_id desc limit 1", [execution_id])
+    return _checkpoint(rows[0]) if rows else None
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """What a task still needs under one config (one entry of `Warehouse.resume_plan`)."""
+
+    task_id: str
+    completed: int  # runs that completed
+    failed: int  # runs that failed
+    running: tuple[str, ...]  # executions left running (interrupted), newest first
+    runs_needed: int  # runs still to do (resumed or new)
+    resume_execution_id: str | None  # the interrupted execution to resume first, if any
+    checkpoint: Checkpoint | None  # its latest checkpoint, if any
+
+    @property
+    def done(self) -> bool:
+        return self.runs_needed == 0
+
+
+def resume_plan(wh: "Warehouse", config: Any, task_ids: Sequence[str], *, runs: int = 1,
+                retry_failed: bool = True) -> list[TaskPlan]:
+    """Which of `task_ids` still need runs under `config` (a RunConfig, a {dataset, agent, attack}
+    dict, or a config hash), in the order given.
+
+    A task needs `runs` completed runs. With `retry_failed` (the legacy `--retry-on-errors`) failed
+    runs do not count, so they are run again; without it they count as done. An interrupted
+    execution (still `running`) is offered for resuming, with its latest checkpoint.
+    """
+    if not isinstance(runs, int) or runs < 1:
+        raise WarehouseError(f"runs must be a positive integer, got {runs!r}")
+    if isinstance(config, str):
+        chash = config
+    elif isinstance(config, RunConfig):
+        chash = config.hash
+    elif isinstance(config, Mapping):
+        chash = RunConfig.of(config.get("dataset"), config.get("agent"), config.get("attack")).hash
+    else:
+        raise WarehouseError(f"config must be a RunConfig, a dict or a config hash, got {type(config).__name__}")
+    tasks = [str(t) for t in task_ids]
+    wh.refresh()
+    rows = wh._records("select task_id, status, execution_id from executions where config_hash = ? "
+                       "and list_contains(?, task_id) order by execution_id desc", [chash, tasks])
+    by_task: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        by_task.setdefault(r["task_id"], []).append(r)
+    plans = []
+    for t in tasks:
+        rs = by_task.get(t, [])
+        completed = sum(r["status"] == "completed" for r in rs)
+        failed = sum(r["status"] == "failed" for r in rs)
+        running = tuple(r["execution_id"] for r in rs if r["status"] == "running")
+        needed = max(0, runs - completed - (0 if retry_failed else failed))
+        resume_id = running[0] if needed and running else None
+        cp = latest_checkpoint(wh, resume_id) if resume_id else None
+        plans.append(TaskPlan(t, completed, failed, running, needed, resume_id, cp))
+    return plans
+
+
+def _event_dicts(table: pa.Table) -> list[dict[str, Any]]:
+    table = table.sort_by([("timestamp", "ascending"), ("seq", "ascending")])
+    return table.to_pylist()
+
+
+def follow(wh: "Warehouse", execution_id: str | None = None, *, follow: bool = False, last: int | None = None,
+           poll_interval: float = 0.5, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+    """Events (logs, spans, status changes) as dicts, in time order: those committed so far (the
+    `last` N only, if given), then, with `follow`, each new one as soon as its commit is seen
+    (polling the manifest every `poll_interval` seconds, reading only the files new commits add),
+    until `timeout` seconds pass without a new event, or forever (timeout None).
+    """
+    from .rewrite import read_data_file
+
+    wh.refresh()
+    where = "where execution_id = ?" if execution_id else ""
+    params = [execution_id] if execution_id else []
+    if last is not None:
+        query = f"select * from (select * from events {where} order by timestamp desc, seq desc limit {int(last)}) " \
+                "order by timestamp, seq"
+    else:
+        query = f"select * from events {where} order by timestamp, seq"
+    yield from wh._records(query, params)
+    if not follow:
+        return
+    idle_since = time.monotonic()
+    while True:
+        _, commits = wh._refresh_commits()
+        if commits:
+            tables = [read_data_file(wh, a) for c in commits for a in c.add if a.table == "events"]
+            if tables:
+                t = pa.concat_tables(tables)
+                if execution_id:
+                    t = t.filter(pc.equal(t.column("execution_id"), execution_id))
+                if t.num_rows:
+                    idle_since = time.monotonic()
+                    yield from _event_dicts(t)
+                    continue
+        if timeout is not None and time.monotonic() - idle_since >= timeout:
+            return
+        time.sleep(poll_interval)
+
+
+def trajectories(wh: "Warehouse", where: Mapping[str, Any] | None = None, *, metadata_keys: Sequence[str] = (),
+                 with_messages: bool = False) -> "pl.LazyFrame":
+    """RL trajectories (executions with a reward) as a Polars LazyFrame: execution_id, task_id,
+    group, replica, rewards, advantages (list), metadata (JSON text), completions (JSON text),
+    partition columns; `metadata_keys` become columns of their own (JSON values as text), `where`
+    keeps rows whose metadata key equals the value, `with_messages` adds a `messages` list column.
+    """
+    import polars as pl
+
+    lf = wh.scan("executions").filter(pl.col("reward").is_not_null())
+    cols = [*catalog().partition_columns, "execution_id", "task_id", pl.col("group_id").alias("group"),
+            pl.col("sample").alias("replica"), pl.col("reward").alias("rewards"), "advantages", "metadata",
+            "completions", "finished_at"]
+    lf = lf.select(cols)
+    for key, value in (where or {}).items():
+        expected = value if isinstance(value, str) else json.dumps(value)
+        lf = lf.filter(pl.col("metadata").str.json_path_match(f"$.{key}") == expected)
+    if metadata_keys:
+        lf = lf.with_columns(pl.col("metadata").str.json_path_match(f"$.{k}").alias(k) for k in metadata_keys)
+    if with_messages:
+        msgs = (wh.scan("messages").sort("seq")
+                .group_by("execution_id")
+                .agg(pl.struct("seq", "role", "content", "tool_calls", "tool_call_id", "name").alias("messages")))
+        lf = lf.join(msgs, on="execution_id", how="left")
+    return lf
