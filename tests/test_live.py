@@ -405,3 +405,27 @@ def test_trajectories_filter_by_metadata_and_aggregate_by_group(wh, config, open
     assert json.loads(first["completions"][0])[0]["id"].startswith("cmpl-2-")
     with pytest.raises(warehouse.InvalidRecord, match="rewards"):
         w.add_trajectory(rewards=float("nan"))
+
+
+# -- the same on S3 ---------------------------------------------------------------------------------
+def test_live_execution_checkpoint_resume_and_follow_on_s3(s3_url, s3_options, config) -> None:
+    wh = warehouse.open(s3_url, create=True, storage_options=s3_options)
+    with wh.writer(**config, flush_interval=None) as w:
+        ex = w.start_execution("t1", owner="agent-7")
+        with ex.span("tool:search"):
+            ex.log("info", "searching", attrs={"q": "unread"})
+        ex.checkpoint({"turn": 1}, step=1)  # durable: committed to the bucket before it returns
+        reader = warehouse.open(s3_url, storage_options=s3_options)
+        assert reader.latest_checkpoint(ex.execution_id, owner="agent-7").state == {"turn": 1}
+        assert reader.sql("select status from executions").fetchall() == [("running",)]
+        stream = reader.follow(ex.execution_id, poll_interval=0.01, timeout=60)
+        assert [e["kind"] for e in (next(stream), next(stream), next(stream), next(stream))] == \
+            ["status", "tool_start", "log", "tool_end"]
+    with wh.writer(**config, flush_interval=None) as w2:
+        w2.resume_execution(ex.execution_id, owner="agent-7").finish(benign_score=1.0)
+    e = next(stream)
+    assert (e["kind"], e["name"], e["message"]) == ("status", "running", "resumed at revision 1")
+    assert (next(stream)["name"]) == "completed"
+    stream.close()
+    reader.refresh()
+    assert reader.sql("select status, revision from executions").fetchall() == [("completed", 2)]
