@@ -44,8 +44,12 @@ def test_live_execution_shows_running_then_only_its_final_revision(wh, config, o
     [row] = executions(wh)
     assert row["revision"] == 2 and json.loads(row["metadata"]) == {"difficulty": "hard", "progress": 0.5}
 
+    assert wh.sql("select count(*) from scores").fetchall() == [(0,)]  # scores count finished executions only
+    assert wh.scores(by=[]).fetchall()[0][0] == 0
     ex.finish(benign_score=1.0, attack_score=0.0, messages=make_messages(), usage={"input_tokens": 10, "cost": 0.01})
     w.flush()
+    assert wh.sql("select n, utility, asr from scores").fetchall() == [(1, 1.0, 0.0)]
+    assert wh.scores(by=["agent"], where="task_id = 't1' or task_id = 'x'").fetchall()[0][1] == 1
     [row] = executions(wh)
     assert (row["status"], row["revision"], row["benign_score"]) == ("completed", 3, 1.0)
     assert json.loads(row["metadata"]) == {"difficulty": "hard", "progress": 0.5}  # kept from the updates

@@ -270,7 +270,8 @@ class Warehouse:
         return out
 
     def scores(self, by: Sequence[str] = ("dataset", "agent", "attack"), where: str | None = None) -> duckdb.DuckDBPyRelation:
-        """Utility and attack success rate with 95% Wilson intervals, grouped by `by` (empty = overall).
+        """Utility and attack success rate with 95% Wilson intervals, grouped by `by` (empty = overall),
+        over finished executions (running ones are not counted until they complete or fail).
 
         `where` is an SQL condition over the `executions` view. Raises WarehouseError for a
         grouping column outside SCORE_GROUPS.
@@ -280,9 +281,10 @@ class Warehouse:
         if bad:
             raise WarehouseError(f"cannot group scores by {bad[0]!r}; choose from {', '.join(SCORE_GROUPS)} or 'all'")
         cols = ", ".join(by)
-        select = f"select {cols + ', ' if cols else ''}{catalog().queries['score_columns']} from executions"
+        select = f"select {cols + ', ' if cols else ''}{catalog().queries['score_columns']} from executions " \
+                 "where status <> 'running'"
         if where:
-            select += f" where {where}"
+            select += f" and ({where})"
         if by:
             select += f" group by {cols} order by {cols}"
         return self.sql(select)
