@@ -61,7 +61,7 @@ def test_live_execution_shows_running_then_only_its_final_revision(wh, config, o
 def test_batch_rows_and_live_rows_mix_in_one_view(wh, config, open_writer) -> None:
     w = open_writer(wh, **config)
     batch = [w.add_execution(task_id=f"b{i}", benign_score=1.0) for i in range(3)]
-    running = w.start_execution("live-running")
+    w.start_execution("live-running")
     done = w.start_execution("live-done")
     done.finish(benign_score=0.0)
     w.flush()

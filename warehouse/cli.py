@@ -389,13 +389,13 @@ def expire(older_than: Annotated[str, typer.Option("--older-than", help="Age of 
         console.print(f"nothing older than {cutoff} to expire", highlight=False)
         return
     emit(cols, rows, fmt, title=("would remove" if dry_run else "removed") + f" rows older than {cutoff}")
-    expired = f" of {result.executions_expired} executions" if result.executions_expired else ""
+    n = result.executions_expired
+    what = f"{result.rows} row{'s' * (result.rows != 1)}" + (f" of {n} execution{'s' * (n != 1)}" if n else "")
     if dry_run:
-        console.print(f"dry run: {result.rows} rows{expired} would be removed; nothing was changed", highlight=False)
+        console.print(f"dry run: {what} would be removed; nothing was changed", highlight=False)
     else:
-        console.print(f"removed {result.rows} rows{expired} in version {result.version} "
-                      f"({result.files_dropped} files dropped, {result.files_rewritten} rewritten; "
-                      "vacuum deletes them from storage)", highlight=False)
+        console.print(f"removed {what} in version {result.version} ({result.files_dropped} files dropped, "
+                      f"{result.files_rewritten} rewritten; vacuum deletes them from storage)", highlight=False)
 
 
 def main() -> None:

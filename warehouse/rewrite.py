@@ -31,12 +31,14 @@ def read_data_file(wh: "Warehouse", f: DataFile, columns: list[str] | None = Non
     """A data file's rows with the table's current schema (columns added since it was written are
     NULL), optionally only `columns`."""
     schema = catalog().table(f.table).arrow
+    wanted = columns if columns is not None else schema.names
     if wh.store.is_local:
-        t = pq.read_table(wh.store.full(f.path), columns=None)
+        pf = pq.ParquetFile(wh.store.full(f.path))
     else:
         with wh.store.errors():
-            t = pq.read_table(io.BytesIO(wh.store.read_bytes(f.path)))
-    wanted = columns if columns is not None else schema.names
+            pf = pq.ParquetFile(io.BytesIO(wh.store.read_bytes(f.path)))
+    present = set(pf.schema_arrow.names)
+    t = pf.read(columns=[c for c in wanted if c in present])
     arrays = []
     for name in wanted:
         fld = schema.field(name)

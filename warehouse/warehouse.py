@@ -21,9 +21,14 @@ from .live import EVENT_LIMIT, Checkpoint
 from .writer import Writer
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     import polars as pl
 
+    from . import retention
     from .aio import AsyncWriter
+    from .sessions import Sessions
+    from .simulation import RunRecorder
 
 #: Columns `Warehouse.scores(by=...)` may group by.
 SCORE_GROUPS = ("dataset", "agent", "attack", "config_hash", "model", "run_id", "task_id", "status")
@@ -350,7 +355,6 @@ class Warehouse:
         from .simulation import runs
 
         return runs(self)
-
 
     # -- retention (retention.py) ------------------------------------------------------------------
     def expire(self, older_than: "timedelta", *, tables: Iterable[str] = ("events",),

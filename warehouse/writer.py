@@ -29,7 +29,7 @@ from .errors import ConfigHashCollision, InvalidRecord, WarehouseError
 from .manifest import DataFile, writer_info
 from .schemas import catalog
 from .buffer import TableBuffer
-from .live import EVENT_LIMIT, Checkpoint, Execution
+from .live import EVENT_LIMIT, Execution
 from .storage import new_data_file_name, partition_dir
 
 if TYPE_CHECKING:
