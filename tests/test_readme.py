@@ -11,7 +11,7 @@ import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 # The self-contained examples: every python block that starts with an import (the S3 fragment does not).
-BLOCKS = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S) if b.startswith("import")]
+BLOCKS = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S) if b.startswith(("import ", "from "))]
 
 
 def run_block(tmp_path: Path, i: int) -> str:
