@@ -22,6 +22,7 @@ test: install
 bench: install
 	$(BIN)/warehouse bench --scale medium --out bench-results.json
 	$(BIN)/python -m benchmarks.s3 --commits 50 --files 10000 --out bench-s3.json
+	$(BIN)/python -m benchmarks.agent_state --out bench-agent-state.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_URL) .pytest_cache

@@ -433,3 +433,34 @@ def test_live_execution_checkpoint_resume_and_follow_on_s3(s3_url, s3_options, c
     stream.close()
     reader.refresh()
     assert reader.sql("select status, revision from executions").fetchall() == [("completed", 2)]
+
+
+def test_checkpoint_and_event_lookups_open_only_the_files_that_can_hold_the_id(wh, root, config, open_writer) -> None:
+    w = open_writer(wh, **config)
+    exs = []
+    for i in range(3):
+        exs.append(ex := w.start_execution(f"t{i}"))
+        ex.log("info", f"hello {i}")
+        ex.checkpoint({"i": i}, step=i)  # one commit each: one snapshots file and one events file per execution
+    keep = {f.path for f in wh.files("snapshots") + wh.files("events")
+            if f.stats["execution_id"]["min"] <= exs[1].execution_id <= f.stats["execution_id"]["max"]}
+    assert len(keep) == 2  # the manifest's min/max of execution_id single out one file per table
+    for f in wh.files("snapshots") + wh.files("events"):
+        if f.path not in keep:
+            (root / f.path).write_bytes(b"not parquet")  # reading any other file would now fail
+    assert wh.latest_checkpoint(exs[1].execution_id).state == {"i": 1}
+    assert [c.step for c in wh.checkpoints(exs[1].execution_id)] == [1]
+    assert [e["message"] for e in wh.follow(exs[1].execution_id, follow=False) if e["kind"] == "log"] == ["hello 1"]
+    with pytest.raises(Exception):
+        wh.sql("select count(*) from snapshots").fetchall()  # the garbling is real
+
+
+def test_latest_checkpoint_reads_only_the_newest_file(wh, root, config, open_writer) -> None:
+    w = open_writer(wh, **config)
+    ex = w.start_execution("t1")
+    for step in range(5):
+        ex.checkpoint({"step": step}, step=step)  # one snapshots file per checkpoint
+    files = sorted(wh.files("snapshots"), key=lambda f: f.stats["created_at"]["max"])
+    for f in files[:-1]:
+        (root / f.path).write_bytes(b"not parquet")  # reading an older checkpoint's file would fail
+    assert wh.latest_checkpoint(ex.execution_id).state == {"step": 4}

@@ -10,11 +10,13 @@ import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import reader
 from .config import RunConfig
 from .errors import ExecutionNotFound, PermissionDenied, WarehouseError
 from .live import Checkpoint
@@ -42,8 +44,8 @@ def _require_execution(wh: "Warehouse", execution_id: str) -> Mapping[str, Any]:
 def checkpoints(wh: "Warehouse", execution_id: str) -> list[Checkpoint]:
     """Every checkpoint of an execution, oldest first. Raises ExecutionNotFound for an unknown id."""
     _require_execution(wh, execution_id)
-    rows = wh._records("select * from snapshots where kind = 'checkpoint' and execution_id = ? "
-                       "order by created_at, step, snapshot_id", [execution_id])
+    rows = wh._lookup("snapshots", "execution_id", execution_id, "select * from t where kind = 'checkpoint' "
+                      "and execution_id = ? order by created_at, step, snapshot_id", [execution_id])
     return [_checkpoint(r) for r in rows]
 
 
@@ -56,9 +58,31 @@ def latest_checkpoint(wh: "Warehouse", execution_id: str, owner: str | None = No
     ex = _require_execution(wh, execution_id)
     if owner is not None and ex["owner"] is not None and ex["owner"] != owner:
         raise PermissionDenied(f"execution {execution_id} and its checkpoints belong to owner {ex['owner']!r}, not {owner!r}")
-    rows = wh._records("select * from snapshots where kind = 'checkpoint' and execution_id = ? "
-                       "order by created_at desc, step desc nulls last, snapshot_id desc limit 1", [execution_id])
-    return _checkpoint(rows[0]) if rows else None
+    # Newest files first (by the manifest's max created_at); stop once no other file can hold a
+    # newer checkpoint: usually one file is read, however many checkpoints the execution has.
+    files = reader.files_holding(wh.snapshot.table_files("snapshots"), "execution_id", execution_id)
+    files.sort(key=_newest_first)
+    query = ("select * from t where kind = 'checkpoint' and execution_id = ? "
+             "order by created_at desc, step desc nulls last, snapshot_id desc limit 1")
+    best: Mapping[str, Any] | None = None
+    for f in files:
+        newest = _max_created(f)
+        if best is not None and newest is not None and newest < best["created_at"]:
+            break
+        rows = wh._query_files("snapshots", [f], query, [execution_id])
+        if rows and (best is None or (rows[0]["created_at"], rows[0]["step"] or -1) > (best["created_at"], best["step"] or -1)):
+            best = rows[0]
+    return _checkpoint(best) if best is not None else None
+
+
+def _max_created(f: Any) -> datetime | None:
+    st = f.stats.get("created_at")
+    return datetime.fromisoformat(st["max"].replace("Z", "+00:00")) if st and st.get("max") else None
+
+
+def _newest_first(f: Any) -> tuple[int, float]:
+    m = _max_created(f)
+    return (0, 0.0) if m is None else (1, -m.timestamp())  # files without stats first: they must be read
 
 
 @dataclass(frozen=True)
@@ -134,12 +158,14 @@ def follow(wh: "Warehouse", execution_id: str | None = None, *, follow: bool = F
     wh.refresh()
     where = "where execution_id = ?" if execution_id else ""
     params = [execution_id] if execution_id else []
+    source = "t" if execution_id else "events"
     if last is not None:
-        query = f"select * from (select * from events {where} order by timestamp desc, seq desc limit {int(last)}) " \
+        query = f"select * from (select * from {source} {where} order by timestamp desc, seq desc limit {int(last)}) " \
                 "order by timestamp, seq"
     else:
-        query = f"select * from events {where} order by timestamp, seq"
-    yield from wh._records(query, params)
+        query = f"select * from {source} {where} order by timestamp, seq"
+    yield from (wh._lookup("events", "execution_id", execution_id, query, params) if execution_id
+                else wh._records(query, params))
     if not follow:
         return
     idle_since = time.monotonic()

@@ -91,7 +91,7 @@ class TableBuffer:
             self._convert()
 
     def append(self, row: tuple) -> None:
-        """Add one row (the per-event path: no list is built)."""
+        """Add one row (without building a list)."""
         self.pending.append(row)
         self.rows += 1
         self.pending_bytes += PENDING_ROW_BYTES

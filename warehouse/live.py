@@ -159,7 +159,8 @@ class Execution:
                 attrs, alen = event_attributes(attrs, limit)
             if name is not None and name.__class__ is not str:
                 name = str(name)
-            w._add_event((self.execution_id, w._next_event_seq(), datetime.now(timezone.utc), kind, level, name,
+            # the time as integer microseconds: Arrow converts those 7x faster than datetimes
+            w._add_event((self.execution_id, w._next_event_seq(), time.time_ns() // 1000, kind, level, name,
                           message, duration_ms, self._fields.get("trace_id"), span_id, parent_span_id, source,
                           attrs, mlen, alen))
         except Exception as exc:  # logging must never break the agent

@@ -65,6 +65,17 @@ def table_sql(store: Store, schema: TableSchema, files: list[DataFile]) -> str:
     return " union all ".join(branches)
 
 
+def files_holding(files: list[DataFile], column: str, value: str) -> list[DataFile]:
+    """The files that may hold rows with `column = value`, by the manifest's per-file min/max
+    (files without stats for the column, written before it had them, are kept)."""
+    out = []
+    for f in files:
+        st = f.stats.get(column)
+        if st is None or st.get("min") is None or st["min"] <= value <= st["max"]:
+            out.append(f)
+    return out
+
+
 def define_views(con: duckdb.DuckDBPyConnection, store: Store, snapshot: Snapshot) -> None:
     """Create (or replace) `raw_<table>` for every table and then every view of `schemas/views/`."""
     if not store.is_local:

@@ -213,8 +213,8 @@ def snapshots(wh: "Warehouse", run_id: str) -> list[dict[str, Any]]:
         raise RunNotFound(f"no simulation run with id {run_id!r}: run ids are made of A-Z, a-z, 0-9, _ and -")
     wh.refresh()
     where, params = _partition_filter()
-    rows = wh._records(f"select kind, step, state, created_at from snapshots where {where} and run_id = ? "
-                       "order by step, kind = 'final', created_at", [*params, run_id])
+    rows = wh._lookup("snapshots", "run_id", run_id, f"select kind, step, state, created_at from t where {where} "
+                      "and run_id = ? order by step, kind = 'final', created_at", [*params, run_id])
     if not rows:
         raise RunNotFound(f"no simulation run {run_id!r} with a saved snapshot at version {wh.version}; "
                           "see wh.runs() for the runs there are")

@@ -228,6 +228,18 @@ class Warehouse:
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r)) for r in cur.fetchall()]
 
+    def _lookup(self, table: str, column: str, value: str, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run `query` (which reads `t`, the rows of `table`) over only the files whose manifest
+        min/max of `column` can hold `value`: an id lookup opens a few files, not every file."""
+        files = reader.files_holding(self._snapshot.table_files(table), column, value)
+        return self._query_files(table, files, query, params)
+
+    def _query_files(self, table: str, files: list[DataFile], query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run `query`, which reads `t`, over the rows of the given files of `table` only."""
+        self._connection()  # on a remote store, registers the filesystem that serves the files
+        rows_sql = reader.table_sql(self.store, catalog().table(table), files)
+        return self._records(f"with t as ({rows_sql}) {query}", params)
+
     def _find_execution(self, execution_id: str) -> dict[str, Any]:
         """The latest revision of the execution whose id is, starts with or ends with `execution_id`."""
         found = self._records("select * from executions where starts_with(execution_id, $id) or ends_with(execution_id, $id) "

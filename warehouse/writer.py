@@ -28,7 +28,7 @@ from .config import HASH_SCHEME, RunConfig
 from .errors import ConfigHashCollision, InvalidRecord, WarehouseError
 from .manifest import DataFile, writer_info
 from .schemas import catalog
-from .buffer import TableBuffer
+from .buffer import PENDING_ROW_BYTES, TableBuffer
 from .live import EVENT_LIMIT, Execution
 from .storage import new_data_file_name, partition_dir
 
@@ -328,7 +328,11 @@ class Writer:
             buf = self._buffers["events"]
             if buf.rows >= self.max_buffered_events:
                 raise WarehouseError(f"{buf.rows} events buffered (max_buffered_events): flushes are not keeping up")
-            buf.append(row)
+            # Kept as tuples: the flush converts them to Arrow (on the flusher thread when there is
+            # one), so a log call never pays for a chunk conversion.
+            buf.pending.append(row)
+            buf.rows += 1
+            buf.pending_bytes += PENDING_ROW_BYTES
             due = buf.rows >= self.flush_rows
         if due and self._thread is not None and not self._flush_due:
             with self._wake:
