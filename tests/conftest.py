@@ -102,5 +102,17 @@ def snapshot_tree() -> Callable[[Path], dict[str, bytes]]:
     return tree
 
 
+@pytest.fixture
+def children(tmp_path: Path) -> Iterator[Any]:
+    """Starts scripts of tests/procs/ as real processes (see processes.py); kills leftovers at teardown."""
+    from processes import Children
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    c = Children(logs)
+    yield c
+    c.kill_all()
+
+
 # The S3-API server fixtures (a real server process on 127.0.0.1), shared by the S3 and sync tests.
 from s3_server import s3, s3_options, s3_url  # noqa: E402,F401

@@ -12,13 +12,9 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -30,74 +26,11 @@ from warehouse.manifest import writer_info
 from warehouse.schemas import catalog
 from warehouse.writer import write_data_file
 
-PROCS = Path(__file__).resolve().parent / "procs"
-REPO = Path(__file__).resolve().parents[1]
 COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-class Children:
-    """Starts the scripts of `tests/procs/` as real processes and kills any left over at teardown."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.procs: list[subprocess.Popen] = []
-        self._stderr: dict[int, Path] = {}
-
-    def start(self, script: str, *args: object) -> subprocess.Popen:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        err = self.logs / f"{script}-{len(self.procs)}.stderr"
-        with open(err, "wb") as stderr:
-            proc = subprocess.Popen([sys.executable, str(PROCS / script), *map(str, args)], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1, env=env)
-        self.procs.append(proc)
-        self._stderr[proc.pid] = err
-        return proc
-
-    def stderr(self, proc: subprocess.Popen) -> str:
-        return self._stderr[proc.pid].read_text(errors="replace")[-3000:]
-
-    def expect_line(self, proc: subprocess.Popen, prefix: str) -> str:
-        """The child's next stdout line, which must start with `prefix`."""
-        line = proc.stdout.readline()
-        assert line.startswith(prefix), f"pid {proc.pid} said {line!r}, expected {prefix!r}; stderr:\n{self.stderr(proc)}"
-        return line
-
-    def kill_all(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-            for stream in (p.stdin, p.stdout):
-                if stream is not None:
-                    stream.close()
-
-
-@pytest.fixture
-def children(tmp_path: Path) -> Iterator[Children]:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    c = Children(logs)
-    yield c
-    c.kill_all()
-
-
-@contextmanager
-def watchdog(procs: list[subprocess.Popen], seconds: float) -> Iterator[None]:
-    """Kill `procs` if the block takes longer than `seconds`, so a hang fails the test instead of blocking it."""
-
-    def fire() -> None:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-
-    timer = threading.Timer(seconds, fire)
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
+from processes import Children, watchdog  # noqa: E402
 
 
 def manifest_versions(root: Path) -> list[int]:

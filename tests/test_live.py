@@ -19,7 +19,7 @@ import pytest
 
 import warehouse
 from warehouse import writer as writer_module
-from test_concurrency import Children, children  # noqa: F401  (the fixture)
+from processes import Children
 
 REPO = Path(__file__).resolve().parents[1]
 LIVE_CONFIG = {"dataset": {"type": "agentdojo", "config": {}}, "agent": {"type": "live", "config": {}}}

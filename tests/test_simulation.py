@@ -6,11 +6,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
-import subprocess
-import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -42,60 +37,7 @@ def steps_of(snaps: list[dict[str, Any]]) -> list[tuple[int, str]]:
     return [(s["step"], s["kind"]) for s in snaps]
 
 
-# -- processes -------------------------------------------------------------------------------------
-class Sims:
-    """Starts `procs/sim_crash.py` processes and kills any left over at teardown."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, *args: object) -> subprocess.Popen:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        with open(self.logs / f"sim-{len(self.procs)}.stderr", "wb") as err:
-            proc = subprocess.Popen([sys.executable, str(PROCS / "sim_crash.py"), *map(str, args)],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1,
-                                    env=env)
-        self.procs.append(proc)
-        return proc
-
-    def line(self, proc: subprocess.Popen, prefix: str) -> str:
-        """The child's next stdout line, which must start with `prefix`; returns the rest."""
-        line = proc.stdout.readline()
-        if not line.startswith(prefix):
-            stderr = (self.logs / f"sim-{self.procs.index(proc)}.stderr").read_text(errors="replace")[-3000:]
-            raise AssertionError(f"pid {proc.pid} said {line!r}, expected {prefix!r}; stderr:\n{stderr}")
-        return line[len(prefix):].strip()
-
-    def kill_all(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-            for stream in (p.stdin, p.stdout):
-                if stream is not None:
-                    stream.close()
-
-
-@pytest.fixture
-def sims(tmp_path: Path) -> Iterator[Sims]:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    s = Sims(logs)
-    yield s
-    s.kill_all()
-
-
-@contextmanager
-def watchdog(procs: list[subprocess.Popen], seconds: float) -> Iterator[None]:
-    """Kill `procs` if the block takes longer than `seconds`: a hang fails the test instead of blocking it."""
-    timer = threading.Timer(seconds, lambda: [p.kill() for p in procs if p.poll() is None])
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
+from processes import Children, watchdog  # noqa: E402
 
 
 # -- run ids ---------------------------------------------------------------------------------------
@@ -140,21 +82,21 @@ def test_run_ids_started_in_the_same_second_are_unique(wh: warehouse.Warehouse) 
     assert ids == [f"run_config_{STAMP}", f"run_config_{STAMP}_1", f"run_config_{STAMP}_2", f"run_config_{STAMP}_3"]
 
 
-def test_run_ids_claimed_by_racing_processes_are_unique(root: Path, sims: Sims) -> None:
+def test_run_ids_claimed_by_racing_processes_are_unique(root: Path, children: Children) -> None:
     warehouse.open(str(root), create=True)
     n = 4
-    procs = [sims.start(root, "race", T0.isoformat(), 2) for _ in range(n)]
+    procs = [children.start("sim_crash.py", root, "race", T0.isoformat(), 2) for _ in range(n)]
     with watchdog(procs, 120):
         for p in procs:
-            sims.line(p, "ready")
+            children.line(p, "ready")
         for p in procs:  # the barrier: release them together
             p.stdin.write("go\n")
             p.stdin.flush()
-        ids = [sims.line(p, "run ") for p in procs]
+        ids = [children.line(p, "run ") for p in procs]
         for p in procs:
             for i in range(2):
-                assert sims.line(p, "step ") == str(i)
-            sims.line(p, "done")
+                assert children.line(p, "step ") == str(i)
+            children.line(p, "done")
             assert p.wait() == 0
     base = f"run_race_{STAMP}"
     assert sorted(ids) == sorted([base] + [f"{base}_{i}" for i in range(1, n)])
@@ -315,16 +257,16 @@ def test_runs_lists_each_run_newest_first(wh: warehouse.Warehouse) -> None:
 
 # -- kill -9 ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("acks", [1, 7])
-def test_killed_simulation_keeps_every_acknowledged_snapshot(root: Path, sims: Sims, acks: int) -> None:
+def test_killed_simulation_keeps_every_acknowledged_snapshot(root: Path, children: Children, acks: int) -> None:
     warehouse.open(str(root), create=True)
-    proc = sims.start(root, "crash test/é", datetime.now(timezone.utc).isoformat(), 0)
+    proc = children.start("sim_crash.py", root, "crash test/é", datetime.now(timezone.utc).isoformat(), 0)
     with watchdog([proc], 120):
-        sims.line(proc, "ready")
+        children.line(proc, "ready")
         proc.stdin.write("go\n")
         proc.stdin.flush()
-        run_id = sims.line(proc, "run ")
+        run_id = children.line(proc, "run ")
         for n in range(acks):
-            assert sims.line(proc, "step ") == str(n)
+            assert children.line(proc, "step ") == str(n)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
