@@ -99,9 +99,13 @@ class TableBuffer:
             self._convert()
 
     def _convert(self) -> None:
-        batch = rows_to_batch(self.schema, self.partition, self.pending)
-        self.batches.append(batch)
-        self.arrow_bytes += batch.nbytes
+        # CHUNK_ROWS at a time: a conversion holds the GIL throughout, so a long pending list (the
+        # events a flush converts on the flusher thread) must not stall the caller's threads for long.
+        pending = self.pending
+        for i in range(0, len(pending), CHUNK_ROWS):
+            batch = rows_to_batch(self.schema, self.partition, pending[i:i + CHUNK_ROWS])
+            self.batches.append(batch)
+            self.arrow_bytes += batch.nbytes
         self.pending = []
         self.pending_bytes = 0
 
