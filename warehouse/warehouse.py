@@ -388,6 +388,10 @@ class Warehouse:
 
         return retention.expire(self, older_than, tables=tables, statuses=statuses, dry_run=dry_run, now=now)
 
+    # -- maintenance: compaction and vacuum (maintenance.py) ---------------------------------------
+
+    # -- doctor (doctor.py) ------------------------------------------------------------------------
+
 
 def open(url: str = "warehouse-data", *, create: bool = False, version: int | None = None, as_of: datetime | None = None,
          storage_options: Mapping[str, Any] | None = None) -> Warehouse:
