@@ -1,0 +1,235 @@
+"""Crash torture: writer and maintenance processes killed with `kill -9` at random moments.
+
+    python tests/torture.py [--kills 100] [--seed 1] [--s3] [--workdir DIR]     (`make torture`)
+
+Writers (tests/procs/torture_worker.py) flush batches of executions whose ids name their batch and
+its size, and acknowledge each batch once `flush()` has returned; compaction, vacuum, manifest
+checkpoint and sync processes run beside them. The harness kills a random process at a random
+moment, restarts it (as a new writer, so ids never repeat), and after the last kill checks:
+
+- the warehouse opens, and so does the sync target;
+- every acknowledged batch is present exactly once; no batch is partly visible (a batch's rows are
+  all there or none); no execution appears twice; every execution has its 2 messages;
+- doctor reports nothing but orphans (left by killed writers), which vacuum then removes.
+
+`run()` is what tests/test_torture.py calls with a smaller number of kills.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+WORKER = Path(__file__).resolve().parent / "procs" / "torture_worker.py"
+sys.path.insert(0, str(REPO))
+
+import warehouse  # noqa: E402
+
+#: Every role the harness can run, with how many processes of it.
+ROLES = {"writer": 3, "compact": 1, "vacuum": 1, "checkpoint": 1, "sync": 1}
+_METHODS = {"compact": "compact", "vacuum": "vacuum", "checkpoint": "checkpoint", "sync": "sync_to"}
+
+
+@dataclass
+class Worker:
+    role: str
+    tag: str
+    proc: subprocess.Popen
+    lines: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
+    ready: threading.Event = field(default_factory=threading.Event)  # set when it has opened the warehouse
+
+
+@dataclass
+class Summary:
+    kills: int = 0
+    kills_by_role: Counter = field(default_factory=Counter)
+    acknowledged_batches: int = 0
+    rows_checked: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    partial_batches: int = 0
+    maintenance_ops: Counter = field(default_factory=Counter)
+    orphans_found: int = 0
+    doctor_problems: list[str] = field(default_factory=list)
+    sync_target_rows: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.lost or self.duplicated or self.partial_batches or self.doctor_problems)
+
+    def table(self) -> str:
+        rows = [("kills", f"{self.kills} ({', '.join(f'{r} {n}' for r, n in sorted(self.kills_by_role.items()))})"),
+                ("acknowledged flushes", self.acknowledged_batches), ("rows checked", self.rows_checked),
+                ("lost", self.lost), ("duplicated", self.duplicated), ("partly visible flushes", self.partial_batches),
+                ("maintenance operations done", ", ".join(f"{r} {n}" for r, n in sorted(self.maintenance_ops.items())) or "none"),
+                ("orphans found, then vacuumed", self.orphans_found),
+                ("doctor problems besides orphans", len(self.doctor_problems)),
+                ("rows in the sync target", self.sync_target_rows), ("seconds", f"{self.seconds:.1f}")]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"| {k:<{width}} | {v} |" for k, v in rows)
+
+
+def available_roles() -> dict[str, int]:
+    """The roles whose Warehouse method exists in this checkout."""
+    return {r: n for r, n in ROLES.items() if r == "writer" or hasattr(warehouse.Warehouse, _METHODS[r])}
+
+
+def _start(role: str, tag: str, root: str, seed: int, dst: str, options: dict[str, Any] | None, logs: Path) -> Worker:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    if options:
+        env["TORTURE_STORAGE_OPTIONS"] = json.dumps(options)
+    with open(logs / f"{tag}.stderr", "wb") as err:
+        proc = subprocess.Popen([sys.executable, str(WORKER), role, root, tag, str(seed), dst],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1, env=env)
+    w = Worker(role, tag, proc)
+
+    def read() -> None:
+        for line in proc.stdout:
+            w.lines.append(line.strip())
+            if line.startswith("ready"):
+                w.ready.set()
+        w.ready.set()  # it died: nothing to wait for
+
+    w.reader = threading.Thread(target=read, daemon=True)
+    w.reader.start()
+    return w
+
+
+def run(root: str, kills: int, *, seed: int = 1, dst: str | None = None, storage_options: dict[str, Any] | None = None,
+        logs: Path | None = None, roles: dict[str, int] | None = None, max_pause: float = 0.4) -> Summary:
+    """Torture the warehouse at `root` (created if absent) with `kills` kills; returns the summary."""
+    t0 = time.monotonic()
+    rng = random.Random(seed)
+    logs = logs or Path(tempfile.mkdtemp(prefix="torture-logs-"))
+    logs.mkdir(parents=True, exist_ok=True)
+    dst = dst or root.rstrip("/") + "-replica"
+    warehouse.open(root, create=True, storage_options=storage_options)
+    roles = roles or available_roles()
+    summary = Summary()
+    done: list[Worker] = []
+    live: list[Worker] = []
+    counter = 0
+
+    def spawn(role: str) -> None:
+        nonlocal counter
+        counter += 1
+        live.append(_start(role, f"{role[0]}{counter}", root, rng.randrange(1 << 30), dst, storage_options, logs))
+
+    for role, n in roles.items():
+        for _ in range(n):
+            spawn(role)
+    try:
+        while summary.kills < kills:
+            # A random moment in the victim's work: once it is at work (it said `ready`, after its
+            # start-up), let it run for a random while. The pause only chooses when the kill lands;
+            # the checks read what the processes acknowledged on their pipes.
+            victim = live.pop(rng.randrange(len(live)))
+            if not victim.ready.wait(120):
+                raise RuntimeError(f"{victim.tag} ({victim.role}) never got ready; see {logs}")
+            time.sleep(rng.uniform(0.0, max_pause))
+            victim.proc.kill()
+            victim.proc.wait()
+            summary.kills += 1
+            summary.kills_by_role[victim.role] += 1
+            done.append(victim)
+            spawn(victim.role)
+    finally:
+        for w in live:
+            w.proc.kill()
+            w.proc.wait()
+        done += live
+    for w in done:
+        if w.reader is not None:
+            w.reader.join()
+        if w.proc.stdout is not None:
+            w.proc.stdout.close()
+    _check(root, dst, storage_options, done, summary)
+    summary.seconds = time.monotonic() - t0
+    return summary
+
+
+def _check(root: str, dst: str, options: dict[str, Any] | None, workers: list[Worker], s: Summary) -> None:
+    acked: dict[tuple[str, int], int] = {}
+    for w in workers:
+        for line in w.lines:
+            parts = line.split()
+            if w.role == "writer" and parts[0] == "ack":
+                acked[(w.tag, int(parts[1]))] = int(parts[2])
+            elif w.role != "writer" and parts and parts[0] == w.role:
+                s.maintenance_ops[w.role] += 1
+    s.acknowledged_batches = len(acked)
+    wh = warehouse.open(root, storage_options=options)  # it opens
+    ids = Counter(r[0] for r in wh.sql("select execution_id from executions").fetchall())
+    s.rows_checked = sum(ids.values())
+    s.duplicated = sum(n - 1 for n in ids.values() if n > 1)
+    batches: dict[tuple[str, int], set[int]] = {}
+    sizes: dict[tuple[str, int], int] = {}
+    for eid in ids:
+        tag, n, size, i = eid.split("-")
+        batches.setdefault((tag, int(n)), set()).add(int(i))
+        sizes[(tag, int(n))] = int(size)
+    s.partial_batches = sum(1 for b, got in batches.items() if got != set(range(sizes[b])))
+    s.lost = sum(size - len(batches.get(b, ())) for b, size in acked.items())
+    msgs = wh.sql("select count(*), count(distinct execution_id) from messages").fetchall()[0]
+    if msgs != (2 * len(ids), len(ids)):
+        s.doctor_problems.append(f"messages: {msgs[0]} rows for {msgs[1]} executions, expected 2 each of {len(ids)}")
+    if hasattr(warehouse.Warehouse, "doctor"):
+        report = wh.doctor()
+        problems = [p for p in _problems(report) if "orphan" not in p.lower()]
+        s.orphans_found = _orphans(report)
+        s.doctor_problems += problems
+        if hasattr(warehouse.Warehouse, "vacuum"):
+            wh.vacuum(retain=timedelta(0), orphan_window=timedelta(0))
+            after = wh.doctor()
+            s.doctor_problems += [f"after vacuum: {p}" for p in _problems(after)]
+    try:
+        replica = warehouse.open(dst, storage_options=options)
+        s.sync_target_rows = replica.sql("select count(*) from executions").fetchall()[0][0]
+        extra = {r[0] for r in replica.sql("select execution_id from executions").fetchall()} - set(ids)
+        if extra:
+            s.doctor_problems.append(f"the sync target holds {len(extra)} executions the source does not")
+    except warehouse.WarehouseNotFound:
+        pass  # no sync finished its first commit
+
+
+def _problems(report: Any) -> list[str]:
+    return [str(p) for p in getattr(report, "problems", [])]
+
+
+def _orphans(report: Any) -> int:
+    return len(getattr(report, "orphans", []))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kills", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="torture-"))
+    print(f"torture: {args.kills} kills, seed {args.seed}, roles {available_roles()}, in {work}", flush=True)
+    s = run(str(work / "wh"), args.kills, seed=args.seed, logs=work / "logs")
+    print(s.table())
+    for p in s.doctor_problems:
+        print("problem:", p)
+    sys.exit(0 if s.ok else 1)
+
+
+if __name__ == "__main__":
+    main()
