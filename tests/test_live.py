@@ -464,3 +464,21 @@ def test_latest_checkpoint_reads_only_the_newest_file(wh, root, config, open_wri
     for f in files[:-1]:
         (root / f.path).write_bytes(b"not parquet")  # reading an older checkpoint's file would fail
     assert wh.latest_checkpoint(ex.execution_id).state == {"step": 4}
+
+
+def test_load_checkpoint_by_id(wh, config, open_writer) -> None:
+    w = open_writer(wh, **config)
+    a = w.start_execution("t1", owner="agent-7")
+    b = w.start_execution("t2")
+    generated = a.checkpoint({"n": 0}, step=0)
+    a.checkpoint({"n": 1}, step=1, checkpoint_id="turn_1")
+    b.checkpoint({"n": 2}, step=1, checkpoint_id="turn_1")  # caller-given ids may repeat across executions
+    assert wh.load_checkpoint(generated).state == {"n": 0}
+    assert wh.load_checkpoint("turn_1", execution_id=a.execution_id, owner="agent-7").state == {"n": 1}
+    assert wh.load_checkpoint("turn_1", execution_id=b.execution_id).state == {"n": 2}
+    with pytest.raises(warehouse.CheckpointNotFound, match="several executions"):
+        wh.load_checkpoint("turn_1")
+    with pytest.raises(warehouse.CheckpointNotFound, match="turn_9"):
+        wh.load_checkpoint("turn_9", execution_id=a.execution_id)
+    with pytest.raises(warehouse.PermissionDenied):
+        wh.load_checkpoint(generated, owner="agent-8")

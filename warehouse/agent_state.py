@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from . import reader
 from .config import RunConfig
-from .errors import ExecutionNotFound, PermissionDenied, WarehouseError
+from .errors import CheckpointNotFound, ExecutionNotFound, PermissionDenied, WarehouseError
 from .live import Checkpoint
 from .schemas import catalog
 
@@ -83,6 +83,29 @@ def _max_created(f: Any) -> datetime | None:
 def _newest_first(f: Any) -> tuple[int, float]:
     m = _max_created(f)
     return (0, 0.0) if m is None else (1, -m.timestamp())  # files without stats first: they must be read
+
+
+def load_checkpoint(wh: "Warehouse", checkpoint_id: str, execution_id: str | None = None,
+                    owner: str | None = None) -> Checkpoint:
+    """One checkpoint by its id (the id `Execution.checkpoint` returned or was given, e.g.
+    "turn_2"), within `execution_id` if given. Raises CheckpointNotFound if there is none, or
+    several (ids given by callers need not be unique across executions: pass execution_id), and
+    PermissionDenied if `owner` is given and the checkpoint belongs to another owner."""
+    if execution_id is not None:
+        rows = wh._lookup("snapshots", "execution_id", execution_id, "select * from t where kind = 'checkpoint' "
+                          "and execution_id = ? and snapshot_id = ?", [execution_id, checkpoint_id])
+    else:
+        rows = wh._records("select * from snapshots where kind = 'checkpoint' and snapshot_id = ? limit 2", [checkpoint_id])
+    where = f" of execution {execution_id}" if execution_id else ""
+    if not rows:
+        raise CheckpointNotFound(f"no checkpoint {checkpoint_id!r}{where} at version {wh.version}")
+    if len(rows) > 1:
+        raise CheckpointNotFound(f"checkpoint id {checkpoint_id!r} names checkpoints of several executions; "
+                                 "give execution_id=")
+    cp = _checkpoint(rows[0])
+    if owner is not None and cp.owner is not None and cp.owner != owner:
+        raise PermissionDenied(f"checkpoint {checkpoint_id!r} belongs to owner {cp.owner!r}, not {owner!r}")
+    return cp
 
 
 @dataclass(frozen=True)

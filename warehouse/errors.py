@@ -76,3 +76,7 @@ class SessionNotFound(WarehouseError):
 
 class RunNotFound(WarehouseError):
     """No simulation run with the given id exists in the snapshot."""
+
+
+class CheckpointNotFound(WarehouseError):
+    """No checkpoint with the given id exists (or the id is ambiguous without an execution id)."""
