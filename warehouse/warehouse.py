@@ -318,6 +318,12 @@ class Warehouse:
         ExecutionNotFound for an unknown id."""
         return agent_state.latest_checkpoint(self, execution_id, owner)
 
+    def load_checkpoint(self, checkpoint_id: str, *, execution_id: str | None = None,
+                        owner: str | None = None) -> Checkpoint:
+        """One checkpoint by id (e.g. "turn_2"), within `execution_id` if given. Raises
+        CheckpointNotFound (none, or an id shared by several executions), PermissionDenied."""
+        return agent_state.load_checkpoint(self, checkpoint_id, execution_id, owner)
+
     def resume_plan(self, config: Any, task_ids: Sequence[str], *, runs: int = 1,
                     retry_failed: bool = True) -> "list[agent_state.TaskPlan]":
         """Per task: completed and failed runs under `config`, runs still needed, and the
