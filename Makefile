@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_URL ?= demo-warehouse
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench torture clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,11 @@ bench: install
 	$(BIN)/warehouse bench --scale medium --out bench-results.json
 	$(BIN)/python -m benchmarks.s3 --commits 50 --files 10000 --out bench-s3.json
 	$(BIN)/python -m benchmarks.agent_state --out bench-agent-state.json
+	$(BIN)/python -m benchmarks.compaction --out bench-compaction.json
+	$(BIN)/python -m benchmarks.manifest --out bench-manifest.json
+
+torture: install
+	$(BIN)/python tests/torture.py --kills 100
 
 clean:
 	rm -rf $(VENV) $(DEMO_URL) .pytest_cache

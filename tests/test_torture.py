@@ -10,6 +10,10 @@ from pathlib import Path
 import torture
 
 
+def test_every_maintenance_role_is_tortured() -> None:
+    assert set(torture.available_roles()) == set(torture.ROLES)
+
+
 def test_torture_local_disk(tmp_path: Path) -> None:
     s = torture.run(str(tmp_path / "wh"), 24, seed=7, logs=tmp_path / "logs")
     print("\n" + s.table())

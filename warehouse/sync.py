@@ -12,6 +12,11 @@ behind: the next run finds the committed batches in DST's snapshot and skips the
 it had already copied (same path and size; data files are immutable), and copies the rest. A second
 run over an unchanged SRC copies nothing and commits nothing. Both sides may be written to while a
 sync runs: SRC is read at one snapshot, and DST commits are ordinary appends.
+
+When vacuum has folded SRC's older commits into a checkpoint, their files come from SRC's snapshot
+instead, one stand-in commit per version that added them (a flush still lands whole), and the DST
+files that SRC removed in those commits (files a `sync` from SRC's URL added to DST, as DST's log
+says, and that SRC's snapshot no longer has) are removed with the last of them.
 """
 
 from __future__ import annotations
@@ -22,12 +27,12 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .config import RunConfig
 from .errors import CommitConflict, ConfigHashCollision
-from .manifest import Commit, DataFile, RemovedFile, writer_info
+from .manifest import Commit, DataFile, RemovedFile, Snapshot, writer_info
 
 if TYPE_CHECKING:
     from .warehouse import Warehouse
@@ -102,6 +107,43 @@ def plan(src_commits: list[Commit], src_files: set[str], dst_files: set[str],
     if current.versions:
         batches.append(current)
     return batches
+
+
+def _folded_commits(snap: "Snapshot", src_commits: list[Commit]) -> list[Commit]:
+    """Stand-ins for the SRC commits vacuum folded into a checkpoint: one per version, holding the
+    files still active that it added (from the snapshot, which knows which version added each)."""
+    first = src_commits[0].version if src_commits else snap.version + 1
+    if first <= 0:
+        return []
+    by_version: dict[int, list[DataFile]] = {}
+    for f in snap.files.values():
+        v = snap.added_in(f.path)
+        if v is None or v < first:
+            by_version.setdefault(-1 if v is None else v, []).append(f)
+    return [Commit(v, snap.committed_at, "append", {}, None, tuple(files)) for v, files in sorted(by_version.items())]
+
+
+def _removed_while_folded(src: "Warehouse", dst: "Warehouse", snap: "Snapshot", src_commits: list[Commit]) -> list[RemovedFile]:
+    """The DST files that SRC removed in commits it has folded since: files DST got from SRC (a
+    `sync` commit from SRC's URL added them) that SRC's snapshot no longer has. The commits SRC
+    still has say for themselves which files they removed."""
+    removed_later = {r.path for c in src_commits for r in c.remove}
+    have = dst.snapshot
+    by_version: dict[int, list[str]] = {}
+    for p in have.files:
+        if p not in snap.files and p not in removed_later:
+            v = have.added_in(p)
+            if v is not None and v >= 0:
+                by_version.setdefault(v, []).append(p)
+    if not by_version:
+        return []
+    ops = dst.log.operations(by_version)
+    out = []
+    for v, paths in sorted(by_version.items()):
+        op, info = ops.get(v, ("", {}))
+        if op == "sync" and info.get("source") == src.url:
+            out += [RemovedFile(have.files[p].table, p) for p in sorted(paths)]
+    return out
 
 
 class _Copier:
@@ -196,9 +238,13 @@ def sync(src: "Warehouse", dst: "Warehouse", *, dry_run: bool = False, workers: 
         src.refresh()
         snap = src.snapshot
         src_commits = src.log.commits(snap.version)
+        folded = _folded_commits(snap, src_commits)
     with dst.store.errors():
         dst.refresh()
-    batches = plan(src_commits, set(snap.files), set(dst.snapshot.files), batch_files, batch_bytes)
+        if folded:
+            gone = _removed_while_folded(src, dst, snap, src_commits)
+            folded[-1] = replace(folded[-1], remove=tuple(gone))
+    batches = plan(folded + src_commits, set(snap.files), set(dst.snapshot.files), batch_files, batch_bytes)
     result = SyncResult(src.url, dst.url, snap.version, dst.version, dry_run=dry_run)
     for b in batches:
         result.files += len(b.add)

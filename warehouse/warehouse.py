@@ -21,11 +21,13 @@ from .live import EVENT_LIMIT, Checkpoint
 from .writer import Writer
 
 if TYPE_CHECKING:
+    import os
     from datetime import timedelta
 
     import polars as pl
 
-    from . import retention
+    from . import doctor as doctor_mod
+    from . import maintenance, retention
     from .aio import AsyncWriter
     from .sessions import Sessions
     from .simulation import RunRecorder
@@ -60,9 +62,9 @@ class Warehouse:
     made since. A warehouse opened at an older `version` or `as_of` a time is read-only.
     """
 
-    def __init__(self, store: Store, snapshot: Snapshot, *, read_only: bool) -> None:
+    def __init__(self, store: Store, snapshot: Snapshot, *, read_only: bool, checkpoint_interval: int | None = None) -> None:
         self.store = store
-        self.log = Log(store)
+        self.log = Log(store, checkpoint_interval=checkpoint_interval)
         self._snapshot = snapshot
         self.read_only = read_only
         self._lock = threading.RLock()
@@ -91,14 +93,19 @@ class Warehouse:
     def refresh(self) -> int:
         """Read the commits made since the cached snapshot; returns the new version.
 
+        Costs one read when nothing is new, and one per new commit; a snapshot more than a
+        checkpoint interval behind is rebuilt from the newest checkpoint instead.
         A read-only (time-travel) warehouse stays at its version.
         """
         if self.read_only:
             return self.version
-        return self._refresh_commits()[0]
+        with self._lock:
+            self._snapshot, _ = self.log.refresh(self._snapshot, catch_up=True)
+            return self._snapshot.version
 
     def _refresh_commits(self) -> tuple[int, list[Commit]]:
-        """`refresh`, also returning the new commits it read."""
+        """`refresh`, also returning the new commits it read (every one since the cached version,
+        unless vacuum folded them meanwhile: then none)."""
         if self.read_only:
             return self.version, []
         with self._lock:
@@ -106,10 +113,50 @@ class Warehouse:
             return self._snapshot.version, new
 
     def history(self, limit: int | None = None) -> list[CommitInfo]:
-        """The commits up to the cached version, newest first (at most `limit`)."""
-        commits = self.log.commits(self.version)
-        out = [CommitInfo.of(c) for c in reversed(commits)]
-        return out[:limit] if limit else out
+        """The commits up to the cached version, newest first (at most `limit`).
+
+        Commits that vacuum folded into a checkpoint are gone: then the last entry has operation
+        "folded" and stands for every version up to its own (no files or rows are counted for it;
+        its time is that version's commit time).
+        """
+        with self.store.errors():
+            listing = self.log.listing()
+            start = listing.log_start  # (below it, only leftovers of writers that were behind a fold)
+            versions = [v for v in listing.commits if start is not None and start <= v <= self.version]
+            if limit:
+                versions = versions[-limit:]
+            out = [CommitInfo.of(c) for c in reversed(self.log.read_many(versions))]
+            folded_upto = min(self.version, start - 1) if start is not None else self.version
+            if folded_upto >= 0 and (not limit or len(out) < limit):
+                out.append(CommitInfo(folded_upto, self._folded_time(listing, folded_upto), "folded", {}, 0, 0, 0, ()))
+        return out
+
+    def _folded_time(self, listing: Any, version: int) -> datetime:
+        """The commit time of a folded version, from the first checkpoint's commits section that has it."""
+        from . import manifest_checkpoint as mc
+
+        for cp in listing.checkpoints:
+            if cp >= version:
+                try:
+                    rows = mc.load(self.store, cp).commits()
+                    v0 = rows.column("version")[0].as_py()
+                    return rows.column("committed_at")[version - v0].as_py()
+                except Exception:  # unreadable, or too old for it: try the next one
+                    continue
+        return self._snapshot.committed_at
+
+    def checkpoint(self) -> int:
+        """Write a checkpoint of the warehouse at its current version (after a refresh), so that
+        opening it replays no commit; returns that version. Nothing is written if one exists.
+        Checkpoints are also written automatically every `manifest.CHECKPOINT_INTERVAL` commits.
+        Raises ReadOnlyWarehouse on a time-travel snapshot.
+        """
+        self._require_writable()
+        self.refresh()
+        snap = self._snapshot
+        with self.store.errors():
+            self.log.write_checkpoint(snap)
+        return snap.version
 
     def files(self, table: str, where: Mapping[str, str] | None = None) -> list[DataFile]:
         """The active data files of `table`, optionally only partitions matching `where`."""
@@ -134,29 +181,38 @@ class Warehouse:
 
     def writer(self, *, dataset: Any, agent: Any, attack: Any = None, run_id: str | None = None,
                flush_rows: int = 10_000, flush_bytes: int = 64 << 20, flush_interval: float | None = 30.0,
-               event_limit: int = EVENT_LIMIT, max_buffered_events: int = 200_000) -> Writer:
+               event_limit: int = EVENT_LIMIT, max_buffered_events: int = 200_000,
+               wal: str | os.PathLike[str] | None = None, wal_sync: str = "flush") -> Writer:
         """A buffered writer for one run configuration ({type, config} dicts; attack None = benign).
 
         `flush_rows` records or `flush_bytes` buffered, or `flush_interval` seconds, trigger a
         flush (one commit). Events (logs, spans) longer than `event_limit` characters are cut; past
         `max_buffered_events` waiting for a flush, further events are dropped and counted.
+        `wal="dir/"`: a local write-ahead log; every record is appended to it before `add_*`
+        returns, and a writer opened later on the same directory first commits, exactly once,
+        what a crashed writer left there. `wal_sync` ("always", "flush" or "never") says when
+        it is fsynced; see `warehouse.wal`.
         Raises InvalidRecord/InvalidPartitionValue for a malformed config, ConfigHashCollision if a
-        different config already owns its hash, ReadOnlyWarehouse on a time-travel snapshot.
+        different config already owns its hash, ReadOnlyWarehouse on a time-travel snapshot,
+        wal.WalLocked if another live writer uses the WAL directory, wal.WalError if it holds
+        records of another warehouse.
         """
         return Writer(self, dataset=dataset, agent=agent, attack=attack, run_id=run_id, flush_rows=flush_rows,
                       flush_bytes=flush_bytes, flush_interval=flush_interval, event_limit=event_limit,
-                      max_buffered_events=max_buffered_events)
+                      max_buffered_events=max_buffered_events, wal=wal, wal_sync=wal_sync)
 
     def async_writer(self, *, dataset: Any, agent: Any, attack: Any = None, run_id: str | None = None,
                      flush_rows: int = 10_000, flush_bytes: int = 64 << 20, flush_interval: float = 5.0,
-                     event_limit: int = EVENT_LIMIT, max_buffered_events: int = 200_000) -> "AsyncWriter":
+                     event_limit: int = EVENT_LIMIT, max_buffered_events: int = 200_000,
+                     wal: str | os.PathLike[str] | None = None, wal_sync: str = "flush") -> "AsyncWriter":
         """A writer for asyncio code: `async with wh.async_writer(...) as w:`. Same arguments as
-        `writer`; every flush and commit runs on a worker thread, never on the event loop."""
+        `writer`; every flush and commit runs on a worker thread, never on the event loop (so
+        does the WAL's recovery, when the writer opens)."""
         from .aio import AsyncWriter
 
         return AsyncWriter(self, dict(dataset=dataset, agent=agent, attack=attack, run_id=run_id, flush_rows=flush_rows,
                                       flush_bytes=flush_bytes, flush_interval=flush_interval, event_limit=event_limit,
-                                      max_buffered_events=max_buffered_events))
+                                      max_buffered_events=max_buffered_events, wal=wal, wal_sync=wal_sync))
 
     def _commit(self, *, operation: str, writer: Mapping[str, Any], token: str | None, add: Iterable[DataFile] = (),
                 remove: Iterable[Any] = (), token_since: int | None = None, info: Mapping[str, Any] | None = None) -> Commit:
@@ -395,12 +451,59 @@ class Warehouse:
         return retention.expire(self, older_than, tables=tables, statuses=statuses, dry_run=dry_run, now=now)
 
     # -- maintenance: compaction and vacuum (maintenance.py) ---------------------------------------
+    def compact(self, table: str | Iterable[str] | None = None, partition: Mapping[str, str] | None = None, *,
+                target_file_size: int = 128 << 20, min_files: int = 2, dry_run: bool = False) -> "maintenance.CompactResult":
+        """Rewrite the small files of each (table, partition) into few files of about
+        `target_file_size` bytes, rows sorted by the table's `sort_by`, one commit (operation
+        `compact`) per partition; query answers do not change. Only partitions with at least
+        `min_files` files under the target size are touched; `table` (one or several names) and
+        `partition` ({"agent": ..., "attack": "none"}) narrow it. Safe while writers append; a
+        partition whose inputs another commit removed meanwhile is planned again once, then given
+        up on (status "conflict"). `dry_run` plans from the manifest and writes nothing.
+        See `warehouse.maintenance`. Raises SchemaMismatch for an unknown table, WarehouseError
+        for a bad filter or size, ReadOnlyWarehouse on a time-travel snapshot (unless `dry_run`).
+        """
+        from . import maintenance
+
+        return maintenance.compact(self, table, partition, target_file_size=target_file_size, min_files=min_files,
+                                   dry_run=dry_run)
+
+    def vacuum(self, retain: "timedelta | None" = None, orphan_window: "timedelta | None" = None, *,
+               dry_run: bool = False, now: datetime | None = None) -> "maintenance.VacuumResult":
+        """Delete from storage the data files removed from the snapshot more than `retain` (default
+        7 days) before `now` (default: the current time), files no commit ever added (crashed
+        writers) last modified more than `orphan_window` (default 1 hour) before it, and stale
+        `_manifest/` temp files; then fold old commits into checkpoints if the log can. Files of
+        the current snapshot, configs, run claims, commits and checkpoints are never deleted.
+        Time travel to a version that referenced a deleted file then raises VersionNotFound.
+        `dry_run` lists the same files and deletes nothing. See `warehouse.maintenance`.
+        Raises WarehouseError for a negative duration, ReadOnlyWarehouse on a time-travel snapshot
+        (unless `dry_run`).
+        """
+        from datetime import timedelta
+
+        from . import maintenance
+
+        return maintenance.vacuum(self, timedelta(days=7) if retain is None else retain,
+                                  timedelta(hours=1) if orphan_window is None else orphan_window,
+                                  dry_run=dry_run, now=now)
 
     # -- doctor (doctor.py) ------------------------------------------------------------------------
+    def doctor(self, repair: bool = False, *, footers: bool = True) -> "doctor_mod.DoctorReport":
+        """Check the whole log and every active data file against storage: commit files that do
+        not parse, gaps in the log, data files missing or with another size or row count than the
+        manifest records (`footers=False` skips reading Parquet footers), checkpoints that disagree
+        with the log, commit times going backwards (a warning), orphans. With `repair`, one new
+        commit (operation `repair`) removes or re-records the data files that do not match; history
+        is never rewritten. See `warehouse.doctor`. Raises StorageError if the store is unusable.
+        """
+        from . import doctor as doctor_mod
+
+        return doctor_mod.run(self, repair=repair, footers=footers)
 
 
 def open(url: str = "warehouse-data", *, create: bool = False, version: int | None = None, as_of: datetime | None = None,
-         storage_options: Mapping[str, Any] | None = None) -> Warehouse:
+         storage_options: Mapping[str, Any] | None = None, checkpoint_interval: int | None = None) -> Warehouse:
     """Open the warehouse at `url` (a local path, `s3://bucket/prefix`, or any fsspec URL).
 
     `storage_options` go to the fsspec filesystem (for S3: `endpoint_url`, `key`, `secret`, ...; by
@@ -408,15 +511,19 @@ def open(url: str = "warehouse-data", *, create: bool = False, version: int | No
     `create=True` creates it if absent (refusing a location that holds other files), after checking
     that the store supports create-if-absent writes.
     `version=N` or `as_of=datetime` opens a read-only snapshot of the past.
+    `checkpoint_interval`: write a manifest checkpoint every this many commits (default
+    `manifest.CHECKPOINT_INTERVAL`, 100; 0: never). Opening loads the newest checkpoint and replays
+    only the commits after it.
     Raises WarehouseNotFound, NotAWarehouse, VersionNotFound, CorruptCommit, UnsupportedFormatVersion,
     StorageError (missing bucket, access denied, endpoint unreachable), ConditionalWritesUnsupported.
     """
     if version is not None and as_of is not None:
         raise WarehouseError("give version= or as_of=, not both")
     store = Store.from_url(url, storage_options)
-    log = Log(store)
+    log = Log(store, checkpoint_interval=checkpoint_interval)
     with store.errors():
-        if not log.versions():
+        listing = log.listing()  # commits and checkpoints: a warehouse whose old commits were folded has both
+        if listing.empty:
             if not create:
                 raise WarehouseNotFound(f"no warehouse at {url!r}; create one with `warehouse init` or open(..., create=True)")
             names = store.list_names(".")
@@ -424,5 +531,11 @@ def open(url: str = "warehouse-data", *, create: bool = False, version: int | No
                 raise NotAWarehouse(f"{url!r} holds files but no warehouse manifest; choose an empty or new location")
             store.check_conditional_writes(MANIFEST_DIR)
             log.create(writer_info(uuid.uuid4().hex))
-        snapshot = log.snapshot(version=version, as_of=as_of)
-    return Warehouse(store, snapshot, read_only=version is not None or as_of is not None)
+            listing = None
+        snapshot = log.snapshot(version=version, as_of=as_of, listing=listing)
+        if version is not None or as_of is not None:
+            from . import maintenance
+
+            maintenance.check_readable(store, snapshot.version)  # vacuum may have deleted its data files
+    return Warehouse(store, snapshot, read_only=version is not None or as_of is not None,
+                     checkpoint_interval=checkpoint_interval)

@@ -33,6 +33,7 @@ from .live import EVENT_LIMIT, Execution
 from .storage import new_data_file_name, partition_dir
 
 if TYPE_CHECKING:
+    from .wal import WriteAheadLog
     from .warehouse import Warehouse
 
 #: Parquet settings: zstd, and row groups large enough for scans.
@@ -74,6 +75,14 @@ def write_data_file(wh: "Warehouse", table_name: str, partition: dict[str, str],
     return DataFile(table_name, rel, dict(partition), table.num_rows, size, file_stats(table, schema.stats_columns))
 
 
+def config_row(c: RunConfig, created_at: datetime) -> tuple:
+    """The row of table `configs` (non-partition columns) of a run configuration."""
+    return (c.dataset["type"], c.agent["type"], c.attack["type"] if c.attack else None,
+            records.json_text("dataset", c.dataset["config"]), records.json_text("agent", c.agent["config"]),
+            records.json_text("attack", c.attack["config"]) if c.attack else None,
+            c.canonical(), HASH_SCHEME, created_at)
+
+
 def _record_count(buffers: Mapping[str, TableBuffer]) -> int:
     return sum(len(buf) for t, buf in buffers.items() if t not in ("configs", "messages", "attacks"))
 
@@ -110,13 +119,15 @@ class Writer:
     (which `close()` joins) does the size- and time-triggered flushes while the caller goes on
     adding; with `flush_interval=None` there is no thread and add_execution flushes in place.
     Either way a failed flush keeps its batch and is retried, and its error raised, by the next
-    flush()/close().
+    flush()/close(). With `wal=` every record is also appended to a local write-ahead log before
+    `add_*` returns, and what a crashed writer left there is committed first (see `warehouse.wal`).
     """
 
     def __init__(self, wh: "Warehouse", *, dataset: Any, agent: Any, attack: Any = None,
                  run_id: str | None = None, flush_rows: int = 10_000, flush_bytes: int = 64 << 20,
                  flush_interval: float | None = 30.0, event_limit: int = EVENT_LIMIT,
-                 max_buffered_events: int = 200_000) -> None:
+                 max_buffered_events: int = 200_000, wal: str | os.PathLike[str] | None = None,
+                 wal_sync: str = "flush") -> None:
         wh._require_writable()
         self.wh = wh
         self.config = RunConfig.of(dataset, agent, attack)
@@ -142,7 +153,17 @@ class Writer:
         self._closed = False
         self._last_flush = time.monotonic()
         self._background_error: BaseException | None = None
-        self._register_config()
+        self._wal: WriteAheadLog | None = None
+        if wal is not None:  # first: a crashed run's records (and config row) are committed before ours
+            from . import wal as wal_module
+
+            self._wal = wal_module.WriteAheadLog(wal, wh, self.writer_id, self.config, sync=wal_sync)
+        try:
+            self._register_config()
+        except BaseException:
+            if self._wal is not None:
+                self._wal.close()
+            raise
         self._wake = threading.Condition()  # the flusher waits on it for a size trigger or close()
         self._flush_due = False
         self._stopping = False
@@ -170,13 +191,7 @@ class Writer:
                 "Change any field of the config (e.g. add a 'variant' key) to get a new hash."
             )
         if not self.wh.snapshot.table_files("configs", {"config_hash": self.config_hash}):
-            c = self.config
-            self._buffers["configs"].append((
-                c.dataset["type"], c.agent["type"], c.attack["type"] if c.attack else None,
-                records.json_text("dataset", c.dataset["config"]), records.json_text("agent", c.agent["config"]),
-                records.json_text("attack", c.attack["config"]) if c.attack else None,
-                c.canonical(), HASH_SCHEME, created_at,
-            ))
+            self._buffers["configs"].append(config_row(self.config, created_at))
 
     def _new_id(self) -> str:
         """A 32-hex-digit id, time-ordered like UUIDv7: 48 bits of milliseconds, 80 random bits
@@ -252,6 +267,8 @@ class Writer:
         msg_rows, size = records.messages(eid, messages, seq_start)
         attack_rows = records.attacks(eid, attacks)
         with self._lock:
+            if self._wal is not None:
+                self._wal.append((("executions", [row]), ("messages", msg_rows), ("attacks", attack_rows)))
             b = self._buffers
             b["executions"].append(row)
             b["messages"].extend(msg_rows, size)
@@ -263,6 +280,8 @@ class Writer:
         if self._closed:
             raise WarehouseError("this writer is closed")
         with self._lock:
+            if self._wal is not None:
+                self._wal.append(((table, rows),))
             self._buffers[table].extend(rows, text_bytes)
         if flush:
             self._maybe_flush()
@@ -328,6 +347,8 @@ class Writer:
             buf = self._buffers["events"]
             if buf.rows >= self.max_buffered_events:
                 raise WarehouseError(f"{buf.rows} events buffered (max_buffered_events): flushes are not keeping up")
+            if self._wal is not None:
+                self._wal.append((("events", [row]),), durable=False)
             # Kept as tuples: the flush converts them to Arrow (on the flusher thread when there is
             # one), so a log call never pays for a chunk conversion.
             buf.pending.append(row)
@@ -409,10 +430,14 @@ class Writer:
                 return None  # a config row alone waits for the writer's first results
             buffers = self._buffers
             self._buffers = self._new_buffers()
+            if self._wal is not None:  # the records after this point go to the next batch's segment
+                self._wal.take(f"{self.writer_id}:{self._seq + 1}", self.wh.version)
         self._seq += 1
         return _Batch(buffers, f"{self.writer_id}:{self._seq}", self.wh.version, _record_count(buffers))
 
     def _commit_batch(self, batch: _Batch) -> int:
+        if self._wal is not None:
+            self._wal.before_commit(batch.token)
         # One table at a time, dropping its buffer once its file is written: a retry rewrites only
         # the files still missing.
         for table_name, buf in list(batch.buffers.items()):
@@ -423,6 +448,8 @@ class Writer:
             del batch.buffers[table_name]
         commit = self.wh._commit(operation="append", writer=writer_info(self.writer_id), token=batch.token,
                                  add=batch.files, token_since=batch.seen_version)
+        if self._wal is not None:
+            self._wal.committed(batch.token)
         return commit.version
 
     def flush(self) -> int | None:
@@ -476,6 +503,8 @@ class Writer:
             return self.flush()
         finally:
             self._closed = True
+            if self._wal is not None:  # what the flush could not commit stays in the WAL for the next writer
+                self._wal.close()
             if self._dropped:
                 log.warning("warehouse writer %s dropped %d event(s): %s", self.writer_id[:8],
                             sum(self._dropped.values()), dict(self._dropped.most_common(5)))

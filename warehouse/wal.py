@@ -1,0 +1,421 @@
+"""The optional write-ahead log of a writer: buffered records survive a crash of the writing process.
+
+`wh.writer(..., wal="path/")` appends every record to a local WAL file before `add_*` returns. The
+WAL is cut into segments, one per batch (one future commit) of one writer run:
+
+    <wal>/LOCK                               flock'ed by the writer using the directory
+    <wal>/<writer_id>-<seq:08d>.wal          the records of batch <seq> of that writer run
+
+Batch <seq> of a writer is committed with the idempotency token `<writer_id>:<seq>`, so each
+segment knows the token of the commit its records go into. When a flush takes the buffers, the
+current segment gets a `take` line (token, the version seen then) and the next records go to a
+new segment; when the batch's commit lands, its segment is deleted. After a crash, the next writer
+opened on the same directory first looks for each segment's token in the log (after the version
+the segment saw: `Log.commit`'s token_since rule) and commits, with that same token, the segments
+whose commit never landed. So every acknowledged record is committed exactly once, whether the
+crash came before a flush, during it, or after its commit and before the segment was deleted, and
+even if the recovering writer crashes in turn.
+
+A segment is JSON Lines (orjson: a tenth of the cost of pickling datetimes). Line 1 is the header
+`["header", {writer, warehouse, run configuration, column names of every table, version seen}]`;
+then one line per `add_*` call, `["rows", [[table, [row, ...]], ...]]` with the rows it buffered
+(all tables together: an execution is never replayed without its messages); then at most one
+`["take", token, version]`. Rows are the writer's tuples, in the column order the header names;
+values are decoded by the table schema on replay (timestamps from RFC 3339 text, event times as
+integer microseconds, maps from [key, value] pairs), so they round-trip exactly. A torn last line
+(a crash mid-append: no newline, or not JSON) is ignored: its `add_*` never returned.
+
+Durability (`wal_sync`): every record reaches the OS with one write(2) before `add_*` returns,
+which survives the process being killed (kill -9, the OOM killer, a segfault). Against an OS crash
+or power loss: "always" fdatasyncs after every result record (events ride along with the next);
+"flush" (default) fdatasyncs a segment when its batch is taken for a flush, so a batch being
+committed is durable and only records added since the last flush can be lost; "never" leaves it to
+the OS. Whatever the policy, a repeated commit is impossible: recovery asks the log.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .errors import WarehouseError
+from .manifest import Commit, writer_info
+from .schemas import catalog
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+    from .warehouse import Warehouse
+
+log = logging.getLogger("warehouse")
+
+#: The WAL format this module writes and reads.
+WAL_FORMAT = 1
+SYNC_POLICIES = ("always", "flush", "never")
+LOCK_NAME = "LOCK"
+_SEGMENT = re.compile(r"^([0-9a-f]{32})-(\d{8})\.wal$")
+_dumps = orjson.dumps
+_JSON = orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
+
+
+class WalError(WarehouseError):
+    """The write-ahead log cannot be used: unreadable, or holding records of another warehouse."""
+
+
+class WalLocked(WalError):
+    """Another live writer (in this or another process) uses the same WAL directory."""
+
+
+def segment_name(writer_id: str, seq: int) -> str:
+    return f"{writer_id}-{seq:08d}.wal"
+
+
+def store_id(wh: "Warehouse") -> str:
+    """The warehouse a WAL belongs to: protocol and absolute root (a relative local URL and its
+    absolute form are the same warehouse)."""
+    return f"{wh.store.protocol}://{wh.store.root}"
+
+
+def _line(payload: Any) -> bytes:
+    return _dumps(payload, option=_JSON | orjson.OPT_APPEND_NEWLINE)
+
+
+@dataclass
+class Segment:
+    """One segment file as read back: its header, record lines (decoded), take line, and torn tail."""
+
+    path: Path
+    writer_id: str
+    seq: int
+    header: dict[str, Any] | None = None
+    records: list[tuple[tuple[str, list[tuple]], ...]] = field(default_factory=list)
+    take: tuple[str, int] | None = None  # (token, version seen when the batch was taken)
+    torn_bytes: int = 0  # bytes after the last whole line (a crash mid-append)
+
+    @property
+    def token(self) -> str:
+        return f"{self.writer_id}:{self.seq}"
+
+    @property
+    def since(self) -> int:
+        """A version before any commit of this segment's batch: where to look for its token."""
+        if self.take is not None:
+            return self.take[1]
+        return int(self.header["version"]) if self.header else -1
+
+    @classmethod
+    def read(cls, path: Path) -> "Segment":
+        """Read a segment, stopping at the first line that is incomplete (no newline) or not JSON."""
+        m = _SEGMENT.match(path.name)
+        if m is None:
+            raise WalError(f"{path} is not a WAL segment name")
+        seg = cls(path, m.group(1), int(m.group(2)))
+        data = path.read_bytes()
+        pos, end = 0, len(data)
+        decoders: dict[str, Callable[[list[Any]], list[tuple]]] = {}
+        while pos < end:
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                break
+            try:
+                line = orjson.loads(data[pos:nl])
+                kind = line[0]
+                if kind == "header":
+                    seg.header = line[1]
+                elif kind == "rows" and seg.header is not None:
+                    columns = seg.header["columns"]
+                    groups = []
+                    for table, rows in line[1]:
+                        if table not in decoders:
+                            decoders[table] = _decoder(table, columns.get(table))
+                        groups.append((table, decoders[table](rows)))
+                    seg.records.append(tuple(groups))
+                elif kind == "take":
+                    seg.take = (str(line[1]), int(line[2]))
+            except (ValueError, TypeError, IndexError, KeyError):
+                break  # torn (or damaged): nothing after it can be trusted
+            pos = nl + 1
+        seg.torn_bytes = end - pos
+        return seg
+
+
+class WriteAheadLog:
+    """The WAL of one writer: a locked directory, the open segment, and the sealed ones.
+
+    Created by `Writer(..., wal=path)` before the writer registers its config; recovers what a
+    crashed writer left in the directory (see the module docstring) before returning. Every method
+    but `recover` is called by the writer under its buffer lock or flush lock.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], wh: "Warehouse", writer_id: str, config: "RunConfig",
+                 *, sync: str = "flush") -> None:
+        if sync not in SYNC_POLICIES:
+            raise WalError(f"wal_sync must be one of {', '.join(SYNC_POLICIES)}, got {sync!r}")
+        self.dir = Path(path).expanduser().absolute()
+        self.wh = wh
+        self.writer_id = writer_id
+        self.config = config
+        self.sync = sync
+        self.recovered: list[Commit] = []  # the commits made by recovery (new or found in the log)
+        self._fd = -1
+        self._seq = 0
+        self._rows = 0  # record lines in the open segment
+        self._sealed: dict[str, tuple[int, Path]] = {}  # token -> (fd, path) of taken segments
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WalError(f"cannot create the WAL directory {self.dir}: {exc}") from None
+        self._lock_fd = self._lock()
+        try:
+            self.recover()
+            self._open_segment(1, wh.version)
+        except BaseException:
+            self._release()
+            raise
+
+    # -- the directory lock ----------------------------------------------------------------------
+    def _lock(self) -> int:
+        """flock the directory's LOCK file (released by the OS if this process dies), noting who holds it."""
+        fd = os.open(self.dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            except ValueError:
+                holder = {}
+            os.close(fd)
+            who = f"writer {holder.get('writer_id', '?')[:8]} (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, " \
+                  f"since {holder.get('since', '?')})" if holder else "another writer"
+            raise WalLocked(f"the WAL directory {self.dir} is in use by {who}; a WAL directory serves one writer "
+                            "at a time: close that writer first, or give this one its own wal= directory") from None
+        except OSError as exc:
+            os.close(fd)
+            raise WalError(f"cannot lock the WAL directory {self.dir} ({exc}); it must be on a local filesystem") from None
+        note = json.dumps({"writer_id": self.writer_id, "pid": os.getpid(), "host": socket.gethostname(),
+                           "since": datetime.now(timezone.utc).isoformat()}).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, note, 0)
+        return fd
+
+    def _release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        for fd, _ in self._sealed.values():
+            if fd >= 0:
+                os.close(fd)
+        self._sealed.clear()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
+
+    # -- appending (under the writer's buffer lock) ------------------------------------------------
+    def _open_segment(self, seq: int, version: int) -> None:
+        self._seq, self._rows = seq, 0
+        path = self.dir / segment_name(self.writer_id, seq)
+        npart = len(catalog().partition_columns)
+        header = {"format": WAL_FORMAT, "writer_id": self.writer_id, "seq": seq, "warehouse": store_id(self.wh),
+                  "url": self.wh.url, "config": self.config.as_dict(), "partition": dict(self.config.partition),
+                  "version": version, "created_at": datetime.now(timezone.utc).isoformat(),
+                  "columns": {name: [c.name for c in t.columns[npart:]] for name, t in catalog().tables.items()},
+                  "host": socket.gethostname(), "pid": os.getpid()}
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        self._size = 0
+        self._write(_line(("header", header)))
+        if self.sync == "always":
+            os.fdatasync(self._fd)
+            self._sync_dir()
+
+    def _write(self, line: bytes) -> None:
+        """Append one whole line; on failure, cut the file back so that no torn line is left mid-log."""
+        try:
+            n = os.write(self._fd, line)
+            if n < len(line):  # a short write (a full disk, a signal): finish it or fail
+                view = memoryview(line)[n:]
+                while view:
+                    view = view[os.write(self._fd, view):]
+        except OSError as exc:
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                pass
+            raise WalError(f"cannot append to the WAL in {self.dir}: {exc}") from None
+        self._size += len(line)
+
+    def append(self, groups: tuple[tuple[str, list[tuple]], ...], *, durable: bool = True) -> None:
+        """Log the rows one `add_*` call buffers: ((table, rows), ...). `durable=False` (events)
+        never waits for an fdatasync. Raises WalError (nothing logged) if the WAL cannot be written,
+        InvalidRecord for a value JSON cannot hold."""
+        try:
+            line = _line(("rows", groups))
+        except TypeError as exc:  # validation lets nothing through that JSON cannot hold; be explicit anyway
+            from .errors import InvalidRecord
+
+            raise InvalidRecord(f"a value cannot be written to the WAL: {exc}") from None
+        self._write(line)
+        self._rows += 1
+        if durable and self.sync == "always":
+            os.fdatasync(self._fd)
+
+    def take(self, token: str, version: int) -> None:
+        """The writer took its buffers for the batch `token` (seeing `version`): seal the open
+        segment with a take line and start the next one."""
+        self._write(_line(("take", token, version)))
+        self._sealed[token] = (self._fd, self.dir / segment_name(self.writer_id, self._seq))
+        self._fd = -1
+        self._open_segment(self._seq + 1, version)
+
+    # -- flushing (under the writer's flush lock) ----------------------------------------------------
+    def before_commit(self, token: str) -> None:
+        """Make a taken segment durable (policies always and flush) before its batch is committed."""
+        fd, path = self._sealed.get(token, (-1, None))
+        if fd < 0:
+            return
+        try:
+            if self.sync != "never":
+                os.fdatasync(fd)
+                self._sync_dir()
+        finally:
+            os.close(fd)
+            self._sealed[token] = (-1, path)
+
+    def committed(self, token: str) -> None:
+        """The batch `token` is committed: its segment is no longer needed."""
+        self.before_commit(token)  # closes it if still open
+        _, path = self._sealed.pop(token, (-1, None))
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def _sync_dir(self) -> None:
+        fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Release the directory: the open segment is deleted if it holds no records (a writer that
+        closed after committing everything leaves an empty WAL); uncommitted segments stay."""
+        if self._lock_fd < 0:
+            return
+        if self._fd >= 0 and self._rows == 0:
+            os.close(self._fd)
+            self._fd = -1
+            (self.dir / segment_name(self.writer_id, self._seq)).unlink(missing_ok=True)
+        self._release()
+
+    @property
+    def pending_segments(self) -> list[Path]:
+        """Segment files in the directory (the writer's own included)."""
+        return sorted(p for p in self.dir.iterdir() if _SEGMENT.match(p.name))
+
+    # -- recovery ----------------------------------------------------------------------------------
+    def recover(self) -> list[Commit]:
+        """Commit, exactly once, the records that crashed writers left in the directory, then delete
+        their segments. Returns the commits that hold them (made now or found in the log).
+
+        Raises WalError if a segment belongs to another warehouse (nothing is changed then), and the
+        storage errors of the commits (the segments stay for the next attempt).
+        """
+        segments = [Segment.read(p) for p in self.pending_segments if not p.name.startswith(self.writer_id)]
+        newer = [s for s in segments if s.header and int(s.header.get("format", 0)) > WAL_FORMAT]
+        if newer:
+            raise WalError(f"{newer[0].path} was written by a newer warehouse library (WAL format "
+                           f"{newer[0].header['format']}; this one reads {WAL_FORMAT}): upgrade the package")
+        foreign = [s for s in segments if s.header and s.records and s.header["warehouse"] != store_id(self.wh)]
+        if foreign:
+            s = foreign[0]
+            raise WalError(
+                f"the WAL directory {self.dir} holds {sum(len(f.records) for f in foreign)} unflushed record(s) of warehouse "
+                f"{s.header['url']!r} (writer {s.writer_id[:8]}), not of {self.wh.url!r}; open a writer on that "
+                "warehouse with this wal= to commit them, or move the directory away to discard them")
+        # Oldest run first; within a run, batch order (a retried batch precedes the next one).
+        segments.sort(key=lambda s: (s.header["created_at"] if s.header else "", s.writer_id, s.seq))
+        for seg in segments:
+            if seg.torn_bytes:
+                log.warning("WAL segment %s ends with %d torn byte(s) (a crash mid-append); ignored",
+                            seg.path.name, seg.torn_bytes)
+            if seg.records:
+                self.recovered.append(self._recover_segment(seg))
+            seg.path.unlink(missing_ok=True)
+        if self.recovered:
+            log.info("WAL %s: recovered %d crashed batch(es) in version(s) %s", self.dir, len(self.recovered),
+                     ", ".join(str(c.version) for c in self.recovered))
+        return self.recovered
+
+    def _recover_segment(self, seg: Segment) -> Commit:
+        """The commit holding `seg`'s records: the one its token already has, else a new one."""
+        from .config import RunConfig
+        from .writer import _Buffers, config_row, write_data_file
+
+        wh = self.wh
+        wh.refresh()
+        found = _find_token(wh, seg.token, seg.since)
+        if found is not None:
+            return found  # the crashed writer's commit landed (or an earlier recovery's did)
+        header = seg.header
+        assert header is not None
+        partition = dict(header["partition"])
+        buffers = _Buffers(partition)
+        for groups in seg.records:
+            for table, rows in groups:
+                buffers[table].extend(rows)
+        h = partition["config_hash"]
+        if not wh.snapshot.table_files("configs", {"config_hash": h}):
+            cfg = header["config"]
+            config = RunConfig.of(cfg["dataset"], cfg["agent"], cfg.get("attack"))
+            if config.hash != h:
+                raise WalError(f"{seg.path}: its header's config hashes to {config.hash}, not {h}: the file is damaged")
+            buffers["configs"].append(config_row(config, datetime.fromisoformat(header["created_at"])))
+        files = [write_data_file(wh, table, partition, buf.table()) for table, buf in buffers.items() if len(buf)]
+        return wh._commit(operation="append", writer=writer_info(self.writer_id), token=seg.token, add=files,
+                          token_since=seg.since,
+                          info={"wal": {"writer_id": seg.writer_id, "seq": seg.seq, "records": len(seg.records)}})
+
+
+def _find_token(wh: "Warehouse", token: str, since: int) -> Commit | None:
+    """The commit after version `since` that carries `token`, if any (also among commits that
+    vacuum folded into a checkpoint, where the log can look there)."""
+    return wh.log.find_token(token, since, wh.version)
+
+
+def _timestamp(v: Any) -> Any:
+    return datetime.fromisoformat(v) if v.__class__ is str else v  # event times stay integer microseconds
+
+
+def _map(v: Any) -> Any:
+    return None if v is None else [tuple(kv) for kv in v]
+
+
+_DECODE: dict[str, Callable[[Any], Any]] = {"timestamp": _timestamp, "map<string,float64>": _map}
+
+
+def _decoder(table: str, columns: list[str] | None) -> Callable[[list[Any]], list[tuple]]:
+    """Rows as logged (JSON arrays in the order of `columns`) -> row tuples of the table's current
+    schema, values decoded by column type; a column added since the WAL was written reads null."""
+    npart = len(catalog().partition_columns)
+    current = catalog().table(table).columns[npart:]
+    index = {name: i for i, name in enumerate(columns if columns is not None else [c.name for c in current])}
+    picks = [(index.get(c.name), _DECODE.get(c.type)) for c in current]
+
+    def decode(rows: list[Any]) -> list[tuple]:
+        return [tuple(None if i is None else (r[i] if fn is None else fn(r[i])) for i, fn in picks) for r in rows]
+
+    return decode
+
+
+def read_dir(path: str | os.PathLike[str]) -> list[Segment]:
+    """Every segment in a WAL directory, read (for inspection and tests; takes no lock)."""
+    d = Path(path)
+    return [Segment.read(p) for p in sorted(d.iterdir()) if _SEGMENT.match(p.name)] if d.is_dir() else []
