@@ -9,7 +9,7 @@ DuckDB views for SQL and Polars for notebooks.
 """
 
 from .config import RunConfig, config_hash
-from .errors import (CheckpointNotFound, CommitConflict, ConditionalWritesUnsupported, ConfigHashCollision, CorruptCommit,
+from .errors import (CheckpointNotFound, CommitConflict, CorruptCheckpoint, WalError, WalLocked, ConditionalWritesUnsupported, ConfigHashCollision, CorruptCommit,
                      ExecutionNotFound, InvalidPartitionValue, InvalidRecord, NotAWarehouse, PermissionDenied,
                      ReadOnlyWarehouse, RunNotFound, SchemaMismatch, SessionNotFound, StorageError, UnsupportedFormatVersion, VersionNotFound, WarehouseError,
                      WarehouseNotFound)
@@ -23,5 +23,6 @@ __all__ = [
     "WarehouseError", "WarehouseNotFound", "NotAWarehouse", "ReadOnlyWarehouse", "InvalidRecord",
     "InvalidPartitionValue", "ConfigHashCollision", "SchemaMismatch", "CommitConflict", "CorruptCommit",
     "UnsupportedFormatVersion", "VersionNotFound", "ExecutionNotFound", "StorageError", "ConditionalWritesUnsupported",
-    "PermissionDenied", "SessionNotFound", "RunNotFound", "CheckpointNotFound",
+    "PermissionDenied", "SessionNotFound", "RunNotFound", "CheckpointNotFound", "CorruptCheckpoint",
+    "WalError", "WalLocked",
 ]

@@ -265,10 +265,10 @@ def _size(store: Store, rel: str) -> int | None:
 def _data_paths(paths: list[str]) -> list[str]:
     """Those of `paths` that vacuum counts as data files or writers' temp files (the same rule, so
     that what doctor calls an orphan is what vacuum deletes)."""
-    from .maintenance import _is_data_path
+    from .maintenance import is_data_path
 
     tables, pcols = catalog().tables, catalog().partition_columns
-    return [p for p in paths if _is_data_path(p, tables, pcols)]
+    return [p for p in paths if is_data_path(p, tables, pcols)]
 
 
 # -- the checks -----------------------------------------------------------------------------------

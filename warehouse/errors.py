@@ -80,3 +80,15 @@ class RunNotFound(WarehouseError):
 
 class CheckpointNotFound(WarehouseError):
     """No checkpoint with the given id exists (or the id is ambiguous without an execution id)."""
+
+
+class CorruptCheckpoint(CorruptCommit):
+    """A manifest checkpoint file cannot be read (truncated, damaged, or not a checkpoint)."""
+
+
+class WalError(WarehouseError):
+    """The write-ahead log cannot be used: unreadable, or holding records of another warehouse."""
+
+
+class WalLocked(WalError):
+    """Another live writer (in this or another process) uses the same WAL directory."""

@@ -552,7 +552,7 @@ def _modified(store: Store, rel: str, known: datetime | None) -> datetime | None
         return None
 
 
-def _is_data_path(rel: str, tables: Mapping[str, Any], pcols: tuple[str, ...]) -> bool:
+def is_data_path(rel: str, tables: Mapping[str, Any], pcols: tuple[str, ...]) -> bool:
     """`<table>/<c1>=<v>/.../<cn>=<v>/part-*.parquet` or `.tmp-*` beside one: what writers and
     compaction write (anything else under a table directory, e.g. configs/<hash>.yaml, is not)."""
     parts = rel.split("/")
@@ -649,7 +649,7 @@ def vacuum(wh: "Warehouse", retain: timedelta = timedelta(days=7), orphan_window
     # List first, read the log after: a file committed in between is then known, not an orphan.
     listed: dict[str, tuple[int, datetime | None]] = {}
     for t in tables:
-        listed.update((p, v) for p, v in _listing(store, t).items() if _is_data_path(p, tables, pcols))
+        listed.update((p, v) for p, v in _listing(store, t).items() if is_data_path(p, tables, pcols))
     manifest = _listing(store, MANIFEST_DIR)
     wh.refresh()
     snap = wh.snapshot

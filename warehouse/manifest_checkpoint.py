@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import CorruptCommit, UnsupportedFormatVersion
+from .errors import CorruptCheckpoint, UnsupportedFormatVersion  # noqa: F401 (CorruptCheckpoint re-exported)
 
 if TYPE_CHECKING:
     from .manifest import Commit, DataFile, Snapshot
@@ -65,10 +65,6 @@ SCHEMA = pa.schema([
 ])
 FILE_SCHEMA = pa.schema([SCHEMA.field(c) for c in FILE_COLUMNS])
 COMMIT_SCHEMA = pa.schema([SCHEMA.field(c) for c in COMMIT_COLUMNS])
-
-
-class CorruptCheckpoint(CorruptCommit):
-    """A checkpoint file cannot be read (truncated, damaged, or not a checkpoint)."""
 
 
 class CheckpointWarning(UserWarning):

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .errors import WarehouseError
+from .errors import WalError, WalLocked  # noqa: F401 (re-exported)
 from .manifest import Commit, writer_info
 from .schemas import catalog
 
@@ -66,14 +66,6 @@ LOCK_NAME = "LOCK"
 _SEGMENT = re.compile(r"^([0-9a-f]{32})-(\d{8})\.wal$")
 _dumps = orjson.dumps
 _JSON = orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
-
-
-class WalError(WarehouseError):
-    """The write-ahead log cannot be used: unreadable, or holding records of another warehouse."""
-
-
-class WalLocked(WalError):
-    """Another live writer (in this or another process) uses the same WAL directory."""
 
 
 def segment_name(writer_id: str, seq: int) -> str:
