@@ -79,7 +79,7 @@ from .manifest import MANIFEST_DIR, Commit, DataFile, RemovedFile, Snapshot, utc
 from .reader import table_sql
 from .rewrite import RewritePlan, commit_rewrite
 from .schemas import catalog
-from .storage import SnapshotFileSystem, Store, new_data_file_name, partition_dir
+from .storage import SnapshotFileSystem, Store, file_mtime, new_data_file_name, partition_dir
 
 if TYPE_CHECKING:
     from .warehouse import Warehouse
@@ -516,38 +516,17 @@ class VacuumResult:
         return len(self.removed) + len(self.orphans) + len(self.temp)
 
 
-def _mtime(info: Mapping[str, Any]) -> datetime | None:
-    for key in ("mtime", "LastModified", "last_modified", "modified", "created"):
-        v = info.get(key)
-        if isinstance(v, datetime):
-            return v if v.tzinfo is not None else v.replace(tzinfo=timezone.utc)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return datetime.fromtimestamp(v, timezone.utc)
-    return None
-
-
 def _listing(store: Store, rel: str) -> dict[str, tuple[int, datetime | None]]:
     """Every file under `rel`, recursively: root-relative path -> (size, last modified)."""
-    path = store.full(rel)
-    try:
-        with store.errors():
-            found = store.call(store.fs.find, path, detail=True, **({} if store.is_local else {"refresh": True}))
-    except FileNotFoundError:
-        return {}
-    prefix = store.root.rstrip("/") + "/"
-    out = {}
-    for p, info in found.items():
-        p = p if p.startswith("/") or not store.root.startswith("/") else "/" + p
-        if p.startswith(prefix) and info.get("type", "file") == "file":
-            out[p[len(prefix):]] = (int(info.get("size") or 0), _mtime(info))
-    return out
+    with store.errors():
+        return store.list_file_info(rel)
 
 
 def _modified(store: Store, rel: str, known: datetime | None) -> datetime | None:
     if known is not None:
         return known
     try:
-        return _mtime({"modified": store.call(store.fs.modified, store.full(rel))})
+        return file_mtime({"modified": store.call(store.fs.modified, store.full(rel))})
     except (FileNotFoundError, NotImplementedError):
         return None
 

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import fsspec
@@ -181,6 +182,17 @@ def _merge_options(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dic
     for k, v in given.items():
         out[k] = _merge_options(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
     return out
+
+
+def file_mtime(info: Mapping[str, Any]) -> datetime | None:
+    """The last-modified time in an fsspec info dict (local `mtime`, S3 `LastModified`, ...), UTC."""
+    for key in ("mtime", "LastModified", "last_modified", "modified", "created"):
+        v = info.get(key)
+        if isinstance(v, datetime):
+            return v if v.tzinfo is not None else v.replace(tzinfo=timezone.utc)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return datetime.fromtimestamp(v, timezone.utc)
+    return None
 
 
 @dataclass
@@ -456,6 +468,11 @@ class Store:
 
     def list_files(self, rel: str) -> dict[str, int]:
         """Every file under `rel`, recursively: root-relative path -> size in bytes."""
+        return {p: size for p, (size, _) in self.list_file_info(rel).items()}
+
+    def list_file_info(self, rel: str) -> dict[str, tuple[int, datetime | None]]:
+        """Every file under `rel`, recursively: root-relative path -> (size in bytes, last
+        modified, UTC, if the store says)."""
         path = self.full(rel)
         try:
             found = self.call(self.fs.find, path, detail=True, **({} if self.is_local else {"refresh": True}))
@@ -466,7 +483,7 @@ class Store:
         for p, info in found.items():
             p = p if p.startswith("/") or not self.root.startswith("/") else "/" + p
             if p.startswith(prefix) and info.get("type", "file") == "file":
-                out[p[len(prefix):]] = int(info.get("size") or 0)
+                out[p[len(prefix):]] = (int(info.get("size") or 0), file_mtime(info))
         return out
 
     def reader_path(self, rel: str) -> str:
