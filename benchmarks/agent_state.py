@@ -590,6 +590,8 @@ def _size(b: int) -> str:
 
 def markdown(doc: dict[str, Any]) -> str:
     """The results document as Markdown tables (what BENCHMARKS.md shows)."""
+    from .runner import source_line as _source_line  # late: runner pulls in pandas and rich
+
     lines: list[str] = []
     lg = doc["logs"]
     n = lg["n"]
@@ -674,9 +676,7 @@ def markdown(doc: dict[str, Any]) -> str:
               f"Checks: logs committed = logged: {c['logs_committed_equal_logged']}; dropped: {c['logs_dropped']}; "
               f"checkpoints read back equal: {c['checkpoints_loaded_ok']}; snapshots read back equal: "
               f"{c['snapshots_loaded_ok']}. {doc['seconds']} s in all, load average {doc['load_average_1min_before']} "
-              f"→ {doc['load_average_1min_after']}; source {doc['source']['commit']}"
-              + (f" with uncommitted {', '.join(doc['source']['uncommitted_package_files'])}"
-                 if doc["source"]["uncommitted_package_files"] else "") + "."]
+              f"→ {doc['load_average_1min_after']}; {_source_line(doc['source'])}."]
     return "\n".join(lines)
 
 

@@ -48,7 +48,7 @@ from warehouse.manifest import DataFile, writer_info
 from warehouse.schemas import catalog
 from warehouse.writer import write_data_file
 
-from .runner import source_state
+from .runner import source_line, source_state
 
 DATASET = {"type": "bench_compaction", "config": {"suite": "workspace"}}
 AGENT = {"type": "tool_agent", "config": {"model": "gpt-4o-2024-08-06"}}
@@ -236,9 +236,7 @@ def markdown(doc: dict[str, Any]) -> str:
              f"Checks: answers equal before, after compaction and after vacuum: {doc['checks']['answers_equal']}; "
              f"rows kept: {doc['checks']['rows_after']}; every replaced file deleted: {doc['checks']['files_deleted']}. "
              f"{doc['seconds']} s in all; load average {' → '.join(map(str, doc['load_average_1min']))}; "
-             f"source {doc['source']['commit']}"
-             + (f" with uncommitted {', '.join(doc['source']['uncommitted_package_files'])}"
-                if doc["source"]["uncommitted_package_files"] else "") + "."]
+             f"{source_line(doc['source'])}."]
     return "\n".join(lines)
 
 

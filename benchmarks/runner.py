@@ -43,6 +43,12 @@ def machine() -> dict[str, Any]:
             "os": f"{platform.system()} {platform.release()}", "python": platform.python_version()}
 
 
+def source_line(src: dict[str, Any]) -> str:
+    """`source <commit>` plus, for a dirty tree, the uncommitted package files it measured."""
+    files = src.get("uncommitted_package_files")
+    return f"source {src['commit']}" + (f" with uncommitted {', '.join(files)}" if files else "")
+
+
 def source_state() -> dict[str, Any]:
     """The checkout's commit and its uncommitted changes (numbers of a dirty tree say so)."""
     import subprocess
