@@ -520,6 +520,27 @@ def doctor(url: UrlOpt = DEFAULT_URL,
     raise typer.Exit(report.exit_code)
 
 
+# == import / export (issue 9) =====================================================================
+@app.command("import")
+def import_cmd(kind: Annotated[str, typer.Argument(help="legacy, sessions, checkpoints, trajectories, simulation, postgres, agentdojo or inspect.")],
+               path: Annotated[str, typer.Argument(help="The directory or file to import (for postgres: a connection URL).")],
+               url: UrlOpt = DEFAULT_URL,
+               strict: Annotated[bool, typer.Option("--strict", help="Stop at the first source that cannot be imported.")] = False) -> None:
+    """Import results from the legacy layouts and other tools' logs; sources already imported are skipped (exit 1 if any failed)."""
+    with user_errors():
+        wh = open_warehouse(url, create=True)
+        report = wh.import_(kind, path, strict=strict, progress=console.is_terminal)
+    for f in report.failed:
+        err.print(f"[red]failed[/red] {escape(f.source)}: {escape(f.reason)}", highlight=False, soft_wrap=True)
+    for key in report.changed[:20]:
+        err.print(f"[yellow]changed since imported, imported again[/yellow] {escape(key)}", highlight=False, soft_wrap=True)
+    console.print(Text(report.summary(), style="red" if report.failed else "green"), soft_wrap=True)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+# == end import / export ============================================================================
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -56,6 +56,9 @@ class RunConfig:
     dataset: dict[str, Any]
     agent: dict[str, Any]
     attack: dict[str, Any] | None
+    #: A hash computed by another scheme, kept as it is (imports of legacy results: the hashes are
+    #: cited in papers and file names); None = this package's `sha256-8` of the canonical JSON.
+    given_hash: str | None = None
 
     @classmethod
     def of(cls, dataset: Any, agent: Any, attack: Any = None) -> "RunConfig":
@@ -81,7 +84,22 @@ class RunConfig:
 
     @property
     def hash(self) -> str:
-        return config_hash(self.dataset, self.agent, self.attack)
+        return self.given_hash or config_hash(self.dataset, self.agent, self.attack)
+
+    @property
+    def hash_scheme(self) -> str:
+        """`sha256-8`, or `legacy` for a given hash that this package's scheme does not reproduce."""
+        if self.given_hash and self.given_hash != config_hash(self.dataset, self.agent, self.attack):
+            return "legacy"
+        return HASH_SCHEME
+
+    def with_hash(self, given: str | None) -> "RunConfig":
+        """This config under a hash from another scheme (validated as a partition value by the writer)."""
+        if given is None:
+            return self
+        if not isinstance(given, str) or not given:
+            raise InvalidRecord(f"config_hash must be a non-empty string, got {given!r}")
+        return RunConfig(self.dataset, self.agent, self.attack, given)
 
     @property
     def partition(self) -> dict[str, str]:

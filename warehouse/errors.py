@@ -92,3 +92,12 @@ class WalError(WarehouseError):
 
 class WalLocked(WalError):
     """Another live writer (in this or another process) uses the same WAL directory."""
+
+
+class ImportFailed(WarehouseError):
+    """A source given to `warehouse import` could not be read or mapped (raised with `strict=True`;
+    otherwise the source is reported with its path and reason and the import goes on)."""
+
+
+class ExportFailed(WarehouseError):
+    """`warehouse export` cannot write to the given target (unknown kind, target not empty, ...)."""

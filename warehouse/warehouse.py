@@ -21,6 +21,8 @@ from .live import EVENT_LIMIT, Checkpoint
 from .writer import Writer
 
 if TYPE_CHECKING:
+    from .exporters import ExportReport
+    from .importers import ImportReport
     import os
     from datetime import timedelta
 
@@ -182,7 +184,8 @@ class Warehouse:
     def writer(self, *, dataset: Any, agent: Any, attack: Any = None, run_id: str | None = None,
                flush_rows: int = 10_000, flush_bytes: int = 64 << 20, flush_interval: float | None = 30.0,
                event_limit: int = EVENT_LIMIT, max_buffered_events: int = 200_000,
-               wal: str | os.PathLike[str] | None = None, wal_sync: str = "flush") -> Writer:
+               wal: str | os.PathLike[str] | None = None, wal_sync: str = "flush",
+               config_hash: str | None = None) -> Writer:
         """A buffered writer for one run configuration ({type, config} dicts; attack None = benign).
 
         `flush_rows` records or `flush_bytes` buffered, or `flush_interval` seconds, trigger a
@@ -191,7 +194,8 @@ class Warehouse:
         `wal="dir/"`: a local write-ahead log; every record is appended to it before `add_*`
         returns, and a writer opened later on the same directory first commits, exactly once,
         what a crashed writer left there. `wal_sync` ("always", "flush" or "never") says when
-        it is fsynced; see `warehouse.wal`.
+        it is fsynced; see `warehouse.wal`. `config_hash` keeps a hash computed by another scheme
+        (imported legacy results) instead of this package's; `configs.hash_scheme` says `legacy`.
         Raises InvalidRecord/InvalidPartitionValue for a malformed config, ConfigHashCollision if a
         different config already owns its hash, ReadOnlyWarehouse on a time-travel snapshot,
         wal.WalLocked if another live writer uses the WAL directory, wal.WalError if it holds
@@ -199,7 +203,7 @@ class Warehouse:
         """
         return Writer(self, dataset=dataset, agent=agent, attack=attack, run_id=run_id, flush_rows=flush_rows,
                       flush_bytes=flush_bytes, flush_interval=flush_interval, event_limit=event_limit,
-                      max_buffered_events=max_buffered_events, wal=wal, wal_sync=wal_sync)
+                      max_buffered_events=max_buffered_events, wal=wal, wal_sync=wal_sync, config_hash=config_hash)
 
     def async_writer(self, *, dataset: Any, agent: Any, attack: Any = None, run_id: str | None = None,
                      flush_rows: int = 10_000, flush_bytes: int = 64 << 20, flush_interval: float = 5.0,
@@ -500,6 +504,30 @@ class Warehouse:
         from . import doctor as doctor_mod
 
         return doctor_mod.run(self, repair=repair, footers=footers)
+
+    # -- import and export (importers/, exporters/) -----------------------------------------------
+    def import_(self, kind: str, path: "str | os.PathLike[str]", *, strict: bool = False,
+                progress: bool = False) -> "ImportReport":
+        """Import every new source of `kind` under `path` (a directory, file, or for `postgres` a
+        connection URL): legacy, sessions, checkpoints, trajectories, simulation, postgres,
+        agentdojo, inspect (see `warehouse.importers`).
+
+        Idempotent: a source whose content was imported before is skipped (the `imports` table
+        records each one, in the same commit as its rows). Sources are committed in batches; one
+        that cannot be read or mapped is reported in `report.failed` with its path and reason and
+        the import goes on, unless `strict`, which raises ImportFailed at the first (after
+        committing the sources read before it). Raises WarehouseError for an unknown kind.
+        """
+        from .importers import importer, run_import
+
+        return run_import(self, importer(kind), path, strict=strict, progress=progress)
+
+    def export(self, kind: str, out: str, **options: Any) -> "ExportReport":
+        """Export the current snapshot as `kind` (delta, parquet, trajectories, legacy) to `out`;
+        see `warehouse.exporters`. Raises ExportFailed for an unknown kind or an unusable target."""
+        from .exporters import export
+
+        return export(self, kind, out, **options)
 
 
 def open(url: str = "warehouse-data", *, create: bool = False, version: int | None = None, as_of: datetime | None = None,

@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from collections import Counter
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import records
-from .config import HASH_SCHEME, RunConfig
+from .config import RunConfig
 from .errors import ConfigHashCollision, InvalidRecord, WarehouseError
 from .manifest import DataFile, writer_info
 from .schemas import catalog
@@ -80,7 +80,7 @@ def config_row(c: RunConfig, created_at: datetime) -> tuple:
     return (c.dataset["type"], c.agent["type"], c.attack["type"] if c.attack else None,
             records.json_text("dataset", c.dataset["config"]), records.json_text("agent", c.agent["config"]),
             records.json_text("attack", c.attack["config"]) if c.attack else None,
-            c.canonical(), HASH_SCHEME, created_at)
+            c.canonical(), c.hash_scheme, created_at)
 
 
 def _record_count(buffers: Mapping[str, TableBuffer]) -> int:
@@ -97,6 +97,22 @@ class _Buffers(dict):
     def __missing__(self, table: str) -> TableBuffer:
         buf = self[table] = TableBuffer(catalog().table(table), self.partition)
         return buf
+
+
+class PreparedExecution(NamedTuple):
+    """One execution validated into rows (`Writer.prepare_execution`), not yet buffered."""
+
+    execution_id: str
+    row: tuple
+    message_rows: list[tuple]
+    message_bytes: int
+    attack_rows: list[tuple]
+
+
+_EXECUTION_FIELDS = ("task_id", "messages", "usage", "benign_score", "attack_score", "attacks", "metadata",
+                     "trace_id", "span_id", "started_at", "finished_at", "model", "scores", "execution_id",
+                     "sample", "group", "status", "error", "reward", "advantages", "duration_ms", "owner",
+                     "result", "completions")
 
 
 @dataclass
@@ -127,10 +143,10 @@ class Writer:
                  run_id: str | None = None, flush_rows: int = 10_000, flush_bytes: int = 64 << 20,
                  flush_interval: float | None = 30.0, event_limit: int = EVENT_LIMIT,
                  max_buffered_events: int = 200_000, wal: str | os.PathLike[str] | None = None,
-                 wal_sync: str = "flush") -> None:
+                 wal_sync: str = "flush", config_hash: str | None = None) -> None:
         wh._require_writable()
         self.wh = wh
-        self.config = RunConfig.of(dataset, agent, attack)
+        self.config = RunConfig.of(dataset, agent, attack).with_hash(config_hash)
         self.partition = self.config.partition
         for col, val in self.partition.items():
             partition_dir("x", {col: val}, [col])  # raises InvalidPartitionValue now, not at flush
@@ -217,24 +233,50 @@ class Writer:
         (naive = UTC) or ISO-8601 strings. Raises InvalidRecord naming the field for any bad value,
         before anything is buffered.
         """
+        prepared = self.prepare_execution(
+            task_id=task_id, messages=messages, usage=usage, benign_score=benign_score, attack_score=attack_score,
+            attacks=attacks, metadata=metadata, trace_id=trace_id, span_id=span_id, started_at=started_at,
+            finished_at=finished_at, model=model, scores=scores, execution_id=execution_id, sample=sample,
+            group=group, status=status, error=error, reward=reward, advantages=advantages, duration_ms=duration_ms,
+            owner=owner, result=result, completions=completions, **unknown)
+        self._buffer_final(prepared)
+        self._maybe_flush()
+        return prepared.execution_id
+
+    def prepare_execution(self, **fields: Any) -> "PreparedExecution":
+        """Validate one execution (the arguments of `add_execution`) into its rows without buffering
+        anything: importers validate every record of a source file before adding any of them.
+        Raises InvalidRecord naming the field."""
         if self._closed:
             raise WarehouseError("this writer is closed")
+        known = set(_EXECUTION_FIELDS)
+        unknown = sorted(k for k in fields if k not in known)
         if unknown:
-            raise InvalidRecord(f"add_execution() got unknown field(s) {sorted(unknown)}")
-        eid = records.ident("execution_id", execution_id, required=False) or self._new_id()
+            raise InvalidRecord(f"add_execution() got unknown field(s) {unknown}")
+        f = {k: fields.get(k) for k in _EXECUTION_FIELDS}
+        eid = records.ident("execution_id", f["execution_id"], required=False) or self._new_id()
+        status = f["status"]
         if status is None:
-            status = "failed" if error else "completed"
+            status = "failed" if f["error"] else "completed"
         if status not in _STATUSES:
             raise InvalidRecord(f"status must be one of {_STATUSES}, got {status!r}")
-        finished = records.timestamp("finished_at", finished_at) or datetime.now(timezone.utc)
+        finished = records.timestamp("finished_at", f["finished_at"]) or datetime.now(timezone.utc)
         row = self._execution_row(
-            eid, task_id, 0, status, sample=sample, group=group, error=error, started_at=started_at,
-            finished_at=finished, duration_ms=duration_ms, trace_id=trace_id, span_id=span_id, model=model,
-            usage=usage, benign_score=benign_score, attack_score=attack_score, reward=reward,
-            advantages=advantages, scores=scores, metadata=metadata, owner=owner, result=result,
-            completions=completions)
-        self._add_final(row, eid, messages, attacks)
-        return eid
+            eid, f["task_id"], 0, status, sample=f["sample"], group=f["group"], error=f["error"],
+            started_at=f["started_at"], finished_at=finished, duration_ms=f["duration_ms"], trace_id=f["trace_id"],
+            span_id=f["span_id"], model=f["model"], usage=f["usage"], benign_score=f["benign_score"],
+            attack_score=f["attack_score"], reward=f["reward"], advantages=f["advantages"], scores=f["scores"],
+            metadata=f["metadata"], owner=f["owner"], result=f["result"], completions=f["completions"])
+        msg_rows, size = records.messages(eid, f["messages"])
+        return PreparedExecution(eid, row, msg_rows, size, records.attacks(eid, f["attacks"]))
+
+    def add_prepared(self, prepared: "PreparedExecution") -> str:
+        """Buffer an execution validated by `prepare_execution` (may flush); returns its id."""
+        if self._closed:
+            raise WarehouseError("this writer is closed")
+        self._buffer_final(prepared)
+        self._maybe_flush()
+        return prepared.execution_id
 
     def _execution_row(
         self, eid: str, task_id: Any, revision: int, status: str, *, sample: Any = None, group: Any = None,
@@ -265,15 +307,17 @@ class Writer:
     def _add_final(self, row: tuple, eid: str, messages: Any, attacks: Any, seq_start: int = 0) -> None:
         """Buffer a final execution row with its messages and attacks (validated first); may flush."""
         msg_rows, size = records.messages(eid, messages, seq_start)
-        attack_rows = records.attacks(eid, attacks)
+        self._buffer_final(PreparedExecution(eid, row, msg_rows, size, records.attacks(eid, attacks)))
+        self._maybe_flush()
+
+    def _buffer_final(self, p: "PreparedExecution") -> None:
         with self._lock:
             if self._wal is not None:
-                self._wal.append((("executions", [row]), ("messages", msg_rows), ("attacks", attack_rows)))
+                self._wal.append((("executions", [p.row]), ("messages", p.message_rows), ("attacks", p.attack_rows)))
             b = self._buffers
-            b["executions"].append(row)
-            b["messages"].extend(msg_rows, size)
-            b["attacks"].extend(attack_rows, sum(len(r[3] or "") for r in attack_rows))
-        self._maybe_flush()
+            b["executions"].append(p.row)
+            b["messages"].extend(p.message_rows, p.message_bytes)
+            b["attacks"].extend(p.attack_rows, sum(len(r[3] or "") for r in p.attack_rows))
 
     def _add_rows(self, table: str, rows: list[tuple], text_bytes: int = 0, *, flush: bool = True) -> None:
         """Buffer validated rows of any table (may trigger a size flush like add_execution)."""
