@@ -1,10 +1,11 @@
 """A writer whose commits land on checkpoint versions; optionally it stops inside checkpoint writing.
 
-    checkpoint_writer.py ROOT TAG INTERVAL FLUSHES MODE
+    checkpoint_writer.py ROOT TAG INTERVAL FLUSHES MODE [step]
 
 Opens the warehouse with `checkpoint_interval=INTERVAL`, prints `ready`, waits for a line on stdin
 (the test's barrier), then makes FLUSHES flushes of one execution each (ids `<TAG>-<n>`), printing
-`committed <n> <version>` after each, and `done` at the end.
+`committed <n> <version>` after each, and `done` at the end. With `step`, it waits for a line
+before every flush instead: `one` makes one flush, `rest` makes all the remaining ones at once.
 
 MODE chooses where the writer stops, the first time it writes a checkpoint:
   none          never
@@ -36,6 +37,7 @@ def pause(mode: str, version: object) -> None:
 def main() -> None:
     root, tag, interval, flushes, mode = sys.argv[1:6]
     interval, flushes = int(interval), int(flushes)
+    step = sys.argv[6:7] == ["step"]
 
     if mode == "before_write":
         def hooked_encode(snapshot, *args, **kwargs):
@@ -87,9 +89,12 @@ def main() -> None:
 
     wh = warehouse.open(root, checkpoint_interval=interval)
     print("ready", flush=True)
-    sys.stdin.readline()
+    if not step:
+        sys.stdin.readline()
     with wh.writer(**CONFIG, flush_interval=None) as w:
         for n in range(1, flushes + 1):
+            if step and sys.stdin.readline().strip() == "rest":
+                step = False
             w.add_execution(task_id=f"task-{n}", execution_id=f"{tag}-{n}", benign_score=1.0)
             print(f"committed {n} {w.flush()}", flush=True)
     print("done", flush=True)
