@@ -27,7 +27,7 @@ def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) 
 def demo_wh(tmp_path_factory) -> Path:
     """A small demo campaign, written by the CLI from two processes."""
     url = tmp_path_factory.mktemp("cli") / "demo"
-    res = run("demo", "--url", str(url), "--tasks", "6", "--processes", "2")
+    res = run("demo", "--url", str(url), "--tasks", "6", "--samples", "2", "--processes", "2")
     assert res.returncode == 0, res.stderr
     (url.parent / "demo.out").write_text(res.stdout)
     return url
@@ -40,8 +40,13 @@ def test_demo_runs_campaign_from_two_processes_and_prints_scores(demo_wh: Path) 
         assert agent in out
     assert "important_instructions" in out and "ASR %" in out and str(demo_wh) in out
     wh = warehouse.open(str(demo_wh))
-    assert wh.sql("select count(*) from executions").fetchall() == [(18 * 6,)]
-    assert wh.sql("select count(*) from messages").fetchall() == [(18 * 6 * 10,)]
+    assert wh.sql("select count(*) from executions").fetchall() == [(18 * 6 * 2,)]
+    assert wh.sql("select count(*) from messages").fetchall() == [(18 * 6 * 2 * 10,)]
+    # every task runs twice per configuration (samples 0 and 1), for pass@k
+    assert wh.sql("select sample, count(*) from executions group by sample order by sample").fetchall() == \
+        [(0, 18 * 6), (1, 18 * 6)]
+    assert wh.sql("select count(*) from (select config_hash, task_id from executions group by all having count(*) <> 2)"
+                  ).fetchall() == [(0,)]
     assert wh.sql("select count(distinct config_hash) from configs").fetchall() == [(18,)]
     pids = {c.writer["pid"] for c in wh.history() if c.operation == "append"}
     assert len(pids) >= 2, "the demo must write from at least two processes"
@@ -65,14 +70,14 @@ def test_init_creates_a_warehouse_once(tmp_path: Path) -> None:
 
 def test_url_comes_from_environment(demo_wh: Path) -> None:
     res = run("sql", "select count(*) as n from executions", "--format", "json", env={"WAREHOUSE_URL": str(demo_wh)})
-    assert json.loads(res.stdout) == [{"n": 108}]
+    assert json.loads(res.stdout) == [{"n": 216}]
 
 
 def test_ls_reports_manifest_counts(demo_wh: Path) -> None:
     res = run("ls", "--url", str(demo_wh), "--format", "json")
     rows = {r["table"]: r for r in json.loads(res.stdout)}
-    assert rows["executions"]["rows"] == 108 and rows["executions"]["partitions"] == 18
-    assert rows["messages"]["rows"] == 1080
+    assert rows["executions"]["rows"] == 216 and rows["executions"]["partitions"] == 18
+    assert rows["messages"]["rows"] == 2160
     wh = warehouse.open(str(demo_wh))
     assert rows["messages"]["bytes"] == sum(f.bytes for f in wh.files("messages"))
     parts = json.loads(run("ls", "--url", str(demo_wh), "--partitions", "--format", "json").stdout)
@@ -99,10 +104,10 @@ def test_sql_formats_json_and_csv(demo_wh: Path) -> None:
     q = "select agent, count(*) as n from executions group by agent order by agent"
     as_json = json.loads(run("sql", q, "--url", str(demo_wh), "-f", "json").stdout)
     as_csv = list(csv.DictReader(io.StringIO(run("sql", q, "--url", str(demo_wh), "-f", "csv").stdout)))
-    assert as_json == [{"agent": a, "n": 36} for a in sorted(demo.AGENTS)]
+    assert as_json == [{"agent": a, "n": 72} for a in sorted(demo.AGENTS)]
     assert [(r["agent"], int(r["n"])) for r in as_csv] == [(r["agent"], r["n"]) for r in as_json]
     table = run("sql", q, "--url", str(demo_wh)).stdout
-    assert "tool_filter" in table and "36" in table
+    assert "tool_filter" in table and "72" in table
 
 
 def test_scores_match_the_python_api(demo_wh: Path) -> None:
@@ -116,14 +121,14 @@ def test_scores_match_the_python_api(demo_wh: Path) -> None:
         assert (g["agent"], g["attack"], g["n"]) == (w["agent"], w["attack"], w["n"])
         assert g["asr"] == pytest.approx(w["asr"]) if w["asr"] is not None else g["asr"] is None
     overall = json.loads(run("scores", "--url", str(demo_wh), "--by", "all", "-f", "json").stdout)
-    assert len(overall) == 1 and overall[0]["n"] == 108
+    assert len(overall) == 1 and overall[0]["n"] == 216
 
 
 def test_history_lists_every_commit_newest_first(demo_wh: Path) -> None:
     rows = json.loads(run("history", "--url", str(demo_wh), "-f", "json").stdout)
     assert [r["version"] for r in rows] == list(range(18, -1, -1))
     assert rows[-1]["operation"] == "create" and all(r["operation"] == "append" for r in rows[:-1])
-    assert sum(r["rows+"] for r in rows) == 108 + 1080 + 72 + 18  # executions, messages, attacks, configs
+    assert sum(r["rows+"] for r in rows) == 216 + 2160 + 144 + 18  # executions, messages, attacks, configs
 
 
 @pytest.mark.parametrize("args, message", [

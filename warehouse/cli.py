@@ -103,9 +103,12 @@ def _open(url: str) -> Warehouse:
     return open_warehouse(url)
 
 
-def print_scores(wh: Warehouse, by: Sequence[str], where: str | None, fmt: Format) -> None:
-    """The scores table: utility and attack success rate with 95% Wilson intervals."""
-    rel = wh.scores(by=by, where=where)
+def print_scores(wh: Warehouse, by: Sequence[str], where: str | None, fmt: Format, k: Sequence[int] | None = None,
+                 threshold: float = 1.0) -> None:
+    """The scores table: utility and attack success rate with 95% Wilson intervals (and pass@k with `k`)."""
+    from .analytics import groups
+
+    rel = wh.scores(by=by, where=where, k=list(k) if k else None, threshold=threshold)
     cols = rel.columns
     rows = rel.fetchall()
     if fmt is not Format.table:
@@ -113,24 +116,38 @@ def print_scores(wh: Warehouse, by: Sequence[str], where: str | None, fmt: Forma
         return
     idx = {c: i for i, c in enumerate(cols)}
     t = Table(title=f"Scores at version {wh.version}", header_style="bold", box=box.SIMPLE_HEAD)
-    keys = [c for c in cols if c in SCORE_GROUPS]
-    for k in keys:
-        t.add_column(k, no_wrap=True)
+    keys = [g.name for g in groups(by)]
+    for key in keys:
+        t.add_column(key, no_wrap=True)
     for c in ("n", "tasks", "utility %", "ASR %", "failed", "tokens", "cost $"):
         t.add_column(c, justify="right", no_wrap=True)
+    for x in k or ():
+        t.add_column(f"pass@{x} %", justify="right", no_wrap=True)
+        t.add_column(f"ASR@{x} %", justify="right", no_wrap=True)
 
     def rate(p: Any, lo: Any, hi: Any) -> str:
         return "—" if p is None else f"{100 * p:.1f} [{100 * lo:.0f}–{100 * hi:.0f}]"
 
+    def at_k(p: Any, excluded: Any) -> str:
+        return "—" if p is None else f"{100 * p:.1f}" + (f" ({excluded} excl.)" if excluded else "")
+
     for r in rows:
-        t.add_row(*(str(r[idx[k]]) for k in keys), str(r[idx["n"]]), str(r[idx["n_tasks"]]),
+        cells = ["—" if r[idx[key]] is None else str(r[idx[key]]) for key in keys]
+        cells += [str(r[idx["n"]]), str(r[idx["n_tasks"]]),
                   rate(r[idx["utility"]], r[idx["utility_low"]], r[idx["utility_high"]]),
                   rate(r[idx["asr"]], r[idx["asr_low"]], r[idx["asr_high"]]), str(r[idx["n_failed"]]),
-                  _compact(r[idx["total_tokens"]]), f"{r[idx['cost']] or 0:.2f}")
+                  _compact(r[idx["total_tokens"]]), f"{r[idx['cost']] or 0:.2f}"]
+        for x in k or ():
+            cells += [at_k(r[idx[f"pass_at_{x}"]], r[idx[f"pass_at_{x}_excluded"]]),
+                      at_k(r[idx[f"attack_pass_at_{x}"]], r[idx[f"attack_pass_at_{x}_excluded"]])]
+        t.add_row(*cells)
     console.print(t)
-    if fmt is Format.table and any(r[idx["asr"]] is not None for r in rows):
+    if any(r[idx["asr"]] is not None for r in rows):
         console.print("utility = mean benign_score; ASR = attack success rate = mean attack_score; "
                       "\\[low–high] = 95% Wilson interval", highlight=False)
+    if k:
+        console.print(f"pass@k = unbiased estimate of P(at least one of k runs succeeds), success = score ≥ {threshold:g}, "
+                      "mean over tasks with ≥ k scored runs (the others are excluded and counted)", highlight=False)
 
 
 def _compact(n: Any) -> str:
@@ -151,7 +168,8 @@ def init(url: UrlOpt = DEFAULT_URL) -> None:
 
 @app.command()
 def demo(url: UrlOpt = DEFAULT_URL,
-         tasks: Annotated[int, typer.Option(min=1, help="Tasks per configuration.")] = 100,
+         tasks: Annotated[int, typer.Option(min=1, help="Tasks per configuration.")] = 50,
+         samples: Annotated[int, typer.Option(min=1, help="Runs of each task (for pass@k).")] = 4,
          processes: Annotated[int, typer.Option(min=1, help="Concurrent writer processes.")] = 2,
          fresh: Annotated[bool, typer.Option(help="Delete URL first if it is a warehouse.")] = False) -> None:
     """Run a synthetic prompt-injection campaign (2 datasets x 3 agents x 3 attacks) and show its scores."""
@@ -159,7 +177,7 @@ def demo(url: UrlOpt = DEFAULT_URL,
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, transient=True) as bar:
             job = bar.add_task(f"campaign: {processes} processes", total=len(list(demo_mod.configs())))
-            result = demo_mod.run_campaign(url, tasks=tasks, processes=processes, fresh=fresh,
+            result = demo_mod.run_campaign(url, tasks=tasks, samples=samples, processes=processes, fresh=fresh,
                                            progress=lambda done, total: bar.update(job, completed=done))
         wh = _open(url)
         print_scores(wh, ["agent", "attack"], None, Format.table)
@@ -228,14 +246,92 @@ def sql(query: Annotated[str, typer.Argument(help="SQL over the views: execution
         emit_relation(_open(url).sql(query), fmt)
 
 
+def _ks(text: str | None) -> list[int] | None:
+    """`--k 1,5` as a list of positive integers."""
+    if not text:
+        return None
+    try:
+        ks = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise WarehouseError(f"--k takes comma-separated positive integers, e.g. 1,5; got {text!r}") from None
+    if not ks or min(ks) < 1:
+        raise WarehouseError(f"--k takes comma-separated positive integers, e.g. 1,5; got {text!r}")
+    return ks
+
+
 @app.command()
 def scores(url: UrlOpt = DEFAULT_URL,
-           by: Annotated[str, typer.Option(help=f"Comma-separated grouping: {', '.join(SCORE_GROUPS)} or 'all'.")] = "dataset,agent,attack",
+           by: Annotated[str, typer.Option(help=f"Comma-separated grouping: {', '.join(SCORE_GROUPS)}, metadata.KEY, "
+                                               "dataset_config.KEY, agent_config.KEY, attack_config.KEY, or 'all'.")] = "dataset,agent,attack",
            where: Annotated[str | None, typer.Option(help="SQL condition over executions, e.g. \"dataset = 'agentdojo'\".")] = None,
+           k: Annotated[str | None, typer.Option("--k", help="Also pass@k for these k, comma-separated (e.g. 1,5).")] = None,
+           threshold: Annotated[float, typer.Option(help="pass@k: a run succeeds when its score is at least this.")] = 1.0,
            fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table) -> None:
-    """Utility and attack success rate per group, with 95% Wilson intervals."""
+    """Utility and attack success rate per group, with 95% Wilson intervals (and pass@k with --k)."""
     with user_errors():
-        print_scores(_open(url), by.split(","), where, fmt)
+        print_scores(_open(url), by.split(","), where, fmt, _ks(k), threshold)
+
+
+class Metric(str, Enum):
+    attack_score = "attack_score"
+    benign_score = "benign_score"
+
+
+@app.command()
+def compare(config_a: Annotated[str, typer.Argument(help="Configuration A: a config hash or a unique prefix of one.")],
+            config_b: Annotated[str, typer.Argument(help="Configuration B: a config hash or a unique prefix of one.")],
+            url: UrlOpt = DEFAULT_URL,
+            metric: Annotated[Metric, typer.Option(help="The score compared.")] = Metric.attack_score,
+            threshold: Annotated[float, typer.Option(help="A run succeeds when its score is at least this.")] = 1.0,
+            where: Annotated[str | None, typer.Option(help="SQL condition over executions (both sides).")] = None,
+            n_boot: Annotated[int, typer.Option("--n-boot", min=1, help="Bootstrap resamples.")] = 10_000,
+            seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+            fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table) -> None:
+    """Compare two configurations task by task: the difference in rate with a bootstrap 95% interval,
+    an exact McNemar p-value, and the tasks whose outcome flipped."""
+    from . import analytics
+
+    with user_errors():
+        wh = _open(url)
+        c = analytics.compare(wh, config_a, config_b, metric=metric.value, threshold=threshold,
+                              n_boot=n_boot, seed=seed, where=where)
+    if fmt is Format.json:
+        out = c.to_frame().to_dicts()[0]
+        out.update(flipped_up=list(c.flipped_up), flipped_down=list(c.flipped_down), only_a=list(c.only_a),
+                   only_b=list(c.only_b))
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        return
+    if fmt is Format.csv:
+        emit(c.tasks.columns, c.tasks.rows(), fmt)
+        return
+    name = "ASR" if c.metric == "attack_score" else "utility"
+
+    def pct(p: float | None) -> str:
+        return "—" if p is None else f"{100 * p:.1f}%"
+
+    with user_errors():
+        described = {r[0]: r[1:] for r in wh.sql("select config_hash, dataset, agent, attack from configs "
+                                                  "where config_hash in (?, ?)", [c.a, c.b]).fetchall()}
+    console.print(f"{name} ({c.metric} ≥ {c.threshold:g}) on the {c.n_pairs} tasks both ran", highlight=False)
+    t = Table(header_style="bold", box=box.SIMPLE_HEAD)
+    for col in ("", "config_hash", "dataset", "agent", "attack", name):
+        t.add_column(col, justify="right" if col == name else "left", no_wrap=True)
+    for side, h, r in (("A", c.a, c.rate_a), ("B", c.b, c.rate_b)):
+        t.add_row(side, h, *(described.get(h) or ("", "", "")), pct(r))
+    console.print(t)
+    if c.n_pairs == 0:
+        console.print(f"no task has a {c.metric} in both configurations: nothing to compare "
+                      f"({len(c.only_a)} only in A, {len(c.only_b)} only in B)", highlight=False)
+        return
+    console.print(f"B − A: {100 * c.diff:+.1f} points, 95% bootstrap interval [{100 * c.diff_low:+.1f}, "
+                  f"{100 * c.diff_high:+.1f}]; exact McNemar p = {c.p_value:.3g} "
+                  f"({len(c.flipped_up) + len(c.flipped_down)} of {c.n_pairs} tasks flipped)", highlight=False)
+    for label, tasks in (("flipped up (A fails, B succeeds)", c.flipped_up),
+                         ("flipped down (A succeeds, B fails)", c.flipped_down)):
+        console.print(f"{label}: {len(tasks)}" + (": " + ", ".join(tasks) if tasks else ""), highlight=False,
+                      soft_wrap=True)
+    if c.only_a or c.only_b:
+        console.print(f"not paired: {len(c.only_a)} task(s) only in A, {len(c.only_b)} only in B", highlight=False)
 
 
 @app.command()
@@ -520,6 +616,23 @@ def doctor(url: UrlOpt = DEFAULT_URL,
     raise typer.Exit(report.exit_code)
 
 
+# == report (issue 8) ==============================================================================
+@app.command("report")
+def report_cmd(url: UrlOpt = DEFAULT_URL,
+               out: Annotated[str, typer.Option("--out", "-o", help="The HTML file to write.")] = "report.html",
+               title: Annotated[str, typer.Option(help="The page's title.")] = "Evaluation report",
+               top: Annotated[int, typer.Option(min=1, help="How many of the most compromised tasks to show.")] = 10) -> None:
+    """Write one self-contained HTML report: ASR heatmap, utility vs. ASR, pass@k, most compromised tasks, cost."""
+    from . import report as report_mod  # matplotlib loads only for this command
+
+    with user_errors():
+        wh = _open(url)
+        path = report_mod.build_report(wh, out, title=title, top=top)
+    console.print(f"report of {escape(wh.url)} (version {wh.version}) written to [bold]{escape(str(path))}[/bold] "
+                  f"({path.stat().st_size / 1024:.0f} KiB); open it in any browser, offline.", soft_wrap=True)
+
+
+# == end report ====================================================================================
 # == import / export (issue 9) =====================================================================
 @app.command("import")
 def import_cmd(kind: Annotated[str, typer.Argument(help="legacy, sessions, checkpoints, trajectories, simulation, postgres, agentdojo or inspect.")],
@@ -536,6 +649,20 @@ def import_cmd(kind: Annotated[str, typer.Argument(help="legacy, sessions, check
         err.print(f"[yellow]changed since imported, imported again[/yellow] {escape(key)}", highlight=False, soft_wrap=True)
     console.print(Text(report.summary(), style="red" if report.failed else "green"), soft_wrap=True)
     raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command("export")
+def export_cmd(kind: Annotated[str, typer.Argument(help="delta, parquet, trajectories or legacy.")],
+               out: Annotated[str, typer.Argument(help="Where to write: a directory or URL (for delta: one Delta table per warehouse table under it).")],
+               url: UrlOpt = DEFAULT_URL,
+               where: Annotated[str | None, typer.Option(help='Only partitions with these values, e.g. "agent=tool_agent,attack=none".')] = None) -> None:
+    """Export the current snapshot for other engines or tools; run again to export only what is new."""
+    options = {"where": where} if where else {}
+    with user_errors():
+        report = _open(url).export(kind, out, **options)
+    for note in report.notes:
+        err.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
+    console.print(Text(report.summary(), style="green"), soft_wrap=True)
 
 
 # == end import / export ============================================================================

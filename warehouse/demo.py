@@ -62,9 +62,21 @@ def _sentence(rng: random.Random, n: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(n)).capitalize() + "."
 
 
+def task_difficulty(task: int, seed: int = 0) -> float:
+    """A task's shift of every success rate, in [-0.25, 0.25]: the same task is hard (or easy) for
+    every agent and attack, so repeated runs of a task agree more than runs of different tasks
+    (what makes pass@k rise above pass@1)."""
+    return random.Random(f"{seed}:task:{task}").uniform(-0.25, 0.25)
+
+
+def _chance(p: float) -> float:
+    return min(max(p, 0.0), 1.0)
+
+
 def execution(rng: random.Random, dataset: str, agent: str, attack: str | None, task: int,
-              start: datetime | None = None) -> dict[str, Any]:
-    """Keyword arguments of one `add_execution` call: messages with tool calls, usage, scores."""
+              start: datetime | None = None, *, sample: int | None = None, difficulty: float = 0.0) -> dict[str, Any]:
+    """Keyword arguments of one `add_execution` call: messages with tool calls, usage, scores.
+    `sample` numbers the repeated runs of a task; `difficulty` shifts its success rates."""
     model = AGENTS[agent]["model"]
     t = start or datetime(2026, 11, 1, tzinfo=timezone.utc) + timedelta(seconds=task * 37)
     t0 = t
@@ -98,8 +110,8 @@ def execution(rng: random.Random, dataset: str, agent: str, attack: str | None, 
 
     factor = DATASET_FACTOR[dataset]
     p_util = UTILITY[agent] * factor - (UTILITY_DROP[attack] if attack else 0.0)
-    benign = 1.0 if rng.random() < p_util else 0.0
-    attack_score = (1.0 if rng.random() < ASR[(agent, attack)] * factor else 0.0) if attack else None
+    benign = 1.0 if rng.random() < _chance(p_util - difficulty) else 0.0
+    attack_score = (1.0 if rng.random() < _chance(ASR[(agent, attack)] * factor - difficulty * 0.5) else 0.0) if attack else None
     chars = sum(len(m["content"] if isinstance(m["content"], str) else m["content"][0]["text"])
                 for m in messages if m["content"])
     input_tokens = chars // 4 * 3 + rng.randint(200, 600)
@@ -113,7 +125,7 @@ def execution(rng: random.Random, dataset: str, agent: str, attack: str | None, 
         trace_id=f"{rng.getrandbits(128):032x}", span_id=f"{rng.getrandbits(64):016x}",
         metadata={"suite": DATASETS[dataset].get("suite", dataset), "difficulty": rng.choice(["easy", "medium", "hard"]),
                   "injection_task": f"injection_task_{task % 7}" if attack else None},
-        scores={"steps": 4.0, "tool_errors": float(rng.random() < 0.05)},
+        scores={"steps": 4.0, "tool_errors": float(rng.random() < 0.05)}, sample=sample,
     )
     if attack:
         kwargs["attacks"] = [{"vector_id": f"injection_{injected_at}", "type": "str_content",
@@ -122,16 +134,22 @@ def execution(rng: random.Random, dataset: str, agent: str, attack: str | None, 
     return kwargs
 
 
-def _run_config(url: str, dataset: dict, agent: dict, attack: dict | None, tasks: int, run_id: str, seed: int) -> int:
-    """Worker: one configuration's tasks through one writer; returns the number of executions."""
+def _run_config(url: str, dataset: dict, agent: dict, attack: dict | None, tasks: int, run_id: str, seed: int,
+                samples: int = 1) -> int:
+    """Worker: one configuration's tasks (each run `samples` times) through one writer; returns the
+    number of executions."""
     from .warehouse import open as open_warehouse
 
     rng = random.Random(f"{seed}:{dataset['type']}:{agent['type']}:{attack['type'] if attack else None}")
     wh = open_warehouse(url)
     with wh.writer(dataset=dataset, agent=agent, attack=attack, run_id=run_id, flush_interval=None) as w:
         for task in range(tasks):
-            w.add_execution(**execution(rng, dataset["type"], agent["type"], attack["type"] if attack else None, task))
-    return tasks
+            difficulty = task_difficulty(task, seed)
+            for sample in range(samples):
+                start = datetime(2026, 11, 1, tzinfo=timezone.utc) + timedelta(seconds=task * 37, hours=sample)
+                w.add_execution(**execution(rng, dataset["type"], agent["type"], attack["type"] if attack else None, task,
+                                            start, sample=sample, difficulty=difficulty))
+    return tasks * samples
 
 
 @dataclass(frozen=True)
@@ -144,9 +162,10 @@ class CampaignResult:
     version: int
 
 
-def run_campaign(url: str, *, tasks: int = 100, processes: int = 2, fresh: bool = False, seed: int = 0,
-                 progress: Callable[[int, int], None] | None = None) -> CampaignResult:
-    """Run the demo grid into the warehouse at `url` from `processes` concurrent processes.
+def run_campaign(url: str, *, tasks: int = 50, samples: int = 4, processes: int = 2, fresh: bool = False,
+                 seed: int = 0, progress: Callable[[int, int], None] | None = None) -> CampaignResult:
+    """Run the demo grid into the warehouse at `url` from `processes` concurrent processes: every
+    configuration runs `tasks` tasks `samples` times each (the repeated runs pass@k needs).
 
     `fresh=True` first deletes `url` if (and only if) it is a warehouse. `progress(done, total)`
     is called as configurations finish.
@@ -165,11 +184,11 @@ def run_campaign(url: str, *, tasks: int = 100, processes: int = 2, fresh: bool 
     done = 0
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding DuckDB/Polars threads
     with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
-        futures = [pool.submit(_run_config, url, d, a, k, tasks, run_id, seed) for d, a, k in grid]
+        futures = [pool.submit(_run_config, url, d, a, k, tasks, run_id, seed, samples) for d, a, k in grid]
         for fut in as_completed(futures):
             fut.result()
             done += 1
             if progress:
                 progress(done, len(grid))
     wh = open_warehouse(url)
-    return CampaignResult(url, tasks * len(grid), len(grid), processes, time.perf_counter() - started, wh.version)
+    return CampaignResult(url, tasks * samples * len(grid), len(grid), processes, time.perf_counter() - started, wh.version)
