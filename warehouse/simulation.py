@@ -182,20 +182,30 @@ class RunRecorder:
 
     def _save(self, kind: str, step: int, game_state: Any, global_vars: Any, agent_vars: Any, messages: Any) -> None:
         """Validate, buffer and commit one snapshot row."""
-        if messages is None:
-            messages = []
-        elif isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, (list, tuple)):
-            raise InvalidRecord(f"messages must be a list, got {type(messages).__name__} {messages!r:.80}")
-        values = (game_state, global_vars, agent_vars, messages)
-        texts = [records.json_text(f, {} if v is None else v) for f, v in zip(STATE_FIELDS, values)]
-        state = "{" + ",".join(f'"{f}":{t}' for f, t in zip(STATE_FIELDS, texts)) + "}"
-        row = (f"{self.run_id}:{kind}:{step}", None, self.run_id, kind, step, None, None, state,
-               datetime.now(timezone.utc), self._metadata)
-        self._writer._add_rows("snapshots", [row], len(state))
+        row, size = snapshot_row(self.run_id, kind, step, game_state, global_vars, agent_vars, messages,
+                                 datetime.now(timezone.utc), self._metadata)
+        self._writer._add_rows("snapshots", [row], size)
         # Buffered: from here a failed flush stays pending in the writer and is retried, once, by
         # the next save; so the step counts as taken.
         self._last_step = step
         self._writer.flush()
+
+
+def snapshot_row(run_id: str, kind: str, step: int, game_state: Any, global_vars: Any, agent_vars: Any,
+                 messages: Any, created_at: datetime, metadata: str | None) -> tuple[tuple, int]:
+    """One validated row of `snapshots` (non-partition columns) for a simulation snapshot, and its
+    text size: the state is the JSON of {game_state, global_vars, agent_vars, messages} (None
+    becomes {}, or [] for messages); `metadata` is JSON text. Raises InvalidRecord naming a field
+    that is not JSON-serialisable, or messages that are not a list."""
+    if messages is None:
+        messages = []
+    elif isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, (list, tuple)):
+        raise InvalidRecord(f"messages must be a list, got {type(messages).__name__} {messages!r:.80}")
+    values = (game_state, global_vars, agent_vars, messages)
+    texts = [records.json_text(f, {} if v is None else v) for f, v in zip(STATE_FIELDS, values)]
+    state = "{" + ",".join(f'"{f}":{t}' for f, t in zip(STATE_FIELDS, texts)) + "}"
+    row = (f"{run_id}:{kind}:{step}", None, run_id, kind, step, None, None, state, created_at, metadata)
+    return row, len(state)
 
 
 def _partition_filter() -> tuple[str, list[str]]:
@@ -240,4 +250,4 @@ def runs(wh: "Warehouse") -> "pl.DataFrame":
         "order by started_at desc, run_id desc", params).pl()
 
 
-__all__ = ["RunRecorder", "snapshots", "runs", "sanitize_scenario", "dataset_config"]
+__all__ = ["RunRecorder", "snapshots", "runs", "sanitize_scenario", "dataset_config", "snapshot_row"]

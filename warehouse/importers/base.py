@@ -143,6 +143,11 @@ class SourceRecorder:
         self.changed = changed
         self._staged: list[tuple[Writer, str | None, Any]] = []
 
+    @property
+    def warehouse(self) -> "Warehouse":
+        """The warehouse being imported into (read it to see what is stored already)."""
+        return self._run.wh
+
     def writer(self, dataset: Any, agent: Any, attack: Any = None, *, run_id: str | None = None,
                config_hash: str | None = None) -> Writer:
         """The writer of one run configuration (shared by every source of the import). Give
