@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
+
 from ..buffer import TableBuffer
 from ..config import RunConfig
 from ..errors import ImportFailed, WarehouseError
@@ -192,11 +194,18 @@ class _Run:
         self.wh, self.kind = wh, importer.kind
         self.id = uuid.uuid4().hex
         self.writers: dict[tuple, Writer] = {}
+        self.by_args: dict[bytes, Writer] = {}  # the same arguments again: no config to normalise
         self.ledger_partition = RunConfig.of({"type": "imports"}, {"type": importer.kind}).partition
         self.ledger = TableBuffer(catalog().table("imports"), self.ledger_partition)
         self.seq = 0
 
     def writer(self, dataset: Any, agent: Any, attack: Any, *, run_id: str | None, config_hash: str | None) -> Writer:
+        try:
+            fast: bytes | None = orjson.dumps([dataset, agent, attack, run_id, config_hash], option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            fast = None
+        if fast is not None and (w := self.by_args.get(fast)) is not None:
+            return w
         cfg = RunConfig.of(dataset, agent, attack).with_hash(config_hash)
         key = (cfg.canonical(), cfg.hash, run_id)
         w = self.writers.get(key)
@@ -204,6 +213,8 @@ class _Run:
             w = self.writers[key] = self.wh.writer(
                 dataset=cfg.dataset, agent=cfg.agent, attack=cfg.attack, run_id=run_id, config_hash=config_hash,
                 flush_rows=1 << 62, flush_bytes=1 << 62, flush_interval=None)
+        if fast is not None:
+            self.by_args[fast] = w
         return w
 
     def buffered_bytes(self) -> int:
@@ -251,7 +262,9 @@ def run_import(wh: "Warehouse", importer: Importer, path: str | os.PathLike[str]
     """Import every new source of `importer` under `path` (see the package docstring)."""
     t0 = time.perf_counter()
     path = os.fspath(path)
-    report = ImportReport(importer.kind, path)
+    # what reports and the ledger show of `path` (a database URL without its password)
+    shown = importer.display_path(path) if hasattr(importer, "display_path") else path
+    report = ImportReport(importer.kind, shown)
     known, by_key = imported_fingerprints(wh, importer.kind)
     sources = list(importer.sources(path))
     report.sources = len(sources)
@@ -283,7 +296,7 @@ def run_import(wh: "Warehouse", importer: Importer, path: str | os.PathLike[str]
             counts = out._apply()
             report.records.update(counts)
             known.add(fp)
-            run.ledger.append((importer.kind, path, source.key, fp, len(data), sum(counts.values()),
+            run.ledger.append((importer.kind, shown, source.key, fp, len(data), sum(counts.values()),
                                datetime.now(timezone.utc)))
             report.imported += 1
             pending += 1
