@@ -15,7 +15,7 @@ import pytest
 import warehouse
 from warehouse import demo
 
-COMMANDS = ["init", "demo", "ls", "show", "sql", "scores", "history"]
+COMMANDS = ["init", "demo", "ls", "show", "sql", "scores", "compare", "history"]
 
 
 def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:

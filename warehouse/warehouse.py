@@ -21,6 +21,8 @@ from .live import EVENT_LIMIT, Checkpoint
 from .writer import Writer
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .exporters import ExportReport
     from .importers import ImportReport
     import os
@@ -34,8 +36,10 @@ if TYPE_CHECKING:
     from .sessions import Sessions
     from .simulation import RunRecorder
 
-#: Columns `Warehouse.scores(by=...)` may group by.
-SCORE_GROUPS = ("dataset", "agent", "attack", "config_hash", "model", "run_id", "task_id", "status")
+#: Columns `Warehouse.scores(by=...)` may group by (also `metadata.KEY`, `dataset_config.KEY`,
+#: `agent_config.KEY`, `attack_config.KEY` and `all`; see `warehouse.analytics.groups`).
+SCORE_GROUPS = ("dataset", "agent", "attack", "config_hash", "model", "run_id", "task_id", "status", "suite",
+                "agent_model")
 
 
 @dataclass(frozen=True)
@@ -346,25 +350,25 @@ class Warehouse:
             out.append(row)
         return out
 
-    def scores(self, by: Sequence[str] = ("dataset", "agent", "attack"), where: str | None = None) -> duckdb.DuckDBPyRelation:
-        """Utility and attack success rate with 95% Wilson intervals, grouped by `by` (empty = overall),
-        over finished executions (running ones are not counted until they complete or fail).
+    def scores(self, by: str | Sequence[str] | None = ("dataset", "agent", "attack"), where: str | None = None,
+               k: int | Sequence[int] | None = None, threshold: float = 1.0) -> duckdb.DuckDBPyRelation:
+        """Utility and attack success rate with 95% Wilson intervals, grouped by `by` (a list or a
+        comma-separated string; empty or 'all' = overall), over finished executions (running ones are
+        not counted until they complete or fail).
 
-        `where` is an SQL condition over the `executions` view. Raises WarehouseError for a
-        grouping column outside SCORE_GROUPS.
+        Groupings: SCORE_GROUPS (execution columns), `suite` and `agent_model` (from the
+        configuration), `metadata.KEY`, `dataset_config.KEY`, `agent_config.KEY`, `attack_config.KEY`.
+        Columns: the groups, then n, n_tasks, utility(_low/_high), asr(_low/_high), n_failed,
+        total_tokens, cost, n_utility, n_asr, n_errors, utility_under_attack(_low/_high), mean_tokens,
+        mean_cost (see schemas/queries/score_columns.sql). With `k` (an int or a list), also
+        `pass_at_<k>` and `attack_pass_at_<k>` (pass@k of benign and attack scores, a run succeeding
+        when its score >= `threshold`) and `pass_at_<k>_excluded` / `attack_pass_at_<k>_excluded`
+        (tasks with fewer than k scored runs). `where` is an SQL condition over the `executions` view.
+        Raises WarehouseError for an unknown grouping or a bad k/threshold. See `warehouse.analytics`.
         """
-        by = [b.strip() for b in by if b.strip() and b.strip() != "all"]
-        bad = [b for b in by if b not in SCORE_GROUPS]
-        if bad:
-            raise WarehouseError(f"cannot group scores by {bad[0]!r}; choose from {', '.join(SCORE_GROUPS)} or 'all'")
-        cols = ", ".join(by)
-        select = f"select {cols + ', ' if cols else ''}{catalog().queries['score_columns']} from executions " \
-                 "where status <> 'running'"
-        if where:
-            select += f" and ({where})"
-        if by:
-            select += f" group by {cols} order by {cols}"
-        return self.sql(select)
+        from . import analytics
+
+        return analytics.scores(self, by, where, k, threshold)
 
     # -- agent state: live executions, checkpoints, resume, follow (live.py) -----------------------
     def checkpoints(self, execution_id: str) -> list[Checkpoint]:
@@ -504,6 +508,16 @@ class Warehouse:
         from . import doctor as doctor_mod
 
         return doctor_mod.run(self, repair=repair, footers=footers)
+
+    # -- report (report.py) --------------------------------------------------------------------------
+    def report(self, out: "str | os.PathLike[str]" = "report.html", *, title: str = "Evaluation report",
+               top: int = 10) -> "Path":
+        """Write the self-contained HTML report of this snapshot (ASR heatmap, utility vs ASR,
+        pass@k curves, most compromised tasks, tokens and cost; see `warehouse.report`); returns
+        its path."""
+        from . import report
+
+        return report.build_report(self, out, title=title, top=top)
 
     # -- import and export (importers/, exporters/) -----------------------------------------------
     def import_(self, kind: str, path: "str | os.PathLike[str]", *, strict: bool = False,

@@ -1,9 +1,24 @@
 -- Scores per configuration: utility (mean benign_score) and attack success rate (mean attack_score)
--- with 95% Wilson intervals, failures, tokens and cost, over finished executions (completed or
--- failed; executions still running are not counted yet).
+-- with 95% Wilson intervals, failures and errors, tokens and cost, over finished executions
+-- (completed or failed; executions still running are not counted yet); then the configuration's
+-- suite (dataset config `suite`, else `suite_name`) and agent model. Other groupings (suite, model,
+-- metadata keys, overall, ...): `Warehouse.scores(by=...)`, `warehouse scores --by ...`, whose SQL
+-- `warehouse.analytics.scores_sql(by)` returns. The join is on every partition column so that a
+-- partition filter on this view prunes the configs' files too.
 create or replace view scores as
-  select dataset, agent, attack, config_hash,
+  select s.*, c.suite, c.agent_model
+  from (
+    select dataset, agent, attack, config_hash,
 {score_columns}
-  from executions
-  where status <> 'running'
-  group by dataset, agent, attack, config_hash;
+    from executions
+    where status <> 'running'
+    group by dataset, agent, attack, config_hash
+  ) as s
+  left join (
+    select dataset, agent, attack, config_hash,
+      coalesce(json_extract_string(arg_min(dataset_config, created_at), '$.suite'),
+               json_extract_string(arg_min(dataset_config, created_at), '$.suite_name')) as suite,
+      json_extract_string(arg_min(agent_config, created_at), '$.model') as agent_model
+    from raw_configs
+    group by dataset, agent, attack, config_hash
+  ) as c using (dataset, agent, attack, config_hash);
