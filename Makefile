@@ -25,6 +25,7 @@ bench: install
 	$(BIN)/python -m benchmarks.agent_state --out bench-agent-state.json
 	$(BIN)/python -m benchmarks.compaction --out bench-compaction.json
 	$(BIN)/python -m benchmarks.manifest --out bench-manifest.json
+	$(BIN)/python -m benchmarks.imports --out bench-imports.json
 
 torture: install
 	$(BIN)/python tests/torture.py --kills 100
