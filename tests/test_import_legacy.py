@@ -196,6 +196,31 @@ def test_the_cli_imports_and_exits_1_naming_the_bad_file(tree, tmp_path):
     assert res.exit_code == 0 and "1 already imported" in res.output, res.output
 
 
+def test_runs_that_overwrote_each_others_file_are_all_imported(tmp_path):
+    """The reference names a file {YYYYmmdd_HHMMSS}_{task_id}.json: runs of one task saved within the
+    same second overwrite each other's file, and only index.jsonl still holds the earlier ones."""
+    root = tmp_path / "outputs"
+    d = root / CFG_DIR
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text(REFERENCE_CONFIG, encoding="utf-8")
+    name = f"outputs/{CFG_DIR}/20251014_153022_user_task_123.json"
+    runs = [{**REFERENCE_DOC, "execution_id": f"run{i}", "results": {"benign_score": float(i % 2), "attack_score": 0.0}}
+            for i in range(3)]
+    with open(root / "index.jsonl", "w", encoding="utf-8") as f:
+        for doc in runs:  # each save appends its line and (over)writes the one file
+            f.write(_index_line(doc, name))
+            (d / "20251014_153022_user_task_123.json").write_text(json.dumps(doc), encoding="utf-8")
+    wh = warehouse.open(str(tmp_path / "wh"), create=True)
+    r = wh.import_("legacy", root)
+    assert (r.sources, r.imported, r.failed) == (3, 3, [])
+    rows = wh.sql("select execution_id, benign_score, json_extract(metadata, '$.legacy.index_only') "
+                  "from executions order by execution_id").fetchall()
+    assert [(e, b) for e, b, _ in rows] == [("run0", 0.0), ("run1", 1.0), ("run2", 0.0)]
+    assert [bool(x) for _, _, x in rows] == [True, True, False]  # run2 is the file; the others come from the index
+    assert len(wh.execution("run2")["messages"]) == len(REFERENCE_DOC["messages"])
+    assert wh.import_("legacy", root).skipped == 3
+
+
 def test_a_file_without_config_yaml_or_index_line_is_refused_clearly(tmp_path):
     d = tmp_path / "outputs" / "ds" / "a" / "benign" / "0000abcd"
     d.mkdir(parents=True)

@@ -65,6 +65,15 @@ class _Context:
     index_only: bool = False                   #: the line's execution file is missing
 
 
+def _file_execution_id(path: Path) -> Any:
+    """The `execution_id` inside an execution file, or None if it cannot be read (read() reports why)."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read()).get("execution_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _tail(path: str) -> str:
     return "/".join(Path(path).parts[-DEPTH:])
 
@@ -98,6 +107,7 @@ class LegacyImporter:
         index, bad_lines = self._index(root)
         configs: dict[Path, tuple[dict[str, Any] | None, str | None]] = {}
         seen: set[str] = set()
+        overwritten: list[tuple[Path, dict[str, Any]]] = []
         for p in sorted(root.rglob("*.json")):
             if not p.is_file():
                 continue
@@ -106,22 +116,30 @@ class LegacyImporter:
             rel = p.relative_to(root).as_posix()
             tail = _tail(rel)
             seen.add(tail)
+            entries = index.get(tail, [])
+            entry = entries[-1] if entries else None
+            if len(entries) > 1:
+                # Runs of one task saved within the same second share a file name: the last one
+                # overwrote the others' files, and only the index still holds those runs.
+                eid = _file_execution_id(p)
+                entry = next((e for e in reversed(entries) if e.get("execution_id") == eid), entry)
+                overwritten += [(p.parent, e) for e in entries if e is not entry and e.get("execution_id") != eid]
             cfg, err = configs[p.parent]
-            yield Source(rel, str(p), p.stat().st_size, _Context(cfg, err, index.get(tail)))
+            yield Source(rel, str(p), p.stat().st_size, _Context(cfg, err, entry))
         for lineno, reason in bad_lines:
             yield Source(f"{INDEX}:{lineno}", f"{root / INDEX} line {lineno}", None, _Context(index_error=reason))
-        for tail, entry in index.items():
-            if tail not in seen:
-                directory = root / Path(tail).parent
-                cfg, err = configs.get(directory) or _read_config(directory)
-                yield Source(f"{INDEX}#{entry.get('execution_id')}", f"{root / INDEX} (execution {entry.get('execution_id')})",
-                             None, _Context(cfg, err, entry, index_only=True))
+        missing = [(root / Path(tail).parent, e) for tail, entries in index.items() if tail not in seen for e in entries]
+        for directory, entry in [*overwritten, *missing]:
+            cfg, err = configs.get(directory) or _read_config(directory)
+            yield Source(f"{INDEX}#{entry.get('execution_id')}", f"{root / INDEX} (execution {entry.get('execution_id')})",
+                         None, _Context(cfg, err, entry, index_only=True))
 
     @staticmethod
-    def _index(root: Path) -> tuple[dict[str, dict[str, Any]], list[tuple[int, str]]]:
-        """index.jsonl lines by the tail of their `path`, and the lines that could not be parsed."""
+    def _index(root: Path) -> tuple[dict[str, list[dict[str, Any]]], list[tuple[int, str]]]:
+        """index.jsonl lines by the tail of their `path` (several when runs shared a file name), and
+        the lines that could not be parsed."""
         p = root / INDEX
-        by_tail: dict[str, dict[str, Any]] = {}
+        by_tail: dict[str, list[dict[str, Any]]] = {}
         bad: list[tuple[int, str]] = []
         if not p.is_file():
             return by_tail, bad
@@ -136,7 +154,7 @@ class LegacyImporter:
                 except ValueError as exc:
                     bad.append((lineno, f"{type(exc).__name__}: {exc}"))
                     continue
-                by_tail[_tail(entry["path"])] = entry
+                by_tail.setdefault(_tail(entry["path"]), []).append(entry)
         return by_tail, bad
 
     def load(self, source: Source) -> bytes:
