@@ -26,6 +26,7 @@ bench: install
 	$(BIN)/python -m benchmarks.compaction --out bench-compaction.json
 	$(BIN)/python -m benchmarks.manifest --out bench-manifest.json
 	$(BIN)/python -m benchmarks.imports --out bench-imports.json
+	$(BIN)/python -m benchmarks.analytics --executions 200000 --out bench-analytics.json
 
 torture: install
 	$(BIN)/python tests/torture.py --kills 100

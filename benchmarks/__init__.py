@@ -9,6 +9,8 @@ Not part of the installed package: `warehouse bench` finds this directory in a s
     raw_pyarrow.py  pyarrow's own bulk conversion + `pyarrow.dataset.write_dataset` (writer lower bound)
     delta.py        `deltalake.write_deltalake(..., mode="append", partition_by=...)`, one append per flush
     raw_duckdb.py   the same aggregation over one pre-written Parquet file (query lower bound)
+    analytics.py    scores and pass@k at 1M executions vs legacy pandas and raw DuckDB (standalone)
+    imports.py      importing 20k legacy files; exporting to Delta next to write_deltalake (standalone)
 """
 
 
