@@ -98,6 +98,10 @@ def define_views(con: duckdb.DuckDBPyConnection, store: Store, snapshot: Snapsho
                 f"{table_sql(store, catalog().table('executions'), finals)}")
     for _, sql in catalog().views:
         con.execute(sql)
+    if not live:
+        # Nothing in flight: the live branch of `executions` is empty. Say so in the plan, which
+        # saves binding the union and its anti-join on every query (about 10 ms of a scores query).
+        con.execute("create or replace view executions as select * from raw_executions")
 
 
 def connect(store: Store, snapshot: Snapshot) -> duckdb.DuckDBPyConnection:
