@@ -692,16 +692,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if getattr(a, name) < 1:
             ap.error(f"--{name} must be at least 1")
     doc = run(a.logs, a.checkpoints, a.snapshots, workdir=a.workdir)
-    text = json.dumps(doc, indent=2)
-    print(markdown(doc))
-    print()
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
     c = doc["checks"]
-    if not (c["logs_committed_equal_logged"] and c["logs_dropped"] == 0 and c["checkpoints_loaded_ok"]
-            and c["snapshots_loaded_ok"]):
-        sys.exit(f"agent_state: a correctness check failed: {c}")
+    ok = (c["logs_committed_equal_logged"] and c["logs_dropped"] == 0 and c["checkpoints_loaded_ok"]
+          and c["snapshots_loaded_ok"])
+    from .runner import publish  # late: runner pulls in pandas and rich
+
+    publish("agent_state", doc, markdown(doc), a.out, None if ok else c)
     return doc
 
 

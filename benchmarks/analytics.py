@@ -66,7 +66,7 @@ from warehouse import analytics, demo
 from warehouse.schemas import catalog
 
 from . import legacy, raw_duckdb
-from .runner import source_line, source_state
+from .runner import publish, source_line, source_state
 
 if TYPE_CHECKING:
     import polars as pl
@@ -540,15 +540,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if a.legacy_files < 1:
         ap.error(f"--legacy-files must be at least 1, got {a.legacy_files}")
     doc = run(a.executions, a.reps, a.legacy_reps, a.legacy_files, a.seed, workdir=a.workdir)
-    text = json.dumps(doc, indent=2)
-    print(markdown(doc))
-    print()
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
     failed = [k for k, v in doc["checks"].items() if not v["ok"]]
-    if failed:
-        sys.exit(f"analytics: a correctness check failed: {failed}")
+    publish("analytics", doc, markdown(doc), a.out, failed)
     return doc
 
 

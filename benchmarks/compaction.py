@@ -32,7 +32,6 @@ import random
 import resource
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -48,7 +47,7 @@ from warehouse.manifest import DataFile, writer_info
 from warehouse.schemas import catalog
 from warehouse.writer import write_data_file
 
-from .runner import source_line, source_state
+from .runner import publish, source_line, source_state
 
 DATASET = {"type": "bench_compaction", "config": {"suite": "workspace"}}
 AGENT = {"type": "tool_agent", "config": {"model": "gpt-4o-2024-08-06"}}
@@ -250,14 +249,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if a.files < 2 or a.per_file < 1:
         ap.error("--files must be at least 2 and --per-file at least 1")
     doc = run(a.files, a.per_file, workdir=a.workdir)
-    text = json.dumps(doc, indent=2)
-    print(markdown(doc))
-    print()
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
-    if not all(doc["checks"].values()):
-        sys.exit(f"compaction: a correctness check failed: {doc['checks']}")
+    publish("compaction", doc, markdown(doc), a.out, None if all(doc["checks"].values()) else doc["checks"])
     return doc
 
 

@@ -23,11 +23,9 @@ Prints a Markdown table and one JSON document, also written to --out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -40,7 +38,7 @@ import warehouse
 from warehouse import demo
 from warehouse.schemas import catalog
 
-from .runner import source_line, source_state
+from .runner import publish, source_line, source_state
 
 INCREMENT = 100
 
@@ -237,14 +235,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if a.files < 1:
         ap.error("--files must be at least 1")
     doc = run(a.files, workdir=a.workdir, seed=a.seed)
-    text = json.dumps(doc, indent=2)
-    print(markdown(doc))
-    print()
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
-    if not all(doc["checks"].values()):
-        sys.exit(f"imports: a correctness check failed: {doc['checks']}")
+    publish("imports", doc, markdown(doc), a.out, None if all(doc["checks"].values()) else doc["checks"])
     return doc
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import platform
 import shutil
@@ -47,6 +48,19 @@ def source_line(src: dict[str, Any]) -> str:
     """`source <commit>` plus, for a dirty tree, the uncommitted package files it measured."""
     files = src.get("uncommitted_package_files")
     return f"source {src['commit']}" + (f" with uncommitted {', '.join(files)}" if files else "")
+
+
+def publish(name: str, doc: dict[str, Any], markdown: str, out: str | None, failed: Any = None) -> None:
+    """The end of a standalone benchmark: print its Markdown tables and JSON, write the JSON to
+    `out`, and exit non-zero naming `failed` (the failed checks) if any correctness check failed."""
+    text = json.dumps(doc, indent=2)
+    print(markdown)
+    print()
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")
+    if failed:
+        sys.exit(f"{name}: a correctness check failed: {failed}")
 
 
 def source_state() -> dict[str, Any]:

@@ -18,9 +18,9 @@ import duckdb
 import pytest
 
 import warehouse
+from tests.reference_stats import mean, wilson
 from warehouse import RunConfig, analytics
 
-Z = 1.959964
 DATASETS = [{"type": "agentdojo", "config": {"suite": "workspace", "version": "v1"}},
             {"type": "agentdojo", "config": {"suite": "banking", "version": "v1"}},
             {"type": "injecagent", "config": {"suite_name": "dh_base"}}]  # the legacy key
@@ -32,16 +32,6 @@ TASKS = [f"user_task_{i}" for i in range(7)]
 
 
 # -- the reference: plain Python ---------------------------------------------------------------------
-def wilson(p: float | None, n: int) -> tuple[float | None, float | None]:
-    if p is None or n == 0:
-        return None, None
-    p = min(max(p, 0.0), 1.0)
-    centre, margin = p + Z * Z / (2 * n), Z * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n))
-    return (centre - margin) / (1 + Z * Z / n), (centre + margin) / (1 + Z * Z / n)
-
-
-def mean(xs: list[float]) -> float | None:
-    return sum(xs) / len(xs) if xs else None
 
 
 def total(xs: list[Any]) -> Any:

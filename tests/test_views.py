@@ -4,7 +4,6 @@ and a filter on a partition column reads only that partition's files."""
 from __future__ import annotations
 
 import json
-import math
 import random
 from collections import defaultdict
 from pathlib import Path
@@ -14,10 +13,10 @@ import duckdb
 import pytest
 
 import warehouse
+from tests.reference_stats import mean, wilson
 from warehouse import RunConfig
 from warehouse.schemas import catalog
 
-Z = 1.959964
 DATASETS = [{"type": "agentdojo", "config": {"suite": "workspace"}}, {"type": "injecagent", "config": {"split": "dh"}}]
 AGENTS = [{"type": "tool_agent", "config": {"model": "gpt-4o"}}, {"type": "react", "config": {"max_steps": 5}}]
 ATTACKS = [None, {"type": "important_instructions", "config": {"position": "end"}}]
@@ -30,16 +29,6 @@ def records(rel: duckdb.DuckDBPyRelation) -> list[dict[str, Any]]:
     return [dict(zip(cols, r)) for r in rel.fetchall()]
 
 
-def wilson(p: float | None, n: int) -> tuple[float | None, float | None]:
-    if p is None or n == 0:
-        return None, None
-    p = min(max(p, 0.0), 1.0)
-    centre, margin = p + Z * Z / (2 * n), Z * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n))
-    return (centre - margin) / (1 + Z * Z / n), (centre + margin) / (1 + Z * Z / n)
-
-
-def mean(xs: list[float]) -> float | None:
-    return sum(xs) / len(xs) if xs else None
 
 
 def reference_scores(rows: list[dict[str, Any]]) -> dict[str, Any]:
