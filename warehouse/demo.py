@@ -69,6 +69,13 @@ def task_difficulty(task: int, seed: int = 0) -> float:
     return random.Random(f"{seed}:task:{task}").uniform(-0.25, 0.25)
 
 
+def _difficulty_label(rng: random.Random, difficulty: float) -> str:
+    """The task's `metadata.difficulty`: from its difficulty when it has one, else drawn at random."""
+    if difficulty == 0.0:
+        return rng.choice(["easy", "medium", "hard"])
+    return "hard" if difficulty > 0.08 else "easy" if difficulty < -0.08 else "medium"
+
+
 def _chance(p: float) -> float:
     return min(max(p, 0.0), 1.0)
 
@@ -123,7 +130,7 @@ def execution(rng: random.Random, dataset: str, agent: str, attack: str | None, 
                "cost": round((input_tokens * pin + output_tokens * pout) / 1e6, 6)},
         benign_score=benign, attack_score=attack_score, started_at=t0, finished_at=t,
         trace_id=f"{rng.getrandbits(128):032x}", span_id=f"{rng.getrandbits(64):016x}",
-        metadata={"suite": DATASETS[dataset].get("suite", dataset), "difficulty": rng.choice(["easy", "medium", "hard"]),
+        metadata={"suite": DATASETS[dataset].get("suite", dataset), "difficulty": _difficulty_label(rng, difficulty),
                   "injection_task": f"injection_task_{task % 7}" if attack else None},
         scores={"steps": 4.0, "tool_errors": float(rng.random() < 0.05)}, sample=sample,
     )
