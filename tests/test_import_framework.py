@@ -133,3 +133,39 @@ def test_a_config_hash_escaping_its_directory_is_refused(wh, tmp_path):
     r = base.run_import(wh, LinesImporter(), src)
     assert r.imported == 0 and len(r.failed) == 1
     assert wh.version == 0
+
+
+class MeddlingImporter(LinesImporter):
+    """While reading its second source, another import of the same files (another handle on the
+    warehouse, as another process would be) runs to completion."""
+
+    def __init__(self, url: str, root: Path) -> None:
+        self.url, self.root, self.reads = url, root, 0
+
+    def read(self, source, data, out):
+        self.reads += 1
+        if self.reads == 2:
+            other = base.run_import(warehouse.open(self.url), LinesImporter(), self.root)
+            assert other.imported == 3
+        super().read(source, data, out)
+
+
+def test_two_imports_of_the_same_files_at_once_never_store_a_source_twice(wh, tmp_path):
+    src = tmp_path / "src"
+    for i in range(3):
+        _file(src, f"f{i}.jsonl", _rows(2 + i))
+    with pytest.raises(ImportFailed, match=r"another legacy import committed 3 of the 3 sources of this batch"):
+        base.run_import(wh, MeddlingImporter(wh.url, src), src)
+    assert wh.refresh() == 1  # the other import's commit only
+    assert wh.sql("select count(*), count(distinct execution_id) from executions").fetchall() == [(9, 9)]
+    again = base.run_import(wh, LinesImporter(), src)
+    assert (again.imported, again.skipped) == (0, 3)
+
+
+def test_a_stale_handle_sees_what_another_import_committed(wh, tmp_path):
+    src = tmp_path / "src"
+    _file(src, "a.jsonl", _rows(3))
+    stale = warehouse.open(wh.url)
+    base.run_import(wh, LinesImporter(), src)
+    r = base.run_import(stale, LinesImporter(), src)
+    assert (r.imported, r.skipped) == (0, 1)

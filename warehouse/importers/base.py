@@ -197,6 +197,8 @@ class _Run:
         self.by_args: dict[bytes, Writer] = {}  # the same arguments again: no config to normalise
         self.ledger_partition = RunConfig.of({"type": "imports"}, {"type": importer.kind}).partition
         self.ledger = TableBuffer(catalog().table("imports"), self.ledger_partition)
+        self.pending: list[str] = []  # fingerprints of the sources in the batch being built
+        self.version = wh.version     # the version whose ledger this import has checked
         self.seq = 0
 
     def writer(self, dataset: Any, agent: Any, attack: Any, *, run_id: str | None, config_hash: str | None) -> Writer:
@@ -220,8 +222,25 @@ class _Run:
     def buffered_bytes(self) -> int:
         return sum(buf.nbytes for w in self.writers.values() for buf in w._buffers.values())
 
+    def check_not_imported_meanwhile(self) -> None:
+        """Raise ImportFailed if another import committed any source of this batch since this one
+        last looked at the ledger (two imports of the same files running at once): nothing of the
+        batch is stored, and running the import again imports what is left."""
+        if not self.pending or self.wh.refresh() == self.version:
+            return
+        taken = [f for (f,) in self.wh.sql(
+            "select fingerprint from imports where kind = ? and fingerprint in (select unnest(?::varchar[]))",
+            [self.kind, self.pending]).fetchall()]
+        self.version = self.wh.version
+        if taken:
+            raise ImportFailed(
+                f"another {self.kind} import committed {len(taken)} of the {len(self.pending)} sources of this batch "
+                f"while this one ran (two imports of the same files at once); nothing of this batch was stored: "
+                "run the import again to import what is left")
+
     def commit(self, sources: int) -> int | None:
         """Write every buffered row and the ledger rows as one `import` commit."""
+        self.check_not_imported_meanwhile()
         files = []
         for w in self.writers.values():
             batch = w._take_batch()
@@ -238,6 +257,8 @@ class _Run:
         self.seq += 1
         commit = self.wh._commit(operation="import", writer=writer_info(self.id), token=f"import:{self.id}:{self.seq}",
                                  add=files, info={"kind": self.kind, "sources": sources})
+        self.pending = []
+        self.version = self.wh.version
         return commit.version
 
 
@@ -265,6 +286,7 @@ def run_import(wh: "Warehouse", importer: Importer, path: str | os.PathLike[str]
     # what reports and the ledger show of `path` (a database URL without its password)
     shown = importer.display_path(path) if hasattr(importer, "display_path") else path
     report = ImportReport(importer.kind, shown)
+    wh.refresh()  # the ledger as it is now, not as this handle last saw it
     known, by_key = imported_fingerprints(wh, importer.kind)
     sources = list(importer.sources(path))
     report.sources = len(sources)
@@ -298,6 +320,7 @@ def run_import(wh: "Warehouse", importer: Importer, path: str | os.PathLike[str]
             known.add(fp)
             run.ledger.append((importer.kind, shown, source.key, fp, len(data), sum(counts.values()),
                                datetime.now(timezone.utc)))
+            run.pending.append(fp)
             report.imported += 1
             pending += 1
             if pending >= batch_sources or run.buffered_bytes() >= BATCH_BYTES:
