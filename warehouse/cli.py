@@ -184,8 +184,9 @@ def demo(url: UrlOpt = DEFAULT_URL,
         console.print(
             f"{result.executions:,} executions of {result.configs} configurations written by {result.processes} "
             f"processes in {result.seconds:.1f} s; warehouse at [bold]{wh.store.root}[/bold] (version {wh.version}).\n"
-            f"Try: warehouse scores --url {url} --by dataset,agent,attack   |   "
-            f"warehouse sql --url {url} \"select * from scores\""
+            f"Try: warehouse scores --url {url} --by agent --k 1,{samples}   |   "
+            f"warehouse report --url {url} --out report.html   |   "
+            f"warehouse sql --url {url} \"select * from pass_at_k\""
         )
 
 
