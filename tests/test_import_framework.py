@@ -169,3 +169,26 @@ def test_a_stale_handle_sees_what_another_import_committed(wh, tmp_path):
     base.run_import(wh, LinesImporter(), src)
     r = base.run_import(stale, LinesImporter(), src)
     assert (r.imported, r.skipped) == (0, 1)
+
+
+def test_an_import_landing_between_the_check_and_the_commit_is_caught_by_the_commit(wh, tmp_path, monkeypatch):
+    """The other import commits right after this one's ledger check (the narrowest race): the
+    manifest commit itself finds the other commit's ledger rows and refuses to commit."""
+    src = tmp_path / "src"
+    for i in range(3):
+        _file(src, f"f{i}.jsonl", _rows(2 + i))
+    check = base._Run.check_not_imported_meanwhile
+    raced = []
+
+    def check_then_race(run):
+        check(run)
+        if not raced:  # once: the other import's own check passes straight through
+            raced.append(True)
+            assert base.run_import(warehouse.open(wh.url), LinesImporter(), src).imported == 3
+
+    monkeypatch.setattr(base._Run, "check_not_imported_meanwhile", check_then_race)
+    with pytest.raises(ImportFailed, match=r"another legacy import committed 3 of the 3 sources of this batch"):
+        base.run_import(wh, LinesImporter(), src)
+    fresh = warehouse.open(wh.url)
+    assert fresh.version == 1
+    assert fresh.sql("select count(*), count(distinct execution_id) from executions").fetchall() == [(9, 9)]

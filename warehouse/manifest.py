@@ -23,7 +23,7 @@ import socket
 import time
 import uuid
 import warnings
-from collections.abc import ItemsView, Iterable, Iterator, Mapping, ValuesView
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, ValuesView
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime, timedelta, timezone
@@ -780,6 +780,7 @@ class Log:
         max_attempts: int = 10_000,
         info: Mapping[str, Any] | None = None,
         seen: list[Commit] | None = None,
+        conflict: Callable[[Commit], str | None] | None = None,
     ) -> Commit:
         """Commit `add`/`remove` as the version after the latest, retrying on conflict.
 
@@ -795,6 +796,8 @@ class Log:
         `seen` is then emptied (it no longer leads from the caller's snapshot to the commit).
         If the commit lands on a multiple of `checkpoint_interval`, a checkpoint of that version is
         written after it (best effort).
+        `conflict(other)` is asked about every commit of another writer found on the way (those that
+        landed after `base`); a message from it is raised as CommitConflict and nothing is committed.
         Raises CommitConflict if a file to remove was removed by someone else meanwhile, or if
         `max_attempts` versions were all taken by other writers.
         """
@@ -855,6 +858,8 @@ class Log:
                     f"version {other.version} ({other.operation}) already removed {sorted(lost)[0]}; "
                     "reload the warehouse and retry"
                 )
+            if conflict is not None and (why := conflict(other)):
+                raise CommitConflict(why)
             version += 1
         raise CommitConflict(f"gave up after {max_attempts} attempts to commit; the log is too contended")
 

@@ -223,12 +223,13 @@ class Warehouse:
                                       max_buffered_events=max_buffered_events, wal=wal, wal_sync=wal_sync))
 
     def _commit(self, *, operation: str, writer: Mapping[str, Any], token: str | None, add: Iterable[DataFile] = (),
-                remove: Iterable[Any] = (), token_since: int | None = None, info: Mapping[str, Any] | None = None) -> Commit:
+                remove: Iterable[Any] = (), token_since: int | None = None, info: Mapping[str, Any] | None = None,
+                conflict: "Callable[[Commit], str | None] | None" = None) -> Commit:
         """Commit through the log, then bring the cached snapshot up to (at least) that commit."""
         self._require_writable()
         seen: list[Commit] = []
         commit = self.log.commit(self._snapshot, operation=operation, writer=writer, token=token, add=add,
-                                 remove=remove, token_since=token_since, info=info, seen=seen)
+                                 remove=remove, token_since=token_since, info=info, seen=seen, conflict=conflict)
         with self._lock:
             base = self._snapshot
             if commit.version > base.version:

@@ -24,9 +24,10 @@ import orjson
 
 from ..buffer import TableBuffer
 from ..config import RunConfig
-from ..errors import ImportFailed, WarehouseError
-from ..manifest import writer_info
+from ..errors import CommitConflict, ImportFailed, WarehouseError
+from ..manifest import Commit, writer_info
 from ..schemas import catalog
+from ..rewrite import read_data_file
 from ..writer import PreparedExecution, Writer, write_data_file
 
 if TYPE_CHECKING:
@@ -233,10 +234,24 @@ class _Run:
             [self.kind, self.pending]).fetchall()]
         self.version = self.wh.version
         if taken:
-            raise ImportFailed(
-                f"another {self.kind} import committed {len(taken)} of the {len(self.pending)} sources of this batch "
-                f"while this one ran (two imports of the same files at once); nothing of this batch was stored: "
+            raise ImportFailed(self._taken_message(len(taken)))
+
+    def _taken_message(self, n: int) -> str:
+        return (f"another {self.kind} import committed {n} of the {len(self.pending)} sources of this batch "
+                "while this one ran (two imports of the same files at once); nothing of this batch was stored: "
                 "run the import again to import what is left")
+
+    def _taken_by(self, other: Commit) -> str | None:
+        """Why this batch must not be committed after `other` (another writer's commit that landed
+        between the ledger check and this commit), or None: `other` imported one of its sources."""
+        if other.operation != "import" or other.info.get("kind") != self.kind:
+            return None
+        pending = set(self.pending)
+        taken = 0
+        for f in other.add:
+            if f.table == "imports":
+                taken += len(pending.intersection(read_data_file(self.wh, f, ["fingerprint"]).column(0).to_pylist()))
+        return self._taken_message(taken) if taken else None
 
     def commit(self, sources: int) -> int | None:
         """Write every buffered row and the ledger rows as one `import` commit."""
@@ -255,8 +270,12 @@ class _Run:
         if not files:
             return None
         self.seq += 1
-        commit = self.wh._commit(operation="import", writer=writer_info(self.id), token=f"import:{self.id}:{self.seq}",
-                                 add=files, info={"kind": self.kind, "sources": sources})
+        try:
+            commit = self.wh._commit(operation="import", writer=writer_info(self.id),
+                                     token=f"import:{self.id}:{self.seq}", add=files,
+                                     info={"kind": self.kind, "sources": sources}, conflict=self._taken_by)
+        except CommitConflict as exc:  # another import landed its copy of these sources first
+            raise ImportFailed(str(exc)) from None
         self.pending = []
         self.version = self.wh.version
         return commit.version
