@@ -27,6 +27,7 @@ import time
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -155,6 +156,19 @@ def _attack_dict(row: dict[str, Any]) -> dict[str, Any]:
     return {"vector_id": row["vector_id"], "type": row["type"], "content": row["content"], "metadata": meta}
 
 
+def _by_execution(wh: "Warehouse", sql: str, params: Any, wanted: set[str],
+                  convert: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The rows of `sql` whose execution is in `wanted`, converted, grouped by execution id (in order)."""
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    rel = wh.sql(sql, params)
+    cols = rel.columns
+    for r in rel.fetchall():
+        row = dict(zip(cols, r))
+        if row["execution_id"] in wanted:
+            out[row["execution_id"]].append(convert(row))
+    return out
+
+
 def export(wh: "Warehouse", out: str, **options: Any) -> ExportReport:
     """Write the finished executions of `wh`'s current snapshot to `out` in the legacy layout
     (see the module docstring). Raises ExportFailed if `out` is a file or an option is unknown."""
@@ -193,20 +207,10 @@ def export(wh: "Warehouse", out: str, **options: Any) -> ExportReport:
             if not execs:
                 continue
             wanted = {e["execution_id"] for e in execs}
-            msgs: dict[str, list[dict[str, Any]]] = defaultdict(list)
-            rel = wh.sql(f"select * from messages where {where} order by execution_id, seq", params)
-            mcols = rel.columns
-            for r in rel.fetchall():
-                m = dict(zip(mcols, r))
-                if m["execution_id"] in wanted:
-                    msgs[m["execution_id"]].append(records.message_from_row(m))
-            atts: dict[str, list[dict[str, Any]]] = defaultdict(list)
-            rel = wh.sql(f"select * from attacks where {where} order by execution_id, vector_id", params)
-            acols = rel.columns
-            for r in rel.fetchall():
-                a = dict(zip(acols, r))
-                if a["execution_id"] in wanted:
-                    atts[a["execution_id"]].append(_attack_dict(a))
+            msgs = _by_execution(wh, f"select * from messages where {where} order by execution_id, seq", params,
+                                 wanted, records.message_from_row)
+            atts = _by_execution(wh, f"select * from attacks where {where} order by execution_id, vector_id", params,
+                                 wanted, _attack_dict)
             directory = root.joinpath(*map(_component, (dataset, agent, BENIGN if config.attack is None else attack, chash)))
             directory.mkdir(parents=True, exist_ok=True)
             cfg_file = directory / "config.yaml"
