@@ -113,6 +113,7 @@ _EXECUTION_FIELDS = ("task_id", "messages", "usage", "benign_score", "attack_sco
                      "trace_id", "span_id", "started_at", "finished_at", "model", "scores", "execution_id",
                      "sample", "group", "status", "error", "reward", "advantages", "duration_ms", "owner",
                      "result", "completions")
+_EXECUTION_FIELD_SET = frozenset(_EXECUTION_FIELDS)
 
 
 @dataclass
@@ -249,10 +250,8 @@ class Writer:
         Raises InvalidRecord naming the field."""
         if self._closed:
             raise WarehouseError("this writer is closed")
-        known = set(_EXECUTION_FIELDS)
-        unknown = sorted(k for k in fields if k not in known)
-        if unknown:
-            raise InvalidRecord(f"add_execution() got unknown field(s) {unknown}")
+        if not fields.keys() <= _EXECUTION_FIELD_SET:
+            raise InvalidRecord(f"add_execution() got unknown field(s) {sorted(fields.keys() - _EXECUTION_FIELD_SET)}")
         f = {k: fields.get(k) for k in _EXECUTION_FIELDS}
         eid = records.ident("execution_id", f["execution_id"], required=False) or self._new_id()
         status = f["status"]
