@@ -75,6 +75,22 @@ def write_data_file(wh: "Warehouse", table_name: str, partition: dict[str, str],
     return DataFile(table_name, rel, dict(partition), table.num_rows, size, file_stats(table, schema.stats_columns))
 
 
+def trajectory_execution(*, messages: Any, completions: Any, rewards: Any, group: Any, replica: Any,
+                         advantages: Any, metadata: Any, task_id: Any) -> dict[str, Any]:
+    """The `add_execution` arguments of one RL trajectory (see `Writer.add_trajectory`, and the
+    trajectories importer): rewards -> reward, group -> group (text), replica -> sample, a single
+    advantage -> a one-element list, task_id defaulting to metadata["task_id"]."""
+    if isinstance(advantages, (int, float)) and not isinstance(advantages, bool):
+        advantages = [advantages]
+    if task_id is None and isinstance(metadata, Mapping):
+        task_id = metadata.get("task_id")
+    return {"task_id": str(task_id) if task_id is not None else "trajectory", "messages": messages,
+            "completions": completions if completions is not None else [],
+            "reward": records.score("rewards", rewards), "group": str(group),
+            "sample": records.integer("replica", replica, records.INT32), "advantages": advantages,
+            "metadata": metadata}
+
+
 def config_row(c: RunConfig, created_at: datetime) -> tuple:
     """The row of table `configs` (non-partition columns) of a run configuration."""
     return (c.dataset["type"], c.agent["type"], c.attack["type"] if c.attack else None,
@@ -107,13 +123,6 @@ class PreparedExecution(NamedTuple):
     message_rows: list[tuple]
     message_bytes: int
     attack_rows: list[tuple]
-
-
-_EXECUTION_FIELDS = ("task_id", "messages", "usage", "benign_score", "attack_score", "attacks", "metadata",
-                     "trace_id", "span_id", "started_at", "finished_at", "model", "scores", "execution_id",
-                     "sample", "group", "status", "error", "reward", "advantages", "duration_ms", "owner",
-                     "result", "completions")
-_EXECUTION_FIELD_SET = frozenset(_EXECUTION_FIELDS)
 
 
 @dataclass
@@ -244,38 +253,38 @@ class Writer:
         self._maybe_flush()
         return prepared.execution_id
 
-    def prepare_execution(self, **fields: Any) -> "PreparedExecution":
+    def prepare_execution(
+        self, *, task_id: str | None = None, messages: Any = None, usage: dict[str, Any] | None = None,
+        benign_score: float | None = None, attack_score: float | None = None, attacks: Any = None,
+        metadata: Any = None, trace_id: str | None = None, span_id: str | None = None,
+        started_at: Any = None, finished_at: Any = None, model: str | None = None,
+        scores: dict[str, float] | None = None, execution_id: str | None = None, sample: int | None = None,
+        group: str | None = None, status: str | None = None, error: str | None = None,
+        reward: float | None = None, advantages: Any = None, duration_ms: float | None = None,
+        owner: str | None = None, result: str | None = None, completions: Any = None,
+        **unknown: Any,
+    ) -> "PreparedExecution":
         """Validate one execution (the arguments of `add_execution`) into its rows without buffering
         anything: importers validate every record of a source file before adding any of them.
         Raises InvalidRecord naming the field."""
         if self._closed:
             raise WarehouseError("this writer is closed")
-        if not fields.keys() <= _EXECUTION_FIELD_SET:
-            raise InvalidRecord(f"add_execution() got unknown field(s) {sorted(fields.keys() - _EXECUTION_FIELD_SET)}")
-        f = {k: fields.get(k) for k in _EXECUTION_FIELDS}
-        eid = records.ident("execution_id", f["execution_id"], required=False) or self._new_id()
-        status = f["status"]
+        if unknown:
+            raise InvalidRecord(f"add_execution() got unknown field(s) {sorted(unknown)}")
+        eid = records.ident("execution_id", execution_id, required=False) or self._new_id()
         if status is None:
-            status = "failed" if f["error"] else "completed"
+            status = "failed" if error else "completed"
         if status not in _STATUSES:
             raise InvalidRecord(f"status must be one of {_STATUSES}, got {status!r}")
-        finished = records.timestamp("finished_at", f["finished_at"]) or datetime.now(timezone.utc)
+        finished = records.timestamp("finished_at", finished_at) or datetime.now(timezone.utc)
         row = self._execution_row(
-            eid, f["task_id"], 0, status, sample=f["sample"], group=f["group"], error=f["error"],
-            started_at=f["started_at"], finished_at=finished, duration_ms=f["duration_ms"], trace_id=f["trace_id"],
-            span_id=f["span_id"], model=f["model"], usage=f["usage"], benign_score=f["benign_score"],
-            attack_score=f["attack_score"], reward=f["reward"], advantages=f["advantages"], scores=f["scores"],
-            metadata=f["metadata"], owner=f["owner"], result=f["result"], completions=f["completions"])
-        msg_rows, size = records.messages(eid, f["messages"])
-        return PreparedExecution(eid, row, msg_rows, size, records.attacks(eid, f["attacks"]))
-
-    def add_prepared(self, prepared: "PreparedExecution") -> str:
-        """Buffer an execution validated by `prepare_execution` (may flush); returns its id."""
-        if self._closed:
-            raise WarehouseError("this writer is closed")
-        self._buffer_final(prepared)
-        self._maybe_flush()
-        return prepared.execution_id
+            eid, task_id, 0, status, sample=sample, group=group, error=error, started_at=started_at,
+            finished_at=finished, duration_ms=duration_ms, trace_id=trace_id, span_id=span_id, model=model,
+            usage=usage, benign_score=benign_score, attack_score=attack_score, reward=reward,
+            advantages=advantages, scores=scores, metadata=metadata, owner=owner, result=result,
+            completions=completions)
+        msg_rows, size = records.messages(eid, messages)
+        return PreparedExecution(eid, row, msg_rows, size, records.attacks(eid, attacks))
 
     def _execution_row(
         self, eid: str, task_id: Any, revision: int, status: str, *, sample: Any = None, group: Any = None,
@@ -429,15 +438,9 @@ class Writer:
         of numbers) -> `advantages` (a list), completions -> `completions` (JSON), task_id defaults
         to metadata["task_id"]. Read them back with `Warehouse.trajectories()`.
         """
-        if isinstance(advantages, (int, float)) and not isinstance(advantages, bool):
-            advantages = [advantages]
-        if task_id is None and isinstance(metadata, Mapping):
-            task_id = metadata.get("task_id")
-        return self.add_execution(task_id=str(task_id) if task_id is not None else "trajectory", messages=messages,
-                                  completions=completions if completions is not None else [],
-                                  reward=records.score("rewards", rewards), group=str(group),
-                                  sample=records.integer("replica", replica, records.INT32),
-                                  advantages=advantages, metadata=metadata, usage=usage, execution_id=execution_id)
+        return self.add_execution(**trajectory_execution(
+            messages=messages, completions=completions, rewards=rewards, group=group, replica=replica,
+            advantages=advantages, metadata=metadata, task_id=task_id), usage=usage, execution_id=execution_id)
 
     def _maybe_flush(self) -> None:
         with self._lock:

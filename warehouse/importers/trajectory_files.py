@@ -21,8 +21,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .. import records
 from ..errors import ImportFailed, InvalidRecord
+from ..writer import trajectory_execution
 from .base import FileImporter, Source, SourceRecorder
 from .session_dirs import _loads, tag, untag
 
@@ -34,7 +34,8 @@ AGENT = {"type": "rollouts", "config": {}}
 
 
 def trajectory_fields(t: dict[str, Any]) -> dict[str, Any]:
-    """The `add_execution` arguments of one trajectory, as `Writer.add_trajectory` maps them.
+    """The `add_execution` arguments of one trajectory line (`writer.trajectory_execution`, as
+    `Writer.add_trajectory` maps them; keys outside the format are kept in metadata).
     Raises InvalidRecord naming a bad field."""
     metadata = t.get("metadata")
     extra = {k: v for k, v in t.items() if k not in FIELDS}
@@ -43,19 +44,12 @@ def trajectory_fields(t: dict[str, Any]) -> dict[str, Any]:
             raise InvalidRecord(f"metadata must be an object to keep the extra key(s) {sorted(extra)}, "
                                 f"got {type(metadata).__name__}")
         metadata = {**(metadata or {}), EXTRA: extra}
-    advantages = t.get("advantages", 0.0)
-    if isinstance(advantages, (int, float)) and not isinstance(advantages, bool):
-        advantages = [advantages]
-    task_id = metadata.get("task_id") if isinstance(metadata, dict) else None
     group = t.get("group", 0)
     if group is None or isinstance(group, (bool, dict, list)):
         raise InvalidRecord(f"group must be an integer or a string, got {group!r:.80}")
-    completions = t.get("completions")
-    return {"task_id": str(task_id) if task_id is not None else "trajectory", "messages": t.get("messages"),
-            "completions": completions if completions is not None else [],
-            "reward": records.score("rewards", t.get("rewards", 0.0)), "group": str(group),
-            "sample": records.integer("replica", t.get("replica", 0), records.INT32),
-            "advantages": advantages, "metadata": metadata}
+    return trajectory_execution(messages=t.get("messages"), completions=t.get("completions"),
+                                rewards=t.get("rewards", 0.0), group=group, replica=t.get("replica", 0),
+                                advantages=t.get("advantages", 0.0), metadata=metadata, task_id=None)
 
 
 def split_of(source: Source) -> str:
