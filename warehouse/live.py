@@ -123,8 +123,9 @@ class Execution:
     """
 
     def __init__(self, writer: "Writer", execution_id: str, task_id: str, *, owner: str | None,
-                 revision: int, fields: dict[str, Any]) -> None:
+                 revision: int, fields: dict[str, Any], keyed: bool = True) -> None:
         self._writer = writer
+        self._keyed = keyed  # False for an id its writer generated: no earlier add of it can exist
         self.execution_id = execution_id
         self.task_id = task_id
         self.owner = owner
@@ -245,7 +246,7 @@ class Execution:
         fields = self._merged(self._fields, **changes)
         row = self._row(self.revision + 1, status, fields, error=error, finished_at=datetime.now(timezone.utc),
                         reward=changes.get("reward"))
-        self._writer._add_final(row, self.execution_id, messages, attacks)
+        self._writer._add_final(row, self.execution_id, messages, attacks, keyed=self._keyed)
         self._fields = fields
         self.revision += 1
         self.status = status

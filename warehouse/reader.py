@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from . import keys
 from .manifest import DataFile, Snapshot
 from .schemas import TableSchema, catalog
 from .storage import SnapshotFileSystem, Store
@@ -76,6 +77,19 @@ def files_holding(files: list[DataFile], column: str, value: str) -> list[DataFi
     return out
 
 
+def keyed_table_sql(store: Store, schema: TableSchema, snapshot: Snapshot, superseded: list[DataFile]) -> str:
+    """`table_sql` of a table's files in `snapshot`; for executions, messages and attacks without the
+    rows of superseded adds (see `warehouse.keys`), which only the files that may hold one pay for."""
+    files = snapshot.table_files(schema.name)
+    if schema.name not in keys.KEYED_TABLES:
+        return table_sql(store, schema, files)
+    clean, maybe = keys.split(files, superseded)
+    if not maybe:
+        return table_sql(store, schema, clean)
+    hidden = keys.hide_sql(table_sql(store, schema, maybe))
+    return f"select * from ({table_sql(store, schema, clean)}) as c union all {hidden}" if clean else hidden
+
+
 def define_views(con: duckdb.DuckDBPyConnection, store: Store, snapshot: Snapshot) -> None:
     """Create (or replace) `raw_<table>` for every table and then every view of `schemas/views/`."""
     if not store.is_local:
@@ -87,8 +101,10 @@ def define_views(con: duckdb.DuckDBPyConnection, store: Store, snapshot: Snapsho
         if store.protocol in con.list_filesystems():
             con.unregister_filesystem(store.protocol)
         con.register_filesystem(SnapshotFileSystem(store.fs, sizes, call=store.call))
-    for name, schema in catalog().tables.items():
-        con.execute(f"create or replace view raw_{name} as {table_sql(store, schema, snapshot.table_files(name))}")
+    superseded = snapshot.table_files(keys.SUPERSEDED)
+    tables = catalog().tables
+    for name in sorted(tables, key=lambda t: t != keys.SUPERSEDED):  # (the others' views read it)
+        con.execute(f"create or replace view raw_{name} as {keyed_table_sql(store, tables[name], snapshot, superseded)}")
     # The final rows of the partitions that have in-flight revisions: what the `executions` view
     # anti-joins those revisions with. Usually no partition has any, and then the anti-join reads
     # nothing (a filter on a partition column still prunes every other partition's files).

@@ -245,7 +245,7 @@ def _content(field: str, content: Any) -> tuple[str | None, str | None]:
     raise InvalidRecord(f"{field} must be a string, a list of content parts or None, got {type(content).__name__}")
 
 
-def message_row(execution_id: str, seq: int, m: Any) -> tuple:
+def message_row(execution_id: str, seq: int, m: Any, write_id: int | None = None) -> tuple:
     """One message -> one `messages` row, validating everything (the thorough path).
 
     Keys outside MESSAGE_FIELDS are kept, losslessly, in the row's metadata under "extra".
@@ -265,13 +265,14 @@ def message_row(execution_id: str, seq: int, m: Any) -> tuple:
         fast_json(f"{f}.tool_calls", m.get("tool_calls")),
         text(f"{f}.tool_call_id", m.get("tool_call_id")), text(f"{f}.name", m.get("name")),
         integer(f"{f}.step", m.get("step"), INT32), timestamp(f"{f}.timestamp", m.get("timestamp")),
-        integer(f"{f}.tokens", m.get("tokens")), json_text(f"{f}.metadata", meta),
+        integer(f"{f}.tokens", m.get("tokens")), json_text(f"{f}.metadata", meta), write_id,
     )
 
 
-def messages(execution_id: str, value: Any, start: int = 0) -> tuple[list[tuple], int]:
+def messages(execution_id: str, value: Any, start: int = 0, write_id: int | None = None) -> tuple[list[tuple], int]:
     """Message dicts -> (rows of the `messages` table without partition columns, text bytes);
-    their `seq` numbers start at `start`.
+    their `seq` numbers start at `start`; `write_id` is the add of the execution they belong to
+    (None for a session's messages).
 
     This is the writer's hot path: a message of the common shape (a plain dict with known keys,
     text or a list of text parts, OpenAI-style tool calls, a datetime or no timestamp, no
@@ -290,7 +291,7 @@ def messages(execution_id: str, value: Any, start: int = 0) -> tuple[list[tuple]
     size = 0
     for seq, m in enumerate(value, start):
         if type(m) is not dict or not (m.keys() <= keys) or "metadata" in m:
-            row = message_row(execution_id, seq, m)
+            row = message_row(execution_id, seq, m, write_id)
             append(row)
             size += len(row[3] or "") + len(row[4] or "") + len(row[5] or "")
             continue
@@ -331,18 +332,19 @@ def messages(execution_id: str, value: Any, start: int = 0) -> tuple[list[tuple]
                 tool_calls = _orjson_dumps(tool_calls, option=_ORJSON_OPTS).decode()
                 size += len(tool_calls)
         except (TypeError, UnicodeEncodeError):
-            row = message_row(execution_id, seq, m)  # normalises, or raises naming the field
+            row = message_row(execution_id, seq, m, write_id)  # normalises, or raises naming the field
             append(row)
             size += len(row[3] or "") + len(row[4] or "") + len(row[5] or "")
             continue
         if content is not None:
             size += len(content)
-        append((execution_id, seq, role, content, parts, tool_calls, tool_call_id, name, step, ts, tokens, None))
+        append((execution_id, seq, role, content, parts, tool_calls, tool_call_id, name, step, ts, tokens, None,
+                write_id))
     return rows, size
 
 
-def attacks(execution_id: str, value: Any) -> list[tuple]:
-    """Attack vectors -> rows of the `attacks` table.
+def attacks(execution_id: str, value: Any, write_id: int | None = None) -> list[tuple]:
+    """Attack vectors -> rows of the `attacks` table (`write_id`: the add of their execution).
 
     Accepts a list of {vector_id, type, content, metadata} or the legacy mapping
     {vector_id: {type, content, ...}}; other keys go to metadata.
@@ -368,7 +370,8 @@ def attacks(execution_id: str, value: Any) -> list[tuple]:
             content = json_text(f"{f}.content", content)
         vector_id = a.get("vector_id", str(i))
         rows.append((execution_id, ident(f"{f}.vector_id", str(vector_id) if isinstance(vector_id, int) else vector_id),
-                     text(f"{f}.type", a.get("type")), text(f"{f}.content", content), json_text(f"{f}.metadata", meta)))
+                     text(f"{f}.type", a.get("type")), text(f"{f}.content", content), json_text(f"{f}.metadata", meta),
+                     write_id))
     return rows
 
 

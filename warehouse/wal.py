@@ -349,7 +349,8 @@ class WriteAheadLog:
     def _recover_segment(self, seg: Segment) -> Commit:
         """The commit holding `seg`'s records: the one its token already has, else a new one."""
         from .config import RunConfig
-        from .writer import _Buffers, config_row, write_data_file
+        from . import keys
+        from .writer import _Buffers, config_row, keyed_rows, write_data_file
 
         wh = self.wh
         wh.refresh()
@@ -370,10 +371,14 @@ class WriteAheadLog:
             if config.hash != h:
                 raise WalError(f"{seg.path}: its header's config hashes to {config.hash}, not {h}: the file is damaged")
             buffers["configs"].append(config_row(config, datetime.fromisoformat(header["created_at"])))
+        # Which ids the crashed writer generated is not logged: every recovered row is checked.
+        batch_keys = keyed_rows(buffers, every=True)
         files = [write_data_file(wh, table, partition, buf.table()) for table, buf in buffers.items() if len(buf)]
-        return wh._commit(operation="append", writer=writer_info(self.writer_id), token=seg.token, add=files,
-                          token_since=seg.since,
-                          info={"wal": {"writer_id": seg.writer_id, "seq": seg.seq, "records": len(seg.records)}})
+        return keys.commit(wh, keys=[(partition, batch_keys)], add=files,
+                           write=lambda t, part, rows: write_data_file(wh, t, part, rows),
+                           operation="append", writer=writer_info(self.writer_id), token=seg.token,
+                           token_since=seg.since,
+                           info={"wal": {"writer_id": seg.writer_id, "seq": seg.seq, "records": len(seg.records)}})
 
 
 def _find_token(wh: "Warehouse", token: str, since: int) -> Commit | None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from . import agent_state, reader, records
+from . import agent_state, keys, reader, records
 from . import sync as sync_mod
 from .errors import ExecutionNotFound, NotAWarehouse, ReadOnlyWarehouse, WarehouseError, WarehouseNotFound
 from .manifest import MANIFEST_DIR, Commit, DataFile, Log, Snapshot, replay, writer_info
@@ -76,6 +76,7 @@ class Warehouse:
         self._lock = threading.RLock()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._con_version = -1
+        self._keys = keys.KeyCache()  # execution-id columns of files read to find earlier adds
 
     def __repr__(self) -> str:
         ro = ", read-only" if self.read_only else ""
@@ -285,8 +286,13 @@ class Warehouse:
         return con.sql(query, params=params) if params is not None else con.sql(query)
 
     def scan(self, table: str, where: Mapping[str, str] | None = None) -> "pl.LazyFrame":
-        """A Polars LazyFrame over `table`'s files in the cached snapshot (only partitions matching `where`)."""
-        return reader.scan(self.store, self._snapshot, table, where)
+        """A Polars LazyFrame over `table`'s files in the cached snapshot (only partitions matching
+        `where`); for executions, messages and attacks without the rows of superseded adds (an
+        execution id added again shows its last add only, as in the views; see `warehouse.keys`)."""
+        lf = reader.scan(self.store, self._snapshot, table, where)
+        if table in keys.KEYED_TABLES and self._snapshot.table_files(keys.SUPERSEDED):
+            lf = keys.hide_polars(lf, reader.scan(self.store, self._snapshot, keys.SUPERSEDED))
+        return lf
 
     def _records(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         cur = self._connection().execute(query, params or [])

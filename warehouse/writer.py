@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import records
+from . import keys, records
 from .config import RunConfig
 from .errors import ConfigHashCollision, InvalidRecord, WarehouseError
 from .manifest import DataFile, writer_info
@@ -99,16 +99,30 @@ def config_row(c: RunConfig, created_at: datetime) -> tuple:
             c.canonical(), c.hash_scheme, created_at)
 
 
+def keyed_rows(buffers: "_Buffers", *, every: bool = False) -> pa.Table | None:
+    """(execution_id, write_id) of the buffered final rows whose ids may be stored already (the
+    buffers' `keyed` ids, or every row with `every`), in add order; None if there are none."""
+    buf = buffers.get("executions")
+    if buf is None or not len(buf) or not (every or buffers.keyed):
+        return None
+    t = buf.table().select(["execution_id", "write_id"])
+    if not every:
+        t = t.filter(pc.is_in(t.column("execution_id"), value_set=pa.array(sorted(buffers.keyed), pa.string())))
+    return t if t.num_rows else None
+
+
 def _record_count(buffers: Mapping[str, TableBuffer]) -> int:
     return sum(len(buf) for t, buf in buffers.items() if t not in ("configs", "messages", "attacks"))
 
 
 class _Buffers(dict):
-    """table name -> TableBuffer of the writer's partition, created on first use."""
+    """table name -> TableBuffer of the writer's partition, created on first use; `keyed`: the
+    execution ids among its final rows that may be stored already (given by the caller)."""
 
     def __init__(self, partition: Mapping[str, str]) -> None:
         super().__init__()
         self.partition = partition
+        self.keyed: set[str] = set()
 
     def __missing__(self, table: str) -> TableBuffer:
         buf = self[table] = TableBuffer(catalog().table(table), self.partition)
@@ -123,6 +137,7 @@ class PreparedExecution(NamedTuple):
     message_rows: list[tuple]
     message_bytes: int
     attack_rows: list[tuple]
+    keyed: bool = False  # the id was given, so an earlier add of it may be stored (see warehouse.keys)
 
 
 @dataclass
@@ -134,6 +149,7 @@ class _Batch:
     seen_version: int
     executions: int
     files: list[DataFile] = field(default_factory=list)
+    keys: pa.Table | None = None  # (execution_id, write_id) of its rows with given ids, in add order
 
 
 class Writer:
@@ -165,6 +181,7 @@ class Writer:
         self.flush_rows, self.flush_bytes, self.flush_interval = flush_rows, flush_bytes, flush_interval
         self.writer_id = uuid.uuid4().hex
         self._rng = random.Random(os.urandom(16))
+        self._write_ids = keys.WriteIds()
         self._seq = 0
         if not isinstance(event_limit, int) or event_limit < 16:
             raise InvalidRecord(f"event_limit must be an int >= 16 (characters), got {event_limit!r}")
@@ -283,8 +300,10 @@ class Writer:
             usage=usage, benign_score=benign_score, attack_score=attack_score, reward=reward,
             advantages=advantages, scores=scores, metadata=metadata, owner=owner, result=result,
             completions=completions)
-        msg_rows, size = records.messages(eid, messages)
-        return PreparedExecution(eid, row, msg_rows, size, records.attacks(eid, attacks))
+        write_id = row[-1]
+        msg_rows, size = records.messages(eid, messages, 0, write_id)
+        return PreparedExecution(eid, row, msg_rows, size, records.attacks(eid, attacks, write_id),
+                                 execution_id is not None)
 
     def _execution_row(
         self, eid: str, task_id: Any, revision: int, status: str, *, sample: Any = None, group: Any = None,
@@ -309,13 +328,15 @@ class Writer:
             opt_score("attack_score", attack_score), opt_score("reward", reward),
             records.float_list("advantages", advantages), records.score_map(scores),
             records.json_text("metadata", metadata), opt_text("owner", owner), opt_text("result", result),
-            records.json_text("completions", completions),
+            records.json_text("completions", completions), self._write_ids.next(),
         )
 
-    def _add_final(self, row: tuple, eid: str, messages: Any, attacks: Any, seq_start: int = 0) -> None:
-        """Buffer a final execution row with its messages and attacks (validated first); may flush."""
-        msg_rows, size = records.messages(eid, messages, seq_start)
-        self._buffer_final(PreparedExecution(eid, row, msg_rows, size, records.attacks(eid, attacks)))
+    def _add_final(self, row: tuple, eid: str, messages: Any, attacks: Any, seq_start: int = 0, *,
+                   keyed: bool = True) -> None:
+        """Buffer a final execution row with its messages and attacks (validated first); may flush.
+        `keyed`: the id may have been stored before (not one this writer generated)."""
+        msg_rows, size = records.messages(eid, messages, seq_start, row[-1])
+        self._buffer_final(PreparedExecution(eid, row, msg_rows, size, records.attacks(eid, attacks, row[-1]), keyed))
         self._maybe_flush()
 
     def _buffer_final(self, p: "PreparedExecution") -> None:
@@ -323,6 +344,8 @@ class Writer:
             if self._wal is not None:
                 self._wal.append((("executions", [p.row]), ("messages", p.message_rows), ("attacks", p.attack_rows)))
             b = self._buffers
+            if p.keyed:
+                b.keyed.add(p.execution_id)
             b["executions"].append(p.row)
             b["messages"].extend(p.message_rows, p.message_bytes)
             b["attacks"].extend(p.attack_rows, sum(len(r[3] or "") for r in p.attack_rows))
@@ -334,6 +357,8 @@ class Writer:
         with self._lock:
             if self._wal is not None:
                 self._wal.append(((table, rows),))
+            if table == "executions":  # final rows given whole (importers): their ids may be stored
+                self._buffers.keyed.update(r[0] for r in rows)
             self._buffers[table].extend(rows, text_bytes)
         if flush:
             self._maybe_flush()
@@ -353,7 +378,7 @@ class Writer:
         fields = {"started_at": records.timestamp("started_at", started_at) or datetime.now(timezone.utc),
                   "trace_id": records.ident("trace_id", trace_id, required=False) or self._new_id(),
                   "model": model, "sample": sample, "group": group, "metadata": metadata}
-        ex = Execution(self, eid, task_id, owner=owner, revision=1, fields=fields)
+        ex = Execution(self, eid, task_id, owner=owner, revision=1, fields=fields, keyed=execution_id is not None)
         self._add_rows("executions_live", [ex._row(1, "running", fields)])
         ex._event("status", "info", "running", None, None)
         return ex
@@ -479,7 +504,8 @@ class Writer:
             if self._wal is not None:  # the records after this point go to the next batch's segment
                 self._wal.take(f"{self.writer_id}:{self._seq + 1}", self.wh.version)
         self._seq += 1
-        return _Batch(buffers, f"{self.writer_id}:{self._seq}", self.wh.version, _record_count(buffers))
+        return _Batch(buffers, f"{self.writer_id}:{self._seq}", self.wh.version, _record_count(buffers),
+                      keys=keyed_rows(buffers))
 
     def _commit_batch(self, batch: _Batch) -> int:
         if self._wal is not None:
@@ -492,8 +518,10 @@ class Writer:
                 batch.files.append(write_data_file(self.wh, table_name, self.partition, table))
                 del table
             del batch.buffers[table_name]
-        commit = self.wh._commit(operation="append", writer=writer_info(self.writer_id), token=batch.token,
-                                 add=batch.files, token_since=batch.seen_version)
+        commit = keys.commit(self.wh, keys=[(self.partition, batch.keys)], add=batch.files,
+                             write=lambda t, part, rows: write_data_file(self.wh, t, part, rows),
+                             operation="append", writer=writer_info(self.writer_id), token=batch.token,
+                             token_since=batch.seen_version)
         if self._wal is not None:
             self._wal.committed(batch.token)
         return commit.version

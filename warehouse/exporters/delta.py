@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from .. import keys
 from ..errors import ExportFailed
 from ..manifest import DataFile
 from ..schemas import catalog
@@ -97,12 +98,13 @@ def exported_files(dt: "DeltaTable", where: Mapping[str, str]) -> dict[str, int]
     return out
 
 
-def _batches(wh: "Warehouse", files: list[DataFile], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """The rows of `files`, each batch with its file's path in `_warehouse_file`; one file in memory at a time."""
+def _batches(wh: "Warehouse", files: list[DataFile], schema: pa.Schema, hidden: "keys.Hidden") -> Iterator[pa.RecordBatch]:
+    """The rows of `files` (without those of superseded adds), each batch with its file's path in
+    `_warehouse_file`; one file in memory at a time."""
     from ..rewrite import read_data_file
 
     for f in files:
-        t = read_data_file(wh, f)
+        t = hidden.drop(f, read_data_file(wh, f))
         for rb in t.to_batches(max_chunksize=BATCH_ROWS):
             yield pa.RecordBatch.from_arrays([*rb.columns, pa.repeat(f.path, rb.num_rows)], schema=schema)
 
@@ -141,6 +143,7 @@ def export_table(wh: "Warehouse", table: str, uri: str, where: Mapping[str, str]
     current = {f.path: f for f in snap.table_files(table) if in_scope(f.partition, where)}
     schema = delta_schema(table)
     pcols = list(catalog().partition_columns)
+    hidden = keys.Hidden(wh, snap)  # execution ids are keys: rows of superseded adds are left out
     for attempt in range(RETRIES):
         dt = _open(uri, storage_options)
         _check_target(uri, dt, wh, table)
@@ -148,7 +151,8 @@ def export_table(wh: "Warehouse", table: str, uri: str, where: Mapping[str, str]
         if dt is not None and done and not (done.keys() & current.keys()) and _history_url(dt) not in (None, warehouse_id(wh)):
             raise ExportFailed(f"{uri!r} holds an export of warehouse {_history_url(dt)!r}, none of whose files is in "
                                f"{wh.url!r}; export to another location")
-        short = sorted(p for p, n in done.items() if p in current and n != current[p].rows)
+        # (an exported file also goes again when one of its adds has been superseded since)
+        short = sorted(p for p, n in done.items() if p in current and n != current[p].rows - hidden.count(current[p]))
         removed = sorted(p for p in done if p not in current) + short
         added = sorted(p for p in current if p not in done) + short
         notes = []
@@ -162,7 +166,7 @@ def export_table(wh: "Warehouse", table: str, uri: str, where: Mapping[str, str]
         meta = {"warehouse.url": warehouse_id(wh), "warehouse.version": str(snap.version), "warehouse.table": table,
                 "warehouse.files_added": json.dumps(added), "warehouse.files_removed": json.dumps(removed)}
         props = CommitProperties(custom_metadata=meta, app_transactions=[Transaction(APP_ID, txn)])
-        data = pa.RecordBatchReader.from_batches(schema, _batches(wh, files, schema))
+        data = pa.RecordBatchReader.from_batches(schema, _batches(wh, files, schema, hidden))
         kwargs: dict[str, Any] = dict(partition_by=pcols, schema_mode="merge", commit_properties=props,
                                       writer_properties=WriterProperties(compression="ZSTD", compression_level=3),
                                       storage_options=dict(storage_options) if storage_options else None)
@@ -189,7 +193,7 @@ def export_table(wh: "Warehouse", table: str, uri: str, where: Mapping[str, str]
             if attempt == RETRIES - 1:
                 raise ExportFailed(f"{uri!r}: other exports kept committing to this Delta table; run the export again") from None
             continue
-        return sum(f.rows for f in files), len(files), notes
+        return sum(f.rows - hidden.count(f) for f in files), len(files), notes
     raise AssertionError("unreachable")
 
 

@@ -30,6 +30,7 @@ import fsspec
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from .. import keys
 from ..errors import ExportFailed
 from ..manifest import DataFile
 from ..schemas import catalog
@@ -112,19 +113,20 @@ def _put(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
         fs.pipe_file(path, data)
 
 
-def _file_bytes(wh: "Warehouse", f: DataFile) -> bytes:
+def _file_bytes(wh: "Warehouse", f: DataFile, hidden: "keys.Hidden", hide: int) -> bytes:
     """The file as it should appear in the export: its own bytes, or, if it lacks columns its table
-    has gained since it was written, rewritten with the current schema."""
+    has gained since it was written or holds `hide` rows of superseded adds (execution ids are keys:
+    see `warehouse.keys`), rewritten with the current schema and without those rows."""
     from ..rewrite import read_data_file
     from ..writer import PARQUET_OPTIONS
 
     with wh.store.errors():
         data = wh.store.read_bytes(f.path)
     names = pq.ParquetFile(io.BytesIO(data)).schema_arrow.names
-    if names == catalog().table(f.table).column_names:
+    if names == catalog().table(f.table).column_names and not hide:
         return data
     buf = io.BytesIO()
-    pq.write_table(read_data_file(wh, f), buf, **PARQUET_OPTIONS)
+    pq.write_table(hidden.drop(f, read_data_file(wh, f)), buf, **PARQUET_OPTIONS)
     return buf.getvalue()
 
 
@@ -158,20 +160,25 @@ def export(wh: "Warehouse", out: str, *, tables: str | Iterable[str] | None = No
 
     present = {p[len(root) + 1:] for p in fs.find(root)} if fs.exists(root) else set()
     gone = sorted(p for p in owned if ours(p) and p not in wanted)
-    new = sorted(p for p in wanted if p not in owned or p not in present)
+    # Rows of superseded adds are left out: a file exported before one of its adds was superseded
+    # is exported again without it.
+    hidden = keys.Hidden(wh, snap)
+    hide = {p: n for p, f in wanted.items() if (n := hidden.count(f))}
+    was_hidden: dict[str, int] = dict(marker.get("hidden", {})) if marker else {}
+    new = sorted(p for p in wanted if p not in owned or p not in present or hide.get(p, 0) != was_hidden.get(p, 0))
     report = ExportReport("parquet", str(out), snap.version)
     base = {"kind": "parquet", "warehouse": warehouse_id(wh), "format_version": catalog().format_version}
     # Claimed before copying: a crash leaves every file it wrote known, so a later export deletes
     # those that leave the snapshot meanwhile instead of leaving duplicates behind.
     if new:
         _write_marker(fs, root, {**base, "version": marker.get("version") if marker else None,
-                                 "files": {**owned, **{p: -1 for p in new}}})
+                                 "files": {**owned, **{p: -1 for p in new}}, "hidden": was_hidden})
     for p in new:
         f = wanted[p]
-        data = _file_bytes(wh, f)
+        data = _file_bytes(wh, f, hidden, hide.get(p, 0))
         _put(fs, f"{root}/{p}", data)
         owned[p] = len(data)
-        report.rows[f.table] = report.rows.get(f.table, 0) + f.rows
+        report.rows[f.table] = report.rows.get(f.table, 0) + f.rows - hide.get(p, 0)
         report.files += 1
     for p in gone:
         if p in present:
@@ -182,6 +189,7 @@ def export(wh: "Warehouse", out: str, *, tables: str | Iterable[str] | None = No
                             "the files that replaced them, if any, were copied")
     if new or gone or not marker or marker.get("version") != snap.version:
         _write_marker(fs, root, {**base, "version": snap.version, "files": owned,
+                                 "hidden": {**{p: n for p, n in was_hidden.items() if p in owned and not ours(p)}, **hide},
                                  "exported_at": datetime.now(timezone.utc).isoformat()})
     report.seconds = time.perf_counter() - t0
     return report

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from .. import keys
 from ..buffer import TableBuffer
 from ..config import RunConfig
 from ..errors import CommitConflict, ImportFailed, WarehouseError
@@ -257,10 +258,12 @@ class _Run:
         """Write every buffered row and the ledger rows as one `import` commit."""
         self.check_not_imported_meanwhile()
         files = []
+        batch_keys = []
         for w in self.writers.values():
             batch = w._take_batch()
             if batch is None:
                 continue
+            batch_keys.append((w.partition, batch.keys))
             for table, buf in batch.buffers.items():
                 if len(buf):
                     files.append(write_data_file(self.wh, table, w.partition, buf.table()))
@@ -271,9 +274,11 @@ class _Run:
             return None
         self.seq += 1
         try:
-            commit = self.wh._commit(operation="import", writer=writer_info(self.id),
-                                     token=f"import:{self.id}:{self.seq}", add=files,
-                                     info={"kind": self.kind, "sources": sources}, conflict=self._taken_by)
+            # (imported execution ids are keys too: an id imported again replaces its earlier add)
+            commit = keys.commit(self.wh, keys=batch_keys, add=files,
+                                 write=lambda t, part, rows: write_data_file(self.wh, t, part, rows),
+                                 operation="import", writer=writer_info(self.id), token=f"import:{self.id}:{self.seq}",
+                                 info={"kind": self.kind, "sources": sources}, conflict=self._taken_by)
         except CommitConflict as exc:  # another import landed its copy of these sources first
             raise ImportFailed(str(exc)) from None
         self.pending = []
