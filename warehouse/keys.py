@@ -30,7 +30,7 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -111,8 +111,8 @@ class KeyCache:
                 self._tables[f.path] = t
         return t
 
-    def forget_except(self, paths: set[str]) -> None:
-        """Drop the cached files that left the snapshot (compacted, expired)."""
+    def forget_except(self, paths: "Container[str]") -> None:
+        """Drop the cached files that are not in `paths` (files that left the snapshot)."""
         with self._lock:
             for p in [p for p in self._tables if p not in paths]:
                 del self._tables[p]
@@ -165,6 +165,7 @@ def earlier_adds(wh: "Warehouse", snapshot: Snapshot,
             last[eid] = (own, wid)
     if not last:
         return {}
+    wh._keys.forget_except(snapshot.files)  # (files compacted or expired away are not read again)
     sorted_ids = sorted(last)
     id_set = pa.array(sorted_ids, pa.string())
     found = _matching(wh._keys, wh.store, snapshot.table_files("executions"), id_set, sorted_ids)
@@ -211,6 +212,9 @@ def commit(wh: "Warehouse", *, keys: Sequence[tuple[Mapping[str, str], pa.Table 
     sorted_ids = sorted(by)
     id_set = pa.array(sorted_ids, pa.string())
     pcols = catalog().partition_columns
+    # From a fresh snapshot: the commits after it are the ones `check` sees on the way (a snapshot
+    # older than a vacuum fold would let the log skip the folded commits).
+    wh.refresh()
     while True:
         replaced = earlier_adds(wh, wh.snapshot, batch)
         now = datetime.now(timezone.utc)
