@@ -234,11 +234,11 @@ def test_an_execution_with_one_recent_final_row_is_kept_whole(wh, config, open_w
     w = open_writer(wh, **config)
     finished(w, "twice", OLD)
     w.flush()
-    finished(w, "twice", NEW)  # the same id written again, recently (e.g. a re-run)
+    finished(w, "twice", NEW)  # the same id written again, recently (e.g. a re-run): it replaces the old add
     w.flush()
     result = wh.expire(MONTH, tables=("executions",), now=NOW)
     assert result.rows == 0 and result.version is None
-    assert wh.sql("select count(*) from executions").fetchall() == [(2,)]
+    assert wh.sql("select count(*), min(finished_at) from executions").fetchall() == [(1, NEW)]
 
 
 # -- commits, dry runs, time travel ----------------------------------------------------------------

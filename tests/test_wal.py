@@ -230,11 +230,11 @@ def varied_records(w: warehouse.Writer, tz: timezone) -> None:
 
 
 # table -> (order, columns left out: the writer's clock, where no explicit time was given)
-TABLES = {
-    "raw_executions": ("execution_id, revision", "finished_at, duration_ms"),
-    "raw_executions_live": ("execution_id, revision", None),
-    "raw_messages": ("execution_id, seq", None),
-    "raw_attacks": ("execution_id, vector_id", None),
+TABLES = {  # table: (order, columns that differ between two runs: clocks, and write ids, which name each add)
+    "raw_executions": ("execution_id, revision", "finished_at, duration_ms, write_id"),
+    "raw_executions_live": ("execution_id, revision", "write_id"),
+    "raw_messages": ("execution_id, seq", "write_id"),
+    "raw_attacks": ("execution_id, vector_id", "write_id"),
     "raw_events": ("execution_id, seq", "timestamp"),
 }
 

@@ -214,7 +214,7 @@ def commit(wh: "Warehouse", *, keys: Sequence[tuple[Mapping[str, str], pa.Table 
     pcols = catalog().partition_columns
     # From a fresh snapshot: the commits after it are the ones `check` sees on the way (a snapshot
     # older than a vacuum fold would let the log skip the folded commits).
-    wh.refresh()
+    _catch_up(wh, conflict)
     while True:
         replaced = earlier_adds(wh, wh.snapshot, batch)
         now = datetime.now(timezone.utc)
@@ -240,7 +240,7 @@ def commit(wh: "Warehouse", *, keys: Sequence[tuple[Mapping[str, str], pa.Table 
             done = wh._commit(add=[*add, *extra], conflict=check, **commit_args)
         except KeysMoved:
             _discard(wh, extra)
-            wh.refresh()
+            _catch_up(wh, conflict)
             continue
         except BaseException:
             _discard(wh, extra)
@@ -248,6 +248,17 @@ def commit(wh: "Warehouse", *, keys: Sequence[tuple[Mapping[str, str], pa.Table 
         landed = {f.path for f in done.add}
         _discard(wh, [f for f in extra if f.path not in landed])  # a retry found its commit already landed
         return done
+
+
+def _catch_up(wh: "Warehouse", conflict: Callable[[Commit], str | None] | None) -> None:
+    """Refresh `wh`, asking the caller's `conflict` about every commit read on the way (which the
+    commit would otherwise no longer meet)."""
+    from .errors import CommitConflict
+
+    _, new = wh._refresh_commits()
+    for other in new:
+        if conflict is not None and (why := conflict(other)):
+            raise CommitConflict(why)
 
 
 def _discard(wh: "Warehouse", files: Iterable[DataFile]) -> None:
