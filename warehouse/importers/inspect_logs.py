@@ -8,7 +8,13 @@ Every `*.eval` and `*.json` log under PATH (or one log file) is read with
   model_args, model_roles, generate_config, task, task_args, task_version, solver, solver_args,
   plan}}`, attack None unless the eval metadata holds an `attack` ({type, config} or a type name);
   the writer's `run_id` is inspect's `run_id`;
-- one execution per sample and epoch: task_id = sample id, sample = epoch, status failed when the
+- one execution per sample and epoch, its id derived from the sample's `uuid` (inspect gives each
+  sample run one; older logs without it: from eval id, sample id and epoch). A sample already
+  imported is not imported again: an eval-set retry reuses the samples its failed attempt had
+  completed, copying them (same uuid) into the new log, so a log directory holding both logs
+  (`retry_cleanup=False`, or copied while the eval set ran) would otherwise count them twice. The
+  failed attempt's errored samples stay, as failed executions. task_id = sample id, sample = epoch,
+  status failed when the
   sample has an error (its message in `error`), started/finished/duration from the sample's times,
   model = the eval's model, usage summed over the sample's `model_usage` (input/output/total,
   cache read/write and reasoning tokens, cost; requests = model calls, tool_calls = tool calls
@@ -111,18 +117,28 @@ class InspectImporter(FileImporter):
         error = (log.get("error") or {}).get("message")
         out.rows(w, "events", [_event_row(None, 0, spec["created"], "eval", "error" if error else "info",
                                           spec.get("task"), error, None, None, None, header)])
-        for sample in samples:
-            _sample(out, w, log, sample, eval_info)
+        ids = [sample_execution_id(out, spec, sample) for sample in samples]
+        known = out.known_executions(ids)
+        for eid, sample in zip(ids, samples):
+            if eid not in known:
+                _sample(out, w, log, sample, eval_info, eid)
 
 
 IMPORTER = InspectImporter()
 
 
+def sample_execution_id(out: SourceRecorder, spec: Mapping[str, Any], sample: Mapping[str, Any]) -> str:
+    """The execution id of a sample: from its `uuid` (the same in every log that holds this sample
+    run), else from the eval id, sample id and epoch."""
+    if sample.get("uuid"):
+        return out.stable_id("sample", sample["uuid"])
+    return out.stable_id(spec["eval_id"], repr(sample["id"]), sample["epoch"])
+
+
 def _sample(out: SourceRecorder, w: Any, log: dict[str, Any], sample: dict[str, Any],
-            eval_info: dict[str, Any]) -> None:
+            eval_info: dict[str, Any], eid: str) -> None:
     """One sample (one epoch of it) as an execution with its messages and events."""
     spec = log["eval"]
-    eid = out.stable_id(spec["eval_id"], repr(sample["id"]), sample["epoch"])
     attachments = sample.get("attachments") or {}
     meta = _resolve({k: v for k, v in sample.items() if k not in _MAPPED}, attachments)
     for err in (meta.get("error"), *(meta.get("error_retries") or ())):
