@@ -190,3 +190,12 @@ def test_older_usage_keys_map_to_the_usage_columns():
         {"input_tokens": 10, "output_tokens": 4, "total_tokens": 14, "requests": 1, "reasoning_tokens": 2},
         {"details": {"reasoning_tokens": 2, "accepted_prediction_tokens": 0}})
     assert pam.run_usage({"input_tokens": 5, "request_tokens": 6}) == ({"input_tokens": 5}, {"request_tokens": 6})
+
+
+def test_legacy_export_and_import_keep_the_model_messages(imported, tree, tmp_path):
+    wh, _ = imported
+    wh.export("legacy", tmp_path / "out")
+    wh2 = warehouse.open(str(tmp_path / "wh2"), create=True)
+    assert wh2.import_("legacy", tmp_path / "out").imported == 4
+    for task_id, path in tree["files"].items():
+        assert pam.model_messages(_execution(wh2, task_id)["messages"]) == json.loads(path.read_text())["messages"]
