@@ -11,9 +11,9 @@ OpenAI-style model:
   its content as text (JSON text when it is not a string); `retry-prompt` (and newer versions'
   `retry-feedback`) -> `tool` when it answers a tool call (`tool_name` set), else `user`, its content
   as text; newer versions' `instruction` -> `system`. A part of another kind becomes a `user` row
-  with its `content` when that is a string. The request's `instructions` (not a part)
-  become a `system` row before its parts when they differ from the previous request's (pydantic-ai
-  repeats them on every request). A request without parts or instructions still gives one row.
+  with its `content` when that is a string. The request's `instructions` (not a part) become a
+  `system` row before its parts when they differ from the previous request's (pydantic-ai repeats
+  them on every request). A request without parts or instructions still gives one row.
 - a response gives one `assistant` row: `tool-call` and `builtin-tool-call` parts become
   OpenAI-style `tool_calls` `{"id", "type": "function" | "builtin", "function": {"name",
   "arguments"}}` (arguments as the model gave them: JSON text or an object); text parts become the
@@ -50,11 +50,6 @@ USAGE_RENAMES = {"request_tokens": "input_tokens", "response_tokens": "output_to
 def is_model_message(m: Any) -> bool:
     """Whether `m` has the JSON shape of a pydantic-ai ModelMessage (and not of a role message)."""
     return isinstance(m, Mapping) and "role" not in m and m.get("kind") in KINDS and isinstance(m.get("parts"), list)
-
-
-def is_model_messages(messages: Any) -> bool:
-    """Whether `messages` is a non-empty list of which every item is a pydantic-ai ModelMessage."""
-    return isinstance(messages, list) and bool(messages) and all(is_model_message(m) for m in messages)
 
 
 def _text(value: Any) -> str | None:
