@@ -199,3 +199,19 @@ def test_legacy_export_and_import_keep_the_model_messages(imported, tree, tmp_pa
     assert wh2.import_("legacy", tmp_path / "out").imported == 4
     for task_id, path in tree["files"].items():
         assert pam.model_messages(_execution(wh2, task_id)["messages"]) == json.loads(path.read_text())["messages"]
+
+
+def test_an_index_line_whose_file_is_gone_imports_from_prompt_sirens_index(tree, tmp_path):
+    import shutil
+
+    root = tmp_path / "outputs"
+    shutil.copytree(tree["base_dir"], root)
+    gone = root / tree["files"]["user_task_1"].relative_to(tree["base_dir"])
+    gone.unlink()
+    wh = warehouse.open(str(tmp_path / "wh"), create=True)
+    report = wh.import_("legacy", root)
+    assert (report.imported, report.failed) == (4, [])
+    ex = _execution(wh, "user_task_1")
+    assert (ex["attack"], ex["config_hash"], ex["benign_score"], ex["attack_score"], ex["messages"]) == (
+        "none", tree["hashes"]["benign"], 1.0, None, [])
+    assert json.loads(ex["metadata"])["legacy"] == {"agent_name": "plain:test", "index_only": True}
