@@ -7,8 +7,9 @@ benign}/{config hash}/config.yaml` (a `# Config hash` / `# Created` header, then
 {dataset, agent, attack}), one `{%Y%m%d_%H%M%S}_{task id, ':' -> '_'}.json` per execution
 (`ExecutionData.model_dump_json(indent=2)`: messages as `list[ModelMessage]`, usage as `RunUsage`,
 attacks as {vector id: StrContentAttack | BinaryContentAttack}), and one `IndexEntry` line per
-execution appended to `{base}/index.jsonl`. Naive local timestamps, 8-character uuid4 ids and the
-config hash (first 8 hex digits of the SHA-256 of the sorted JSON of the three configs) as there.
+execution appended to `{base}/index.jsonl` under a FileLock (`index.jsonl.lock` stays). Naive
+local timestamps, 8-character uuid4 ids and the config hash (first 8 hex digits of the SHA-256 of
+the sorted JSON of the three configs) as there.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
+from filelock import FileLock
 from pydantic import BaseModel
 from pydantic_ai import Agent, ModelRetry
 from pydantic_ai.messages import (ModelMessage, ModelRequest, ModelResponse, RetryPromptPart, TextPart, ThinkingPart,
@@ -128,7 +130,7 @@ class Persistence:
                            agent_type=self.agent["type"], agent_name=agent_name,
                            attack_type=self.attack["type"] if self.attack else None, config_hash=self.config_hash,
                            benign_score=results.benign_score, attack_score=results.attack_score, path=path)
-        with open(self.base_dir / "index.jsonl", "a") as f:
+        with FileLock(self.base_dir / "index.jsonl.lock"), open(self.base_dir / "index.jsonl", "a") as f:
             f.write(entry.model_dump_json() + "\n")
         return path
 
