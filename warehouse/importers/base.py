@@ -168,19 +168,20 @@ class SourceRecorder:
         if rows:
             self._staged.append((w, table, (rows, text_bytes)))
 
-    def known_executions(self, ids: Iterable[str]) -> set[str]:
-        """The ids among `ids` of executions already stored in the warehouse or read from an earlier
-        source of this import (one query): for formats where one run can appear in several sources
-        (a sample an Inspect eval-set retry reused from the failed attempt's log)."""
+    def known_executions(self, w: Writer, ids: Iterable[str]) -> set[str]:
+        """The ids among `ids` of executions already stored in `w`'s partition or read from an earlier
+        source of this import: for formats where one run can appear in several sources (a sample an
+        Inspect eval-set retry reused from the failed attempt's log). One query, on that
+        partition's files only."""
         wanted = list(dict.fromkeys(ids))
-        if not wanted:
-            return set()
         found = {i for i in wanted if i in self._run.execution_ids}
         rest = [i for i in wanted if i not in found]
         if rest:
+            cols = list(w.partition)
+            cond = " and ".join(f"{c} = ?" for c in cols)
             found.update(i for (i,) in self._run.wh.sql(
-                "select distinct execution_id from executions where execution_id in (select unnest(?::varchar[]))",
-                [rest]).fetchall())
+                f"select distinct execution_id from executions where {cond} "
+                "and execution_id in (select unnest(?::varchar[]))", [*(w.partition[c] for c in cols), rest]).fetchall())
         return found
 
     def stable_id(self, *parts: Any) -> str:

@@ -10,10 +10,10 @@ Every `*.eval` and `*.json` log under PATH (or one log file) is read with
   the writer's `run_id` is inspect's `run_id`;
 - one execution per sample and epoch, its id derived from the sample's `uuid` (inspect gives each
   sample run one; older logs without it: from eval id, sample id and epoch). A sample already
-  imported is not imported again: an eval-set retry reuses the samples its failed attempt had
-  completed, copying them (same uuid) into the new log, so a log directory holding both logs
-  (`retry_cleanup=False`, or copied while the eval set ran) would otherwise count them twice. The
-  failed attempt's errored samples stay, as failed executions. task_id = sample id, sample = epoch,
+  imported into the same configuration is not imported again: an eval-set retry reuses the
+  samples its failed attempt had completed, copying them (same uuid) into the new log, so a log
+  directory holding both logs (`retry_cleanup=False`, or copied while the eval set ran) would
+  otherwise count them twice. The failed attempt's errored samples stay, as failed executions. task_id = sample id, sample = epoch,
   status failed when the
   sample has an error (its message in `error`), started/finished/duration from the sample's times,
   model = the eval's model, usage summed over the sample's `model_usage` (input/output/total,
@@ -118,7 +118,7 @@ class InspectImporter(FileImporter):
         out.rows(w, "events", [_event_row(None, 0, spec["created"], "eval", "error" if error else "info",
                                           spec.get("task"), error, None, None, None, header)])
         ids = [sample_execution_id(out, spec, sample) for sample in samples]
-        known = out.known_executions(ids)
+        known = out.known_executions(w, ids)
         for eid, sample in zip(ids, samples):
             if eid not in known:
                 _sample(out, w, log, sample, eval_info, eid)
