@@ -13,9 +13,8 @@ Every `*.eval` and `*.json` log under PATH (or one log file) is read with
   imported into the same configuration is not imported again: an eval-set retry reuses the
   samples its failed attempt had completed, copying them (same uuid) into the new log, so a log
   directory holding both logs (`retry_cleanup=False`, or copied while the eval set ran) would
-  otherwise count them twice. The failed attempt's errored samples stay, as failed executions. task_id = sample id, sample = epoch,
-  status failed when the
-  sample has an error (its message in `error`), started/finished/duration from the sample's times,
+  otherwise count them twice. The failed attempt's errored samples stay, as failed executions.
+  task_id = sample id, sample = epoch, status failed when the sample has an error (its message in `error`), started/finished/duration from the sample's times,
   model = the eval's model, usage summed over the sample's `model_usage` (input/output/total,
   cache read/write and reasoning tokens, cost; requests = model calls, tool_calls = tool calls
   made), `scores` = every scorer's value as a number (C/I/P/N -> 1/0/0.5/0 and numeric or yes/no
