@@ -14,8 +14,8 @@ Every `*.eval` and `*.json` log under PATH (or one log file) is read with
   samples its failed attempt had completed, copying them (same uuid) into the new log, so a log
   directory holding both logs (`retry_cleanup=False`, or copied while the eval set ran) would
   otherwise count them twice. The failed attempt's errored samples stay, as failed executions.
-  task_id = sample id, sample = epoch, status failed when the sample has an error (its message in `error`), started/finished/duration from the sample's times,
-  model = the eval's model, usage summed over the sample's `model_usage` (input/output/total,
+  task_id = sample id, sample = epoch, status failed when the sample has an error (its message
+  in `error`), started/finished/duration from the sample's times, model = the eval's model, usage summed over the sample's `model_usage` (input/output/total,
   cache read/write and reasoning tokens, cost; requests = model calls, tool_calls = tool calls
   made), `scores` = every scorer's value as a number (C/I/P/N -> 1/0/0.5/0 and numeric or yes/no
   strings, as inspect's `value_to_float`; a dict value gives `<scorer>/<key>` entries; a value no
