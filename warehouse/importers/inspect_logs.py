@@ -15,9 +15,9 @@ Every `*.eval` and `*.json` log under PATH (or one log file) is read with
   directory holding both logs (`retry_cleanup=False`, or copied while the eval set ran) would
   otherwise count them twice. The failed attempt's errored samples stay, as failed executions.
   task_id = sample id, sample = epoch, status failed when the sample has an error (its message
-  in `error`), started/finished/duration from the sample's times, model = the eval's model, usage summed over the sample's `model_usage` (input/output/total,
-  cache read/write and reasoning tokens, cost; requests = model calls, tool_calls = tool calls
-  made), `scores` = every scorer's value as a number (C/I/P/N -> 1/0/0.5/0 and numeric or yes/no
+  in `error`), started/finished/duration from the sample's times, model = the eval's model, usage
+  summed over the sample's `model_usage` (input/output/total, cache read/write and reasoning
+  tokens, cost; requests = model calls, tool_calls = tool calls made), `scores` = every scorer's value as a number (C/I/P/N -> 1/0/0.5/0 and numeric or yes/no
   strings, as inspect's `value_to_float`; a dict value gives `<scorer>/<key>` entries; a value no
   number can stand for stays only in metadata), benign_score = the first scorer's number, result =
   the output's completion, messages = the sample's messages (attachments resolved; inspect's
