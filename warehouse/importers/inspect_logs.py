@@ -10,21 +10,22 @@ Every `*.eval` and `*.json` log under PATH (or one log file) is read with
   the writer's `run_id` is inspect's `run_id`;
 - one execution per sample and epoch, its id derived from the sample's `uuid` (inspect gives each
   sample run one; older logs without it: from eval id, sample id and epoch). A sample already
-  imported into the same configuration is not imported again: an eval-set retry reuses the
-  samples its failed attempt had completed, copying them (same uuid) into the new log, so a log
-  directory holding both logs (`retry_cleanup=False`, or copied while the eval set ran) would
-  otherwise count them twice. The failed attempt's errored samples stay, as failed executions.
-  task_id = sample id, sample = epoch, status failed when the sample has an error (its message
-  in `error`), started/finished/duration from the sample's times, model = the eval's model, usage
-  summed over the sample's `model_usage` (input/output/total, cache read/write and reasoning
-  tokens, cost; requests = model calls, tool_calls = tool calls made), `scores` = every scorer's value as a number (C/I/P/N -> 1/0/0.5/0 and numeric or yes/no
-  strings, as inspect's `value_to_float`; a dict value gives `<scorer>/<key>` entries; a value no
-  number can stand for stays only in metadata), benign_score = the first scorer's number, result =
-  the output's completion, messages = the sample's messages (attachments resolved; inspect's
-  message fields outside the warehouse's columns are kept in each message's metadata "extra");
-  metadata = {"eval": the eval's identity (eval_id, run_id, task, created, status, tags, metadata,
-  task args, log file), "sample": everything else of the sample (input, target, sample metadata,
-  full score objects, output, store, per-model usage, limits, error traceback, ...)};
+  imported into the same configuration is not imported again: an eval-set retry reuses the samples
+  its failed attempt had completed, copying them (same uuid) into the new log, so a log directory
+  holding both logs (`retry_cleanup=False`, or copied while the eval set ran) would otherwise
+  count them twice. The failed attempt's errored samples stay, as failed executions. task_id =
+  sample id, sample = epoch, status failed when the sample has an error (its message in `error`),
+  started/finished/duration from the sample's times, model = the eval's model, usage summed over
+  the sample's `model_usage` (input/output/total, cache read/write and reasoning tokens, cost;
+  requests = model calls, tool_calls = tool calls made), `scores` = every scorer's value as a
+  number (C/I/P/N -> 1/0/0.5/0 and numeric or yes/no strings, as inspect's `value_to_float`; a
+  dict value gives `<scorer>/<key>` entries; a value no number can stand for stays only in
+  metadata), benign_score = the first scorer's number, result = the output's completion, messages
+  = the sample's messages (attachments resolved; inspect's message fields outside the warehouse's
+  columns are kept in each message's metadata "extra"); metadata = {"eval": the eval's identity
+  (eval_id, run_id, task, created, status, tags, metadata, task args, log file), "sample":
+  everything else of the sample (input, target, sample metadata, full score objects, output,
+  store, per-model usage, limits, error traceback, ...)};
 - events rows (`source` "inspect"): one per transcript event of each sample (kind = inspect's event
   type, attributes = the event as logged, with "attachment://" references), one of kind
   "attachments" per sample holding the content those references point at, and one of kind "eval"
