@@ -111,3 +111,36 @@ def write_logs(log_dir: Path, log_format: str, *, epochs: int = 2, difficulty: s
                          log_format=log_format, fail_on_error=False, display="none", tags=tags or ["fixture"],
                          metadata={"purpose": "warehouse import test"}, max_samples=1)
     return log
+
+
+def write_retried_eval_set(log_dir: Path) -> list[Path]:
+    """An `eval_set` whose first attempt fails on its last sample (a transient error) and whose
+    retry succeeds, with `retry_cleanup=False`: the failed attempt's log stays beside the retry's,
+    which reuses the two samples the failed attempt completed. Returns the two logs, oldest first."""
+    from inspect_ai import eval_set
+    from inspect_ai.log import list_eval_logs
+    from inspect_ai.solver import solver
+
+    failed: list[str] = []
+
+    @solver
+    def flaky():
+        async def solve(state: TaskState, generate_: Any) -> TaskState:
+            if state.sample_id == "again" and not failed:
+                failed.append(str(state.sample_id))
+                raise RuntimeError("transient failure: connection reset")
+            return state
+
+        return solve
+
+    @task
+    def retried() -> Task:
+        dataset = [*SAMPLES[:2], Sample(id="again", input="The capital of France, once more?", target="Paris")]
+        return Task(dataset=dataset, solver=[flaky(), use_tools(lookup()), generate()], scorer=[letter()])
+
+    logging.getLogger("inspect_ai").setLevel(logging.ERROR)
+    model = get_model("mockllm/model", custom_outputs=mock_outputs, memoize=False)
+    ok, _ = eval_set(retried(), model=model, log_dir=str(log_dir), retry_attempts=2, retry_wait=0,
+                     retry_cleanup=False, display="none", max_samples=1)
+    assert ok and failed
+    return sorted(Path(i.name.removeprefix("file://")) for i in list_eval_logs(str(log_dir)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -154,3 +155,75 @@ def test_the_cli_reports_a_corrupt_log_and_imports_the_rest(logs, tmp_path):
     assert res.exit_code == 1 and "broken.json" in res.output and "1 imported" in res.output, res.output
     wh = warehouse.open(url)
     assert wh.sql("select task_id, attack from executions").fetchall() == [("user_task_5:injection_task_0", "tool_knowledge")]
+
+
+# -- logs written by the agentdojo package itself (tests/agentdojo_fixtures.py) -----------------------
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    """3 user tasks without attack, then x 2 injection tasks under the `direct` attack, run by
+    agentdojo's benchmark functions with its GroundTruthPipeline; imported."""
+    from tests.agentdojo_fixtures import write_agentdojo_logs
+
+    logdir = tmp_path_factory.mktemp("agentdojo-runs")
+    results = write_agentdojo_logs(logdir)
+    wh = warehouse.open(str(tmp_path_factory.mktemp("wh") / "wh"), create=True)
+    return wh, wh.import_("agentdojo", logdir), results, logdir
+
+
+def _rate(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def test_injection_task_checks_are_kept_but_left_out_of_utility_and_asr(real):
+    wh, report, results, logdir = real
+    assert (report.imported, report.failed) == (11, [])
+    checks = wh.sql("select task_id, attack, benign_score, metadata->>'$.check' from executions "
+                    "where dataset = 'agentdojo.checks' order by task_id").fetchall()
+    assert checks == [("injection_task_0", "none", 1.0, "injection_task"), ("injection_task_1", "none", 1.0, "injection_task")]
+    assert (logdir / "ground-truth/banking/injection_task_0/none/none.json").is_file()
+    benign, attacked = results["benign"], results["attacked"]
+    rows = wh.scores(by=["dataset", "attack"]).fetchall()
+    # the numbers AgentDojo itself reports: utility over the 3 user tasks, security over the 6 pairs
+    assert [(r[0], r[1], r[2], r[4], r[7]) for r in rows] == [
+        ("agentdojo", "direct", 6, _rate(attacked["utility_results"].values()), _rate(attacked["security_results"].values())),
+        ("agentdojo", "none", 3, _rate(benign["utility_results"].values()), None)]
+    assert wh.scores(by="agent").fetchall()[0][1] == 9
+    # the checks as AgentDojo counts them ("passed injection tasks as user tasks"), when asked for
+    with_checks = wh.scores(by=["dataset", "attack"], checks=True).fetchall()
+    assert [(r[0], r[2], r[4]) for r in with_checks] == [
+        ("agentdojo", 6, 1.0), ("agentdojo", 3, 1.0),
+        ("agentdojo.checks", 2, _rate(attacked["injection_tasks_utility_results"].values()))]
+
+
+def test_score_views_and_analytics_agree_on_leaving_checks_out(real):
+    from warehouse import analytics
+
+    wh, *_ = real
+    view = wh.sql("select dataset, agent, attack, config_hash, n, utility, asr from scores order by all").fetchall()
+    api = wh.scores(by=["dataset", "agent", "attack", "config_hash"]).fetchall()
+    assert view == sorted((r[0], r[1], r[2], r[3], r[4], r[6], r[9]) for r in api)
+    assert all(r[0] == "agentdojo" for r in view) and sum(r[4] for r in view) == 9
+    tasks = wh.sql("select dataset, task_id, runs from task_scores order by all").fetchall()
+    assert not any(t.startswith("injection_task") for _, t, _ in tasks)
+    frame = analytics.task_scores(wh)
+    assert sorted(zip(frame["dataset"], frame["task_id"], frame["runs"])) == tasks
+    passk = wh.sql("select metric, k, n_tasks from pass_at_k where k = 1 order by all").fetchall()
+    assert passk == [("attack_score", 1, 6), ("benign_score", 1, 3), ("benign_score", 1, 6)]
+    api_passk = analytics.pass_at_k(wh, k=1, by=("dataset", "attack"))
+    assert sorted(api_passk["n_tasks"].to_list()) == [3, 6, 6]
+    with_checks = analytics.pass_at_k(wh, k=1, by=("dataset",), checks=True)
+    assert with_checks.filter(pl.col("dataset") == "agentdojo.checks")["n_tasks"].to_list() == [2]
+    # usage counts what was spent, checks included, in the view and the function alike
+    assert wh.sql("select sum(n) from usage").fetchall() == [(11,)]
+    assert analytics.usage(wh)["n"].sum() == 11
+
+
+def test_the_cli_counts_checks_only_with_the_checks_flag(real):
+    wh, *_ = real
+    plain = CliRunner().invoke(app, ["scores", "--url", wh.url, "--format", "csv"])
+    assert plain.exit_code == 0 and "agentdojo.checks" not in plain.output, plain.output
+    checks = CliRunner().invoke(app, ["scores", "--url", wh.url, "--format", "csv", "--checks"])
+    assert checks.exit_code == 0, checks.output
+    assert [line.split(",")[:4] for line in checks.output.splitlines() if line.startswith("agentdojo.checks")] == [
+        ["agentdojo.checks", "ground-truth", "none", "2"]]

@@ -292,3 +292,25 @@ def test_without_inspect_ai_the_error_says_how_to_install_it(logs, tmp_path):
     (True, 1.0), ("banana", None), ("c", None), ("1e400", None), (float("nan"), None), ([1, 2], None), (None, None)])
 def test_score_values_read_as_inspect_reads_them(value, expected):
     assert score_value(value) == expected
+
+
+def test_samples_an_eval_set_retry_reused_are_counted_once(tmp_path):
+    failed_log, retry_log = inspect_fixtures.write_retried_eval_set(tmp_path / "logs")
+    reused = {s.uuid for s in read_eval_log(str(failed_log)).samples} & {s.uuid for s in read_eval_log(str(retry_log)).samples}
+    assert len(reused) == 2  # paris and tokyo, copied into the retry's log
+    wh = warehouse.open(str(tmp_path / "wh"), create=True)
+    r = wh.import_("inspect", tmp_path / "logs")
+    assert (r.imported, r.failed, r.records["executions"]) == (2, [], 4)
+    rows = wh.sql("select task_id, status, benign_score from executions order by task_id, status").fetchall()
+    # the failed attempt of "again" stays (it failed, and is counted as failed); nothing is counted twice
+    assert rows == [("again", "completed", 1.0), ("again", "failed", None), ("paris", "completed", 1.0),
+                    ("tokyo", "completed", 1.0)]
+    [scores] = _rows(wh, "select n, n_tasks, n_utility, n_failed from scores")
+    assert scores == {"n": 4, "n_tasks": 3, "n_utility": 3, "n_failed": 1}
+    # the same when the two logs come in two imports (the retry log once the eval set went on)
+    wh2 = warehouse.open(str(tmp_path / "wh2"), create=True)
+    (tmp_path / "first").mkdir()
+    shutil.copy(failed_log, tmp_path / "first")
+    assert wh2.import_("inspect", tmp_path / "first").records["executions"] == 3
+    assert wh2.import_("inspect", tmp_path / "logs").records["executions"] == 1
+    assert wh2.sql("select count(*), count(distinct execution_id) from executions").fetchall() == [(4, 4)]

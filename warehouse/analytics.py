@@ -20,6 +20,12 @@ score; failed executions (NULL scores) are excluded from the rates and counted (
 estimator 1 - C(n-c, k)/C(n, k) per task (n runs with a score, c of them >= `threshold`), averaged
 over the tasks with at least k runs; tasks with fewer are excluded and counted (`n_excluded`).
 A task is a task_id within one configuration (and within the grouping keys).
+
+Checks are left out: executions of a dataset named `<name>.checks` check the benchmark itself
+(AgentDojo's injection tasks run alone, to show each can be achieved) and are not measurements, as
+in AgentDojo's own results. `checks=True` counts them (as groups of their own dataset); `usage`
+always does. The condition is the `is_check` macro (schemas/views/00_macros.sql), on a partition
+column: it prunes files and costs the default path nothing.
 """
 
 from __future__ import annotations
@@ -129,8 +135,14 @@ def _source(gs: Sequence[Group], where: str | None) -> str:
             f"using ({pcols})) as executions")
 
 
-def _filter(where: str | None) -> str:
-    return "where status <> 'running'" + (f" and ({where})" if where else "")
+#: Suffix of the datasets whose executions are checks, not measurements (see the module docstring).
+CHECKS_SUFFIX = ".checks"
+
+
+def _filter(where: str | None, checks: bool = True) -> str:
+    """Finished executions (and, unless `checks`, no checks), and the caller's condition."""
+    return ("where status <> 'running'" + ("" if checks else " and not is_check(dataset)")
+            + (f" and ({where})" if where else ""))
 
 
 def _threshold(threshold: float) -> str:
@@ -168,14 +180,15 @@ def _metric(metric: str) -> str:
 
 # -- SQL builders ------------------------------------------------------------------------------------
 def scores_sql(by: str | Sequence[str] | None = ("dataset", "agent", "attack"), where: str | None = None,
-               k: int | Sequence[int] | None = None, threshold: float = 1.0) -> str:
+               k: int | Sequence[int] | None = None, threshold: float = 1.0, *, checks: bool = False) -> str:
     """The SQL of `Warehouse.scores`: one row per group with the columns of schemas/queries/score_columns.sql;
     with `k`, also `pass_at_<k>` and `attack_pass_at_<k>` (pass@k of benign and attack scores) and
-    `pass_at_<k>_excluded` / `attack_pass_at_<k>_excluded` (tasks with fewer than k scored runs)."""
+    `pass_at_<k>_excluded` / `attack_pass_at_<k>_excluded` (tasks with fewer than k scored runs).
+    Checks (datasets `<name>.checks`) are left out unless `checks`."""
     gs = groups(by)
     select = ", ".join(f"{g.expr} as {_quote(g.name) if g.expr != g.name else g.name}" for g in gs)
     sql = (f"select {select + ', ' if select else ''}{catalog().queries['score_columns']} "
-           f"from {_source(gs, where)} {_filter(where)}")
+           f"from {_source(gs, where)} {_filter(where, checks)}")
     if gs:
         sql += f" group by {', '.join(g.expr for g in gs)}"
     ks = _ks(k)
@@ -188,7 +201,7 @@ def scores_sql(by: str | Sequence[str] | None = ("dataset", "agent", "attack"), 
             cond = f"metric = '{metric}' and k = {x}"
             wide.append(f"max(pass_at_k) filter (where {cond}) as {prefix}pass_at_{x}")
             wide.append(f"max(n_excluded) filter (where {cond}) as {prefix}pass_at_{x}_excluded")
-    p = f"select {', '.join([*names, *wide])} from ({pass_at_k_sql(gs, ks, threshold, where)}) as p"
+    p = f"select {', '.join([*names, *wide])} from ({pass_at_k_sql(gs, ks, threshold, where, checks=checks)}) as p"
     if gs:
         p += f" group by {', '.join(names)}"
     on = " and ".join(f"s.{n} is not distinct from p.{n}" for n in names) or "true"
@@ -198,9 +211,11 @@ def scores_sql(by: str | Sequence[str] | None = ("dataset", "agent", "attack"), 
 
 
 def task_scores_sql(by: str | Sequence[str] | None = ("dataset", "agent", "attack", "config_hash"),
-                    where: str | None = None, threshold: float = 1.0, *, ordered: bool = True) -> str:
+                    where: str | None = None, threshold: float = 1.0, *, ordered: bool = True,
+                    checks: bool = False) -> str:
     """Per task (task_id within the groups of `by`): runs, failures, scored runs, successes (score >=
-    `threshold`), mean scores, tokens and cost; the columns of the `task_scores` view."""
+    `threshold`), mean scores, tokens and cost; the columns of the `task_scores` view. Checks are
+    left out unless `checks`."""
     gs = [g for g in groups(by) if g.name != "task_id"]
     t = _threshold(threshold)
     keys = [*(g.expr for g in gs), "task_id"]
@@ -210,7 +225,7 @@ def task_scores_sql(by: str | Sequence[str] | None = ("dataset", "agent", "attac
             f"avg(benign_score) as utility, count(attack_score) as attack_runs, "
             f"count(*) filter (where attack_score >= {t}) as attack_successes, avg(attack_score) as asr, "
             f"bool_or(attack <> 'none') as attacked, sum(total_tokens)::bigint as total_tokens, sum(cost) as cost "
-            f"from {_source(gs, where)} {_filter(where)} group by {', '.join(keys)}"
+            f"from {_source(gs, where)} {_filter(where, checks)} group by {', '.join(keys)}"
             + (f" order by {', '.join([*(_quote(g.name) for g in gs), 'task_id'])}" if ordered else ""))
 
 
@@ -221,14 +236,15 @@ _UNPIVOT = ("case m.metric when 'benign_score' then benign_runs else attack_runs
 
 
 def pass_at_k_sql(by: str | Sequence[str] | Sequence[Group] | None = ("agent",), k: int | Sequence[int] | None = None,
-                  threshold: float = 1.0, where: str | None = None) -> str:
+                  threshold: float = 1.0, where: str | None = None, *, checks: bool = False) -> str:
     """pass@k per group and metric: columns by..., metric, k, pass_at_k, n_tasks (tasks with at least
-    k scored runs), n_excluded (tasks with fewer). `k=None`: k = 1 .. the most runs of a task in the group."""
+    k scored runs), n_excluded (tasks with fewer). `k=None`: k = 1 .. the most runs of a task in the group.
+    Checks are left out unless `checks`."""
     gs = list(by) if by and all(isinstance(g, Group) for g in by) else groups(by)  # type: ignore[arg-type]
     ks = _ks(k)
     names = [_quote(g.name) for g in gs]
     # A task is a task_id within one configuration (and the groups).
-    per_task = task_scores_sql([*(g.name for g in gs), "config_hash"], where, threshold, ordered=False)
+    per_task = task_scores_sql([*(g.name for g in gs), "config_hash"], where, threshold, ordered=False, checks=checks)
     cols = "".join(n + ", " for n in names)
     tasks = (f"select {cols}m.metric, {_UNPIVOT} from ({per_task}) as t, {_METRIC_ROWS} "
              "where m.metric = 'benign_score' or attacked or attack_runs > 0")
@@ -247,7 +263,7 @@ def usage_sql(by: str | Sequence[str] | None = ("config_hash", "model"), where: 
     """Tokens, requests, tool calls and cost (sums and means per execution) per group."""
     gs = groups(by)
     select = "".join(f"{g.expr} as {_quote(g.name)}, " for g in gs)
-    sql = f"select {select}{catalog().queries['usage_columns']} from {_source(gs, where)} {_filter(where)}"
+    sql = f"select {select}{catalog().queries['usage_columns']} from {_source(gs, where)} {_filter(where, checks=True)}"
     if gs:
         sql += f" group by {', '.join(g.expr for g in gs)} order by {', '.join(_quote(g.name) for g in gs)}"
     return sql
@@ -255,39 +271,40 @@ def usage_sql(by: str | Sequence[str] | None = ("config_hash", "model"), where: 
 
 # -- DataFrames ----------------------------------------------------------------------------------------
 def attack_success_rates(wh: "Warehouse", by: str | Sequence[str] | None = ("agent", "attack"),
-                         where: str | None = None) -> "pl.DataFrame":
+                         where: str | None = None, *, checks: bool = False) -> "pl.DataFrame":
     """ASR (mean attack_score) and utility (mean benign_score) with 95% Wilson intervals per group:
     the columns of `Warehouse.scores` (n, n_tasks, utility, utility_low, utility_high, asr, asr_low,
     asr_high, n_failed, n_errors, utility_under_attack, tokens, cost, ...). `where` is an SQL condition
-    over `executions`. Raises WarehouseError for an unknown grouping."""
-    return wh.sql(scores_sql(by, where)).pl()
+    over `executions`; checks are left out unless `checks`. Raises WarehouseError for an unknown grouping."""
+    return wh.sql(scores_sql(by, where, checks=checks)).pl()
 
 
 def pass_at_k(wh: "Warehouse", k: int | Sequence[int] | None = None, by: str | Sequence[str] | None = ("agent",),
-              threshold: float = 1.0, where: str | None = None) -> "pl.DataFrame":
+              threshold: float = 1.0, where: str | None = None, *, checks: bool = False) -> "pl.DataFrame":
     """pass@k of benign and attack scores per group: by..., metric ('benign_score'/'attack_score'), k,
     pass_at_k, n_tasks, n_excluded. A run succeeds when its score >= `threshold`; `k=None` gives
-    k = 1 .. the most scored runs of a task in the group. Raises WarehouseError for a bad k or grouping."""
-    return wh.sql(pass_at_k_sql(by, k, threshold, where)).pl()
+    k = 1 .. the most scored runs of a task in the group; checks are left out unless `checks`. Raises
+    WarehouseError for a bad k or grouping."""
+    return wh.sql(pass_at_k_sql(by, k, threshold, where, checks=checks)).pl()
 
 
 def task_scores(wh: "Warehouse", by: str | Sequence[str] | None = ("dataset", "agent", "attack", "config_hash"),
-                where: str | None = None, threshold: float = 1.0) -> "pl.DataFrame":
+                where: str | None = None, threshold: float = 1.0, *, checks: bool = False) -> "pl.DataFrame":
     """One row per task within each group: runs, n_failed, benign_runs, benign_successes, utility,
-    attack_runs, attack_successes, asr, attacked, total_tokens, cost."""
-    return wh.sql(task_scores_sql(by, where, threshold)).pl()
+    attack_runs, attack_successes, asr, attacked, total_tokens, cost; checks left out unless `checks`."""
+    return wh.sql(task_scores_sql(by, where, threshold, checks=checks)).pl()
 
 
 def usage(wh: "Warehouse", by: str | Sequence[str] | None = ("config_hash", "model"),
           where: str | None = None) -> "pl.DataFrame":
-    """Token, request, tool-call and cost sums (and means per execution) per group."""
+    """Token, request, tool-call and cost sums (and means per execution) per group, checks included."""
     return wh.sql(usage_sql(by, where)).pl()
 
 
 def scores(wh: "Warehouse", by: str | Sequence[str] | None = ("dataset", "agent", "attack"), where: str | None = None,
-           k: int | Sequence[int] | None = None, threshold: float = 1.0) -> "duckdb.DuckDBPyRelation":
+           k: int | Sequence[int] | None = None, threshold: float = 1.0, *, checks: bool = False) -> "duckdb.DuckDBPyRelation":
     """`Warehouse.scores`: the scores of each group as a DuckDB relation (see `scores_sql`)."""
-    return wh.sql(scores_sql(by, where, k, threshold))
+    return wh.sql(scores_sql(by, where, k, threshold, checks=checks))
 
 
 # -- paired comparison ------------------------------------------------------------------------------
@@ -377,7 +394,7 @@ def compare(wh: "Warehouse", a: str, b: str, metric: str = "attack_score", thres
     ha, hb = resolve_config(wh, a), resolve_config(wh, b)
     t = _threshold(threshold)
     per_task = wh.sql(f"select config_hash, task_id, count({m}) as runs, count(*) filter (where {m} >= {t}) as successes "
-                      f"from executions {_filter(where)} and config_hash in (?, ?) group by config_hash, task_id",
+                      f"from executions {_filter(where, checks=True)} and config_hash in (?, ?) group by config_hash, task_id",
                       [ha, hb]).fetchall()
     side: dict[str, dict[str, tuple[int, int]]] = {ha: {}, hb: {}}
     for cfg, task, runs, successes in per_task:

@@ -104,11 +104,11 @@ def _open(url: str) -> Warehouse:
 
 
 def print_scores(wh: Warehouse, by: Sequence[str], where: str | None, fmt: Format, k: Sequence[int] | None = None,
-                 threshold: float = 1.0) -> None:
+                 threshold: float = 1.0, checks: bool = False) -> None:
     """The scores table: utility and attack success rate with 95% Wilson intervals (and pass@k with `k`)."""
     from .analytics import groups
 
-    rel = wh.scores(by=by, where=where, k=list(k) if k else None, threshold=threshold)
+    rel = wh.scores(by=by, where=where, k=list(k) if k else None, threshold=threshold, checks=checks)
     cols = rel.columns
     rows = rel.fetchall()
     if fmt is not Format.table:
@@ -267,10 +267,12 @@ def scores(url: UrlOpt = DEFAULT_URL,
            where: Annotated[str | None, typer.Option(help="SQL condition over executions, e.g. \"dataset = 'agentdojo'\".")] = None,
            k: Annotated[str | None, typer.Option("--k", help="Also pass@k for these k, comma-separated (e.g. 1,5).")] = None,
            threshold: Annotated[float, typer.Option(help="pass@k: a run succeeds when its score is at least this.")] = 1.0,
+           checks: Annotated[bool, typer.Option("--checks", help="Also count checks (datasets named <name>.checks, e.g. "
+                                                                "AgentDojo's injection tasks run alone), left out by default.")] = False,
            fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table) -> None:
     """Utility and attack success rate per group, with 95% Wilson intervals (and pass@k with --k)."""
     with user_errors():
-        print_scores(_open(url), by.split(","), where, fmt, _ks(k), threshold)
+        print_scores(_open(url), by.split(","), where, fmt, _ks(k), threshold, checks)
 
 
 class Metric(str, Enum):

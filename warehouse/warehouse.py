@@ -358,7 +358,8 @@ class Warehouse:
         return out
 
     def scores(self, by: str | Sequence[str] | None = ("dataset", "agent", "attack"), where: str | None = None,
-               k: int | Sequence[int] | None = None, threshold: float = 1.0) -> duckdb.DuckDBPyRelation:
+               k: int | Sequence[int] | None = None, threshold: float = 1.0, *,
+               checks: bool = False) -> duckdb.DuckDBPyRelation:
         """Utility and attack success rate with 95% Wilson intervals, grouped by `by` (a list or a
         comma-separated string; empty or 'all' = overall), over finished executions (running ones are
         not counted until they complete or fail).
@@ -371,11 +372,13 @@ class Warehouse:
         `pass_at_<k>` and `attack_pass_at_<k>` (pass@k of benign and attack scores, a run succeeding
         when its score >= `threshold`) and `pass_at_<k>_excluded` / `attack_pass_at_<k>_excluded`
         (tasks with fewer than k scored runs). `where` is an SQL condition over the `executions` view.
+        Checks (executions of a dataset named `<name>.checks`, e.g. AgentDojo's injection tasks run
+        alone) are not measurements and are left out unless `checks=True`.
         Raises WarehouseError for an unknown grouping or a bad k/threshold. See `warehouse.analytics`.
         """
         from . import analytics
 
-        return analytics.scores(self, by, where, k, threshold)
+        return analytics.scores(self, by, where, k, threshold, checks=checks)
 
     # -- agent state: live executions, checkpoints, resume, follow (live.py) -----------------------
     def checkpoints(self, execution_id: str) -> list[Checkpoint]:

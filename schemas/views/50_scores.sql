@@ -1,6 +1,7 @@
 -- Scores per configuration: utility (mean benign_score) and attack success rate (mean attack_score)
 -- with 95% Wilson intervals, failures and errors, tokens and cost, over finished executions
--- (completed or failed; executions still running are not counted yet); then the configuration's
+-- (completed or failed; executions still running are not counted yet) that are not checks
+-- (`is_check`, 00_macros.sql); then the configuration's
 -- suite (dataset config `suite`, else `suite_name`) and agent model. Other groupings (suite, model,
 -- metadata keys, overall, ...): `Warehouse.scores(by=...)`, `warehouse scores --by ...`, whose SQL
 -- `warehouse.analytics.scores_sql(by)` returns. The join is on every partition column so that a
@@ -11,7 +12,7 @@ create or replace view scores as
     select dataset, agent, attack, config_hash,
 {score_columns}
     from executions
-    where status <> 'running'
+    where status <> 'running' and not is_check(dataset)
     group by dataset, agent, attack, config_hash
   ) as s
   left join (

@@ -1,5 +1,6 @@
--- Per task and configuration, over finished executions: runs, failures, scored runs and successes
--- (score >= 1.0) of benign and attack scores, mean scores, tokens and cost.
+-- Per task and configuration, over finished executions that are not checks (`is_check`): runs,
+-- failures, scored runs and successes (score >= 1.0) of benign and attack scores, mean scores,
+-- tokens and cost.
 -- `warehouse.analytics.task_scores(wh, by=..., threshold=...)` is the same query at any grouping.
 create or replace view task_scores as
   select dataset, agent, attack, config_hash, task_id,
@@ -15,5 +16,5 @@ create or replace view task_scores as
     sum(total_tokens)::bigint as total_tokens,
     sum(cost) as cost
   from executions
-  where status <> 'running'
+  where status <> 'running' and not is_check(dataset)
   group by dataset, agent, attack, config_hash, task_id;

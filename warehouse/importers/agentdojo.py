@@ -27,6 +27,15 @@ Mapping, one execution per file:
   messages' `tool_call_id` -> tool_call_id and `tool_call.function` -> name; the tool message's
   `tool_call` and `error` are kept in the message's metadata (`extra`).
 
+Injection-task checks: `benchmark_suite_with_injections` also runs each injection task alone, as a
+user task without attack, to check that it can be achieved ({pipeline}/{suite}/injection_task_N/
+none/none.json: user_task_id `injection_task_N`, no injection task, no attack). They are not
+benchmark runs, and AgentDojo's own results leave them out of utility and security; so they are
+imported as the dataset `agentdojo.checks` (same suite config), which the score views and
+`warehouse.analytics` leave out unless asked (`checks=True`, `warehouse scores --checks`; see
+`analytics.CHECKS_SUFFIX`), with metadata `check` = "injection_task". Query them with
+`select * from executions where dataset = 'agentdojo.checks'`.
+
 A log without `utility` is a run still in progress (AgentDojo rewrites the file at every step):
 it is reported as failed and imported by a later import, once finished.
 """
@@ -38,11 +47,17 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ..analytics import CHECKS_SUFFIX
 from ..errors import ImportFailed
 from .base import FileImporter, Source, SourceRecorder
 
 KIND = "agentdojo"
 BENIGN = "none"
+#: The dataset of AgentDojo's runs, and of its injection-task checks.
+DATASET = "agentdojo"
+CHECKS_DATASET = DATASET + CHECKS_SUFFIX
+#: AgentDojo's ids of injection tasks (`TaskSuite.register_injection_task`): injection_task_<n>.
+INJECTION_TASK_PREFIX = "injection_task_"
 #: Keys of a log that map to columns or to the configuration; every other key goes to metadata.
 MAPPED = frozenset({"suite_name", "pipeline_name", "user_task_id", "injection_task_id", "attack_type", "injections",
                     "messages", "error", "utility", "security", "duration", "benchmark_version"})
@@ -150,7 +165,15 @@ class AgentDojoImporter(FileImporter):
             dataset_cfg["version"] = log["benchmark_version"]
         attack_type = log.get("attack_type")
         attack = None if attack_type in (None, BENIGN) else {"type": attack_type, "config": {}}
-        return out.writer({"type": "agentdojo", "config": dataset_cfg}, {"type": log["pipeline_name"], "config": {}}, attack)
+        dataset = CHECKS_DATASET if is_injection_task_check(log) else DATASET
+        return out.writer({"type": dataset, "config": dataset_cfg}, {"type": log["pipeline_name"], "config": {}}, attack)
+
+
+def is_injection_task_check(log: Mapping[str, Any]) -> bool:
+    """Whether the log is an injection task run alone, without attack (to check it can be achieved)."""
+    user_task = log.get("user_task_id")
+    return (log.get("attack_type") in (None, BENIGN) and log.get("injection_task_id") is None
+            and isinstance(user_task, str) and user_task.startswith(INJECTION_TASK_PREFIX))
 
 
 def execution_fields(log: Mapping[str, Any], out: SourceRecorder) -> dict[str, Any]:
@@ -167,6 +190,8 @@ def execution_fields(log: Mapping[str, Any], out: SourceRecorder) -> dict[str, A
         raise ImportFailed(f"injections must be an object {{placeholder: text}}, got {type(injections).__name__}")
     meta: dict[str, Any] = {"user_task_id": user_task, "injection_task_id": injection_task}
     meta.update({k: v for k, v in log.items() if k not in MAPPED})
+    if is_injection_task_check(log):
+        meta["check"] = "injection_task"
     if not attacked:
         meta["security"] = log.get("security")
     started = _started(log.get("evaluation_timestamp"))

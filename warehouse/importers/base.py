@@ -169,6 +169,22 @@ class SourceRecorder:
         if rows:
             self._staged.append((w, table, (rows, text_bytes)))
 
+    def known_executions(self, w: Writer, ids: Iterable[str]) -> set[str]:
+        """The ids among `ids` of executions already stored in `w`'s partition or read from an earlier
+        source of this import: for formats where one run can appear in several sources (a sample an
+        Inspect eval-set retry reused from the failed attempt's log). One query, on that
+        partition's files only."""
+        wanted = list(dict.fromkeys(ids))
+        found = {i for i in wanted if i in self._run.execution_ids}
+        rest = [i for i in wanted if i not in found]
+        if rest:
+            cols = list(w.partition)
+            cond = " and ".join(f"{c} = ?" for c in cols)
+            found.update(i for (i,) in self._run.wh.sql(
+                f"select distinct execution_id from executions where {cond} "
+                "and execution_id in (select unnest(?::varchar[]))", [*(w.partition[c] for c in cols), rest]).fetchall())
+        return found
+
     def stable_id(self, *parts: Any) -> str:
         """A 32-hex-digit id derived from the import kind and `parts`: importing the same thing
         from another copy of the files gives the same id."""
@@ -181,6 +197,7 @@ class SourceRecorder:
             if table is None:
                 p: PreparedExecution = item
                 w._buffer_final(p)
+                self._run.execution_ids.add(p.execution_id)
                 counts["executions"] += 1
                 counts["messages"] += len(p.message_rows)
                 counts["attacks"] += len(p.attack_rows)
@@ -202,6 +219,7 @@ class _Run:
         self.pending: list[str] = []  # fingerprints of the sources in the batch being built
         self.version = wh.version     # the version whose ledger this import has checked
         self.seq = 0
+        self.execution_ids: set[str] = set()  # of the executions read so far (`known_executions`)
 
     def writer(self, dataset: Any, agent: Any, attack: Any, *, run_id: str | None, config_hash: str | None) -> Writer:
         try:

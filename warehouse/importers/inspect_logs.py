@@ -8,18 +8,24 @@ Every `*.eval` and `*.json` log under PATH (or one log file) is read with
   model_args, model_roles, generate_config, task, task_args, task_version, solver, solver_args,
   plan}}`, attack None unless the eval metadata holds an `attack` ({type, config} or a type name);
   the writer's `run_id` is inspect's `run_id`;
-- one execution per sample and epoch: task_id = sample id, sample = epoch, status failed when the
-  sample has an error (its message in `error`), started/finished/duration from the sample's times,
-  model = the eval's model, usage summed over the sample's `model_usage` (input/output/total,
-  cache read/write and reasoning tokens, cost; requests = model calls, tool_calls = tool calls
-  made), `scores` = every scorer's value as a number (C/I/P/N -> 1/0/0.5/0 and numeric or yes/no
-  strings, as inspect's `value_to_float`; a dict value gives `<scorer>/<key>` entries; a value no
-  number can stand for stays only in metadata), benign_score = the first scorer's number, result =
-  the output's completion, messages = the sample's messages (attachments resolved; inspect's
-  message fields outside the warehouse's columns are kept in each message's metadata "extra");
-  metadata = {"eval": the eval's identity (eval_id, run_id, task, created, status, tags, metadata,
-  task args, log file), "sample": everything else of the sample (input, target, sample metadata,
-  full score objects, output, store, per-model usage, limits, error traceback, ...)};
+- one execution per sample and epoch, its id derived from the sample's `uuid` (inspect gives each
+  sample run one; older logs without it: from eval id, sample id and epoch). A sample already
+  imported into the same configuration is not imported again: an eval-set retry reuses the samples
+  its failed attempt had completed, copying them (same uuid) into the new log, so a log directory
+  holding both logs (`retry_cleanup=False`, or copied while the eval set ran) would otherwise
+  count them twice. The failed attempt's errored samples stay, as failed executions. task_id =
+  sample id, sample = epoch, status failed when the sample has an error (its message in `error`),
+  started/finished/duration from the sample's times, model = the eval's model, usage summed over
+  the sample's `model_usage` (input/output/total, cache read/write and reasoning tokens, cost;
+  requests = model calls, tool_calls = tool calls made), `scores` = every scorer's value as a
+  number (C/I/P/N -> 1/0/0.5/0 and numeric or yes/no strings, as inspect's `value_to_float`; a
+  dict value gives `<scorer>/<key>` entries; a value no number can stand for stays only in
+  metadata), benign_score = the first scorer's number, result = the output's completion, messages
+  = the sample's messages (attachments resolved; inspect's message fields outside the warehouse's
+  columns are kept in each message's metadata "extra"); metadata = {"eval": the eval's identity
+  (eval_id, run_id, task, created, status, tags, metadata, task args, log file), "sample":
+  everything else of the sample (input, target, sample metadata, full score objects, output,
+  store, per-model usage, limits, error traceback, ...)};
 - events rows (`source` "inspect"): one per transcript event of each sample (kind = inspect's event
   type, attributes = the event as logged, with "attachment://" references), one of kind
   "attachments" per sample holding the content those references point at, and one of kind "eval"
@@ -111,18 +117,28 @@ class InspectImporter(FileImporter):
         error = (log.get("error") or {}).get("message")
         out.rows(w, "events", [_event_row(None, 0, spec["created"], "eval", "error" if error else "info",
                                           spec.get("task"), error, None, None, None, header)])
-        for sample in samples:
-            _sample(out, w, log, sample, eval_info)
+        ids = [sample_execution_id(out, spec, sample) for sample in samples]
+        known = out.known_executions(w, ids)
+        for eid, sample in zip(ids, samples):
+            if eid not in known:
+                _sample(out, w, log, sample, eval_info, eid)
 
 
 IMPORTER = InspectImporter()
 
 
+def sample_execution_id(out: SourceRecorder, spec: Mapping[str, Any], sample: Mapping[str, Any]) -> str:
+    """The execution id of a sample: from its `uuid` (the same in every log that holds this sample
+    run), else from the eval id, sample id and epoch."""
+    if sample.get("uuid"):
+        return out.stable_id("sample", sample["uuid"])
+    return out.stable_id(spec["eval_id"], repr(sample["id"]), sample["epoch"])
+
+
 def _sample(out: SourceRecorder, w: Any, log: dict[str, Any], sample: dict[str, Any],
-            eval_info: dict[str, Any]) -> None:
+            eval_info: dict[str, Any], eid: str) -> None:
     """One sample (one epoch of it) as an execution with its messages and events."""
     spec = log["eval"]
-    eid = out.stable_id(spec["eval_id"], repr(sample["id"]), sample["epoch"])
     attachments = sample.get("attachments") or {}
     meta = _resolve({k: v for k, v in sample.items() if k not in _MAPPED}, attachments)
     for err in (meta.get("error"), *(meta.get("error_retries") or ())):

@@ -10,11 +10,18 @@ are kept as they are (hashes are cited in papers and file names; `configs.hash_s
 `legacy` when this package's scheme does not reproduce one). An `index.jsonl` line whose file is
 gone is imported from the index alone (scores, no messages); a line that is not JSON is reported.
 
-Mapping: `timestamp` -> finished_at, `results.benign_score`/`attack_score` -> the score columns
-(other numeric results -> `scores`), `usage` -> the usage columns, `attacks` {vector_id: {type,
-content}} -> `attacks`, messages as they are. What has no column goes to `metadata["legacy"]`:
-usage keys the warehouse does not know, non-numeric results, an agent name other than the
-default `{agent type}_agent`, a dataset type/config that differs from config.yaml's, unknown keys.
+Mapping: `timestamp` -> finished_at (one without a zone, as prompt-siren writes its local time, is
+read as UTC), `results.benign_score`/`attack_score` -> the score columns (other numeric results ->
+`scores`), `usage` -> the usage columns (a pydantic-ai `RunUsage`, as prompt-siren writes it,
+through `pydantic_ai_messages.run_usage`), `attacks` {vector_id: {type, content}} -> `attacks`
+(prompt-siren's {vector_id: {kind, content, media_type}}: `kind` -> type, other keys -> the
+vector's metadata). Messages: role messages as they are; pydantic-ai `ModelMessage`s (what
+prompt-siren's `ExecutionPersistence` writes) mapped to role rows by `pydantic_ai_messages.to_rows`,
+each original message kept verbatim in its first row's metadata (`pydantic_ai_messages.
+model_messages` gives them back), and the responses' model name -> `model` when they agree on one.
+What has no column goes to `metadata["legacy"]`: usage keys the warehouse does not know (e.g.
+RunUsage's `details` and audio tokens), non-numeric results, an agent name other than the default
+`{agent type}_agent`, a dataset type/config that differs from config.yaml's, unknown keys.
 The warehouse fields the legacy exporter writes beyond the reference format (run_id, model,
 status, error, started_at, duration_ms, sample, group, reward, advantages, scores, metadata,
 owner, result, completions) map back to their columns, so export + import is a round trip.
@@ -31,7 +38,7 @@ from typing import Any
 
 from ..config import RunConfig
 from ..errors import ImportFailed, InvalidRecord
-from ..records import USAGE_FIELDS
+from . import pydantic_ai_messages
 from .base import Source, SourceRecorder
 
 KIND = "legacy"
@@ -235,10 +242,9 @@ def execution_fields(doc: Mapping[str, Any], config: Mapping[str, Any], *, index
     if usage is not None:
         if not isinstance(usage, Mapping):
             raise ImportFailed(f"'usage' must be an object, got {type(usage).__name__}")
-        other = {k: v for k, v in usage.items() if k not in USAGE_FIELDS}
+        usage, other = pydantic_ai_messages.run_usage(usage)
         if other:
             legacy["usage"] = other
-        usage = {k: v for k, v in usage.items() if k in USAGE_FIELDS}
 
     results = doc.get("results") or {}
     if not isinstance(results, Mapping):
@@ -273,13 +279,31 @@ def execution_fields(doc: Mapping[str, Any], config: Mapping[str, Any], *, index
         metadata = {**metadata, "legacy": legacy}
 
     fields: dict[str, Any] = {k: doc[k] for k in EXTENSION_FIELDS if doc.get(k) is not None}
+    messages = doc.get("messages")
+    if isinstance(messages, list) and any(pydantic_ai_messages.is_model_message(m) for m in messages):
+        if fields.get("model") is None:
+            model = pydantic_ai_messages.model_name(messages)
+            if model is not None:
+                fields["model"] = model
+        messages = pydantic_ai_messages.to_rows(messages)
     fields.update(
         execution_id=doc["execution_id"], task_id=doc["task_id"], finished_at=doc.get("timestamp"),
-        trace_id=doc.get("trace_id"), span_id=doc.get("span_id"), messages=doc.get("messages"), usage=usage,
+        trace_id=doc.get("trace_id"), span_id=doc.get("span_id"), messages=messages, usage=usage,
         benign_score=results.get("benign_score"), attack_score=results.get("attack_score"),
-        attacks=doc.get("attacks") or None, scores=scores or None, metadata=metadata,
+        attacks=_attacks(doc.get("attacks")), scores=scores or None, metadata=metadata,
     )
     return fields
+
+
+def _attacks(value: Any) -> Any:
+    """The `attacks` of a file: prompt-siren's vectors {kind, content[, media_type]} get their `kind`
+    as the vector's type (other keys go to its metadata); anything else as it is."""
+    if not value:
+        return None
+    if not isinstance(value, Mapping):
+        return value
+    return {k: {"type": v["kind"], **{f: x for f, x in v.items() if f != "kind"}}
+            if isinstance(v, Mapping) and "kind" in v and "type" not in v else v for k, v in value.items()}
 
 
 IMPORTER = LegacyImporter()
