@@ -27,6 +27,7 @@ bench: install
 	$(BIN)/python -m benchmarks.manifest --out bench-manifest.json
 	$(BIN)/python -m benchmarks.imports --out bench-imports.json
 	$(BIN)/python -m benchmarks.analytics --executions 200000 --out bench-analytics.json
+	$(BIN)/python -m benchmarks.keys --executions 200000 --out bench-keys.json
 
 torture: install
 	$(BIN)/python tests/torture.py --kills 100
