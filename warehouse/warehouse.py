@@ -76,6 +76,8 @@ class Warehouse:
         self._lock = threading.RLock()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._con_version = -1
+        self._sandbox: duckdb.DuckDBPyConnection | None = None
+        self._sandbox_version = -1
 
     def __repr__(self) -> str:
         ro = ", read-only" if self.read_only else ""
@@ -282,6 +284,19 @@ class Warehouse:
     def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> duckdb.DuckDBPyRelation:
         """Run SQL over the cached snapshot's views; returns a DuckDB relation (`.pl()`, `.arrow()`, `.fetchall()`)."""
         con = self._connection()
+        return con.sql(query, params=params) if params is not None else con.sql(query)
+
+    def _sql_sandboxed(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> duckdb.DuckDBPyRelation:
+        """`sql` on a connection that reads this warehouse's files and nothing else, its
+        configuration locked (`reader.connect(files_only=True)`): for the queries that embed a
+        caller's `where` condition (analytics, compare, the exports' filters)."""
+        with self._lock:
+            if self._sandbox is None:
+                self._sandbox = reader.connect(self.store, self._snapshot, files_only=True)
+            elif self._sandbox_version != self.version:
+                reader.define_views(self._sandbox, self.store, self._snapshot)
+            self._sandbox_version = self.version
+            con = self._sandbox
         return con.sql(query, params=params) if params is not None else con.sql(query)
 
     def scan(self, table: str, where: Mapping[str, str] | None = None) -> "pl.LazyFrame":
