@@ -30,6 +30,8 @@ interrupted export, some tables may be at a newer warehouse version than others 
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -68,6 +70,23 @@ def _sql_str(s: str) -> str:
 
 def _partition_sql(partition: Mapping[str, str]) -> str:
     return " and ".join(f"{c} = {_sql_str(v)}" for c, v in sorted(partition.items())) or "true"
+
+
+# delta-rs turns a local path into a URL: these characters make it panic ('[', ']', '^', '|', '\\') or
+# read or write another directory than the one named (a `%20` becomes a space).
+_BAD_LOCAL_PATH = re.compile(r"[\[\]^|\\]|%[0-9A-Fa-f]{2}")
+
+
+def _check_local_path(out: str) -> None:
+    """Refuse a local target whose path delta-rs cannot use as it is (see _BAD_LOCAL_PATH)."""
+    if "://" in out:
+        return
+    path = os.path.abspath(out)
+    bad = _BAD_LOCAL_PATH.search(path)
+    if bad:
+        raise ExportFailed(f"the Delta writer (delta-rs) cannot use the local path {path!r}: it reads "
+                           f"{bad.group(0)!r} in it as URL syntax; export to a path without '[', ']', '^', '|', "
+                           "'\\' or %XX (or use the parquet export)")
 
 
 def _open(uri: str, storage_options: Mapping[str, str] | None) -> "DeltaTable | None":
@@ -110,8 +129,6 @@ def _batches(wh: "Warehouse", files: list[DataFile], schema: pa.Schema) -> Itera
 def _check_target(uri: str, dt: "DeltaTable | None", wh: "Warehouse", table: str) -> None:
     """Refuse a location that holds something else than an export of a warehouse table."""
     if dt is None:
-        import os
-
         if "://" not in uri and os.path.isdir(uri) and os.listdir(uri):
             raise ExportFailed(f"{uri!r} holds files but is not a Delta table; export to an empty or new location")
         return
@@ -205,6 +222,7 @@ def export(wh: "Warehouse", out: str, *, tables: str | Iterable[str] | None = No
     warehouse, or for an unknown table or partition column.
     """
     t0 = time.perf_counter()
+    _check_local_path(str(out))
     chosen, part = scope(tables, where)
     if not wh.read_only:
         wh.refresh()
