@@ -475,7 +475,7 @@ class Warehouse:
         return retention.expire(self, older_than, tables=tables, statuses=statuses, dry_run=dry_run, now=now)
 
     # -- maintenance: compaction and vacuum (maintenance.py) ---------------------------------------
-    def compact(self, table: str | Iterable[str] | None = None, partition: Mapping[str, str] | None = None, *,
+    def compact(self, table: str | Iterable[str] | None = None, partition: str | Mapping[str, str] | None = None, *,
                 target_file_size: int = 128 << 20, min_files: int = 2, dry_run: bool = False) -> "maintenance.CompactResult":
         """Rewrite the small files of each (table, partition) into few files of about
         `target_file_size` bytes, rows sorted by the table's `sort_by`, one commit (operation
@@ -484,8 +484,12 @@ class Warehouse:
         `partition` ({"agent": ..., "attack": "none"}) narrow it. Safe while writers append; a
         partition whose inputs another commit removed meanwhile is planned again once, then given
         up on (status "conflict"). `dry_run` plans from the manifest and writes nothing.
-        See `warehouse.maintenance`. Raises SchemaMismatch for an unknown table, WarehouseError
-        for a bad filter or size, ReadOnlyWarehouse on a time-travel snapshot (unless `dry_run`).
+        `partition` is an SQL condition on the partition columns (dataset, agent, attack,
+        config_hash: `"agent = 'react' and attack <> 'none'"`) or a dict of them; see
+        `warehouse.partition_filter`. See `warehouse.maintenance`. Raises SchemaMismatch for an
+        unknown table, InvalidCondition for SQL that is not one condition on the partition columns,
+        WarehouseError for a filter that selects no partition or a bad size, ReadOnlyWarehouse on a
+        time-travel snapshot (unless `dry_run`).
         """
         from . import maintenance
 
