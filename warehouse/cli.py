@@ -242,7 +242,7 @@ def show(execution_id: Annotated[str, typer.Argument(help="Execution id, or a un
 def sql(query: Annotated[str, typer.Argument(help="SQL over the views: executions, messages, attacks, configs, scores.")],
         url: UrlOpt = DEFAULT_URL,
         fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table) -> None:
-    """Run SQL over the current snapshot and print the result."""
+    """Run SQL over the current snapshot and print the result: full DuckDB SQL, run as given (unlike --where elsewhere, which must be one condition)."""
     with user_errors():
         emit_relation(_open(url).sql(query), fmt)
 

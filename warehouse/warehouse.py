@@ -282,7 +282,11 @@ class Warehouse:
             return self._con
 
     def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> duckdb.DuckDBPyRelation:
-        """Run SQL over the cached snapshot's views; returns a DuckDB relation (`.pl()`, `.arrow()`, `.fetchall()`)."""
+        """Run SQL over the cached snapshot's views; returns a DuckDB relation (`.pl()`, `.arrow()`, `.fetchall()`).
+
+        Full DuckDB SQL, run as given (it may read or write other files): pass values as `params`,
+        never formatted into `query`. The `where=` arguments elsewhere are checked conditions instead
+        (`warehouse.condition`)."""
         con = self._connection()
         return con.sql(query, params=params) if params is not None else con.sql(query)
 
