@@ -217,3 +217,20 @@ def test_delta_export_to_a_local_path_delta_rs_misreads_is_refused_clearly(tmp_p
         wh.export("delta", str(out))
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["wh"]
     assert wh.export("parquet", str(out)).rows["executions"] == 6
+
+
+def test_sync_from_a_pattern_like_s3_prefix_copies_each_file_to_its_own_name(s3_url: str,
+                                                                           s3_options: dict[str, Any]) -> None:
+    """A server-side copy names the file itself: fsspec's `copy` would expand `runs*` and copy the
+    backup's file of the same name too, to a wrong key."""
+    src = warehouse.open(f"{s3_url}/runs*", storage_options=s3_options, create=True)
+    populate(src)
+    src.sync_to(f"{s3_url}/runs-backup", storage_options=s3_options)  # same file names, beside it
+    src.sync_to(f"{s3_url}/copy", storage_options=s3_options)
+    dst = warehouse.open(f"{s3_url}/copy", storage_options=s3_options)
+    for t in catalog().tables:
+        assert dst.scan(t).select(pl.len()).collect().item() == sum(f.rows for f in src.files(t)), t
+    assert [r[1:] for r in dst.scores(by="agent").fetchall()] == [r[1:] for r in src.scores(by="agent").fetchall()]
+    data = {p for p in dst.store.list_files(".") if not p.startswith("_")}
+    assert data == {f.path for f in dst.snapshot.files.values()} | {p for p in data if p.startswith("configs/")}
+    assert not dst.doctor().problems
