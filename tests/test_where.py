@@ -177,3 +177,22 @@ def test_sql_stays_full_sql(seeded, tmp_path) -> None:
     out = tmp_path / "scores.csv"
     seeded.sql(f"copy (select * from scores) to '{out}'")
     assert out.exists() and os.path.getsize(out) > 0
+
+
+def test_trajectory_metadata_keys_are_names_not_json_path_patterns(wh) -> None:
+    with wh.writer(dataset={"type": "rl", "config": {}}, agent={"type": "policy", "config": {}}) as w:
+        w.add_trajectory(rewards=1.0, metadata={"difficulty": "hard", "env-id": "maze", "env": {"seed": "7"}})
+        w.add_trajectory(rewards=0.0, metadata={"difficulty": "easy", "*": "star", "deep": {"difficulty": "hard"}})
+    wh.refresh()
+    assert wh.trajectories(where={"env-id": "maze"}).collect()["rewards"].to_list() == [1.0]
+    assert wh.trajectories(where={"env.seed": "7"}).collect()["rewards"].to_list() == [1.0]
+    got = wh.trajectories(metadata_keys=["env.seed", "difficulty"]).collect().sort("rewards")
+    assert got["env.seed"].to_list() == [None, "7"] and got["difficulty"].to_list() == ["easy", "hard"]
+    for key in ("*", "..difficulty", "a[0]", "x']['y", "", 3):
+        with pytest.raises(InvalidCondition, match="is not a key"):
+            wh.trajectories(where={key: "hard"}).collect()
+        with pytest.raises(InvalidCondition, match="is not a key"):
+            wh.trajectories(metadata_keys=[key]).collect()
+    assert wh.trajectories(where="reward > 0.5 and metadata->>'$.difficulty' = 'hard'").collect().height == 1
+    with pytest.raises(InvalidCondition, match="subquery"):
+        wh.trajectories(where="execution_id in (select execution_id from executions)")

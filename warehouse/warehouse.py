@@ -422,10 +422,11 @@ class Warehouse:
         return agent_state.follow(self, execution_id, follow=follow, last=last, poll_interval=poll_interval,
                                   timeout=timeout)
 
-    def trajectories(self, where: Mapping[str, Any] | None = None, *, metadata_keys: Sequence[str] = (),
+    def trajectories(self, where: Mapping[str, Any] | str | None = None, *, metadata_keys: Sequence[str] = (),
                      with_messages: bool = False) -> "pl.LazyFrame":
         """RL trajectories (`Writer.add_trajectory`) as a Polars LazyFrame, filterable by metadata
-        (`where={"difficulty": "hard"}`) and groupable by `group`; see `agent_state.trajectories`."""
+        (`where={"difficulty": "hard"}`) or an SQL condition over `executions` (`where="reward > 0"`)
+        and groupable by `group`; see `agent_state.trajectories`."""
         return agent_state.trajectories(self, where, metadata_keys=metadata_keys, with_messages=with_messages)
 
     # -- agent state: sessions and simulation runs (sessions.py, simulation.py) --------------------

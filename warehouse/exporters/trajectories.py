@@ -144,12 +144,9 @@ def export(wh: "Warehouse", out: str, *, where: Mapping[str, Any] | str | None =
         raise ExportFailed(f"cannot export to {out!r}: {exc}") from None
     if fs.isdir(path):
         path = f"{path.rstrip('/')}/{FILE_NAME}"
-    lf = agent_state.trajectories(wh, meta)
+    lf = agent_state.trajectories(wh, sql if sql is not None else meta)
     for col, value in partition.items():
         lf = lf.filter(pl.col(col) == value)
-    if sql is not None:
-        keys = wh._sql_sandboxed(f"select execution_id, config_hash from executions where reward is not null and {sql}")
-        lf = lf.join(pl.from_arrow(keys.arrow()).lazy(), on=["execution_id", "config_hash"], how="semi")
     frame = lf.collect().sort(["finished_at", "execution_id"])
     rows = frame.to_dicts()
     local = isinstance(fs, LocalFileSystem)
