@@ -152,6 +152,10 @@ def test_every_read_at_an_odd_s3_prefix_equals_the_plain_path(s3_url: str, s3_op
     traj = wh.trajectories(with_messages=True).collect().sort("replica")
     assert traj["rewards"].to_list() == plain["trajectories"][0]
     assert len(wh.execution(ids["executions"][0])["messages"]) == plain["execution"][1]
+    assert wh.compact().compacted  # compaction reads its inputs through the same SQL
+    for t in catalog().tables:
+        assert wh.scan(t).select(pl.len()).collect().item() == plain[f"rows.{t}"], t
+    assert [r[1:] for r in wh.scores(by="agent").fetchall()] == plain["scores"]
 
 
 def test_opening_a_pattern_like_s3_prefix_reads_only_its_own_objects(s3, s3_url: str) -> None:

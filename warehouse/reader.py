@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from .manifest import DataFile, Snapshot
+from .partition_filter import check_partition
 from .schemas import TableSchema, catalog
 from .storage import SnapshotFileSystem, Store
 
@@ -42,8 +43,9 @@ def duckdb_path(store: Store, rel: str) -> str:
 
 
 def file_list(store: Store, snapshot: Snapshot, table: str, where: Mapping[str, str] | None = None) -> list[str]:
-    """Reader paths of the active files of `table` (optionally of matching partitions only), sorted."""
-    return sorted(store.reader_path(f.path) for f in snapshot.table_files(table, where))
+    """Reader paths of the active files of `table` (optionally of matching partitions only), sorted.
+    Raises WarehouseError for a `where` key that is not a partition column (it would match nothing)."""
+    return sorted(store.reader_path(f.path) for f in snapshot.table_files(table, check_partition(where)))
 
 
 def _read_parquet(paths: list[str], schema: TableSchema, hive: bool) -> str:

@@ -304,7 +304,9 @@ class Warehouse:
         return con.sql(query, params=params) if params is not None else con.sql(query)
 
     def scan(self, table: str, where: Mapping[str, str] | None = None) -> "pl.LazyFrame":
-        """A Polars LazyFrame over `table`'s files in the cached snapshot (only partitions matching `where`)."""
+        """A Polars LazyFrame over `table`'s files in the cached snapshot (only partitions matching
+        `where`, a dict of partition column -> value). Raises WarehouseError for a key of `where`
+        that is not a partition column."""
         return reader.scan(self.store, self._snapshot, table, where)
 
     def _records(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
