@@ -198,7 +198,9 @@ def test_trajectory_metadata_keys_are_names_not_json_path_patterns(wh) -> None:
         wh.trajectories(where="execution_id in (select execution_id from executions)")
 
 
-def test_scan_refuses_a_partition_filter_on_another_column(seeded) -> None:
+def test_scan_and_files_refuse_a_partition_filter_on_another_column(seeded) -> None:
     assert seeded.scan("executions", where={"agent": "react"}).collect().height == 3
     with pytest.raises(WarehouseError, match="cannot filter partitions by 'agnet'"):
         seeded.scan("executions", where={"agnet": "react"})
+    with pytest.raises(WarehouseError, match="cannot filter partitions by 'agnet'"):
+        seeded.files("executions", {"agnet": "react"})

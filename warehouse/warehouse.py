@@ -167,9 +167,12 @@ class Warehouse:
         return snap.version
 
     def files(self, table: str, where: Mapping[str, str] | None = None) -> list[DataFile]:
-        """The active data files of `table`, optionally only partitions matching `where`."""
+        """The active data files of `table`, optionally only partitions matching `where` (a dict of
+        partition column -> value; WarehouseError for a key that is not a partition column)."""
+        from .partition_filter import check_partition
+
         catalog().table(table)
-        return self._snapshot.table_files(table, where)
+        return self._snapshot.table_files(table, check_partition(where))
 
     @property
     def tables(self) -> list[str]:
