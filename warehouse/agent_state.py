@@ -7,6 +7,7 @@ only read the snapshot (behind the `Warehouse` methods of the same names).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,8 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import reader
+from .condition import condition
 from .config import RunConfig
-from .errors import CheckpointNotFound, ExecutionNotFound, PermissionDenied, WarehouseError
+from .errors import CheckpointNotFound, ExecutionNotFound, InvalidCondition, PermissionDenied, WarehouseError
 from .live import Checkpoint
 from .schemas import catalog
 
@@ -209,12 +211,27 @@ def follow(wh: "Warehouse", execution_id: str | None = None, *, follow: bool = F
         time.sleep(poll_interval)
 
 
-def trajectories(wh: "Warehouse", where: Mapping[str, Any] | None = None, *, metadata_keys: Sequence[str] = (),
+_KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+
+
+def _json_path(key: Any) -> str:
+    """The JSONPath of a metadata key (`a.b` = key b inside key a), each key quoted: a key is a
+    name, never a pattern (`*` or `..` would match other keys). Raises InvalidCondition otherwise."""
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise InvalidCondition(f"metadata key {key!r:.80} is not a key: use letters, digits, '_' and '-', "
+                               "nested keys separated by '.' (e.g. difficulty or env.seed)")
+    return "$" + "".join(f"['{part}']" for part in key.split("."))
+
+
+def trajectories(wh: "Warehouse", where: Mapping[str, Any] | str | None = None, *, metadata_keys: Sequence[str] = (),
                  with_messages: bool = False) -> "pl.LazyFrame":
     """RL trajectories (executions with a reward) as a Polars LazyFrame: execution_id, task_id,
     group, replica, rewards, advantages (list), metadata (JSON text), completions (JSON text),
     partition columns; `metadata_keys` become columns of their own (JSON values as text), `where`
-    keeps rows whose metadata key equals the value, `with_messages` adds a `messages` list column.
+    keeps rows whose metadata key equals the value (a dict; `a.b` is key b inside key a) or that
+    an SQL condition over the columns of `executions` selects (text, as for `Warehouse.scores`),
+    `with_messages` adds a `messages` list column. Raises InvalidCondition for a metadata key that
+    is not a key name or SQL that is not one condition.
     """
     import polars as pl
 
@@ -223,11 +240,19 @@ def trajectories(wh: "Warehouse", where: Mapping[str, Any] | None = None, *, met
             pl.col("sample").alias("replica"), pl.col("reward").alias("rewards"), "advantages", "metadata",
             "completions", "finished_at"]
     lf = lf.select(cols)
-    for key, value in (where or {}).items():
+    if isinstance(where, str):
+        columns = {c.name: c.duckdb_type for c in catalog().table("executions").columns}
+        cond = condition(where, columns, over="executions")
+        keys = wh._sql_sandboxed(f"select execution_id, config_hash from executions where reward is not null and {cond}")
+        lf = lf.join(pl.from_arrow(keys.arrow()).lazy(), on=["execution_id", "config_hash"], how="semi")
+    elif where is not None and not isinstance(where, Mapping):
+        raise InvalidCondition(f"where must be a dict of metadata key -> value or an SQL condition, got "
+                               f"{type(where).__name__} {where!r:.80}")
+    for key, value in (where.items() if isinstance(where, Mapping) else ()):
         expected = value if isinstance(value, str) else json.dumps(value)
-        lf = lf.filter(pl.col("metadata").str.json_path_match(f"$.{key}") == expected)
+        lf = lf.filter(pl.col("metadata").str.json_path_match(_json_path(key)) == expected)
     if metadata_keys:
-        lf = lf.with_columns(pl.col("metadata").str.json_path_match(f"$.{k}").alias(k) for k in metadata_keys)
+        lf = lf.with_columns(pl.col("metadata").str.json_path_match(_json_path(k)).alias(k) for k in metadata_keys)
     if with_messages:
         msgs = (wh.scan("messages").sort("seq")
                 .group_by("execution_id")

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .condition import condition
 from .errors import WarehouseError
 from .schemas import catalog
 
@@ -113,9 +114,21 @@ def _json_path(key: str) -> str:
     return "'$." + ".".join(f'"{seg}"' for seg in key.split(".")) + "'"
 
 
+def _where(where: str | None) -> str | None:
+    """`where` checked as one boolean SQL expression over the columns of `executions` (and the
+    configuration's `suite` and `agent_model`), as it is run; None when no condition is given.
+    Raises InvalidCondition naming the text (see `warehouse.condition`)."""
+    if where is None or where == "":
+        return None
+    columns = {c.name: c.duckdb_type for c in catalog().table("executions").columns}
+    columns.update((name, "VARCHAR") for name in CONFIG_GROUPS)
+    return condition(where, columns, over="executions")
+
+
 def _source(gs: Sequence[Group], where: str | None) -> str:
     """The executions to aggregate: the `executions` view, joined with the configuration's derived
     columns only when a grouping (or the `where` condition) uses them."""
+    where = _where(where)
     derived = dict(CONFIG_GROUPS)
     for g in gs:
         if g.from_config and g.name not in derived:
@@ -141,8 +154,9 @@ CHECKS_SUFFIX = ".checks"
 
 def _filter(where: str | None, checks: bool = True) -> str:
     """Finished executions (and, unless `checks`, no checks), and the caller's condition."""
+    where = _where(where)
     return ("where status <> 'running'" + ("" if checks else " and not is_check(dataset)")
-            + (f" and ({where})" if where else ""))
+            + (f" and {where}" if where else ""))
 
 
 def _threshold(threshold: float) -> str:
@@ -276,7 +290,7 @@ def attack_success_rates(wh: "Warehouse", by: str | Sequence[str] | None = ("age
     the columns of `Warehouse.scores` (n, n_tasks, utility, utility_low, utility_high, asr, asr_low,
     asr_high, n_failed, n_errors, utility_under_attack, tokens, cost, ...). `where` is an SQL condition
     over `executions`; checks are left out unless `checks`. Raises WarehouseError for an unknown grouping."""
-    return wh.sql(scores_sql(by, where, checks=checks)).pl()
+    return wh._sql_sandboxed(scores_sql(by, where, checks=checks)).pl()
 
 
 def pass_at_k(wh: "Warehouse", k: int | Sequence[int] | None = None, by: str | Sequence[str] | None = ("agent",),
@@ -285,26 +299,26 @@ def pass_at_k(wh: "Warehouse", k: int | Sequence[int] | None = None, by: str | S
     pass_at_k, n_tasks, n_excluded. A run succeeds when its score >= `threshold`; `k=None` gives
     k = 1 .. the most scored runs of a task in the group; checks are left out unless `checks`. Raises
     WarehouseError for a bad k or grouping."""
-    return wh.sql(pass_at_k_sql(by, k, threshold, where, checks=checks)).pl()
+    return wh._sql_sandboxed(pass_at_k_sql(by, k, threshold, where, checks=checks)).pl()
 
 
 def task_scores(wh: "Warehouse", by: str | Sequence[str] | None = ("dataset", "agent", "attack", "config_hash"),
                 where: str | None = None, threshold: float = 1.0, *, checks: bool = False) -> "pl.DataFrame":
     """One row per task within each group: runs, n_failed, benign_runs, benign_successes, utility,
     attack_runs, attack_successes, asr, attacked, total_tokens, cost; checks left out unless `checks`."""
-    return wh.sql(task_scores_sql(by, where, threshold, checks=checks)).pl()
+    return wh._sql_sandboxed(task_scores_sql(by, where, threshold, checks=checks)).pl()
 
 
 def usage(wh: "Warehouse", by: str | Sequence[str] | None = ("config_hash", "model"),
           where: str | None = None) -> "pl.DataFrame":
     """Token, request, tool-call and cost sums (and means per execution) per group, checks included."""
-    return wh.sql(usage_sql(by, where)).pl()
+    return wh._sql_sandboxed(usage_sql(by, where)).pl()
 
 
 def scores(wh: "Warehouse", by: str | Sequence[str] | None = ("dataset", "agent", "attack"), where: str | None = None,
            k: int | Sequence[int] | None = None, threshold: float = 1.0, *, checks: bool = False) -> "duckdb.DuckDBPyRelation":
     """`Warehouse.scores`: the scores of each group as a DuckDB relation (see `scores_sql`)."""
-    return wh.sql(scores_sql(by, where, k, threshold, checks=checks))
+    return wh._sql_sandboxed(scores_sql(by, where, k, threshold, checks=checks))
 
 
 # -- paired comparison ------------------------------------------------------------------------------
@@ -393,7 +407,7 @@ def compare(wh: "Warehouse", a: str, b: str, metric: str = "attack_score", thres
         raise WarehouseError(f"n_boot must be at least 1, got {n_boot}")
     ha, hb = resolve_config(wh, a), resolve_config(wh, b)
     t = _threshold(threshold)
-    per_task = wh.sql(f"select config_hash, task_id, count({m}) as runs, count(*) filter (where {m} >= {t}) as successes "
+    per_task = wh._sql_sandboxed(f"select config_hash, task_id, count({m}) as runs, count(*) filter (where {m} >= {t}) as successes "
                       f"from executions {_filter(where, checks=True)} and config_hash in (?, ?) group by config_hash, task_id",
                       [ha, hb]).fetchall()
     side: dict[str, dict[str, tuple[int, int]]] = {ha: {}, hb: {}}

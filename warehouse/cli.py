@@ -242,7 +242,7 @@ def show(execution_id: Annotated[str, typer.Argument(help="Execution id, or a un
 def sql(query: Annotated[str, typer.Argument(help="SQL over the views: executions, messages, attacks, configs, scores.")],
         url: UrlOpt = DEFAULT_URL,
         fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table) -> None:
-    """Run SQL over the current snapshot and print the result."""
+    """Run SQL over the current snapshot and print the result: full DuckDB SQL, run as given (unlike --where elsewhere, which must be one condition)."""
     with user_errors():
         emit_relation(_open(url).sql(query), fmt)
 
@@ -500,18 +500,17 @@ def expire(older_than: Annotated[str, typer.Option("--older-than", help="Age of 
 @app.command()
 def compact(url: UrlOpt = DEFAULT_URL,
             table: Annotated[list[str] | None, typer.Option("--table", "-t", help="Only this table (repeatable); default every table.")] = None,
-            where: Annotated[str | None, typer.Option(help='Only partitions with these values, e.g. "agent=tool_agent,attack=none".')] = None,
+            where: Annotated[str | None, typer.Option(help="Only the partitions this SQL condition on dataset, agent, attack, config_hash selects, e.g. \"agent = 'tool_agent' and attack = 'none'\" (agent=tool_agent,attack=none also works).")] = None,
             target_size: Annotated[str, typer.Option("--target-size", help="Size of the compacted files, and the bound below which a file is small: 128MB, 512kB, 1GB.")] = "128MB",
             min_files: Annotated[int, typer.Option("--min-files", min=2, help="Compact a partition once it has this many small files.")] = 2,
             dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be compacted; write nothing.")] = False,
             fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table) -> None:
     """Rewrite each partition's small files into few large sorted files, one commit per partition (answers unchanged)."""
-    from .maintenance import parse_partition, parse_size
+    from .maintenance import parse_size
 
     with user_errors():
         size = parse_size(target_size)
-        partition = parse_partition(where) if where else None
-        result = _open(url).compact(table or None, partition, target_file_size=size, min_files=min_files,
+        result = _open(url).compact(table or None, where, target_file_size=size, min_files=min_files,
                                     dry_run=dry_run)
     from .schemas import catalog
 
@@ -658,7 +657,7 @@ def import_cmd(kind: Annotated[str, typer.Argument(help="legacy, sessions, check
 def export_cmd(kind: Annotated[str, typer.Argument(help="delta, parquet, trajectories or legacy.")],
                out: Annotated[str, typer.Argument(help="Where to write: a directory or URL (for delta: one Delta table per warehouse table under it).")],
                url: UrlOpt = DEFAULT_URL,
-               where: Annotated[str | None, typer.Option(help='Only partitions with these values, e.g. "agent=tool_agent,attack=none".')] = None) -> None:
+               where: Annotated[str | None, typer.Option(help="SQL condition: on dataset, agent, attack, config_hash for delta and parquet (whole partitions), on any executions column for trajectories and legacy; e.g. \"dataset = 'agentdojo'\" (agent=tool_agent,attack=none also works).")] = None) -> None:
     """Export the current snapshot for other engines or tools; run again to export only what is new."""
     options = {"where": where} if where else {}
     with user_errors():

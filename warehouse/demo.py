@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -183,7 +184,13 @@ def run_campaign(url: str, *, tasks: int = 50, samples: int = 4, processes: int 
     if fresh and not store.is_empty():
         if not store.exists("_manifest"):
             raise NotAWarehouse(f"{url!r} holds files but is not a warehouse; refusing to delete it for --fresh")
-        store.fs.rm(store.root, recursive=True)
+        if store.is_local:
+            shutil.rmtree(store.root)
+        else:
+            # File by file, by exact name: fsspec's rm reads '*', '?' and '[' in the prefix as a
+            # pattern, and would delete the files of every prefix it matches.
+            for rel in store.list_files("."):
+                store.remove(rel)
     open_warehouse(url, create=True)
     grid = list(configs())
     run_id = f"demo-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"

@@ -101,3 +101,9 @@ class ImportFailed(WarehouseError):
 
 class ExportFailed(WarehouseError):
     """`warehouse export` cannot write to the given target (unknown kind, target not empty, ...)."""
+
+
+class InvalidCondition(WarehouseError, ValueError):
+    """A `where` filter is not one boolean SQL expression over the columns it filters: it does not
+    parse, adds a statement or clause, reads something else (a subquery, a table function, the
+    session), or names an unknown column (see `warehouse.condition`)."""

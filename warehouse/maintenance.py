@@ -76,6 +76,7 @@ import pyarrow.parquet as pq
 
 from .errors import CommitConflict, CorruptCommit, VersionNotFound, WarehouseError
 from .manifest import MANIFEST_DIR, Commit, DataFile, RemovedFile, Snapshot, utcnow
+from .partition_filter import PartitionFilter, parse_partition, partition_filter, values_of
 from .reader import table_sql
 from .rewrite import RewritePlan, commit_rewrite
 from .schemas import catalog
@@ -117,33 +118,6 @@ def parse_size(text: str) -> int:
     if size <= 0:
         raise WarehouseError(f"bad size {text!r}: it must be more than 0 bytes")
     return size
-
-
-def parse_partition(text: str) -> dict[str, str]:
-    """`agent=plain,attack=none` -> {"agent": "plain", "attack": "none"}; keys must be partition
-    columns. Raises WarehouseError naming the bad part."""
-    out: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, eq, value = part.partition("=")
-        if not eq or not key.strip() or not value.strip():
-            raise WarehouseError(f"bad partition filter {part!r}: give column=value pairs separated by commas, "
-                                 "e.g. agent=tool_agent,attack=none")
-        out[key.strip()] = value.strip()
-    return _check_partition(out) or {}
-
-
-def _check_partition(partition: Mapping[str, str] | None) -> dict[str, str] | None:
-    if partition is None:
-        return None
-    if not isinstance(partition, Mapping):
-        raise WarehouseError(f"partition must be a dict of partition column -> value, got {partition!r}")
-    cols = catalog().partition_columns
-    for k, v in partition.items():
-        if k not in cols:
-            raise WarehouseError(f"cannot filter partitions by {k!r}; partition columns are {', '.join(cols)}")
-        if not isinstance(v, str):
-            raise WarehouseError(f"partition value of {k} must be a string, got {v!r}")
-    return dict(partition)
 
 
 def _tables(table: str | Iterable[str] | None) -> list[str]:
@@ -254,15 +228,21 @@ def _plan_partition(table: str, partition: dict[str, str], files: list[DataFile]
 
 
 def plan_compaction(snapshot: Snapshot, *, table: str | Iterable[str] | None = None,
-                    partition: Mapping[str, str] | None = None, target_file_size: int = TARGET_FILE_SIZE,
-                    min_files: int = 2) -> list[_Plan]:
+                    partition: str | Mapping[str, str] | PartitionFilter | None = None,
+                    target_file_size: int = TARGET_FILE_SIZE, min_files: int = 2) -> list[_Plan]:
     """Every partition worth compacting in `snapshot`, in table then partition order, with its
-    input files and the number of output files. Reads nothing but the snapshot."""
-    where = _check_partition(partition)
+    input files and the number of output files. Reads nothing but the snapshot. `partition`
+    selects partitions (an SQL condition on the partition columns, or a dict; see
+    `warehouse.partition_filter`); WarehouseError if it selects none."""
+    tables = _tables(table)
+    flt = partition_filter(partition)
+    selected = flt.require(f.partition for f in snapshot.files.values()) if flt is not None else None
     out = []
-    for t in _tables(table):
+    for t in tables:
         groups: dict[PartitionKey, list[DataFile]] = {}
-        for f in snapshot.table_files(t, where):
+        for f in snapshot.table_files(t):
+            if selected is not None and values_of(f.partition) not in selected:
+                continue
             groups.setdefault(_pkey(f), []).append(f)
         for key in sorted(groups):
             plan = _plan_partition(t, dict(key), groups[key], target_file_size, min_files)
@@ -406,7 +386,8 @@ def _discard(wh: "Warehouse", files: list[DataFile]) -> None:
 
 def _connection(tmp: str) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
-    con.execute(f"set temp_directory = '{os.path.join(tmp, 'duckdb')}'")  # the sort spills here, not in the cwd
+    spill = os.path.join(tmp, "duckdb").replace("'", "''")  # a quote in TMPDIR stays text
+    con.execute(f"set temp_directory = '{spill}'")  # the sort spills here, not in the cwd
     con.execute(f"set memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
     return con
 
@@ -455,16 +436,20 @@ def _compact_partition(wh: "Warehouse", con: duckdb.DuckDBPyConnection, plan: _P
     return PartitionCompaction(table, partition, "conflict", error=f"gave up after {ATTEMPTS} plans: {last}")
 
 
-def compact(wh: "Warehouse", table: str | Iterable[str] | None = None, partition: Mapping[str, str] | None = None,
-            target_file_size: int = TARGET_FILE_SIZE, min_files: int = 2, dry_run: bool = False) -> CompactResult:
+def compact(wh: "Warehouse", table: str | Iterable[str] | None = None,
+            partition: str | Mapping[str, str] | None = None, target_file_size: int = TARGET_FILE_SIZE,
+            min_files: int = 2, dry_run: bool = False) -> CompactResult:
     """Rewrite the small files of each (table, partition) into few sorted files of about
     `target_file_size` bytes, one commit per partition; see the module docstring.
 
-    `table`: one table name or several (default every table); `partition`: only partitions whose
-    values match (e.g. {"agent": "tool_agent", "attack": "none"}). A partition needs at least
-    `min_files` files under the target size. `dry_run` plans from the manifest and writes nothing.
-    Raises SchemaMismatch for an unknown table, WarehouseError for a bad partition filter, size or
-    min_files, ReadOnlyWarehouse on a time-travel snapshot (unless `dry_run`).
+    `table`: one table name or several (default every table); `partition`: only the partitions it
+    selects, an SQL condition on the partition columns (`"agent = 'tool_agent' and attack = 'none'"`)
+    or a dict ({"agent": "tool_agent", "attack": "none"}); see `warehouse.partition_filter`. A
+    partition needs at least `min_files` files under the target size. `dry_run` plans from the
+    manifest and writes nothing. Raises SchemaMismatch for an unknown table, InvalidCondition for
+    SQL that is not one condition on the partition columns, WarehouseError for a filter that
+    selects no partition, a bad size or min_files, ReadOnlyWarehouse on a time-travel snapshot
+    (unless `dry_run`).
     """
     t0 = time.perf_counter()
     if not isinstance(target_file_size, int) or isinstance(target_file_size, bool) or target_file_size <= 0:

@@ -8,6 +8,7 @@ opening them. The public views in `schemas/views/*.sql` are defined on top.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ import duckdb
 
 from . import keys
 from .manifest import DataFile, Snapshot
+from .partition_filter import check_partition
 from .schemas import TableSchema, catalog
 from .storage import SnapshotFileSystem, Store
 
@@ -27,9 +29,24 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+def duckdb_path(store: Store, rel: str) -> str:
+    """The path DuckDB should read `rel` from: exactly that file, never a pattern.
+
+    DuckDB expands `*`, `?` and `[...]` in every entry of a `read_parquet` list, so a warehouse
+    root such as `results[2025]/` or `runs*/` would read other files or none. On local disk each of
+    those characters is written as a one-character class (`[[]`, `[*]`, `[?]`), which matches only
+    itself; remote files are answered literally by `SnapshotFileSystem.glob`.
+    """
+    path = store.reader_path(rel)
+    if not store.is_local:
+        return path
+    return re.sub(r"([\[*?])", r"[\1]", path)
+
+
 def file_list(store: Store, snapshot: Snapshot, table: str, where: Mapping[str, str] | None = None) -> list[str]:
-    """Reader paths of the active files of `table` (optionally of matching partitions only), sorted."""
-    return sorted(store.reader_path(f.path) for f in snapshot.table_files(table, where))
+    """Reader paths of the active files of `table` (optionally of matching partitions only), sorted.
+    Raises WarehouseError for a `where` key that is not a partition column (it would match nothing)."""
+    return sorted(store.reader_path(f.path) for f in snapshot.table_files(table, check_partition(where)))
 
 
 def _read_parquet(paths: list[str], schema: TableSchema, hive: bool) -> str:
@@ -54,11 +71,11 @@ def table_sql(store: Store, schema: TableSchema, files: list[DataFile]) -> str:
     if not files:
         return schema.empty_select
     if not any("=" in seg for seg in store.root.split("/")):
-        return f"select * from {_read_parquet(sorted(store.reader_path(f.path) for f in files), schema, hive=True)}"
+        return f"select * from {_read_parquet(sorted(duckdb_path(store, f.path) for f in files), schema, hive=True)}"
     pcols = list(catalog().partition_columns)
     by_partition: dict[tuple[str, ...], list[str]] = defaultdict(list)
     for f in files:
-        by_partition[tuple(f.partition[c] for c in pcols)].append(store.reader_path(f.path))
+        by_partition[tuple(f.partition[c] for c in pcols)].append(duckdb_path(store, f.path))
     branches = []
     for values, paths in sorted(by_partition.items()):
         consts = ", ".join(f"{_sql_str(v)} as {c}" for c, v in zip(pcols, values))
@@ -120,9 +137,26 @@ def define_views(con: duckdb.DuckDBPyConnection, store: Store, snapshot: Snapsho
         con.execute("create or replace view executions as select * from raw_executions")
 
 
-def connect(store: Store, snapshot: Snapshot) -> duckdb.DuckDBPyConnection:
-    """A new in-memory DuckDB connection with every view defined over `snapshot`."""
+def connect(store: Store, snapshot: Snapshot, *, files_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A new in-memory DuckDB connection with every view defined over `snapshot`.
+
+    `files_only`: the connection reads the warehouse's own files and nothing else: no other file
+    (`read_text`, `read_csv`, ...), no `COPY ... TO`, `ATTACH`, `INSTALL` or extension loading, no
+    Python variable by name, and its configuration is locked. For queries that embed a caller's
+    `where` condition (already checked by `warehouse.condition`; this is the second wall).
+    """
     con = duckdb.connect()
+    if files_only:
+        if store.is_local:
+            dirs = [store.root.rstrip("/") + "/", duckdb_path(store, ".").rstrip("/") + "/"]
+        else:
+            dirs = [store.reader_path(".").rstrip("/") + "/"]
+        # In this order: the directories cannot be changed once external access is off.
+        con.execute(f"set allowed_directories = [{', '.join(_sql_str(d) for d in dict.fromkeys(dirs))}]")
+        con.execute("set autoinstall_known_extensions = false")
+        con.execute("set autoload_known_extensions = false")
+        con.execute("set enable_external_access = false")
+        con.execute("set lock_configuration = true")
     define_views(con, store, snapshot)
     return con
 
@@ -136,5 +170,7 @@ def scan(store: Store, snapshot: Snapshot, table: str, where: Mapping[str, str] 
     if not paths:
         return pl.from_arrow(schema.arrow.empty_table()).lazy()
     opts = store.polars_storage_options()
+    # glob=False: the paths are the snapshot's files, read as they are ('[', '*', '?' in the root
+    # are characters of a name, not a pattern).
     return pl.scan_parquet(paths, schema=pl.from_arrow(schema.arrow.empty_table()).schema, hive_partitioning=False,
-                           storage_options=opts, missing_columns="insert")
+                           storage_options=opts, missing_columns="insert", glob=False)

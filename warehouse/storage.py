@@ -338,7 +338,10 @@ class Store:
                     out[r] = None
             return out
         paths = {self.full(r): r for r in rels}
-        blobs = self.call(self.fs.cat, list(paths), on_error="return", **self._whole_read())
+        # cat_ranges reads each path as it is (concurrently on an async store); `cat` would expand
+        # '*', '?' and '[' in a root such as `runs[2025]/` as a pattern: listings, and other files.
+        got = self.call(self.fs.cat_ranges, list(paths), None, None, on_error="return", **self._whole_read())
+        blobs = dict(zip(paths, got))
         out = {}
         for p, r in paths.items():
             data = blobs.get(p)

@@ -171,7 +171,9 @@ class _Copier:
     def _copy(self, f: DataFile) -> None:
         if self.server_side:
             with self.dst.errors():
-                self.src.call(self.src.fs.copy, self.src.full(f.path), self.dst.full(f.path))
+                # cp_file copies that one object; `copy` would expand '*', '?' and '[' in the
+                # prefix as a pattern (and copy the files of every prefix it matches).
+                self.src.call(self.src.fs.cp_file, self.src.full(f.path), self.dst.full(f.path))
         else:
             with self.src.errors():
                 data = self.src.read_bytes(f.path)

@@ -77,6 +77,8 @@ class Warehouse:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._con_version = -1
         self._keys = keys.KeyCache()  # execution-id columns of files read to find earlier adds
+        self._sandbox: duckdb.DuckDBPyConnection | None = None
+        self._sandbox_version = -1
 
     def __repr__(self) -> str:
         ro = ", read-only" if self.read_only else ""
@@ -166,9 +168,12 @@ class Warehouse:
         return snap.version
 
     def files(self, table: str, where: Mapping[str, str] | None = None) -> list[DataFile]:
-        """The active data files of `table`, optionally only partitions matching `where`."""
+        """The active data files of `table`, optionally only partitions matching `where` (a dict of
+        partition column -> value; WarehouseError for a key that is not a partition column)."""
+        from .partition_filter import check_partition
+
         catalog().table(table)
-        return self._snapshot.table_files(table, where)
+        return self._snapshot.table_files(table, check_partition(where))
 
     @property
     def tables(self) -> list[str]:
@@ -281,14 +286,33 @@ class Warehouse:
             return self._con
 
     def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> duckdb.DuckDBPyRelation:
-        """Run SQL over the cached snapshot's views; returns a DuckDB relation (`.pl()`, `.arrow()`, `.fetchall()`)."""
+        """Run SQL over the cached snapshot's views; returns a DuckDB relation (`.pl()`, `.arrow()`, `.fetchall()`).
+
+        Full DuckDB SQL, run as given (it may read or write other files): pass values as `params`,
+        never formatted into `query`. The `where=` arguments elsewhere are checked conditions instead
+        (`warehouse.condition`)."""
         con = self._connection()
+        return con.sql(query, params=params) if params is not None else con.sql(query)
+
+    def _sql_sandboxed(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> duckdb.DuckDBPyRelation:
+        """`sql` on a connection that reads this warehouse's files and nothing else, its
+        configuration locked (`reader.connect(files_only=True)`): for the queries that embed a
+        caller's `where` condition (analytics, compare, the exports' filters)."""
+        with self._lock:
+            if self._sandbox is None:
+                self._sandbox = reader.connect(self.store, self._snapshot, files_only=True)
+            elif self._sandbox_version != self.version:
+                reader.define_views(self._sandbox, self.store, self._snapshot)
+            self._sandbox_version = self.version
+            con = self._sandbox
         return con.sql(query, params=params) if params is not None else con.sql(query)
 
     def scan(self, table: str, where: Mapping[str, str] | None = None) -> "pl.LazyFrame":
         """A Polars LazyFrame over `table`'s files in the cached snapshot (only partitions matching
-        `where`); for executions, messages and attacks without the rows of superseded adds (an
-        execution id added again shows its last add only, as in the views; see `warehouse.keys`)."""
+        `where`, a dict of partition column -> value); for executions, messages and attacks without
+        the rows of superseded adds (an execution id added again shows its last add only, as in the
+        views; see `warehouse.keys`). Raises WarehouseError for a key of `where` that is not a
+        partition column."""
         lf = reader.scan(self.store, self._snapshot, table, where)
         if table in keys.KEYED_TABLES and self._snapshot.table_files(keys.SUPERSEDED):
             lf = keys.hide_polars(lf, reader.scan(self.store, self._snapshot, keys.SUPERSEDED))
@@ -412,10 +436,11 @@ class Warehouse:
         return agent_state.follow(self, execution_id, follow=follow, last=last, poll_interval=poll_interval,
                                   timeout=timeout)
 
-    def trajectories(self, where: Mapping[str, Any] | None = None, *, metadata_keys: Sequence[str] = (),
+    def trajectories(self, where: Mapping[str, Any] | str | None = None, *, metadata_keys: Sequence[str] = (),
                      with_messages: bool = False) -> "pl.LazyFrame":
         """RL trajectories (`Writer.add_trajectory`) as a Polars LazyFrame, filterable by metadata
-        (`where={"difficulty": "hard"}`) and groupable by `group`; see `agent_state.trajectories`."""
+        (`where={"difficulty": "hard"}`) or an SQL condition over `executions` (`where="reward > 0"`)
+        and groupable by `group`; see `agent_state.trajectories`."""
         return agent_state.trajectories(self, where, metadata_keys=metadata_keys, with_messages=with_messages)
 
     # -- agent state: sessions and simulation runs (sessions.py, simulation.py) --------------------
@@ -469,7 +494,7 @@ class Warehouse:
         return retention.expire(self, older_than, tables=tables, statuses=statuses, dry_run=dry_run, now=now)
 
     # -- maintenance: compaction and vacuum (maintenance.py) ---------------------------------------
-    def compact(self, table: str | Iterable[str] | None = None, partition: Mapping[str, str] | None = None, *,
+    def compact(self, table: str | Iterable[str] | None = None, partition: str | Mapping[str, str] | None = None, *,
                 target_file_size: int = 128 << 20, min_files: int = 2, dry_run: bool = False) -> "maintenance.CompactResult":
         """Rewrite the small files of each (table, partition) into few files of about
         `target_file_size` bytes, rows sorted by the table's `sort_by`, one commit (operation
@@ -478,8 +503,12 @@ class Warehouse:
         `partition` ({"agent": ..., "attack": "none"}) narrow it. Safe while writers append; a
         partition whose inputs another commit removed meanwhile is planned again once, then given
         up on (status "conflict"). `dry_run` plans from the manifest and writes nothing.
-        See `warehouse.maintenance`. Raises SchemaMismatch for an unknown table, WarehouseError
-        for a bad filter or size, ReadOnlyWarehouse on a time-travel snapshot (unless `dry_run`).
+        `partition` is an SQL condition on the partition columns (dataset, agent, attack,
+        config_hash: `"agent = 'react' and attack <> 'none'"`) or a dict of them; see
+        `warehouse.partition_filter`. See `warehouse.maintenance`. Raises SchemaMismatch for an
+        unknown table, InvalidCondition for SQL that is not one condition on the partition columns,
+        WarehouseError for a filter that selects no partition or a bad size, ReadOnlyWarehouse on a
+        time-travel snapshot (unless `dry_run`).
         """
         from . import maintenance
 

@@ -30,6 +30,8 @@ interrupted export, some tables may be at a newer warehouse version than others 
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -41,9 +43,10 @@ from ..errors import ExportFailed
 from ..manifest import DataFile
 from ..schemas import catalog
 from . import ExportReport
-from .parquet import in_scope, scope, warehouse_id
+from .parquet import in_scope, require, scope, warehouse_id
 
 if TYPE_CHECKING:
+    from ..partition_filter import PartitionFilter
     from deltalake import DeltaTable
 
     from ..warehouse import Warehouse
@@ -69,6 +72,23 @@ def _sql_str(s: str) -> str:
 
 def _partition_sql(partition: Mapping[str, str]) -> str:
     return " and ".join(f"{c} = {_sql_str(v)}" for c, v in sorted(partition.items())) or "true"
+
+
+# delta-rs turns a local path into a URL: these characters make it panic ('[', ']', '^', '|', '\\') or
+# read or write another directory than the one named (a `%20` becomes a space).
+_BAD_LOCAL_PATH = re.compile(r"[\[\]^|\\]|%[0-9A-Fa-f]{2}")
+
+
+def _check_local_path(out: str) -> None:
+    """Refuse a local target whose path delta-rs cannot use as it is (see _BAD_LOCAL_PATH)."""
+    if "://" in out:
+        return
+    path = os.path.abspath(out)
+    bad = _BAD_LOCAL_PATH.search(path)
+    if bad:
+        raise ExportFailed(f"the Delta writer (delta-rs) cannot use the local path {path!r}: it reads "
+                           f"{bad.group(0)!r} in it as URL syntax; export to a path without '[', ']', '^', '|', "
+                           "'\\' or %XX (or use the parquet export)")
 
 
 def _open(uri: str, storage_options: Mapping[str, str] | None) -> "DeltaTable | None":
@@ -98,6 +118,18 @@ def exported_files(dt: "DeltaTable", where: Mapping[str, str]) -> dict[str, int]
     return out
 
 
+def _exported_in_scope(dt: "DeltaTable", where: "Mapping[str, str] | PartitionFilter | None") -> dict[str, int]:
+    """`exported_files` of the partitions `where` selects."""
+    from ..storage import parse_partition_path
+
+    if where is None or isinstance(where, Mapping):
+        return exported_files(dt, where or {})
+    done = exported_files(dt, {})
+    parts = {p: parse_partition_path(p) for p in done}
+    where.evaluate(parts.values())  # one query for every partition exported so far
+    return {p: n for p, n in done.items() if where.matches(parts[p])}
+
+
 def _batches(wh: "Warehouse", files: list[DataFile], schema: pa.Schema, hidden: "keys.Hidden") -> Iterator[pa.RecordBatch]:
     """The rows of `files` (without those of superseded adds), each batch with its file's path in
     `_warehouse_file`; one file in memory at a time."""
@@ -112,8 +144,6 @@ def _batches(wh: "Warehouse", files: list[DataFile], schema: pa.Schema, hidden: 
 def _check_target(uri: str, dt: "DeltaTable | None", wh: "Warehouse", table: str) -> None:
     """Refuse a location that holds something else than an export of a warehouse table."""
     if dt is None:
-        import os
-
         if "://" not in uri and os.path.isdir(uri) and os.listdir(uri):
             raise ExportFailed(f"{uri!r} holds files but is not a Delta table; export to an empty or new location")
         return
@@ -131,10 +161,11 @@ def _history_url(dt: "DeltaTable") -> str | None:
     return None
 
 
-def export_table(wh: "Warehouse", table: str, uri: str, where: Mapping[str, str], *,
+def export_table(wh: "Warehouse", table: str, uri: str, where: "Mapping[str, str] | PartitionFilter | None", *,
                  storage_options: Mapping[str, str] | None = None) -> tuple[int, int, list[str]]:
     """Bring the Delta table at `uri` up to the cached snapshot's `table` (partitions matching
-    `where`) in one Delta commit; returns (rows written, files written, notes)."""
+    `where`: a dict of partition values or a PartitionFilter) in one Delta commit; returns (rows
+    written, files written, notes)."""
     from deltalake import CommitProperties, WriterProperties, write_deltalake
     from deltalake.exceptions import CommitFailedError
     from deltalake.transaction import Transaction
@@ -147,7 +178,7 @@ def export_table(wh: "Warehouse", table: str, uri: str, where: Mapping[str, str]
     for attempt in range(RETRIES):
         dt = _open(uri, storage_options)
         _check_target(uri, dt, wh, table)
-        done = exported_files(dt, where) if dt is not None else {}
+        done = _exported_in_scope(dt, where) if dt is not None else {}
         if dt is not None and done and not (done.keys() & current.keys()) and _history_url(dt) not in (None, warehouse_id(wh)):
             raise ExportFailed(f"{uri!r} holds an export of warehouse {_history_url(dt)!r}, none of whose files is in "
                                f"{wh.url!r}; export to another location")
@@ -205,13 +236,18 @@ def export(wh: "Warehouse", out: str, *, tables: str | Iterable[str] | None = No
 
     `out` is a local path or a URL delta-rs understands (`s3://...`, with `storage_options` such as
     `AWS_ENDPOINT_URL`, or the AWS environment variables). Every table gets a Delta table, empty
-    ones too. Raises ExportFailed if a `out/<table>` holds something else than an export of the
-    warehouse, or for an unknown table or partition column.
+    ones too. `where` selects partitions: an SQL condition on dataset, agent, attack and
+    config_hash, `column=value` pairs or a dict (`warehouse.partition_filter`). Raises ExportFailed
+    if a `out/<table>` holds something else than an export of the warehouse, for an unknown table
+    or partition column, a filter that selects no partition (InvalidCondition for SQL that is not
+    one condition on the partition columns), or a local path delta-rs cannot use.
     """
     t0 = time.perf_counter()
+    _check_local_path(str(out))
     chosen, part = scope(tables, where)
     if not wh.read_only:
         wh.refresh()
+    require(part, [f.partition for f in wh.snapshot.files.values()])
     report = ExportReport("delta", str(out), wh.version)
     base = str(out).rstrip("/")
     for table in chosen:

@@ -27,7 +27,7 @@ import time
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -35,11 +35,13 @@ from filelock import FileLock
 
 from .. import records
 from ..config import RunConfig
-from ..errors import ExportFailed
+from ..errors import ExportFailed, InvalidCondition
+from ..schemas import catalog
 from ..importers.legacy import BENIGN, INDEX, default_agent_name
 from . import ExportReport
 
 if TYPE_CHECKING:
+    from ..partition_filter import PartitionFilter
     from ..warehouse import Warehouse
 
 #: Longest task-id part of a file name, in characters (file names are limited to 255 bytes).
@@ -169,12 +171,39 @@ def _by_execution(wh: "Warehouse", sql: str, params: Any, wanted: set[str],
     return out
 
 
-def export(wh: "Warehouse", out: str, **options: Any) -> ExportReport:
+def _filter(wh: "Warehouse", where: str | Mapping[str, str] | None) -> tuple["PartitionFilter | None", str | None]:
+    """(partition filter, SQL condition over the executions) of `where`: a dict or `column=value`
+    pairs select partitions (and must select one), other text is a checked condition."""
+    from ..condition import condition
+    from ..errors import WarehouseError
+    from ..partition_filter import column_value_pairs, partition_filter
+
+    if where is None or (isinstance(where, str) and not where):
+        return None, None
+    if isinstance(where, str) and column_value_pairs(where) is None:
+        columns = {c.name: c.duckdb_type for c in catalog().table("executions").columns}
+        return None, condition(where, columns, over="executions")
+    try:
+        flt = partition_filter(where)
+        if flt is not None:
+            flt.require(f.partition for f in wh.snapshot.files.values())
+    except InvalidCondition:
+        raise
+    except WarehouseError as exc:
+        raise ExportFailed(str(exc)) from None
+    return flt, None
+
+
+def export(wh: "Warehouse", out: str, *, where: str | Mapping[str, str] | None = None, **options: Any) -> ExportReport:
     """Write the finished executions of `wh`'s current snapshot to `out` in the legacy layout
-    (see the module docstring). Raises ExportFailed if `out` is a file or an option is unknown."""
+    (see the module docstring). `where`: only the executions this SQL condition over the columns
+    of `executions` selects (`"dataset = 'agentdojo'"`), or the partitions a dict or
+    `column=value` pairs name. Raises ExportFailed if `out` is a file, an option is unknown or the
+    partitions named do not exist; InvalidCondition for SQL that is not one condition."""
     if options:
-        raise ExportFailed(f"legacy export takes no options, got {sorted(options)}")
+        raise ExportFailed(f"legacy export takes only where=, got {sorted(options)}")
     t0 = time.perf_counter()
+    flt, cond = _filter(wh, where)
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise ExportFailed(f"{out}: exists and is not a directory; give a directory to export to")
@@ -188,8 +217,12 @@ def export(wh: "Warehouse", out: str, **options: Any) -> ExportReport:
     # The per-component columns keep the key order the config was written with (`config` is canonical).
     configs = {r[0]: r[1:] for r in wh.sql("select config_hash, dataset_type, dataset_config, agent_type, agent_config, "
                                            "attack_type, attack_config from configs").fetchall()}
-    partitions = wh.sql("select distinct dataset, agent, attack, config_hash from executions "
-                        "where status <> 'running' order by all").fetchall()
+    extra = f" and {cond}" if cond else ""
+    partitions = wh._sql_sandboxed("select distinct dataset, agent, attack, config_hash from executions "
+                                   f"where status <> 'running'{extra} order by all").fetchall()
+    if flt is not None:
+        cols = catalog().partition_columns
+        partitions = [p for p in partitions if flt.matches(dict(zip(cols, p)))]
     lines: list[str] = []
     n_exec = n_msgs = 0
     with FileLock(str(root / f"{INDEX}.lock")):
@@ -199,8 +232,8 @@ def export(wh: "Warehouse", out: str, **options: Any) -> ExportReport:
             config = _run_config(chash, *configs[chash])
             where = "dataset = ? and agent = ? and attack = ? and config_hash = ?"
             params = [dataset, agent, attack, chash]
-            rel = wh.sql(f"select * from executions where {where} and status <> 'running' "
-                         "order by finished_at, execution_id", params)
+            rel = wh._sql_sandboxed(f"select * from executions where {where} and status <> 'running'{extra} "
+                                    "order by finished_at, execution_id", params)
             cols = rel.columns
             execs = [dict(zip(cols, r)) for r in rel.fetchall()]
             execs = [e for e in execs if e["execution_id"] not in done]

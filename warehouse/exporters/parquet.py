@@ -37,17 +37,21 @@ from ..schemas import catalog
 from . import ExportReport
 
 if TYPE_CHECKING:
+    from ..partition_filter import PartitionFilter
     from ..warehouse import Warehouse
 
 MARKER = "_warehouse_export.json"
 
 
 # -- what to export (shared with the Delta exporter) ---------------------------------------------
-def scope(tables: str | Iterable[str] | None, where: str | Mapping[str, str] | None) -> tuple[list[str], dict[str, str]]:
-    """The tables to export (default: every table) and the partition filter (`"agent=x,attack=none"`
-    or a dict; default: every partition). Raises ExportFailed naming an unknown table or column."""
-    from ..errors import WarehouseError
-    from ..maintenance import _check_partition, parse_partition
+def scope(tables: str | Iterable[str] | None,
+          where: str | Mapping[str, str] | None) -> tuple[list[str], "PartitionFilter | None"]:
+    """The tables to export (default: every table) and the partition filter (an SQL condition on
+    the partition columns, `"agent=x,attack=none"` or a dict; default: every partition; see
+    `warehouse.partition_filter`). Raises ExportFailed naming an unknown table, a bad filter or
+    an unknown column (InvalidCondition for SQL that is not one condition)."""
+    from ..errors import InvalidCondition, WarehouseError
+    from ..partition_filter import partition_filter
 
     names = list(catalog().tables)
     chosen = names if tables is None else [tables] if isinstance(tables, str) else list(tables)
@@ -55,15 +59,34 @@ def scope(tables: str | Iterable[str] | None, where: str | Mapping[str, str] | N
         if t not in names:
             raise ExportFailed(f"unknown table {t!r}; tables are {', '.join(names)}")
     try:
-        partition = parse_partition(where) if isinstance(where, str) else (_check_partition(where) or {})
+        flt = partition_filter(where)
+    except InvalidCondition:
+        raise
     except WarehouseError as exc:
         raise ExportFailed(str(exc)) from None
-    return chosen, partition
+    return chosen, flt
 
 
-def in_scope(partition: Mapping[str, str], where: Mapping[str, str]) -> bool:
-    """True if a file of `partition` matches the filter `where`."""
-    return all(partition.get(k) == v for k, v in where.items())
+def require(flt: "PartitionFilter | None", partitions: Iterable[Mapping[str, str]]) -> None:
+    """Evaluate the filter over `partitions` at once; ExportFailed if it selects none of them."""
+    from ..errors import WarehouseError
+
+    if flt is None:
+        return
+    try:
+        flt.require(partitions)
+    except WarehouseError as exc:
+        raise ExportFailed(str(exc)) from None
+
+
+def in_scope(partition: Mapping[str, str], where: "PartitionFilter | Mapping[str, str] | None") -> bool:
+    """True if a file of `partition` matches the filter `where` (a PartitionFilter, or a dict of
+    partition column -> value)."""
+    if where is None:
+        return True
+    if isinstance(where, Mapping):
+        return all(partition.get(k) == v for k, v in where.items())
+    return where.matches(partition)
 
 
 def target(out: str, storage_options: Mapping[str, Any] | None) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -138,24 +161,29 @@ def export(wh: "Warehouse", out: str, *, tables: str | Iterable[str] | None = No
 
     `out` is a local path or an fsspec URL (`storage_options` for it). Copies only the files `out`
     lacks and deletes those it holds that left the snapshot (only files an earlier export wrote).
-    Raises ExportFailed if `out` holds anything but an export of this warehouse, or for an unknown
-    table or partition column; StorageError if the warehouse cannot be read.
+    `where` selects partitions: an SQL condition on dataset, agent, attack and config_hash
+    (`"dataset = 'agentdojo'"`), `column=value` pairs or a dict (`warehouse.partition_filter`).
+    Raises ExportFailed if `out` holds anything but an export of this warehouse, for an unknown
+    table or partition column, or a filter that selects no partition (InvalidCondition for SQL that
+    is not one condition on the partition columns); StorageError if the warehouse cannot be read.
     """
+    from ..storage import parse_partition_path
+
     t0 = time.perf_counter()
     chosen, part = scope(tables, where)
     fs, root = target(out, storage_options)
     marker = _read_marker(fs, root, out)
     snap = wh.snapshot if wh.read_only else (wh.refresh(), wh.snapshot)[1]
-    wanted = {f.path: f for t in chosen for f in snap.table_files(t) if in_scope(f.partition, part)}
     owned: dict[str, int] = dict(marker["files"]) if marker else {}
+    # The partitions of the snapshot and those of earlier exports (which may have left it), at once.
+    require(part, [f.partition for f in snap.files.values()] + [parse_partition_path(p) for p in owned])
+    wanted = {f.path: f for t in chosen for f in snap.table_files(t) if in_scope(f.partition, part)}
     if marker and marker.get("warehouse") != warehouse_id(wh) and owned and not (owned.keys() & snap.files.keys()):
         raise ExportFailed(f"{out!r} holds an export of warehouse {marker.get('warehouse')!r}, none of whose files "
                            f"is in {wh.url!r}; export to another location")
     chosen_set = set(chosen)
 
     def ours(path: str) -> bool:  # an exported file within this export's tables and partitions
-        from ..storage import parse_partition_path
-
         return path.split("/", 1)[0] in chosen_set and in_scope(parse_partition_path(path), part)
 
     present = {p[len(root) + 1:] for p in fs.find(root)} if fs.exists(root) else set()
@@ -195,4 +223,4 @@ def export(wh: "Warehouse", out: str, *, tables: str | Iterable[str] | None = No
     return report
 
 
-__all__ = ["MARKER", "export", "scope", "in_scope", "target", "warehouse_id"]
+__all__ = ["MARKER", "export", "scope", "require", "in_scope", "target", "warehouse_id"]

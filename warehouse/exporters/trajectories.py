@@ -8,7 +8,10 @@ advantages list -> a number, completions and metadata as the JSON stored (keys t
 in metadata["_extra"] go back to the top level), messages as `wh.sessions.load` returns them
 (timestamps as ISO-8601 text). `where={"difficulty": "hard"}` keeps the trajectories whose
 metadata has those values (keys dataset, agent, attack and config_hash filter partitions instead;
-the CLI's `--where "difficulty=hard,dataset=trajectories"` is the same filter as text).
+`"difficulty=hard,dataset=trajectories"` is the same filter as text). Any other text is an SQL
+condition over the columns of `executions`, as for `Warehouse.scores`:
+`"reward >= 0.5 and metadata->>'$.difficulty' = 'hard'"` (group_id, sample and reward are the
+executions' names of group, replica and rewards).
 
 OUT is a file (a local path or an fsspec URL; `.gz` compresses), or an existing directory, which
 gets `trajectories.jsonl`; a local file is replaced atomically. The task_id is not written: the
@@ -29,7 +32,9 @@ import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
 from .. import agent_state, records
+from ..condition import condition
 from ..errors import ExportFailed
+from ..partition_filter import column_value_pairs
 from ..importers.trajectory_files import EXTRA
 from ..schemas import catalog
 from . import ExportReport
@@ -96,22 +101,21 @@ def _lines(wh: "Warehouse", rows: list[dict[str, Any]]) -> Iterator[tuple[bytes,
         con.close()
 
 
-def _where(where: Mapping[str, Any] | str | None) -> tuple[dict[str, str], dict[str, Any]]:
-    """(partition filter, metadata filter) of `where`: a dict, or "key=value,key=value" text (the
-    CLI's --where); keys that are partition columns (dataset, agent, attack, config_hash) filter
-    partitions, every other key is a metadata key."""
+def _where(where: Mapping[str, Any] | str | None) -> tuple[dict[str, str], dict[str, Any], str | None]:
+    """(partition filter, metadata filter, SQL condition) of `where`: a dict or `key=value,...`
+    text (keys that are partition columns filter partitions, any other key is a metadata key), or
+    an SQL condition over the columns of `executions` (checked; see `warehouse.condition`)."""
     if where is None:
-        return {}, {}
+        return {}, {}, None
     if isinstance(where, str):
-        pairs = {}
-        for item in filter(None, (p.strip() for p in where.split(","))):
-            key, eq, value = item.partition("=")
-            if not eq or not key.strip():
-                raise ExportFailed(f"where must be key=value pairs separated by commas, got {item!r}")
-            pairs[key.strip()] = value.strip()
+        pairs = column_value_pairs(where)
+        if pairs is None:
+            columns = {c.name: c.duckdb_type for c in catalog().table("executions").columns}
+            return {}, {}, condition(where, columns, over="executions")
         where = pairs
     if not isinstance(where, Mapping):
-        raise ExportFailed(f"where must be a dict of metadata key -> value, got {type(where).__name__} {where!r:.80}")
+        raise ExportFailed(f"where must be an SQL condition or a dict of metadata key -> value, got "
+                           f"{type(where).__name__} {where!r:.80}")
     columns = set(catalog().partition_columns)
     partition, meta = {}, {}
     for key, value in where.items():
@@ -121,25 +125,26 @@ def _where(where: Mapping[str, Any] | str | None) -> tuple[dict[str, str], dict[
             partition[key] = str(value)
         else:
             meta[key] = value
-    return partition, meta
+    return partition, meta, None
 
 
 def export(wh: "Warehouse", out: str, *, where: Mapping[str, Any] | str | None = None,
            storage_options: Mapping[str, Any] | None = None) -> ExportReport:
     """Write the trajectories of `wh`'s current snapshot (those whose metadata matches `where`) to
-    `out` as JSONL; see the module docstring. Raises ExportFailed for a bad `where` or an unusable
-    target (the target is left as it was)."""
+    `out` as JSONL; see the module docstring. Raises ExportFailed for a bad `where` dict or an
+    unusable target (the target is left as it was), InvalidCondition for SQL that is not one
+    condition over the executions' columns."""
     import polars as pl
 
     t0 = time.perf_counter()
-    partition, meta = _where(where)
+    partition, meta, sql = _where(where)
     try:
         fs, path = fsspec.core.url_to_fs(str(out), **dict(storage_options or {}))
     except (ValueError, ImportError) as exc:
         raise ExportFailed(f"cannot export to {out!r}: {exc}") from None
     if fs.isdir(path):
         path = f"{path.rstrip('/')}/{FILE_NAME}"
-    lf = agent_state.trajectories(wh, meta)
+    lf = agent_state.trajectories(wh, sql if sql is not None else meta)
     for col, value in partition.items():
         lf = lf.filter(pl.col(col) == value)
     frame = lf.collect().sort(["finished_at", "execution_id"])
