@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -205,7 +206,10 @@ def test_orphans_and_temp_files_are_reported_not_problems_and_vacuum_removes_the
                                                "_manifest/.tmp-def"}
     assert all("warehouse vacuum" in f.fix for f in report.orphans)
     assert wh.version == FLUSHES  # orphans are never repaired
-    wh.vacuum(orphan_window=timedelta(0))
+    for p in (orphan, partition_dir / ".tmp-abc", root / "_manifest" / ".tmp-def"):
+        t = time.time() - 2 * 3600  # older than vacuum's window
+        os.utime(p, (t, t))
+    wh.vacuum()
     assert wh.doctor().findings == []
 
 

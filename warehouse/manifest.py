@@ -33,7 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import manifest_checkpoint as mc
-from .errors import CommitConflict, CorruptCommit, UnsupportedFormatVersion, VersionNotFound, WarehouseNotFound
+from .errors import (CommitConflict, CorruptCommit, StaleDataFile, UnsupportedFormatVersion, VersionNotFound,
+                     WarehouseNotFound)
 from .storage import Store
 
 #: The on-disk format this library writes and the newest it can read.
@@ -48,6 +49,19 @@ PROBE_LIMIT = 8
 log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
+#: The shortest orphan window `vacuum` accepts: a data file that no commit names is deleted only once
+#: it is older than the window (its last-modified time, as the store reports it).
+MIN_ORPHAN_WINDOW = timedelta(hours=1)
+#: A commit refuses (StaleDataFile) to add a data file whose writing began longer ago than this, by
+#: the committing process's clocks (the longer of its monotonic and wall-clock readings, so that
+#: neither a clock step nor a suspended machine hides the time). A vacuum deletes an uncommitted file
+#: only if it was older than MIN_ORPHAN_WINDOW when the vacuum began, and reads the log again after
+#: that: so a commit that lands before the deadline is seen by the vacuum, or its files were younger
+#: than the window. The difference (30 minutes) is the allowance for the commit request's own time
+#: (retries included) and the skew between the vacuum's clock and the store's (S3 refuses requests
+#: signed more than 15 minutes off).
+COMMIT_DEADLINE = timedelta(minutes=30)
+
 OPERATIONS = frozenset({"create", "append", "compact", "vacuum", "sync", "import", "delete", "repair"})
 
 
@@ -57,6 +71,22 @@ def commit_name(version: int) -> str:
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+Staged = tuple[float | None, float]
+
+
+def staging_clock() -> Staged:
+    """The time a data file starts being written, for `DataFile.staged`: (monotonic, wall clock)."""
+    return time.monotonic(), time.time()
+
+
+def staged_age(staged: Staged) -> float:
+    """Seconds since `staged` (`staging_clock()`, or (None, a store's last-modified time as a POSIX
+    timestamp) for a file found in storage): the longer of the monotonic and wall-clock readings."""
+    mono, wall = staged
+    age = time.time() - wall
+    return age if mono is None else max(age, time.monotonic() - mono)
 
 
 def _iso(ts: datetime) -> str:
@@ -73,6 +103,9 @@ class DataFile:
     rows: int
     bytes: int
     stats: Mapping[str, Any] = field(default_factory=dict)  # column -> {min, max, nulls}
+    #: When this process began writing the file (`staging_clock()`), for a file a commit is about to
+    #: add; None for a file read from the log. Not stored: the commit's deadline check uses it.
+    staged: Staged | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"table": self.table, "path": self.path, "partition": dict(self.partition),
@@ -799,7 +832,8 @@ class Log:
         `conflict(other)` is asked about every commit of another writer found on the way (those that
         landed after `base`); a message from it is raised as CommitConflict and nothing is committed.
         Raises CommitConflict if a file to remove was removed by someone else meanwhile, or if
-        `max_attempts` versions were all taken by other writers.
+        `max_attempts` versions were all taken by other writers; StaleDataFile (before any request)
+        if a file of `add` began to be written longer than COMMIT_DEADLINE ago (`DataFile.staged`).
         """
         if operation not in OPERATIONS:
             raise ValueError(f"unknown operation {operation!r}")
@@ -817,9 +851,12 @@ class Log:
             if found is not None:
                 return found
         read: list[Commit] = []
+        staged = [(a.staged, a.path) for a in add if a.staged is not None]
         for attempt in range(max_attempts):
             commit = Commit(version, utcnow(), operation, writer, token, add, remove, info=info or {})
-            if self.store.put_if_absent(commit_name(version), commit.to_bytes()):
+            data = commit.to_bytes()
+            _check_deadline(staged)  # last thing before the request: nothing slow in between
+            if self.store.put_if_absent(commit_name(version), data):
                 if self._landed_in_fold(version, token):
                     # Our snapshot was older than a fold: take our commit back and go on from the
                     # newest checkpoint. The caller's snapshot is stale too: `seen` no longer leads to it.
@@ -1083,6 +1120,19 @@ class Log:
         if folded:
             log.info("folded commits %d..%d of %s into checkpoint %d", folded[0], folded[-1], self.store.url, newest)
         return folded
+
+
+def _check_deadline(staged: list[tuple[Staged, str]]) -> None:
+    """Raise StaleDataFile if one of the files a commit adds is older than COMMIT_DEADLINE."""
+    if not staged:
+        return
+    deadline = COMMIT_DEADLINE.total_seconds()
+    age, path = max((staged_age(s), p) for s, p in staged)
+    if age > deadline:
+        raise StaleDataFile(
+            f"{path} began to be written {age:.0f} s ago, more than the commit deadline ({deadline:.0f} s): a "
+            f"vacuum (orphan window at least {MIN_ORPHAN_WINDOW}) may have deleted it as an orphan, so it is not "
+            "committed; nothing was: write the data again")
 
 
 def _token_is(column: Any, value: str) -> Any:
