@@ -252,6 +252,64 @@ def test_automatic_checkpoints_and_a_folded_log_are_healthy(root: Path) -> None:
     assert report.files_checked == len(wh.snapshot.files)
 
 
+@pytest.mark.parametrize("origin", ["another warehouse", "a copy of the last commit"])
+def test_a_stray_commit_file_is_named_by_readers_and_set_aside_by_repair(root: Path, tmp_path: Path,
+                                                                        origin: str) -> None:
+    wh = build(str(root))
+    before = every_view_works(wh)
+    stray = commit_path(root, 50)
+    if origin == "another warehouse":  # its version 50, copied in beside versions 0..3 by mistake
+        other = tmp_path / "other"
+        with warehouse.open(str(other), create=True).writer(**CONFIG, flush_interval=None) as w:
+            w.add_execution(task_id="elsewhere", benign_score=0.0)
+        doc = json.loads(commit_path(other, 1).read_bytes())
+        doc["version"] = 50
+        stray.write_text(json.dumps(doc))
+    else:  # `cp 00000000000000000003.json 00000000000000000050.json`
+        stray.write_bytes(commit_path(root, FLUSHES).read_bytes())
+    stray_bytes = stray.read_bytes()
+
+    with pytest.raises(CorruptCommit) as err:
+        warehouse.open(str(root))
+    message = str(err.value)
+    assert f"commits {FLUSHES + 1}..49 are missing" in message and f"runs from 0 to {FLUSHES}" in message
+    assert "00000000000000000050.json" in message and "warehouse doctor --repair" in message, message
+
+    res = run_cli("doctor", "--url", str(root), "--format", "json")
+    assert res.returncode == 1, res.stderr
+    found = json.loads(res.stdout)["findings"]
+    assert [(f["kind"], f["path"], f["severity"]) for f in found] == \
+        [("stray-commit", "_manifest/00000000000000000050.json", "error")]
+    assert "--repair" in found[0]["fix"] and f"commits {FLUSHES + 1}..49" in found[0]["fix"]
+
+    res = run_cli("doctor", "--url", str(root), "--repair")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "_manifest/_set_aside/00000000000000000050.json" in res.stdout
+    assert not stray.exists() and (root / "_manifest" / "_set_aside" / stray.name).read_bytes() == stray_bytes
+    fixed = warehouse.open(str(root))
+    assert fixed.version == FLUSHES and every_view_works(fixed) == before
+    assert fixed.doctor().findings == [] and fixed.vacuum().files == 0  # vacuum leaves the set-aside file alone
+    assert (root / "_manifest" / "_set_aside" / stray.name).exists()
+
+
+def test_stray_parquet_files_outside_the_partition_layout_are_reported(root: Path) -> None:
+    wh = build(str(root))
+    sample = (root / data_file(wh, 1)).read_bytes()
+    strays = ["executions/stray.parquet", "executions/dataset=agentdojo/part-0123.parquet",
+              "messages/dataset=agentdojo/agent=plain/attack=none/config_hash=x/extra/part-1.parquet"]
+    for p in strays:
+        (root / p).parent.mkdir(parents=True, exist_ok=True)
+        (root / p).write_bytes(sample)
+    (root / "executions" / "notes.txt").write_text("not parquet")
+
+    report = wh.doctor(repair=True)
+
+    assert sorted((f.kind, f.path, f.severity) for f in report.findings) == \
+        sorted(("stray-file", p, "warning") for p in strays)
+    assert all("read_parquet(" in f.message and "move it out" in f.fix for f in report.findings)
+    assert report.healthy and report.repair_version is None and all((root / p).exists() for p in strays)
+
+
 # -- the CLI ---------------------------------------------------------------------------------------------
 def test_cli_doctor_exit_codes_json_and_repair(root: Path) -> None:
     wh = build(str(root))

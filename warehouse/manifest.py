@@ -491,8 +491,21 @@ class _Vanished(Exception):
     """A file the listing showed was gone when read (vacuum folded it meanwhile): list again."""
 
 
-def _gap(name: str, url: str) -> CorruptCommit:
-    return CorruptCommit(f"manifest file {name} is missing from {url}; the log has a gap: restore it from a backup")
+def _gap(name: str, url: str, listing: Listing | None = None) -> CorruptCommit:
+    """The error for a commit missing from the middle of the log; with the `listing`, it says where
+    the gap lies and which commit files lie beyond it (files copied in by mistake look like this)."""
+    version = int(name.rsplit("/", 1)[-1][:20])
+    beyond = [v for v in listing.commits if v > version] if listing is not None else []
+    if not beyond:
+        return CorruptCommit(f"manifest file {name} is missing from {url}; the log has a gap: restore it from a backup")
+    below = [v for v in listing.commits if v < version]
+    upto = f"runs from {below[0]} to {below[-1]}" if below else "has no commit before it"
+    shown = ", ".join(f"{v:020d}.json" for v in beyond[:3]) + (f" and {len(beyond) - 3} more" if len(beyond) > 3 else "")
+    return CorruptCommit(
+        f"the log of {url} has a gap: commits {version}..{beyond[0] - 1} are missing; it {upto}, and "
+        f"{len(beyond)} commit file(s) lie beyond the gap ({shown}). Run `warehouse doctor`: commit files "
+        "that do not belong to this warehouse (copied into _manifest/ by mistake) are set aside by "
+        "`warehouse doctor --repair`; if the missing commits were lost, restore them from a backup")
 
 
 def _vanished(name: str, url: str) -> _Vanished:
@@ -574,7 +587,7 @@ class Log:
             return []
         if not listing.has_commits(first, last):
             gap = next(v for v in range(first, last + 1) if not listing.has(f"{v:020d}.json"))
-            raise _gap(commit_name(gap), self.store.url)
+            raise _gap(commit_name(gap), self.store.url, listing)
         return self._read_many(list(range(first, last + 1)), _vanished)
 
     def commits(self, upto: int | None = None) -> list[Commit]:
@@ -929,7 +942,7 @@ class Log:
         listing = self.listing()
         newest = listing.newest_checkpoint
         if newest is None or missing[-1] >= newest:  # not folded (vacuum folds below the newest checkpoint only)
-            raise _gap(commit_name(next(v for v in missing if newest is None or v >= newest)), self.store.url)
+            raise _gap(commit_name(next(v for v in missing if newest is None or v >= newest)), self.store.url, listing)
         for cp in listing.checkpoints_desc():
             try:
                 ck = mc.load(self.store, cp)
