@@ -292,6 +292,29 @@ def test_a_stray_commit_file_is_named_by_readers_and_set_aside_by_repair(root: P
     assert (root / "_manifest" / "_set_aside" / stray.name).exists()
 
 
+def test_a_checkpoint_newer_than_every_commit_is_refused_not_loaded_and_set_aside(root: Path, tmp_path: Path) -> None:
+    wh = build(str(root))
+    before = every_view_works(wh)
+    other = warehouse.open(str(tmp_path / "other"), create=True)
+    for i in range(5):
+        with other.writer(**CONFIG, flush_interval=None) as w:
+            w.add_execution(task_id="elsewhere", benign_score=0.0)
+    other.checkpoint()
+    stray = root / "_manifest" / f"{5:020d}.checkpoint.parquet"
+    stray.write_bytes((tmp_path / "other" / "_manifest" / stray.name).read_bytes())
+
+    with pytest.raises(CorruptCommit, match=f"newer than the newest commit \\({FLUSHES}\\)"):
+        warehouse.open(str(root))  # was: opened at version 5, the other warehouse's files
+    report = doctor.run(str(root))
+    assert [(f.kind, f.version) for f in report.problems] == [("stray-checkpoint", 5)]
+
+    repaired = doctor.run(str(root), repair=True)
+    assert repaired.healthy and not stray.exists()
+    assert (root / "_manifest" / "_set_aside" / stray.name).exists()
+    fixed = warehouse.open(str(root))
+    assert fixed.version == FLUSHES and every_view_works(fixed) == before
+
+
 def test_stray_parquet_files_outside_the_partition_layout_are_reported(root: Path) -> None:
     wh = build(str(root))
     sample = (root / data_file(wh, 1)).read_bytes()

@@ -22,7 +22,8 @@ What is checked, reading every commit file one by one (so that one bad file does
   a commit of the log, or adding only files that are not in storage: copied into `_manifest/` by
   mistake); readers refuse such a log. They are left out of the replay checked below; `repair=True`
   moves them, unchanged, to `_manifest/_set_aside/` (never deleting them). A run beyond a gap that
-  does belong here means commits were lost: `missing-commit`, never set aside. Stray `.parquet` files under a table directory but
+  does belong here means commits were lost: `missing-commit`, never set aside. A checkpoint newer
+  than the newest commit (`stray-checkpoint`) is set aside the same way. Stray `.parquet` files under a table directory but
   not at a partition's depth (`stray-file`, a warning): no snapshot ever holds them, but plain globs
   such as `read_parquet('root/executions/**/*.parquet')` read them;
 - orphans (`orphan`): data files under the tables' partition directories that no commit ever
@@ -309,8 +310,18 @@ def diagnose(store: Store, *, footers: bool = True) -> tuple[DoctorReport, dict[
         commits.update(_read_commits(store, [v for v in candidates if v not in strays], report))
     if strays:
         commit_versions = [v for v in commit_versions if v not in strays]
-        report.version = max(commit_versions[-1:] + checkpoints[-1:], default=None)
         report.findings += [_stray_finding(v, strays[v]) for v in sorted(strays)]
+    # A checkpoint is written after its commit, which vacuum never folds: one newer than every
+    # commit is not this log's (readers refuse it).
+    beyond = [c for c in checkpoints if commit_versions and c > commit_versions[-1]]
+    if beyond:
+        checkpoints = [c for c in checkpoints if c not in beyond]
+        report.findings += [Finding(
+            "error", "stray-checkpoint", f"a checkpoint newer than the newest commit ({commit_versions[-1]}): it "
+            "is not this log's (copied in by mistake?), and readers refuse to open the warehouse while it is there",
+            f"`warehouse doctor --repair` moves it to {SET_ASIDE}/; if commits up to {c} were lost, restore them "
+            "from a backup instead", path=mc.checkpoint_name(c), version=c) for c in beyond]
+    report.version = max(commit_versions[-1:] + checkpoints[-1:], default=None)
 
     # Where the replay starts: commit 0, or the checkpoint vacuum folded the older commits into.
     files: dict[str, DataFile] = {}
@@ -514,13 +525,16 @@ def _stray_parquet(paths: list[str]) -> list[str]:
 
 
 def set_aside_strays(store: Store, report: DoctorReport) -> None:
-    """Move the stray commit files the report found to SET_ASIDE (unchanged; never deleted), each
-    only if a fresh listing still shows it beyond a gap (a writer may have filled the gap since)."""
-    strays = [f for f in report.findings if f.kind == "stray-commit" and not f.repaired]
+    """Move the stray commit and checkpoint files the report found to SET_ASIDE (unchanged; never
+    deleted), each only if a fresh listing still shows it stray (a writer may have filled a gap)."""
+    strays = [f for f in report.findings if f.kind in ("stray-commit", "stray-checkpoint") and not f.repaired]
     if not strays:
         return
     with store.errors():
-        still = _stray_commits(*_manifest_versions(store.list_names(MANIFEST_DIR)))
+        commits, checkpoints = _manifest_versions(store.list_names(MANIFEST_DIR))
+    still = set(_stray_commits(commits, checkpoints))
+    real = [v for v in commits if v not in still]
+    still |= {c for c in checkpoints if real and c > real[-1]}
     moved: list[Finding] = []
     for f in strays:
         if f.version not in still:
@@ -631,9 +645,9 @@ def run(target: "str | Warehouse", *, repair: bool = False, storage_options: Map
     store = wh.store if wh is not None else Store.from_url(str(target), storage_options)
     t0 = time.perf_counter()
     report, _, repairable = diagnose(store, footers=footers)
-    if repair and any(f.kind == "stray-commit" for f in report.problems):
+    if repair and any(f.kind in ("stray-commit", "stray-checkpoint") for f in report.problems):
         set_aside_strays(store, report)
-        set_aside = [f for f in report.findings if f.kind == "stray-commit"]
+        set_aside = [f for f in report.findings if f.kind in ("stray-commit", "stray-checkpoint")]
         notes = report.notes
         report, _, repairable = diagnose(store, footers=footers)  # the log as it is now
         report.findings[:0] = set_aside

@@ -622,6 +622,14 @@ class Log:
             if listing.empty:
                 raise WarehouseNotFound(f"no warehouse at {self.store.url!r} (no {MANIFEST_DIR}/); "
                                         "open it with create=True")
+            stray = listing.newest_checkpoint
+            if listing.latest_commit is not None and stray is not None and stray > listing.latest_commit:
+                # A checkpoint is written after its commit, which vacuum never folds: this one is not
+                # the log's. Loading it would show another snapshot under a version never committed.
+                raise CorruptCommit(
+                    f"{mc.checkpoint_name(stray)} of {self.store.url} is newer than the newest commit "
+                    f"({listing.latest_commit}), so it is not this log's (copied in by mistake?); "
+                    "`warehouse doctor --repair` sets it aside; if commits were lost, restore them from a backup")
             try:
                 if as_of is not None:
                     return self._as_of(listing, as_of)
