@@ -451,10 +451,10 @@ def _compact_partition(wh: "Warehouse", con: duckdb.DuckDBPyConnection, plan: _P
             last = CommitConflict(f"{vanished[0]} was removed by another commit while it was being read ({exc})")
             continue
         gone = [f.path for f in outputs if not wh.store.exists(f.path)]
-        if gone:  # a vacuum with an orphan window shorter than this compaction took them: never commit that
+        if gone:  # not vacuum (the commit deadline keeps files in flight out of its reach): never commit that
             raise WarehouseError(f"compaction of {table} {partition}: its output {gone[0]} was deleted before it "
-                                 "could be committed (by a vacuum with a shorter --orphan-window?); nothing was "
-                                 "committed: run compact again")
+                                 "could be committed (by something other than vacuum); nothing was committed: "
+                                 "run compact again")
         rewrite = RewritePlan(remove=[RemovedFile(f.table, f.path) for f in plan.inputs], add=outputs)
         info = {"compact": {"table": table, "partition": partition, "planned_at_version": wh.version,
                             "files_in": len(plan.inputs), "files_out": len(outputs), "rows": plan.rows,
