@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -205,7 +206,10 @@ def test_orphans_and_temp_files_are_reported_not_problems_and_vacuum_removes_the
                                                "_manifest/.tmp-def"}
     assert all("warehouse vacuum" in f.fix for f in report.orphans)
     assert wh.version == FLUSHES  # orphans are never repaired
-    wh.vacuum(orphan_window=timedelta(0))
+    for p in (orphan, partition_dir / ".tmp-abc", root / "_manifest" / ".tmp-def"):
+        t = time.time() - 2 * 3600  # older than vacuum's window
+        os.utime(p, (t, t))
+    wh.vacuum()
     assert wh.doctor().findings == []
 
 
@@ -246,6 +250,87 @@ def test_automatic_checkpoints_and_a_folded_log_are_healthy(root: Path) -> None:
                             "which nothing older is left to check against"]
     assert report.checkpoints_checked == 1
     assert report.files_checked == len(wh.snapshot.files)
+
+
+@pytest.mark.parametrize("origin", ["another warehouse", "a copy of the last commit"])
+def test_a_stray_commit_file_is_named_by_readers_and_set_aside_by_repair(root: Path, tmp_path: Path,
+                                                                        origin: str) -> None:
+    wh = build(str(root))
+    before = every_view_works(wh)
+    stray = commit_path(root, 50)
+    if origin == "another warehouse":  # its version 50, copied in beside versions 0..3 by mistake
+        other = tmp_path / "other"
+        with warehouse.open(str(other), create=True).writer(**CONFIG, flush_interval=None) as w:
+            w.add_execution(task_id="elsewhere", benign_score=0.0)
+        doc = json.loads(commit_path(other, 1).read_bytes())
+        doc["version"] = 50
+        stray.write_text(json.dumps(doc))
+    else:  # `cp 00000000000000000003.json 00000000000000000050.json`
+        stray.write_bytes(commit_path(root, FLUSHES).read_bytes())
+    stray_bytes = stray.read_bytes()
+
+    with pytest.raises(CorruptCommit) as err:
+        warehouse.open(str(root))
+    message = str(err.value)
+    assert f"commits {FLUSHES + 1}..49 are missing" in message and f"runs from 0 to {FLUSHES}" in message
+    assert "00000000000000000050.json" in message and "warehouse doctor --repair" in message, message
+
+    res = run_cli("doctor", "--url", str(root), "--format", "json")
+    assert res.returncode == 1, res.stderr
+    found = json.loads(res.stdout)["findings"]
+    assert [(f["kind"], f["path"], f["severity"]) for f in found] == \
+        [("stray-commit", "_manifest/00000000000000000050.json", "error")]
+    assert "--repair" in found[0]["fix"] and f"commits {FLUSHES + 1}..49" in found[0]["fix"]
+
+    res = run_cli("doctor", "--url", str(root), "--repair")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "_manifest/_set_aside/00000000000000000050.json" in res.stdout
+    assert not stray.exists() and (root / "_manifest" / "_set_aside" / stray.name).read_bytes() == stray_bytes
+    fixed = warehouse.open(str(root))
+    assert fixed.version == FLUSHES and every_view_works(fixed) == before
+    assert fixed.doctor().findings == [] and fixed.vacuum().files == 0  # vacuum leaves the set-aside file alone
+    assert (root / "_manifest" / "_set_aside" / stray.name).exists()
+
+
+def test_a_checkpoint_newer_than_every_commit_is_refused_not_loaded_and_set_aside(root: Path, tmp_path: Path) -> None:
+    wh = build(str(root))
+    before = every_view_works(wh)
+    other = warehouse.open(str(tmp_path / "other"), create=True)
+    for i in range(5):
+        with other.writer(**CONFIG, flush_interval=None) as w:
+            w.add_execution(task_id="elsewhere", benign_score=0.0)
+    other.checkpoint()
+    stray = root / "_manifest" / f"{5:020d}.checkpoint.parquet"
+    stray.write_bytes((tmp_path / "other" / "_manifest" / stray.name).read_bytes())
+
+    with pytest.raises(CorruptCommit, match=f"newer than the newest commit \\({FLUSHES}\\)"):
+        warehouse.open(str(root))  # was: opened at version 5, the other warehouse's files
+    report = doctor.run(str(root))
+    assert [(f.kind, f.version) for f in report.problems] == [("stray-checkpoint", 5)]
+
+    repaired = doctor.run(str(root), repair=True)
+    assert repaired.healthy and not stray.exists()
+    assert (root / "_manifest" / "_set_aside" / stray.name).exists()
+    fixed = warehouse.open(str(root))
+    assert fixed.version == FLUSHES and every_view_works(fixed) == before
+
+
+def test_stray_parquet_files_outside_the_partition_layout_are_reported(root: Path) -> None:
+    wh = build(str(root))
+    sample = (root / data_file(wh, 1)).read_bytes()
+    strays = ["executions/stray.parquet", "executions/dataset=agentdojo/part-0123.parquet",
+              "messages/dataset=agentdojo/agent=plain/attack=none/config_hash=x/extra/part-1.parquet"]
+    for p in strays:
+        (root / p).parent.mkdir(parents=True, exist_ok=True)
+        (root / p).write_bytes(sample)
+    (root / "executions" / "notes.txt").write_text("not parquet")
+
+    report = wh.doctor(repair=True)
+
+    assert sorted((f.kind, f.path, f.severity) for f in report.findings) == \
+        sorted(("stray-file", p, "warning") for p in strays)
+    assert all("read_parquet(" in f.message and "move it out" in f.fix for f in report.findings)
+    assert report.healthy and report.repair_version is None and all((root / p).exists() for p in strays)
 
 
 # -- the CLI ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ second compaction, in real processes), and storage is freed only of what no read
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -549,7 +550,7 @@ def test_vacuum_never_deletes_a_file_of_the_current_snapshot(wh, root, open_writ
     for p in data_files(root):
         age(root / p, 10 * 86400)
 
-    result = wh.vacuum(retain=timedelta(0), orphan_window=timedelta(0), now=datetime.now(UTC) + 4 * WEEK)
+    result = wh.vacuum(retain=timedelta(0), now=datetime.now(UTC) + 4 * WEEK)
 
     assert result.files == 0  # nothing was ever removed, nothing is an orphan
     assert data_files(root) >= set(wh.snapshot.files)
@@ -585,8 +586,11 @@ def test_orphans_older_than_the_window_go_and_younger_ones_stay(wh, root, open_w
     assert (root / young).exists() and not any((root / p).exists() for p in old) and not torn.exists()
     assert all(p.exists() for p in keep)
     assert views(wh) == before
+    # A `now` in the future does not shorten the window for files in flight: judged by the real time.
+    assert wh.vacuum(now=datetime.now(UTC) + timedelta(hours=2)).orphans == ()
     # Once the window has passed, the young one goes too.
-    assert wh.vacuum(now=datetime.now(UTC) + timedelta(hours=2)).orphans == (young,)
+    age(root / young, 2 * 3600)
+    assert wh.vacuum().orphans == (young,)
 
 
 def test_a_file_written_inside_the_window_can_still_be_committed_after_a_vacuum(wh, root, open_writer) -> None:
@@ -621,6 +625,91 @@ def test_a_file_committed_while_vacuum_runs_is_not_deleted(wh, root, open_writer
 
     assert result.orphans == () and (root / late.path).exists()
     assert late.path in warehouse.open(str(root)).snapshot.files
+
+
+def test_vacuum_refuses_an_orphan_window_under_the_minimum(wh, root, open_writer) -> None:
+    seed(wh, open_writer, flushes=1)
+    before = data_files(root)
+    for window in (timedelta(0), timedelta(seconds=1), warehouse.manifest.MIN_ORPHAN_WINDOW - timedelta(seconds=1)):
+        with pytest.raises(warehouse.OrphanWindowTooShort) as err:
+            wh.vacuum(retain=timedelta(0), orphan_window=window)
+        assert isinstance(err.value, ValueError)
+        assert "is shorter than the minimum, 1h" in str(err.value)
+    assert data_files(root) == before
+    assert wh.vacuum(orphan_window=warehouse.manifest.MIN_ORPHAN_WINDOW).files == 0
+
+
+def test_retain_zero_is_allowed_alike_by_the_api_and_the_cli(wh, root, open_writer) -> None:
+    seed(wh, open_writer, flushes=2)
+    wh.compact()
+    replaced = sorted(r.path for c in compacts(wh) for r in c.remove)
+    res = cli("vacuum", "--url", str(root), "--retain", "0s", "-f", "json")
+    assert res.returncode == 0, res.stderr
+    assert sorted(r["path"] for r in json.loads(res.stdout) if r["kind"] == "removed") == replaced
+    assert not any((root / p).exists() for p in replaced)
+    assert wh.vacuum(retain=timedelta(0)).files == 0  # the API takes the same 0
+
+
+def test_a_commit_refuses_a_data_file_older_than_the_deadline(wh, root, open_writer) -> None:
+    seed(wh, open_writer, flushes=1)
+    f = wh.files("executions")[0]
+    fresh = write_data_file(wh, "executions", dict(f.partition), pq.read_table(wh.store.full(f.path)).slice(0, 0))
+    deadline = warehouse.manifest.COMMIT_DEADLINE.total_seconds()
+    mono, wall = fresh.staged
+    for staged in ((mono - deadline - 1, wall), (mono, wall - deadline - 1), (None, wall - deadline - 1)):
+        old = dataclasses.replace(fresh, staged=staged)  # written longer ago, by either clock, than the deadline
+        with pytest.raises(warehouse.StaleDataFile) as err:
+            wh.log.commit(wh.snapshot, operation="append", writer=writer_info("slow"), token=None, add=[old])
+        assert fresh.path in str(err.value) and "commit deadline (1800 s)" in str(err.value)
+        assert isinstance(err.value, warehouse.CommitConflict)
+    assert wh.log.versions()[-1] == wh.version  # nothing was committed
+    assert wh.log.commit(wh.snapshot, operation="append", writer=writer_info("quick"), token=None, add=[fresh])
+
+
+def test_a_flush_retried_after_the_deadline_writes_its_files_again(wh, root, open_writer, monkeypatch) -> None:
+    w = open_writer(wh, **CONFIG_A)
+    w.add_execution(execution_id="late-1", task_id="t", benign_score=1.0, messages=[{"role": "user", "content": "q"}])
+
+    def unreachable(self, rel, data):
+        raise OSError(5, "Input/output error")
+    monkeypatch.setattr(warehouse.storage.Store, "put_if_absent", unreachable)
+    with pytest.raises(OSError):
+        w.flush()
+    monkeypatch.undo()
+    first = data_files(root)
+    assert first and w.buffered_rows == 1
+    # The store comes back long after: the failed flush's files are older than the commit deadline
+    # (a vacuum may have taken them). Their clocks say so; the files themselves are left as they are.
+    real_age, failed_at = warehouse.manifest.staged_age, time.monotonic()
+    monkeypatch.setattr(warehouse.manifest, "staged_age",
+                        lambda s: real_age(s) + (2 * 3600 if s[0] is not None and s[0] < failed_at else 0))
+    version = w.flush()
+
+    commit = wh.log.read(version)
+    assert commit is not None and not {a.path for a in commit.add} & first  # written again, under new names
+    assert wh.sql("select execution_id from executions").fetchall() == [("late-1",)]
+    report = wh.doctor()
+    assert report.healthy and {f.path for f in report.orphans} == first
+    monkeypatch.undo()
+    for p in first:
+        age(root / p, 2 * 3600)
+    assert set(wh.vacuum().orphans) == first
+    assert wh.sql("select execution_id from executions").fetchall() == [("late-1",)] and wh.doctor().findings == []
+
+
+def test_a_compaction_that_outlives_the_deadline_commits_nothing_and_loses_nothing(wh, root, open_writer,
+                                                                                   monkeypatch) -> None:
+    seed(wh, open_writer)
+    before, files = views(wh), set(wh.snapshot.files)
+    real_age = warehouse.manifest.staged_age
+    monkeypatch.setattr(warehouse.manifest, "staged_age", lambda s: real_age(s) + 2 * 3600)
+
+    result = wh.compact()
+
+    assert {p.status for p in result.partitions} == {"conflict"} and result.versions == []
+    assert all("commit deadline" in p.error for p in result.partitions)
+    assert set(wh.snapshot.files) == files and data_files(root) == files  # outputs deleted, inputs kept
+    assert views(warehouse.open(str(root))) == before
 
 
 def test_stale_manifest_temp_files_go_and_commits_stay(wh, root, open_writer) -> None:
@@ -762,13 +851,13 @@ def test_vacuum_folds_commits_into_a_checkpoint_and_recent_versions_still_open(w
     with pytest.raises(VersionNotFound):
         warehouse.open(str(root), version=checkpoint - 1)
     # Later vacuums work from the checkpoint and the commits after it: nothing referenced goes.
-    again = wh.vacuum(retain=timedelta(0), orphan_window=timedelta(0), now=datetime.now(UTC) + 2 * WEEK)
+    again = wh.vacuum(retain=timedelta(0), now=datetime.now(UTC) + 2 * WEEK)
     assert again.removed == () and again.orphans == ()
     assert views(warehouse.open(str(root))) == before
 
 
 # -- S3 ----------------------------------------------------------------------------------------------
-def test_compaction_and_vacuum_on_s3(wh, s3, s3_url: str, s3_options: dict, open_writer) -> None:
+def test_compaction_and_vacuum_on_s3(wh, s3, s3_url: str, s3_options: dict, open_writer, monkeypatch) -> None:
     remote = warehouse.open(s3_url, storage_options=s3_options, create=True)
     seed(remote, open_writer, flushes=3)
     seed(wh, open_writer, flushes=3)
@@ -794,7 +883,10 @@ def test_compaction_and_vacuum_on_s3(wh, s3, s3_url: str, s3_options: dict, open
     kept = remote.vacuum()  # everything is young on S3 (LastModified is now)
     assert kept.files == 0 and kept.young_orphans == 1
 
-    result = remote.vacuum(now=datetime.now(UTC) + WEEK + timedelta(hours=1))
+    # LastModified cannot be set back on S3: with no writer running, lift the minimum window (which
+    # protects writers' files in flight) to let the orphan go now.
+    monkeypatch.setattr(warehouse.manifest, "MIN_ORPHAN_WINDOW", timedelta(0))
+    result = remote.vacuum(orphan_window=timedelta(0), now=datetime.now(UTC) + WEEK + timedelta(hours=1))
 
     assert list(result.removed) == removed and result.orphans == (orphan,) and result.temp == ("_manifest/.tmp-stale",)
     left = {p.removeprefix(prefix + "/") for p in fs.find(prefix)}
@@ -859,7 +951,9 @@ def test_cli_vacuum_dry_run_then_for_real(wh, root, open_writer) -> None:
     (["compact", "--where", "model=x"], "cannot filter partitions by 'model'"),
     (["compact", "--table", "nope"], "unknown table 'nope'"),
     (["vacuum", "--retain", "7 weeks"], "bad duration '7 weeks'"),
-    (["vacuum", "--orphan-window", "0s"], "bad duration '0s'"),
+    (["vacuum", "--orphan-window", "0s"], "orphan_window 0s is shorter than the minimum, 1h"),
+    (["vacuum", "--orphan-window", "1s"], "orphan_window 1s is shorter than the minimum, 1h"),
+    (["vacuum", "--retain", "-1s"], "bad duration '-1s'"),
 ])
 def test_cli_errors_are_one_line(wh, root, args, message) -> None:
     res = cli(*args, "--url", str(root))

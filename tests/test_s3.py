@@ -186,6 +186,41 @@ def test_a_store_without_conditional_writes_is_refused_for_writing(s3: S3Endpoin
         assert commit_names(s3.fs(), s3_url) == ["00000000000000000000.json"]
 
 
+def test_lost_answers_during_the_conditional_write_probe_are_retried_not_taken_for_refusals(
+        s3: S3Endpoint, s3_url: str) -> None:
+    # The answer to the first create of every probe object is lost: the object was created, and
+    # the retry is refused because it exists. That is our own create, not a store without
+    # conditional writes.
+    first_puts: set[str] = set()
+
+    def first_put_of_a_probe(method: str, path: str) -> bool:
+        if method == "PUT" and "/.probe-" in path and path not in first_puts:
+            first_puts.add(path)
+            return True
+        return False
+
+    with FaultProxy(s3.url, rate=1.0, faults=("drop",), only=first_put_of_a_probe) as proxy:
+        wh = warehouse.open(s3_url, storage_options=s3.options(proxy.url), create=True)
+        assert proxy.stats.faults["drop"] >= 1
+        with wh.writer(dataset=DATASET, agent=AGENT, flush_interval=None) as w:
+            w.add_execution(task_id="t", benign_score=1.0)
+    assert warehouse.open(s3_url, storage_options=s3.options()).sql("select count(*) from executions").fetchall() == [(1,)]
+    assert not [p for p in s3.fs().find(s3_url.removeprefix("s3://")) if "/.probe-" in p]  # probes cleaned up
+
+
+def test_forty_percent_of_put_answers_lost_never_reads_as_unsupported_conditional_writes(
+        s3: S3Endpoint, s3_url: str) -> None:
+    with FaultProxy(s3.url, rate=0.4, faults=("drop",), seed=3) as proxy:
+        for i in range(6):  # six fresh stores, each probed once
+            wh = warehouse.open(f"{s3_url}/{i}", storage_options=s3.options(proxy.url), create=True)
+            with wh.writer(dataset=DATASET, agent=AGENT, flush_interval=None) as w:
+                w.add_execution(task_id="t", benign_score=1.0)
+        assert proxy.stats.faults["drop"] >= 6
+    for i in range(6):
+        reader = warehouse.open(f"{s3_url}/{i}", storage_options=s3.options())
+        assert reader.sql("select count(*) from executions").fetchall() == [(1,)]
+
+
 # -- many processes --------------------------------------------------------------------------------
 def run_flush_writers(url: str, env: dict[str, str], n_procs: int, flushes: int, per_flush: int,
                       timeout: float = 240) -> list[str]:

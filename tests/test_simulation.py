@@ -82,6 +82,27 @@ def test_run_ids_started_in_the_same_second_are_unique(wh: warehouse.Warehouse) 
     assert ids == [f"run_config_{STAMP}", f"run_config_{STAMP}_1", f"run_config_{STAMP}_2", f"run_config_{STAMP}_3"]
 
 
+def test_a_claim_whose_answer_was_lost_is_recognised_as_ours(s3: Any, s3_url: str) -> None:
+    from faultproxy import FaultProxy
+
+    firsts: set[str] = set()
+
+    def first_put_of_a_claim(method: str, path: str) -> bool:
+        if method == "PUT" and "/runs/" in path and path not in firsts:
+            firsts.add(path)
+            return True
+        return False
+
+    warehouse.open(s3_url, storage_options=s3.options(), create=True)
+    with FaultProxy(s3.url, rate=1.0, faults=("drop",), only=first_put_of_a_claim) as proxy:
+        wh = warehouse.open(s3_url, storage_options=s3.options(proxy.url))
+        rec = wh.run_recorder("config", started_at=T0)
+        assert proxy.stats.faults["drop"] == 1
+    assert rec.run_id == f"run_config_{STAMP}"  # was: run_config_..._1, beside a claim nobody used
+    claims = [p.rsplit("/", 1)[-1] for p in s3.fs().find(f"{s3_url.removeprefix('s3://')}/runs")]
+    assert claims == [f"run_config_{STAMP}.json"]
+
+
 def test_run_ids_claimed_by_racing_processes_are_unique(root: Path, children: Children) -> None:
     warehouse.open(str(root), create=True)
     n = 4

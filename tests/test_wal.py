@@ -336,3 +336,112 @@ def test_async_writer_passes_the_wal_through(tmp_path: Path, wh: warehouse.Wareh
     asyncio.run(main())
     assert_each_once(wh, ["before-crash", "async-1"])
     assert segments(wal) == []
+
+
+# -- damage that is not a crash's torn tail ------------------------------------------------------------
+def killed_with_twenty(children: Children, tmp_path: Path) -> tuple[Path, Path, list[str], Path]:
+    """A real writer process with 20 acknowledged executions (and a live one) in its WAL, killed with
+    kill -9 before any flush: (warehouse root, WAL directory, acknowledged ids, the segment file)."""
+    root, wal = tmp_path / "wh", tmp_path / "wal"
+    warehouse.open(str(root), create=True)
+    acked, _, _ = run_until_kill(children, root, wal, "d", "unflushed", 20)
+    [segment] = [wal / name for name in segments(wal)]
+    return root, wal, acked, segment
+
+
+def damage_line(segment: Path, index: int) -> bytes:
+    """Prefix line `index` (0-based) of `segment` with `#`, as a bad disk block or a stray edit
+    would; returns the damaged file's bytes."""
+    lines = segment.read_bytes().splitlines(keepends=True)
+    lines[index] = b"#" + lines[index]
+    segment.write_bytes(b"".join(lines))
+    return segment.read_bytes()
+
+
+def test_a_damaged_middle_line_loses_only_its_record_and_the_segment_is_kept_aside(
+        tmp_path: Path, children: Children, caplog: pytest.LogCaptureFixture) -> None:
+    root, wal, acked, segment = killed_with_twenty(children, tmp_path)
+    assert len(acked) == 21
+    damaged = damage_line(segment, 3)  # line 4: the third execution, d-2
+
+    wh = warehouse.open(str(root))
+    with pytest.raises(WalError) as err:
+        wh.writer(**CONFIG, flush_interval=None, wal=wal)
+    message = str(err.value)
+    assert f"segment {segment.name}: line 4 (JSONDecodeError" in message
+    kept = wal / "damaged" / segment.name
+    records = len(damaged.splitlines()) - 2  # every line but the header and the damaged one
+    assert str(kept) in message and f"its {records} readable record(s) are in version 1" in message
+
+    # Every intact record was committed once; only the damaged line's execution is missing.
+    assert_each_once(wh, [i for i in acked if i != "d-2"])
+    assert set(execution_counts(wh)) == set(acked) - {"d-2"}
+    # The segment is kept byte for byte, out of recovery's way; nothing is left to recover.
+    assert kept.read_bytes() == damaged and segments(wal) == ["damaged"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="warehouse"):
+        assert recover(wh, wal) == []
+    assert f"1 damaged segment(s) set aside in {wal / 'damaged'} await a decision: {segment.name}" in caplog.text
+    assert kept.read_bytes() == damaged
+    assert set(execution_counts(warehouse.open(str(root)))) == set(acked) - {"d-2"}
+
+
+def test_a_damaged_header_keeps_the_whole_segment_and_says_so(tmp_path: Path, children: Children) -> None:
+    root, wal, acked, segment = killed_with_twenty(children, tmp_path)
+    damaged = damage_line(segment, 0)
+
+    wh = warehouse.open(str(root))
+    with pytest.raises(WalError) as err:
+        wh.writer(**CONFIG, flush_interval=None, wal=wal)
+    message = str(err.value)
+    assert not segment.exists()  # moved, not left in place
+    assert f"segment {segment.name}: line 1 (JSONDecodeError" in message
+    records = len(damaged.splitlines()) - 1
+    assert f"{records} record line(s) after it could not be placed without the header" in message
+    assert (wal / "damaged" / segment.name).read_bytes() == damaged
+    assert execution_counts(wh) == Counter() and wh.version == 0  # nothing guessed, nothing deleted
+
+
+def test_a_damaged_last_whole_line_is_damage_not_a_torn_tail(tmp_path: Path, children: Children) -> None:
+    root, wal, acked, segment = killed_with_twenty(children, tmp_path)
+    lines = segment.read_bytes().splitlines(keepends=True)
+    damaged = damage_line(segment, len(lines) - 1)  # the live execution's finish: ends with a newline
+
+    wh = warehouse.open(str(root))
+    with pytest.raises(WalError, match=f"line {len(lines)} "):
+        wh.writer(**CONFIG, flush_interval=None, wal=wal)
+    assert set(execution_counts(wh)) == set(acked)  # the live execution's earlier revision is there
+    assert (wal / "damaged" / segment.name).read_bytes() == damaged
+
+
+def test_a_record_whose_values_do_not_fit_its_table_is_set_aside_with_its_line(tmp_path: Path, children: Children) -> None:
+    root, wal, acked, segment = killed_with_twenty(children, tmp_path)
+    lines = segment.read_bytes().splitlines(keepends=True)
+    # Valid JSON, wrong type: a bit flip that turned a score into text.
+    line = json.loads(lines[5])
+    executions = dict(line[1])["executions"]
+    columns = json.loads(lines[0])[1]["columns"]["executions"]
+    executions[0][columns.index("benign_score")] = "1.0x"
+    lines[5] = json.dumps(line).encode() + b"\n"
+    segment.write_bytes(b"".join(lines))
+
+    wh = warehouse.open(str(root))
+    with pytest.raises(WalError) as err:
+        wh.writer(**CONFIG, flush_interval=None, wal=wal)
+    assert "line 6 (values that do not fit the table" in str(err.value)
+    assert set(execution_counts(wh)) == set(acked) - {"d-4"}
+    assert (wal / "damaged" / segment.name).exists()
+
+
+def test_a_damaged_segment_whose_batch_was_committed_is_deleted_losing_nothing(tmp_path: Path, children: Children) -> None:
+    root, wal = tmp_path / "wh", tmp_path / "wal"
+    warehouse.open(str(root), create=True)
+    acked, _, _ = run_until_kill(children, root, wal, "c", "after_commit", 6)
+    committed = [wal / n for n in segments(wal) if n.endswith("00000001.wal")]
+    [segment] = committed
+    damage_line(segment, 2)
+
+    wh = warehouse.open(str(root))
+    recover(wh, wal)  # no error: the damaged segment's batch is in version 1, every record of it
+    assert_each_once(wh, acked)
+    assert segments(wal) == []

@@ -12,6 +12,14 @@ moment, restarts it (as a new writer, so ids never repeat), and after the last k
   all there or none); no execution appears twice; every execution has its 2 messages;
 - doctor reports nothing but orphans (left by killed writers), which vacuum then removes.
 
+The short-window case (`run(..., short_window=4)`, `--short-window 4`) runs four writers and
+compaction beside a vacuum at the shortest orphan window allowed, with the warehouse's time
+constants scaled down in every process (the minimum window to that many seconds, the commit
+deadline to half of it). Writers and compaction stall before some commits, holding their files in
+flight, and are let go only once the vacuum has deleted one of those files; the commit must then
+refuse them (StaleDataFile) and the writer write them again: a commit never names a deleted file,
+and nothing acknowledged is lost.
+
 `run()` is what tests/test_torture.py calls with a smaller number of kills.
 """
 
@@ -40,7 +48,10 @@ import warehouse  # noqa: E402
 
 #: Every role the harness can run, with how many processes of it.
 ROLES = {"writer": 3, "compact": 1, "vacuum": 1, "checkpoint": 1, "sync": 1}
-_METHODS = {"compact": "compact", "vacuum": "vacuum", "checkpoint": "checkpoint", "sync": "sync_to"}
+#: The short-window case: a vacuum at the minimum window beside four writers and compaction.
+SHORT_WINDOW_ROLES = {"writer": 4, "compact": 1, "vacuum-short": 1, "checkpoint": 1}
+_METHODS = {"compact": "compact", "vacuum": "vacuum", "vacuum-short": "vacuum", "checkpoint": "checkpoint",
+            "sync": "sync_to"}
 
 
 @dataclass
@@ -64,6 +75,9 @@ class Summary:
     partial_batches: int = 0
     maintenance_ops: Counter = field(default_factory=Counter)
     orphans_found: int = 0
+    stalls: int = 0  # commits held in flight (short-window case)
+    stalls_taken_by_vacuum: int = 0  # of those, whose files a vacuum deleted before they went on
+    stale_refused: int = 0  # commits that refused files older than the deadline (then written again)
     doctor_problems: list[str] = field(default_factory=list)
     sync_target_rows: int = 0
     seconds: float = 0.0
@@ -78,6 +92,8 @@ class Summary:
                 ("lost", self.lost), ("duplicated", self.duplicated), ("partly visible flushes", self.partial_batches),
                 ("maintenance operations done", ", ".join(f"{r} {n}" for r, n in sorted(self.maintenance_ops.items())) or "none"),
                 ("orphans found, then vacuumed", self.orphans_found),
+                ("commits stalled in flight (taken by vacuum)", f"{self.stalls} ({self.stalls_taken_by_vacuum})"),
+                ("commits refusing stale files", self.stale_refused),
                 ("doctor problems besides orphans", len(self.doctor_problems)),
                 ("rows in the sync target", self.sync_target_rows), ("seconds", f"{self.seconds:.1f}")]
         width = max(len(k) for k, _ in rows)
@@ -89,14 +105,61 @@ def available_roles() -> dict[str, int]:
     return {r: n for r, n in ROLES.items() if r == "writer" or hasattr(warehouse.Warehouse, _METHODS[r])}
 
 
-def _start(role: str, tag: str, root: str, seed: int, dst: str, options: dict[str, Any] | None, logs: Path) -> Worker:
+class Stalls:
+    """Processes stalled before a commit (short-window case): paths in flight -> the process, let go
+    (a line on its stdin) once a vacuum reports deleting one of its files, or after `patience`."""
+
+    def __init__(self, patience: float) -> None:
+        self.patience = patience
+        self.lock = threading.Lock()
+        self.waiting: dict[int, tuple[Worker, set[str], float]] = {}  # pid -> (worker, paths, since)
+        self.total = self.taken = 0
+
+    def stalled(self, w: Worker, paths: list[str]) -> None:
+        with self.lock:
+            self.waiting[w.proc.pid] = (w, set(paths), time.monotonic())
+            self.total += 1
+
+    def deleted(self, paths: list[str]) -> None:
+        gone = set(paths)
+        with self.lock:
+            for pid, (w, held, _) in list(self.waiting.items()):
+                if held & gone:
+                    self.taken += 1
+                    self._release(pid, w)
+
+    def overdue(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            for pid, (w, _, since) in list(self.waiting.items()):
+                if now - since > self.patience:
+                    self._release(pid, w)
+
+    def release_all(self) -> None:
+        with self.lock:
+            for pid, (w, _, _) in list(self.waiting.items()):
+                self._release(pid, w)
+
+    def _release(self, pid: int, w: Worker) -> None:
+        del self.waiting[pid]
+        try:
+            w.proc.stdin.write("go\n")
+            w.proc.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # killed meanwhile
+
+
+def _start(role: str, tag: str, root: str, seed: int, dst: str, options: dict[str, Any] | None, logs: Path,
+           short_window: float | None = None, stalls: Stalls | None = None) -> Worker:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     if options:
         env["TORTURE_STORAGE_OPTIONS"] = json.dumps(options)
+    if short_window:
+        env["TORTURE_SHORT_WINDOW"] = str(short_window)
     with open(logs / f"{tag}.stderr", "wb") as err:
         proc = subprocess.Popen([sys.executable, str(WORKER), role, root, tag, str(seed), dst],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1, env=env)
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1, env=env)
     w = Worker(role, tag, proc)
 
     def read() -> None:
@@ -104,6 +167,10 @@ def _start(role: str, tag: str, root: str, seed: int, dst: str, options: dict[st
             w.lines.append(line.strip())
             if line.startswith("ready"):
                 w.ready.set()
+            elif stalls is not None and line.startswith("stalled "):
+                stalls.stalled(w, line.split()[1:])
+            elif stalls is not None and line.startswith("vacuum-short "):
+                stalls.deleted(line.split()[2:])
         w.ready.set()  # it died: nothing to wait for
 
     w.reader = threading.Thread(target=read, daemon=True)
@@ -112,15 +179,18 @@ def _start(role: str, tag: str, root: str, seed: int, dst: str, options: dict[st
 
 
 def run(root: str, kills: int, *, seed: int = 1, dst: str | None = None, storage_options: dict[str, Any] | None = None,
-        logs: Path | None = None, roles: dict[str, int] | None = None, max_pause: float = 0.4) -> Summary:
-    """Torture the warehouse at `root` (created if absent) with `kills` kills; returns the summary."""
+        logs: Path | None = None, roles: dict[str, int] | None = None, max_pause: float = 0.4,
+        short_window: float | None = None) -> Summary:
+    """Torture the warehouse at `root` (created if absent) with `kills` kills; returns the summary.
+    `short_window` (seconds): the short-window case (see the module docstring)."""
     t0 = time.monotonic()
     rng = random.Random(seed)
     logs = logs or Path(tempfile.mkdtemp(prefix="torture-logs-"))
     logs.mkdir(parents=True, exist_ok=True)
     dst = dst or root.rstrip("/") + "-replica"
     warehouse.open(root, create=True, storage_options=storage_options)
-    roles = roles or available_roles()
+    roles = roles or (SHORT_WINDOW_ROLES if short_window else available_roles())
+    stalls = Stalls(patience=6 * short_window) if short_window else None
     summary = Summary()
     done: list[Worker] = []
     live: list[Worker] = []
@@ -129,7 +199,8 @@ def run(root: str, kills: int, *, seed: int = 1, dst: str | None = None, storage
     def spawn(role: str) -> None:
         nonlocal counter
         counter += 1
-        live.append(_start(role, f"{role[0]}{counter}", root, rng.randrange(1 << 30), dst, storage_options, logs))
+        live.append(_start(role, f"{role[0]}{counter}", root, rng.randrange(1 << 30), dst, storage_options, logs,
+                           short_window, stalls))
 
     for role, n in roles.items():
         for _ in range(n):
@@ -143,6 +214,8 @@ def run(root: str, kills: int, *, seed: int = 1, dst: str | None = None, storage
             if not victim.ready.wait(120):
                 raise RuntimeError(f"{victim.tag} ({victim.role}) never got ready; see {logs}")
             time.sleep(rng.uniform(0.0, max_pause))
+            if stalls is not None:
+                stalls.overdue()
             victim.proc.kill()
             victim.proc.wait()
             summary.kills += 1
@@ -150,6 +223,8 @@ def run(root: str, kills: int, *, seed: int = 1, dst: str | None = None, storage
             done.append(victim)
             spawn(victim.role)
     finally:
+        if stalls is not None:
+            stalls.release_all()
         for w in live:
             w.proc.kill()
             w.proc.wait()
@@ -159,6 +234,8 @@ def run(root: str, kills: int, *, seed: int = 1, dst: str | None = None, storage
             w.reader.join()
         if w.proc.stdout is not None:
             w.proc.stdout.close()
+    if stalls is not None:
+        summary.stalls, summary.stalls_taken_by_vacuum = stalls.total, stalls.taken
     _check(root, dst, storage_options, done, summary)
     summary.seconds = time.monotonic() - t0
     return summary
@@ -169,13 +246,21 @@ def _check(root: str, dst: str, options: dict[str, Any] | None, workers: list[Wo
     for w in workers:
         for line in w.lines:
             parts = line.split()
+            if parts and parts[0] == "stale":
+                s.stale_refused += 1
             if w.role == "writer" and parts[0] == "ack":
                 acked[(w.tag, int(parts[1]))] = int(parts[2])
             elif w.role != "writer" and parts and parts[0] == w.role:
                 s.maintenance_ops[w.role] += 1
     s.acknowledged_batches = len(acked)
     wh = warehouse.open(root, storage_options=options)  # it opens
-    ids = Counter(r[0] for r in wh.sql("select execution_id from executions").fetchall())
+    try:
+        ids = Counter(r[0] for r in wh.sql("select execution_id from executions").fetchall())
+    except Exception as exc:  # e.g. a commit names a data file that is gone: count what repair leaves
+        s.doctor_problems.append(f"the warehouse cannot be queried ({type(exc).__name__}: {str(exc)[:200]})")
+        repaired = wh.doctor(repair=True)
+        s.doctor_problems += [f"repaired: {f.kind} {f.path}" for f in repaired.repaired]
+        ids = Counter(r[0] for r in wh.sql("select execution_id from executions").fetchall())
     s.rows_checked = sum(ids.values())
     s.duplicated = sum(n - 1 for n in ids.values() if n > 1)
     batches: dict[tuple[str, int], set[int]] = {}
@@ -195,7 +280,14 @@ def _check(root: str, dst: str, options: dict[str, Any] | None, workers: list[Wo
         s.orphans_found = _orphans(report)
         s.doctor_problems += problems
         if hasattr(warehouse.Warehouse, "vacuum"):
-            wh.vacuum(retain=timedelta(0), orphan_window=timedelta(0))
+            # Every process is dead: no file is in flight, so the minimum window that protects
+            # writers' files can be lifted (in this process only) to remove every orphan now.
+            minimum = warehouse.manifest.MIN_ORPHAN_WINDOW
+            warehouse.manifest.MIN_ORPHAN_WINDOW = timedelta(0)
+            try:
+                wh.vacuum(retain=timedelta(0), orphan_window=timedelta(0))
+            finally:
+                warehouse.manifest.MIN_ORPHAN_WINDOW = minimum
             after = wh.doctor()
             s.doctor_problems += [f"after vacuum: {p}" for p in _problems(after)]
     try:
@@ -221,14 +313,28 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--short-window", type=float, default=4.0,
+                    help="then run the short-window case with this minimum window, in seconds (0: skip it)")
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="torture-"))
+    ok = True
     print(f"torture: {args.kills} kills, seed {args.seed}, roles {available_roles()}, in {work}", flush=True)
     s = run(str(work / "wh"), args.kills, seed=args.seed, logs=work / "logs")
     print(s.table())
     for p in s.doctor_problems:
         print("problem:", p)
-    sys.exit(0 if s.ok else 1)
+    ok = ok and s.ok
+    if args.short_window:
+        print(f"\ntorture, short-window case: {args.kills} kills, vacuum at the minimum orphan window scaled to "
+              f"{args.short_window:g} s (commit deadline {args.short_window / 2:g} s), roles {SHORT_WINDOW_ROLES}",
+              flush=True)
+        s = run(str(work / "wh-short"), args.kills, seed=args.seed, logs=work / "logs-short",
+                short_window=args.short_window, max_pause=1.0)
+        print(s.table())
+        for p in s.doctor_problems:
+            print("problem:", p)
+        ok = ok and s.ok
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":

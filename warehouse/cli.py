@@ -543,15 +543,17 @@ def compact(url: UrlOpt = DEFAULT_URL,
 
 @app.command()
 def vacuum(url: UrlOpt = DEFAULT_URL,
-           retain: Annotated[str, typer.Option(help="Delete files removed from the snapshot longer ago than this: 7d, 12h, 90m, 3600s.")] = "7d",
-           orphan_window: Annotated[str, typer.Option("--orphan-window", help="Delete never-committed files and temp files older than this (protects writers still flushing).")] = "1h",
+           retain: Annotated[str, typer.Option(help="Delete files removed from the snapshot longer ago than this: 7d, 12h, 90m, 3600s, or 0s.")] = "7d",
+           orphan_window: Annotated[str, typer.Option("--orphan-window", help="Delete never-committed files and temp files older than this (protects writers still flushing; at least 1h).")] = "1h",
            dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")] = False,
            fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table) -> None:
     """Delete data files no longer needed (removed longer ago than --retain, or never committed); time travel before that then fails."""
     from .retention import parse_duration
 
     with user_errors():
-        result = _open(url).vacuum(parse_duration(retain), parse_duration(orphan_window), dry_run=dry_run)
+        # The API decides what is allowed (retain 0 or more, the orphan window's minimum): one rule.
+        result = _open(url).vacuum(parse_duration(retain, zero=True), parse_duration(orphan_window, zero=True),
+                                   dry_run=dry_run)
     cols = ["kind", "files", "path"]
     rows = [*(["removed", 1, p] for p in result.removed), *(["orphan", 1, p] for p in result.orphans),
             *(["temp", 1, p] for p in result.temp)]

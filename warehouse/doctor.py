@@ -17,6 +17,15 @@ What is checked, reading every commit file one by one (so that one bad file does
   error: commits are ordered by version, not time. Time travel by timestamp treats such a clock as
   standing still: `open(url, as_of=t)` opens the newest version v such that no commit up to v has a
   time later than t, so it never skips commits;
+- stray commit files (`stray-commit`): commit-named files beyond a gap in the log, that no
+  checkpoint anchors and that do not belong here (unreadable or claiming another version, copies of
+  a commit of the log, or adding only files that are not in storage: copied into `_manifest/` by
+  mistake); readers refuse such a log. They are left out of the replay checked below; `repair=True`
+  moves them, unchanged, to `_manifest/_set_aside/` (never deleting them). A run beyond a gap that
+  does belong here means commits were lost: `missing-commit`, never set aside. A checkpoint newer
+  than the newest commit (`stray-checkpoint`) is set aside the same way. Stray `.parquet` files under a table directory but
+  not at a partition's depth (`stray-file`, a warning): no snapshot ever holds them, but plain globs
+  such as `read_parquet('root/executions/**/*.parquet')` read them;
 - orphans (`orphan`): data files under the tables' partition directories that no commit ever
   added (a crashed writer's, an abandoned compaction's), and `_manifest/.tmp-*` / `.probe-*` files.
   Not problems: `warehouse vacuum` deletes them once older than its orphan window.
@@ -279,10 +288,7 @@ def diagnose(store: Store, *, footers: bool = True) -> tuple[DoctorReport, dict[
     mc = _checkpoint_module()
     with store.errors():
         names = store.list_names(MANIFEST_DIR)
-    commit_versions = sorted(int(n[:20]) for n in names if len(n) == 25 and n.endswith(".json") and n[:20].isdigit())
-    suffix = mc.SUFFIX if mc else None
-    checkpoints = sorted(int(n[:20]) for n in names if suffix and n.endswith(suffix) and n[:20].isdigit()
-                         and len(n) == 20 + len(suffix))
+    commit_versions, checkpoints = _manifest_versions(names)
     latest = max(commit_versions[-1:] + checkpoints[-1:], default=None)
     report = DoctorReport(store.url, latest)
     if latest is None:
@@ -296,7 +302,26 @@ def diagnose(store: Store, *, footers: bool = True) -> tuple[DoctorReport, dict[
         listed: dict[str, int] = {}
         for t in catalog().tables:
             listed.update(store.list_files(t))
-        commits = _read_commits(store, commit_versions, report)
+        # Commit files beyond a gap that no checkpoint anchors are read apart: if they are foreign
+        # (see `_foreign_runs`), they are strays, left out of the log checked below.
+        candidates = _stray_commits(commit_versions, checkpoints)
+        commits = _read_commits(store, [v for v in commit_versions if v not in candidates], report)
+        strays = _foreign_runs(store, candidates, commits, listed)
+        commits.update(_read_commits(store, [v for v in candidates if v not in strays], report))
+    if strays:
+        commit_versions = [v for v in commit_versions if v not in strays]
+        report.findings += [_stray_finding(v, strays[v]) for v in sorted(strays)]
+    # A checkpoint is written after its commit, which vacuum never folds: one newer than every
+    # commit is not this log's (readers refuse it).
+    beyond = [c for c in checkpoints if commit_versions and c > commit_versions[-1]]
+    if beyond:
+        checkpoints = [c for c in checkpoints if c not in beyond]
+        report.findings += [Finding(
+            "error", "stray-checkpoint", f"a checkpoint newer than the newest commit ({commit_versions[-1]}): it "
+            "is not this log's (copied in by mistake?), and readers refuse to open the warehouse while it is there",
+            f"`warehouse doctor --repair` moves it to {SET_ASIDE}/; if commits up to {c} were lost, restore them "
+            "from a backup instead", path=mc.checkpoint_name(c), version=c) for c in beyond]
+    report.version = max(commit_versions[-1:] + checkpoints[-1:], default=None)
 
     # Where the replay starts: commit 0, or the checkpoint vacuum folded the older commits into.
     files: dict[str, DataFile] = {}
@@ -411,6 +436,12 @@ def diagnose(store: Store, *, footers: bool = True) -> tuple[DoctorReport, dict[
     for p in _data_paths(sorted(listed.keys() - ever)):
         report.findings.append(Finding("orphan", "orphan", f"{listed[p]} bytes, never committed "
                                        f"(left by a crashed writer or compaction{damaged})", VACUUM, path=p))
+    for p in _stray_parquet(sorted(listed.keys() - ever)):
+        report.findings.append(Finding(
+            "warning", "stray-file", f"{listed[p]} bytes: a Parquet file where the warehouse never writes one (not at "
+            "a partition's depth), so no snapshot holds it, but a plain glob such as "
+            f"read_parquet('<root>/{p.split('/', 1)[0]}/**/*.parquet') reads it",
+            "move it out of the warehouse (vacuum never deletes it: it does not look like a data file)", path=p))
     for n in sorted(names):
         if n.startswith((".tmp-", ".probe-")):
             report.findings.append(Finding("orphan", "temp-file", "a leftover temp file of a commit or probe",
@@ -423,6 +454,113 @@ def diagnose(store: Store, *, footers: bool = True) -> tuple[DoctorReport, dict[
 
 
 VACUUM = "`warehouse vacuum` deletes it once older than its orphan window (1 hour by default)"
+#: Where `repair` moves stray commit files (under `_manifest/`, where no reader looks).
+SET_ASIDE = f"{MANIFEST_DIR}/_set_aside"
+
+
+def _stray_commits(versions: list[int], checkpoints: list[int]) -> dict[int, tuple[int, int]]:
+    """Candidate strays: commit versions beyond a gap in the log, in runs that no checkpoint
+    anchors (a run of the log starts at 0 or at a checkpoint that vacuum folded the older commits
+    into): version -> the gap (first, last missing version) below its run. The newest anchored
+    run is the log's; none is a candidate if no run is anchored. `_foreign_runs` decides."""
+    runs = _runs(versions)
+    anchored = [i for i, (lo, hi) in enumerate(runs) if lo == 0 or any(lo <= c <= hi for c in checkpoints)]
+    if not anchored:
+        return {}
+    log_run = anchored[-1]
+    out: dict[int, tuple[int, int]] = {}
+    for i in range(log_run + 1, len(runs)):
+        gap = (runs[i - 1][1] + 1, runs[i][0] - 1)
+        for v in range(runs[i][0], runs[i][1] + 1):
+            out[v] = gap
+    return out
+
+
+def _foreign_runs(store: Store, candidates: dict[int, tuple[int, int]], log: Mapping[int, Commit],
+                  listed: Mapping[str, int]) -> dict[int, tuple[int, int]]:
+    """Those of `candidates` (`_stray_commits`) whose whole run is foreign to this warehouse, every
+    commit of it either unreadable or claiming another version, or a copy of a commit of the log
+    (its token), or adding only files that are not in storage: commits of another warehouse, or
+    copies. A run with a commit of its own here (files in storage) is the log's, with commits lost
+    below it: reported as missing commits, never set aside."""
+    out: dict[int, tuple[int, int]] = {}
+    tokens = {c.token for c in log.values() if c.token is not None}
+    for lo, hi in _runs(sorted(candidates)):
+        names = [commit_name(v) for v in range(lo, hi + 1)]
+        blobs = store.read_many(names)
+
+        def foreign(v: int, name: str) -> bool:
+            data = blobs.get(name)
+            if data is None:
+                return False  # gone meanwhile: nothing to set aside
+            try:
+                c = Commit.from_bytes(data, name=name)
+            except (CorruptCommit, UnsupportedFormatVersion):
+                return True
+            if c.version != v or (c.token is not None and c.token in tokens):
+                return True
+            return bool(c.add) and not any(a.path in listed for a in c.add)
+
+        if all(foreign(v, n) for v, n in zip(range(lo, hi + 1), names)):
+            out.update((v, candidates[v]) for v in range(lo, hi + 1))
+    return out
+
+
+def _stray_finding(version: int, gap: tuple[int, int]) -> Finding:
+    lo, hi = gap
+    return Finding(
+        "error", "stray-commit",
+        f"a commit file beyond a gap in the log (commits {lo}..{hi} are missing, and no checkpoint anchors it): "
+        f"the log runs up to {lo - 1}, and readers refuse to open it while this file is there",
+        f"if it does not belong to this warehouse (copied in by mistake), `warehouse doctor --repair` moves it "
+        f"to {SET_ASIDE}/; if commits {lo}..{hi} were lost, restore them from a backup instead",
+        path=commit_name(version), version=version)
+
+
+def _stray_parquet(paths: list[str]) -> list[str]:
+    """Those of `paths` (under the tables' directories) that end in .parquet but are not where a
+    writer puts data files (`maintenance.is_data_path`)."""
+    data = set(_data_paths(paths))
+    return [p for p in paths if p.endswith(".parquet") and p not in data]
+
+
+def set_aside_strays(store: Store, report: DoctorReport) -> None:
+    """Move the stray commit and checkpoint files the report found to SET_ASIDE (unchanged; never
+    deleted), each only if a fresh listing still shows it stray (a writer may have filled a gap)."""
+    strays = [f for f in report.findings if f.kind in ("stray-commit", "stray-checkpoint") and not f.repaired]
+    if not strays:
+        return
+    with store.errors():
+        commits, checkpoints = _manifest_versions(store.list_names(MANIFEST_DIR))
+    still = set(_stray_commits(commits, checkpoints))
+    real = [v for v in commits if v not in still]
+    still |= {c for c in checkpoints if real and c > real[-1]}
+    moved: list[Finding] = []
+    for f in strays:
+        if f.version not in still:
+            report.notes.append(f"{f.path} is no longer beyond a gap: not moved")
+            continue
+        name = f.path.rsplit("/", 1)[-1]
+        target, n = f"{SET_ASIDE}/{name}", 1
+        while store.exists(target):  # never over a file set aside earlier
+            n += 1
+            target = f"{SET_ASIDE}/{name}.{n}"
+        with store.errors():  # a copy, then the original removed: the same on every store
+            store.write_bytes(target, store.read_bytes(f.path))
+            store.remove(f.path)
+        report.notes.append(f"moved {f.path}, unchanged, to {target}")
+        moved.append(f)
+    report.findings = [Finding(**{**asdict(f), "repaired": True}) if f in moved else f for f in report.findings]
+
+
+def _manifest_versions(names: list[str]) -> tuple[list[int], list[int]]:
+    """(commit versions, checkpoint versions), ascending, of a listing of `_manifest/`."""
+    mc = _checkpoint_module()
+    suffix = mc.SUFFIX if mc else None
+    commits = sorted(int(n[:20]) for n in names if len(n) == 25 and n.endswith(".json") and n[:20].isdigit())
+    checkpoints = sorted(int(n[:20]) for n in names if suffix and n.endswith(suffix) and n[:20].isdigit()
+                         and len(n) == 20 + len(suffix))
+    return commits, checkpoints
 
 
 def _runs(values: list[int]) -> list[tuple[int, int]]:
@@ -507,6 +645,13 @@ def run(target: "str | Warehouse", *, repair: bool = False, storage_options: Map
     store = wh.store if wh is not None else Store.from_url(str(target), storage_options)
     t0 = time.perf_counter()
     report, _, repairable = diagnose(store, footers=footers)
+    if repair and any(f.kind in ("stray-commit", "stray-checkpoint") for f in report.problems):
+        set_aside_strays(store, report)
+        set_aside = [f for f in report.findings if f.kind in ("stray-commit", "stray-checkpoint")]
+        notes = report.notes
+        report, _, repairable = diagnose(store, footers=footers)  # the log as it is now
+        report.findings[:0] = set_aside
+        report.notes[:0] = [n for n in notes if n.startswith(("moved ", "_manifest/"))]
     if repair and any(f.kind in ("corrupt-commit", "missing-commit") for f in report.problems):
         report.notes.append("no repair: the log itself is damaged (see the commit findings); restore it first, "
                             "then run doctor --repair again")

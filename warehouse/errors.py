@@ -42,6 +42,17 @@ class CommitConflict(WarehouseError):
     """A commit could not be made after retrying: other writers kept winning, or its inputs vanished."""
 
 
+class OrphanWindowTooShort(WarehouseError, ValueError):
+    """`vacuum` was given an orphan window shorter than `manifest.MIN_ORPHAN_WINDOW`, which would let
+    it delete data files that writers are still committing."""
+
+
+class StaleDataFile(CommitConflict):
+    """A commit would add a data file written longer ago than `manifest.COMMIT_DEADLINE`: a vacuum
+    (whose orphan window is at least `manifest.MIN_ORPHAN_WINDOW`) may already have taken it as an
+    orphan. Nothing was committed; the file must be written again under a new name."""
+
+
 class CorruptCommit(WarehouseError):
     """A manifest commit file is not valid JSON or lacks required fields."""
 

@@ -37,11 +37,14 @@ Vacuum deletes from storage what no current version needs, and nothing else:
   commit's committed_at; a file still in the current snapshot is never deleted);
 - (b) orphans: `part-*.parquet` and `.tmp-*` files in the partition directories of the tables that
   no commit ever added (left by crashed writers or abandoned compactions), last modified more than
-  `orphan_window` ago. The window protects files a writer has written but not yet committed: the
-  directories are listed *before* the log is read, and the log is read again just before deleting.
-  A writer that takes longer than the window between writing a data file and committing it can
-  lose that file (its commit would then name a deleted file); the default window, 1 hour, is far
-  above any flush;
+  `orphan_window` before vacuum began (never later than the real time, whatever `now` says). The
+  window protects files a writer has written but not yet committed: the directories are listed
+  *before* the log is read, and the log is read again just before deleting. It is at least
+  `manifest.MIN_ORPHAN_WINDOW` (1 hour; shorter is refused), and every commit refuses files that
+  began to be written more than `manifest.COMMIT_DEADLINE` (30 minutes) before it (StaleDataFile;
+  writers then write them again): a commit either lands before the vacuum reads the log again,
+  which keeps its files, or its files were younger than the window. So a commit never names a file
+  vacuum deleted;
 - (c) stale `_manifest/.tmp-*` and `_manifest/.probe-*` files older than the window;
 - (d) then folds commits older than `retain` into checkpoints, with `Log.fold_commits` when the
   manifest provides it.
@@ -74,8 +77,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import CommitConflict, CorruptCommit, VersionNotFound, WarehouseError
-from .manifest import MANIFEST_DIR, Commit, DataFile, RemovedFile, Snapshot, utcnow
+from . import manifest as manifest_module
+from .errors import CommitConflict, CorruptCommit, OrphanWindowTooShort, VersionNotFound, WarehouseError
+from .manifest import MANIFEST_DIR, Commit, DataFile, RemovedFile, Snapshot, staging_clock, utcnow
 from .partition_filter import PartitionFilter, parse_partition, partition_filter, values_of
 from .reader import table_sql
 from .rewrite import RewritePlan, commit_rewrite
@@ -133,6 +137,17 @@ def _timedelta(name: str, value: Any) -> timedelta:
     if not isinstance(value, timedelta) or value < timedelta(0):
         raise WarehouseError(f"{name} must be a timedelta of 0 or more (e.g. timedelta(days=7)), got {value!r}")
     return value
+
+
+def check_orphan_window(window: timedelta) -> None:
+    """Raise OrphanWindowTooShort if `window` is under `manifest.MIN_ORPHAN_WINDOW` (read at each call)."""
+    minimum = manifest_module.MIN_ORPHAN_WINDOW
+    if window < minimum:
+        raise OrphanWindowTooShort(
+            f"orphan_window {_describe(window)} is shorter than the minimum, {_describe(minimum)}: files that "
+            f"writers have written but not yet committed could be deleted (commits refuse files older than "
+            f"{_describe(manifest_module.COMMIT_DEADLINE)}, and the rest is the margin for slow requests and "
+            f"clock skew); give {_describe(minimum)} or more")
 
 
 def _now(now: datetime | None) -> datetime:
@@ -271,6 +286,7 @@ class _Output:
         # bytes, so that a file overshoots the target by at most about one row group.
         self.group_bytes = max(1, min(ROW_GROUP_BYTES, target // 4))
         opts = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}
+        self.staged = staging_clock()  # locally the file exists under its name from here (remotely: once uploaded)
         self.writer = pq.ParquetWriter(self.path, self.schema.arrow, **opts)
         self.pending: list[pa.Table] = []
         self.pending_rows = self.pending_bytes = self.rows = 0
@@ -306,10 +322,11 @@ class _Output:
         size = os.path.getsize(self.path)
         store = self.wh.store
         if not store.is_local:
+            self.staged = staging_clock()
             with store.errors():
                 store.call(store.fs.put_file, self.path, store.full(self.rel))
             os.unlink(self.path)
-        return DataFile(self.plan.table, self.rel, dict(self.plan.partition), written, size, stats)
+        return DataFile(self.plan.table, self.rel, dict(self.plan.partition), written, size, stats, staged=self.staged)
 
     def abort(self) -> None:
         try:
@@ -415,10 +432,10 @@ def _compact_partition(wh: "Warehouse", con: duckdb.DuckDBPyConnection, plan: _P
             last = CommitConflict(f"{vanished[0]} was removed by another commit while it was being read ({exc})")
             continue
         gone = [f.path for f in outputs if not wh.store.exists(f.path)]
-        if gone:  # a vacuum with an orphan window shorter than this compaction took them: never commit that
+        if gone:  # not vacuum (the commit deadline keeps files in flight out of its reach): never commit that
             raise WarehouseError(f"compaction of {table} {partition}: its output {gone[0]} was deleted before it "
-                                 "could be committed (by a vacuum with a shorter --orphan-window?); nothing was "
-                                 "committed: run compact again")
+                                 "could be committed (by something other than vacuum); nothing was committed: "
+                                 "run compact again")
         rewrite = RewritePlan(remove=[RemovedFile(f.table, f.path) for f in plan.inputs], add=outputs)
         info = {"compact": {"table": table, "partition": partition, "planned_at_version": wh.version,
                             "files_in": len(plan.inputs), "files_out": len(outputs), "rows": plan.rows,
@@ -593,18 +610,22 @@ def _delete(store: Store, paths: list[str]) -> None:
 
 def vacuum(wh: "Warehouse", retain: timedelta = timedelta(days=7), orphan_window: timedelta = timedelta(hours=1),
            dry_run: bool = False, now: datetime | None = None) -> VacuumResult:
-    """Delete data files removed from the snapshot more than `retain` before `now` (default: the
-    current time), orphans and stale temp files last modified more than `orphan_window` before it,
-    then fold old commits into checkpoints if the log can; see the module docstring.
+    """Delete data files removed from the snapshot more than `retain` (0 or more) before `now`
+    (default: the current time), orphans and stale temp files last modified more than
+    `orphan_window` before it (or before the real time, if `now` is later), then fold old commits
+    into checkpoints if the log can; see the module docstring.
 
     `dry_run` reports the same lists and deletes nothing. Afterwards `open(url, version=N)` of a
     version that referenced a deleted file raises VersionNotFound. Raises WarehouseError for a
-    negative duration, ReadOnlyWarehouse on a time-travel snapshot (unless `dry_run`).
+    negative duration, OrphanWindowTooShort for a window under `manifest.MIN_ORPHAN_WINDOW`,
+    ReadOnlyWarehouse on a time-travel snapshot (unless `dry_run`).
     """
     t0 = time.perf_counter()
     retain, orphan_window = _timedelta("retain", retain), _timedelta("orphan_window", orphan_window)
+    check_orphan_window(orphan_window)
     now = _now(now)
-    cutoff, orphan_cutoff = (now - retain).astimezone(timezone.utc), (now - orphan_window).astimezone(timezone.utc)
+    # Files in flight are judged by the real time: a `now` in the future must not shorten the window.
+    cutoff, orphan_cutoff = (now - retain).astimezone(timezone.utc), (min(now, utcnow()) - orphan_window).astimezone(timezone.utc)
     if not dry_run:
         wh._require_writable()
     store = wh.store

@@ -33,7 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import manifest_checkpoint as mc
-from .errors import CommitConflict, CorruptCommit, UnsupportedFormatVersion, VersionNotFound, WarehouseNotFound
+from .errors import (CommitConflict, CorruptCommit, StaleDataFile, UnsupportedFormatVersion, VersionNotFound,
+                     WarehouseNotFound)
 from .storage import Store
 
 #: The on-disk format this library writes and the newest it can read.
@@ -48,6 +49,19 @@ PROBE_LIMIT = 8
 log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
+#: The shortest orphan window `vacuum` accepts: a data file that no commit names is deleted only once
+#: it is older than the window (its last-modified time, as the store reports it).
+MIN_ORPHAN_WINDOW = timedelta(hours=1)
+#: A commit refuses (StaleDataFile) to add a data file whose writing began longer ago than this, by
+#: the committing process's clocks (the longer of its monotonic and wall-clock readings, so that
+#: neither a clock step nor a suspended machine hides the time). A vacuum deletes an uncommitted file
+#: only if it was older than MIN_ORPHAN_WINDOW when the vacuum began, and reads the log again after
+#: that: so a commit that lands before the deadline is seen by the vacuum, or its files were younger
+#: than the window. The difference (30 minutes) is the allowance for the commit request's own time
+#: (retries included) and the skew between the vacuum's clock and the store's (S3 refuses requests
+#: signed more than 15 minutes off).
+COMMIT_DEADLINE = timedelta(minutes=30)
+
 OPERATIONS = frozenset({"create", "append", "compact", "vacuum", "sync", "import", "delete", "repair"})
 
 
@@ -57,6 +71,22 @@ def commit_name(version: int) -> str:
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+Staged = tuple[float | None, float]
+
+
+def staging_clock() -> Staged:
+    """The time a data file starts being written, for `DataFile.staged`: (monotonic, wall clock)."""
+    return time.monotonic(), time.time()
+
+
+def staged_age(staged: Staged) -> float:
+    """Seconds since `staged` (`staging_clock()`, or (None, a store's last-modified time as a POSIX
+    timestamp) for a file found in storage): the longer of the monotonic and wall-clock readings."""
+    mono, wall = staged
+    age = time.time() - wall
+    return age if mono is None else max(age, time.monotonic() - mono)
 
 
 def _iso(ts: datetime) -> str:
@@ -73,6 +103,9 @@ class DataFile:
     rows: int
     bytes: int
     stats: Mapping[str, Any] = field(default_factory=dict)  # column -> {min, max, nulls}
+    #: When this process began writing the file (`staging_clock()`), for a file a commit is about to
+    #: add; None for a file read from the log. Not stored: the commit's deadline check uses it.
+    staged: Staged | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"table": self.table, "path": self.path, "partition": dict(self.partition),
@@ -458,8 +491,21 @@ class _Vanished(Exception):
     """A file the listing showed was gone when read (vacuum folded it meanwhile): list again."""
 
 
-def _gap(name: str, url: str) -> CorruptCommit:
-    return CorruptCommit(f"manifest file {name} is missing from {url}; the log has a gap: restore it from a backup")
+def _gap(name: str, url: str, listing: Listing | None = None) -> CorruptCommit:
+    """The error for a commit missing from the middle of the log; with the `listing`, it says where
+    the gap lies and which commit files lie beyond it (files copied in by mistake look like this)."""
+    version = int(name.rsplit("/", 1)[-1][:20])
+    beyond = [v for v in listing.commits if v > version] if listing is not None else []
+    if not beyond:
+        return CorruptCommit(f"manifest file {name} is missing from {url}; the log has a gap: restore it from a backup")
+    below = [v for v in listing.commits if v < version]
+    upto = f"runs from {below[0]} to {below[-1]}" if below else "has no commit before it"
+    shown = ", ".join(f"{v:020d}.json" for v in beyond[:3]) + (f" and {len(beyond) - 3} more" if len(beyond) > 3 else "")
+    return CorruptCommit(
+        f"the log of {url} has a gap: commits {version}..{beyond[0] - 1} are missing; it {upto}, and "
+        f"{len(beyond)} commit file(s) lie beyond the gap ({shown}). Run `warehouse doctor`: commit files "
+        "that do not belong to this warehouse (copied into _manifest/ by mistake) are set aside by "
+        "`warehouse doctor --repair`; if the missing commits were lost, restore them from a backup")
 
 
 def _vanished(name: str, url: str) -> _Vanished:
@@ -541,7 +587,7 @@ class Log:
             return []
         if not listing.has_commits(first, last):
             gap = next(v for v in range(first, last + 1) if not listing.has(f"{v:020d}.json"))
-            raise _gap(commit_name(gap), self.store.url)
+            raise _gap(commit_name(gap), self.store.url, listing)
         return self._read_many(list(range(first, last + 1)), _vanished)
 
     def commits(self, upto: int | None = None) -> list[Commit]:
@@ -576,6 +622,14 @@ class Log:
             if listing.empty:
                 raise WarehouseNotFound(f"no warehouse at {self.store.url!r} (no {MANIFEST_DIR}/); "
                                         "open it with create=True")
+            stray = listing.newest_checkpoint
+            if listing.latest_commit is not None and stray is not None and stray > listing.latest_commit:
+                # A checkpoint is written after its commit, which vacuum never folds: this one is not
+                # the log's. Loading it would show another snapshot under a version never committed.
+                raise CorruptCommit(
+                    f"{mc.checkpoint_name(stray)} of {self.store.url} is newer than the newest commit "
+                    f"({listing.latest_commit}), so it is not this log's (copied in by mistake?); "
+                    "`warehouse doctor --repair` sets it aside; if commits were lost, restore them from a backup")
             try:
                 if as_of is not None:
                     return self._as_of(listing, as_of)
@@ -799,7 +853,8 @@ class Log:
         `conflict(other)` is asked about every commit of another writer found on the way (those that
         landed after `base`); a message from it is raised as CommitConflict and nothing is committed.
         Raises CommitConflict if a file to remove was removed by someone else meanwhile, or if
-        `max_attempts` versions were all taken by other writers.
+        `max_attempts` versions were all taken by other writers; StaleDataFile (before any request)
+        if a file of `add` began to be written longer than COMMIT_DEADLINE ago (`DataFile.staged`).
         """
         if operation not in OPERATIONS:
             raise ValueError(f"unknown operation {operation!r}")
@@ -817,9 +872,12 @@ class Log:
             if found is not None:
                 return found
         read: list[Commit] = []
+        staged = [(a.staged, a.path) for a in add if a.staged is not None]
         for attempt in range(max_attempts):
             commit = Commit(version, utcnow(), operation, writer, token, add, remove, info=info or {})
-            if self.store.put_if_absent(commit_name(version), commit.to_bytes()):
+            data = commit.to_bytes()
+            _check_deadline(staged)  # last thing before the request: nothing slow in between
+            if self.store.put_if_absent(commit_name(version), data):
                 if self._landed_in_fold(version, token):
                     # Our snapshot was older than a fold: take our commit back and go on from the
                     # newest checkpoint. The caller's snapshot is stale too: `seen` no longer leads to it.
@@ -892,7 +950,7 @@ class Log:
         listing = self.listing()
         newest = listing.newest_checkpoint
         if newest is None or missing[-1] >= newest:  # not folded (vacuum folds below the newest checkpoint only)
-            raise _gap(commit_name(next(v for v in missing if newest is None or v >= newest)), self.store.url)
+            raise _gap(commit_name(next(v for v in missing if newest is None or v >= newest)), self.store.url, listing)
         for cp in listing.checkpoints_desc():
             try:
                 ck = mc.load(self.store, cp)
@@ -1083,6 +1141,19 @@ class Log:
         if folded:
             log.info("folded commits %d..%d of %s into checkpoint %d", folded[0], folded[-1], self.store.url, newest)
         return folded
+
+
+def _check_deadline(staged: list[tuple[Staged, str]]) -> None:
+    """Raise StaleDataFile if one of the files a commit adds is older than COMMIT_DEADLINE."""
+    if not staged:
+        return
+    deadline = COMMIT_DEADLINE.total_seconds()
+    age, path = max((staged_age(s), p) for s, p in staged)
+    if age > deadline:
+        raise StaleDataFile(
+            f"{path} began to be written {age:.0f} s ago, more than the commit deadline ({deadline:.0f} s): a "
+            f"vacuum (orphan window at least {MIN_ORPHAN_WINDOW}) may have deleted it as an orphan, so it is not "
+            "committed; nothing was: write the data again")
 
 
 def _token_is(column: Any, value: str) -> Any:

@@ -130,15 +130,15 @@ class ExpirePlan:
 
 
 # -- input ---------------------------------------------------------------------------------------
-def parse_duration(text: str) -> timedelta:
-    """`30d`, `12h`, `90m`, `3600s` (a positive number and one unit) -> timedelta.
+def parse_duration(text: str, *, zero: bool = False) -> timedelta:
+    """`30d`, `12h`, `90m`, `3600s` (a positive number and one unit; 0 too if `zero`) -> timedelta.
 
     Raises WarehouseError naming the text otherwise."""
     m = _DURATION.match(text) if isinstance(text, str) else None
     if m is None:
         raise WarehouseError(f"bad duration {text!r}: give a number and a unit d, h, m or s, e.g. 30d, 12h, 90m, 3600s")
     age = timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
-    if age <= timedelta(0):
+    if age < timedelta(0) or (age == timedelta(0) and not zero):
         raise WarehouseError(f"bad duration {text!r}: it must be more than 0")
     return age
 

@@ -121,8 +121,16 @@ class RunRecorder:
             for n in range(MAX_CLAIMS):
                 run_id = base if n == 0 else f"{base}_{n}"
                 body = json.dumps({"run_id": run_id, **doc}, ensure_ascii=False, sort_keys=True).encode("utf-8")
-                if store.put_if_absent(f"{RUNS_DIR}/{run_id}.json", body):
+                rel = f"{RUNS_DIR}/{run_id}.json"
+                if store.put_if_absent(rel, body):
                     return run_id
+                # Refused as existing: another run's claim, or ours, whose answer was lost and whose
+                # retry was refused. The claim names our writer: only a definite other claim counts.
+                try:
+                    if store.read_bytes(rel) == body:
+                        return run_id
+                except FileNotFoundError:
+                    pass
         raise WarehouseError(f"run ids {base!r} to {base}_{MAX_CLAIMS - 1} are all taken; pass another started_at")
 
     def should_save(self, step: int) -> bool:

@@ -426,25 +426,33 @@ class Store:
         """Prove, once per store, that create-if-absent works: create a probe object, then check that
         a second create of it is refused. Local filesystems always qualify.
 
-        Raises ConditionalWritesUnsupported if the store ignores or refuses conditional writes.
+        Every request is retried like any other (`call`), and only a definite answer decides: a
+        first create refused as if the object existed is our own create whose answer was lost
+        (and retried) when the probe holds our bytes; only a store that refuses to create a new
+        object, or that lets a second create succeed, is refused. Raises
+        ConditionalWritesUnsupported then; a store that keeps failing raises its error
+        (a StorageError through `errors()`), never ConditionalWritesUnsupported.
         """
         if self.is_local or self._conditional_ok:
             return
-        for _ in range(3):
-            probe = f"{probe_dir}/.probe-{uuid.uuid4().hex}"
-            try:
-                if not self.put_if_absent(probe, b"probe"):
-                    continue  # our own create was retried after a lost answer: inconclusive, try again
-                if self.put_if_absent(probe, b"probe"):
-                    raise self._no_conditional_writes("a second create of the same object succeeded")
-            finally:
+        probe = f"{probe_dir}/.probe-{uuid.uuid4().hex}"
+        mine = f"probe {uuid.uuid4().hex}".encode()
+        try:
+            if not self.put_if_absent(probe, mine):
                 try:
-                    self.call(self.fs.rm_file, self.full(probe))
-                except Exception:  # leaving a probe behind is harmless: it is not a commit name
-                    pass
-            self._conditional_ok = True
-            return
-        raise self._no_conditional_writes("a create of a new object was refused as if it existed")
+                    there = self.read_bytes(probe)
+                except FileNotFoundError:
+                    there = None
+                if there != mine:
+                    raise self._no_conditional_writes("a create of a new object was refused as if it existed")
+            if self.put_if_absent(probe, b"again"):
+                raise self._no_conditional_writes("a second create of the same object succeeded")
+        finally:
+            try:
+                self.call(self.fs.rm_file, self.full(probe))
+            except Exception:  # leaving a probe behind is harmless: it is not a commit name
+                pass
+        self._conditional_ok = True
 
     def remove(self, rel: str) -> None:
         """Delete a file (no error if it is already gone)."""

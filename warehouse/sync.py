@@ -28,11 +28,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig
-from .errors import CommitConflict, ConfigHashCollision
-from .manifest import Commit, DataFile, RemovedFile, Snapshot, writer_info
+from . import manifest as manifest_module
+from .errors import CommitConflict, ConfigHashCollision, StaleDataFile
+from .manifest import Commit, DataFile, RemovedFile, Snapshot, Staged, staged_age, staging_clock, writer_info
 
 if TYPE_CHECKING:
     from .warehouse import Warehouse
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 #: Largest batch (one DST commit): whole SRC commits are added until either limit is reached.
 BATCH_FILES = 2000
 BATCH_BYTES = 2 << 30
+#: Times a batch is copied again after DST's commit refused its files as too old (StaleDataFile).
+STALE_ATTEMPTS = 3
 CONFIGS_DIR = "configs"
 
 
@@ -159,6 +162,9 @@ class _Copier:
         self.progress = progress
         # Same S3 filesystem on both sides (same endpoint and credentials): copy inside the server.
         self.server_side = self.src.fs is self.dst.fs and self.src.is_s3
+        # When each DST file began to be copied (or, for one a killed run left, its last-modified
+        # time): DST's commit refuses files older than its deadline, which a DST vacuum may take.
+        self.staged: dict[str, Staged] = {}
 
     def _tick(self, f: DataFile) -> None:
         with self.lock:
@@ -169,6 +175,7 @@ class _Copier:
             self.progress(p)
 
     def _copy(self, f: DataFile) -> None:
+        self.staged[f.path] = staging_clock()
         if self.server_side:
             with self.dst.errors():
                 # cp_file copies that one object; `copy` would expand '*', '?' and '[' in the
@@ -181,11 +188,17 @@ class _Copier:
                 self.dst.write_bytes(f.path, data)
         self._tick(f)
 
-    def copy(self, files: list[DataFile], present: dict[str, int]) -> int:
-        """Copy `files` (skipping those already in DST with the right size); returns how many were reused."""
+    def copy(self, files: list[DataFile], present: dict[str, tuple[int, Any]]) -> int:
+        """Copy `files`, skipping those already in DST (path -> (size, last modified) in `present`)
+        with the right size and young enough to be committed (half the commit deadline); returns
+        how many were reused."""
         todo, reused = [], 0
+        fresh = manifest_module.COMMIT_DEADLINE.total_seconds() / 2
         for f in files:
-            if present.get(f.path) == f.bytes:
+            size, mtime = present.get(f.path, (None, None))
+            staged: Staged | None = (None, mtime.timestamp()) if mtime is not None else None
+            if size == f.bytes and staged is not None and staged_age(staged) < fresh:
+                self.staged[f.path] = staged
                 reused += 1
                 self._tick(f)
             else:
@@ -265,16 +278,23 @@ def sync(src: "Warehouse", dst: "Warehouse", *, dry_run: bool = False, workers: 
     dst._require_writable()
     result.configs = _copy_configs(src, dst, dry_run=False)
     tables = sorted({f.table for b in batches for f in b.add})
-    present: dict[str, int] = {}
+    present: dict[str, tuple[int, Any]] = {}
     with dst.store.errors():
         for t in tables:  # data files a killed run already copied (one listing per table)
-            present.update(dst.store.list_files(t))
+            present.update(dst.store.list_file_info(t))
     writer = writer_info(f"sync-{os.getpid()}-{time.time_ns():x}")
     copier = _Copier(src, dst, workers, result.files, result.bytes, progress)
     try:
         for b in batches:
             result.reused += copier.copy(b.add, present)
-            commit = _commit_batch(src, dst, b, writer)
+            for attempt in range(STALE_ATTEMPTS):
+                try:
+                    commit = _commit_batch(src, dst, b, writer, copier.staged)
+                    break
+                except StaleDataFile:  # copied too long ago (a stalled process, a slow batch): again
+                    if attempt == STALE_ATTEMPTS - 1:
+                        raise
+                    copier.copy(b.add, {})
             if commit is not None:
                 result.commits.append(commit.version)
     finally:
@@ -284,7 +304,8 @@ def sync(src: "Warehouse", dst: "Warehouse", *, dry_run: bool = False, workers: 
     return result
 
 
-def _commit_batch(src: "Warehouse", dst: "Warehouse", b: _Batch, writer: dict) -> Commit | None:
+def _commit_batch(src: "Warehouse", dst: "Warehouse", b: _Batch, writer: dict,
+                  staged: dict[str, Staged]) -> Commit | None:
     """Commit one batch in DST; drops what DST gained meanwhile (a concurrent sync) and retries if a
     file to remove vanished (a concurrent compaction in DST). None if nothing was left to commit."""
     digest = hashlib.sha256("\n".join([src.url, *sorted(f.path for f in b.add),
@@ -294,7 +315,7 @@ def _commit_batch(src: "Warehouse", dst: "Warehouse", b: _Batch, writer: dict) -
     for _ in range(5):
         dst.refresh()
         have = dst.snapshot.files
-        add = [f for f in b.add if f.path not in have]
+        add = [replace(f, staged=staged.get(f.path, (None, 0.0))) for f in b.add if f.path not in have]
         remove = [r for r in b.remove if r.path in have]
         if not add and not remove:
             return None
@@ -303,6 +324,8 @@ def _commit_batch(src: "Warehouse", dst: "Warehouse", b: _Batch, writer: dict) -
                 return dst._commit(operation="sync", writer=writer, token=token, add=add, remove=remove,
                                    token_since=since, info={"source": src.url, "source_versions":
                                                             [b.versions[0], b.versions[-1]]})
+        except StaleDataFile:
+            raise
         except CommitConflict:
             continue
     raise CommitConflict(f"{dst.url}: the files to remove kept vanishing while syncing from {src.url}; "

@@ -22,8 +22,15 @@ then one line per `add_*` call, `["rows", [[table, [row, ...]], ...]]` with the 
 (all tables together: an execution is never replayed without its messages); then at most one
 `["take", token, version]`. Rows are the writer's tuples, in the column order the header names;
 values are decoded by the table schema on replay (timestamps from RFC 3339 text, event times as
-integer microseconds, maps from [key, value] pairs), so they round-trip exactly. A torn last line
-(a crash mid-append: no newline, or not JSON) is ignored: its `add_*` never returned.
+integer microseconds, maps from [key, value] pairs), so they round-trip exactly.
+
+A crash mid-append leaves a torn tail: bytes after the last newline (every line is written whole,
+newline last, with one write(2)). That tail is ignored: its `add_*` never returned. Anything else
+that cannot be read is damage, not a crash: a whole line (newline-terminated) that is not a valid
+record, or a damaged header (without it the records cannot be placed). Recovery then commits every
+record that can be read, moves the segment unchanged into `<wal>/damaged/` (never deleted: a person
+decides what the unreadable lines held), and raises WalError naming the segment and its damaged
+lines. The next writer opens normally and logs a warning while `damaged/` holds segments.
 
 Durability (`wal_sync`): every record reaches the OS with one write(2) before `add_*` returns,
 which survives the process being killed (kill -9, the OOM killer, a segfault). Against an OS crash
@@ -48,8 +55,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import pyarrow as pa
 
-from .errors import WalError, WalLocked  # noqa: F401 (re-exported)
+from .buffer import rows_to_batch
+from .errors import SchemaMismatch, WalError, WalLocked, WarehouseError  # noqa: F401 (re-exported)
 from .manifest import Commit, writer_info
 from .schemas import catalog
 
@@ -63,6 +72,8 @@ log = logging.getLogger("warehouse")
 WAL_FORMAT = 1
 SYNC_POLICIES = ("always", "flush", "never")
 LOCK_NAME = "LOCK"
+#: Where recovery moves segments with damaged lines (kept for a person to inspect, never deleted).
+DAMAGED_DIR = "damaged"
 _SEGMENT = re.compile(r"^([0-9a-f]{32})-(\d{8})\.wal$")
 _dumps = orjson.dumps
 _JSON = orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
@@ -93,6 +104,9 @@ class Segment:
     records: list[tuple[tuple[str, list[tuple]], ...]] = field(default_factory=list)
     take: tuple[str, int] | None = None  # (token, version seen when the batch was taken)
     torn_bytes: int = 0  # bytes after the last whole line (a crash mid-append)
+    damaged: list[tuple[int, str]] = field(default_factory=list)  # (1-based line, why) of whole lines unread
+    record_lines: list[int] = field(default_factory=list)  # the line number of each of `records`
+    unplaced: int = 0  # record lines after a damaged header (their columns and partition are unknown)
 
     @property
     def token(self) -> str:
@@ -107,38 +121,69 @@ class Segment:
 
     @classmethod
     def read(cls, path: Path) -> "Segment":
-        """Read a segment, stopping at the first line that is incomplete (no newline) or not JSON."""
+        """Read a segment: every whole line that is a valid record, the damaged whole lines (by
+        number), and the torn tail after the last newline (a crash mid-append)."""
         m = _SEGMENT.match(path.name)
         if m is None:
             raise WalError(f"{path} is not a WAL segment name")
         seg = cls(path, m.group(1), int(m.group(2)))
         data = path.read_bytes()
-        pos, end = 0, len(data)
+        pos, end, lineno = 0, len(data), 0
         decoders: dict[str, Callable[[list[Any]], list[tuple]]] = {}
         while pos < end:
             nl = data.find(b"\n", pos)
             if nl < 0:
                 break
+            lineno += 1
             try:
-                line = orjson.loads(data[pos:nl])
-                kind = line[0]
-                if kind == "header":
-                    seg.header = line[1]
-                elif kind == "rows" and seg.header is not None:
-                    columns = seg.header["columns"]
-                    groups = []
-                    for table, rows in line[1]:
-                        if table not in decoders:
-                            decoders[table] = _decoder(table, columns.get(table))
-                        groups.append((table, decoders[table](rows)))
-                    seg.records.append(tuple(groups))
-                elif kind == "take":
-                    seg.take = (str(line[1]), int(line[2]))
-            except (ValueError, TypeError, IndexError, KeyError):
-                break  # torn (or damaged): nothing after it can be trusted
+                seg._parse(orjson.loads(data[pos:nl]), lineno, decoders)
+            except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError, WarehouseError) as exc:
+                # A whole line is never the product of a crash (it ends with the newline written
+                # last): the line is damaged. The lines after it are still read.
+                seg.damaged.append((lineno, _why(exc)))
             pos = nl + 1
         seg.torn_bytes = end - pos
         return seg
+
+    def _parse(self, line: Any, lineno: int, decoders: dict[str, Callable[[list[Any]], list[tuple]]]) -> None:
+        kind = line[0]
+        if kind == "header" and lineno == 1:
+            header = line[1]
+            for key, kind_of in _HEADER_FIELDS.items():
+                if not isinstance(header.get(key), kind_of):
+                    raise ValueError(f"the header's {key!r} is missing or not a {kind_of.__name__}")
+            self.header = header
+        elif kind == "rows" and lineno > 1:
+            if self.header is None:
+                self.unplaced += 1  # readable, but which table columns and partition? Kept for a person.
+                return
+            columns = self.header["columns"]
+            groups = []
+            for table, rows in line[1]:
+                if table not in decoders:
+                    decoders[table] = _decoder(table, columns.get(table))
+                groups.append((table, decoders[table](rows)))
+            self.records.append(tuple(groups))
+            self.record_lines.append(lineno)
+        elif kind == "take" and lineno > 1:
+            self.take = (str(line[1]), int(line[2]))
+        else:
+            raise ValueError(f"not a WAL line: {str(line)[:60]}")
+
+    @property
+    def unreadable(self) -> bool:
+        """True if whole lines of it could not be read (damage rather than a crash)."""
+        return bool(self.damaged)
+
+
+#: What a header must hold for its records to be recovered.
+_HEADER_FIELDS: dict[str, type] = {"writer_id": str, "warehouse": str, "url": str, "config": dict, "partition": dict,
+                                   "version": int, "created_at": str, "columns": dict}
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:120]
 
 
 class WriteAheadLog:
@@ -317,9 +362,16 @@ class WriteAheadLog:
         """Commit, exactly once, the records that crashed writers left in the directory, then delete
         their segments. Returns the commits that hold them (made now or found in the log).
 
-        Raises WalError if a segment belongs to another warehouse (nothing is changed then), and the
-        storage errors of the commits (the segments stay for the next attempt).
+        A segment with damaged lines (see the module docstring) has its readable records committed
+        too, and is then moved to `<wal>/damaged/` instead of deleted; once every segment is done,
+        WalError names each such segment and its damaged lines. Raises WalError if a segment belongs
+        to another warehouse (nothing is changed then), and the storage errors of the commits (the
+        segments stay for the next attempt).
         """
+        kept = self.damaged_segments
+        if kept:
+            log.warning("WAL %s: %d damaged segment(s) set aside in %s await a decision: %s", self.dir, len(kept),
+                        self.dir / DAMAGED_DIR, ", ".join(p.name for p in kept[:5]))
         segments = [Segment.read(p) for p in self.pending_segments if not p.name.startswith(self.writer_id)]
         newer = [s for s in segments if s.header and int(s.header.get("format", 0)) > WAL_FORMAT]
         if newer:
@@ -334,51 +386,147 @@ class WriteAheadLog:
                 "warehouse with this wal= to commit them, or move the directory away to discard them")
         # Oldest run first; within a run, batch order (a retried batch precedes the next one).
         segments.sort(key=lambda s: (s.header["created_at"] if s.header else "", s.writer_id, s.seq))
+        damage: list[str] = []
         for seg in segments:
             if seg.torn_bytes:
                 log.warning("WAL segment %s ends with %d torn byte(s) (a crash mid-append); ignored",
                             seg.path.name, seg.torn_bytes)
-            if seg.records:
-                self.recovered.append(self._recover_segment(seg))
-            seg.path.unlink(missing_ok=True)
+            commit = None
+            if seg.records or seg.damaged:
+                self.wh.refresh()
+                commit = _find_token(self.wh, seg.token, seg.since)
+                if commit is not None and seg.damaged:
+                    # The batch was committed from the crashed writer's memory: every record of it,
+                    # the damaged lines' too, is in the warehouse. Nothing is left to decide.
+                    log.warning("WAL segment %s has damaged line(s) %s, but its batch was committed in version %d "
+                                "before the crash: nothing is lost; deleted", seg.path.name,
+                                ", ".join(str(n) for n, _ in seg.damaged), commit.version)
+                    seg.damaged.clear()
+                if commit is None and seg.records and seg.header is not None:
+                    try:
+                        commit = self._recover_segment(seg)
+                    except _DamagedHeader as exc:
+                        seg.damaged.insert(0, (1, str(exc)))
+                        seg.header, seg.unplaced = None, len(seg.records)
+            if commit is not None:
+                self.recovered.append(commit)
+            if seg.damaged:
+                damage.append(self._set_aside(seg, commit))
+            else:
+                seg.path.unlink(missing_ok=True)
         if self.recovered:
             log.info("WAL %s: recovered %d crashed batch(es) in version(s) %s", self.dir, len(self.recovered),
                      ", ".join(str(c.version) for c in self.recovered))
+        if damage:
+            raise WalError(
+                f"the WAL {self.dir} had damaged lines (whole lines that are not valid records: damage, not a "
+                f"crash's torn tail): {'; '.join(damage)}. Every readable record was committed; the damaged "
+                f"segment(s) were moved unchanged to {self.dir / DAMAGED_DIR} and are kept: inspect the lines named, "
+                "re-add by hand (with a writer) what they held if it matters, then delete the file(s). A writer "
+                "can use this WAL directory again now")
         return self.recovered
 
+    @property
+    def damaged_segments(self) -> list[Path]:
+        """Segments that recovery set aside in `<wal>/damaged/` (damaged lines), awaiting a person."""
+        d = self.dir / DAMAGED_DIR
+        return sorted(p for p in d.iterdir() if p.is_file()) if d.is_dir() else []
+
+    def _set_aside(self, seg: Segment, commit: Commit | None) -> str:
+        """Move a damaged segment, unchanged, into `<wal>/damaged/`; returns what to tell a person."""
+        d = self.dir / DAMAGED_DIR
+        d.mkdir(exist_ok=True)
+        target = d / seg.path.name
+        n = 1
+        while target.exists():  # never over another kept file
+            n += 1
+            target = d / f"{seg.path.name}.{n}"
+        os.replace(seg.path, target)
+        self._sync_dir()
+        lines = ", ".join(f"line {n} ({why})" for n, why in seg.damaged[:5]) + \
+            (f" and {len(seg.damaged) - 5} more" if len(seg.damaged) > 5 else "")
+        if seg.header is None:
+            held = f"{seg.unplaced} record line(s) after it could not be placed without the header"
+        elif commit is not None:
+            held = f"its {len(seg.records)} readable record(s) are in version {commit.version}"
+        else:
+            held = "it held no readable record"
+        return f"segment {seg.path.name}: {lines} unreadable, {held}; kept as {target}"
+
     def _recover_segment(self, seg: Segment) -> Commit:
-        """The commit holding `seg`'s records: the one its token already has, else a new one."""
+        """Commit `seg`'s records (whose token the log does not have yet) with its token.
+
+        A record whose values do not fit its table (a damaged line that is still valid JSON) is
+        added to `seg.damaged` and left out; raises _DamagedHeader if the header contradicts itself.
+        """
         from .config import RunConfig
         from . import keys
-        from .writer import _Buffers, config_row, keyed_rows, write_data_file
+        from .writer import config_row, write_data_file
 
         wh = self.wh
-        wh.refresh()
-        found = _find_token(wh, seg.token, seg.since)
-        if found is not None:
-            return found  # the crashed writer's commit landed (or an earlier recovery's did)
         header = seg.header
         assert header is not None
-        partition = dict(header["partition"])
-        buffers = _Buffers(partition)
-        for groups in seg.records:
-            for table, rows in groups:
-                buffers[table].extend(rows)
-        h = partition["config_hash"]
+        partition = {str(k): v for k, v in header["partition"].items()}
+        h = partition.get("config_hash")
+        if not isinstance(h, str) or set(partition) != set(catalog().partition_columns):
+            raise _DamagedHeader(f"the header's partition {str(partition)[:80]} is not one of this warehouse")
+        tables = self._tables(seg, partition)
         if not wh.snapshot.table_files("configs", {"config_hash": h}):
             cfg = header["config"]
-            config = RunConfig.of(cfg["dataset"], cfg["agent"], cfg.get("attack"))
+            try:
+                config = RunConfig.of(cfg["dataset"], cfg["agent"], cfg.get("attack"))
+                created = datetime.fromisoformat(header["created_at"])
+            except (WarehouseError, KeyError, TypeError, ValueError) as exc:
+                raise _DamagedHeader(f"the header's run configuration cannot be read ({_why(exc)})") from None
             if config.hash != h:
-                raise WalError(f"{seg.path}: its header's config hashes to {config.hash}, not {h}: the file is damaged")
-            buffers["configs"].append(config_row(config, datetime.fromisoformat(header["created_at"])))
+                raise _DamagedHeader(f"the header's config hashes to {config.hash}, not {h}")
+            tables["configs"] = rows_to_batch(catalog().table("configs"), partition, [config_row(config, created)])
+        files = [write_data_file(wh, table, partition, pa.Table.from_batches([batch]))
+                 for table, batch in tables.items() if batch.num_rows]
         # Which ids the crashed writer generated is not logged: every recovered row is checked.
-        batch_keys = keyed_rows(buffers, every=True)
-        files = [write_data_file(wh, table, partition, buf.table()) for table, buf in buffers.items() if len(buf)]
+        finals = tables.get("executions")
+        batch_keys = pa.Table.from_batches([finals]).select(["execution_id", "write_id"]) if finals is not None else None
         return keys.commit(wh, keys=[(partition, batch_keys)], add=files,
                            write=lambda t, part, rows: write_data_file(wh, t, part, rows),
                            operation="append", writer=writer_info(self.writer_id), token=seg.token,
                            token_since=seg.since,
                            info={"wal": {"writer_id": seg.writer_id, "seq": seg.seq, "records": len(seg.records)}})
+
+    @staticmethod
+    def _tables(seg: Segment, partition: dict[str, Any]) -> dict[str, pa.RecordBatch]:
+        """The segment's rows as one batch per table. Records whose values do not fit their table's
+        types are moved to `seg.damaged` (found one record at a time, only if the whole fails)."""
+
+        def convert(records: list[tuple[tuple[str, list[tuple]], ...]]) -> dict[str, pa.RecordBatch]:
+            rows: dict[str, list[tuple]] = {}
+            for groups in records:
+                for table, r in groups:
+                    rows.setdefault(table, []).extend(r)
+            return {t: rows_to_batch(catalog().table(t), partition, r) for t, r in rows.items()}
+
+        try:
+            return convert(seg.records)
+        except _CONVERSION_ERRORS:
+            pass
+        good, good_lines = [], []
+        for record, line in zip(seg.records, seg.record_lines):
+            try:
+                convert([record])
+            except _CONVERSION_ERRORS as exc:
+                seg.damaged.append((line, f"values that do not fit the table ({_why(exc)})"))
+                continue
+            good.append(record)
+            good_lines.append(line)
+        seg.damaged.sort()
+        seg.records, seg.record_lines = good, good_lines
+        return convert(good)
+
+
+_CONVERSION_ERRORS = (SchemaMismatch, pa.ArrowException, TypeError, ValueError, OverflowError, KeyError, IndexError)
+
+
+class _DamagedHeader(Exception):
+    """A header that parses but contradicts itself: its records cannot be placed."""
 
 
 def _find_token(wh: "Warehouse", token: str, since: int) -> Commit | None:

@@ -519,13 +519,14 @@ class Warehouse:
                dry_run: bool = False, now: datetime | None = None) -> "maintenance.VacuumResult":
         """Delete from storage the data files removed from the snapshot more than `retain` (default
         7 days) before `now` (default: the current time), files no commit ever added (crashed
-        writers) last modified more than `orphan_window` (default 1 hour) before it, and stale
+        writers) last modified more than `orphan_window` (default and minimum 1 hour,
+        `manifest.MIN_ORPHAN_WINDOW`: writers' files in flight are never taken) before it, and stale
         `_manifest/` temp files; then fold old commits into checkpoints if the log can. Files of
         the current snapshot, configs, run claims, commits and checkpoints are never deleted.
         Time travel to a version that referenced a deleted file then raises VersionNotFound.
         `dry_run` lists the same files and deletes nothing. See `warehouse.maintenance`.
-        Raises WarehouseError for a negative duration, ReadOnlyWarehouse on a time-travel snapshot
-        (unless `dry_run`).
+        Raises WarehouseError for a negative duration, OrphanWindowTooShort for a window under the
+        minimum, ReadOnlyWarehouse on a time-travel snapshot (unless `dry_run`).
         """
         from datetime import timedelta
 

@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 
 from . import keys, records
 from .config import RunConfig
-from .errors import ConfigHashCollision, InvalidRecord, WarehouseError
-from .manifest import DataFile, writer_info
+from .errors import ConfigHashCollision, InvalidRecord, StaleDataFile, WarehouseError
+from .manifest import DataFile, staging_clock, writer_info
 from .schemas import catalog
 from .buffer import PENDING_ROW_BYTES, TableBuffer
 from .live import EVENT_LIMIT, Execution
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 #: Parquet settings: zstd, and row groups large enough for scans.
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "row_group_size": 256 * 1024}
+#: Times a flush writes a batch's files afresh after the commit refused them as too old (StaleDataFile).
+STALE_ATTEMPTS = 3
 _STATUSES = ("completed", "failed")
 log = logging.getLogger("warehouse")
 
@@ -57,22 +59,28 @@ def file_stats(table: pa.Table, columns: list[str]) -> dict[str, dict[str, Any]]
 
 
 def write_data_file(wh: "Warehouse", table_name: str, partition: dict[str, str], table: pa.Table) -> DataFile:
-    """Write one immutable Parquet file; it stays invisible until a commit adds it."""
+    """Write one immutable Parquet file; it stays invisible until a commit adds it, which must come
+    within `manifest.COMMIT_DEADLINE` (else StaleDataFile: write it again)."""
     schema = catalog().table(table_name)
     rel = f"{partition_dir(table_name, partition, list(catalog().partition_columns))}/{new_data_file_name()}"
     store = wh.store
+    # The file exists under its name from here on (locally: as it is written; remotely: once
+    # uploaded), so its age for the commit deadline counts from here.
     if store.is_local:
         # Straight to the file: no second copy of the encoded bytes in memory.
         path = store.full(rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        staged = staging_clock()
         pq.write_table(table, path, **PARQUET_OPTIONS)
         size = os.path.getsize(path)
     else:
         buf = io.BytesIO()
         pq.write_table(table, buf, **PARQUET_OPTIONS)
         size = buf.tell()
+        staged = staging_clock()
         store.write_bytes(rel, buf.getbuffer())
-    return DataFile(table_name, rel, dict(partition), table.num_rows, size, file_stats(table, schema.stats_columns))
+    return DataFile(table_name, rel, dict(partition), table.num_rows, size, file_stats(table, schema.stats_columns),
+                    staged=staged)
 
 
 def trajectory_execution(*, messages: Any, completions: Any, rewards: Any, group: Any, replica: Any,
@@ -99,15 +107,14 @@ def config_row(c: RunConfig, created_at: datetime) -> tuple:
             c.canonical(), c.hash_scheme, created_at)
 
 
-def keyed_rows(buffers: "_Buffers", *, every: bool = False) -> pa.Table | None:
+def keyed_rows(buffers: "_Buffers") -> pa.Table | None:
     """(execution_id, write_id) of the buffered final rows whose ids may be stored already (the
-    buffers' `keyed` ids, or every row with `every`), in add order; None if there are none."""
+    buffers' `keyed` ids), in add order; None if there are none."""
     buf = buffers.get("executions")
-    if buf is None or not len(buf) or not (every or buffers.keyed):
+    if buf is None or not len(buf) or not buffers.keyed:
         return None
     t = buf.table().select(["execution_id", "write_id"])
-    if not every:
-        t = t.filter(pc.is_in(t.column("execution_id"), value_set=pa.array(sorted(buffers.keyed), pa.string())))
+    t = t.filter(pc.is_in(t.column("execution_id"), value_set=pa.array(sorted(buffers.keyed), pa.string())))
     return t if t.num_rows else None
 
 
@@ -144,7 +151,7 @@ class PreparedExecution(NamedTuple):
 class _Batch:
     """Buffers swapped out for one flush; kept whole (same token) until committed."""
 
-    buffers: dict[str, TableBuffer]  # a table's buffer is dropped once its data file is written
+    buffers: dict[str, TableBuffer]  # kept until committed (files found too old are written again)
     token: str
     seen_version: int
     executions: int
@@ -510,18 +517,24 @@ class Writer:
     def _commit_batch(self, batch: _Batch) -> int:
         if self._wal is not None:
             self._wal.before_commit(batch.token)
-        # One table at a time, dropping its buffer once its file is written: a retry rewrites only
-        # the files still missing.
-        for table_name, buf in list(batch.buffers.items()):
-            if len(buf):
-                table = buf.table()
-                batch.files.append(write_data_file(self.wh, table_name, self.partition, table))
-                del table
-            del batch.buffers[table_name]
-        commit = keys.commit(self.wh, keys=[(self.partition, batch.keys)], add=batch.files,
-                             write=lambda t, part, rows: write_data_file(self.wh, t, part, rows),
-                             operation="append", writer=writer_info(self.writer_id), token=batch.token,
-                             token_since=batch.seen_version)
+        for attempt in range(STALE_ATTEMPTS):
+            # A retry writes only the files still missing. The buffers are kept until the commit
+            # lands: files older than the commit deadline (a flush retried long after it failed, a
+            # process that stalled) may have been taken by a vacuum, and are written again.
+            written = {f.table for f in batch.files}
+            for table_name, buf in batch.buffers.items():
+                if len(buf) and table_name not in written:
+                    batch.files.append(write_data_file(self.wh, table_name, self.partition, buf.table()))
+            try:
+                commit = keys.commit(self.wh, keys=[(self.partition, batch.keys)], add=batch.files,
+                                     write=lambda t, part, rows: write_data_file(self.wh, t, part, rows),
+                                     operation="append", writer=writer_info(self.writer_id), token=batch.token,
+                                     token_since=batch.seen_version)
+                break
+            except StaleDataFile:
+                batch.files = []  # left for vacuum as orphans
+                if attempt == STALE_ATTEMPTS - 1:
+                    raise
         if self._wal is not None:
             self._wal.committed(batch.token)
         return commit.version

@@ -3,12 +3,22 @@
     torture_worker.py ROLE ROOT TAG SEED [DST]
 
 Storage options for a remote ROOT come as JSON in the environment variable TORTURE_STORAGE_OPTIONS.
+With TORTURE_SHORT_WINDOW=<seconds> (the short-window case), the warehouse's time constants are
+scaled down in this process as in every other one of the run: the vacuum's minimum orphan window
+(`manifest.MIN_ORPHAN_WINDOW`) becomes that many seconds and the commit deadline half of it; and
+writers and compaction stall: before some commits (every third flush of a writer, every other
+compaction commit) they print `stalled <paths of the files it adds>` and block on stdin until the
+harness writes a line, which it does once a vacuum has deleted one of those files (a stalled
+process's files in flight, as a paused VM or a long GC pause would leave them). A commit that
+refuses stale files prints `stale`.
 Roles (each loops forever and prints one line per finished operation, flushed):
   writer      flush n buffers 1..25 executions with ids `<TAG>-<n>-<size>-<i>` (2 messages each) and
               commits them; prints `ack <n> <size> <version>` once flush() has returned
   compact     wh.compact() over every partition; prints `compacted <version>`
   vacuum      wh.vacuum(retain=0) (the orphan window stays at its default, so writers' files in
-              flight are never taken); prints `vacuumed <version>`
+              flight are never taken); prints `vacuum <version>`
+  vacuum-short  wh.vacuum(retain=0, orphan_window=the minimum); prints `vacuum-short <version> <orphans
+              deleted...>` (for the short-window case)
   checkpoint  wh.checkpoint(); prints `checkpointed <version>`
   sync        wh.sync_to(DST); prints `synced <version>`
 """
@@ -20,6 +30,9 @@ import sys
 from datetime import timedelta
 
 import warehouse
+from warehouse import manifest
+from warehouse.errors import StaleDataFile
+from warehouse.manifest import Log
 
 CONFIGS = [
     {"dataset": {"type": "agentdojo", "config": {}}, "agent": {"type": f"agent{a}", "config": {}},
@@ -28,10 +41,39 @@ CONFIGS = [
 ]
 
 
+def stall_before_commits(every: dict[str, int]) -> None:
+    """Make this process stall before the `every[operation]`-th commits of those operations (see the
+    module docstring); a retry of the same commit does not stall again."""
+    real_commit = Log.commit
+    counts: dict[str, int] = {}
+    last_token: list[str | None] = [None]
+
+    def commit(self, base, **kw):
+        op, token = kw["operation"], kw.get("token")
+        if op in every and kw.get("add") and (token is None or token != last_token[0]):
+            counts[op] = counts.get(op, 0) + 1
+            last_token[0] = token
+            if counts[op] % every[op] == 0:
+                print("stalled " + " ".join(a.path for a in kw["add"]), flush=True)
+                sys.stdin.readline()
+        try:
+            return real_commit(self, base, **kw)
+        except StaleDataFile:
+            print("stale", flush=True)
+            raise
+
+    Log.commit = commit
+
+
 def main() -> None:
     role, root, tag, seed = sys.argv[1:5]
     options = json.loads(os.environ.get("TORTURE_STORAGE_OPTIONS") or "null")
     rng = random.Random(int(seed))
+    short = os.environ.get("TORTURE_SHORT_WINDOW")
+    if short:
+        manifest.MIN_ORPHAN_WINDOW = timedelta(seconds=float(short))
+        manifest.COMMIT_DEADLINE = timedelta(seconds=float(short) / 2)
+        stall_before_commits({"append": 3, "compact": 2})
     wh = warehouse.open(root, storage_options=options)
     print("ready", flush=True)
     if role == "writer":
@@ -51,17 +93,20 @@ def main() -> None:
     ops = {
         "compact": lambda: wh.compact(),
         "vacuum": lambda: wh.vacuum(retain=timedelta(0)),
+        "vacuum-short": lambda: wh.vacuum(retain=timedelta(0), orphan_window=manifest.MIN_ORPHAN_WINDOW),
         "checkpoint": lambda: wh.checkpoint(),
         "sync": lambda: wh.sync_to(sys.argv[5], storage_options=options),
     }
     op = ops[role]
     while True:
         wh.refresh()
+        done = None
         try:
-            op()
+            done = op()
         except warehouse.CommitConflict:
             pass  # another maintenance process won this round: try again
-        print(f"{role} {wh.version}", flush=True)
+        deleted = " ".join(done.orphans) if role == "vacuum-short" and done is not None else ""
+        print(f"{role} {wh.version} {deleted}".rstrip(), flush=True)
 
 
 if __name__ == "__main__":
