@@ -9,7 +9,9 @@ data: 18 configurations, 10 messages each), written by the public writer:
 - `given, 1% retried in one config`: every id given (`job-<config>-<task>-<sample>`), then 1% of
   them added again by a retried job of one configuration (superseding their first adds);
 - `given, 1% retried everywhere`: the same, the retried 1% spread over every configuration (every
-  file of the first write then holds superseded adds: the readers' worst case).
+  file of the first write then holds superseded adds: the readers' worst case);
+- `given, 1% retried everywhere, then compacted`: a copy of the previous one after `compact()`,
+  which leaves the superseded adds' rows out of the files it writes.
 
 Timed, interleaved, median of --reps: `wh.scores(by=agent, attack)` on an open handle over each,
 and raw DuckDB over ONE Parquet file holding exactly the rows the warehouse shows (the
@@ -128,6 +130,12 @@ def _run(tmp: Path, n: int, reps: int, seed: int, say: Callable[[str], None]) ->
     for name, spread in (("given, 1% retried in one config", False), ("given, 1% retried everywhere", True)):
         added, secs = retry(roots[name], n, seed, spread)
         flushes[name] = {"re-added": added, "flush_s": round(secs, 3)}
+    say("compacting a copy of the warehouse retried everywhere")
+    roots["given, 1% retried everywhere, then compacted"] = tmp / "compacted"
+    shutil.copytree(roots["given, 1% retried everywhere"], roots["given, 1% retried everywhere, then compacted"])
+    t0 = time.perf_counter()
+    warehouse.open(str(roots["given, 1% retried everywhere, then compacted"])).compact()
+    compact_s = time.perf_counter() - t0
     m = flushes["given, 1% retried in one config"]["re-added"]
     flushes["generated ids, same size, into the same warehouse"] = {
         "added": m, "flush_s": round(generated_flush(roots["given, 1% retried in one config"], m, seed), 3)}
@@ -163,6 +171,7 @@ def _run(tmp: Path, n: int, reps: int, seed: int, say: Callable[[str], None]) ->
         "times": {k: {"median_ms": round(v * 1000, 1)} for k, v in med.items()},
         "ratios": {f"scores: {name} / raw duckdb": round(med[f"scores: {name}"] / raw, 2) for name in handles},
         "flushes": flushes,
+        "compact_s": round(compact_s, 2),
         "checks": checks,
         "seconds": round(time.perf_counter() - t_start, 1),
     }

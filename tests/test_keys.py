@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import warehouse
-from warehouse import analytics
+from warehouse import analytics, reader
 from warehouse.manifest import DataFile, writer_info
 from warehouse.schemas import catalog
 
@@ -128,6 +128,10 @@ def test_compaction_and_expire_keep_one_add_per_id(wh):
     result = wh.compact()
     assert any(p.status == "compacted" for p in result.partitions)
     assert wh.sql("select attack_score from executions").fetchall() == [(1.0,)]
+    # Compaction left the superseded adds' rows out of its outputs, so readers skip the anti-join.
+    assert [sum(f.rows for f in wh.files(t)) for t in ("executions", "messages", "attacks")] == [1, 1, 1]
+    assert "anti join" not in reader.keyed_table_sql(wh.store, catalog().table("executions"), wh.snapshot,
+                                                     wh.snapshot.table_files("superseded"))
     assert wh.execution("job42-task7")["messages"] == [{"role": "user", "content": "attempt 1"}]
     assert_one_add_per_id(wh)
     retried_job(wh, attempts=1)  # after compaction, the compacted rows are found and replaced too

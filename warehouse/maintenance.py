@@ -75,8 +75,10 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import keys
 from . import manifest as manifest_module
 from .errors import CommitConflict, CorruptCommit, OrphanWindowTooShort, VersionNotFound, WarehouseError
 from .manifest import MANIFEST_DIR, Commit, DataFile, RemovedFile, Snapshot, staging_clock, utcnow
@@ -270,10 +272,11 @@ class _Output:
     """One output file being written: a ParquetWriter fed a row group at a time, full once its
     bytes on disk reach the target."""
 
-    def __init__(self, wh: "Warehouse", plan: _Plan, target: int, tmp: str) -> None:
+    def __init__(self, wh: "Warehouse", plan: _Plan, target: int, tmp: str, applied: int | None = None) -> None:
         from .writer import PARQUET_OPTIONS  # the writer imports modules that import this one
 
         self.wh, self.plan, self.target = wh, plan, target
+        self.applied = applied  # the version up to which superseded adds were left out (keyed tables)
         self.schema = catalog().table(plan.table)
         self.rel = f"{partition_dir(plan.table, plan.partition, list(catalog().partition_columns))}/{new_data_file_name()}"
         if wh.store.is_local:
@@ -319,6 +322,8 @@ class _Output:
             raise WarehouseError(f"compaction of {self.plan.table} {self.plan.partition}: {self.rel} holds {written} "
                                  f"rows, {self.rows} were written; nothing was committed")
         stats = file_stats(pq.read_table(self.path, columns=self.schema.stats_columns), self.schema.stats_columns)
+        if self.applied is not None:
+            stats[keys.APPLIED] = {"applied": self.applied}
         size = os.path.getsize(self.path)
         store = self.wh.store
         if not store.is_local:
@@ -357,6 +362,13 @@ def _rewrite(wh: "Warehouse", con: duckdb.DuckDBPyConnection, plan: _Plan, targe
     order = ", ".join(f"{c} asc nulls last" for c in schema.sort_by)
     query = f"select {cols} from ({table_sql(store, schema, plan.inputs)})" + (f" order by {order}" if order else "")
     expected = plan.rows
+    # Execution ids are keys: the rows of adds superseded so far are left out of the outputs, which
+    # say so in their stats (readers then only check them against adds superseded later).
+    hidden = keys.Hidden(wh, wh.snapshot) if plan.table in keys.KEYED_TABLES else None
+    applied = hidden.version if hidden is not None else None
+    if hidden is not None and not any(hidden.may_hide(f) for f in plan.inputs):
+        hidden = None  # (nothing to leave out; the outputs still say which adds were applied)
+    dropped = 0
     done: list[DataFile] = []
     out: _Output | None = None
     read = 0
@@ -365,9 +377,15 @@ def _rewrite(wh: "Warehouse", con: duckdb.DuckDBPyConnection, plan: _Plan, targe
             for batch in _arrow_reader(con.sql(query), BATCH_ROWS):
                 rows = pa.Table.from_batches([batch]).cast(schema.arrow)
                 read += rows.num_rows
+                if hidden is not None:
+                    gone = hidden.mask(rows)
+                    n_gone = pc.sum(gone).as_py() or 0
+                    if n_gone:
+                        rows = rows.filter(pc.invert(gone))
+                        dropped += n_gone
                 while rows.num_rows:
                     if out is None:
-                        out = _Output(wh, plan, target, tmp)
+                        out = _Output(wh, plan, target, tmp, applied=applied)
                     # At most one row group's worth at a time, so that a full file is noticed in time.
                     per_row = max(1, rows.nbytes // rows.num_rows)
                     take = max(1, min(rows.num_rows, out.row_group - out.pending_rows,
@@ -385,7 +403,7 @@ def _rewrite(wh: "Warehouse", con: duckdb.DuckDBPyConnection, plan: _Plan, targe
             out.abort()
         _discard(wh, done)
         raise
-    if read != expected or sum(f.rows for f in done) != expected:
+    if read != expected or sum(f.rows for f in done) != expected - dropped:
         _discard(wh, done)
         raise WarehouseError(f"compaction of {plan.table} {plan.partition}: the manifest counts {expected} rows in "
                              f"{len(plan.inputs)} files but {read} were read; nothing was committed: run `warehouse doctor`")

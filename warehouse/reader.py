@@ -100,7 +100,7 @@ def keyed_table_sql(store: Store, schema: TableSchema, snapshot: Snapshot, super
     files = snapshot.table_files(schema.name)
     if schema.name not in keys.KEYED_TABLES:
         return table_sql(store, schema, files)
-    clean, maybe = keys.split(files, superseded)
+    clean, maybe = keys.split(files, superseded, snapshot.added_in)
     if not maybe:
         return table_sql(store, schema, clean)
     hidden = keys.hide_sql(table_sql(store, schema, maybe))
