@@ -10,7 +10,7 @@ DuckDB views for SQL and Polars for notebooks.
 
 from .config import RunConfig, config_hash
 from .errors import (CheckpointNotFound, CommitConflict, CorruptCheckpoint, WalError, WalLocked, ConditionalWritesUnsupported, ConfigHashCollision, CorruptCommit,
-                     ExecutionNotFound, ExportFailed, ImportFailed, InvalidPartitionValue, InvalidRecord, NotAWarehouse, PermissionDenied,
+                     CorruptDataFile, ExecutionNotFound, ExportFailed, ImportFailed, InvalidArgument, InvalidArgumentType, InvalidPartitionValue, InvalidRecord, NotAWarehouse, PermissionDenied,
                      ReadOnlyWarehouse, RunNotFound, SchemaMismatch, SessionNotFound, StorageError, UnsupportedFormatVersion, VersionNotFound, WarehouseError,
                      WarehouseNotFound)
 from .warehouse import CommitInfo, Warehouse, open
@@ -24,5 +24,5 @@ __all__ = [
     "InvalidPartitionValue", "ConfigHashCollision", "SchemaMismatch", "CommitConflict", "CorruptCommit",
     "UnsupportedFormatVersion", "VersionNotFound", "ExecutionNotFound", "StorageError", "ConditionalWritesUnsupported",
     "PermissionDenied", "SessionNotFound", "RunNotFound", "CheckpointNotFound", "CorruptCheckpoint",
-    "WalError", "WalLocked", "ImportFailed", "ExportFailed",
+    "WalError", "WalLocked", "ImportFailed", "ExportFailed", "InvalidArgument", "InvalidArgumentType", "CorruptDataFile",
 ]

@@ -7,6 +7,7 @@ only read the snapshot (behind the `Warehouse` methods of the same names).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ import pyarrow.compute as pc
 
 from . import reader
 from .config import RunConfig
-from .errors import CheckpointNotFound, ExecutionNotFound, PermissionDenied, WarehouseError
+from . import arguments
+from .errors import (CheckpointNotFound, ExecutionNotFound, InvalidArgument, InvalidArgumentType, PermissionDenied,
+                     WarehouseError)
 from .live import Checkpoint
 from .schemas import catalog
 
@@ -178,6 +181,12 @@ def follow(wh: "Warehouse", execution_id: str | None = None, *, follow: bool = F
     """
     from .rewrite import read_data_file
 
+    last = arguments.optional_integer("last", last, minimum=0)
+    poll_interval = arguments.number("poll_interval", poll_interval, above=0)
+    if timeout is not None:
+        timeout = arguments.number("timeout", timeout, minimum=0)
+    if execution_id is not None and not isinstance(execution_id, str):
+        raise InvalidArgumentType(f"execution_id must be a string, got {type(execution_id).__name__} {execution_id!r:.80}")
     wh.refresh()
     where = "where execution_id = ?" if execution_id else ""
     params = [execution_id] if execution_id else []
@@ -209,6 +218,10 @@ def follow(wh: "Warehouse", execution_id: str | None = None, *, follow: bool = F
         time.sleep(poll_interval)
 
 
+#: A metadata key `trajectories` may filter or select by: one JSON object key, never a path.
+_JSON_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def trajectories(wh: "Warehouse", where: Mapping[str, Any] | None = None, *, metadata_keys: Sequence[str] = (),
                  with_messages: bool = False) -> "pl.LazyFrame":
     """RL trajectories (executions with a reward) as a Polars LazyFrame: execution_id, task_id,
@@ -218,6 +231,11 @@ def trajectories(wh: "Warehouse", where: Mapping[str, Any] | None = None, *, met
     """
     import polars as pl
 
+    if where is not None and not isinstance(where, Mapping):
+        raise InvalidArgumentType(f"where must be a dict of metadata key -> value, got {type(where).__name__} {where!r:.80}")
+    for key in [*(where or {}), *arguments.names("metadata_keys", metadata_keys)]:
+        if not isinstance(key, str) or not _JSON_KEY.fullmatch(key):
+            raise InvalidArgument(f"metadata key {key!r:.80} must be letters, digits, '_' or '-'")
     lf = wh.scan("executions").filter(pl.col("reward").is_not_null())
     cols = [*catalog().partition_columns, "execution_id", "task_id", pl.col("group_id").alias("group"),
             pl.col("sample").alias("replica"), pl.col("reward").alias("rewards"), "advantages", "metadata",

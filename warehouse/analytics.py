@@ -31,7 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import WarehouseError
+from . import arguments
+from .errors import InvalidArgument, InvalidArgumentType, WarehouseError
 from .schemas import catalog
 
 if TYPE_CHECKING:
@@ -134,10 +135,7 @@ def _filter(where: str | None) -> str:
 
 
 def _threshold(threshold: float) -> str:
-    t = float(threshold)
-    if math.isnan(t) or math.isinf(t):
-        raise WarehouseError(f"threshold must be a finite number, got {threshold!r}")
-    return repr(t)
+    return repr(arguments.number("threshold", threshold))
 
 
 def _ks(k: int | Sequence[int] | None) -> list[int] | None:
@@ -151,18 +149,20 @@ def _ks(k: int | Sequence[int] | None) -> list[int] | None:
                 raise TypeError
             ks.append(operator.index(x))  # ints, and NumPy's
         except TypeError:
-            raise WarehouseError(f"k must be a positive integer, got {x!r}") from None
-        if ks[-1] < 1:
-            raise WarehouseError(f"k must be a positive integer, got {x!r}")
+            raise InvalidArgumentType(f"k must be a positive integer, got {x!r}") from None
+        if not 1 <= ks[-1] < 1 << 31:
+            raise InvalidArgument(f"k must be a positive integer below 2**31, got {x!r}")
     if not ks:
-        raise WarehouseError("k must name at least one value")
+        raise InvalidArgument("k must name at least one value")
     return sorted(set(ks))
 
 
 def _metric(metric: str) -> str:
+    if not isinstance(metric, str):
+        raise InvalidArgumentType(f"metric must be benign_score (utility) or attack_score (ASR), got {metric!r:.80}")
     m = _METRIC_ALIASES.get(metric, metric)
     if m not in METRICS:
-        raise WarehouseError(f"unknown metric {metric!r}; choose benign_score (utility) or attack_score (ASR)")
+        raise InvalidArgument(f"unknown metric {metric!r}; choose benign_score (utility) or attack_score (ASR)")
     return m
 
 
@@ -173,6 +173,7 @@ def scores_sql(by: str | Sequence[str] | None = ("dataset", "agent", "attack"), 
     with `k`, also `pass_at_<k>` and `attack_pass_at_<k>` (pass@k of benign and attack scores) and
     `pass_at_<k>_excluded` / `attack_pass_at_<k>_excluded` (tasks with fewer than k scored runs)."""
     gs = groups(by)
+    _threshold(threshold)  # checked even when no k uses it: a bad value is never silently ignored
     select = ", ".join(f"{g.expr} as {_quote(g.name) if g.expr != g.name else g.name}" for g in gs)
     sql = (f"select {select + ', ' if select else ''}{catalog().queries['score_columns']} "
            f"from {_source(gs, where)} {_filter(where)}")
@@ -372,8 +373,7 @@ def compare(wh: "Warehouse", a: str, b: str, metric: str = "attack_score", thres
     import polars as pl
 
     m = _metric(metric)
-    if n_boot < 1:
-        raise WarehouseError(f"n_boot must be at least 1, got {n_boot}")
+    n_boot = arguments.integer("n_boot", n_boot, minimum=1)
     ha, hb = resolve_config(wh, a), resolve_config(wh, b)
     t = _threshold(threshold)
     per_task = wh.sql(f"select config_hash, task_id, count({m}) as runs, count(*) filter (where {m} >= {t}) as successes "

@@ -101,3 +101,18 @@ class ImportFailed(WarehouseError):
 
 class ExportFailed(WarehouseError):
     """`warehouse export` cannot write to the given target (unknown kind, target not empty, ...)."""
+
+
+class InvalidArgument(WarehouseError, ValueError):
+    """An argument of a public function or CLI option has a bad value: a negative version, a window
+    below its minimum, an unknown option value. The message names the argument and the value."""
+
+
+class InvalidArgumentType(InvalidArgument, TypeError):
+    """An argument of a public function has the wrong type (a string where a version number goes,
+    a number where a timedelta goes). Also a ValueError, like every bad-argument error."""
+
+
+class CorruptDataFile(WarehouseError):
+    """A data file's bytes are damaged: a Parquet page fails its checksum or cannot be decoded. The
+    message names the file; `warehouse doctor --deep --repair` takes it out of the snapshot."""

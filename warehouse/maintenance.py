@@ -74,12 +74,14 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import CommitConflict, CorruptCommit, VersionNotFound, WarehouseError
+from . import arguments
+from .errors import (CommitConflict, CorruptCommit, InvalidArgument, InvalidArgumentType, VersionNotFound,
+                     WarehouseError)
 from .manifest import MANIFEST_DIR, Commit, DataFile, RemovedFile, Snapshot, utcnow
 from .reader import table_sql
 from .rewrite import RewritePlan, commit_rewrite
 from .schemas import catalog
-from .storage import SnapshotFileSystem, Store, file_mtime, new_data_file_name, partition_dir
+from .storage import SnapshotFileSystem, Store, disk_errors, file_mtime, new_data_file_name, partition_dir
 
 if TYPE_CHECKING:
     from .warehouse import Warehouse
@@ -112,10 +114,10 @@ def parse_size(text: str) -> int:
     m = _SIZE.match(text) if isinstance(text, str) else None
     unit = (m.group(2) or "").lower().replace("i", "") if m else ""
     if m is None or unit.rstrip("b") not in _SIZE_UNITS:
-        raise WarehouseError(f"bad size {text!r}: give a number and an optional unit B, kB, MB, GB, e.g. 128MB")
+        raise InvalidArgument(f"bad size {text!r}: give a number and an optional unit B, kB, MB, GB, e.g. 128MB")
     size = int(float(m.group(1)) * _SIZE_UNITS[unit.rstrip("b")])
     if size <= 0:
-        raise WarehouseError(f"bad size {text!r}: it must be more than 0 bytes")
+        raise InvalidArgument(f"bad size {text!r}: it must be more than 0 bytes")
     return size
 
 
@@ -126,7 +128,7 @@ def parse_partition(text: str) -> dict[str, str]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, eq, value = part.partition("=")
         if not eq or not key.strip() or not value.strip():
-            raise WarehouseError(f"bad partition filter {part!r}: give column=value pairs separated by commas, "
+            raise InvalidArgument(f"bad partition filter {part!r}: give column=value pairs separated by commas, "
                                  "e.g. agent=tool_agent,attack=none")
         out[key.strip()] = value.strip()
     return _check_partition(out) or {}
@@ -136,28 +138,30 @@ def _check_partition(partition: Mapping[str, str] | None) -> dict[str, str] | No
     if partition is None:
         return None
     if not isinstance(partition, Mapping):
-        raise WarehouseError(f"partition must be a dict of partition column -> value, got {partition!r}")
+        raise InvalidArgumentType(f"partition must be a dict of partition column -> value, got {partition!r}")
     cols = catalog().partition_columns
     for k, v in partition.items():
         if k not in cols:
-            raise WarehouseError(f"cannot filter partitions by {k!r}; partition columns are {', '.join(cols)}")
+            raise InvalidArgument(f"cannot filter partitions by {k!r}; partition columns are {', '.join(cols)}")
         if not isinstance(v, str):
-            raise WarehouseError(f"partition value of {k} must be a string, got {v!r}")
+            raise InvalidArgumentType(f"partition value of {k} must be a string, got {v!r}")
     return dict(partition)
 
 
 def _tables(table: str | Iterable[str] | None) -> list[str]:
     if table is None:
         return list(catalog().tables)
-    names = [table] if isinstance(table, str) else list(table)
+    names = arguments.names("table", table)
     for t in names:
         catalog().table(t)  # SchemaMismatch naming the tables for an unknown one
     return names
 
 
 def _timedelta(name: str, value: Any) -> timedelta:
-    if not isinstance(value, timedelta) or value < timedelta(0):
-        raise WarehouseError(f"{name} must be a timedelta of 0 or more (e.g. timedelta(days=7)), got {value!r}")
+    if not isinstance(value, timedelta):
+        raise InvalidArgumentType(f"{name} must be a timedelta of 0 or more (e.g. timedelta(days=7)), got {value!r}")
+    if value < timedelta(0):
+        raise InvalidArgument(f"{name} must be a timedelta of 0 or more (e.g. timedelta(days=7)), got {value!r}")
     return value
 
 
@@ -165,7 +169,7 @@ def _now(now: datetime | None) -> datetime:
     if now is None:
         return utcnow()
     if not isinstance(now, datetime):
-        raise WarehouseError(f"now must be a datetime, got {now!r}")
+        raise InvalidArgumentType(f"now must be a datetime, got {now!r}")
     return now if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)  # naive = UTC
 
 
@@ -291,7 +295,13 @@ class _Output:
         # bytes, so that a file overshoots the target by at most about one row group.
         self.group_bytes = max(1, min(ROW_GROUP_BYTES, target // 4))
         opts = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}
-        self.writer = pq.ParquetWriter(self.path, self.schema.arrow, **opts)
+        try:
+            with disk_errors(self.path):
+                self.writer = pq.ParquetWriter(self.path, self.schema.arrow, **opts)
+        except BaseException:
+            if os.path.exists(self.path):  # a full disk can leave the first bytes of it
+                os.unlink(self.path)
+            raise
         self.pending: list[pa.Table] = []
         self.pending_rows = self.pending_bytes = self.rows = 0
         self.full = False
@@ -308,7 +318,8 @@ class _Output:
 
     def _write(self) -> None:
         if self.pending:
-            self.writer.write_table(pa.concat_tables(self.pending), row_group_size=self.row_group)
+            with disk_errors(self.path):
+                self.writer.write_table(pa.concat_tables(self.pending), row_group_size=self.row_group)
         self.pending, self.pending_rows, self.pending_bytes = [], 0, 0
 
     def close(self) -> DataFile:
@@ -317,7 +328,8 @@ class _Output:
         from .writer import file_stats
 
         self._write()
-        self.writer.close()
+        with disk_errors(self.path):
+            self.writer.close()
         written = pq.read_metadata(self.path).num_rows
         if written != self.rows:
             raise WarehouseError(f"compaction of {self.plan.table} {self.plan.partition}: {self.rel} holds {written} "
@@ -334,6 +346,8 @@ class _Output:
     def abort(self) -> None:
         try:
             self.writer.close()
+        except Exception:  # the file goes anyway; the error that made us abort is the one to report
+            pass
         finally:
             if os.path.exists(self.path):
                 os.unlink(self.path)
@@ -468,9 +482,9 @@ def compact(wh: "Warehouse", table: str | Iterable[str] | None = None, partition
     """
     t0 = time.perf_counter()
     if not isinstance(target_file_size, int) or isinstance(target_file_size, bool) or target_file_size <= 0:
-        raise WarehouseError(f"target_file_size must be a positive number of bytes, got {target_file_size!r}")
+        raise InvalidArgument(f"target_file_size must be a positive number of bytes, got {target_file_size!r}")
     if not isinstance(min_files, int) or isinstance(min_files, bool) or min_files < 2:
-        raise WarehouseError(f"min_files must be an int of 2 or more, got {min_files!r}")
+        raise InvalidArgument(f"min_files must be an int of 2 or more, got {min_files!r}")
     if not dry_run:
         wh._require_writable()
     wh.refresh()

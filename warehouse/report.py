@@ -22,8 +22,8 @@ import polars as pl
 from matplotlib.figure import Figure
 
 from . import __version__ as package_version
-from . import analytics
-from .errors import WarehouseError
+from . import analytics, arguments
+from .errors import InvalidArgumentType, WarehouseError
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -64,8 +64,7 @@ ATTACKED = "attack <> 'none'"
 def collect(wh: Warehouse, *, top: int = 10) -> ReportData:
     """Read everything a report shows from `wh`'s current snapshot (finished executions only), through
     `warehouse.analytics`. Raises WarehouseError for `top` < 1."""
-    if top < 1:
-        raise WarehouseError(f"top must be at least 1, got {top!r}")
+    top = arguments.integer("top", top, minimum=1, maximum=(1 << 31) - 1)
     scores = analytics.attack_success_rates(wh, by=("agent", "attack"))
     # pass@k: a task is a task_id within one configuration; utility from benign runs, ASR from attacked runs.
     pass_at_k = pl.concat([
@@ -483,13 +482,19 @@ def build_report(wh: Warehouse, out_path: str | Path = "report.html", *, title: 
                  top: int = 10) -> Path:
     """Write the report of `wh`'s current snapshot to `out_path` (one self-contained HTML file); returns its path.
 
-    Raises WarehouseError for `top` < 1 and OSError if the file cannot be written.
+    Raises InvalidArgument for `top` < 1 or a `title` that is not a string, StorageError naming the
+    file if the disk is full, read-only or not writable, OSError for other failures to write it.
     """
+    from .storage import disk_errors
+
+    if not isinstance(title, str):
+        raise InvalidArgumentType(f"title must be a string, got {type(title).__name__} {title!r:.80}")
     data = collect(wh, top=top)
     page = render(data, url=wh.url, version=wh.version, title=title)
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    with disk_errors(str(out)):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(out)
     return out

@@ -51,7 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import CommitConflict, WarehouseError
+from .errors import CommitConflict, InvalidArgument, InvalidArgumentType, WarehouseError
 from .manifest import DataFile, Snapshot, utcnow
 from .rewrite import RewritePlan, commit_rewrite, plan_rewrite
 from .schemas import catalog
@@ -136,10 +136,10 @@ def parse_duration(text: str) -> timedelta:
     Raises WarehouseError naming the text otherwise."""
     m = _DURATION.match(text) if isinstance(text, str) else None
     if m is None:
-        raise WarehouseError(f"bad duration {text!r}: give a number and a unit d, h, m or s, e.g. 30d, 12h, 90m, 3600s")
+        raise InvalidArgument(f"bad duration {text!r}: give a number and a unit d, h, m or s, e.g. 30d, 12h, 90m, 3600s")
     age = timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
     if age <= timedelta(0):
-        raise WarehouseError(f"bad duration {text!r}: it must be more than 0")
+        raise InvalidArgument(f"bad duration {text!r}: it must be more than 0")
     return age
 
 
@@ -151,25 +151,25 @@ def _names(kind: str, given: Any, valid: tuple[str, ...]) -> tuple[str, ...]:
     try:
         values = (given,) if isinstance(given, str) else tuple(given)
     except TypeError:
-        raise WarehouseError(f"{kind}s must be names, got {given!r}; choose from {', '.join(valid)}") from None
+        raise InvalidArgumentType(f"{kind}s must be names, got {given!r}; choose from {', '.join(valid)}") from None
     for v in values:
         if v not in valid:
-            raise WarehouseError(f"cannot expire {kind} {v!r}{_HINTS.get(v, '')}; choose from {', '.join(valid)}")
+            raise InvalidArgument(f"cannot expire {kind} {v!r}{_HINTS.get(v, '')}; choose from {', '.join(valid)}")
     if not values:
-        raise WarehouseError(f"no {kind} given to expire; choose from {', '.join(valid)}")
+        raise InvalidArgument(f"no {kind} given to expire; choose from {', '.join(valid)}")
     return tuple(dict.fromkeys(values))
 
 
 def _validate(older_than: Any, tables: Any, statuses: Any, now: datetime | None) -> tuple[datetime, tuple[str, ...], tuple[str, ...]]:
     """The cutoff and the de-duplicated tables and statuses; WarehouseError for anything invalid."""
     if not isinstance(older_than, timedelta) or older_than <= timedelta(0):
-        raise WarehouseError(f"older_than must be a positive timedelta (e.g. timedelta(days=30)), got {older_than!r}")
+        raise (InvalidArgument if isinstance(older_than, timedelta) else InvalidArgumentType)(f"older_than must be a positive timedelta (e.g. timedelta(days=30)), got {older_than!r}")
     tables = _names("table", tables, EXPIRABLE_TABLES)
     statuses = _names("status", statuses, FINAL_STATUSES)
     if now is None:
         now = utcnow()
     elif not isinstance(now, datetime):
-        raise WarehouseError(f"now must be a datetime, got {now!r}")
+        raise InvalidArgumentType(f"now must be a datetime, got {now!r}")
     elif now.tzinfo is None:
         now = now.replace(tzinfo=timezone.utc)  # naive = UTC, as everywhere in the warehouse
     return (now - older_than).astimezone(timezone.utc), tables, statuses

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import records
+from . import arguments, records
 from .config import RunConfig
 from .errors import ConfigHashCollision, InvalidRecord, WarehouseError
 from .manifest import DataFile, writer_info
@@ -64,8 +64,17 @@ def write_data_file(wh: "Warehouse", table_name: str, partition: dict[str, str],
     if store.is_local:
         # Straight to the file: no second copy of the encoded bytes in memory.
         path = store.full(rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        pq.write_table(table, path, **PARQUET_OPTIONS)
+        with store.writing(rel):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            try:
+                pq.write_table(table, path, **PARQUET_OPTIONS)
+            except BaseException:
+                # A full disk leaves a partial file: take it away (best effort) rather than leave an orphan.
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+                raise
         size = os.path.getsize(path)
     else:
         buf = io.BytesIO()
@@ -145,8 +154,11 @@ class Writer:
     (which `close()` joins) does the size- and time-triggered flushes while the caller goes on
     adding; with `flush_interval=None` there is no thread and add_execution flushes in place.
     Either way a failed flush keeps its batch and is retried, and its error raised, by the next
-    flush()/close(). With `wal=` every record is also appended to a local write-ahead log before
-    `add_*` returns, and what a crashed writer left there is committed first (see `warehouse.wal`).
+    flush()/close() (a full or read-only disk raises StorageError naming the file). With `wal=`
+    every record is also appended to a local write-ahead log before `add_*` returns, and what a
+    crashed writer left there is committed first (see `warehouse.wal`).
+    Bad options (`flush_rows` not an int >= 1, `flush_interval` not None or a number >= 0, ...)
+    raise InvalidArgument/InvalidArgumentType.
     """
 
     def __init__(self, wh: "Warehouse", *, dataset: Any, agent: Any, attack: Any = None,
@@ -155,6 +167,12 @@ class Writer:
                  max_buffered_events: int = 200_000, wal: str | os.PathLike[str] | None = None,
                  wal_sync: str = "flush", config_hash: str | None = None) -> None:
         wh._require_writable()
+        flush_rows = arguments.integer("flush_rows", flush_rows, minimum=1)
+        flush_bytes = arguments.integer("flush_bytes", flush_bytes, minimum=1)
+        if flush_interval is not None:
+            flush_interval = arguments.number("flush_interval", flush_interval, minimum=0)  # 0: like None
+        max_buffered_events = arguments.integer("max_buffered_events", max_buffered_events, minimum=1)
+        arguments.choice("wal_sync", wal_sync, ("always", "flush", "never"))
         self.wh = wh
         self.config = RunConfig.of(dataset, agent, attack).with_hash(config_hash)
         self.partition = self.config.partition

@@ -39,7 +39,7 @@ class ExportReport:
 
 def export(wh: "Warehouse", kind: str, out: str, **options: Any) -> ExportReport:
     """Export the current snapshot of `wh` as `kind` to `out` (see the module docstring)."""
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ExportFailed(f"unknown export kind {kind!r}; choose from {', '.join(KINDS)}")
     return importlib.import_module(f".{KINDS[kind]}", __name__).export(wh, out, **options)
 
