@@ -427,3 +427,14 @@ def test_full_or_read_only_disk_is_a_storage_error_naming_the_file_and_the_rows_
     assert out["retried_flush"]["type"] is None and out["buffered_after_retry"] == 0
     assert out["count_after_retry"] == 33 and out["count_after_compact"] == 33
     assert out["doctor_problems"] == 0 and out["doctor_orphans"] == []
+
+
+def test_numpy_scalars_are_numbers_in_trajectories_plans_and_run_recorders(wh, open_writer, config):
+    w = open_writer(wh, **config)
+    w.add_trajectory(messages=[], rewards=np.float32(0.5), advantages=np.float32(0.25), group=np.int64(3),
+                     replica=np.int64(1), task_id="t")
+    w.flush()
+    assert wh.trajectories().collect().select("rewards", "advantages", "replica").to_dicts() == [
+        {"rewards": 0.5, "advantages": [0.25], "replica": 1}]
+    assert wh.run_recorder("scenario", save_frequency=np.int64(2), max_steps=np.uint8(5)).max_steps == 5
+    assert wh.resume_plan(config, ["t"], runs=np.int64(1)) is not None

@@ -137,8 +137,7 @@ def resume_plan(wh: "Warehouse", config: Any, task_ids: Sequence[str], *, runs: 
     runs do not count, so they are run again; without it they count as done. An interrupted
     execution (still `running`) is offered for resuming, with its latest checkpoint.
     """
-    if not isinstance(runs, int) or runs < 1:
-        raise WarehouseError(f"runs must be a positive integer, got {runs!r}")
+    runs = arguments.integer("runs", runs, minimum=1)
     if isinstance(config, str):
         chash = config
     elif isinstance(config, RunConfig):

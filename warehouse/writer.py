@@ -89,7 +89,7 @@ def trajectory_execution(*, messages: Any, completions: Any, rewards: Any, group
     """The `add_execution` arguments of one RL trajectory (see `Writer.add_trajectory`, and the
     trajectories importer): rewards -> reward, group -> group (text), replica -> sample, a single
     advantage -> a one-element list, task_id defaulting to metadata["task_id"]."""
-    if isinstance(advantages, (int, float)) and not isinstance(advantages, bool):
+    if records.is_number(advantages):  # one number, of any kind (NumPy's too): a one-element list
         advantages = [advantages]
     if task_id is None and isinstance(metadata, Mapping):
         task_id = metadata.get("task_id")
