@@ -299,7 +299,8 @@ class Comparison:
     Per task, a configuration's rate is the fraction of its scored runs with score >= threshold, and
     the task counts as a success when that rate is at least 1/2 (one run: that run's outcome).
     `rate_a`/`rate_b` are the mean rates over the paired tasks; `diff` = rate_b - rate_a with a
-    percentile bootstrap 95% interval (tasks resampled); `p_value` is the exact (binomial) McNemar
+    percentile bootstrap 95% interval (tasks resampled), widened if need be so that
+    -1 <= diff_low <= diff <= diff_high <= 1 holds exactly; `p_value` is the exact (binomial) McNemar
     test on the tasks whose outcome flipped. `tasks` holds the per-task rows.
     """
 
@@ -402,10 +403,16 @@ def compare(wh: "Warehouse", a: str, b: str, metric: str = "attack_score", thres
     only_b = tuple(sorted(set(side[hb]) - set(side[ha])))
     if not rows:
         return Comparison(ha, hb, m, float(t), 0, None, None, None, None, None, None, up, down, only_a, only_b, tasks)
-    rate_a = sum(r["rate_a"] for r in rows) / len(rows)
-    rate_b = sum(r["rate_b"] for r in rows) / len(rows)
-    low, high = bootstrap_mean_interval([r["rate_b"] - r["rate_a"] for r in rows], n_boot, seed)
-    return Comparison(ha, hb, m, float(t), len(rows), rate_a, rate_b, rate_b - rate_a, low, high,
+    rate_a = math.fsum(r["rate_a"] for r in rows) / len(rows)
+    rate_b = math.fsum(r["rate_b"] for r in rows) / len(rows)
+    diffs = [r["rate_b"] - r["rate_a"] for r in rows]
+    diff = math.fsum(diffs) / len(diffs)  # = rate_b - rate_a, computed as the bootstrap's statistic is
+    low, high = bootstrap_mean_interval(diffs, n_boot, seed)
+    # The interval holds the estimate exactly and stays within [-1, 1]: resampled means are summed
+    # in another order (0.1 + 0.1 + 0.1 = 0.30000000000000004), and a percentile interval of a
+    # very skewed resample could otherwise miss the estimate by more.
+    low, high = max(-1.0, min(low, diff)), min(1.0, max(high, diff))
+    return Comparison(ha, hb, m, float(t), len(rows), rate_a, rate_b, diff, low, high,
                       mcnemar_exact(len(up), len(down)), up, down, only_a, only_b, tasks)
 
 
