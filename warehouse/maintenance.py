@@ -79,7 +79,7 @@ from .errors import (CommitConflict, CorruptCommit, InvalidArgument, InvalidArgu
                      WarehouseError)
 from .manifest import MANIFEST_DIR, Commit, DataFile, RemovedFile, Snapshot, utcnow
 from .reader import table_sql
-from .rewrite import RewritePlan, commit_rewrite
+from .rewrite import RewritePlan, check_pages, commit_rewrite
 from .schemas import catalog
 from .storage import SnapshotFileSystem, Store, disk_errors, file_mtime, new_data_file_name, partition_dir
 
@@ -334,7 +334,8 @@ class _Output:
         if written != self.rows:
             raise WarehouseError(f"compaction of {self.plan.table} {self.plan.partition}: {self.rel} holds {written} "
                                  f"rows, {self.rows} were written; nothing was committed")
-        stats = file_stats(pq.read_table(self.path, columns=self.schema.stats_columns), self.schema.stats_columns)
+        stats = file_stats(pq.read_table(self.path, columns=self.schema.stats_columns, page_checksum_verification=True),
+                           self.schema.stats_columns)
         size = os.path.getsize(self.path)
         store = self.wh.store
         if not store.is_local:
@@ -364,6 +365,11 @@ def _rewrite(wh: "Warehouse", con: duckdb.DuckDBPyConnection, plan: _Plan, targe
     count; nothing written is left behind on failure."""
     schema = catalog().table(plan.table)
     store = wh.store
+    # DuckDB does not check page checksums: pyarrow reads every page of every input first, so that a
+    # damaged input stops the compaction (CorruptDataFile) instead of being rewritten, with fresh
+    # checksums, into a file that looks sound.
+    for f in plan.inputs:
+        check_pages(store, f)
     if not store.is_local:
         # DuckDB reads the inputs through the store's filesystem, their sizes known from the manifest.
         if store.protocol in con.list_filesystems():

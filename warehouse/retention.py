@@ -39,7 +39,6 @@ delete or compaction removed one of the planned files.
 
 from __future__ import annotations
 
-import io
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -224,13 +223,13 @@ def _no_old_final_rows(f: DataFile, cutoff: datetime) -> bool:
 def read_columns(wh: "Warehouse", f: DataFile, columns: list[str]) -> pa.Table:
     """Only `columns` of a data file (Parquet reads just their column chunks), typed by the table's
     schema; a column the file predates reads as NULL."""
+    from .rewrite import checked, parquet_file
+
     schema = catalog().table(f.table).arrow
-    with wh.store.errors():
-        source = wh.store.full(f.path) if wh.store.is_local else io.BytesIO(wh.store.read_bytes(f.path))
-        pf = pq.ParquetFile(source)
-        names = set(pf.schema_arrow.names)
-        present = [c for c in columns if c in names]
-        t = pf.read(columns=present)
+    pf = parquet_file(wh.store, f)  # pages checked against their checksums: CorruptDataFile names a damaged file
+    names = set(pf.schema_arrow.names)
+    present = [c for c in columns if c in names]
+    t = checked(f, lambda: pf.read(columns=present))
     arrays = [t.column(c).cast(schema.field(c).type) if c in present else pa.nulls(t.num_rows, schema.field(c).type)
               for c in columns]
     return pa.table(arrays, names=columns)

@@ -503,17 +503,21 @@ class Warehouse:
                                   dry_run=dry_run, now=now)
 
     # -- doctor (doctor.py) ------------------------------------------------------------------------
-    def doctor(self, repair: bool = False, *, footers: bool = True) -> "doctor_mod.DoctorReport":
+    def doctor(self, repair: bool = False, *, footers: bool = True, deep: bool = False) -> "doctor_mod.DoctorReport":
         """Check the whole log and every active data file against storage: commit files that do
         not parse, gaps in the log, data files missing or with another size or row count than the
         manifest records (`footers=False` skips reading Parquet footers), checkpoints that disagree
-        with the log, commit times going backwards (a warning), orphans. With `repair`, one new
-        commit (operation `repair`) removes or re-records the data files that do not match; history
-        is never rewritten. See `warehouse.doctor`. Raises StorageError if the store is unusable.
+        with the log, commit times going backwards (a warning), orphans. `deep=True` also reads
+        every page of every data file and checks it against its checksum (damage inside a page
+        passes every other check, and DuckDB and Polars read it as other values). With `repair`,
+        one new commit (operation `repair`) removes or re-records the data files that do not match
+        (with `deep`, the damaged ones too); history is never rewritten. See `warehouse.doctor`.
+        Raises StorageError if the store is unusable, InvalidArgumentType for a flag that is not a bool.
         """
         from . import doctor as doctor_mod
 
-        return doctor_mod.run(self, repair=repair, footers=footers)
+        return doctor_mod.run(self, repair=arguments.boolean("repair", repair),
+                              footers=arguments.boolean("footers", footers), deep=arguments.boolean("deep", deep))
 
     # -- report (report.py) --------------------------------------------------------------------------
     def report(self, out: "str | os.PathLike[str]" = "report.html", *, title: str = "Evaluation report",

@@ -36,8 +36,11 @@ if TYPE_CHECKING:
     from .wal import WriteAheadLog
     from .warehouse import Warehouse
 
-#: Parquet settings: zstd, and row groups large enough for scans.
-PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "row_group_size": 256 * 1024}
+#: Parquet settings: zstd, row groups large enough for scans, and a CRC-32 in every page header, so
+#: that damage inside a page is found (by pyarrow's reads and `doctor --deep`) rather than decoded
+#: into other values. Every data file the warehouse writes uses these.
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "row_group_size": 256 * 1024,
+                   "write_page_checksum": True}
 _STATUSES = ("completed", "failed")
 log = logging.getLogger("warehouse")
 

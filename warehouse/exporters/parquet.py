@@ -115,12 +115,15 @@ def _put(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
 def _file_bytes(wh: "Warehouse", f: DataFile) -> bytes:
     """The file as it should appear in the export: its own bytes, or, if it lacks columns its table
     has gained since it was written, rewritten with the current schema."""
-    from ..rewrite import read_data_file
+    from ..rewrite import checked, read_data_file
     from ..writer import PARQUET_OPTIONS
 
     with wh.store.errors():
         data = wh.store.read_bytes(f.path)
-    names = pq.ParquetFile(io.BytesIO(data)).schema_arrow.names
+    pf = checked(f, lambda: pq.ParquetFile(io.BytesIO(data), page_checksum_verification=True))
+    for i in range(pf.num_row_groups):  # every page read, checksums checked: an export never publishes damage
+        checked(f, lambda i=i: pf.read_row_group(i))
+    names = pf.schema_arrow.names
     if names == catalog().table(f.table).column_names:
         return data
     buf = io.BytesIO()
