@@ -437,6 +437,10 @@ def diagnose(store: Store, *, footers: bool = True, deep: bool = False
 VACUUM = "`warehouse vacuum` deletes it once older than its orphan window (1 hour by default)"
 
 
+#: Files DuckDB reads in one query in `--deep` (one by one only within a batch that fails).
+DEEP_DUCKDB_BATCH = 256
+
+
 def _check_pages(store: Store, files: list[DataFile], report: DoctorReport, bad: Any) -> None:
     """`--deep`: read every page of `files` twice, with pyarrow checking each page against its
     checksum, and with DuckDB as the views read it (a damaged page header, which no checksum
@@ -449,18 +453,7 @@ def _check_pages(store: Store, files: list[DataFile], report: DoctorReport, bad:
     from .rewrite import check_pages
     from .storage import SnapshotFileSystem
 
-    con = duckdb.connect()
-    if not store.is_local:
-        con.register_filesystem(SnapshotFileSystem(store.fs, {store.full(f.path): f.bytes for f in files},
-                                                   call=store.call))
-
-    def duckdb_rows(cur: duckdb.DuckDBPyConnection, f: DataFile) -> int:
-        rel = cur.sql(f"select * from ({table_sql(store, catalog().table(f.table), [f])})")
-        to_reader = getattr(rel, "to_arrow_reader", None) or rel.fetch_arrow_reader
-        return sum(batch.num_rows for batch in to_reader(64 * 1024))
-
     def pages(f: DataFile) -> tuple[DataFile, str | None]:
-        cur = con.cursor()  # one per thread
         try:
             rows = check_pages(store, f)
         except CorruptDataFile as exc:
@@ -468,29 +461,49 @@ def _check_pages(store: Store, files: list[DataFile], report: DoctorReport, bad:
             return f, f"a page is damaged ({cause}): queries may fail or, worse, return other values"
         except FileNotFoundError:
             return f, None  # removed by a commit and deleted by a vacuum meanwhile: not ours to judge
-        if rows != f.rows:
-            return f, f"its pages hold {rows} rows; the manifest records {f.rows}"
+        return f, None if rows == f.rows else f"its pages hold {rows} rows; the manifest records {f.rows}"
+
+    if store.is_local or len(files) < 2:
+        results = [pages(f) for f in files]
+    else:
+        with ThreadPoolExecutor(FOOTER_WORKERS) as pool:
+            results = list(pool.map(pages, files))
+    found = {f.path: why for f, why in results}  # path -> what is wrong (None: nothing found)
+
+    con = duckdb.connect()
+    if not store.is_local:
+        con.register_filesystem(SnapshotFileSystem(store.fs, {store.full(f.path): f.bytes for f in files},
+                                                   call=store.call))
+
+    def duckdb_check(batch: list[DataFile]) -> None:
+        """Read `batch` (files of one table) in one query; on a failure or a wrong count, one by one."""
+        why = None
         try:
-            rows = duckdb_rows(cur, f)
+            rel = con.sql(f"select * from ({table_sql(store, catalog().table(batch[0].table), batch)})")
+            to_reader = getattr(rel, "to_arrow_reader", None) or rel.fetch_arrow_reader
+            rows = sum(b.num_rows for b in to_reader(64 * 1024))
+            if rows == sum(f.rows for f in batch):
+                return
+            why = f"DuckDB reads {rows} rows; the manifest records {sum(f.rows for f in batch)}"
         except duckdb.Error as exc:
-            if not store.exists(f.path):
-                return f, None
-            return f, f"DuckDB cannot decode it ({str(exc).splitlines()[0]}): queries over it fail"
-        finally:
-            cur.close()
-        return f, None if rows == f.rows else f"DuckDB reads {rows} rows; the manifest records {f.rows}"
+            why = f"DuckDB cannot decode it ({str(exc).splitlines()[0]}): queries over it fail"
+        if len(batch) > 1:
+            for f in batch:
+                duckdb_check([f])
+        elif store.exists(batch[0].path):  # (else deleted by a vacuum meanwhile)
+            found[batch[0].path] = why
 
     try:
-        if store.is_local or len(files) < 2:
-            results = [pages(f) for f in files]
-        else:
-            with ThreadPoolExecutor(FOOTER_WORKERS) as pool:
-                results = list(pool.map(pages, files))
+        sound = sorted((f for f in files if found[f.path] is None), key=lambda f: (f.table, f.path))
+        for table in sorted({f.table for f in sound}):
+            of_table = [f for f in sound if f.table == table]
+            for i in range(0, len(of_table), DEEP_DUCKDB_BATCH):
+                duckdb_check(of_table[i:i + DEEP_DUCKDB_BATCH])
     finally:
         con.close()
-    for f, why in results:
-        if why is not None:
-            bad(f, "damaged-file", why, f.bytes, "--deep --repair")
+    for f in sorted(files, key=lambda f: f.path):
+        if found[f.path] is not None:
+            bad(f, "damaged-file", found[f.path], f.bytes, "--deep --repair")
     report.notes.append(f"deep: read every page of {len(files)} data file(s) ({sum(f.bytes for f in files):,} bytes) "
                         "with pyarrow, checking each against its checksum (files written before page checksums "
                         "have none: decoding only), and with DuckDB")
