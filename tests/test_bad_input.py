@@ -418,7 +418,7 @@ def test_full_or_read_only_disk_is_a_storage_error_naming_the_file_and_the_rows_
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     why = "no space left" if mode == "enospc" else "read-only"
-    for step in ("flush", "compact", "report"):
+    for step in ("flush", "compact", "report", "export"):
         assert out[step]["type"] == "StorageError", out[step]
         assert why in out[step]["message"] and str(mnt) in out[step]["message"]
     assert "part-" in out["flush"]["message"] and "report.html" in out["report"]["message"]

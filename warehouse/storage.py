@@ -180,11 +180,13 @@ DISK_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the d
 
 
 def disk_error(exc: BaseException, path: str) -> StorageError | None:
-    """A StorageError naming `path` for a local disk failure (see DISK_ERRORS), else None."""
+    """A StorageError naming the file `exc` names (else `path`) for a local disk failure (see
+    DISK_ERRORS), else None."""
     code = getattr(exc, "errno", None)
     if not isinstance(exc, OSError) or code not in DISK_ERRORS:
         return None
-    return StorageError(f"cannot write {path}: {DISK_ERRORS[code]} ({errno.errorcode.get(code, code)}); fix that "
+    path = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes, os.PathLike)) else path
+    return StorageError(f"{path}: {DISK_ERRORS[code]} ({errno.errorcode.get(code, code)}); fix that "
                         "(free space, remount read-write, fix permissions) and try again: nothing committed was "
                         "changed, and a writer keeps the rows it could not write for its next flush() or close()")
 

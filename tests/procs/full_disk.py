@@ -80,6 +80,7 @@ out["count_after_failure"] = count()
 out["compact"] = caught(lambda: warehouse.open(root).compact(target_file_size=1 << 20))
 out["count_after_compact_failure"] = count()
 out["report"] = caught(lambda: warehouse.open(root).report(os.path.join(root, "report.html")))
+out["export"] = caught(lambda: warehouse.open(root).export("legacy", os.path.join(mount, "legacy-export")))
 mend_disk()
 
 out["retried_flush"] = caught(w.flush)
