@@ -438,3 +438,41 @@ def test_numpy_scalars_are_numbers_in_trajectories_plans_and_run_recorders(wh, o
         {"rewards": 0.5, "advantages": [0.25], "replica": 1}]
     assert wh.run_recorder("scenario", save_frequency=np.int64(2), max_steps=np.uint8(5)).max_steps == 5
     assert wh.resume_plan(config, ["t"], runs=np.int64(1)) is not None
+
+
+ANY_ARGUMENT = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70), st.floats(), st.text(max_size=8),
+    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.timedeltas(), st.datetimes(), st.sampled_from([np.int64(3), np.float32(2.5), np.bool_(True), b"2", 1j]),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=ANY_ARGUMENT, entry=st.sampled_from([
+    "open.version", "open.as_of", "open.checkpoint_interval", "writer.flush_rows", "writer.flush_bytes",
+    "writer.flush_interval", "writer.max_buffered_events", "history.limit", "scores.k", "scores.threshold",
+    "vacuum.retain", "vacuum.orphan_window", "compact.target_file_size", "compact.min_files", "expire.older_than",
+    "follow.last", "doctor.deep"]))
+def test_any_argument_value_is_accepted_or_refused_with_a_warehouse_error(root, wh, value, entry):
+    """Whatever a caller passes, a public function either works or raises a WarehouseError (a
+    bad argument also a ValueError): never a bare TypeError, OverflowError or AttributeError."""
+    fn, arg = entry.split(".")
+    cfg = {"dataset": {"type": "d", "config": {}}, "agent": {"type": "a", "config": {}}}
+    calls = {
+        "open": lambda: warehouse.open(str(root), **{arg: value}),
+        "writer": lambda: wh.writer(**cfg, **{arg: value}).close(),
+        "history": lambda: wh.history(**{arg: value}),
+        "scores": lambda: wh.scores(**{arg: value}).fetchall(),
+        "vacuum": lambda: wh.vacuum(**{arg: value}, dry_run=True),
+        "compact": lambda: wh.compact(**{arg: value}, dry_run=True),
+        "expire": lambda: wh.expire(value, dry_run=True),
+        "follow": lambda: list(wh.follow(follow=False, last=value)),
+        "doctor": lambda: wh.doctor(deep=value),
+    }
+    try:
+        calls[fn]()
+    except warehouse.WarehouseError as exc:
+        if isinstance(exc, (warehouse.InvalidArgument, warehouse.InvalidRecord)):
+            assert arg in str(exc) or arg == "older_than" and "older_than" in str(exc)
+        else:
+            assert isinstance(exc, warehouse.VersionNotFound) and arg in ("version", "as_of"), exc

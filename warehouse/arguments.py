@@ -110,3 +110,12 @@ def names(name: str, value: Any) -> list[str]:
         if not isinstance(v, str):
             raise InvalidArgumentType(f"{name} must hold names (strings), got {_shown(v)} in {out!r:.80}")
     return out
+
+
+def before(now: datetime, span: timedelta) -> datetime:
+    """`now - span` in UTC; the earliest time a datetime holds if that is earlier still (a span of
+    more than 2,000 years means: nothing is that old)."""
+    try:
+        return (now - span).astimezone(timezone.utc)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=timezone.utc)

@@ -639,7 +639,7 @@ def vacuum(wh: "Warehouse", retain: timedelta = timedelta(days=7), orphan_window
     t0 = time.perf_counter()
     retain, orphan_window = _timedelta("retain", retain), _timedelta("orphan_window", orphan_window)
     now = _now(now)
-    cutoff, orphan_cutoff = (now - retain).astimezone(timezone.utc), (now - orphan_window).astimezone(timezone.utc)
+    cutoff, orphan_cutoff = arguments.before(now, retain), arguments.before(now, orphan_window)
     if not dry_run:
         wh._require_writable()
     store = wh.store

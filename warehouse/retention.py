@@ -50,6 +50,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import arguments
 from .errors import CommitConflict, InvalidArgument, InvalidArgumentType, WarehouseError
 from .manifest import DataFile, Snapshot, utcnow
 from .rewrite import RewritePlan, commit_rewrite, plan_rewrite
@@ -171,7 +172,7 @@ def _validate(older_than: Any, tables: Any, statuses: Any, now: datetime | None)
         raise InvalidArgumentType(f"now must be a datetime, got {now!r}")
     elif now.tzinfo is None:
         now = now.replace(tzinfo=timezone.utc)  # naive = UTC, as everywhere in the warehouse
-    return (now - older_than).astimezone(timezone.utc), tables, statuses
+    return arguments.before(now, older_than), tables, statuses
 
 
 # -- manifest stats ------------------------------------------------------------------------------
@@ -426,8 +427,8 @@ def expire(wh: "Warehouse", older_than: timedelta, tables: Iterable[str] | str =
     ReadOnlyWarehouse on a time-travel snapshot (unless `dry_run`); CommitConflict if concurrent
     deletes or compactions removed planned files on every one of ATTEMPTS plans.
     """
+    now = utcnow() if now is None else now  # fixed across attempts
     cutoff, tables, statuses = _validate(older_than, tables, statuses, now)
-    now = cutoff + older_than  # fixed across attempts
     last: CommitConflict | None = None
     for _ in range(ATTEMPTS):
         wh.refresh()
