@@ -368,8 +368,9 @@ def _rewrite(wh: "Warehouse", con: duckdb.DuckDBPyConnection, plan: _Plan, targe
     # DuckDB does not check page checksums: pyarrow reads every page of every input first, so that a
     # damaged input stops the compaction (CorruptDataFile) instead of being rewritten, with fresh
     # checksums, into a file that looks sound.
-    for f in plan.inputs:
-        check_pages(store, f)
+    workers = max(1, min(len(plan.inputs), (os.cpu_count() or 1) if store.is_local else DELETE_WORKERS))
+    with ThreadPoolExecutor(workers) as pool:  # pyarrow decodes without the GIL; remote reads overlap
+        list(pool.map(lambda f: check_pages(store, f), plan.inputs))
     if not store.is_local:
         # DuckDB reads the inputs through the store's filesystem, their sizes known from the manifest.
         if store.protocol in con.list_filesystems():
