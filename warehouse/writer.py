@@ -175,7 +175,8 @@ class Writer:
         if flush_interval is not None:
             flush_interval = arguments.number("flush_interval", flush_interval, minimum=0)  # 0: like None
         max_buffered_events = arguments.integer("max_buffered_events", max_buffered_events, minimum=1)
-        arguments.choice("wal_sync", wal_sync, ("always", "flush", "never"))
+        if wal is None:  # (with a WAL, the WAL refuses a bad policy itself, as WalError)
+            arguments.choice("wal_sync", wal_sync, ("always", "flush", "never"))
         self.wh = wh
         self.config = RunConfig.of(dataset, agent, attack).with_hash(config_hash)
         self.partition = self.config.partition
