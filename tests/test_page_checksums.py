@@ -233,3 +233,25 @@ def test_no_rewrite_makes_a_damaged_file_look_sound(root, wh, tmp_path):
     assert wh.doctor(deep=True, repair=True).healthy
     assert wh.compact(table="executions").conflicts == []
     assert wh.sql("select count(*) from executions").fetchall() == [(40,)]
+
+
+def test_deep_doctor_and_compaction_find_a_damaged_page_on_s3(s3_url, s3_options, tmp_path):
+    """The same on a real S3-API server: the damaged object is found by `doctor --deep` (pyarrow
+    and DuckDB reading it through the store), refused by compaction, and removed by the repair."""
+    wh = warehouse.open(s3_url, create=True, storage_options=s3_options)
+    _campaign(wh, n=30)
+    _campaign(wh, n=30, prefix="run1-")
+    damaged = sorted(wh.files("executions"), key=lambda f: f.path)[0]
+    local = tmp_path / "file.parquet"
+    local.write_bytes(wh.store.read_bytes(damaged.path))
+    _, end = _chunks(str(local))[-1]
+    _flip(str(local), end - 1, 4)
+    wh.store.write_bytes(damaged.path, local.read_bytes())  # same size, same footer
+    assert wh.doctor().healthy
+    with pytest.raises(warehouse.CorruptDataFile, match=damaged.path):
+        wh.compact(table="executions")
+    report = wh.doctor(deep=True, repair=True)
+    assert [(x.kind, x.path, x.repaired) for x in report.findings if x.severity == "error"] == [
+        ("damaged-file", damaged.path, True)]
+    assert warehouse.open(s3_url, storage_options=s3_options).doctor(deep=True).healthy
+    assert wh.sql("select count(*) from executions").fetchall() == [(30,)]
