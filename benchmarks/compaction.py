@@ -9,6 +9,12 @@ the defaults), so the manifest is short and the figures are about data files. Ro
 scores, usage and metadata; execution ids are time-ordered, as the writer makes them, but the
 files are written in shuffled order, so that a file's ids are not a contiguous range before compaction.
 
+Page checksums, side by side in the same run: one file of the compacted partition's rows
+written with the writer's PARQUET_OPTIONS (page checksums) and without checksums, then read with
+pyarrow verifying them and not, and by DuckDB (which ignores them); `wh.doctor()` against
+`wh.doctor(deep=True)` (every page read by pyarrow and DuckDB) on the small files and on the
+compacted file; and the share of the compaction spent reading every page of its inputs first.
+
 Measured (each query: median of REPS runs on the same open Warehouse, after a first `count(*)`
 that defines the views and reads every file once, reported on its own):
 - `wh.scores(by=["agent", "attack"])` (every row, grouped),
@@ -17,7 +23,7 @@ that defines the views and reads every file once, reported on its own):
 before and after `wh.compact()`; the compaction's time, files in and out, and peak RSS; then
 `wh.vacuum(retain=0)`'s time to delete the replaced files, and a second vacuum's (listing only).
 
-    python -m benchmarks.compaction [--files 10000] [--per-file 10] [--out FILE] [--workdir DIR]
+    python -m benchmarks.compaction [--files 10000] [--per-file 10] [--checksum-rows 100000] [--out FILE] [--workdir DIR]
 
 Prints a Markdown table and one JSON document, also written to --out.
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -40,12 +47,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 import warehouse
 from warehouse.manifest import DataFile, writer_info
+from warehouse.rewrite import check_pages
 from warehouse.schemas import catalog
-from warehouse.writer import write_data_file
+from warehouse.writer import PARQUET_OPTIONS, write_data_file
 
 from .runner import publish, source_line, source_state
 
@@ -54,6 +64,9 @@ AGENT = {"type": "tool_agent", "config": {"model": "gpt-4o-2024-08-06"}}
 ATTACK = {"type": "important_instructions", "config": {"position": "end"}}
 COMMIT_FILES = 100
 REPS = 3
+#: Repetitions of each page-checksum figure (single reads and writes of one file: short, so noisier).
+CHECKSUM_REPS = 7
+CHECKSUM_ROWS = 100_000
 WORKERS = 2
 TASKS = 200
 
@@ -125,9 +138,69 @@ def build(root: Path, files: int, per_file: int, seed: int = 7) -> tuple[warehou
     return wh, ids
 
 
-def _answer(rows: list[tuple]) -> list[list[str]]:
-    """Rows as text, floats to 9 significant digits (sums over other file orders differ in the last bits)."""
-    return [[f"{v:.9g}" if isinstance(v, float) else str(v) for v in r] for r in rows]
+def _answer(rows: list[tuple]) -> list[list[Any]]:
+    """Rows as lists of values, compared by `_same`."""
+    return [list(r) for r in rows]
+
+
+def _same(*answers: dict[str, list[list[Any]]]) -> bool:
+    """The answers agree, floats within a relative 1e-9: sums over other file orders differ in the
+    last bits (rounding each to 9 digits was not enough: 515.4352575 rounds either way)."""
+    def close(a: Any, b: Any) -> bool:
+        if isinstance(a, float) and isinstance(b, float):
+            return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+        return a == b
+
+    first = answers[0]
+    return all(other.keys() == first.keys() and all(
+        len(other[k]) == len(first[k]) and all(len(r) == len(q) and all(map(close, r, q)) for r, q in zip(other[k], first[k]))
+        for k in first) for other in answers[1:])
+
+
+def _checksum_costs(tmp: Path, rows: int) -> dict[str, Any]:
+    """One file of `rows` executions written with and without page checksums and read back every
+    way, each figure the median of REPS, the two variants alternating."""
+    partition = {"dataset": "bench", "agent": "a", "attack": "none", "config_hash": "00000000"}
+    rng = random.Random(11)
+    base = int(datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
+    table = _rows(partition, [f"{base + n:012x}{rng.getrandbits(80):020x}" for n in range(rows)], rng,
+                  datetime(2026, 1, 1, tzinfo=timezone.utc))
+    plain_options = {**PARQUET_OPTIONS, "write_page_checksum": False}
+    paths = {"checksums": tmp / "checksums.parquet", "plain": tmp / "plain.parquet"}
+    options = {"checksums": PARQUET_OPTIONS, "plain": plain_options}
+    out: dict[str, Any] = {"rows": rows}
+    for figure, fn in (
+        ("write_ms", lambda k: pq.write_table(table, paths[k], **options[k])),
+        ("read_pyarrow_ms", lambda k: pq.ParquetFile(paths[k]).read()),
+        ("read_pyarrow_verified_ms", lambda k: pq.ParquetFile(paths[k], page_checksum_verification=True).read()),
+        ("read_duckdb_ms", lambda k: duckdb.sql(f"select * from read_parquet('{paths[k]}')").arrow()),
+    ):
+        times: dict[str, list[float]] = {"checksums": [], "plain": []}
+        for rep in range(CHECKSUM_REPS):
+            for k in (("checksums", "plain") if rep % 2 == 0 else ("plain", "checksums")):
+                t0 = time.perf_counter()
+                fn(k)
+                times[k].append(time.perf_counter() - t0)
+        out[figure] = {k: round(statistics.median(v) * 1000, 1) for k, v in times.items()}
+    out["bytes"] = {k: p.stat().st_size for k, p in paths.items()}
+    return out
+
+
+def _doctor_costs(wh: warehouse.Warehouse) -> dict[str, Any]:
+    """`wh.doctor()` against `wh.doctor(deep=True)`, and pyarrow's check of every page alone."""
+    t0 = time.perf_counter()
+    plain = wh.doctor()
+    doctor_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    deep = wh.doctor(deep=True)
+    deep_s = time.perf_counter() - t0
+    files = wh.files("executions")
+    t0 = time.perf_counter()
+    for f in files:
+        check_pages(wh.store, f)
+    pages_s = time.perf_counter() - t0
+    return {"files": len(files), "doctor_s": round(doctor_s, 2), "deep_s": round(deep_s, 2),
+            "check_pages_s": round(pages_s, 2), "healthy": plain.healthy and deep.healthy}
 
 
 def _queries(wh: warehouse.Warehouse, probe_id: str) -> dict[str, Any]:
@@ -145,7 +218,7 @@ def _queries(wh: warehouse.Warehouse, probe_id: str) -> dict[str, Any]:
             "answers": {"scores": _answer(scores), "filtered": _answer(filtered), "lookup": _answer(lookup)}}
 
 
-def run(files: int, per_file: int, workdir: str | None = None) -> dict[str, Any]:
+def run(files: int, per_file: int, workdir: str | None = None, checksum_rows: int = CHECKSUM_ROWS) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-compaction-", dir=workdir))
     try:
         load0, t_start = _load(), time.perf_counter()
@@ -158,6 +231,7 @@ def run(files: int, per_file: int, workdir: str | None = None) -> dict[str, Any]
 
         load_q0 = _load()
         before = _queries(wh, probe)
+        doctor_before = _doctor_costs(wh)  # includes what compaction now spends checking its inputs' pages
         rss_before = _rss_mib()
 
         load_c0 = _load()
@@ -168,8 +242,10 @@ def run(files: int, per_file: int, workdir: str | None = None) -> dict[str, Any]
         after_files = wh.files("executions")
 
         after = _queries(wh, probe)
+        doctor_after = _doctor_costs(wh)
+        checksums = _checksum_costs(tmp, checksum_rows)
         reopened = warehouse.open(str(tmp / "wh"))
-        same = _queries(reopened, probe)["answers"] == after["answers"] == before["answers"]
+        same = _same(before["answers"], after["answers"], _queries(reopened, probe)["answers"])
 
         t0 = time.perf_counter()
         vac = wh.vacuum(retain=timedelta(0))
@@ -195,7 +271,9 @@ def run(files: int, per_file: int, workdir: str | None = None) -> dict[str, Any]
             "vacuum": {"seconds": round(vacuum_s, 2), "files_deleted": vac.files, "bytes_deleted": vac.bytes,
                        "second_run_seconds": round(vacuum_again_s, 3), "second_run_files": vac2.files},
             "after_vacuum": {k: v for k, v in after_vacuum.items() if k != "answers"},
-            "checks": {"answers_equal": same and after_vacuum["answers"] == before["answers"],
+            "checksums": {**checksums, "doctor_before": doctor_before, "doctor_after": doctor_after},
+            "checks": {"answers_equal": same and _same(before["answers"], after_vacuum["answers"]),
+                       "doctor_healthy": doctor_before["healthy"] and doctor_after["healthy"],
                        "rows_after": part.rows == files * per_file, "files_deleted": vac.files == n_files},
             "load_average_1min": [load0, load_q0, _load()],
             "seconds": round(time.perf_counter() - t_start, 1),
@@ -206,6 +284,30 @@ def run(files: int, per_file: int, workdir: str | None = None) -> dict[str, Any]
 
 def _ratio(a: float, b: float) -> str:
     return f"{a / b:.1f}x" if b else "-"
+
+
+def checksum_lines(k: dict[str, Any]) -> list[str]:
+    """The page-checksum table: the same file with and without, every way of reading it, and doctor."""
+    def pair(figure: str) -> str:
+        a, b = k[figure]["checksums"], k[figure]["plain"]
+        return f"{a} ms | {b} ms | {a / b:.2f}x" if b else f"{a} ms | {b} ms | -"
+
+    db, da = k["doctor_before"], k["doctor_after"]
+    return [f"**Page checksums** (one file of {k['rows']:,} executions, median of {CHECKSUM_REPS}, alternating)", "",
+            "| figure | with page checksums | without | ratio |", "|---|---:|---:|---:|",
+            f"| `pq.write_table` (the writer's PARQUET_OPTIONS) | {pair('write_ms')} |",
+            f"| file size | {k['bytes']['checksums']:,} B | {k['bytes']['plain']:,} B | "
+            f"{k['bytes']['checksums'] / k['bytes']['plain']:.4f}x |",
+            f"| pyarrow read, not verifying | {pair('read_pyarrow_ms')} |",
+            f"| pyarrow read, verifying (`page_checksum_verification=True`; plain: nothing to verify) | "
+            f"{pair('read_pyarrow_verified_ms')} |",
+            f"| DuckDB `select *` (ignores checksums) | {pair('read_duckdb_ms')} |", "",
+            "| doctor | small files | after compaction |", "|---|---:|---:|",
+            f"| data files of `executions` | {db['files']:,} | {da['files']:,} |",
+            f"| `wh.doctor()` (footers) | {db['doctor_s']} s | {da['doctor_s']} s |",
+            f"| `wh.doctor(deep=True)` (every page: pyarrow with checksums, then DuckDB) | {db['deep_s']} s | {da['deep_s']} s |",
+            f"| pyarrow's check of every page alone (what compaction adds per input) | {db['check_pages_s']} s | "
+            f"{da['check_pages_s']} s |"]
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -231,7 +333,7 @@ def markdown(doc: dict[str, Any]) -> str:
              f"{v['bytes_deleted'] / 2**20:.1f} MiB) |",
              f"| `wh.vacuum()` again (nothing to delete) | {v['second_run_seconds'] * 1000:.0f} ms |",
              f"| queries after vacuum (scores / filtered / lookup) | {av['scores_ms']} / {av['filtered_ms']} / "
-             f"{av['lookup_ms']} ms |", "",
+             f"{av['lookup_ms']} ms |", "", *checksum_lines(doc["checksums"]), "",
              f"Checks: answers equal before, after compaction and after vacuum: {doc['checks']['answers_equal']}; "
              f"rows kept: {doc['checks']['rows_after']}; every replaced file deleted: {doc['checks']['files_deleted']}. "
              f"{doc['seconds']} s in all; load average {' → '.join(map(str, doc['load_average_1min']))}; "
@@ -244,11 +346,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--files", type=int, default=10_000, help="small data files to compact")
     ap.add_argument("--per-file", type=int, default=10, help="executions per file")
     ap.add_argument("--workdir", default=None, help="where the temporary directory goes (default: the system's)")
+    ap.add_argument("--checksum-rows", type=int, default=CHECKSUM_ROWS,
+                    help="executions in the file written with and without page checksums")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     a = ap.parse_args(argv)
     if a.files < 2 or a.per_file < 1:
         ap.error("--files must be at least 2 and --per-file at least 1")
-    doc = run(a.files, a.per_file, workdir=a.workdir)
+    doc = run(a.files, a.per_file, workdir=a.workdir, checksum_rows=a.checksum_rows)
     publish("compaction", doc, markdown(doc), a.out, None if all(doc["checks"].values()) else doc["checks"])
     return doc
 

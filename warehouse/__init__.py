@@ -10,7 +10,7 @@ DuckDB views for SQL and Polars for notebooks.
 
 from .config import RunConfig, config_hash
 from .errors import (CheckpointNotFound, CommitConflict, CorruptCheckpoint, WalError, WalLocked, ConditionalWritesUnsupported, ConfigHashCollision, CorruptCommit,
-                     ExecutionNotFound, ExportFailed, ImportFailed, InvalidCondition, InvalidPartitionValue, InvalidRecord, NotAWarehouse, PermissionDenied,
+                     CorruptDataFile, ExecutionNotFound, ExportFailed, ImportFailed, InvalidArgument, InvalidArgumentType, InvalidCondition, InvalidPartitionValue, InvalidRecord, NotAWarehouse, PermissionDenied,
                      ReadOnlyWarehouse, RunNotFound, SchemaMismatch, SessionNotFound, StorageError, UnsupportedFormatVersion, VersionNotFound, WarehouseError,
                      WarehouseNotFound)
 from .errors import OrphanWindowTooShort, StaleDataFile
@@ -25,6 +25,6 @@ __all__ = [
     "InvalidPartitionValue", "ConfigHashCollision", "SchemaMismatch", "CommitConflict", "CorruptCommit",
     "UnsupportedFormatVersion", "VersionNotFound", "ExecutionNotFound", "StorageError", "ConditionalWritesUnsupported",
     "PermissionDenied", "SessionNotFound", "RunNotFound", "CheckpointNotFound", "CorruptCheckpoint",
-    "WalError", "WalLocked", "ImportFailed", "ExportFailed", "InvalidCondition",
+    "WalError", "WalLocked", "ImportFailed", "ExportFailed", "InvalidCondition", "InvalidArgument", "InvalidArgumentType", "CorruptDataFile",
 ]
 __all__ += ["OrphanWindowTooShort", "StaleDataFile"]

@@ -20,7 +20,9 @@ import pyarrow.compute as pc
 from . import reader
 from .condition import condition
 from .config import RunConfig
-from .errors import CheckpointNotFound, ExecutionNotFound, InvalidCondition, PermissionDenied, WarehouseError
+from . import arguments
+from .errors import (CheckpointNotFound, ExecutionNotFound, InvalidArgumentType, InvalidCondition, PermissionDenied,
+                     WarehouseError)
 from .live import Checkpoint
 from .schemas import catalog
 
@@ -136,8 +138,7 @@ def resume_plan(wh: "Warehouse", config: Any, task_ids: Sequence[str], *, runs: 
     runs do not count, so they are run again; without it they count as done. An interrupted
     execution (still `running`) is offered for resuming, with its latest checkpoint.
     """
-    if not isinstance(runs, int) or runs < 1:
-        raise WarehouseError(f"runs must be a positive integer, got {runs!r}")
+    runs = arguments.integer("runs", runs, minimum=1)
     if isinstance(config, str):
         chash = config
     elif isinstance(config, RunConfig):
@@ -180,6 +181,12 @@ def follow(wh: "Warehouse", execution_id: str | None = None, *, follow: bool = F
     """
     from .rewrite import read_data_file
 
+    last = arguments.optional_integer("last", last, minimum=0)
+    poll_interval = arguments.number("poll_interval", poll_interval, above=0)
+    if timeout is not None:
+        timeout = arguments.number("timeout", timeout, minimum=0)
+    if execution_id is not None and not isinstance(execution_id, str):
+        raise InvalidArgumentType(f"execution_id must be a string, got {type(execution_id).__name__} {execution_id!r:.80}")
     wh.refresh()
     where = "where execution_id = ?" if execution_id else ""
     params = [execution_id] if execution_id else []
@@ -235,6 +242,12 @@ def trajectories(wh: "Warehouse", where: Mapping[str, Any] | str | None = None, 
     """
     import polars as pl
 
+    if where is not None and not isinstance(where, (Mapping, str)):
+        raise InvalidCondition(f"where must be a dict of metadata key -> value or an SQL condition, got "
+                               f"{type(where).__name__} {where!r:.80}")
+    metadata_keys = arguments.names("metadata_keys", metadata_keys)
+    for key in [*(where if isinstance(where, Mapping) else ()), *metadata_keys]:
+        _json_path(key)  # raises InvalidCondition for a key that is not a name, before anything is read
     lf = wh.scan("executions").filter(pl.col("reward").is_not_null())
     cols = [*catalog().partition_columns, "execution_id", "task_id", pl.col("group_id").alias("group"),
             pl.col("sample").alias("replica"), pl.col("reward").alias("rewards"), "advantages", "metadata",

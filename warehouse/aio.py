@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from .errors import InvalidArgument
 from .live import Execution, Span
 
 if TYPE_CHECKING:
@@ -68,7 +69,8 @@ class AsyncWriter:
 
     def __init__(self, wh: "Warehouse", options: dict[str, Any]) -> None:
         if not options.get("flush_interval"):
-            raise ValueError("an async writer needs a flush_interval: its flushes run on the flusher thread")
+            raise InvalidArgument(f"an async writer needs a flush_interval > 0 (its flushes run on the flusher thread), "
+                                  f"got {options.get('flush_interval')!r}")
         self.wh = wh
         self._options = options
         self._w: Writer | None = None

@@ -37,8 +37,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from . import arguments
 from .condition import condition
-from .errors import WarehouseError
+from .errors import InvalidArgument, InvalidArgumentType, WarehouseError
 from .schemas import catalog
 
 if TYPE_CHECKING:
@@ -160,10 +161,7 @@ def _filter(where: str | None, checks: bool = True) -> str:
 
 
 def _threshold(threshold: float) -> str:
-    t = float(threshold)
-    if math.isnan(t) or math.isinf(t):
-        raise WarehouseError(f"threshold must be a finite number, got {threshold!r}")
-    return repr(t)
+    return repr(arguments.number("threshold", threshold))
 
 
 def _ks(k: int | Sequence[int] | None) -> list[int] | None:
@@ -177,18 +175,20 @@ def _ks(k: int | Sequence[int] | None) -> list[int] | None:
                 raise TypeError
             ks.append(operator.index(x))  # ints, and NumPy's
         except TypeError:
-            raise WarehouseError(f"k must be a positive integer, got {x!r}") from None
-        if ks[-1] < 1:
-            raise WarehouseError(f"k must be a positive integer, got {x!r}")
+            raise InvalidArgumentType(f"k must be a positive integer, got {x!r}") from None
+        if not 1 <= ks[-1] < 1 << 31:
+            raise InvalidArgument(f"k must be a positive integer below 2**31, got {x!r}")
     if not ks:
-        raise WarehouseError("k must name at least one value")
+        raise InvalidArgument("k must name at least one value")
     return sorted(set(ks))
 
 
 def _metric(metric: str) -> str:
+    if not isinstance(metric, str):
+        raise InvalidArgumentType(f"metric must be benign_score (utility) or attack_score (ASR), got {metric!r:.80}")
     m = _METRIC_ALIASES.get(metric, metric)
     if m not in METRICS:
-        raise WarehouseError(f"unknown metric {metric!r}; choose benign_score (utility) or attack_score (ASR)")
+        raise InvalidArgument(f"unknown metric {metric!r}; choose benign_score (utility) or attack_score (ASR)")
     return m
 
 
@@ -200,6 +200,7 @@ def scores_sql(by: str | Sequence[str] | None = ("dataset", "agent", "attack"), 
     `pass_at_<k>_excluded` / `attack_pass_at_<k>_excluded` (tasks with fewer than k scored runs).
     Checks (datasets `<name>.checks`) are left out unless `checks`."""
     gs = groups(by)
+    _threshold(threshold)  # checked even when no k uses it: a bad value is never silently ignored
     select = ", ".join(f"{g.expr} as {_quote(g.name) if g.expr != g.name else g.name}" for g in gs)
     sql = (f"select {select + ', ' if select else ''}{catalog().queries['score_columns']} "
            f"from {_source(gs, where)} {_filter(where, checks)}")
@@ -329,7 +330,8 @@ class Comparison:
     Per task, a configuration's rate is the fraction of its scored runs with score >= threshold, and
     the task counts as a success when that rate is at least 1/2 (one run: that run's outcome).
     `rate_a`/`rate_b` are the mean rates over the paired tasks; `diff` = rate_b - rate_a with a
-    percentile bootstrap 95% interval (tasks resampled); `p_value` is the exact (binomial) McNemar
+    percentile bootstrap 95% interval (tasks resampled), widened if need be so that
+    -1 <= diff_low <= diff <= diff_high <= 1 holds exactly; `p_value` is the exact (binomial) McNemar
     test on the tasks whose outcome flipped. `tasks` holds the per-task rows.
     """
 
@@ -403,8 +405,7 @@ def compare(wh: "Warehouse", a: str, b: str, metric: str = "attack_score", thres
     import polars as pl
 
     m = _metric(metric)
-    if n_boot < 1:
-        raise WarehouseError(f"n_boot must be at least 1, got {n_boot}")
+    n_boot = arguments.integer("n_boot", n_boot, minimum=1)
     ha, hb = resolve_config(wh, a), resolve_config(wh, b)
     t = _threshold(threshold)
     per_task = wh._sql_sandboxed(f"select config_hash, task_id, count({m}) as runs, count(*) filter (where {m} >= {t}) as successes "
@@ -433,10 +434,16 @@ def compare(wh: "Warehouse", a: str, b: str, metric: str = "attack_score", thres
     only_b = tuple(sorted(set(side[hb]) - set(side[ha])))
     if not rows:
         return Comparison(ha, hb, m, float(t), 0, None, None, None, None, None, None, up, down, only_a, only_b, tasks)
-    rate_a = sum(r["rate_a"] for r in rows) / len(rows)
-    rate_b = sum(r["rate_b"] for r in rows) / len(rows)
-    low, high = bootstrap_mean_interval([r["rate_b"] - r["rate_a"] for r in rows], n_boot, seed)
-    return Comparison(ha, hb, m, float(t), len(rows), rate_a, rate_b, rate_b - rate_a, low, high,
+    rate_a = math.fsum(r["rate_a"] for r in rows) / len(rows)
+    rate_b = math.fsum(r["rate_b"] for r in rows) / len(rows)
+    diffs = [r["rate_b"] - r["rate_a"] for r in rows]
+    diff = math.fsum(diffs) / len(diffs)  # = rate_b - rate_a, computed as the bootstrap's statistic is
+    low, high = bootstrap_mean_interval(diffs, n_boot, seed)
+    # The interval holds the estimate exactly and stays within [-1, 1]: resampled means are summed
+    # in another order (0.1 + 0.1 + 0.1 = 0.30000000000000004), and a percentile interval of a
+    # very skewed resample could otherwise miss the estimate by more.
+    low, high = max(-1.0, min(low, diff)), min(1.0, max(high, diff))
+    return Comparison(ha, hb, m, float(t), len(rows), rate_a, rate_b, diff, low, high,
                       mcnemar_exact(len(up), len(down)), up, down, only_a, only_b, tasks)
 
 

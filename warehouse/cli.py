@@ -585,12 +585,13 @@ class DoctorFormat(str, Enum):
 def doctor(url: UrlOpt = DEFAULT_URL,
            repair: Annotated[bool, typer.Option("--repair", help="Fix what one new commit can fix (data files that do not match the manifest); history is never rewritten.")] = False,
            footers: Annotated[bool, typer.Option(help="Read every data file's Parquet footer to check its row count.")] = True,
+           deep: Annotated[bool, typer.Option("--deep", help="Also read every page of every data file and check its checksum (reads every byte).")] = False,
            fmt: Annotated[DoctorFormat, typer.Option("--format", "-f")] = DoctorFormat.table) -> None:
     """Check every commit, data file and checkpoint; report problems, warnings and orphans (exit 1 if problems remain)."""
     from . import doctor as doctor_mod
 
     with user_errors():
-        report = doctor_mod.run(url, repair=repair, footers=footers)
+        report = doctor_mod.run(url, repair=repair, footers=footers, deep=deep)
     if fmt is DoctorFormat.json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
         raise typer.Exit(report.exit_code)
@@ -616,7 +617,8 @@ def doctor(url: UrlOpt = DEFAULT_URL,
         summary += f"; repaired {len(report.repaired)} in version {report.repair_version}"
     console.print(Text(summary, style="red" if n_problems else "green"), soft_wrap=True)
     if n_problems and not repair and any("--repair" in f.fix for f in report.problems):
-        console.print("run `warehouse doctor --repair` to fix the data-file problems with one new commit", highlight=False)
+        console.print(f"run `warehouse doctor{' --deep' if deep else ''} --repair` to fix the data-file problems "
+                      "with one new commit", highlight=False)
     raise typer.Exit(report.exit_code)
 
 

@@ -10,6 +10,12 @@ What is checked, reading every commit file one by one (so that one bad file does
 - every data file of the latest snapshot exists (`missing-file`) with the size (`wrong-size`) and
   row count (`wrong-rows`: from the Parquet footer, the only part read) the manifest records, and
   has a readable footer (`unreadable-file`);
+- with `deep=True` (`warehouse doctor --deep`), every page of every data file that passed the
+  checks above is read, decompressed, decoded and checked against the CRC-32 in its header
+  (`damaged-file`); damage inside a page passes every other check, and DuckDB and Polars read such
+  a page without error, as other values. Files written before the warehouse wrote page checksums
+  have none: in them only damage that breaks decoding is found. It reads every byte, so it costs
+  about what reading the whole warehouse with pyarrow does (BENCHMARKS.md);
 - every manifest checkpoint agrees with a replay of the commits up to its version: same files with
   the same table, partition, rows, bytes and stats, same commit time, and a commits section with the
   log's tokens and times (`checkpoint-mismatch`, `unreadable-checkpoint`);
@@ -31,8 +37,8 @@ What is checked, reading every commit file one by one (so that one bad file does
   Not problems: `warehouse vacuum` deletes them once older than its orphan window.
 
 `repair=True` only ever writes one new commit (operation `repair`; history is never rewritten or
-deleted): a data file that is missing, unreadable, or of another size than committed (these are not
-the committed bytes) is removed from the snapshot (its rows leave every view; the file, if any,
+deleted): a data file that is missing, unreadable, damaged inside a page, or of another size than
+committed (these are not the committed bytes) is removed from the snapshot (its rows leave every view; the file, if any,
 stays on disk until vacuum); a file of the committed size whose row count differs from the
 manifest's (a hand-edited commit), and that reads as rows of its table and partition, is
 re-recorded as it is: removed and added again in the same commit with its real rows and stats, so
@@ -105,6 +111,7 @@ class DoctorReport:
     notes: list[str] = field(default_factory=list)
     repair_version: int | None = None  # the repair commit, if one was written
     seconds: float = 0.0
+    deep: bool = False  # every page of every data file was read and checked
 
     def _of(self, severity: str) -> list[Finding]:
         return [f for f in self.findings if f.severity == severity]
@@ -139,7 +146,7 @@ class DoctorReport:
     def to_json(self) -> dict[str, Any]:
         return {"url": self.url, "version": self.version, "healthy": self.healthy,
                 "commits_checked": self.commits_checked, "files_checked": self.files_checked,
-                "checkpoints_checked": self.checkpoints_checked, "problems": len(self.problems),
+                "checkpoints_checked": self.checkpoints_checked, "deep": self.deep, "problems": len(self.problems),
                 "warnings": len(self.warnings), "orphans": len(self.orphans), "repair_version": self.repair_version,
                 "findings": [f.to_json() for f in self.findings], "notes": list(self.notes),
                 "seconds": round(self.seconds, 3)}
@@ -281,9 +288,11 @@ def _data_paths(paths: list[str]) -> list[str]:
 
 
 # -- the checks -----------------------------------------------------------------------------------
-def diagnose(store: Store, *, footers: bool = True) -> tuple[DoctorReport, dict[str, DataFile], dict[str, tuple[int, Finding]]]:
-    """Run every check; returns the report, the latest snapshot's files as replayed (leniently:
-    past damaged commits), and the data files a repair may fix (path -> (real size, finding))."""
+def diagnose(store: Store, *, footers: bool = True, deep: bool = False
+             ) -> tuple[DoctorReport, dict[str, DataFile], dict[str, tuple[int, Finding]]]:
+    """Run every check (with `deep`, also read every page of every data file); returns the report,
+    the latest snapshot's files as replayed (leniently: past damaged commits), and the data files a
+    repair may fix (path -> (real size, finding))."""
     t0 = time.perf_counter()
     mc = _checkpoint_module()
     with store.errors():
@@ -394,8 +403,8 @@ def diagnose(store: Store, *, footers: bool = True) -> tuple[DoctorReport, dict[
     # Data files: sizes from the listing (or, for a file committed since, from the store), then footers.
     repairable: dict[str, tuple[int, Finding]] = {}
 
-    def bad(f: DataFile, kind: str, message: str, size: int) -> None:
-        finding = Finding("error", kind, message, "run `warehouse doctor --repair` (one new commit fixes the "
+    def bad(f: DataFile, kind: str, message: str, size: int, repair: str = "--repair") -> None:
+        finding = Finding("error", kind, message, f"run `warehouse doctor {repair}` (one new commit fixes the "
                           "snapshot), or restore the file from a backup or replica and run doctor again",
                           path=f.path)
         report.findings.append(finding)
@@ -430,6 +439,9 @@ def diagnose(store: Store, *, footers: bool = True) -> tuple[DoctorReport, dict[
             bad(f, "unreadable-file", f"its Parquet footer cannot be read ({error})", f.bytes)
         elif rows != f.rows:
             bad(f, "wrong-rows", f"holds {rows} rows; the manifest records {f.rows}", f.bytes)
+    if deep:
+        _check_pages(store, [f for f in to_read if f.path not in repairable] if footers else to_read, report, bad)
+        report.deep = True
 
     # Orphans: files that look like data no commit ever added, and manifest temp files.
     damaged = "" if exact else "; or added by a damaged commit: restore the log before any vacuum"
@@ -563,6 +575,78 @@ def _manifest_versions(names: list[str]) -> tuple[list[int], list[int]]:
     return commits, checkpoints
 
 
+#: Files DuckDB reads in one query in `--deep` (one by one only within a batch that fails).
+DEEP_DUCKDB_BATCH = 256
+
+
+def _check_pages(store: Store, files: list[DataFile], report: DoctorReport, bad: Any) -> None:
+    """`--deep`: read every page of `files` twice, with pyarrow checking each page against its
+    checksum, and with DuckDB as the views read it (a damaged page header, which no checksum
+    covers, can fail DuckDB's decoding alone); a file either cannot read is a `damaged-file`.
+    (Polars is not asked: on some damaged pages it aborts the whole process.)"""
+    import duckdb
+
+    from .errors import CorruptDataFile
+    from .reader import table_sql
+    from .rewrite import check_pages
+    from .storage import SnapshotFileSystem
+
+    def pages(f: DataFile) -> tuple[DataFile, str | None]:
+        try:
+            rows = check_pages(store, f)
+        except CorruptDataFile as exc:
+            cause = str(exc.__cause__ or exc).splitlines()[0]
+            return f, f"a page is damaged ({cause}): queries may fail or, worse, return other values"
+        except FileNotFoundError:
+            return f, None  # removed by a commit and deleted by a vacuum meanwhile: not ours to judge
+        return f, None if rows == f.rows else f"its pages hold {rows} rows; the manifest records {f.rows}"
+
+    if store.is_local or len(files) < 2:
+        results = [pages(f) for f in files]
+    else:
+        with ThreadPoolExecutor(FOOTER_WORKERS) as pool:
+            results = list(pool.map(pages, files))
+    found = {f.path: why for f, why in results}  # path -> what is wrong (None: nothing found)
+
+    con = duckdb.connect()
+    if not store.is_local:
+        con.register_filesystem(SnapshotFileSystem(store.fs, {store.full(f.path): f.bytes for f in files},
+                                                   call=store.call))
+
+    def duckdb_check(batch: list[DataFile]) -> None:
+        """Read `batch` (files of one table) in one query; on a failure or a wrong count, one by one."""
+        why = None
+        try:
+            rel = con.sql(f"select * from ({table_sql(store, catalog().table(batch[0].table), batch)})")
+            to_reader = getattr(rel, "to_arrow_reader", None) or rel.fetch_arrow_reader
+            rows = sum(b.num_rows for b in to_reader(64 * 1024))
+            if rows == sum(f.rows for f in batch):
+                return
+            why = f"DuckDB reads {rows} rows; the manifest records {sum(f.rows for f in batch)}"
+        except duckdb.Error as exc:
+            why = f"DuckDB cannot decode it ({str(exc).splitlines()[0]}): queries over it fail"
+        if len(batch) > 1:
+            for f in batch:
+                duckdb_check([f])
+        elif store.exists(batch[0].path):  # (else deleted by a vacuum meanwhile)
+            found[batch[0].path] = why
+
+    try:
+        sound = sorted((f for f in files if found[f.path] is None), key=lambda f: (f.table, f.path))
+        for table in sorted({f.table for f in sound}):
+            of_table = [f for f in sound if f.table == table]
+            for i in range(0, len(of_table), DEEP_DUCKDB_BATCH):
+                duckdb_check(of_table[i:i + DEEP_DUCKDB_BATCH])
+    finally:
+        con.close()
+    for f in sorted(files, key=lambda f: f.path):
+        if found[f.path] is not None:
+            bad(f, "damaged-file", found[f.path], f.bytes, "--deep --repair")
+    report.notes.append(f"deep: read every page of {len(files)} data file(s) ({sum(f.bytes for f in files):,} bytes) "
+                        "with pyarrow, checking each against its checksum (files written before page checksums "
+                        "have none: decoding only), and with DuckDB")
+
+
 def _runs(values: list[int]) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
     for v in values:
@@ -632,8 +716,9 @@ def write_repair(wh: "Warehouse", report: DoctorReport, repairable: Mapping[str,
 
 
 def run(target: "str | Warehouse", *, repair: bool = False, storage_options: Mapping[str, Any] | None = None,
-        footers: bool = True) -> DoctorReport:
-    """Check the warehouse at `target` (a URL or an open Warehouse), and repair it if asked.
+        footers: bool = True, deep: bool = False) -> DoctorReport:
+    """Check the warehouse at `target` (a URL or an open Warehouse), and repair it if asked; `deep`
+    also reads every page of every data file (see the module docstring).
 
     Works on a warehouse that cannot be opened (a damaged commit): only `repair` needs it open.
     Raises WarehouseError if there is no warehouse at the URL, StorageError if the store is unusable.
@@ -644,12 +729,12 @@ def run(target: "str | Warehouse", *, repair: bool = False, storage_options: Map
     wh = target if isinstance(target, Warehouse) else None
     store = wh.store if wh is not None else Store.from_url(str(target), storage_options)
     t0 = time.perf_counter()
-    report, _, repairable = diagnose(store, footers=footers)
+    report, _, repairable = diagnose(store, footers=footers, deep=deep)
     if repair and any(f.kind in ("stray-commit", "stray-checkpoint") for f in report.problems):
         set_aside_strays(store, report)
         set_aside = [f for f in report.findings if f.kind in ("stray-commit", "stray-checkpoint")]
         notes = report.notes
-        report, _, repairable = diagnose(store, footers=footers)  # the log as it is now
+        report, _, repairable = diagnose(store, footers=footers, deep=deep)  # the log as it is now
         report.findings[:0] = set_aside
         report.notes[:0] = [n for n in notes if n.startswith(("moved ", "_manifest/"))]
     if repair and any(f.kind in ("corrupt-commit", "missing-commit") for f in report.problems):

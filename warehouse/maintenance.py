@@ -78,15 +78,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import keys
+from . import arguments, keys
 from . import manifest as manifest_module
-from .errors import CommitConflict, CorruptCommit, OrphanWindowTooShort, VersionNotFound, WarehouseError
+from .errors import (CommitConflict, CorruptCommit, InvalidArgument, InvalidArgumentType, OrphanWindowTooShort,
+                     VersionNotFound, WarehouseError)
 from .manifest import MANIFEST_DIR, Commit, DataFile, RemovedFile, Snapshot, staging_clock, utcnow
 from .partition_filter import PartitionFilter, parse_partition, partition_filter, values_of
 from .reader import table_sql
-from .rewrite import RewritePlan, commit_rewrite
+from .rewrite import RewritePlan, check_pages, commit_rewrite
 from .schemas import catalog
-from .storage import SnapshotFileSystem, Store, file_mtime, new_data_file_name, partition_dir
+from .storage import SnapshotFileSystem, Store, disk_errors, file_mtime, new_data_file_name, partition_dir
 
 if TYPE_CHECKING:
     from .warehouse import Warehouse
@@ -119,25 +120,27 @@ def parse_size(text: str) -> int:
     m = _SIZE.match(text) if isinstance(text, str) else None
     unit = (m.group(2) or "").lower().replace("i", "") if m else ""
     if m is None or unit.rstrip("b") not in _SIZE_UNITS:
-        raise WarehouseError(f"bad size {text!r}: give a number and an optional unit B, kB, MB, GB, e.g. 128MB")
+        raise InvalidArgument(f"bad size {text!r}: give a number and an optional unit B, kB, MB, GB, e.g. 128MB")
     size = int(float(m.group(1)) * _SIZE_UNITS[unit.rstrip("b")])
     if size <= 0:
-        raise WarehouseError(f"bad size {text!r}: it must be more than 0 bytes")
+        raise InvalidArgument(f"bad size {text!r}: it must be more than 0 bytes")
     return size
 
 
 def _tables(table: str | Iterable[str] | None) -> list[str]:
     if table is None:
         return list(catalog().tables)
-    names = [table] if isinstance(table, str) else list(table)
+    names = arguments.names("table", table)
     for t in names:
         catalog().table(t)  # SchemaMismatch naming the tables for an unknown one
     return names
 
 
 def _timedelta(name: str, value: Any) -> timedelta:
-    if not isinstance(value, timedelta) or value < timedelta(0):
-        raise WarehouseError(f"{name} must be a timedelta of 0 or more (e.g. timedelta(days=7)), got {value!r}")
+    if not isinstance(value, timedelta):
+        raise InvalidArgumentType(f"{name} must be a timedelta of 0 or more (e.g. timedelta(days=7)), got {value!r}")
+    if value < timedelta(0):
+        raise InvalidArgument(f"{name} must be a timedelta of 0 or more (e.g. timedelta(days=7)), got {value!r}")
     return value
 
 
@@ -156,7 +159,7 @@ def _now(now: datetime | None) -> datetime:
     if now is None:
         return utcnow()
     if not isinstance(now, datetime):
-        raise WarehouseError(f"now must be a datetime, got {now!r}")
+        raise InvalidArgumentType(f"now must be a datetime, got {now!r}")
     return now if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)  # naive = UTC
 
 
@@ -290,7 +293,13 @@ class _Output:
         self.group_bytes = max(1, min(ROW_GROUP_BYTES, target // 4))
         opts = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}
         self.staged = staging_clock()  # locally the file exists under its name from here (remotely: once uploaded)
-        self.writer = pq.ParquetWriter(self.path, self.schema.arrow, **opts)
+        try:
+            with disk_errors(self.path):
+                self.writer = pq.ParquetWriter(self.path, self.schema.arrow, **opts)
+        except BaseException:
+            if os.path.exists(self.path):  # a full disk can leave the first bytes of it
+                os.unlink(self.path)
+            raise
         self.pending: list[pa.Table] = []
         self.pending_rows = self.pending_bytes = self.rows = 0
         self.full = False
@@ -307,7 +316,8 @@ class _Output:
 
     def _write(self) -> None:
         if self.pending:
-            self.writer.write_table(pa.concat_tables(self.pending), row_group_size=self.row_group)
+            with disk_errors(self.path):
+                self.writer.write_table(pa.concat_tables(self.pending), row_group_size=self.row_group)
         self.pending, self.pending_rows, self.pending_bytes = [], 0, 0
 
     def close(self) -> DataFile:
@@ -316,12 +326,14 @@ class _Output:
         from .writer import file_stats
 
         self._write()
-        self.writer.close()
+        with disk_errors(self.path):
+            self.writer.close()
         written = pq.read_metadata(self.path).num_rows
         if written != self.rows:
             raise WarehouseError(f"compaction of {self.plan.table} {self.plan.partition}: {self.rel} holds {written} "
                                  f"rows, {self.rows} were written; nothing was committed")
-        stats = file_stats(pq.read_table(self.path, columns=self.schema.stats_columns), self.schema.stats_columns)
+        stats = file_stats(pq.read_table(self.path, columns=self.schema.stats_columns, page_checksum_verification=True),
+                           self.schema.stats_columns)
         if self.applied is not None:
             stats[keys.APPLIED] = {"applied": self.applied}
         size = os.path.getsize(self.path)
@@ -336,6 +348,8 @@ class _Output:
     def abort(self) -> None:
         try:
             self.writer.close()
+        except Exception:  # the file goes anyway; the error that made us abort is the one to report
+            pass
         finally:
             if os.path.exists(self.path):
                 os.unlink(self.path)
@@ -352,6 +366,12 @@ def _rewrite(wh: "Warehouse", con: duckdb.DuckDBPyConnection, plan: _Plan, targe
     count; nothing written is left behind on failure."""
     schema = catalog().table(plan.table)
     store = wh.store
+    # DuckDB does not check page checksums: pyarrow reads every page of every input first, so that a
+    # damaged input stops the compaction (CorruptDataFile) instead of being rewritten, with fresh
+    # checksums, into a file that looks sound.
+    workers = max(1, min(len(plan.inputs), (os.cpu_count() or 1) if store.is_local else DELETE_WORKERS))
+    with ThreadPoolExecutor(workers) as pool:  # pyarrow decodes without the GIL; remote reads overlap
+        list(pool.map(lambda f: check_pages(store, f), plan.inputs))
     if not store.is_local:
         # DuckDB reads the inputs through the store's filesystem, their sizes known from the manifest.
         if store.protocol in con.list_filesystems():
@@ -488,9 +508,9 @@ def compact(wh: "Warehouse", table: str | Iterable[str] | None = None,
     """
     t0 = time.perf_counter()
     if not isinstance(target_file_size, int) or isinstance(target_file_size, bool) or target_file_size <= 0:
-        raise WarehouseError(f"target_file_size must be a positive number of bytes, got {target_file_size!r}")
+        raise InvalidArgument(f"target_file_size must be a positive number of bytes, got {target_file_size!r}")
     if not isinstance(min_files, int) or isinstance(min_files, bool) or min_files < 2:
-        raise WarehouseError(f"min_files must be an int of 2 or more, got {min_files!r}")
+        raise InvalidArgument(f"min_files must be an int of 2 or more, got {min_files!r}")
     if not dry_run:
         wh._require_writable()
     wh.refresh()
@@ -643,7 +663,7 @@ def vacuum(wh: "Warehouse", retain: timedelta = timedelta(days=7), orphan_window
     check_orphan_window(orphan_window)
     now = _now(now)
     # Files in flight are judged by the real time: a `now` in the future must not shorten the window.
-    cutoff, orphan_cutoff = (now - retain).astimezone(timezone.utc), (min(now, utcnow()) - orphan_window).astimezone(timezone.utc)
+    cutoff, orphan_cutoff = arguments.before(now, retain), arguments.before(min(now, utcnow()), orphan_window)
     if not dry_run:
         wh._require_writable()
     store = wh.store

@@ -7,8 +7,10 @@ column order, ready for a column-wise conversion to Arrow at flush time.
 
 from __future__ import annotations
 
+import decimal
 import json
 import math
+import numbers
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -68,13 +70,40 @@ def ident(field: str, value: Any, *, required: bool = True) -> str | None:
     return v
 
 
+def real(value: Any) -> float | None:
+    """`value` as a float if it is a real number of any kind, else None: Python bools, ints and
+    floats, `fractions.Fraction`, `decimal.Decimal`, and NumPy scalars (or 0-d arrays) of every
+    real kind (bool, signed and unsigned ints, float16..float128). Raises OverflowError for an int
+    or Decimal beyond the float range."""
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, decimal.Decimal):
+        return math.nan if value.is_nan() else float(value)  # float() refuses a signalling NaN
+    # NumPy bools (not registered as numbers.Real) and 0-d arrays, without importing NumPy.
+    if getattr(value, "ndim", None) == 0 and getattr(getattr(value, "dtype", None), "kind", None) in ("b", "i", "u", "f"):
+        return float(value.item())
+    return None
+
+
+def is_number(value: Any) -> bool:
+    """True for a real number of any kind that `real` converts, bools (Python or NumPy) excepted."""
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    if isinstance(value, bool) or kind == "b":
+        return False
+    return isinstance(value, (numbers.Real, decimal.Decimal)) or (kind in ("i", "u", "f") and getattr(value, "ndim", None) == 0)
+
+
 def score(field: str, value: Any) -> float | None:
-    """A finite real number (bools and ints allowed) or None."""
+    """A finite real number or None: bools, ints, floats and NumPy scalars of every real kind
+    (see `real`); stored as a 64-bit float."""
     if value is None:
         return None
-    if not isinstance(value, (int, float)):
+    try:
+        f = real(value)
+    except OverflowError:
+        raise InvalidRecord(f"{field} = {value!r:.80} is too large for a 64-bit float") from None
+    if f is None:
         raise InvalidRecord(f"{field} must be a number, got {type(value).__name__} {value!r:.80}")
-    f = float(value)
     if not math.isfinite(f):
         raise InvalidRecord(f"{field} must be finite, got {value!r}")
     return f
@@ -85,14 +114,24 @@ INT64 = (-(1 << 63), 1 << 63)
 
 
 def integer(field: str, value: Any, bounds: tuple[int, int] = INT64) -> int | None:
-    """An integer (an integral float is accepted) within `bounds` (lower inclusive, upper exclusive)."""
+    """An integer within `bounds` (lower inclusive, upper exclusive), or None: Python and NumPy
+    ints of every width, and integral floats; never a bool."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
+    if value.__class__ is not int:
+        kind = getattr(getattr(value, "dtype", None), "kind", None)
+        if isinstance(value, bool) or kind == "b":
+            raise InvalidRecord(f"{field} must be an integer, got {type(value).__name__} {value!r:.80}")
+        if isinstance(value, numbers.Integral) or (kind in ("i", "u") and getattr(value, "ndim", None) == 0):
             value = int(value)
         else:
-            raise InvalidRecord(f"{field} must be an integer, got {type(value).__name__} {value!r:.80}")
+            try:
+                f = real(value)
+            except OverflowError:
+                f = None
+            if f is None or not f.is_integer():
+                raise InvalidRecord(f"{field} must be an integer, got {type(value).__name__} {value!r:.80}")
+            value = int(f)
     if not bounds[0] <= value < bounds[1]:
         raise InvalidRecord(f"{field} = {value} is out of range [{bounds[0]}, {bounds[1]})")
     return value
@@ -140,15 +179,55 @@ def json_text(field: str, value: Any) -> str | None:
     return out.decode()
 
 
+#: Epoch seconds a timestamp may be given as: those of years 1..9999 (what a datetime holds).
+_EPOCH_MIN = (datetime(1, 1, 1, tzinfo=timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds()
+_EPOCH_MAX = (datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds()
+
+
+def _epoch(field: str, value: Any) -> datetime:
+    """Epoch seconds -> an aware UTC datetime; a value out of range says so, and says when it would
+    be in range as milliseconds, microseconds or nanoseconds."""
+    try:
+        f = real(value)
+    except OverflowError:
+        f = math.inf
+    assert f is not None
+    if math.isfinite(f) and _EPOCH_MIN <= f <= _EPOCH_MAX:
+        return datetime.fromtimestamp(f, timezone.utc)
+    hint = ""
+    if math.isfinite(f):
+        for unit, per_second in (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9)):
+            if _EPOCH_MIN <= f / per_second <= _EPOCH_MAX:
+                hint = f"; as epoch {unit} it would be {datetime.fromtimestamp(f / per_second, timezone.utc).isoformat()}: divide by {per_second:.0f}"
+                break
+    raise InvalidRecord(f"{field} = {value!r:.80} is not a time: epoch seconds must be within years 1..9999 "
+                        f"({_EPOCH_MIN:.0f}..{_EPOCH_MAX:.0f}){hint}")
+
+
+def _in_utc(field: str, dt: datetime, given: Any) -> datetime:
+    """`dt` (aware) as UTC; refuses a time that a datetime cannot hold in UTC (year 1 east of UTC,
+    year 9999 west of it) and a pandas NaT, which would fail the flush of a whole batch later."""
+    try:
+        return dt.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        raise InvalidRecord(f"{field} = {given!r:.80} is not a time within years 1..9999 UTC") from None
+
+
 def timestamp(field: str, value: Any) -> datetime | None:
-    """A timezone-aware datetime from a datetime (naive = UTC), an ISO-8601 string or epoch seconds.
+    """A timezone-aware datetime from a datetime (naive = UTC; pandas Timestamps too), a NumPy
+    datetime64, an ISO-8601 string or epoch seconds (a real number of any kind, see `real`), within
+    years 1..9999 in UTC. Anything else raises InvalidRecord naming the field and value.
 
     Aware datetimes are kept in their zone (Arrow stores the instant in UTC).
     """
     if value is None:
         return None
     if value.__class__ is datetime:
-        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        elif value.year in (1, 9999):  # the only years whose UTC instant can fall outside 1..9999
+            _in_utc(field, value, value)
+        return value
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, str):
@@ -156,11 +235,19 @@ def timestamp(field: str, value: Any) -> datetime | None:
             dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise InvalidRecord(f"{field} is not an ISO-8601 timestamp: {value!r:.80}") from None
-    elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return datetime.fromtimestamp(value, timezone.utc)
+    elif is_number(value):
+        return _epoch(field, value)
+    elif getattr(getattr(value, "dtype", None), "kind", None) == "M" and getattr(value, "ndim", None) == 0:
+        item = value.astype("datetime64[us]").item()  # NumPy datetime64: a naive datetime, None for NaT
+        if not isinstance(item, datetime):
+            raise InvalidRecord(f"{field} = {value!r:.80} is not a time within years 1..9999")
+        return item.replace(tzinfo=timezone.utc)
     else:
-        raise InvalidRecord(f"{field} must be a datetime or ISO-8601 string, got {type(value).__name__} {value!r:.80}")
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+        raise InvalidRecord(f"{field} must be a datetime, an ISO-8601 string or epoch seconds, "
+                            f"got {type(value).__name__} {value!r:.80}")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return _in_utc(field, dt, value)
 
 
 _NO_USAGE = (None,) * len(USAGE_FIELDS)
@@ -310,7 +397,7 @@ def messages(execution_id: str, value: Any, start: int = 0, write_id: int | None
                     or not (name is None or (type(name) is str and name.isascii()))
                     or not (step is None or (type(step) is int and -(1 << 31) <= step < (1 << 31)))
                     or not (tokens is None or (type(tokens) is int and -(1 << 63) <= tokens < (1 << 63)))
-                    or not (ts is None or type(ts) is datetime)):
+                    or not (ts is None or (type(ts) is datetime and 1 < ts.year < 9999))):
                 raise TypeError
             if type(content) is str:
                 if not content.isascii():

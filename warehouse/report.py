@@ -22,8 +22,8 @@ import polars as pl
 from matplotlib.figure import Figure
 
 from . import __version__ as package_version
-from . import analytics
-from .errors import WarehouseError
+from . import analytics, arguments
+from .errors import InvalidArgumentType, WarehouseError
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -64,8 +64,7 @@ ATTACKED = "attack <> 'none'"
 def collect(wh: Warehouse, *, top: int = 10) -> ReportData:
     """Read everything a report shows from `wh`'s current snapshot (finished executions only), through
     `warehouse.analytics`. Raises WarehouseError for `top` < 1."""
-    if top < 1:
-        raise WarehouseError(f"top must be at least 1, got {top!r}")
+    top = arguments.integer("top", top, minimum=1, maximum=(1 << 31) - 1)
     scores = analytics.attack_success_rates(wh, by=("agent", "attack"))
     # pass@k: a task is a task_id within one configuration; utility from benign runs, ASR from attacked runs.
     pass_at_k = pl.concat([
@@ -252,6 +251,14 @@ def heatmap_svg(scores: pl.DataFrame) -> str | None:
     return _svg(fig, "heatmap", "Heatmap of attack success rate per agent and attack")
 
 
+def _error_bar(value: float, low: float | None, high: float | None) -> tuple[float, float]:
+    """Matplotlib's (minus, plus) error of an estimate and its interval: none where there is no
+    interval (a mean of scores outside [0, 1] has no Wilson interval)."""
+    if low is None or high is None:
+        return 0.0, 0.0
+    return max(0.0, value - low), max(0.0, high - value)
+
+
 def scatter_svg(scores: pl.DataFrame) -> str | None:
     """Utility under attack (y) against ASR (x), one point per agent x attack with 95% intervals on both axes."""
     attacked = scores.filter((pl.col("attack") != BENIGN) & pl.col("asr").is_not_null() & pl.col("utility").is_not_null())
@@ -262,9 +269,9 @@ def scatter_svg(scores: pl.DataFrame) -> str | None:
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.subplots()
     for r in attacked.sort("agent", "attack").iter_rows(named=True):
-        ax.errorbar(r["asr"], r["utility"],
-                    xerr=[[r["asr"] - r["asr_low"]], [r["asr_high"] - r["asr"]]],
-                    yerr=[[r["utility"] - r["utility_low"]], [r["utility_high"] - r["utility"]]],
+        xerr = _error_bar(r["asr"], r["asr_low"], r["asr_high"])
+        yerr = _error_bar(r["utility"], r["utility_low"], r["utility_high"])
+        ax.errorbar(r["asr"], r["utility"], xerr=[[xerr[0]], [xerr[1]]], yerr=[[yerr[0]], [yerr[1]]],
                     fmt=marker[r["attack"]], color=colour[r["agent"]], ecolor=colour[r["agent"]],
                     elinewidth=0.9, capsize=2, markersize=7, alpha=0.9)
     for r in scores.filter((pl.col("attack") == BENIGN) & pl.col("agent").is_in(list(colour))).iter_rows(named=True):
@@ -327,8 +334,9 @@ def top_tasks_svg(tasks: pl.DataFrame) -> str | None:
         return None
     labels = [f"{d} / {t}" for d, t in zip(tasks["dataset"], tasks["task_id"])][::-1]
     asr = tasks["asr"].to_list()[::-1]
-    lo = [a - b for a, b in zip(asr, tasks["asr_low"].to_list()[::-1])]
-    hi = [b - a for a, b in zip(asr, tasks["asr_high"].to_list()[::-1])]
+    bars = [_error_bar(a, lo, hi) for a, lo, hi in zip(asr, tasks["asr_low"].to_list()[::-1],
+                                                         tasks["asr_high"].to_list()[::-1])]
+    lo, hi = [b[0] for b in bars], [b[1] for b in bars]
     fig = Figure(figsize=(6.4, 0.9 + 0.32 * len(labels)))
     ax = fig.subplots()
     ax.barh(range(len(labels)), asr, xerr=[lo, hi], color=PALETTE[5], ecolor="#333333", capsize=2, height=0.6)
@@ -483,13 +491,19 @@ def build_report(wh: Warehouse, out_path: str | Path = "report.html", *, title: 
                  top: int = 10) -> Path:
     """Write the report of `wh`'s current snapshot to `out_path` (one self-contained HTML file); returns its path.
 
-    Raises WarehouseError for `top` < 1 and OSError if the file cannot be written.
+    Raises InvalidArgument for `top` < 1 or a `title` that is not a string, StorageError naming the
+    file if the disk is full, read-only or not writable, OSError for other failures to write it.
     """
+    from .storage import disk_errors
+
+    if not isinstance(title, str):
+        raise InvalidArgumentType(f"title must be a string, got {type(title).__name__} {title!r:.80}")
     data = collect(wh, top=top)
     page = render(data, url=wh.url, version=wh.version, title=title)
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    with disk_errors(str(out)):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(out)
     return out

@@ -39,7 +39,6 @@ delete or compaction removed one of the planned files.
 
 from __future__ import annotations
 
-import io
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -51,7 +50,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import CommitConflict, WarehouseError
+from . import arguments
+from .errors import CommitConflict, InvalidArgument, InvalidArgumentType, WarehouseError
 from .manifest import DataFile, Snapshot, utcnow
 from .rewrite import RewritePlan, commit_rewrite, plan_rewrite
 from .schemas import catalog
@@ -136,10 +136,10 @@ def parse_duration(text: str, *, zero: bool = False) -> timedelta:
     Raises WarehouseError naming the text otherwise."""
     m = _DURATION.match(text) if isinstance(text, str) else None
     if m is None:
-        raise WarehouseError(f"bad duration {text!r}: give a number and a unit d, h, m or s, e.g. 30d, 12h, 90m, 3600s")
+        raise InvalidArgument(f"bad duration {text!r}: give a number and a unit d, h, m or s, e.g. 30d, 12h, 90m, 3600s")
     age = timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
     if age < timedelta(0) or (age == timedelta(0) and not zero):
-        raise WarehouseError(f"bad duration {text!r}: it must be more than 0")
+        raise InvalidArgument(f"bad duration {text!r}: it must be more than 0")
     return age
 
 
@@ -151,28 +151,28 @@ def _names(kind: str, given: Any, valid: tuple[str, ...]) -> tuple[str, ...]:
     try:
         values = (given,) if isinstance(given, str) else tuple(given)
     except TypeError:
-        raise WarehouseError(f"{kind}s must be names, got {given!r}; choose from {', '.join(valid)}") from None
+        raise InvalidArgumentType(f"{kind}s must be names, got {given!r}; choose from {', '.join(valid)}") from None
     for v in values:
         if v not in valid:
-            raise WarehouseError(f"cannot expire {kind} {v!r}{_HINTS.get(v, '')}; choose from {', '.join(valid)}")
+            raise InvalidArgument(f"cannot expire {kind} {v!r}{_HINTS.get(v, '')}; choose from {', '.join(valid)}")
     if not values:
-        raise WarehouseError(f"no {kind} given to expire; choose from {', '.join(valid)}")
+        raise InvalidArgument(f"no {kind} given to expire; choose from {', '.join(valid)}")
     return tuple(dict.fromkeys(values))
 
 
 def _validate(older_than: Any, tables: Any, statuses: Any, now: datetime | None) -> tuple[datetime, tuple[str, ...], tuple[str, ...]]:
     """The cutoff and the de-duplicated tables and statuses; WarehouseError for anything invalid."""
     if not isinstance(older_than, timedelta) or older_than <= timedelta(0):
-        raise WarehouseError(f"older_than must be a positive timedelta (e.g. timedelta(days=30)), got {older_than!r}")
+        raise (InvalidArgument if isinstance(older_than, timedelta) else InvalidArgumentType)(f"older_than must be a positive timedelta (e.g. timedelta(days=30)), got {older_than!r}")
     tables = _names("table", tables, EXPIRABLE_TABLES)
     statuses = _names("status", statuses, FINAL_STATUSES)
     if now is None:
         now = utcnow()
     elif not isinstance(now, datetime):
-        raise WarehouseError(f"now must be a datetime, got {now!r}")
+        raise InvalidArgumentType(f"now must be a datetime, got {now!r}")
     elif now.tzinfo is None:
         now = now.replace(tzinfo=timezone.utc)  # naive = UTC, as everywhere in the warehouse
-    return (now - older_than).astimezone(timezone.utc), tables, statuses
+    return arguments.before(now, older_than), tables, statuses
 
 
 # -- manifest stats ------------------------------------------------------------------------------
@@ -224,13 +224,13 @@ def _no_old_final_rows(f: DataFile, cutoff: datetime) -> bool:
 def read_columns(wh: "Warehouse", f: DataFile, columns: list[str]) -> pa.Table:
     """Only `columns` of a data file (Parquet reads just their column chunks), typed by the table's
     schema; a column the file predates reads as NULL."""
+    from .rewrite import checked, parquet_file
+
     schema = catalog().table(f.table).arrow
-    with wh.store.errors():
-        source = wh.store.full(f.path) if wh.store.is_local else io.BytesIO(wh.store.read_bytes(f.path))
-        pf = pq.ParquetFile(source)
-        names = set(pf.schema_arrow.names)
-        present = [c for c in columns if c in names]
-        t = pf.read(columns=present)
+    pf = parquet_file(wh.store, f)  # pages checked against their checksums: CorruptDataFile names a damaged file
+    names = set(pf.schema_arrow.names)
+    present = [c for c in columns if c in names]
+    t = checked(f, lambda: pf.read(columns=present))
     arrays = [t.column(c).cast(schema.field(c).type) if c in present else pa.nulls(t.num_rows, schema.field(c).type)
               for c in columns]
     return pa.table(arrays, names=columns)
@@ -427,8 +427,8 @@ def expire(wh: "Warehouse", older_than: timedelta, tables: Iterable[str] | str =
     ReadOnlyWarehouse on a time-travel snapshot (unless `dry_run`); CommitConflict if concurrent
     deletes or compactions removed planned files on every one of ATTEMPTS plans.
     """
+    now = utcnow() if now is None else now  # fixed across attempts
     cutoff, tables, statuses = _validate(older_than, tables, statuses, now)
-    now = cutoff + older_than  # fixed across attempts
     last: CommitConflict | None = None
     for _ in range(ATTEMPTS):
         wh.refresh()

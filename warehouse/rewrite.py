@@ -17,28 +17,75 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .errors import CorruptDataFile
 from .manifest import Commit, DataFile, RemovedFile, writer_info
 from .schemas import catalog
 
 if TYPE_CHECKING:
+    from .storage import Store
     from .warehouse import Warehouse
 
 #: A function from a file's rows to a boolean mask of the rows to remove (null = keep).
 DropMask = Callable[[pa.Table], "pa.Array | pa.ChunkedArray"]
 
 
+def damaged(path: str, exc: BaseException) -> CorruptDataFile | None:
+    """A CorruptDataFile naming `path` if `exc` is pyarrow finding damaged bytes (a page that fails
+    its checksum, does not decompress or decode, a footer that does not parse), else None (an
+    I/O error, a missing file: those are not the bytes' fault)."""
+    if isinstance(exc, (FileNotFoundError, PermissionError)) or (isinstance(exc, OSError) and exc.errno is not None):
+        return None
+    if not isinstance(exc, (OSError, pa.ArrowException)):
+        return None
+    why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return CorruptDataFile(f"data file {path} is damaged ({why}); its rows cannot be trusted: run "
+                           "`warehouse doctor --deep --repair` to take it out of the snapshot, or restore it "
+                           "from a backup or a replica")
+
+
+def parquet_file(store: "Store", f: DataFile) -> pq.ParquetFile:
+    """`f` opened for reading with page checksum verification: every page read is checked against
+    the CRC-32 in its header (files written before the warehouse wrote checksums have none, and are
+    read unchecked). Reads raise CorruptDataFile naming the file, through `checked`."""
+    try:
+        if store.is_local:
+            return pq.ParquetFile(store.full(f.path), page_checksum_verification=True)
+        with store.errors():
+            return pq.ParquetFile(io.BytesIO(store.read_bytes(f.path)), page_checksum_verification=True)
+    except Exception as exc:
+        translated = damaged(f.path, exc)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
+def checked(f: DataFile, read: Callable[[], Any]) -> Any:
+    """`read()`, with damaged bytes reported as CorruptDataFile naming `f`."""
+    try:
+        return read()
+    except Exception as exc:
+        translated = damaged(f.path, exc)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
+def check_pages(store: "Store", f: DataFile) -> int:
+    """Read (and so decompress, decode and checksum) every page of `f`, a row group at a time;
+    returns its rows. Raises CorruptDataFile naming the file if any page is damaged."""
+    pf = parquet_file(store, f)
+    return sum(checked(f, lambda i=i: pf.read_row_group(i).num_rows) for i in range(pf.num_row_groups))
+
+
 def read_data_file(wh: "Warehouse", f: DataFile, columns: list[str] | None = None) -> pa.Table:
     """A data file's rows with the table's current schema (columns added since it was written are
-    NULL), optionally only `columns`."""
+    NULL), optionally only `columns`. Pages are checked against their checksums: raises
+    CorruptDataFile naming the file if one is damaged, so that no rewrite ever makes damage durable."""
     schema = catalog().table(f.table).arrow
     wanted = columns if columns is not None else schema.names
-    if wh.store.is_local:
-        pf = pq.ParquetFile(wh.store.full(f.path))
-    else:
-        with wh.store.errors():
-            pf = pq.ParquetFile(io.BytesIO(wh.store.read_bytes(f.path)))
+    pf = parquet_file(wh.store, f)
     present = set(pf.schema_arrow.names)
-    t = pf.read(columns=[c for c in wanted if c in present])
+    t = checked(f, lambda: pf.read(columns=[c for c in wanted if c in present]))
     arrays = []
     for name in wanted:
         fld = schema.field(name)

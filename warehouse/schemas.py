@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import yaml
 
-from .errors import SchemaMismatch
+from .errors import InvalidArgumentType, SchemaMismatch
 
 _TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -108,6 +108,9 @@ class Catalog:
     queries: dict[str, str]  # reusable SQL fragments, by file stem; `{stem}` in a view is replaced by it
 
     def table(self, name: str) -> TableSchema:
+        if not isinstance(name, str):
+            raise InvalidArgumentType(f"a table name must be a string, got {type(name).__name__} {name!r:.80}; "
+                                      f"tables are {sorted(self.tables)}")
         try:
             return self.tables[name]
         except KeyError:

@@ -15,6 +15,7 @@ and start time), so they are unique across processes and machines sharing the wa
 from __future__ import annotations
 
 import json
+import numbers
 import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -63,8 +64,9 @@ def _iso(dt: datetime) -> str:
 def _nonnegative_int(field: str, value: Any, *, optional: bool = False) -> int | None:
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # Python's and NumPy's ints
         raise InvalidRecord(f"{field} must be an integer >= 0, got {type(value).__name__} {value!r:.80}")
+    value = int(value)
     if value < 0:
         raise InvalidRecord(f"{field} must be >= 0, got {value}")
     return value

@@ -171,6 +171,38 @@ def is_transient(exc: BaseException) -> bool:
         isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.EBUSY, getattr(errno, "EREMOTEIO", 121)))
 
 
+#: Failures of a local disk that no retry in place cures, but a person can (free space, remount
+#: read-write, fix permissions): errno -> what it means.
+DISK_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
+               errno.EROFS: "the file system is read-only", errno.EFBIG: "the file is too large for the file system",
+               errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+               errno.EIO: "an I/O error of the device"}
+
+
+def disk_error(exc: BaseException, path: str) -> StorageError | None:
+    """A StorageError naming the file `exc` names (else `path`) for a local disk failure (see
+    DISK_ERRORS), else None."""
+    code = getattr(exc, "errno", None)
+    if not isinstance(exc, OSError) or code not in DISK_ERRORS:
+        return None
+    path = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes, os.PathLike)) else path
+    return StorageError(f"{path}: {DISK_ERRORS[code]} ({errno.errorcode.get(code, code)}); fix that "
+                        "(free space, remount read-write, fix permissions) and try again: nothing committed was "
+                        "changed, and a writer keeps the rows it could not write for its next flush() or close()")
+
+
+@contextmanager
+def disk_errors(path: str) -> Iterator[None]:
+    """Turn a local disk failure while writing the local file `path` into a StorageError naming it."""
+    try:
+        yield
+    except OSError as exc:
+        translated = disk_error(exc, path)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
 def _precondition_failed(exc: BaseException) -> bool:
     """A conditional write lost: the object exists (412), or a concurrent one is in flight (409)."""
     status, code = _client_error(exc)
@@ -312,6 +344,16 @@ class Store:
                 raise
             raise translated from exc
 
+    @contextmanager
+    def writing(self, rel: str) -> Iterator[None]:
+        """Turn a local disk failure while writing `rel` (full, read-only, over quota, permission
+        denied, I/O error) into a StorageError naming the file; everything else passes."""
+        if not self.is_local:
+            yield
+            return
+        with disk_errors(self.full(rel)):
+            yield
+
     # -- files -----------------------------------------------------------------------------------
     def exists(self, rel: str) -> bool:
         return self.call(self.fs.exists, self.full(rel))
@@ -362,16 +404,17 @@ class Store:
         if self.is_local:
             # Beside it, then renamed into place: a crash never leaves a truncated file at `path`.
             directory = os.path.dirname(path)
-            os.makedirs(directory, exist_ok=True)
             tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
-            try:
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            with self.writing(rel):
+                os.makedirs(directory, exist_ok=True)
+                try:
+                    with open(tmp, "wb") as f:
+                        f.write(data)
+                    os.replace(tmp, path)
+                except BaseException:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+                    raise
             return
         self.call(self.fs.pipe_file, path, bytes(data) if not isinstance(data, bytes) else data)
 
@@ -387,19 +430,21 @@ class Store:
         path = self.full(rel)
         if self.is_local:
             directory = os.path.dirname(path)
-            os.makedirs(directory, exist_ok=True)
             tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            try:
-                os.link(tmp, path)
-                return True
-            except FileExistsError:
-                return False
-            finally:
-                os.unlink(tmp)
+            with self.writing(rel):
+                os.makedirs(directory, exist_ok=True)
+                try:
+                    with open(tmp, "wb") as f:
+                        f.write(data)
+                        f.flush()
+                        os.fsync(f.fileno())
+                    os.link(tmp, path)
+                    return True
+                except FileExistsError:
+                    return False
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
         try:
             self.call(self.fs.pipe_file, path, data, mode="create")
             return True

@@ -30,6 +30,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from . import arguments
 from .config import RunConfig
 from . import manifest as manifest_module
 from .errors import CommitConflict, ConfigHashCollision, StaleDataFile
@@ -248,6 +249,9 @@ def sync(src: "Warehouse", dst: "Warehouse", *, dry_run: bool = False, workers: 
     CommitConflict if DST keeps removing the files SRC removed faster than sync can, and the
     storage errors of either side.
     """
+    workers = arguments.integer("workers", workers, minimum=1)
+    batch_files = arguments.integer("batch_files", batch_files, minimum=1)
+    batch_bytes = arguments.integer("batch_bytes", batch_bytes, minimum=1)
     started = time.perf_counter()
     with src.store.errors():
         src.refresh()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -11,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from . import agent_state, keys, reader, records
+from . import agent_state, arguments, keys, reader, records
 from . import sync as sync_mod
-from .errors import ExecutionNotFound, NotAWarehouse, ReadOnlyWarehouse, WarehouseError, WarehouseNotFound
+from .errors import (ExecutionNotFound, InvalidArgument, InvalidArgumentType, NotAWarehouse, ReadOnlyWarehouse,
+                     WarehouseError, WarehouseNotFound)
 from .manifest import MANIFEST_DIR, Commit, DataFile, Log, Snapshot, replay, writer_info
 from .schemas import catalog
 from .storage import Store
@@ -25,7 +27,6 @@ if TYPE_CHECKING:
 
     from .exporters import ExportReport
     from .importers import ImportReport
-    import os
     from datetime import timedelta
 
     import polars as pl
@@ -128,6 +129,7 @@ class Warehouse:
         "folded" and stands for every version up to its own (no files or rows are counted for it;
         its time is that version's commit time).
         """
+        limit = arguments.optional_integer("limit", limit, minimum=0)
         with self.store.errors():
             listing = self.log.listing()
             start = listing.log_start  # (below it, only leftovers of writers that were behind a fold)
@@ -348,7 +350,10 @@ class Warehouse:
     def execution(self, execution_id: str) -> dict[str, Any]:
         """One execution (latest revision) by id, or by a unique prefix or suffix of its id (ids are
         time-ordered, so a suffix is the distinctive part), with `messages` (as written,
-        in order) and `attacks`. Raises ExecutionNotFound if none or several match."""
+        in order) and `attacks`. Raises ExecutionNotFound if none or several match,
+        InvalidArgumentType if `execution_id` is not a string."""
+        if not isinstance(execution_id, str):
+            raise InvalidArgumentType(f"execution_id must be a string, got {type(execution_id).__name__} {execution_id!r:.80}")
         ex = self._find_execution(execution_id)
         eid = ex["execution_id"]
         part = [ex[c] for c in catalog().partition_columns]
@@ -537,17 +542,21 @@ class Warehouse:
                                   dry_run=dry_run, now=now)
 
     # -- doctor (doctor.py) ------------------------------------------------------------------------
-    def doctor(self, repair: bool = False, *, footers: bool = True) -> "doctor_mod.DoctorReport":
+    def doctor(self, repair: bool = False, *, footers: bool = True, deep: bool = False) -> "doctor_mod.DoctorReport":
         """Check the whole log and every active data file against storage: commit files that do
         not parse, gaps in the log, data files missing or with another size or row count than the
         manifest records (`footers=False` skips reading Parquet footers), checkpoints that disagree
-        with the log, commit times going backwards (a warning), orphans. With `repair`, one new
-        commit (operation `repair`) removes or re-records the data files that do not match; history
-        is never rewritten. See `warehouse.doctor`. Raises StorageError if the store is unusable.
+        with the log, commit times going backwards (a warning), orphans. `deep=True` also reads
+        every page of every data file and checks it against its checksum (damage inside a page
+        passes every other check, and DuckDB and Polars read it as other values). With `repair`,
+        one new commit (operation `repair`) removes or re-records the data files that do not match
+        (with `deep`, the damaged ones too); history is never rewritten. See `warehouse.doctor`.
+        Raises StorageError if the store is unusable, InvalidArgumentType for a flag that is not a bool.
         """
         from . import doctor as doctor_mod
 
-        return doctor_mod.run(self, repair=repair, footers=footers)
+        return doctor_mod.run(self, repair=arguments.boolean("repair", repair),
+                              footers=arguments.boolean("footers", footers), deep=arguments.boolean("deep", deep))
 
     # -- report (report.py) --------------------------------------------------------------------------
     def report(self, out: "str | os.PathLike[str]" = "report.html", *, title: str = "Evaluation report",
@@ -597,10 +606,19 @@ def open(url: str = "warehouse-data", *, create: bool = False, version: int | No
     `manifest.CHECKPOINT_INTERVAL`, 100; 0: never). Opening loads the newest checkpoint and replays
     only the commits after it.
     Raises WarehouseNotFound, NotAWarehouse, VersionNotFound, CorruptCommit, UnsupportedFormatVersion,
-    StorageError (missing bucket, access denied, endpoint unreachable), ConditionalWritesUnsupported.
+    StorageError (missing bucket, access denied, endpoint unreachable), ConditionalWritesUnsupported,
+    InvalidArgument/InvalidArgumentType for a bad argument (a version that is not an int, an
+    `as_of` that is not a datetime or ISO-8601 string).
     """
+    if not isinstance(url, (str, os.PathLike)):
+        raise InvalidArgumentType(f"url must be a path or URL string, got {type(url).__name__} {url!r:.80}")
+    url = os.fspath(url)
+    create = arguments.boolean("create", create)
+    version = arguments.optional_integer("version", version)  # a negative one is VersionNotFound, like any absent one
+    as_of = None if as_of is None else arguments.moment("as_of", as_of)
+    checkpoint_interval = arguments.optional_integer("checkpoint_interval", checkpoint_interval, minimum=0)
     if version is not None and as_of is not None:
-        raise WarehouseError("give version= or as_of=, not both")
+        raise InvalidArgument("give version= or as_of=, not both")
     store = Store.from_url(url, storage_options)
     log = Log(store, checkpoint_interval=checkpoint_interval)
     with store.errors():

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import keys, records
+from . import arguments, keys, records
 from .config import RunConfig
 from .errors import ConfigHashCollision, InvalidRecord, StaleDataFile, WarehouseError
 from .manifest import DataFile, staging_clock, writer_info
@@ -36,8 +36,11 @@ if TYPE_CHECKING:
     from .wal import WriteAheadLog
     from .warehouse import Warehouse
 
-#: Parquet settings: zstd, and row groups large enough for scans.
-PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "row_group_size": 256 * 1024}
+#: Parquet settings: zstd, row groups large enough for scans, and a CRC-32 in every page header, so
+#: that damage inside a page is found (by pyarrow's reads and `doctor --deep`) rather than decoded
+#: into other values. Every data file the warehouse writes uses these.
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "row_group_size": 256 * 1024,
+                   "write_page_checksum": True}
 #: Times a flush writes a batch's files afresh after the commit refused them as too old (StaleDataFile).
 STALE_ATTEMPTS = 3
 _STATUSES = ("completed", "failed")
@@ -69,9 +72,18 @@ def write_data_file(wh: "Warehouse", table_name: str, partition: dict[str, str],
     if store.is_local:
         # Straight to the file: no second copy of the encoded bytes in memory.
         path = store.full(rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        staged = staging_clock()
-        pq.write_table(table, path, **PARQUET_OPTIONS)
+        with store.writing(rel):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            staged = staging_clock()
+            try:
+                pq.write_table(table, path, **PARQUET_OPTIONS)
+            except BaseException:
+                # A full disk leaves a partial file: take it away (best effort) rather than leave an orphan.
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+                raise
         size = os.path.getsize(path)
     else:
         buf = io.BytesIO()
@@ -88,7 +100,7 @@ def trajectory_execution(*, messages: Any, completions: Any, rewards: Any, group
     """The `add_execution` arguments of one RL trajectory (see `Writer.add_trajectory`, and the
     trajectories importer): rewards -> reward, group -> group (text), replica -> sample, a single
     advantage -> a one-element list, task_id defaulting to metadata["task_id"]."""
-    if isinstance(advantages, (int, float)) and not isinstance(advantages, bool):
+    if records.is_number(advantages):  # one number, of any kind (NumPy's too): a one-element list
         advantages = [advantages]
     if task_id is None and isinstance(metadata, Mapping):
         task_id = metadata.get("task_id")
@@ -168,8 +180,11 @@ class Writer:
     (which `close()` joins) does the size- and time-triggered flushes while the caller goes on
     adding; with `flush_interval=None` there is no thread and add_execution flushes in place.
     Either way a failed flush keeps its batch and is retried, and its error raised, by the next
-    flush()/close(). With `wal=` every record is also appended to a local write-ahead log before
-    `add_*` returns, and what a crashed writer left there is committed first (see `warehouse.wal`).
+    flush()/close() (a full or read-only disk raises StorageError naming the file). With `wal=`
+    every record is also appended to a local write-ahead log before `add_*` returns, and what a
+    crashed writer left there is committed first (see `warehouse.wal`).
+    Bad options (`flush_rows` not an int >= 1, `flush_interval` not None or a number >= 0, ...)
+    raise InvalidArgument/InvalidArgumentType.
     """
 
     def __init__(self, wh: "Warehouse", *, dataset: Any, agent: Any, attack: Any = None,
@@ -178,6 +193,13 @@ class Writer:
                  max_buffered_events: int = 200_000, wal: str | os.PathLike[str] | None = None,
                  wal_sync: str = "flush", config_hash: str | None = None) -> None:
         wh._require_writable()
+        flush_rows = arguments.integer("flush_rows", flush_rows, minimum=1)
+        flush_bytes = arguments.integer("flush_bytes", flush_bytes, minimum=1)
+        if flush_interval is not None:
+            flush_interval = arguments.number("flush_interval", flush_interval, minimum=0)  # 0: like None
+        max_buffered_events = arguments.integer("max_buffered_events", max_buffered_events, minimum=1)
+        if wal is None:  # (with a WAL, the WAL refuses a bad policy itself, as WalError)
+            arguments.choice("wal_sync", wal_sync, ("always", "flush", "never"))
         self.wh = wh
         self.config = RunConfig.of(dataset, agent, attack).with_hash(config_hash)
         self.partition = self.config.partition

@@ -1,15 +1,20 @@
--- 95% Wilson score interval for a rate p observed over n trials (p clamped to [0, 1]).
+-- 95% Wilson score interval for a rate p (a mean of scores in [0, 1]) observed over n trials.
+-- NULL when n = 0, or when p is outside [0, 1] (the scores are not a rate: no Wilson interval).
+-- The formula's rounding is off by up to 1e-16 at p = 0 and p = 1 (1 - 1e-16 above a rate of
+-- 1); each bound is clamped so that 0 <= low <= p <= high <= 1 holds exactly.
 create or replace macro wilson_low(p, n) as
-  case when n > 0 then
-    (least(greatest(p, 0), 1) + 1.959964 * 1.959964 / (2 * n)
-     - 1.959964 * sqrt(least(greatest(p, 0), 1) * (1 - least(greatest(p, 0), 1)) / n + 1.959964 * 1.959964 / (4 * n * n)))
-    / (1 + 1.959964 * 1.959964 / n)
+  case when n > 0 and p >= 0 and p <= 1 then
+    least(p, greatest(0.0,
+      (p + 1.959964 * 1.959964 / (2 * n)
+       - 1.959964 * sqrt(p * (1 - p) / n + 1.959964 * 1.959964 / (4 * n * n)))
+      / (1 + 1.959964 * 1.959964 / n)))
   end;
 create or replace macro wilson_high(p, n) as
-  case when n > 0 then
-    (least(greatest(p, 0), 1) + 1.959964 * 1.959964 / (2 * n)
-     + 1.959964 * sqrt(least(greatest(p, 0), 1) * (1 - least(greatest(p, 0), 1)) / n + 1.959964 * 1.959964 / (4 * n * n)))
-    / (1 + 1.959964 * 1.959964 / n)
+  case when n > 0 and p >= 0 and p <= 1 then
+    greatest(p, least(1.0,
+      (p + 1.959964 * 1.959964 / (2 * n)
+       + 1.959964 * sqrt(p * (1 - p) / n + 1.959964 * 1.959964 / (4 * n * n)))
+      / (1 + 1.959964 * 1.959964 / n)))
   end;
 -- Whether executions of a dataset are checks, not measurements: a dataset named `<name>.checks`
 -- holds runs that check a benchmark itself (AgentDojo's injection tasks run alone, to show each can

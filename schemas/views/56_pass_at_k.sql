@@ -1,10 +1,12 @@
 -- The unbiased pass@k estimator of one task: n scored runs, c successes, 1 - C(n-c, k) / C(n, k)
--- (through log-gamma: exact at the ends, within 1e-12 between); NULL when n < k.
+-- (through log-gamma: exact at the ends, within 1e-12 between, clamped to [0, 1] against the
+-- rounding of lgamma); NULL when n < k (k = n: 1 if any run succeeded, else 0).
 create or replace macro pass_at_k_estimate(n, c, k) as
   case when n < k then null
        when c = 0 then 0.0
        when n - c < k then 1.0
-       else 1 - exp(lgamma(n - c + 1) - lgamma(n - c - k + 1) - lgamma(n + 1) + lgamma(n - k + 1))
+       else least(1.0, greatest(0.0,
+              1 - exp(lgamma(n - c + 1) - lgamma(n - c - k + 1) - lgamma(n + 1) + lgamma(n - k + 1))))
   end;
 -- pass@k per configuration and metric (benign_score; attack_score for attacked configurations),
 -- success = score >= 1.0, for k = 1 .. the most scored runs of one task in the configuration:

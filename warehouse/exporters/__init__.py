@@ -39,9 +39,12 @@ class ExportReport:
 
 def export(wh: "Warehouse", kind: str, out: str, **options: Any) -> ExportReport:
     """Export the current snapshot of `wh` as `kind` to `out` (see the module docstring)."""
-    if kind not in KINDS:
+    from ..storage import disk_errors
+
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ExportFailed(f"unknown export kind {kind!r}; choose from {', '.join(KINDS)}")
-    return importlib.import_module(f".{KINDS[kind]}", __name__).export(wh, out, **options)
+    with disk_errors(str(out)):  # a full or read-only disk: StorageError naming the file
+        return importlib.import_module(f".{KINDS[kind]}", __name__).export(wh, out, **options)
 
 
 __all__ = ["KINDS", "ExportReport", "export"]

@@ -140,12 +140,15 @@ def _file_bytes(wh: "Warehouse", f: DataFile, hidden: "keys.Hidden", hide: int) 
     """The file as it should appear in the export: its own bytes, or, if it lacks columns its table
     has gained since it was written or holds `hide` rows of superseded adds (execution ids are keys:
     see `warehouse.keys`), rewritten with the current schema and without those rows."""
-    from ..rewrite import read_data_file
+    from ..rewrite import checked, read_data_file
     from ..writer import PARQUET_OPTIONS
 
     with wh.store.errors():
         data = wh.store.read_bytes(f.path)
-    names = pq.ParquetFile(io.BytesIO(data)).schema_arrow.names
+    pf = checked(f, lambda: pq.ParquetFile(io.BytesIO(data), page_checksum_verification=True))
+    for i in range(pf.num_row_groups):  # every page read, checksums checked: an export never publishes damage
+        checked(f, lambda i=i: pf.read_row_group(i))
+    names = pf.schema_arrow.names
     if names == catalog().table(f.table).column_names and not hide:
         return data
     buf = io.BytesIO()

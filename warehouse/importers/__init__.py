@@ -30,10 +30,10 @@ KINDS = {
 
 def importer(kind: str) -> Importer:
     """The importer of `kind`; WarehouseError naming the known kinds for any other."""
-    from ..errors import WarehouseError
+    from ..errors import InvalidArgument
 
-    if kind not in KINDS:
-        raise WarehouseError(f"unknown import kind {kind!r}; choose from {', '.join(KINDS)}")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise InvalidArgument(f"unknown import kind {kind!r}; choose from {', '.join(KINDS)}")
     return importlib.import_module(f".{KINDS[kind]}", __name__).IMPORTER
 
 
