@@ -245,7 +245,11 @@ def trajectories(wh: "Warehouse", where: Mapping[str, Any] | str | None = None, 
     if where is not None and not isinstance(where, (Mapping, str)):
         raise InvalidCondition(f"where must be a dict of metadata key -> value or an SQL condition, got "
                                f"{type(where).__name__} {where!r:.80}")
-    metadata_keys = arguments.names("metadata_keys", metadata_keys)
+    if isinstance(metadata_keys, str):
+        metadata_keys = [metadata_keys]
+    elif isinstance(metadata_keys, (bytes, bytearray, Mapping)) or not hasattr(metadata_keys, "__iter__"):
+        raise InvalidArgumentType(f"metadata_keys must be a list of metadata keys, got {metadata_keys!r:.80}")
+    metadata_keys = list(metadata_keys)
     for key in [*(where if isinstance(where, Mapping) else ()), *metadata_keys]:
         _json_path(key)  # raises InvalidCondition for a key that is not a name, before anything is read
     lf = wh.scan("executions").filter(pl.col("reward").is_not_null())

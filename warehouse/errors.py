@@ -114,12 +114,6 @@ class ExportFailed(WarehouseError):
     """`warehouse export` cannot write to the given target (unknown kind, target not empty, ...)."""
 
 
-class InvalidCondition(WarehouseError, ValueError):
-    """A `where` filter is not one boolean SQL expression over the columns it filters: it does not
-    parse, adds a statement or clause, reads something else (a subquery, a table function, the
-    session), or names an unknown column (see `warehouse.condition`)."""
-
-
 class InvalidArgument(WarehouseError, ValueError):
     """An argument of a public function or CLI option has a bad value: a negative version, a window
     below its minimum, an unknown option value. The message names the argument and the value."""
@@ -128,6 +122,12 @@ class InvalidArgument(WarehouseError, ValueError):
 class InvalidArgumentType(InvalidArgument, TypeError):
     """An argument of a public function has the wrong type (a string where a version number goes,
     a number where a timedelta goes). Also a ValueError, like every bad-argument error."""
+
+
+class InvalidCondition(InvalidArgument):
+    """A `where` filter is not one boolean SQL expression over the columns it filters: it does not
+    parse, adds a statement or clause, reads something else (a subquery, a table function, the
+    session), or names an unknown column (see `warehouse.condition`)."""
 
 
 class CorruptDataFile(WarehouseError):

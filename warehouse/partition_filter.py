@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 import duckdb
 
 from .condition import condition
-from .errors import InvalidCondition, WarehouseError
+from .errors import InvalidArgument, InvalidArgumentType, InvalidCondition, WarehouseError
 from .schemas import catalog
 
 PartitionValues = tuple[str | None, ...]  # the values of the partition columns, in their order
@@ -60,17 +60,18 @@ def parse_partition(text: str) -> dict[str, str]:
 
 def check_partition(partition: Mapping[str, str] | None) -> dict[str, str] | None:
     """`partition` checked as a dict of partition column -> value (None stays None).
-    Raises WarehouseError naming a key that is not a partition column or a value that is not text."""
+    Raises InvalidArgument naming a key that is not a partition column, InvalidArgumentType for a
+    value that is not text."""
     if partition is None:
         return None
     if not isinstance(partition, Mapping):
-        raise WarehouseError(f"partition must be a dict of partition column -> value, got {partition!r}")
+        raise InvalidArgumentType(f"partition must be a dict of partition column -> value, got {partition!r}")
     cols = catalog().partition_columns
     for k, v in partition.items():
         if k not in cols:
-            raise WarehouseError(f"cannot filter partitions by {k!r}; partition columns are {', '.join(cols)}")
+            raise InvalidArgument(f"cannot filter partitions by {k!r}; partition columns are {', '.join(cols)}")
         if not isinstance(v, str):
-            raise WarehouseError(f"partition value of {k} must be a string, got {v!r}")
+            raise InvalidArgumentType(f"partition value of {k} must be a string, got {v!r}")
     return dict(partition)
 
 
@@ -165,7 +166,7 @@ def partition_filter(where: "str | Mapping[str, str] | PartitionFilter | None") 
     if isinstance(where, (str, Mapping)) and not where:
         return None
     if not isinstance(where, (str, Mapping)):
-        raise WarehouseError(f"a partition filter is an SQL condition on {', '.join(catalog().partition_columns)} "
+        raise InvalidArgumentType(f"a partition filter is an SQL condition on {', '.join(catalog().partition_columns)} "
                              f"or a dict of them, got {type(where).__name__} {where!r:.80}")
     return PartitionFilter(where)
 
