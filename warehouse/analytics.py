@@ -286,42 +286,44 @@ def usage_sql(by: str | Sequence[str] | None = ("config_hash", "model"), where: 
     return sql
 
 
-def check_keys(wh: "Warehouse", by: str | Sequence[str] | None) -> None:
-    """Raise InvalidArgument when a `metadata.KEY` or `<part>_config.KEY` grouping names a key that no
-    execution's metadata (no configuration) has, listing the keys that exist (a typo would otherwise
-    give one row of NULLs). One query per such key, stopping at the first row that has it; nothing
-    for the other groupings, and nothing on a warehouse without executions."""
+def check_keys(wh: "Warehouse", by: str | Sequence[str] | None, where: str | None = None) -> None:
+    """Raise InvalidArgument when a `metadata.KEY` or `<part>_config.KEY` grouping names a key that none
+    of the finished executions `where` selects has (in its metadata, or its configuration), listing
+    the keys there are: a typo would otherwise give one row of NULLs. One query per such grouping,
+    over the partitions `where` selects, stopping at the first row that has the key; no query for
+    the other groupings; no error when no execution is selected at all."""
     from .errors import InvalidArgument
 
     for g in groups(by):
         prefix, _, key = g.name.partition(".")
         if not key or prefix not in JSON_PREFIXES:
             continue
-        table = "executions" if prefix == "metadata" else "raw_configs"
-        if wh.sql(f"select exists(select 1 from {table} where json_exists({prefix}, {_json_path(key)})) "
-                  f"or not exists(select 1 from {table})").fetchall()[0][0]:
+        rows = f"select 1 from {_source([g], where)} {_filter(where)}"
+        has = f"json_exists(metadata, {_json_path(key)})" if prefix == "metadata" else f"{_quote(g.name)} is not null"
+        if wh.sql(f"select exists({rows} and {has}) or not exists({rows})").fetchall()[0][0]:
             continue
         parent, _, leaf = key.rpartition(".")
         at = _json_path(parent) if parent else "'$'"
-        keys = [r[0] for r in wh.sql(f"select distinct unnest(json_keys({prefix}, {at})) as k from {table} "
-                                     f"where json_type({prefix}, {at}) = 'OBJECT' order by k limit 51").fetchall()]
-        where = f"{prefix}.{parent}" if parent else prefix
-        listed = ", ".join(f"{prefix}.{parent + '.' if parent else ''}{k}" for k in keys[:50]) + (", ..." if len(keys) > 50 else "")
+        source = f"{_source([], where)} {_filter(where)}" if prefix == "metadata" else "raw_configs where true"
+        keys = [r[0] for r in wh.sql(f"select distinct unnest(json_keys({prefix}, {at})) as k from {source} "
+                                     f"and json_type({prefix}, {at}) = 'OBJECT' order by k limit 51").fetchall()]
+        path = f"{prefix}.{parent}" if parent else prefix
+        listed = ", ".join(f"{path}.{k}" for k in keys[:50]) + (", ..." if len(keys) > 50 else "")
         owner = "execution's metadata" if prefix == "metadata" else f"configuration's {prefix}"
         raise InvalidArgument(f"cannot group by {g.name!r}: no {owner} has the key {leaf!r}"
-                              + (f" at {where}" if parent else "")
-                              + (f"; the keys there are {listed}" if keys else f"; no {where} is an object with keys"))
+                              + (f" in {path}" if parent else "") + (" (of the executions `where` selects)" if where else "")
+                              + (f"; the keys there are {listed}" if keys else f"; no {path} is an object with keys"))
 
 
 def _checks_keys(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run `check_keys` on the function's `wh` and `by` before it."""
+    """Run `check_keys` on the function's `wh`, `by` and `where` before it."""
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
     def checked(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        check_keys(bound.arguments["wh"], bound.arguments["by"])
+        check_keys(bound.arguments["wh"], bound.arguments["by"], bound.arguments["where"])
         return fn(*args, **kwargs)
 
     return checked

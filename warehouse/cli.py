@@ -98,7 +98,7 @@ def _json(value: Any) -> str:
 def _csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """CSV text: control characters in values shown escaped (newlines are kept, quoted as CSV does)."""
     buf = io.StringIO()
-    w = csv.writer(buf)
+    w = csv.writer(buf, lineterminator="\n")  # (not CRLF: a shell reading the output would keep the CR)
     w.writerow([literal_str(c) for c in columns])
     w.writerows([[escape_controls(v) if isinstance(v, str) else _jsonable(v) for v in r] for r in rows])
     return buf.getvalue()
