@@ -630,10 +630,12 @@ def bench(scale: Annotated[Scale, typer.Option(help="Data sizes: small (~2 min),
           out: Annotated[str, typer.Option(help="Write the results to this JSON file.")] = "bench-results.json",
           workdir: Annotated[str | None, typer.Option(help="Directory for the benchmark data (default: the system temp dir).")] = None) -> None:
     """Benchmark the warehouse against the legacy layout, raw pyarrow, Delta Lake and raw DuckDB (source checkout only)."""
+    from rich.console import Console
+
     from . import bench as bench_mod
 
-    with user_errors():
-        bench_mod.run(scale.value, out, workdir=workdir, console=console)
+    with user_errors():  # (the benchmark's own console: its report uses rich markup and prints no stored value)
+        bench_mod.run(scale.value, out, workdir=workdir, console=Console(width=console.width))
 
 
 @app.command()
