@@ -327,17 +327,15 @@ def _head_value(key: str, v: Any) -> str:
     return _cell(v)
 
 
-def _print_body(title: Text, parts: list[Text], border: str, full: bool, long: bool) -> None:
-    """A message in a box; a message too long to fold (`--full`) as a heading line and its text
-    written as is (escaped already), which costs time linear in its length (a box does not)."""
+def _print_body(title: Text, parts: list[tuple[str, str]], border: str, full: bool, long: bool) -> None:
+    """A message, from (escaped text, style) parts: in a box; or, when it is longer than a fold and
+    `full` asks for all of it, as a heading line and its text written as is, which takes time linear
+    in its length (rich's boxes and Text take more than linear time on megabytes)."""
     if not (full and long):
-        body = Text()
-        for p in parts:
-            body.append_text(p)
-        console.print(Panel(body, title=title, title_align="left", border_style=border))
+        console.print(Panel(Text.assemble(*parts), title=title, title_align="left", border_style=border))
         return
     console.print(Rule(title, align="left", style=border))
-    console.file.write("".join(p.plain for p in parts) + "\n")
+    console.file.write("".join(text for text, _ in parts) + "\n")
     console.file.flush()
 
 
@@ -352,8 +350,8 @@ def show(execution_id: Annotated[str, typer.Argument(help="Execution id, or a un
     head = Table.grid(padding=(0, 2))
 
     def head_row(key: str, value: str) -> None:
-        text, more, _ = _fold(escape_controls(value), full)
-        cell = Text(text)
+        text, more, _ = _fold(value, full)
+        cell = Text(escape_controls(text))
         if more:
             cell.append("\n" + more, style="dim")
         head.add_row(Text(key, style="bold"), cell)
@@ -370,23 +368,22 @@ def show(execution_id: Annotated[str, typer.Argument(help="Execution id, or a un
     console.print(Panel(head, title=Text("execution")))
     colors = {"system": "magenta", "user": "green", "assistant": "cyan", "tool": "yellow"}
     for i, m in enumerate(ex["messages"]):
-        text, more, long = _fold(escape_controls(_content_text(m.get("content"))), full)
-        parts = [Text(text)]
+        # fold first, then escape what is shown: time linear in the message, and bounded without --full
+        text, more, long = _fold(_content_text(m.get("content")), full)
+        parts = [(escape_controls(text), "")] + ([("\n" + more, "dim")] if more else [])
         for call in m.get("tool_calls") or []:
             fn = call.get("function", call) if isinstance(call, dict) else {}
-            args, args_more, args_long = _fold(literal_str(fn.get("arguments", "")), full)
+            args, args_more, args_long = _fold(str(fn.get("arguments", "")), full)
             long = long or args_long
-            parts.append(Text(f"\n→ {literal_str(fn.get('name'))}({args})  [{literal_str(call.get('id', ''))}]",
-                              style="bold"))
+            parts.append((f"\n→ {literal_str(fn.get('name'))}({escape_controls(args)})  "
+                          f"[{literal_str(call.get('id', ''))}]", "bold"))
             if args_more:
-                parts.append(Text(f"\n  {args_more}", style="dim"))
-        if more:
-            parts.insert(1, Text("\n" + more, style="dim"))
+                parts.append((f"\n  {args_more}", "dim"))
         title = line(f"[{i}] ", m["role"], *(x for key in ("name", "tool_call_id") if m.get(key) for x in (" · ", m[key])))
         _print_body(title, parts, colors.get(m["role"], "white"), full, long)
     for a in ex["attacks"]:
-        text, more, long = _fold(literal_str(a["content"]), full)
-        parts = [Text(text)] + ([Text("\n" + more, style="dim")] if more else [])
+        text, more, long = _fold(a["content"] or "", full)
+        parts = [(escape_controls(text), "")] + ([("\n" + more, "dim")] if more else [])
         _print_body(line("attack ", a["vector_id"], " (", a["type"], ")"), parts, "red", full, long)
 
 
