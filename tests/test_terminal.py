@@ -22,7 +22,7 @@ import warehouse
 from warehouse import analytics, report
 from warehouse.errors import InvalidArgument
 from warehouse.schemas import catalog
-from warehouse.terminal import LiteralLogFormatter
+from warehouse.terminal import LiteralLogFormatter, literal_excepthook
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 # An OSC 8 hyperlink, an SGR colour, a carriage return, BEL, an 8-bit CSI (clear screen), a
@@ -143,6 +143,9 @@ def test_user_supplied_values_in_errors_are_literal(hostile, tmp_path) -> None:
     res = run("tail", "--url", hostile["url"], "--format", "[/oops]\x1b[31m")
     assert res.returncode == 1
     assert_literal(res, ["[/oops]\\x1b[31m"])
+    res = run("ls", "--url", f"{tmp_path}/a\x1b]8;;http://evil.example\x07")  # fsspec reads a protocol in it
+    assert res.returncode == 1 and res.stderr.startswith(b"error: cannot open the warehouse URL")
+    assert_literal(res, ["\\x1b]8;;http://evil.example\\x07"])
 
 
 def test_report_export_and_doctor_print_literal_text_and_escape_html(hostile, tmp_path) -> None:
@@ -161,10 +164,16 @@ def test_report_export_and_doctor_print_literal_text_and_escape_html(hostile, tm
     assert_literal(res, [])
 
 
-def test_log_lines_show_control_characters_escaped() -> None:
+def test_log_lines_and_tracebacks_show_control_characters_escaped(capsys) -> None:
     record = logging.LogRecord("warehouse", logging.WARNING, __file__, 1, "dropped %s", (HOSTILE,), None)
     line = LiteralLogFormatter("%(message)s").format(record)
     assert "\x1b" not in line and "\u202e" not in line and "\\x1b[31mred" in line and "[/oops]" in line
+    try:
+        raise KeyError(HOSTILE)
+    except KeyError:
+        literal_excepthook(*sys.exc_info())
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "KeyError" in err and "\x1b" not in err and "\\x1b[31mred" in err
 
 
 # -- tables fit the terminal ---------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from rich.text import Text
 from . import demo as demo_mod
 from .errors import WarehouseError
 from .literal import escape_controls, literal_str
-from .terminal import install_log_handler, line, make_console, styled
+from .terminal import install_log_handler, line, literal_excepthook, make_console, styled
 from .warehouse import SCORE_GROUPS, Warehouse
 from .warehouse import open as open_warehouse
 
@@ -847,5 +847,9 @@ def export_cmd(kind: Annotated[str, typer.Argument(help="delta, parquet, traject
 
 def main() -> None:
     """Console-script entry point."""
-    install_log_handler()  # log lines and warnings quote stored values: shown literal, like the rest
-    app()
+    install_log_handler()  # log lines, warnings and tracebacks quote stored values: shown literal, like the rest
+    try:
+        app()
+    except Exception:  # (typer replaces sys.excepthook, so the traceback is printed here)
+        literal_excepthook(*sys.exc_info())
+        sys.exit(1)

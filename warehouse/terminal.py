@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import traceback
+from types import TracebackType
 from typing import IO, Any
 
 from rich.console import Console
@@ -82,3 +85,10 @@ def install_log_handler(stream: IO[str] | None = None) -> logging.Handler | None
         logging.getLogger(name).addHandler(handler)
     logging.captureWarnings(True)
     return handler
+
+
+def literal_excepthook(kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    """Print an unexpected error's traceback (`sys.excepthook`'s signature) with control characters
+    escaped: its message may quote a stored value."""
+    sys.stderr.write(escape_controls("".join(traceback.format_exception(kind, exc, tb))))
+    sys.stderr.flush()
