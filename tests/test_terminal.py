@@ -40,24 +40,35 @@ COMMANDS = ["init", "demo", "ls", "show", "sql", "scores", "compare", "history",
             "compact", "vacuum", "doctor", "report", "import", "export"]
 
 
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    """The CLI as a real process; stdout and stderr as bytes, exactly as a terminal would get them."""
-    base = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR", "NO_COLOR", "TERM")}
+SGR = re.compile(rb"\x1b\[[0-9;]*m")  # the styles (bold, dim) rich writes to a terminal
+
+
+def run(*args: str, env: dict[str, str] | None = None, width: int | None = None) -> subprocess.CompletedProcess[bytes]:
+    """The CLI as a real process; stdout and stderr as bytes, exactly as they leave it. Output goes to a
+    pipe (200 columns wide), or with `width` to a terminal that many columns wide (TTY_COMPATIBLE:
+    rich then writes as to a terminal, styles included; NO_COLOR: without colours)."""
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")}
+    if width is not None:
+        base.update(TTY_COMPATIBLE="1", TTY_INTERACTIVE="0", NO_COLOR="1", COLUMNS=str(width))
     return subprocess.run([sys.executable, "-m", "warehouse", *args], capture_output=True,
                           env={**base, **(env or {})}, timeout=300)
 
 
 def text(res: subprocess.CompletedProcess[bytes]) -> str:
-    return res.stdout.decode("utf-8")
+    """stdout as text, without the terminal styles."""
+    return SGR.sub(b"", res.stdout).decode("utf-8")
 
 
 def assert_literal(res: subprocess.CompletedProcess[bytes], shown: list[str] = SHOWN) -> str:
-    """The run printed no control character but newline and tab, no traceback, and the hostile values as text."""
+    """The run printed no control character but newline and tab (and a terminal's styles, SGR
+    sequences, none of them a stored value's), no traceback, and the hostile values as text."""
     for stream in (res.stdout, res.stderr):
-        for raw in RAW:
+        for raw in (*RAW[1:], b"\x1b]", b"\x1b[31mred"):
             assert raw not in stream, (raw, stream[:3000])
+        assert b"\x1b" not in SGR.sub(b"", stream), stream[:3000]
         assert b"Traceback" not in stream, stream.decode("utf-8", "replace")[-3000:]
-    out = text(res) + res.stderr.decode("utf-8")
+    out = text(res) + SGR.sub(b"", res.stderr).decode("utf-8")
     for s in shown:
         assert s in out, (s, out[:3000])
     return out
@@ -102,16 +113,18 @@ def hostile(tmp_path_factory) -> dict[str, str]:
     (["ls", "--partitions"], PART_SHOWN), (["tail", "-n", "50"], SHOWN), (["compare", "{a}", "{b}"], SHOWN),
 ])
 def test_stored_values_print_as_literal_text(hostile, args, shown) -> None:
-    wide = {} if args[0] == "show" else {"COLUMNS": "5000"}  # (so that no value is wrapped inside a table cell)
-    res = run(*[a.format(**hostile) for a in args], "--url", hostile["url"], env=wide)
+    # to a terminal, wide enough that no value is wrapped inside a table cell; and to a pipe
+    res = run(*[a.format(**hostile) for a in args], "--url", hostile["url"], width=200 if args[0] == "show" else 5000)
     assert res.returncode == 0, res.stderr.decode()
     assert_literal(res, shown)
+    piped = run(*[a.format(**hostile) for a in args], "--url", hostile["url"])
+    assert piped.returncode == 0 and piped.stdout.count(b"\x1b") == piped.stderr.count(b"\x1b") == 0
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv"])
 def test_json_and_csv_output_hold_no_control_character(hostile, fmt) -> None:
     for args in (["scores", "--by", "agent,task_id"], ["sql", "select * from messages"], ["ls", "--partitions"]):
-        res = run(*args, "--url", hostile["url"], "--format", fmt, env={"COLUMNS": "5000"})
+        res = run(*args, "--url", hostile["url"], "--format", fmt)
         assert res.returncode == 0, res.stderr.decode()
         assert_literal(res, ["[/oops]", "[link=http://evil.example]m[/link]"])
     rows = json.loads(run("sql", "select agent from executions where agent like 'a%'", "--url", hostile["url"],
@@ -189,7 +202,7 @@ def demo_wh(tmp_path_factory) -> str:
 @pytest.mark.parametrize("args", [["scores", "--k", "1,2"], ["scores", "--by", "dataset,agent,attack,model"],
                                   ["sql", "select * from executions limit 5"], ["ls", "--partitions"], ["history"]])
 def test_tables_fit_the_terminal_and_never_cut_a_number(demo_wh, columns, args) -> None:
-    res = run(*args, "--url", demo_wh, env={"COLUMNS": str(columns)})
+    res = run(*args, "--url", demo_wh, width=columns)
     assert res.returncode == 0, res.stderr.decode()
     out = text(res)
     assert max(cell_len(line) for line in out.splitlines()) <= columns, out
@@ -201,7 +214,7 @@ def test_tables_fit_the_terminal_and_never_cut_a_number(demo_wh, columns, args) 
             assert f"{100 * r['utility']:.1f} [{100 * r['utility_low']:.0f}–{100 * r['utility_high']:.0f}]" in out
     if "not shown" in out:
         assert "--format csv" in " ".join(out.split())
-    wide = run(*args, "--url", demo_wh, env={"COLUMNS": "1000"})
+    wide = run(*args, "--url", demo_wh, width=1000)
     assert "not shown" not in text(wide)  # a wide enough terminal shows every column
 
 
@@ -315,7 +328,7 @@ def test_sql_help_lists_every_view() -> None:
     out = " ".join(text(run("sql", "--help")).split())
     views = [m for _, sql in catalog().views for m in re.findall(r"create or replace view (\w+)", sql)]
     for view in views:
-        assert view.endswith("_all") or view in out, view
+        assert view in out, view
     assert {"pass_at_k", "task_scores", "usage", "events", "imports"} <= set(views)
 
 

@@ -391,8 +391,7 @@ def _view_names() -> list[str]:
     """The SQL views every connection has (schemas/views), for `warehouse sql --help`."""
     from .schemas import catalog
 
-    return [m for _, text in catalog().views for m in re.findall(r"create or replace view (\w+)", text)
-            if not m.endswith("_all")]
+    return [m for _, text in catalog().views for m in re.findall(r"create or replace view (\w+)", text)]
 
 
 @app.command()

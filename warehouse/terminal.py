@@ -11,7 +11,6 @@ the CLI gives them `Text` too.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import traceback
 from types import TracebackType
@@ -39,10 +38,11 @@ class LiteralConsole(Console):
 
 
 def make_console(*, stderr: bool = False, file: IO[str] | None = None) -> LiteralConsole:
-    """A LiteralConsole for stdout (or stderr). Its width is the terminal's; output to a pipe or a
-    file is 200 columns wide (so tables are not squeezed), unless COLUMNS says otherwise."""
+    """A LiteralConsole for stdout (or stderr). Its width is the terminal's (COLUMNS, else the
+    terminal's size); output to a pipe or a file is 200 columns wide, so that tables are not squeezed
+    (COLUMNS is not a sign of a narrow reader there: GNU readline exports it, e.g. under pytest)."""
     console = LiteralConsole(stderr=stderr, file=file)
-    if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+    if not console.is_terminal:
         console = LiteralConsole(stderr=stderr, file=file, width=200)
     return console
 
