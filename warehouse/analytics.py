@@ -30,12 +30,14 @@ column: it prunes files and costs the default path nothing.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import arguments
 from .condition import condition
@@ -284,7 +286,58 @@ def usage_sql(by: str | Sequence[str] | None = ("config_hash", "model"), where: 
     return sql
 
 
+def check_keys(wh: "Warehouse", by: str | Sequence[str] | None, where: str | None = None) -> None:
+    """Raise InvalidArgument when a `metadata.KEY` or `<part>_config.KEY` grouping names a key that none
+    of the finished executions `where` selects has (in its metadata, or its configuration), listing
+    the keys there are: a typo would otherwise give one row of NULLs. One query per such grouping,
+    over the partitions `where` selects, stopping at the first row that has the key; no query for
+    the other groupings; no error when no execution is selected at all."""
+    from .errors import InvalidArgument
+
+    for g in groups(by):
+        prefix, _, key = g.name.partition(".")
+        if not key or prefix not in JSON_PREFIXES:
+            continue
+        rows = f"select 1 from {_source([g], where)} {_filter(where)}"
+        has = f"json_exists(metadata, {_json_path(key)})" if prefix == "metadata" else f"{_quote(g.name)} is not null"
+        # (two plain `limit 1` queries, the second only on a miss: ~7 ms at 300k executions, where one
+        # query of two EXISTS took twice that)
+        if wh._sql_sandboxed(f"{rows} and {has} limit 1").fetchall() or not wh._sql_sandboxed(f"{rows} limit 1").fetchall():
+            continue
+        parent, _, leaf = key.rpartition(".")
+        at = _json_path(parent) if parent else "'$'"
+        source = f"{_source([], where)} {_filter(where)}" if prefix == "metadata" else "raw_configs where true"
+        keys = [r[0] for r in wh._sql_sandboxed(f"select distinct unnest(json_keys({prefix}, {at})) as k from {source} "
+                                     f"and json_type({prefix}, {at}) = 'OBJECT' order by k limit 51").fetchall()]
+        path = f"{prefix}.{parent}" if parent else prefix
+        listed = ", ".join(f"{path}.{k}" for k in keys[:50]) + (", ..." if len(keys) > 50 else "")
+        owner = "execution's metadata" if prefix == "metadata" else f"configuration's {prefix}"
+        raise InvalidArgument(f"cannot group by {g.name!r}: no {owner} has the key {leaf!r}"
+                              + (f" in {path}" if parent else "") + (" (of the executions `where` selects)" if where else "")
+                              + (f"; the keys there are {listed}" if keys else f"; no {path} is an object with keys"))
+
+
+def _checks_keys(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run `check_keys` on the function's `wh`, `by` and `where` before it."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        check_keys(bound.arguments["wh"], bound.arguments["by"], bound.arguments["where"])
+        return fn(*args, **kwargs)
+
+    return checked
+
+
+def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key of natural order: digit runs compare as numbers (task_2 before task_10)."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text) if part)
+
+
 # -- DataFrames ----------------------------------------------------------------------------------------
+@_checks_keys
 def attack_success_rates(wh: "Warehouse", by: str | Sequence[str] | None = ("agent", "attack"),
                          where: str | None = None, *, checks: bool = False) -> "pl.DataFrame":
     """ASR (mean attack_score) and utility (mean benign_score) with 95% Wilson intervals per group:
@@ -294,6 +347,7 @@ def attack_success_rates(wh: "Warehouse", by: str | Sequence[str] | None = ("age
     return wh._sql_sandboxed(scores_sql(by, where, checks=checks)).pl()
 
 
+@_checks_keys
 def pass_at_k(wh: "Warehouse", k: int | Sequence[int] | None = None, by: str | Sequence[str] | None = ("agent",),
               threshold: float = 1.0, where: str | None = None, *, checks: bool = False) -> "pl.DataFrame":
     """pass@k of benign and attack scores per group: by..., metric ('benign_score'/'attack_score'), k,
@@ -303,6 +357,7 @@ def pass_at_k(wh: "Warehouse", k: int | Sequence[int] | None = None, by: str | S
     return wh._sql_sandboxed(pass_at_k_sql(by, k, threshold, where, checks=checks)).pl()
 
 
+@_checks_keys
 def task_scores(wh: "Warehouse", by: str | Sequence[str] | None = ("dataset", "agent", "attack", "config_hash"),
                 where: str | None = None, threshold: float = 1.0, *, checks: bool = False) -> "pl.DataFrame":
     """One row per task within each group: runs, n_failed, benign_runs, benign_successes, utility,
@@ -310,12 +365,14 @@ def task_scores(wh: "Warehouse", by: str | Sequence[str] | None = ("dataset", "a
     return wh._sql_sandboxed(task_scores_sql(by, where, threshold, checks=checks)).pl()
 
 
+@_checks_keys
 def usage(wh: "Warehouse", by: str | Sequence[str] | None = ("config_hash", "model"),
           where: str | None = None) -> "pl.DataFrame":
     """Token, request, tool-call and cost sums (and means per execution) per group, checks included."""
     return wh._sql_sandboxed(usage_sql(by, where)).pl()
 
 
+@_checks_keys
 def scores(wh: "Warehouse", by: str | Sequence[str] | None = ("dataset", "agent", "attack"), where: str | None = None,
            k: int | Sequence[int] | None = None, threshold: float = 1.0, *, checks: bool = False) -> "duckdb.DuckDBPyRelation":
     """`Warehouse.scores`: the scores of each group as a DuckDB relation (see `scores_sql`)."""
@@ -417,7 +474,7 @@ def compare(wh: "Warehouse", a: str, b: str, metric: str = "attack_score", thres
             side[cfg][task] = (runs, successes)
     if ha == hb:
         side[hb] = side[ha]
-    paired = sorted(set(side[ha]) & set(side[hb]))
+    paired = sorted(set(side[ha]) & set(side[hb]), key=natural_key)
     rows = []
     for task in paired:
         (na, ca), (nb, cb) = side[ha][task], side[hb][task]
@@ -430,8 +487,8 @@ def compare(wh: "Warehouse", a: str, b: str, metric: str = "attack_score", thres
                                        "rate_b": pl.Float64, "flip": pl.String})
     up = tuple(r["task_id"] for r in rows if r["flip"] == "up")
     down = tuple(r["task_id"] for r in rows if r["flip"] == "down")
-    only_a = tuple(sorted(set(side[ha]) - set(side[hb])))
-    only_b = tuple(sorted(set(side[hb]) - set(side[ha])))
+    only_a = tuple(sorted(set(side[ha]) - set(side[hb]), key=natural_key))
+    only_b = tuple(sorted(set(side[hb]) - set(side[ha]), key=natural_key))
     if not rows:
         return Comparison(ha, hb, m, float(t), 0, None, None, None, None, None, None, up, down, only_a, only_b, tasks)
     rate_a = math.fsum(r["rate_a"] for r in rows) / len(rows)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
+import shlex
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -16,27 +20,26 @@ from typing import Annotated, Any
 import duckdb
 import typer
 from rich import box
-from rich.console import Console
-from rich.markup import escape
+from rich.cells import cell_len
 from rich.panel import Panel
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn, TransferSpeedColumn)
+from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
 from . import demo as demo_mod
 from .errors import WarehouseError
+from .literal import escape_controls, literal_str
+from .terminal import install_log_handler, line, literal_excepthook, make_console, styled
 from .warehouse import SCORE_GROUPS, Warehouse
 from .warehouse import open as open_warehouse
 
-app = typer.Typer(help="A results warehouse for AI-agent evaluations.", no_args_is_help=True,
+app = typer.Typer(help="A results warehouse for AI-agent evaluations.", no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_enable=False, add_completion=False)
-console = Console()
-if not console.is_terminal:
-    console = Console(width=200)  # piped output: never wrap table cells
-err = Console(stderr=True)
-if not err.is_terminal:
-    err = Console(stderr=True, width=200)
+# Every value printed is literal text: these consoles never read markup and escape control characters.
+console = make_console()
+err = make_console(stderr=True)
 
 UrlOpt = Annotated[str, typer.Option("--url", "-u", envvar="WAREHOUSE_URL",
                                      help="Warehouse location: a path or an fsspec URL (env WAREHOUSE_URL).")]
@@ -56,7 +59,7 @@ def user_errors() -> Iterator[None]:
         yield
     except (WarehouseError, duckdb.Error, OSError) as exc:
         message = str(exc).splitlines()[0] if isinstance(exc, duckdb.Error) else str(exc)
-        err.print(f"[red]error:[/red] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
+        err.print(Text.assemble(("error:", "red"), " ", styled(message)), soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -64,8 +67,18 @@ def _cell(v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, float):
+        return _float(v)
+    return escape_controls(str(v))
+
+
+def _float(v: float) -> str:
+    """A float in full up to 4 significant decimals, never in exponent form between 1e-4 and 1e15:
+    12020.0 is `12020`, 0.123456 is `0.1235`, 123456.7 is `123457`."""
+    if not math.isfinite(v) or v == 0 or not 1e-4 <= abs(v) < 1e15:
         return f"{v:.4g}"
-    return str(v)
+    decimals = max(0, 3 - math.floor(math.log10(abs(v))))
+    text = f"{v:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _jsonable(v: Any) -> Any:
@@ -76,23 +89,83 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def _json(value: Any) -> str:
+    """JSON text for stdout: non-ASCII characters (controls among them) as \\u escapes, so the text is
+    exactly the data and nothing a terminal acts on; values JSON has no type for as their str."""
+    return json.dumps(value, indent=2, default=str)
+
+
+def _csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """CSV text: control characters in values shown escaped (newlines are kept, quoted as CSV does)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")  # (not CRLF: a shell reading the output would keep the CR)
+    w.writerow([literal_str(c) for c in columns])
+    w.writerows([[escape_controls(v) if isinstance(v, str) else _jsonable(v) for v in r] for r in rows])
+    return buf.getvalue()
+
+
+ALL_COLUMNS_HINT = "--format csv (or json) prints every column"
+
+
+@dataclass(eq=False)
+class Col:
+    """A column of a table printed to the terminal: `number` columns are never cut or wrapped (a
+    number is shown whole or not at all); text columns wrap. When the table is too wide, columns
+    are left out by `drop` (highest first, then rightmost; 0 = always shown) and the table says so."""
+
+    header: str
+    cells: list[Text | str]
+    number: bool = False
+    drop: int = 1
+
+
+def print_table(columns: Sequence[Col], *, title: str | None = None, table_box: box.Box | None = box.HEAVY_HEAD,
+                note: str = ALL_COLUMNS_HINT) -> None:
+    """Print `columns` as a table that fits the console: text columns wrap down to 10 characters,
+    number columns keep their width; what still does not fit is left out and named under the table."""
+    kept = list(columns)
+
+    def width(c: Col, minimum: bool) -> int:
+        natural = max([cell_len(c.header), *(max(map(cell_len, str(x).split("\n")), default=0) for x in c.cells)])
+        return 2 + (natural if c.number or not minimum else min(natural, 10))
+
+    def needed(cols: Sequence[Col]) -> int:
+        return sum(width(c, True) for c in cols) + (len(cols) + 1 if table_box else 0)
+
+    dropped: list[Col] = []
+    while needed(kept) > console.width:
+        candidates = [(c.drop, i) for i, c in enumerate(kept) if c.drop > 0]
+        if not candidates:
+            break
+        dropped.append(kept.pop(max(candidates)[1]))
+    t = Table(title=title, header_style="bold", box=table_box)
+    for c in kept:
+        if c.number:
+            t.add_column(c.header, justify="right", no_wrap=True, min_width=width(c, True) - 2)
+        else:
+            t.add_column(c.header, overflow="fold")
+    for i in range(max((len(c.cells) for c in kept), default=0)):
+        t.add_row(*(c.cells[i] for c in kept))
+    console.print(t)
+    if dropped:
+        names = [c.header for c in columns if any(c is d for d in dropped)]
+        console.print(f"{len(names)} column{'s' * (len(names) != 1)} not shown in {console.width} terminal columns: "
+                      f"{', '.join(names)}; {note}")
+
+
 def emit(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: Format, title: str | None = None) -> None:
-    """Print rows as a rich table, JSON (a list of objects) or CSV."""
+    """Print rows as a table that fits the terminal, JSON (a list of objects) or CSV."""
     if fmt is Format.json:
-        sys.stdout.write(json.dumps([{c: _jsonable(v) for c, v in zip(columns, r)} for r in rows], indent=2) + "\n")
+        sys.stdout.write(_json([{c: _jsonable(v) for c, v in zip(columns, r)} for r in rows]) + "\n")
     elif fmt is Format.csv:
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(columns)
-        w.writerows([[_jsonable(v) for v in r] for r in rows])
-        sys.stdout.write(buf.getvalue())
+        sys.stdout.write(_csv(columns, rows))
     else:
-        t = Table(title=title, header_style="bold")
-        for c in columns:
-            t.add_column(c, justify="right" if rows and isinstance(rows[0][list(columns).index(c)], (int, float, Decimal)) else "left")
-        for r in rows:
-            t.add_row(*(_cell(v) for v in r))
-        console.print(t)
+        cols = []
+        for j, c in enumerate(columns):
+            number = bool(rows) and all(isinstance(r[j], (int, float, Decimal)) and not isinstance(r[j], bool)
+                                        for r in rows if r[j] is not None)
+            cols.append(Col(c, [_cell(r[j]) for r in rows], number=number, drop=0 if j == 0 else 1))
+        print_table(cols, title=title)
 
 
 def emit_relation(rel: duckdb.DuckDBPyRelation, fmt: Format, title: str | None = None) -> None:
@@ -115,39 +188,44 @@ def print_scores(wh: Warehouse, by: Sequence[str], where: str | None, fmt: Forma
         emit(cols, rows, fmt)
         return
     idx = {c: i for i, c in enumerate(cols)}
-    t = Table(title=f"Scores at version {wh.version}", header_style="bold", box=box.SIMPLE_HEAD)
     keys = [g.name for g in groups(by)]
-    for key in keys:
-        t.add_column(key, no_wrap=True)
-    for c in ("n", "tasks", "utility %", "ASR %", "failed", "tokens", "cost $"):
-        t.add_column(c, justify="right", no_wrap=True)
-    for x in k or ():
-        t.add_column(f"pass@{x} %", justify="right", no_wrap=True)
-        t.add_column(f"ASR@{x} %", justify="right", no_wrap=True)
 
     def rate(p: Any, lo: Any, hi: Any) -> str:
         return "—" if p is None else f"{100 * p:.1f} [{100 * lo:.0f}–{100 * hi:.0f}]"
 
     def at_k(p: Any, excluded: Any) -> str:
-        return "—" if p is None else f"{100 * p:.1f}" + (f" ({excluded} excl.)" if excluded else "")
+        # every task of the group has fewer than k scored runs: say how many were left out
+        return ("—" if p is None else f"{100 * p:.1f}") + (f" ({excluded} excl.)" if excluded else "")
 
-    for r in rows:
-        cells = ["—" if r[idx[key]] is None else str(r[idx[key]]) for key in keys]
-        cells += [str(r[idx["n"]]), str(r[idx["n_tasks"]]),
-                  rate(r[idx["utility"]], r[idx["utility_low"]], r[idx["utility_high"]]),
-                  rate(r[idx["asr"]], r[idx["asr_low"]], r[idx["asr_high"]]), str(r[idx["n_failed"]]),
-                  _compact(r[idx["total_tokens"]]), f"{r[idx['cost']] or 0:.2f}"]
-        for x in k or ():
-            cells += [at_k(r[idx[f"pass_at_{x}"]], r[idx[f"pass_at_{x}_excluded"]]),
-                      at_k(r[idx[f"attack_pass_at_{x}"]], r[idx[f"attack_pass_at_{x}_excluded"]])]
-        t.add_row(*cells)
-    console.print(t)
+    def column(header: str, values: list[str], drop: int, number: bool = True) -> Col:
+        return Col(header, values, number=number, drop=drop)
+
+    table = [Col(key, ["—" if r[idx[key]] is None else escape_controls(str(r[idx[key]])) for r in rows], drop=0)
+             for key in keys]
+    table += [column("n", [str(r[idx["n"]]) for r in rows], 0),
+              column("tasks", [str(r[idx["n_tasks"]]) for r in rows], 4),
+              column("utility %", [rate(r[idx["utility"]], r[idx["utility_low"]], r[idx["utility_high"]]) for r in rows], 0),
+              column("ASR %", [rate(r[idx["asr"]], r[idx["asr_low"]], r[idx["asr_high"]]) for r in rows], 0),
+              column("failed", [str(r[idx["n_failed"]]) for r in rows], 3),
+              column("tokens", [_compact(r[idx["total_tokens"]]) for r in rows], 6),
+              column("cost $", ["—" if r[idx["cost"]] is None else f"{r[idx['cost']]:.2f}" for r in rows], 5)]
+    empty_at: list[int] = []
+    for x in k or ():
+        for prefix, header in (("", f"pass@{x} %"), ("attack_", f"ASR@{x} %")):
+            p, ex = idx[f"{prefix}pass_at_{x}"], idx[f"{prefix}pass_at_{x}_excluded"]
+            table.append(column(header, [at_k(r[p], r[ex]) for r in rows], 2))
+            if any(r[p] is None and r[ex] for r in rows) and x not in empty_at:
+                empty_at.append(x)
+    print_table(table, title=f"Scores at version {wh.version}", table_box=box.SIMPLE_HEAD)
     if any(r[idx["asr"]] is not None for r in rows):
         console.print("utility = mean benign_score; ASR = attack success rate = mean attack_score; "
-                      "\\[low–high] = 95% Wilson interval", highlight=False)
+                      "[low–high] = 95% Wilson interval")
     if k:
         console.print(f"pass@k = unbiased estimate of P(at least one of k runs succeeds), success = score ≥ {threshold:g}, "
-                      "mean over tasks with ≥ k scored runs (the others are excluded and counted)", highlight=False)
+                      "mean over tasks with ≥ k scored runs (the others are excluded and counted: \"(n excl.)\")")
+    for x in empty_at:
+        console.print(f"pass@{x} is — where every task of the group has fewer than {x} scored runs "
+                      f"(all of them excluded); run tasks at least {x} times, or choose a smaller k")
 
 
 def _compact(n: Any) -> str:
@@ -163,7 +241,7 @@ def init(url: UrlOpt = DEFAULT_URL) -> None:
     """Create an empty warehouse at URL (nothing happens if one is already there)."""
     with user_errors():
         wh = open_warehouse(url, create=True)
-        console.print(f"warehouse at [bold]{wh.url}[/bold], version {wh.version}")
+        console.print(line("warehouse at ", (wh.url, "bold"), f", version {wh.version}"))
 
 
 @app.command()
@@ -174,20 +252,24 @@ def demo(url: UrlOpt = DEFAULT_URL,
          fresh: Annotated[bool, typer.Option(help="Delete URL first if it is a warehouse.")] = False) -> None:
     """Run a synthetic prompt-injection campaign (2 datasets x 3 agents x 3 attacks) and show its scores."""
     with user_errors():
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err, transient=True) as bar:
+        with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=True) as bar:
             job = bar.add_task(f"campaign: {processes} processes", total=len(list(demo_mod.configs())))
             result = demo_mod.run_campaign(url, tasks=tasks, samples=samples, processes=processes, fresh=fresh,
                                            progress=lambda done, total: bar.update(job, completed=done))
         wh = _open(url)
         print_scores(wh, ["agent", "attack"], None, Format.table)
-        console.print(
+        console.print(line(
             f"{result.executions:,} executions of {result.configs} configurations written by {result.processes} "
-            f"processes in {result.seconds:.1f} s; warehouse at [bold]{wh.store.root}[/bold] (version {wh.version}).\n"
-            f"Try: warehouse scores --url {url} --by agent --k 1,{samples}   |   "
-            f"warehouse report --url {url} --out report.html   |   "
-            f"warehouse sql --url {url} \"select * from pass_at_k\""
-        )
+            f"processes in {result.seconds:.1f} s; warehouse at ", (wh.store.root, "bold"), f" (version {wh.version})."))
+        if result.version_before:
+            console.print(line(("note:", "yellow"), f" {url} already held a warehouse at version {result.version_before}: "
+                               "this campaign was added to what was there, and the scores count both; "
+                               "`warehouse demo --fresh` starts from an empty warehouse"))
+        q = shlex.quote(url)
+        console.print(line(f"Try: warehouse scores --url {q} --by agent --k 1,{samples}   |   "
+                           f"warehouse report --url {q} --out report.html   |   "
+                           f"warehouse sql --url {q} \"select * from pass_at_k\""))
 
 
 @app.command("ls")
@@ -199,47 +281,122 @@ def ls(url: UrlOpt = DEFAULT_URL,
         wh = _open(url)
         rows = wh.table_summary(partitions=partitions)
         cols = list(rows[0]) if rows else ["table", "partitions", "files", "rows", "bytes"]
+        if fmt is Format.table:  # bytes in human units on screen; exact in json and csv
+            rows = [{**r, "bytes": _size(r["bytes"])} for r in rows]
+            cols = [("size" if c == "bytes" else c) for c in cols]
         emit(cols, [list(r.values()) for r in rows], fmt, title=f"{wh.url} at version {wh.version}")
+
+
+#: `warehouse show` folds a long value to its first FOLD_LINES lines and FOLD_CHARS characters (`--full` shows all).
+FOLD_CHARS = 2000
+FOLD_LINES = 40
+
+
+def _fold(text: str, full: bool) -> tuple[str, str | None, bool]:
+    """`text` cut to FOLD_LINES lines and FOLD_CHARS characters (whole with `full`), a note of what
+    was left out (None if nothing was), and whether it is longer than that. Linear in len(text)."""
+    cut = min(len(text), FOLD_CHARS)
+    pos = -1
+    for _ in range(FOLD_LINES):
+        pos = text.find("\n", pos + 1, cut)
+        if pos < 0:
+            break
+    else:
+        cut = pos
+    if cut >= len(text):
+        return text, None, False
+    if full:
+        return text, None, True
+    lines = text.count("\n", cut) + 1
+    return text[:cut], (f"… folded: {len(text) - cut:,} more characters on {lines:,} line{'s' * (lines != 1)} "
+                        "(--full shows everything)"), True
+
+
+def _content_text(content: Any) -> str:
+    """A message's content as one string: its text, or its parts' texts (other parts as JSON) one per line."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "\n".join(part.get("text", json.dumps(part)) if isinstance(part, dict) else str(part) for part in content)
+
+
+def _head_value(key: str, v: Any) -> str:
+    if key == "duration_ms" and isinstance(v, (int, float)):
+        return f"{v:,.0f} ms" + (f" ({v / 1000:,.1f} s)" if v >= 1000 else "")
+    return _cell(v)
+
+
+def _print_body(title: Text, parts: list[tuple[str, str]], border: str, full: bool, long: bool) -> None:
+    """A message, from (escaped text, style) parts: in a box; or, when it is longer than a fold and
+    `full` asks for all of it, as a heading line and its text written as is, which takes time linear
+    in its length (rich's boxes and Text take more than linear time on megabytes)."""
+    if not (full and long):
+        console.print(Panel(Text.assemble(*parts), title=title, title_align="left", border_style=border))
+        return
+    console.print(Rule(title, align="left", style=border))
+    console.file.write("".join(text for text, _ in parts) + "\n")
+    console.file.flush()
 
 
 @app.command()
 def show(execution_id: Annotated[str, typer.Argument(help="Execution id, or a unique prefix or suffix of it.")],
-         url: UrlOpt = DEFAULT_URL) -> None:
-    """One execution as a readable conversation, with scores and usage."""
+         url: UrlOpt = DEFAULT_URL,
+         full: Annotated[bool, typer.Option("--full", help=f"Show long values whole (else folded to {FOLD_LINES} lines, "
+                                                           f"{FOLD_CHARS:,} characters).")] = False) -> None:
+    """One execution as a readable conversation, with scores and usage; long messages are folded (--full shows them)."""
     with user_errors():
         ex = _open(url).execution(execution_id)
     head = Table.grid(padding=(0, 2))
+
+    def head_row(key: str, value: str) -> None:
+        text, more, _ = _fold(value, full)
+        cell = Text(escape_controls(text))
+        if more:
+            cell.append("\n" + more, style="dim")
+        head.add_row(Text(key, style="bold"), cell)
+
     for k in ("execution_id", "task_id", "dataset", "agent", "attack", "config_hash", "run_id", "model", "status",
               "error", "benign_score", "attack_score", "started_at", "finished_at", "duration_ms", "input_tokens",
               "output_tokens", "total_tokens", "requests", "tool_calls", "cost", "trace_id", "span_id"):
         if ex.get(k) is not None:
-            head.add_row(Text(k, style="bold"), _cell(ex[k]))
+            head_row(k, _head_value(k, ex[k]))
     if ex.get("scores"):
-        head.add_row(Text("scores", style="bold"), json.dumps(dict(ex["scores"])))
+        head_row("scores", json.dumps(dict(ex["scores"]), ensure_ascii=False))
     if ex.get("metadata"):
-        head.add_row(Text("metadata", style="bold"), ex["metadata"])
-    console.print(Panel(head, title="execution"))
+        head_row("metadata", str(ex["metadata"]))
+    console.print(Panel(head, title=Text("execution")))
     colors = {"system": "magenta", "user": "green", "assistant": "cyan", "tool": "yellow"}
     for i, m in enumerate(ex["messages"]):
-        body = Text()
-        content = m.get("content")
-        if isinstance(content, str):
-            body.append(content)
-        elif content is not None:
-            for part in content:
-                body.append(part.get("text", json.dumps(part)) if isinstance(part, dict) else str(part))
-                body.append("\n")
+        # fold first, then escape what is shown: time linear in the message, and bounded without --full
+        text, more, long = _fold(_content_text(m.get("content")), full)
+        parts = [(escape_controls(text), "")] + ([("\n" + more, "dim")] if more else [])
         for call in m.get("tool_calls") or []:
-            fn = call.get("function", call)
-            body.append(f"\n→ {fn.get('name')}({fn.get('arguments', '')})  [{call.get('id', '')}]", style="bold")
-        title = m["role"] + (f" · {m['name']}" if m.get("name") else "") + (f" · {m['tool_call_id']}" if m.get("tool_call_id") else "")
-        console.print(Panel(body, title=f"[{i}] {title}", title_align="left", border_style=colors.get(m["role"], "white")))
+            fn = call.get("function", call) if isinstance(call, dict) else {}
+            args, args_more, args_long = _fold(str(fn.get("arguments", "")), full)
+            long = long or args_long
+            parts.append((f"\n→ {literal_str(fn.get('name'))}({escape_controls(args)})  "
+                          f"[{literal_str(call.get('id', ''))}]", "bold"))
+            if args_more:
+                parts.append((f"\n  {args_more}", "dim"))
+        title = line(f"[{i}] ", m["role"], *(x for key in ("name", "tool_call_id") if m.get(key) for x in (" · ", m[key])))
+        _print_body(title, parts, colors.get(m["role"], "white"), full, long)
     for a in ex["attacks"]:
-        console.print(Panel(Text(a["content"] or ""), title=f"attack {a['vector_id']} ({a['type']})", border_style="red"))
+        text, more, long = _fold(a["content"] or "", full)
+        parts = [(escape_controls(text), "")] + ([("\n" + more, "dim")] if more else [])
+        _print_body(line("attack ", a["vector_id"], " (", a["type"], ")"), parts, "red", full, long)
+
+
+def _view_names() -> list[str]:
+    """The SQL views every connection has (schemas/views), for `warehouse sql --help`."""
+    from .schemas import catalog
+
+    return [m for _, text in catalog().views for m in re.findall(r"create or replace view (\w+)", text)]
 
 
 @app.command()
-def sql(query: Annotated[str, typer.Argument(help="SQL over the views: executions, messages, attacks, configs, scores.")],
+def sql(query: Annotated[str, typer.Argument(help=f"SQL over the views: {', '.join(_view_names())}; and "
+                                                  "raw_<table> for every table.")],
         url: UrlOpt = DEFAULT_URL,
         fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table) -> None:
     """Run SQL over the current snapshot and print the result: full DuckDB SQL, run as given (unlike --where elsewhere, which must be one condition)."""
@@ -302,7 +459,7 @@ def compare(config_a: Annotated[str, typer.Argument(help="Configuration A: a con
         out = c.to_frame().to_dicts()[0]
         out.update(flipped_up=list(c.flipped_up), flipped_down=list(c.flipped_down), only_a=list(c.only_a),
                    only_b=list(c.only_b))
-        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        sys.stdout.write(_json(out) + "\n")
         return
     if fmt is Format.csv:
         emit(c.tasks.columns, c.tasks.rows(), fmt)
@@ -315,26 +472,25 @@ def compare(config_a: Annotated[str, typer.Argument(help="Configuration A: a con
     with user_errors():
         described = {r[0]: r[1:] for r in wh.sql("select config_hash, dataset, agent, attack from configs "
                                                   "where config_hash in (?, ?)", [c.a, c.b]).fetchall()}
-    console.print(f"{name} ({c.metric} ≥ {c.threshold:g}) on the {c.n_pairs} tasks both ran", highlight=False)
-    t = Table(header_style="bold", box=box.SIMPLE_HEAD)
-    for col in ("", "config_hash", "dataset", "agent", "attack", name):
-        t.add_column(col, justify="right" if col == name else "left", no_wrap=True)
-    for side, h, r in (("A", c.a, c.rate_a), ("B", c.b, c.rate_b)):
-        t.add_row(side, h, *(described.get(h) or ("", "", "")), pct(r))
-    console.print(t)
+    console.print(f"{name} ({c.metric} ≥ {c.threshold:g}) on the {c.n_pairs} tasks both ran")
+    sides = (("A", c.a, c.rate_a), ("B", c.b, c.rate_b))
+    print_table([Col("", [s for s, _, _ in sides], drop=0),
+                 Col("config_hash", [literal_str(h) for _, h, _ in sides], drop=0),
+                 *(Col(col, [literal_str((described.get(h) or ("", "", ""))[j]) for _, h, _ in sides], drop=2)
+                   for j, col in enumerate(("dataset", "agent", "attack"))),
+                 Col(name, [pct(r) for _, _, r in sides], number=True, drop=0)], table_box=box.SIMPLE_HEAD)
     if c.n_pairs == 0:
         console.print(f"no task has a {c.metric} in both configurations: nothing to compare "
-                      f"({len(c.only_a)} only in A, {len(c.only_b)} only in B)", highlight=False)
+                      f"({len(c.only_a)} only in A, {len(c.only_b)} only in B)")
         return
     console.print(f"B − A: {100 * c.diff:+.1f} points, 95% bootstrap interval [{100 * c.diff_low:+.1f}, "
                   f"{100 * c.diff_high:+.1f}]; exact McNemar p = {c.p_value:.3g} "
-                  f"({len(c.flipped_up) + len(c.flipped_down)} of {c.n_pairs} tasks flipped)", highlight=False)
+                  f"({len(c.flipped_up) + len(c.flipped_down)} of {c.n_pairs} tasks flipped)")
     for label, tasks in (("flipped up (A fails, B succeeds)", c.flipped_up),
                          ("flipped down (A succeeds, B fails)", c.flipped_down)):
-        console.print(f"{label}: {len(tasks)}" + (": " + ", ".join(tasks) if tasks else ""), highlight=False,
-                      soft_wrap=True)
+        console.print(line(f"{label}: {len(tasks)}", ": " if tasks else "", ", ".join(tasks)))
     if c.only_a or c.only_b:
-        console.print(f"not paired: {len(c.only_a)} task(s) only in A, {len(c.only_b)} only in B", highlight=False)
+        console.print(f"not paired: {len(c.only_a)} task(s) only in A, {len(c.only_b)} only in B")
 
 
 @app.command()
@@ -384,17 +540,16 @@ def sync_cmd(src: Annotated[str, typer.Argument(help="Source warehouse: a path o
         emit(["table", "files", "rows", "bytes"], rows, fmt,
              title=("would copy" if dry_run else "copied") + f" from {src} (version {result.src_version})")
     if result.up_to_date:
-        console.print(f"{dst} is up to date with {src} (version {result.src_version}): nothing to copy", highlight=False)
+        console.print(line(dst, f" is up to date with ", src, f" (version {result.src_version}): nothing to copy"))
     elif dry_run:
-        console.print(f"dry run: {result.files} files ({_size(result.bytes)}) would be copied"
-                      + (f", {result.removed} removed" if result.removed else "") + f"; nothing was written to {dst}",
-                      highlight=False)
+        console.print(line(f"dry run: {result.files} files ({_size(result.bytes)}) would be copied"
+                           + (f", {result.removed} removed" if result.removed else "") + "; nothing was written to ", dst))
     else:
-        console.print(f"synced {result.files} files ({_size(result.bytes)}"
-                      + (f", {result.reused} already copied by an interrupted run" if result.reused else "") + ")"
-                      + (f", removed {result.removed}" if result.removed else "")
-                      + f" from {src} (version {result.src_version}) to {dst} in {len(result.commits)} commit(s), "
-                      f"now at version {result.dst_version}; {result.seconds:.1f} s", highlight=False)
+        console.print(line(f"synced {result.files} files ({_size(result.bytes)}"
+                           + (f", {result.reused} already copied by an interrupted run" if result.reused else "") + ")"
+                           + (f", removed {result.removed}" if result.removed else "") + " from ", src,
+                           f" (version {result.src_version}) to ", dst, f" in {len(result.commits)} commit(s), "
+                           f"now at version {result.dst_version}; {result.seconds:.1f} s"))
 
 
 def _size(n: int) -> str:
@@ -414,16 +569,20 @@ def _event_line(e: dict[str, Any]) -> Text:
     """One event as a line: time, execution, kind, level, name, message, duration."""
     ts = e["timestamp"].strftime("%H:%M:%S.%f")[:-3] if e.get("timestamp") else ""
     style = {"error": "red", "warn": "yellow", "warning": "yellow", "critical": "bold red", "debug": "dim"}.get(e.get("level") or "", "")
-    line = Text(f"{ts} {(e.get('execution_id') or '-')[-8:]:>8} ")
-    line.append(f"{e['kind']:<10}", style="bold cyan" if e["kind"] == "status" else "cyan")
-    line.append(f" {(e.get('level') or ''):<5}", style=style)
+    # every stored value on one line, literal (an event's message is whatever the agent logged)
+    def lit(v: Any) -> str:
+        return literal_str(v, newlines=False)
+
+    out = Text(f"{ts} {lit((e.get('execution_id') or '-')[-8:]):>8} ")
+    out.append(f"{lit(e['kind']):<10}", style="bold cyan" if e["kind"] == "status" else "cyan")
+    out.append(f" {lit(e.get('level') or ''):<5}", style=style)
     if e.get("name"):
-        line.append(f" {e['name']}", style="bold")
+        out.append(f" {lit(e['name'])}", style="bold")
     if e.get("message"):
-        line.append(f" {e['message']}", style=style)
+        out.append(f" {lit(e['message'])}", style=style)
     if e.get("duration_ms") is not None:
-        line.append(f" ({e['duration_ms']:.3g} ms)", style="dim")
-    return line
+        out.append(f" ({_float(float(e['duration_ms']))} ms)", style="dim")
+    return out
 
 
 @app.command()
@@ -436,21 +595,30 @@ def tail(url: UrlOpt = DEFAULT_URL,
          fmt: Annotated[str, typer.Option("--format", help="text or jsonl.")] = "text") -> None:
     """Logs, spans and status changes of executions, as they are committed (Ctrl-C stops --follow)."""
     if fmt not in ("text", "jsonl"):
-        err.print(f"[red]error:[/red] --format must be text or jsonl, got {escape(fmt)!r}")
+        err.print(line(("error:", "red"), f" --format must be text or jsonl, got {fmt!r}"))
         raise typer.Exit(1)
     with user_errors():
         wh = open_warehouse(url)
         if execution is not None:
             execution = wh._find_execution(execution)["execution_id"]  # a unique prefix or suffix will do
+        printed = 0
         try:
             for e in wh.follow(execution, follow=follow, last=lines, poll_interval=interval, timeout=timeout):
-                if fmt == "jsonl":
-                    print(json.dumps({k: _jsonable(v) for k, v in e.items()}, ensure_ascii=False), flush=True)
+                printed += 1
+                if fmt == "jsonl":  # one line per event; JSON's \u escapes keep controls out of the output
+                    print(json.dumps({k: _jsonable(v) for k, v in e.items()}, default=str), flush=True)
                 else:
-                    console.print(_event_line(e), highlight=False, soft_wrap=True)
+                    console.print(_event_line(e), soft_wrap=True)
                     sys.stdout.flush()
         except KeyboardInterrupt:
             pass
+        if not printed:
+            scope = f"of execution {execution}" if execution is not None else "in the warehouse"
+            waited = f" within {_float(timeout)} s" if follow and timeout is not None else ""
+            # a human message: on stdout with the text lines, on stderr beside JSON lines
+            (err if fmt == "jsonl" else console).print(line(f"no events {scope}{waited} (version {wh.version}); events are "
+                                                            "the logs, spans and status changes agents record through "
+                                                            "a writer (ex.log, ex.span)"))
 
 
 @app.command()
@@ -458,10 +626,12 @@ def bench(scale: Annotated[Scale, typer.Option(help="Data sizes: small (~2 min),
           out: Annotated[str, typer.Option(help="Write the results to this JSON file.")] = "bench-results.json",
           workdir: Annotated[str | None, typer.Option(help="Directory for the benchmark data (default: the system temp dir).")] = None) -> None:
     """Benchmark the warehouse against the legacy layout, raw pyarrow, Delta Lake and raw DuckDB (source checkout only)."""
+    from rich.console import Console
+
     from . import bench as bench_mod
 
-    with user_errors():
-        bench_mod.run(scale.value, out, workdir=workdir, console=console)
+    with user_errors():  # (the benchmark's own console: its report uses rich markup and prints no stored value)
+        bench_mod.run(scale.value, out, workdir=workdir, console=Console(width=console.width))
 
 
 @app.command()
@@ -537,8 +707,8 @@ def compact(url: UrlOpt = DEFAULT_URL,
         console.print(f"rewrote {what} ({result.rows} rows) in {result.seconds:.1f} s; the old files stay until "
                       "`warehouse vacuum` deletes them", highlight=False)
     for p in result.conflicts:
-        err.print(f"[yellow]gave up on[/yellow] {p.table} {escape(str(dict(p.partition)))}: {escape(p.error or '')}; "
-                  "run compact again", highlight=False)
+        err.print(line(("gave up on", "yellow"), f" {p.table} ", str(dict(p.partition)), ": ", p.error or "",
+                       "; run compact again"))
 
 
 @app.command()
@@ -607,7 +777,7 @@ def doctor(url: UrlOpt = DEFAULT_URL,
                       "" if f.repaired else f.fix)
         console.print(t)
     for note in report.notes:
-        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+        console.print(line("note: ", note), soft_wrap=True)
     n_problems, n_warnings, n_orphans = len(report.problems), len(report.warnings), len(report.orphans)
     summary = (f"{report.url} at version {report.version}: checked {report.commits_checked} commits, "
                f"{report.files_checked} data files, {report.checkpoints_checked} checkpoints in {report.seconds:.1f} s; "
@@ -615,7 +785,7 @@ def doctor(url: UrlOpt = DEFAULT_URL,
                f"{n_orphans} orphan{'s' * (n_orphans != 1)}")
     if report.repaired:
         summary += f"; repaired {len(report.repaired)} in version {report.repair_version}"
-    console.print(Text(summary, style="red" if n_problems else "green"), soft_wrap=True)
+    console.print(styled(summary, "red" if n_problems else "green"), soft_wrap=True)
     if n_problems and not repair and any("--repair" in f.fix for f in report.problems):
         console.print(f"run `warehouse doctor{' --deep' if deep else ''} --repair` to fix the data-file problems "
                       "with one new commit", highlight=False)
@@ -634,8 +804,8 @@ def report_cmd(url: UrlOpt = DEFAULT_URL,
     with user_errors():
         wh = _open(url)
         path = report_mod.build_report(wh, out, title=title, top=top)
-    console.print(f"report of {escape(wh.url)} (version {wh.version}) written to [bold]{escape(str(path))}[/bold] "
-                  f"({path.stat().st_size / 1024:.0f} KiB); open it in any browser, offline.", soft_wrap=True)
+    console.print(line("report of ", wh.url, f" (version {wh.version}) written to ", (str(path), "bold"),
+                       f" ({path.stat().st_size / 1024:.0f} KiB); open it in any browser, offline."), soft_wrap=True)
 
 
 # == end report ====================================================================================
@@ -650,10 +820,10 @@ def import_cmd(kind: Annotated[str, typer.Argument(help="legacy, sessions, check
         wh = open_warehouse(url, create=True)
         report = wh.import_(kind, path, strict=strict, progress=console.is_terminal)
     for f in report.failed:
-        err.print(f"[red]failed[/red] {escape(f.source)}: {escape(f.reason)}", highlight=False, soft_wrap=True)
+        err.print(line(("failed", "red"), " ", f.source, ": ", f.reason), soft_wrap=True)
     for key in report.changed[:20]:
-        err.print(f"[yellow]changed since imported, imported again[/yellow] {escape(key)}", highlight=False, soft_wrap=True)
-    console.print(Text(report.summary(), style="red" if report.failed else "green"), soft_wrap=True)
+        err.print(line(("changed since imported, imported again", "yellow"), " ", key), soft_wrap=True)
+    console.print(styled(report.summary(), "red" if report.failed else "green"), soft_wrap=True)
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -667,8 +837,8 @@ def export_cmd(kind: Annotated[str, typer.Argument(help="delta, parquet, traject
     with user_errors():
         report = _open(url).export(kind, out, **options)
     for note in report.notes:
-        err.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
-    console.print(Text(report.summary(), style="green"), soft_wrap=True)
+        err.print(line(("note", "yellow"), " ", note), soft_wrap=True)
+    console.print(styled(report.summary(), "green"), soft_wrap=True)
 
 
 # == end import / export ============================================================================
@@ -676,4 +846,9 @@ def export_cmd(kind: Annotated[str, typer.Argument(help="delta, parquet, traject
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    install_log_handler()  # log lines, warnings and tracebacks quote stored values: shown literal, like the rest
+    try:
+        app()
+    except Exception:  # (typer replaces sys.excepthook, so the traceback is printed here)
+        literal_excepthook(*sys.exc_info())
+        sys.exit(1)

@@ -168,6 +168,8 @@ class CampaignResult:
     processes: int
     seconds: float
     version: int
+    #: The version the warehouse at `url` was at before the campaign (0: it was empty or new).
+    version_before: int = 0
 
 
 def run_campaign(url: str, *, tasks: int = 50, samples: int = 4, processes: int = 2, fresh: bool = False,
@@ -175,7 +177,8 @@ def run_campaign(url: str, *, tasks: int = 50, samples: int = 4, processes: int 
     """Run the demo grid into the warehouse at `url` from `processes` concurrent processes: every
     configuration runs `tasks` tasks `samples` times each (the repeated runs pass@k needs).
 
-    `fresh=True` first deletes `url` if (and only if) it is a warehouse. `progress(done, total)`
+    `fresh=True` first deletes `url` if (and only if) it is a warehouse; without it the campaign is
+    added to a warehouse already at `url` (`version_before` > 0 says so). `progress(done, total)`
     is called as configurations finish.
     """
     from .warehouse import open as open_warehouse
@@ -191,7 +194,7 @@ def run_campaign(url: str, *, tasks: int = 50, samples: int = 4, processes: int 
             # pattern, and would delete the files of every prefix it matches.
             for rel in store.list_files("."):
                 store.remove(rel)
-    open_warehouse(url, create=True)
+    version_before = open_warehouse(url, create=True).version
     grid = list(configs())
     run_id = f"demo-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     started = time.perf_counter()
@@ -205,4 +208,5 @@ def run_campaign(url: str, *, tasks: int = 50, samples: int = 4, processes: int 
             if progress:
                 progress(done, len(grid))
     wh = open_warehouse(url)
-    return CampaignResult(url, tasks * samples * len(grid), len(grid), processes, time.perf_counter() - started, wh.version)
+    return CampaignResult(url, tasks * samples * len(grid), len(grid), processes, time.perf_counter() - started, wh.version,
+                          version_before)

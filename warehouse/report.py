@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
     from .warehouse import Warehouse
 
+from .literal import escape_controls
+
 #: Okabe–Ito: a categorical palette that stays distinguishable with every common colour-vision deficiency.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -82,7 +84,7 @@ def collect(wh: Warehouse, *, top: int = 10) -> ReportData:
                  .join(agents, on=["dataset", "task_id"], how="left", maintain_order="left")
                  .select("dataset", "task_id", "runs", "compromised", "asr", "asr_low", "asr_high", "agents"))
     usage = analytics.usage(wh, by=("dataset", "agent", "attack", "config_hash", "model"))
-    tasks = wh.sql("select count(distinct (dataset, task_id)) from executions where status <> 'running'").fetchall()[0][0]
+    tasks = int(analytics.attack_success_rates(wh, by="all")["n_tasks"][0] or 0)  # n_tasks of `scores`: one definition
     totals = {"executions": int(usage["n"].sum()), "configs": usage["config_hash"].n_unique(), "tasks": tasks,
               "max_runs": int(pass_at_k["k"].max() or 0)}
     return ReportData(scores, pass_at_k, top_tasks, usage, totals)
@@ -112,7 +114,13 @@ def _usd(v: float | None) -> str:
 
 
 def _esc(v: Any) -> str:
-    return html.escape(str(v), quote=True)
+    """Text for HTML: markup escaped, control characters shown as escapes (`warehouse.literal`)."""
+    return html.escape(escape_controls(str(v)), quote=True)
+
+
+def _label(v: Any) -> str:
+    """A stored value as a chart label: literal, on one line (matplotlib's math parsing is off, see RC)."""
+    return escape_controls(str(v), newlines=False)
 
 
 @dataclass(frozen=True)
@@ -147,8 +155,8 @@ def _table(df: pl.DataFrame, cols: Sequence[Col], caption: str, *, interval: str
         body.append("<tr>" + "".join(cells) + "</tr>")
     if not body:
         body.append(f'<tr><td colspan="{len(cols)}" class="empty">no rows</td></tr>')
-    return (f'<table><caption>{_esc(caption)}</caption><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')
+    return (f'<div class="table-wrap"><table><caption>{_esc(caption)}</caption><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
 def shown_ks(max_k: int) -> list[int]:
@@ -240,8 +248,8 @@ def heatmap_svg(scores: pl.DataFrame) -> str | None:
             dark = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2] < 0.5
             ax.text(j + 0.5, i + 0.5, f"{_pct(r['asr'], 0)}\n{_interval(r['asr_low'], r['asr_high'])}  n={r['n']}",
                     ha="center", va="center", fontsize=9, color="white" if dark else "black")
-    ax.set_xticks([j + 0.5 for j in range(len(attacks))], attacks)
-    ax.set_yticks([i + 0.5 for i in range(len(agents))], agents)
+    ax.set_xticks([j + 0.5 for j in range(len(attacks))], [_label(k) for k in attacks])
+    ax.set_yticks([i + 0.5 for i in range(len(agents))], [_label(a) for a in agents])
     ax.tick_params(length=0)
     ax.spines[:].set_visible(False)
     ax.set_xlabel("attack")
@@ -274,11 +282,14 @@ def scatter_svg(scores: pl.DataFrame) -> str | None:
         ax.errorbar(r["asr"], r["utility"], xerr=[[xerr[0]], [xerr[1]]], yerr=[[yerr[0]], [yerr[1]]],
                     fmt=marker[r["attack"]], color=colour[r["agent"]], ecolor=colour[r["agent"]],
                     elinewidth=0.9, capsize=2, markersize=7, alpha=0.9)
-    for r in scores.filter((pl.col("attack") == BENIGN) & pl.col("agent").is_in(list(colour))).iter_rows(named=True):
-        if r["utility"] is not None:
-            ax.axhline(r["utility"], color=colour[r["agent"]], linestyle="--", linewidth=1, alpha=0.7)
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(-0.02, 1.02)
+    benign = [r for r in scores.filter((pl.col("attack") == BENIGN) & pl.col("agent").is_in(list(colour)))
+              .iter_rows(named=True) if r["utility"] is not None]
+    for r in benign:
+        ax.axhline(r["utility"], color=colour[r["agent"]], linestyle="--", linewidth=1, alpha=0.7)
+    # Axes span the points with their intervals (and the dashed lines), not all of [0, 1]: rates that
+    # sit in 5-60 % would otherwise leave half the plot empty.
+    ax.set_xlim(*axis_range([*attacked["asr_low"], *attacked["asr_high"]]))
+    ax.set_ylim(*axis_range([*attacked["utility_low"], *attacked["utility_high"], *(r["utility"] for r in benign)]))
     ax.xaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
     ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
     ax.set_xlabel("attack success rate (lower is better)")
@@ -289,13 +300,30 @@ def scatter_svg(scores: pl.DataFrame) -> str | None:
 
     from matplotlib.patches import Patch
 
-    agents = ax.legend(handles=[Patch(color=c, label=a) for a, c in colour.items()], title="agent",
+    agents = ax.legend(handles=[Patch(color=c, label=_label(a)) for a, c in colour.items()], title="agent",
                        loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.add_artist(agents)
-    ax.legend(handles=[*(Line2D([], [], color="#555555", marker=m, linestyle="", label=k) for k, m in marker.items()),
+    ax.legend(handles=[*(Line2D([], [], color="#555555", marker=m, linestyle="", label=_label(k)) for k, m in marker.items()),
                        Line2D([], [], color="#555555", linestyle="--", label="utility without attack")],
               title="attack", loc="lower left", bbox_to_anchor=(1.01, 0.0), frameon=False)
     return _svg(fig, "scatter", "Scatter of utility under attack against attack success rate per agent")
+
+
+def axis_range(values: Sequence[float], *, min_span: float = 0.2) -> tuple[float, float]:
+    """The limits of a rate axis showing `values`: their range widened by 8 % of it on each side (at
+    least `min_span` in all), kept within [-0.02, 1.02] (a little beyond [0, 1], so that points at 0
+    or 1 are not cut)."""
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = 0.08 * (hi - lo)
+    lo, hi = lo - pad, hi + pad
+    if hi - lo < min_span:
+        mid = (lo + hi) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
+    if lo < -0.02:
+        lo, hi = -0.02, min(1.02, hi + (-0.02 - lo))
+    if hi > 1.02:
+        lo, hi = max(-0.02, lo - (hi - 1.02)), 1.02
+    return lo, hi
 
 
 def pass_at_k_svg(passk: pl.DataFrame) -> str | None:
@@ -313,7 +341,7 @@ def pass_at_k_svg(passk: pl.DataFrame) -> str | None:
         for i, agent in enumerate(sorted(sub["agent"].unique())):
             g = sub.filter(pl.col("agent") == agent).sort("k")
             ax.plot(g["k"].to_list(), g["pass_at_k"].to_list(), marker=MARKERS[i % len(MARKERS)],
-                    color=colour[agent], label=agent)
+                    color=colour[agent], label=_label(agent))
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("k (runs per task)")
         ax.set_xticks(range(1, max_k + 1))
@@ -332,7 +360,7 @@ def top_tasks_svg(tasks: pl.DataFrame) -> str | None:
     """Horizontal bars: the compromise rate of the most compromised tasks, with 95% intervals."""
     if tasks.is_empty():
         return None
-    labels = [f"{d} / {t}" for d, t in zip(tasks["dataset"], tasks["task_id"])][::-1]
+    labels = [_label(f"{d} / {t}") for d, t in zip(tasks["dataset"], tasks["task_id"])][::-1]
     asr = tasks["asr"].to_list()[::-1]
     bars = [_error_bar(a, lo, hi) for a, lo, hi in zip(asr, tasks["asr_low"].to_list()[::-1],
                                                          tasks["asr_high"].to_list()[::-1])]
@@ -358,13 +386,13 @@ def cost_svg(usage: pl.DataFrame) -> str | None:
     fig = Figure(figsize=(6.4, 0.9 + 0.28 * len(rows)))
     ax = fig.subplots()
     ax.barh(range(len(rows)), [r["cost"] or 0.0 for r in rows], color=[colour[r["agent"]] for r in rows], height=0.65)
-    ax.set_yticks(range(len(rows)), [f"{r['dataset']} · {r['agent']} · {r['attack']}" for r in rows], fontsize=8)
+    ax.set_yticks(range(len(rows)), [_label(f"{r['dataset']} · {r['agent']} · {r['attack']}") for r in rows], fontsize=8)
     ax.set_xlabel("total cost (USD)")
     _style(ax)
     ax.grid(False, axis="y")
     from matplotlib.patches import Patch
 
-    ax.legend(handles=[Patch(color=c, label=a) for a, c in colour.items()], frameon=False, loc="lower right",
+    ax.legend(handles=[Patch(color=c, label=_label(a)) for a, c in colour.items()], frameon=False, loc="lower right",
               title="agent")
     return _svg(fig, "cost", "Bar chart of total cost per configuration")
 
@@ -385,11 +413,12 @@ figure { margin: 0; flex: 1 1 520px; min-width: 0; }
 figure svg { max-width: 100%; height: auto; }
 .wide figure { flex-basis: 100%; }
 figcaption, .note { color: #555; font-size: 13px; }
-table { border-collapse: collapse; font-size: 13px; flex: 0 1 auto; }
+.table-wrap { flex: 0 1 auto; max-width: 100%; overflow-x: auto; }
+table { border-collapse: collapse; font-size: 13px; }
 caption { text-align: left; font-weight: 600; padding-bottom: 4px; }
-th, td { padding: 3px 8px; border-bottom: 1px solid #e4e4e4; text-align: left; white-space: nowrap; }
+th, td { padding: 3px 8px; border-bottom: 1px solid #e4e4e4; text-align: left; overflow-wrap: anywhere; }
 th { background: #f5f5f5; }
-td.n { text-align: right; font-variant-numeric: tabular-nums; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .ci { color: #666; }
 .empty { color: #777; font-style: italic; }
 """

@@ -251,7 +251,12 @@ class Store:
         protocol = fsspec.core.split_protocol(url)[0]
         if protocol in ("s3", "s3a"):
             options = _merge_options(S3_DEFAULTS, options)
-        fs, root = fsspec.core.url_to_fs(url, **options)
+        try:
+            fs, root = fsspec.core.url_to_fs(url, **options)
+        except (ValueError, ImportError) as exc:  # an unknown protocol ("x::y" reads as one), or its package missing
+            from .errors import InvalidArgument
+
+            raise InvalidArgument(f"cannot open the warehouse URL {url!r}: {exc}") from None
         if isinstance(fs, LocalFileSystem):
             root = os.path.abspath(root)
         return cls(fs=fs, root=root.rstrip("/") or "/", url=url)

@@ -123,22 +123,25 @@ class Warehouse:
             return self._snapshot.version, new
 
     def history(self, limit: int | None = None) -> list[CommitInfo]:
-        """The commits up to the cached version, newest first (at most `limit`).
+        """The commits up to the cached version, newest first (at most `limit`; None = all, 0 = none).
 
         Commits that vacuum folded into a checkpoint are gone: then the last entry has operation
         "folded" and stands for every version up to its own (no files or rows are counted for it;
-        its time is that version's commit time).
+        its time is that version's commit time). Raises InvalidArgument (a ValueError) for a
+        negative `limit`.
         """
         limit = arguments.optional_integer("limit", limit, minimum=0)
+        if limit == 0:
+            return []
         with self.store.errors():
             listing = self.log.listing()
             start = listing.log_start  # (below it, only leftovers of writers that were behind a fold)
             versions = [v for v in listing.commits if start is not None and start <= v <= self.version]
-            if limit:
+            if limit is not None:
                 versions = versions[-limit:]
             out = [CommitInfo.of(c) for c in reversed(self.log.read_many(versions))]
             folded_upto = min(self.version, start - 1) if start is not None else self.version
-            if folded_upto >= 0 and (not limit or len(out) < limit):
+            if folded_upto >= 0 and (limit is None or len(out) < limit):
                 out.append(CommitInfo(folded_upto, self._folded_time(listing, folded_upto), "folded", {}, 0, 0, 0, ()))
         return out
 
@@ -340,11 +343,14 @@ class Warehouse:
     def _find_execution(self, execution_id: str) -> dict[str, Any]:
         """The latest revision of the execution whose id is, starts with or ends with `execution_id`."""
         found = self._records("select * from executions where starts_with(execution_id, $id) or ends_with(execution_id, $id) "
-                              "order by execution_id <> $id limit 2", {"id": execution_id})
+                              "order by execution_id <> $id, execution_id limit 4", {"id": execution_id})
         if not found:
             raise ExecutionNotFound(f"no execution with id {execution_id!r} at version {self.version}")
         if len(found) > 1 and found[0]["execution_id"] != execution_id:
-            raise ExecutionNotFound(f"execution id part {execution_id!r} is ambiguous; give more characters")
+            ids = ", ".join(repr(f["execution_id"]) for f in found[:3])
+            raise ExecutionNotFound(f"execution id part {execution_id!r} is ambiguous: it starts or ends {ids}"
+                                    f"{', ...' if len(found) > 3 else ''}; give more of the id's first or last "
+                                    "characters (ids are time-ordered, so their ends tell executions apart)")
         return found[0]
 
     def execution(self, execution_id: str) -> dict[str, Any]:
