@@ -87,7 +87,14 @@ def test_warehouse_on_s3_answers_every_query_like_the_same_warehouse_on_disk(
     assert answers(remote) == answers(local)
     assert answers(remote)[0], "the comparison must not be vacuous"
     assert [c.operation for c in remote.history()] == ["append"] * 4 + ["create"]
-    assert remote.table_summary() == local.table_summary()
+    # Files, rows and partitions alike; sizes within a few bytes (the rows hold the time they were
+    # written, and zstd does not compress two different times to the same length every time).
+    def summary(wh: warehouse.Warehouse) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "bytes"} for r in wh.table_summary()]
+
+    assert summary(remote) == summary(local)
+    for r, l in zip(remote.table_summary(), local.table_summary()):
+        assert abs(r["bytes"] - l["bytes"]) <= 16 * r["files"], (r, l)
 
     # A second process-like handle sees the same; time travel works on S3 too.
     again = warehouse.open(s3_url, storage_options=s3_options)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import io
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -288,8 +289,9 @@ def scatter_svg(scores: pl.DataFrame) -> str | None:
         ax.axhline(r["utility"], color=colour[r["agent"]], linestyle="--", linewidth=1, alpha=0.7)
     # Axes span the points with their intervals (and the dashed lines), not all of [0, 1]: rates that
     # sit in 5-60 % would otherwise leave half the plot empty.
-    ax.set_xlim(*axis_range([*attacked["asr_low"], *attacked["asr_high"]]))
-    ax.set_ylim(*axis_range([*attacked["utility_low"], *attacked["utility_high"], *(r["utility"] for r in benign)]))
+    ax.set_xlim(*axis_range([*attacked["asr"], *attacked["asr_low"], *attacked["asr_high"]]))
+    ax.set_ylim(*axis_range([*attacked["utility"], *attacked["utility_low"], *attacked["utility_high"],
+                             *(r["utility"] for r in benign)]))
     ax.xaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
     ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
     ax.set_xlabel("attack success rate (lower is better)")
@@ -309,16 +311,21 @@ def scatter_svg(scores: pl.DataFrame) -> str | None:
     return _svg(fig, "scatter", "Scatter of utility under attack against attack success rate per agent")
 
 
-def axis_range(values: Sequence[float], *, min_span: float = 0.2) -> tuple[float, float]:
-    """The limits of a rate axis showing `values`: their range widened by 8 % of it on each side (at
-    least `min_span` in all), kept within [-0.02, 1.02] (a little beyond [0, 1], so that points at 0
-    or 1 are not cut)."""
-    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+def axis_range(values: Sequence[float | None], *, min_span: float = 0.2) -> tuple[float, float]:
+    """The limits of a rate axis showing `values` (None, an interval a mean outside [0, 1] does not
+    have, is left out): their range widened by 8 % of it on each side (at least `min_span` in all),
+    kept within [-0.02, 1.02] (a little beyond [0, 1], so that points at 0 or 1 are not cut) when
+    every value is a rate."""
+    shown = [v for v in values if v is not None and math.isfinite(v)]
+    lo, hi = (min(shown), max(shown)) if shown else (0.0, 1.0)
+    rates = 0.0 <= lo and hi <= 1.0
     pad = 0.08 * (hi - lo)
     lo, hi = lo - pad, hi + pad
     if hi - lo < min_span:
         mid = (lo + hi) / 2
         lo, hi = mid - min_span / 2, mid + min_span / 2
+    if not rates:
+        return lo, hi
     if lo < -0.02:
         lo, hi = -0.02, min(1.02, hi + (-0.02 - lo))
     if hi > 1.02:
