@@ -237,15 +237,19 @@ class _Known:
     record: list[Entry] = field(default_factory=list)
 
 
-def ledger_rows(wh: "Warehouse") -> list[tuple[str, "str | None", str]]:
-    """(kind, root, path) of every row of `wh`'s sync ledger."""
+def ledger_rows(wh: "Warehouse", kinds: Iterable[str] = (TAKEN, MIRRORED),
+                roots: Iterable[str] | None = None) -> list[tuple[str, "str | None", str]]:
+    """(kind, root, path) of the rows of `wh`'s sync ledger of `kinds` (and of `roots`, if given)."""
     part = ledger_partition()
     if not wh.snapshot.table_files("imports", part):
         return []
     cols = list(catalog().partition_columns)
-    cond = " and ".join(f"{c} = ?" for c in cols)
-    return wh.sql(f"select kind, root, source from raw_imports where {cond} and kind in (?, ?)",
-                  [*(part[c] for c in cols), TAKEN, MIRRORED]).fetchall()
+    cond = " and ".join(f"{c} = ?" for c in cols) + " and kind in (select unnest(?::varchar[]))"
+    params: list[Any] = [*(part[c] for c in cols), list(kinds)]
+    if roots is not None:
+        cond += " and root in (select unnest(?::varchar[]))"
+        params.append(list(roots))
+    return wh.sql(f"select kind, root, source from raw_imports where {cond}", params).fetchall()
 
 
 def _known(src: "Warehouse", dst: "Warehouse", snap: Snapshot, dst_log: "_DstLog",
@@ -260,12 +264,10 @@ def _known(src: "Warehouse", dst: "Warehouse", snap: Snapshot, dst_log: "_DstLog
             known.mirrored.add(path)
     if not rows and dst.version > 0:
         _from_log(src, dst, snap, dst_log, known)
-    # Files SRC took in from DST (two warehouses synced both ways): DST had them, and may have
-    # rewritten them since.
-    here = {location(dst), dst.url}
-    for kind, root, path in src_rows:
-        if kind == TAKEN and root in here:
-            known.taken.setdefault(path, location(dst))
+    # Files SRC took in from DST (`src_rows`: two warehouses synced both ways): DST had them, and may
+    # have rewritten them since.
+    for _, _, path in src_rows:
+        known.taken.setdefault(path, location(dst))
     return known
 
 
@@ -371,15 +373,19 @@ def _resolve(src: "Warehouse", dst: "Warehouse", snap: Snapshot, commits: list[C
     extra = _Batch()
     have = dst.snapshot.files
     removed_at = {r.path: c for c in src_commits for r in c.remove}
-    src_roots = {location(src), src.url}
+    src_roots, dst_roots = {location(src), src.url}, {location(dst), dst.url}
+
+    def mirrored_by_src(p: str) -> bool:  # SRC's removal of `p` mirrored DST's own (synced both ways)
+        c = removed_at.get(p)
+        return c is not None and c.operation == "sync" and c.info.get("source") in dst_roots
+
     gone = sorted(p for p, root in known.taken.items()
-                  if p not in have and p not in snap.files and p not in known.mirrored
+                  if p not in have and p not in snap.files and p not in known.mirrored and not mirrored_by_src(p)
                   and (p in removed_at or root in src_roots or root == location(dst)))
     if not gone:
         return extra, None
     to_copy = {a.path: c.version for c in commits for a in c.add
                if a.path in snap.files and a.path not in have and a.path not in known.taken and not is_ledger_file(a)}
-    folded_adds = {p: v for p, v in to_copy.items() if v not in {c.version for c in src_commits}}
     groups: dict[str, list[str]] = defaultdict(list)
     for p in gone:
         groups[_dir(p)].append(p)
@@ -469,8 +475,8 @@ def _resolve(src: "Warehouse", dst: "Warehouse", snap: Snapshot, commits: list[C
                     touching.append(to_copy[a.path])
                 elif a.path not in snap.files:
                     stack.append(a.path)
-        if unknown:  # removed in a folded commit: any file of that partition it added may replace them
-            for p, v in folded_adds.items():
+        if unknown:  # removed in a folded commit: any file of that partition may descend from them
+            for p, v in to_copy.items():
                 if _dir(p) == d:
                     replacements.add(p)
                     touching.append(v)
@@ -585,7 +591,7 @@ def _plan_all(src: "Warehouse", dst: "Warehouse", batch_files: int, batch_bytes:
         snap = src.snapshot
         src_commits = src.log.commits(snap.version)
         folded = _folded_commits(snap, src_commits)
-        src_rows = ledger_rows(src)
+        src_rows = ledger_rows(src, (TAKEN,), roots=sorted({location(dst), dst.url}))
     dst_log = _DstLog(dst)
     with dst.store.errors():
         dst.refresh()
