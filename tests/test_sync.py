@@ -544,3 +544,24 @@ def test_src_compaction_folded_by_vacuum_after_dst_compacted_is_mirrored_exactly
     assert_up_to_date(src, dst)
     # (DST's own ledger files are never taken for files SRC removed in the folded commits)
     assert taken < set(dst.sql("select source from imports where kind = 'sync'").fetchall())
+
+
+def test_an_execution_id_added_in_both_warehouses_counts_once_after_syncing_either_way(tmp_path: Path) -> None:
+    a = warehouse.open(str(tmp_path / "a"), create=True)
+    b = warehouse.open(str(tmp_path / "b"), create=True)
+    write_runs(a, n=2, flushes=1)
+    for wh, score in ((b, 0.0), (a, 1.0)):  # a job with a fixed id run once on each side
+        with wh.writer(dataset=DATASET, agent=AGENT, flush_interval=None) as w:
+            w.add_execution(execution_id="job42-task7", task_id="task7", benign_score=score,
+                            messages=[{"role": "user", "content": f"score {score}"}])
+    a.sync_to(b)  # A's add lands in B after B's own: it replaces it there, as any later add does
+    assert b.sql("select benign_score from executions where execution_id = 'job42-task7'").fetchall() == [(1.0,)]
+    assert b.execution("job42-task7")["messages"] == [{"role": "user", "content": "score 1.0"}]
+    b.sync_to(a)  # B's add comes with the row that replaced it: it replaces nothing in A
+    for wh in (a, b):
+        wh.refresh()
+        assert set(execution_ids(wh).values()) == {1}
+        assert wh.sql("select benign_score from executions where execution_id = 'job42-task7'").fetchall() == [(1.0,)]
+    assert answers(a) == answers(b)
+    assert_up_to_date(a, b)
+    assert_up_to_date(b, a)

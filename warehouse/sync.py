@@ -53,7 +53,7 @@ import os
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -335,32 +335,15 @@ class _DstLog:
 
 def _removed_while_folded(src: "Warehouse", dst: "Warehouse", snap: "Snapshot", src_commits: list[Commit],
                           known: _Known) -> list[RemovedFile]:
-    """The DST files that SRC removed in commits it has folded since: files DST got from SRC (its
-    ledger says so, or a `sync` commit from SRC's URL added them) that SRC's snapshot no longer
-    has. The commits SRC still has say for themselves which files they removed."""
+    """The DST files that SRC removed in commits it has folded since: files DST took in from SRC
+    (its ledger says so, or its log did: see `_from_log`) that SRC's snapshot no longer has. The
+    commits SRC still has say for themselves which files they removed. (A file a `sync` commit
+    added is not necessarily SRC's: its ledger rows and `superseded` rows are DST's own.)"""
     removed_later = {r.path for c in src_commits for r in c.remove}
     roots = {location(src), src.url}
     have = dst.snapshot
-    out: list[RemovedFile] = []
-    by_version: dict[int, list[str]] = {}
-    for f in have.files.values():
-        p = f.path
-        if p in snap.files or p in removed_later or is_ledger_file(f):  # (DST's ledger is its own)
-            continue
-        if p in known.taken:
-            if known.taken[p] in roots:
-                out.append(RemovedFile(have.files[p].table, p))
-            continue
-        v = have.added_in(p)
-        if v is not None and v >= 0:
-            by_version.setdefault(v, []).append(p)
-    if by_version:
-        ops = dst.log.operations(by_version)
-        for v, paths in sorted(by_version.items()):
-            op, info = ops.get(v, ("", {}))
-            if op == "sync" and info.get("source") in roots:
-                out += [RemovedFile(have.files[p].table, p) for p in sorted(paths)]
-    return sorted(out, key=lambda r: r.path)
+    return [RemovedFile(have.files[p].table, p) for p in sorted(have.files)
+            if p not in snap.files and p not in removed_later and known.taken.get(p, "") in roots]
 
 
 # -- files both sides rewrote ----------------------------------------------------------------------
@@ -664,7 +647,7 @@ def sync(src: "Warehouse", dst: "Warehouse", *, dry_run: bool = False, workers: 
                 reused += copier.copy(b.add, present)
                 for stale in range(STALE_ATTEMPTS):
                     try:
-                        commit = _commit_batch(src, dst, b, writer, copier.staged)
+                        commit = _commit_batch(src, dst, b, writer, copier.staged, snap.files)
                         break
                     except StaleDataFile:  # copied too long ago (a stalled process, a slow batch): again
                         if stale == STALE_ATTEMPTS - 1:
@@ -704,11 +687,42 @@ def _ledger_file(src: "Warehouse", dst: "Warehouse", b: _Batch) -> DataFile | No
         return write_data_file(dst, "imports", dict(part), table)
 
 
+def _batch_keys(dst: "Warehouse", b: _Batch, src_files: Container[str]) -> tuple[list[tuple[Any, pa.Table]], set]:
+    """Execution ids are keys: (partition, execution_id and write_id) of the adds the batch's
+    executions files hold (DST's copies, read once copied), and the adds not to replace (the batch's
+    own, and those its `superseded` files replace already); none when every executions file of DST
+    is SRC's (then SRC's own `superseded` rows, which the batch carries, say it all)."""
+    from .keys import SUPERSEDED
+
+    execs = [f for f in b.add if f.table == "executions"]
+    adding = {f.path for f in b.add}
+    if not execs or all(f.path in src_files or f.path in adding for f in dst.snapshot.table_files("executions")):
+        return [], set()
+    with dst.store.errors():
+        hidden: set[tuple[str, int | None]] = set()
+        for f in b.add:
+            if f.table == SUPERSEDED:
+                t = dst._keys.keys(dst.store, f)
+                hidden |= set(zip(t.column("execution_id").to_pylist(), t.column("write_id").to_pylist()))
+        out, ours = [], set()
+        for f in execs:
+            t = dst._keys.keys(dst.store, f)
+            pairs = list(zip(t.column("execution_id").to_pylist(), t.column("write_id").to_pylist()))
+            ours.update(pairs)
+            live = pa.array([p not in hidden for p in pairs], pa.bool_())
+            out.append((f.partition, t.filter(live)))  # (an add SRC replaced in this batch replaces nothing)
+    return out, hidden | ours
+
+
 def _commit_batch(src: "Warehouse", dst: "Warehouse", b: _Batch, writer: dict,
-                  staged: dict[str, Staged]) -> Commit | None:
-    """Commit one batch in DST, with its ledger rows; drops what DST gained meanwhile (a concurrent
-    sync) and retries when other commits land first. None if nothing was left to commit. Raises
-    _Replan if a file to remove left DST's snapshot meanwhile (DST rewrote it: plan again)."""
+                  staged: dict[str, Staged], src_files: Container[str] = frozenset()) -> Commit | None:
+    """Commit one batch in DST, with its ledger rows and, if DST holds other adds of its execution
+    ids (its own, an import's), the `superseded` rows that replace those; drops what DST gained
+    meanwhile (a concurrent sync) and retries when other commits land first. None if nothing was
+    left to commit. Raises _Replan if a file to remove left DST's snapshot meanwhile (DST rewrote
+    it: plan again)."""
+    from . import keys
+    from .writer import write_data_file
     digest = hashlib.sha256("\n".join([src.url, *sorted(f.path for f in b.add), *sorted(r.path for r in b.remove),
                                        *sorted(e[2] for e in b.record)]).encode()).hexdigest()[:32]
     token = f"sync:{digest}"
@@ -726,12 +740,18 @@ def _commit_batch(src: "Warehouse", dst: "Warehouse", b: _Batch, writer: dict,
                 return None
             if ledger is None:
                 ledger = _ledger_file(src, dst, b)
+            keyed, already = _batch_keys(dst, b, src_files)
+            args: dict[str, Any] = dict(operation="sync", writer=writer, token=token, remove=b.remove,
+                                        token_since=since, info={"source": src.url, "source_versions":
+                                                                 [b.versions[0], b.versions[-1]]})
             try:
                 with dst.store.errors():
-                    commit = dst._commit(operation="sync", writer=writer, token=token,
-                                         add=[*add, *([ledger] if ledger else [])], remove=b.remove,
-                                         token_since=since, info={"source": src.url, "source_versions":
-                                                                  [b.versions[0], b.versions[-1]]})
+                    if keyed:
+                        commit = keys.commit(dst, keys=keyed, already=already, add=[*add, *([ledger] if ledger else [])],
+                                             write=lambda t, part, rows: write_data_file(dst, t, dict(part), rows),
+                                             **args)
+                    else:
+                        commit = dst._commit(add=[*add, *([ledger] if ledger else [])], **args)
             except StaleDataFile:
                 raise
             except CommitConflict:
