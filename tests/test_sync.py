@@ -565,3 +565,17 @@ def test_an_execution_id_added_in_both_warehouses_counts_once_after_syncing_eith
     assert answers(a) == answers(b)
     assert_up_to_date(a, b)
     assert_up_to_date(b, a)
+
+
+def test_a_dst_synced_before_the_ledger_mirrors_a_compaction_src_has_folded(tmp_path: Path) -> None:
+    src = warehouse.open(str(tmp_path / "src"), create=True)
+    write_runs(src, n=4, flushes=2)
+    dst = warehouse.open(str(tmp_path / "dst"), create=True)
+    sync_as_before_the_ledger(src, dst)
+    src.compact()
+    src.checkpoint()
+    src.vacuum(retain=timedelta(0))  # which files the compaction removed is now only in DST's log
+    result = src.sync_to(dst)
+    assert result.removed > 0 and result.replaced == 0
+    assert_same(dst, src)
+    assert_up_to_date(src, dst)

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import os
 import threading
 import time
@@ -60,6 +61,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .config import RunConfig
 from . import manifest as manifest_module
@@ -239,17 +242,27 @@ class _Known:
 
 def ledger_rows(wh: "Warehouse", kinds: Iterable[str] = (TAKEN, MIRRORED),
                 roots: Iterable[str] | None = None) -> list[tuple[str, "str | None", str]]:
-    """(kind, root, path) of the rows of `wh`'s sync ledger of `kinds` (and of `roots`, if given)."""
-    part = ledger_partition()
-    if not wh.snapshot.table_files("imports", part):
+    """(kind, root, path) of the rows of `wh`'s sync ledger of `kinds` (and of `roots`, if given).
+    Reads the ledger's files only (at once on a remote store), not a view over every file: DuckDB's
+    views over 3,000 files cost a repeated sync 0.3 s to define."""
+    files = wh.snapshot.table_files("imports", ledger_partition())
+    if not files:
         return []
-    cols = list(catalog().partition_columns)
-    cond = " and ".join(f"{c} = ?" for c in cols) + " and kind in (select unnest(?::varchar[]))"
-    params: list[Any] = [*(part[c] for c in cols), list(kinds)]
+    cols = ["kind", "root", "source"]
+    if wh.store.is_local:
+        tables = [pq.read_table(wh.store.full(f.path), columns=cols) for f in files]
+    else:
+        blobs = wh.store.read_many([f.path for f in files])
+        missing = [p for p, data in blobs.items() if data is None]
+        if missing:
+            raise FileNotFoundError(f"{wh.url}: {missing[0]} of its sync ledger is missing; run `warehouse doctor`")
+        tables = [pq.read_table(io.BytesIO(blobs[f.path]), columns=cols) for f in files]  # type: ignore[arg-type]
+    t = pa.concat_tables(tables)
+    keep = pc.is_in(t.column("kind"), value_set=pa.array(list(kinds), pa.string()))
     if roots is not None:
-        cond += " and root in (select unnest(?::varchar[]))"
-        params.append(list(roots))
-    return wh.sql(f"select kind, root, source from raw_imports where {cond}", params).fetchall()
+        keep = pc.and_(keep, pc.is_in(t.column("root"), value_set=pa.array(list(roots), pa.string())))
+    t = t.filter(pc.fill_null(keep, False))
+    return list(zip(*(t.column(c).to_pylist() for c in cols)))
 
 
 def _known(src: "Warehouse", dst: "Warehouse", snap: Snapshot, dst_log: "_DstLog",
