@@ -579,3 +579,23 @@ def test_a_dst_synced_before_the_ledger_mirrors_a_compaction_src_has_folded(tmp_
     assert result.removed > 0 and result.replaced == 0
     assert_same(dst, src)
     assert_up_to_date(src, dst)
+
+
+def test_a_synced_file_doctor_removed_as_damaged_in_dst_is_copied_again(tmp_path: Path) -> None:
+    src = warehouse.open(str(tmp_path / "src"), create=True)
+    write_runs(src, n=4, flushes=2)
+    dst = warehouse.open(str(tmp_path / "dst"), create=True)
+    src.sync_to(dst)
+    damaged = dst.files("executions")[0]
+    data = bytearray(Path(dst.store.full(damaged.path)).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    Path(dst.store.full(damaged.path)).write_bytes(bytes(data[:-1]))  # torn: its rows cannot be trusted
+    assert dst.doctor(repair=True).repair_version is not None
+    assert damaged.path not in dst.snapshot.files
+    # Not DST's decision (as a compaction or an expire in DST would be): SRC's copy comes back.
+    result = src.sync_to(dst)
+    assert result.files == 1 and Path(dst.store.full(damaged.path)).read_bytes() == \
+        Path(src.store.full(damaged.path)).read_bytes()
+    assert_same(dst, src)
+    assert_up_to_date(src, dst)
+    assert not dst.doctor().problems

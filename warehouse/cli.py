@@ -393,6 +393,8 @@ def sync_cmd(src: Annotated[str, typer.Argument(help="Source warehouse: a path o
         console.print(f"synced {result.files} files ({_size(result.bytes)}"
                       + (f", {result.reused} already copied by an interrupted run" if result.reused else "") + ")"
                       + (f", removed {result.removed}" if result.removed else "")
+                      + (f" ({result.replaced} of them {dst}'s own rewrites of files {src} rewrote too)"
+                         if result.replaced else "")
                       + f" from {src} (version {result.src_version}) to {dst} in {len(result.commits)} commit(s), "
                       f"now at version {result.dst_version}; {result.seconds:.1f} s", highlight=False)
 

@@ -159,6 +159,7 @@ class _Batch:
     remove: list[RemovedFile] = field(default_factory=list)
     record: list[Entry] = field(default_factory=list)  # ledger rows besides those of `add` and `remove`
     replaced: int = 0  # files of `remove` that are DST's own rewrites
+    again: set[str] = field(default_factory=set)  # files of `add` DST had before: copied anew, never reused
 
     @property
     def bytes(self) -> int:
@@ -169,6 +170,7 @@ class _Batch:
         self.remove += [r for r in other.remove if r.path not in {x.path for x in self.remove}]
         self.record += other.record
         self.replaced += other.replaced
+        self.again |= other.again
 
 
 def plan(src_commits: list[Commit], src_files: set[str], dst_files: set[str],
@@ -337,6 +339,21 @@ class _DstLog:
             self._commits = self.dst.log.commits(self.dst.version) if self.dst.version >= 0 else []
         return self._commits
 
+    def since_sync(self, roots: Container[str], chunk: int = 64) -> list[Commit]:
+        """DST's commits after its newest `sync` commit from SRC (`roots`), oldest first: read newest
+        first, a chunk at a time (every commit the log still has, if there is none)."""
+        if self._commits is not None:
+            done = [i for i, c in enumerate(self._commits) if c.operation == "sync" and c.info.get("source") in roots]
+            return self._commits[done[-1] + 1:] if done else list(self._commits)
+        versions = [v for v in self.dst.log.listing().retained if v <= self.dst.version]
+        out: list[Commit] = []
+        for end in range(len(versions), 0, -chunk):
+            for c in reversed(self.dst.log.read_many(versions[max(0, end - chunk):end])):
+                if c.operation == "sync" and c.info.get("source") in roots:
+                    return out[::-1]
+                out.append(c)
+        return out[::-1]
+
     @functools.cached_property
     def removed_by(self) -> dict[str, Commit]:
         return {r.path: c for c in self.commits for r in c.remove}
@@ -344,6 +361,17 @@ class _DstLog:
     @functools.cached_property
     def added_by(self) -> dict[str, Commit]:
         return {a.path: c for c in self.commits for a in c.add}
+
+
+def _repaired(src: "Warehouse", dst: "Warehouse", snap: Snapshot, known: _Known, dst_log: _DstLog) -> list[DataFile]:
+    """Files DST took in that its doctor removed since DST's last sync from SRC (a `repair` commit:
+    damaged or missing, not DST's decision) and that SRC still has: they are copied again."""
+    have = dst.snapshot.files
+    candidates = {p for p in known.taken if p in snap.files and p not in have}
+    if not candidates:
+        return []
+    lost = {r.path for c in dst_log.since_sync({location(src), src.url}) if c.operation == "repair" for r in c.remove}
+    return [snap.files[p] for p in sorted(candidates & lost)]
 
 
 def _removed_while_folded(src: "Warehouse", dst: "Warehouse", snap: "Snapshot", src_commits: list[Commit],
@@ -394,9 +422,9 @@ def _resolve(src: "Warehouse", dst: "Warehouse", snap: Snapshot, commits: list[C
         at_dst = f"version {k.version}, {k.operation}" if k else "in a commit its vacuum has folded"
         return SyncDiverged(
             f"cannot sync {src.url} into {dst.url}: {src.url} removed {p} ({at_src}), which {dst.url} had taken in "
-            f"and already rewritten or deleted itself ({at_dst}), and {detail}. Nothing was committed. Compact, "
-            f"expire and delete in the source only (sync carries that to its replicas), or sync into a new, empty "
-            f"warehouse instead of {dst.url}")
+            f"and already rewritten or deleted itself ({at_dst}), and {detail}. Compact, expire and delete in the "
+            f"source only (sync carries that to its replicas), or sync into a new, empty warehouse instead of "
+            f"{dst.url}.")
 
     for d, paths in sorted(groups.items()):
         gone_here = set(paths)
@@ -420,7 +448,7 @@ def _resolve(src: "Warehouse", dst: "Warehouse", snap: Snapshot, commits: list[C
                 if k is None:
                     raise diverged(p, f"{dst.url}'s log no longer says which of its files hold the rows of {q} "
                                       "(vacuum folded the commit that removed it)")
-                if k.operation == "sync":
+                if k.operation in ("sync", "repair"):  # (doctor removed a damaged copy: SRC's rows come back)
                     continue
                 if k.operation not in LOSSLESS and lossy is None:
                     lossy = k
@@ -483,6 +511,7 @@ def _resolve(src: "Warehouse", dst: "Warehouse", snap: Snapshot, commits: list[C
         extra.remove += [RemovedFile(have[h].table, h) for h in sorted(holders)]
         extra.replaced += len(holders)
         extra.add += [snap.files[p] for p in sorted(recopy)]
+        extra.again |= recopy
         extra.record += [(MIRRORED, location(src), p, 0, 0) for p in sorted(gone_here)]
     return extra, (min(touching), max(touching)) if touching else None
 
@@ -597,9 +626,14 @@ def _plan_all(src: "Warehouse", dst: "Warehouse", batch_files: int, batch_bytes:
             folded[-1] = replace(folded[-1], remove=tuple(gone))
         commits = folded + src_commits
         extra, together = _resolve(src, dst, snap, commits, src_commits, known, dst_log)
+        restore = _repaired(src, dst, snap, known, dst_log)
     batches = plan(commits, set(snap.files), set(dst.snapshot.files), batch_files, batch_bytes,
                    taken=known.taken, together=together)
     _place(batches, extra, together, snap.version)
+    if restore:  # with the first commit too: the next sync looks for repairs after it only
+        if not batches:
+            batches.append(_Batch(versions=[snap.version]))
+        batches[0].merge(_Batch(add=restore, again={f.path for f in restore}))
     if known.record:  # with the first commit: once the ledger has rows, DST's log is not read again
         if not batches:
             batches.append(_Batch(versions=[snap.version]))
@@ -639,7 +673,12 @@ def sync(src: "Warehouse", dst: "Warehouse", *, dry_run: bool = False, workers: 
     reused = configs = 0
     last: _Replan | None = None
     for attempt in range(REPLANS):
-        snap, batches = _plan_all(src, dst, batch_files, batch_bytes)
+        try:
+            snap, batches = _plan_all(src, dst, batch_files, batch_bytes)
+        except SyncDiverged as exc:
+            done = (f"This sync committed versions {commits[0]}..{commits[-1]} before {dst.url} changed, nothing since"
+                    if commits else "Nothing was committed")
+            raise SyncDiverged(f"{exc} {done}.") from None
         result = _tally(SyncResult(src.url, dst.url, snap.version, dst.version, dry_run=dry_run), committed + batches)
         if dry_run:
             result.configs = _copy_configs(src, dst, dry_run=True)
@@ -653,6 +692,9 @@ def sync(src: "Warehouse", dst: "Warehouse", *, dry_run: bool = False, workers: 
         with dst.store.errors():
             for t in tables:  # data files a killed run already copied (one listing per table)
                 present.update(dst.store.list_file_info(t))
+        for b in batches:  # (DST's own old copy may be the damaged one doctor removed)
+            for p in b.again:
+                present.pop(p, None)
         writer = writer_info(f"sync-{os.getpid()}-{time.time_ns():x}")
         copier = _Copier(src, dst, workers, result.files, result.bytes, progress)
         try:
