@@ -599,3 +599,21 @@ def test_a_synced_file_doctor_removed_as_damaged_in_dst_is_copied_again(tmp_path
     assert_same(dst, src)
     assert_up_to_date(src, dst)
     assert not dst.doctor().problems
+
+
+def test_a_replaced_add_copied_again_after_doctor_replaces_nothing(tmp_path: Path) -> None:
+    src = warehouse.open(str(tmp_path / "src"), create=True)
+    for score in (0.0, 1.0):  # the second add of job-1 replaces the first
+        with src.writer(dataset=DATASET, agent=AGENT, flush_interval=None) as w:
+            w.add_execution(execution_id="job-1", task_id="t", benign_score=score)
+    dst = warehouse.open(str(tmp_path / "dst"), create=True)
+    own_runs(dst, "dst-own", flushes=1)  # (so that DST holds executions of its own: ids are checked)
+    src.sync_to(dst)
+    [first] = [f for f in dst.files("executions")
+               if pq.read_table(dst.store.full(f.path), columns=["benign_score"]).column(0).to_pylist() == [0.0]]
+    Path(dst.store.full(first.path)).write_bytes(b"damaged")
+    dst.doctor(repair=True)
+    src.sync_to(dst)  # the first add's file comes back, and stays replaced
+    assert first.path in dst.snapshot.files
+    assert dst.sql("select benign_score from executions where execution_id = 'job-1'").fetchall() == [(1.0,)]
+    assert_up_to_date(src, dst)

@@ -743,29 +743,34 @@ def _ledger_file(src: "Warehouse", dst: "Warehouse", b: _Batch) -> DataFile | No
 
 
 def _batch_keys(dst: "Warehouse", b: _Batch, src_files: Container[str]) -> tuple[list[tuple[Any, pa.Table]], set]:
-    """Execution ids are keys: (partition, execution_id and write_id) of the adds the batch's
+    """Execution ids are keys: (partition, execution_id and write_id) of the live adds the batch's
     executions files hold (DST's copies, read once copied), and the adds not to replace (the batch's
-    own, and those its `superseded` files replace already); none when every executions file of DST
-    is SRC's (then SRC's own `superseded` rows, which the batch carries, say it all)."""
-    from .keys import SUPERSEDED
+    own, and those already replaced by `superseded` rows, the batch's or DST's: a file copied again
+    may hold an add SRC replaced long ago); none when every executions file of DST is SRC's (then
+    SRC's own `superseded` rows, which syncs carry, say it all)."""
+    from .keys import SUPERSEDED, _may_hold
 
     execs = [f for f in b.add if f.table == "executions"]
     adding = {f.path for f in b.add}
     if not execs or all(f.path in src_files or f.path in adding for f in dst.snapshot.table_files("executions")):
         return [], set()
+
+    def pairs(f: DataFile) -> list[tuple[str, int | None]]:
+        t = dst._keys.keys(dst.store, f)
+        return list(zip(t.column("execution_id").to_pylist(), t.column("write_id").to_pylist()))
+
     with dst.store.errors():
+        found = [(f, pairs(f)) for f in execs]
+        ids = sorted({e for _, ps in found for e, _ in ps})
         hidden: set[tuple[str, int | None]] = set()
-        for f in b.add:
-            if f.table == SUPERSEDED:
-                t = dst._keys.keys(dst.store, f)
-                hidden |= set(zip(t.column("execution_id").to_pylist(), t.column("write_id").to_pylist()))
-        out, ours = [], set()
-        for f in execs:
-            t = dst._keys.keys(dst.store, f)
-            pairs = list(zip(t.column("execution_id").to_pylist(), t.column("write_id").to_pylist()))
-            ours.update(pairs)
-            live = pa.array([p not in hidden for p in pairs], pa.bool_())
-            out.append((f.partition, t.filter(live)))  # (an add SRC replaced in this batch replaces nothing)
+        for f in [*(a for a in b.add if a.table == SUPERSEDED), *dst.snapshot.table_files(SUPERSEDED)]:
+            if _may_hold(f, ids):
+                hidden.update(pairs(f))
+    out, ours = [], set()
+    for f, ps in found:
+        ours.update(ps)
+        live = pa.array([p not in hidden for p in ps], pa.bool_())
+        out.append((f.partition, dst._keys.keys(dst.store, f).filter(live)))  # (a replaced add replaces nothing)
     return out, hidden | ours
 
 
