@@ -17,7 +17,9 @@ took in and then rewrote or deleted itself:
 
 - a file DST took in is never copied again, whether DST still has it or compacted, expired or
   deleted it since (its own rewrite stands); nor is a file that SRC's ledger says it took in from
-  DST (two warehouses synced both ways);
+  DST (two warehouses synced both ways). Except a file that DST's doctor removed as damaged or
+  missing (a `repair` commit since DST's last sync from SRC): that is no decision of DST's, and
+  SRC's copy comes back;
 - when SRC removed files that DST had already rewritten or deleted itself (both sides compacted),
   the DST files holding their rows are found through DST's log (its `compact` and `delete`
   commits still in the log): if every one of them holds rows of those files only (or of files SRC
@@ -27,10 +29,15 @@ took in and then rewrote or deleted itself:
   rewrite would bring back, mixed them with rows of its own, or its log no longer says where they
   went. Rewrite only the source (let sync carry its rewrites to replicas), or sync into a new DST.
 
+Execution ids are keys across warehouses too (see `warehouse.keys`): an add a sync brings into DST
+replaces DST's other adds of its id (its own writes, an import's), as any later add does, unless it
+was itself replaced already (SRC's `superseded` rows travel with the files). This costs a read of
+the key columns of the copied executions files only when DST holds executions files SRC does not.
+
 A DST synced before the ledger existed: what its log still says (files added and removed by its
 `sync` commits, and files of its snapshot that a `sync` commit added or that SRC also has) is
-recorded in the ledger by the next sync; a rewrite in DST whose sync commits vacuum had already
-folded cannot be told from DST's own data then.
+recorded in the ledger by the next sync. A file an old sync added that DST then rewrote away, both
+in commits vacuum has folded since, is known to no one: that one would be copied again.
 
 Nothing is visible in DST before its commit, so a sync killed at any point leaves no partial state
 behind: the next run finds the committed batches in DST's snapshot and skips them, reuses data files
@@ -85,17 +92,21 @@ CONFIGS_DIR = "configs"
 #: Kinds of the ledger's rows in `imports`: a data file DST took in, one it removed because SRC had.
 TAKEN = "sync"
 MIRRORED = "sync-removed"
-#: DST operations that rewrite data files keeping every row (compact), or dropping some (delete:
-#: expire, a session's delete; repair: damaged files doctor removed).
+#: DST operations that rewrite data files: keeping every row (compact), or dropping some (delete:
+#: an expire, a session's delete). A `repair` (doctor removing damaged files) is no decision of DST's.
 LOSSLESS = frozenset({"compact"})
 REWRITES = frozenset({"compact", "delete"})
 
 
 @functools.cache
+def _ledger_partition() -> tuple[tuple[str, str], ...]:
+    return tuple(RunConfig.of({"type": "imports"}, {"type": TAKEN}).partition.items())
+
+
 def ledger_partition() -> dict[str, str]:
     """The partition of the `imports` table that holds a warehouse's sync ledger (as importers
     keep theirs: dataset `imports`, agent the kind)."""
-    return RunConfig.of({"type": "imports"}, {"type": TAKEN}).partition
+    return dict(_ledger_partition())
 
 
 def is_ledger_file(f: DataFile) -> bool:
@@ -166,8 +177,9 @@ class _Batch:
         return sum(f.bytes for f in self.add)
 
     def merge(self, other: "_Batch") -> None:
-        self.add += [f for f in other.add if f.path not in {a.path for a in self.add}]
-        self.remove += [r for r in other.remove if r.path not in {x.path for x in self.remove}]
+        adding, removing = {a.path for a in self.add}, {r.path for r in self.remove}
+        self.add += [f for f in other.add if f.path not in adding]
+        self.remove += [r for r in other.remove if r.path not in removing]
         self.record += other.record
         self.replaced += other.replaced
         self.again |= other.again
