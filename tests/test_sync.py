@@ -1,5 +1,7 @@
 """`warehouse sync SRC DST` / `Warehouse.sync_to`: local <-> S3 and S3 -> S3 against the real S3-API
-server of `s3_server.py`; incremental, idempotent, resumable after `kill -9`, with writers on both sides."""
+server of `s3_server.py`; incremental, idempotent, resumable after `kill -9`, with writers on both sides;
+and rewrites (compaction, expire, delete, doctor's repair) on either side or both: never a row twice,
+never a deleted row back, and SyncDiverged where that cannot be done exactly."""
 
 from __future__ import annotations
 
