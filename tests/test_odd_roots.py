@@ -233,7 +233,10 @@ def test_sync_from_a_pattern_like_s3_prefix_copies_each_file_to_its_own_name(s3_
     src.sync_to(f"{s3_url}/copy", storage_options=s3_options)
     dst = warehouse.open(f"{s3_url}/copy", storage_options=s3_options)
     for t in catalog().tables:
-        assert dst.scan(t).select(pl.len()).collect().item() == sum(f.rows for f in src.files(t)), t
+        lf = dst.scan(t)
+        if t == "imports":  # (besides DST's own sync ledger: a row per file it took in)
+            lf = lf.filter(~pl.col("kind").is_in(["sync", "sync-removed"]))
+        assert lf.select(pl.len()).collect().item() == sum(f.rows for f in src.files(t)), t
     assert [r[1:] for r in dst.scores(by="agent").fetchall()] == [r[1:] for r in src.scores(by="agent").fetchall()]
     data = {p for p in dst.store.list_files(".") if not p.startswith("_")}
     assert data == {f.path for f in dst.snapshot.files.values()} | {p for p in data if p.startswith("configs/")}

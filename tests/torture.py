@@ -296,6 +296,9 @@ def _check(root: str, dst: str, options: dict[str, Any] | None, workers: list[Wo
         extra = {r[0] for r in replica.sql("select execution_id from executions").fetchall()} - set(ids)
         if extra:
             s.doctor_problems.append(f"the sync target holds {len(extra)} executions the source does not")
+        twice = replica.sql("select count(*) - count(distinct execution_id) from executions").fetchall()[0][0]
+        if twice:
+            s.doctor_problems.append(f"the sync target counts {twice} executions more than once")
     except warehouse.WarehouseNotFound:
         pass  # no sync finished its first commit
 

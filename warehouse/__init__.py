@@ -13,7 +13,7 @@ from .errors import (CheckpointNotFound, CommitConflict, CorruptCheckpoint, WalE
                      CorruptDataFile, ExecutionNotFound, ExportFailed, ImportFailed, InvalidArgument, InvalidArgumentType, InvalidCondition, InvalidPartitionValue, InvalidRecord, NotAWarehouse, PermissionDenied,
                      ReadOnlyWarehouse, RunNotFound, SchemaMismatch, SessionNotFound, StorageError, UnsupportedFormatVersion, VersionNotFound, WarehouseError,
                      WarehouseNotFound)
-from .errors import OrphanWindowTooShort, StaleDataFile
+from .errors import OrphanWindowTooShort, StaleDataFile, SyncDiverged
 from .warehouse import CommitInfo, Warehouse, open
 from .writer import Writer
 
@@ -27,4 +27,4 @@ __all__ = [
     "PermissionDenied", "SessionNotFound", "RunNotFound", "CheckpointNotFound", "CorruptCheckpoint",
     "WalError", "WalLocked", "ImportFailed", "ExportFailed", "InvalidCondition", "InvalidArgument", "InvalidArgumentType", "CorruptDataFile",
 ]
-__all__ += ["OrphanWindowTooShort", "StaleDataFile"]
+__all__ += ["OrphanWindowTooShort", "StaleDataFile", "SyncDiverged"]

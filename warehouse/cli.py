@@ -540,15 +540,17 @@ def sync_cmd(src: Annotated[str, typer.Argument(help="Source warehouse: a path o
         emit(["table", "files", "rows", "bytes"], rows, fmt,
              title=("would copy" if dry_run else "copied") + f" from {src} (version {result.src_version})")
     if result.up_to_date:
-        console.print(line(dst, f" is up to date with ", src, f" (version {result.src_version}): nothing to copy"))
+        console.print(line(dst, " is up to date with ", src, f" (version {result.src_version}): nothing to copy"))
     elif dry_run:
         console.print(line(f"dry run: {result.files} files ({_size(result.bytes)}) would be copied"
                            + (f", {result.removed} removed" if result.removed else "") + "; nothing was written to ", dst))
     else:
         console.print(line(f"synced {result.files} files ({_size(result.bytes)}"
                            + (f", {result.reused} already copied by an interrupted run" if result.reused else "") + ")"
-                           + (f", removed {result.removed}" if result.removed else "") + " from ", src,
-                           f" (version {result.src_version}) to ", dst, f" in {len(result.commits)} commit(s), "
+                           + (f", removed {result.removed}" if result.removed else ""),
+                           *((f" ({result.replaced} of them ", dst, "'s own rewrites of files ", src, " rewrote too)")
+                             if result.replaced else ()),
+                           " from ", src, f" (version {result.src_version}) to ", dst, f" in {len(result.commits)} commit(s), "
                            f"now at version {result.dst_version}; {result.seconds:.1f} s"))
 
 

@@ -53,6 +53,12 @@ class StaleDataFile(CommitConflict):
     orphan. Nothing was committed; the file must be written again under a new name."""
 
 
+class SyncDiverged(WarehouseError):
+    """`sync` cannot mirror a rewrite (compaction, expire, delete) that SRC made of data files which DST
+    had already rewritten or deleted itself, without duplicating rows or bringing deleted rows back
+    (and cannot prove which DST files hold exactly those rows). Nothing was committed."""
+
+
 class CorruptCommit(WarehouseError):
     """A manifest commit file is not valid JSON or lacks required fields."""
 

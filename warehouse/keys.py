@@ -195,12 +195,14 @@ def _superseded_table(part: Mapping[str, str], pairs: Iterable[tuple[str, int | 
 # -- committing ----------------------------------------------------------------------------------
 def commit(wh: "Warehouse", *, keys: Sequence[tuple[Mapping[str, str], pa.Table | None]], add: Sequence[DataFile],
            write: Callable[[str, Mapping[str, str], pa.Table], DataFile],
-           conflict: Callable[[Commit], str | None] | None = None, **commit_args: Any) -> Commit:
+           conflict: Callable[[Commit], str | None] | None = None,
+           already: Container[tuple[str, int | None]] = frozenset(), **commit_args: Any) -> Commit:
     """`wh._commit(add=add, conflict=conflict, ...)` of rows whose executions include, per partition,
     `keys` (execution_id, write_id of the rows whose ids may be stored already, in add order; None
     or empty: none), together with the `superseded` rows of the adds they replace (written with
-    `write(table, partition, rows)`). Looks again and retries when a commit that landed meanwhile
-    added one of the ids."""
+    `write(table, partition, rows)`), except the adds `already` lists (`add` holds their superseded
+    rows, or the same rows again: a sync). Looks again and retries when a commit that landed
+    meanwhile added one of the ids."""
     batch = [(p, t) for p, t in keys if t is not None and t.num_rows]
     if not batch:
         return wh._commit(add=add, conflict=conflict, **commit_args)
@@ -216,7 +218,8 @@ def commit(wh: "Warehouse", *, keys: Sequence[tuple[Mapping[str, str], pa.Table 
     # older than a vacuum fold would let the log skip the folded commits).
     _catch_up(wh, conflict)
     while True:
-        replaced = earlier_adds(wh, wh.snapshot, batch)
+        replaced = {p: left for p, pairs in earlier_adds(wh, wh.snapshot, batch).items()
+                    if (left := {x for x in pairs if x not in already})}
         now = datetime.now(timezone.utc)
         extra = []
         try:

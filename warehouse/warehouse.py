@@ -262,8 +262,13 @@ class Warehouse:
         query like this one. Incremental, idempotent and resumable; see `warehouse.sync`. Copies
         `workers` files at a time; `progress` is called with files and bytes done after each file.
 
+        A file `dst` took in before is never copied again, whatever `dst` did with it since (its own
+        compaction, expire or delete stands); see `warehouse.sync` for how rewrites on both sides meet.
+
         Raises StorageError/ConditionalWritesUnsupported for an unusable DST, NotAWarehouse if DST
-        holds other files, ConfigHashCollision if the two hold different configs under one hash.
+        holds other files, ConfigHashCollision if the two hold different configs under one hash,
+        SyncDiverged (nothing committed) if this warehouse rewrote files that `dst` had rewritten or
+        deleted itself and the result cannot be mirrored exactly.
         """
         if isinstance(dst, str):
             try:
