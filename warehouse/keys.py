@@ -17,13 +17,14 @@ What it costs:
   `Warehouse` object, then an in-memory membership test per flush;
 - readers: nothing while no add was superseded; then an anti-join, only over the files whose
   write_id range overlaps a superseded add of the same partition (write ids are time-ordered, so a
-  flush's files cover a narrow range).
+  flush's files cover a narrow range). Compaction leaves the superseded adds' rows out of the files
+  it writes and records up to which version (`APPLIED`), so those files skip the anti-join until
+  one of their adds is superseded again (BENCHMARKS.md, "Execution-id keys").
 """
 
 from __future__ import annotations
 
 import bisect
-import io
 import logging
 import os
 import random
@@ -36,9 +37,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .manifest import Commit, DataFile, Snapshot
+from .rewrite import checked, parquet_file
 from .schemas import catalog
 
 if TYPE_CHECKING:
@@ -82,14 +83,11 @@ class KeysMoved(Exception):
 
 # -- finding earlier adds -------------------------------------------------------------------------
 def _read_keys(store: "Store", f: DataFile) -> pa.Table:
-    """(execution_id, write_id) of every row of an executions file (write_id NULL in old files)."""
-    if store.is_local:
-        pf = pq.ParquetFile(store.full(f.path))
-    else:
-        with store.errors():
-            pf = pq.ParquetFile(io.BytesIO(store.read_bytes(f.path)))
+    """(execution_id, write_id) of every row of a file of a keyed table or of `superseded` (write_id
+    NULL in files written before it existed). Raises CorruptDataFile naming a damaged file."""
+    pf = parquet_file(store, f)  # pages checked against their checksums
     present = set(pf.schema_arrow.names)
-    t = pf.read(columns=[c for c in _KEY_COLUMNS if c in present])
+    t = checked(f, lambda: pf.read(columns=[c for c in _KEY_COLUMNS if c in present]))
     if "write_id" not in present:
         t = t.append_column("write_id", pa.nulls(t.num_rows, pa.int64()))
     return t.select(_KEY_COLUMNS).cast(pa.schema([("execution_id", pa.string()), ("write_id", pa.int64())]))
