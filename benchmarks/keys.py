@@ -24,7 +24,6 @@ generated ids into the same warehouse (what the lookup adds per flush).
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import shutil
 import statistics

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from . import __version__ as package_version
 from . import analytics, arguments
-from .errors import InvalidArgumentType, WarehouseError
+from .errors import InvalidArgumentType
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

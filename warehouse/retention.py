@@ -48,7 +48,6 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from . import arguments
 from .errors import CommitConflict, InvalidArgument, InvalidArgumentType, WarehouseError

@@ -15,7 +15,7 @@ import duckdb
 from . import agent_state, arguments, keys, reader, records
 from . import sync as sync_mod
 from .errors import (ExecutionNotFound, InvalidArgument, InvalidArgumentType, NotAWarehouse, ReadOnlyWarehouse,
-                     WarehouseError, WarehouseNotFound)
+                     WarehouseNotFound)
 from .manifest import MANIFEST_DIR, Commit, DataFile, Log, Snapshot, replay, writer_info
 from .schemas import catalog
 from .storage import Store
