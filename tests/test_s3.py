@@ -324,6 +324,33 @@ def test_a_commit_whose_answer_is_lost_is_recognised_by_its_token(s3: S3Endpoint
     assert commit_names(s3.fs(), s3_url) == ["00000000000000000000.json", "00000000000000000001.json"]
 
 
+def test_a_re_added_id_whose_commit_answer_was_lost_supersedes_only_the_earlier_add(
+        s3: S3Endpoint, s3_url: str) -> None:
+    """Execution ids are keys on S3 too: a flush re-adding known ids whose commit answer is lost is
+    recognised by its token on retry, and its own rows are never taken for earlier adds."""
+    warehouse.open(s3_url, storage_options=s3.options(), create=True)
+    first = warehouse.open(s3_url, storage_options=s3.options())
+    with first.writer(dataset=DATASET, agent=AGENT, flush_interval=None) as w:
+        for i in range(5):
+            w.add_execution(execution_id=f"job-{i}", task_id=f"t{i}", benign_score=0.0)
+    is_commit = lambda method, path: method == "PUT" and "/_manifest/0" in path  # noqa: E731
+    with FaultProxy(s3.url, rate=1.0, faults=("drop",), only=is_commit, budget=2) as proxy:
+        wh = warehouse.open(s3_url, storage_options=s3.options(proxy.url))
+        with wh.writer(dataset=DATASET, agent=AGENT, flush_interval=None) as w:
+            for i in range(5):
+                w.add_execution(execution_id=f"job-{i}", task_id=f"t{i}", benign_score=1.0,
+                                messages=[{"role": "user", "content": f"retry {i}"}])
+            assert w.flush() == 2
+        assert proxy.stats.faults["drop"] == 2
+    wh = warehouse.open(s3_url, storage_options=s3.options())
+    assert [c.version for c in wh.log.commits()] == [0, 1, 2]
+    assert wh.sql("select count(*), min(benign_score) from executions").fetchall() == [(5, 1.0)]
+    assert wh.sql("select count(*) from superseded s join executions e using (execution_id, write_id)").fetchall() == [(0,)]
+    assert wh.sql("select count(*) from superseded").fetchall() == [(5,)]
+    assert sorted(m["content"] for i in range(5) for m in wh.execution(f"job-{i}")["messages"]) == \
+        [f"retry {i}" for i in range(5)]
+
+
 def test_data_files_of_a_failed_flush_are_never_visible_and_the_batch_commits_once(
         s3: S3Endpoint, s3_url: str) -> None:
     warehouse.open(s3_url, storage_options=s3.options(), create=True)

@@ -154,8 +154,10 @@ def earlier_adds(wh: "Warehouse", snapshot: Snapshot,
     pcols = catalog().partition_columns
     out: dict[tuple[str, ...], set[tuple[str, int | None]]] = defaultdict(set)
     last: dict[str, tuple[tuple[str, ...], int]] = {}
+    mine: set[tuple[str, int | None]] = set()
     for partition, keys in batch:
         own = tuple(partition[c] for c in pcols)
+        mine |= _pairs(keys)
         for eid, wid in zip(keys.column("execution_id").to_pylist(), keys.column("write_id").to_pylist()):
             prev = last.get(eid)
             if prev is not None:
@@ -173,7 +175,8 @@ def earlier_adds(wh: "Warehouse", snapshot: Snapshot,
             if _may_hold(f, sorted_ids):
                 gone |= _pairs(wh._keys.keys(wh.store, f))
         for part, t in found:
-            out[part] |= _pairs(t) - gone
+            # (the batch's own rows, found when a retry's earlier attempt landed, replace nothing)
+            out[part] |= _pairs(t) - gone - mine
     return {p: s for p, s in out.items() if s}
 
 
