@@ -144,29 +144,39 @@ def executions(index: int, runs: Sequence[Run], seed: int) -> Iterator[dict[str,
         yield e
 
 
+def given_id(index: int, task: int, sample: int) -> str:
+    """The execution id a job with deterministic ids gives run (`task`, `sample`) of configuration `index`."""
+    return f"job-{index}-{task}-{sample}"
+
+
 def _write_configs(root: str, indices: Sequence[int], counts: Sequence[int], seed: int,
-                   flush_rows: int, flush_bytes: int) -> int:
-    """Write configurations `indices` through the public writer (a worker process); returns executions written."""
+                   flush_rows: int, flush_bytes: int, given_ids: bool = False) -> int:
+    """Write configurations `indices` through the public writer (a worker process), with the ids of
+    `given_id` if `given_ids` (else the writer's); returns executions written."""
     wh = warehouse.open(root)
     n = 0
     for index, count in zip(indices, counts):
         d, a, k = configs()[index]
+        runs = plan(index, count, seed)
         with wh.writer(dataset=d, agent=a, attack=k, flush_rows=flush_rows, flush_bytes=flush_bytes,
                        flush_interval=None) as w:
-            for e in executions(index, plan(index, count, seed), seed):
+            for (task, sample, *_), e in zip(runs, executions(index, runs, seed)):
+                if given_ids:
+                    e["execution_id"] = given_id(index, task, sample)
                 w.add_execution(**e)
                 n += 1
     return n
 
 
-def build_warehouse(root: Path, n: int, seed: int, workers: int = WORKERS) -> int:
-    """`n` executions over the 18 configurations, written by `workers` processes; returns how many."""
+def build_warehouse(root: Path, n: int, seed: int, workers: int = WORKERS, *, given_ids: bool = False) -> int:
+    """`n` executions over the 18 configurations, written by `workers` processes (ids of `given_id`
+    if `given_ids`); returns how many."""
     warehouse.open(str(root), create=True)
     counts = split(n, len(configs()))
     parts = [list(range(w, len(counts), workers)) for w in range(workers)]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
-        futures = [ex.submit(_write_configs, str(root), p, [counts[i] for i in p], seed, FLUSH_ROWS, FLUSH_BYTES)
-                   for p in parts if p]
+        futures = [ex.submit(_write_configs, str(root), p, [counts[i] for i in p], seed, FLUSH_ROWS, FLUSH_BYTES,
+                             given_ids) for p in parts if p]
         return sum(f.result() for f in futures)
 
 

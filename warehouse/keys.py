@@ -120,8 +120,10 @@ def _may_hold(f: DataFile, sorted_ids: Sequence[str]) -> bool:
     """Whether an executions file can hold one of `sorted_ids`, by its manifest min/max (files written
     before the column had stats can hold anything)."""
     st = f.stats.get("execution_id")
-    if not st or st.get("min") is None:
-        return not st or st.get("nulls", 0) < f.rows  # (all-null stats: an empty file)
+    if not st:
+        return True
+    if st.get("min") is None:  # (execution_id is never null: an empty file)
+        return False
     i = bisect.bisect_left(sorted_ids, st["min"])
     return i < len(sorted_ids) and sorted_ids[i] <= st["max"]
 
