@@ -58,13 +58,12 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import CorruptCommit, UnsupportedFormatVersion, WarehouseError
 from .manifest import MANIFEST_DIR, Commit, DataFile, RemovedFile, commit_name, writer_info
 from .schemas import catalog
-from .storage import Store
+from .storage import Store, arrow_reader
 
 if TYPE_CHECKING:
     from .warehouse import Warehouse
@@ -266,7 +265,7 @@ def _footer_rows(store: Store, rel: str, size: int) -> int:
         n = struct.unpack("<I", tail[-8:-4])[0]
         if len(tail) < n + 8 <= size:
             tail = store.call(store.fs.cat_file, path, start=size - n - 8, end=size)
-    return pq.read_metadata(pa.BufferReader(tail)).num_rows
+    return pq.read_metadata(arrow_reader(tail)).num_rows
 
 
 def _size(store: Store, rel: str) -> int | None:

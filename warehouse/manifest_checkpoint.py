@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import CorruptCheckpoint, UnsupportedFormatVersion  # noqa: F401 (CorruptCheckpoint re-exported)
+from .storage import arrow_reader
 
 if TYPE_CHECKING:
     from .manifest import Commit, DataFile, Snapshot
@@ -571,7 +572,7 @@ def _seal_position(data: bytes | bytearray, value: bytes) -> int:
 
 def _check_seal(data: bytes, pf: pq.ParquetFile | None = None) -> None:
     """ValueError unless the file's CRC-32 (seal bytes as the placeholder) is the seal."""
-    kv = (pf or pq.ParquetFile(pa.BufferReader(data))).metadata.metadata or {}
+    kv = (pf or pq.ParquetFile(arrow_reader(data))).metadata.metadata or {}
     seal = kv.get(SEAL_KEY)
     if seal is None or len(seal) != 16:
         raise ValueError("no seal in the footer")
@@ -590,7 +591,7 @@ class CheckpointFile:
         self.name = name
         try:
             _footer_start(data)
-            self._pf = pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True)
+            self._pf = pq.ParquetFile(arrow_reader(data), page_checksum_verification=True)
             _check_seal(data, self._pf)
             raw = (self._pf.schema_arrow.metadata or {}).get(META_KEY)
             if raw is None:

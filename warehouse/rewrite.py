@@ -7,7 +7,6 @@ disk here: the old files leave the snapshot and vacuum deletes them after its re
 
 from __future__ import annotations
 
-import io
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import pyarrow.parquet as pq
 from .errors import CorruptDataFile
 from .manifest import Commit, DataFile, RemovedFile, writer_info
 from .schemas import catalog
+from .storage import arrow_reader
 
 if TYPE_CHECKING:
     from .storage import Store
@@ -51,7 +51,7 @@ def parquet_file(store: "Store", f: DataFile) -> pq.ParquetFile:
         if store.is_local:
             return pq.ParquetFile(store.full(f.path), page_checksum_verification=True)
         with store.errors():
-            return pq.ParquetFile(io.BytesIO(store.read_bytes(f.path)), page_checksum_verification=True)
+            return pq.ParquetFile(arrow_reader(store.read_bytes(f.path)), page_checksum_verification=True)
     except Exception as exc:
         translated = damaged(f.path, exc)
         if translated is None:

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import fsspec
+import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
 from .errors import ConditionalWritesUnsupported, InvalidPartitionValue, StorageError, WarehouseError
@@ -114,6 +115,20 @@ S3_DEFAULTS: dict[str, Any] = {
 _RETRY_STATUS = frozenset({500, 502, 503, 504})
 _RETRY_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "RequestTimeTooSkewed",
                           "OperationAborted", "ThrottlingException", "Throttling"})
+
+
+def arrow_reader(data: bytes) -> pa.BufferReader:
+    """`data` (a file's bytes, read from the store) as an Arrow reader over Arrow's own copy.
+
+    Arrow buffers over Python `bytes` (`io.BytesIO`, `pa.BufferReader(data)`, `pa.py_buffer`) take
+    the GIL when Arrow frees them, and Arrow's decode threads free them after the read has returned:
+    if that happens while the interpreter exits, the thread dies inside C++ and the process aborts
+    ("terminate called without an active exception", exit -6) after its work was done. A copy Arrow
+    owns needs no GIL to free; it costs one memcpy of a file already in memory.
+    """
+    buf = pa.allocate_buffer(len(data))
+    pa.FixedSizeBufferWriter(buf).write(data)
+    return pa.BufferReader(buf)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import os
 import threading
 import time
@@ -78,6 +77,7 @@ from .buffer import rows_to_batch
 from .errors import CommitConflict, ConfigHashCollision, StaleDataFile, SyncDiverged
 from .manifest import Commit, DataFile, RemovedFile, Snapshot, Staged, staged_age, staging_clock, writer_info
 from .schemas import catalog
+from .storage import arrow_reader
 
 if TYPE_CHECKING:
     from .warehouse import Warehouse
@@ -271,7 +271,7 @@ def ledger_rows(wh: "Warehouse", kinds: Iterable[str] = (TAKEN, MIRRORED),
         missing = [p for p, data in blobs.items() if data is None]
         if missing:
             raise FileNotFoundError(f"{wh.url}: {missing[0]} of its sync ledger is missing; run `warehouse doctor`")
-        tables = [pq.read_table(io.BytesIO(blobs[f.path]), columns=cols) for f in files]  # type: ignore[arg-type]
+        tables = [pq.read_table(arrow_reader(blobs[f.path]), columns=cols) for f in files]  # type: ignore[arg-type]
     t = pa.concat_tables(tables)
     keep = pc.is_in(t.column("kind"), value_set=pa.array(list(kinds), pa.string()))
     if roots is not None:

@@ -34,6 +34,7 @@ from .. import keys
 from ..errors import ExportFailed
 from ..manifest import DataFile
 from ..schemas import catalog
+from ..storage import arrow_reader, parse_partition_path
 from . import ExportReport
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ def _file_bytes(wh: "Warehouse", f: DataFile, hidden: "keys.Hidden", hide: int) 
 
     with wh.store.errors():
         data = wh.store.read_bytes(f.path)
-    pf = checked(f, lambda: pq.ParquetFile(io.BytesIO(data), page_checksum_verification=True))
+    pf = checked(f, lambda: pq.ParquetFile(arrow_reader(data), page_checksum_verification=True))
     for i in range(pf.num_row_groups):  # every page read, checksums checked: an export never publishes damage
         checked(f, lambda i=i: pf.read_row_group(i))
     names = pf.schema_arrow.names
@@ -170,8 +171,6 @@ def export(wh: "Warehouse", out: str, *, tables: str | Iterable[str] | None = No
     table or partition column, or a filter that selects no partition (InvalidCondition for SQL that
     is not one condition on the partition columns); StorageError if the warehouse cannot be read.
     """
-    from ..storage import parse_partition_path
-
     t0 = time.perf_counter()
     chosen, part = scope(tables, where)
     fs, root = target(out, storage_options)
