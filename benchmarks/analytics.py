@@ -62,8 +62,9 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 import warehouse
-from warehouse import analytics, demo
-from warehouse.schemas import catalog
+from warehouse.read import analytics
+from warehouse.cli import demo
+from warehouse.core.schemas import catalog
 
 from . import legacy, raw_duckdb
 from .runner import publish, source_line, source_state

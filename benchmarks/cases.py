@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import warehouse
-from warehouse import analytics, demo
-from warehouse.config import RunConfig
+from warehouse.read import analytics
+from warehouse.cli import demo
+from warehouse.core.config import RunConfig
 from warehouse.manifest import Log, commit_name, utcnow
 
 from . import CheckFailed, delta, legacy, raw_duckdb, raw_pyarrow

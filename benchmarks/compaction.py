@@ -53,9 +53,9 @@ import pyarrow.parquet as pq
 
 import warehouse
 from warehouse.manifest import DataFile, writer_info
-from warehouse.rewrite import check_pages
-from warehouse.schemas import catalog
-from warehouse.writer import PARQUET_OPTIONS, write_data_file
+from warehouse.engine.datafiles import check_pages
+from warehouse.core.schemas import catalog
+from warehouse.engine.datafiles import PARQUET_OPTIONS, write_data_file
 
 from .runner import publish, source_line, source_state
 
@@ -133,7 +133,7 @@ def build(root: Path, files: int, per_file: int, seed: int = 7) -> tuple[warehou
                               [chunks[k::WORKERS] for k in range(WORKERS)], range(WORKERS)))
     written = [f for part in parts for f in part]
     for i in range(0, len(written), COMMIT_FILES):
-        wh._commit(operation="append", writer=writer_info("bench-compaction"), token=None,
+        wh.engine.commit(operation="append", writer=writer_info("bench-compaction"), token=None,
                    add=written[i:i + COMMIT_FILES])
     return wh, ids
 

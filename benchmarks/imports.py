@@ -35,8 +35,8 @@ from typing import Any
 import pyarrow as pa
 
 import warehouse
-from warehouse import demo
-from warehouse.schemas import catalog
+from warehouse.cli import demo
+from warehouse.core.schemas import catalog
 
 from .runner import publish, source_line, source_state
 
@@ -79,7 +79,7 @@ def _direct_delta(wh: warehouse.Warehouse, out: Path) -> dict[str, Any]:
     """The snapshot's rows read into Arrow (timed on its own), then written with write_deltalake (timed)."""
     from deltalake import WriterProperties, write_deltalake
 
-    from warehouse.rewrite import read_data_file
+    from warehouse.engine.datafiles import read_data_file
 
     t0 = time.perf_counter()
     tables: dict[str, pa.Table] = {}

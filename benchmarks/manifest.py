@@ -48,7 +48,7 @@ from typing import Any
 
 import warehouse
 from warehouse.manifest import CHECKPOINT_INTERVAL, Commit, DataFile, Log, commit_name, replay, writer_info
-from warehouse.manifest_checkpoint import checkpoint_name
+from warehouse.manifest.checkpoint import checkpoint_name
 
 TABLES = ("executions", "messages", "attacks", "events", "snapshots", "executions_live", "sessions", "configs")
 GOAL_OPEN_MS, GOAL_REFRESH_MS = 100.0, 5.0

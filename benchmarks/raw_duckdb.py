@@ -14,8 +14,8 @@ import duckdb
 import pyarrow.parquet as pq
 
 import warehouse
-from warehouse.schemas import catalog
-from warehouse.writer import PARQUET_OPTIONS
+from warehouse.core.schemas import catalog
+from warehouse.engine.datafiles import PARQUET_OPTIONS
 
 
 def write_one_file(wh: warehouse.Warehouse, path: str | Path) -> int:

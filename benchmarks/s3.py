@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from warehouse.manifest import writer_info
-from warehouse.schemas import catalog
+from warehouse.core.schemas import catalog
 
 
 def _options(endpoint: str, key: str, secret: str, region: str) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def _p50_ms(xs: list[float]) -> float:
 def warehouse_commit_latency(url: str, storage_options: dict[str, Any], commits: int, rows: int = 100) -> dict[str, Any]:
     """p50 of (write one data file + commit it), and of the manifest commit alone, in ms."""
     import warehouse
-    from warehouse.writer import write_data_file
+    from warehouse.engine.datafiles import write_data_file
 
     wh = warehouse.open(url, storage_options=storage_options, create=True)
     partition = {"dataset": "bench", "agent": "bench", "attack": "bench", "config_hash": "0000beef"}
@@ -71,7 +71,7 @@ def warehouse_commit_latency(url: str, storage_options: dict[str, Any], commits:
         t0 = time.perf_counter()
         f = write_data_file(wh, "executions", partition, table)
         t1 = time.perf_counter()
-        wh._commit(operation="append", writer=writer_info("bench"), token=f"bench:{i}", add=[f])
+        wh.engine.commit(operation="append", writer=writer_info("bench"), token=f"bench:{i}", add=[f])
         t2 = time.perf_counter()
         total.append(t2 - t0)
         commit_only.append(t2 - t1)
@@ -104,7 +104,7 @@ def sync_throughput(endpoint: str, key: str, secret: str, region: str, bucket: s
     import s3fs
 
     import warehouse
-    from warehouse.writer import write_data_file
+    from warehouse.engine.datafiles import write_data_file
 
     options = _options(endpoint, key, secret, region)
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,14 +24,14 @@ from typing import Any
 
 
 def grid_config(index: int) -> tuple[dict, dict, dict | None]:
-    from warehouse import demo
+    from warehouse.cli import demo
 
     grid = list(demo.configs())
     return grid[index % len(grid)]
 
 
 def _records(index: int, n: int, seed: int) -> list[dict[str, Any]]:
-    from warehouse import demo
+    from warehouse.cli import demo
 
     d, a, k = grid_config(index)
     rng = random.Random(f"{seed}:concurrent:{index}")
@@ -73,7 +73,7 @@ def concurrent(competitor: str, root: str, index: int, flushes: int, per_flush: 
                 commits += 1  # every save is one locked append to index.jsonl
             executions += len(batch)
     elif competitor == "delta":
-        from warehouse.config import RunConfig
+        from warehouse.core.config import RunConfig
 
         partition = RunConfig.of(d, a, k).partition
         for batch in batches:
@@ -105,7 +105,7 @@ def _vm_hwm() -> int:
 
 def memory(root: str, messages: int, flush_bytes: int, seed: int) -> dict[str, Any]:
     import warehouse
-    from warehouse import demo
+    from warehouse.cli import demo
 
     wh = warehouse.open(root, create=True)
     d, a, k = grid_config(1)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.legacy import LegacyPersistence
-from warehouse import demo
+from warehouse.cli import demo
 
 
 def write_legacy_tree(root: str | Path, n_files: int, seed: int = 0) -> dict[str, Any]:

@@ -19,7 +19,8 @@ import pytest
 
 import warehouse
 from tests.reference_stats import mean, wilson
-from warehouse import RunConfig, analytics
+from warehouse import RunConfig
+from warehouse.read import analytics
 
 DATASETS = [{"type": "agentdojo", "config": {"suite": "workspace", "version": "v1"}},
             {"type": "agentdojo", "config": {"suite": "banking", "version": "v1"}},

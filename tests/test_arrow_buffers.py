@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from warehouse.storage import arrow_reader
+from warehouse.core.storage import arrow_reader
 
 PACKAGE = Path(__file__).resolve().parent.parent / "warehouse"
 READERS = {"ParquetFile", "read_table", "read_metadata", "read_schema", "read_pandas", "ParquetDataset"}

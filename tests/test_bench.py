@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 import warehouse
-from warehouse import bench, demo
+from warehouse.cli import bench, demo
 
 runner = bench.load_runner()  # puts the checkout's benchmarks/ on sys.path
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import warehouse
-from warehouse import demo
+from warehouse.cli import demo
 
 COMMANDS = ["init", "demo", "ls", "show", "sql", "scores", "compare", "history"]
 

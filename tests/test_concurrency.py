@@ -21,10 +21,10 @@ import pyarrow as pa
 import pytest
 
 import warehouse
-from warehouse.config import RunConfig
+from warehouse.core.config import RunConfig
 from warehouse.manifest import writer_info
-from warehouse.schemas import catalog
-from warehouse.writer import write_data_file
+from warehouse.core.schemas import catalog
+from warehouse.engine.datafiles import write_data_file
 
 COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
 

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import warehouse
-from warehouse import doctor
-from warehouse.errors import CorruptCommit
+from warehouse.ops import doctor
+from warehouse.core.errors import CorruptCommit
 from warehouse.manifest import Snapshot
 
 CONFIG = {"dataset": {"type": "agentdojo", "config": {}}, "agent": {"type": "plain", "config": {}}}

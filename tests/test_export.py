@@ -23,10 +23,10 @@ from typer.testing import CliRunner
 
 import warehouse
 from warehouse.cli import app
-from warehouse.config import config_hash
-from warehouse.errors import ExportFailed
-from warehouse.exporters.delta import FILE_COLUMN
-from warehouse.exporters.parquet import MARKER
+from warehouse.core.config import config_hash
+from warehouse.core.errors import ExportFailed
+from warehouse.interop.exporters.delta import FILE_COLUMN
+from warehouse.interop.exporters.parquet import MARKER
 
 DATASET = {"type": "agentdojo", "config": {"suite": "workspace"}}
 AGENT = {"type": "tool_agent", "config": {"model": "gpt-4o"}}

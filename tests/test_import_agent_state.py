@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 import warehouse
 from warehouse.cli import app
-from warehouse.importers.simulation_runs import last_is_final
+from warehouse.interop.importers.simulation_runs import last_is_final
 
 LONG = "Le résumé complet du rapport trimestriel — 数据分析 📊. " * 300  # ~16 KB of non-ASCII text
 

@@ -197,7 +197,7 @@ def test_injection_task_checks_are_kept_but_left_out_of_utility_and_asr(real):
 
 
 def test_score_views_and_analytics_agree_on_leaving_checks_out(real):
-    from warehouse import analytics
+    from warehouse.read import analytics
 
     wh, *_ = real
     view = wh.sql("select dataset, agent, attack, config_hash, n, utility, asr from scores order by all").fetchall()

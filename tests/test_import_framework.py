@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import warehouse
-from warehouse.errors import ImportFailed, InvalidRecord, WarehouseError
-from warehouse.importers import base
+from warehouse.core.errors import ImportFailed, InvalidRecord, WarehouseError
+from warehouse.interop.importers import base
 
 
 class LinesImporter(base.FileImporter):

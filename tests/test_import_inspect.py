@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 import warehouse
 from warehouse.cli import app
-from warehouse.errors import ImportFailed
-from warehouse.importers.inspect_logs import score_value
+from warehouse.core.errors import ImportFailed
+from warehouse.interop.importers.inspect_logs import score_value
 
 sys.path.insert(0, str(Path(__file__).parent))
 import inspect_fixtures  # noqa: E402
@@ -275,7 +275,7 @@ def test_without_inspect_ai_the_error_says_how_to_install_it(logs, tmp_path):
     code = (
         "import sys; sys.modules['inspect_ai'] = None\n"  # as if inspect_ai were not installed
         "import warehouse\n"
-        "from warehouse.errors import ImportFailed\n"
+        "from warehouse.core.errors import ImportFailed\n"
         f"wh = warehouse.open({str(tmp_path / 'wh')!r}, create=True)\n"
         "try:\n"
         f"    wh.import_('inspect', {str(logs['easy'])!r})\n"

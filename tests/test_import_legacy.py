@@ -19,7 +19,7 @@ import warehouse
 from benchmarks import legacy as legacy_scripts
 from tests.legacy_fixtures import write_legacy_tree
 from tests.processes import REPO, watchdog
-from warehouse import demo
+from warehouse.cli import demo
 from warehouse.cli import app
 
 LONG = "Ünïcödé 北京 — " + "lorem ipsum dolor sit amet " * 4000  # ~100 KB of text
@@ -330,7 +330,7 @@ def test_export_into_a_file_is_refused(native, tmp_path):
 CHILD = """
 import sys
 import warehouse
-from warehouse.importers import base, importer
+from warehouse.interop.importers import base, importer
 
 done = base._commit
 def announce(run, report, pending):

@@ -17,8 +17,8 @@ import pytest
 from psycopg.types.json import Jsonb
 
 import warehouse
-from warehouse.errors import ImportFailed
-from warehouse.importers import postgres as pgi
+from warehouse.core.errors import ImportFailed
+from warehouse.interop.importers import postgres as pgi
 
 from pg_server import PgServer, free_port, pg_server  # noqa: F401  (the session fixture)
 
@@ -237,7 +237,7 @@ def _execute(url: str, query: str, params: Any = None) -> None:
 
 
 def _rows(wh: warehouse.Warehouse, query: str, params: list | None = None) -> list[dict[str, Any]]:
-    return wh._records(query, params)
+    return wh.engine.records(query, params)
 
 
 # -- tests ---------------------------------------------------------------------------------------

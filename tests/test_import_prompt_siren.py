@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 import warehouse
 from tests.prompt_siren_fixtures import INJECTION, write_prompt_siren_tree
 from warehouse.cli import app
-from warehouse.errors import InvalidRecord
-from warehouse.importers import pydantic_ai_messages as pam
+from warehouse.core.errors import InvalidRecord
+from warehouse.interop.importers import pydantic_ai_messages as pam
 
 
 @pytest.fixture(scope="module")

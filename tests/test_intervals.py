@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import warehouse
-from warehouse import analytics
+from warehouse.read import analytics
 
 N_MAX = 200
 

@@ -9,9 +9,10 @@ import duckdb
 import pyarrow.parquet as pq
 
 import warehouse
-from warehouse import analytics, reader
+from warehouse.read import analytics
+from warehouse.engine import reader
 from warehouse.manifest import DataFile, writer_info
-from warehouse.schemas import catalog
+from warehouse.core.schemas import catalog
 
 RUN = {"dataset": "ds", "agent": "ag", "attack": {"type": "inj", "config": {}}}
 
@@ -231,7 +232,7 @@ def test_rows_written_before_ids_were_keys_are_replaced_too(wh):
     pq.write_table(mt, wh.store.full(mpath))
     from warehouse.manifest import RemovedFile
 
-    wh._commit(operation="repair", writer=writer_info("test"), token=None,
+    wh.engine.commit(operation="repair", writer=writer_info("test"), token=None,
                add=[DataFile("executions", path, old.partition, old.rows, old.bytes, stats),
                     DataFile("messages", mpath, msgs.partition, msgs.rows, msgs.bytes, {})],
                remove=[RemovedFile("executions", old.path), RemovedFile("messages", msgs.path)])

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 
 import warehouse
-from warehouse import writer as writer_module
+from warehouse.write import writer as writer_module
 from processes import Children
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ LIVE_CONFIG = {"dataset": {"type": "agentdojo", "config": {}}, "agent": {"type":
 
 def executions(wh: warehouse.Warehouse, view: str = "executions") -> list[dict[str, Any]]:
     wh.refresh()
-    return wh._records(f"select execution_id, task_id, status, revision, error, metadata, owner, benign_score "
+    return wh.engine.records(f"select execution_id, task_id, status, revision, error, metadata, owner, benign_score "
                        f"from {view} order by execution_id, revision")
 
 
@@ -336,7 +336,7 @@ def test_tail_command_prints_events(root, wh, config, open_writer) -> None:
 def test_async_writer_many_tasks_never_commit_on_the_event_loop(wh, config) -> None:
     loop_threads: set[int] = set()
     io_threads: list[int] = []
-    real_commit, real_write = wh._commit, writer_module.write_data_file
+    real_commit, real_write = wh.engine.commit, writer_module.write_data_file
 
     def spy_commit(**kw: Any):
         io_threads.append(threading.get_ident())
@@ -346,7 +346,7 @@ def test_async_writer_many_tasks_never_commit_on_the_event_loop(wh, config) -> N
         io_threads.append(threading.get_ident())
         return real_write(*a, **kw)
 
-    wh._commit = spy_commit  # a spy: records the calling thread, then does the real commit
+    wh.engine.commit = spy_commit  # a spy: records the calling thread, then does the real commit
     writer_module.write_data_file = spy_write
     try:
         async def agent(w: Any, i: int) -> str:
@@ -370,7 +370,7 @@ def test_async_writer_many_tasks_never_commit_on_the_event_loop(wh, config) -> N
         ids = asyncio.run(main())
     finally:
         writer_module.write_data_file = real_write
-        del wh._commit
+        del wh.engine.commit
     assert io_threads and not loop_threads & set(io_threads)
     wh.refresh()
     assert wh.sql("select count(*), count(distinct execution_id), sum(benign_score) from executions "

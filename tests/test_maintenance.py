@@ -21,12 +21,12 @@ import pyarrow.parquet as pq
 import pytest
 
 import warehouse
-import warehouse.maintenance as maintenance
+import warehouse.ops.maintenance as maintenance
 from processes import Children, watchdog
 from warehouse import ReadOnlyWarehouse, VersionNotFound, WarehouseError
 from warehouse.manifest import Log, RemovedFile, writer_info
-from warehouse.schemas import catalog
-from warehouse.writer import write_data_file
+from warehouse.core.schemas import catalog
+from warehouse.engine.datafiles import write_data_file
 
 UTC = timezone.utc
 WEEK = timedelta(days=7)
@@ -272,7 +272,7 @@ def test_files_written_before_a_column_existed_are_compacted_with_nulls(wh, open
     old = wh.files("executions", {"attack": "none"})[0]
     t = pq.read_table(wh.store.full(old.path)).drop_columns(["owner", "result", "completions"])
     legacy = write_data_file(wh, "executions", dict(old.partition), t)
-    wh._commit(operation="import", writer=writer_info("test"), token=None, add=[legacy],
+    wh.engine.commit(operation="import", writer=writer_info("test"), token=None, add=[legacy],
                remove=[RemovedFile("executions", old.path)])
     assert "owner" not in pq.read_schema(wh.store.full(legacy.path)).names
     before = views(wh)
@@ -602,7 +602,7 @@ def test_a_file_written_inside_the_window_can_still_be_committed_after_a_vacuum(
     slow = write_data_file(wh, "executions", dict(f.partition), rows)  # a slow writer's flush, not yet committed
 
     assert wh.vacuum().young_orphans == 1 and (root / slow.path).exists()
-    wh._commit(operation="append", writer=writer_info("slow"), token=None, add=[slow])
+    wh.engine.commit(operation="append", writer=writer_info("slow"), token=None, add=[slow])
     assert {r[0] for r in wh.sql("select execution_id from executions where execution_id like 'slow-%'").fetchall()} \
         == {f"slow-{i}" for i in range(f.rows)}
 
@@ -617,7 +617,7 @@ def test_a_file_committed_while_vacuum_runs_is_not_deleted(wh, root, open_writer
 
     def commit_meanwhile(w_, upto):
         out = real(w_, upto)
-        other._commit(operation="append", writer=writer_info("late"), token=None, add=[late])
+        other.engine.commit(operation="append", writer=writer_info("late"), token=None, add=[late])
         return out
 
     monkeypatch.setattr(maintenance, "_commits", commit_meanwhile)
@@ -672,7 +672,7 @@ def test_a_flush_retried_after_the_deadline_writes_its_files_again(wh, root, ope
 
     def unreachable(self, rel, data):
         raise OSError(5, "Input/output error")
-    monkeypatch.setattr(warehouse.storage.Store, "put_if_absent", unreachable)
+    monkeypatch.setattr(warehouse.core.storage.Store, "put_if_absent", unreachable)
     with pytest.raises(OSError):
         w.flush()
     monkeypatch.undo()

@@ -27,14 +27,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import warehouse
-import warehouse.manifest_checkpoint as mc
+import warehouse.manifest.checkpoint as mc
 from processes import Children, watchdog
-from warehouse.manifest import (CHECKPOINT_INTERVAL, Commit, DataFile, Log, RemovedFile, Snapshot, commit_name,
-                                replay, writer_info)
-from warehouse.storage import Store
-from warehouse.sync import is_ledger_file
+from warehouse.manifest import CHECKPOINT_INTERVAL, Commit, DataFile, Log, RemovedFile, Snapshot, commit_name, replay, writer_info
+from warehouse.core.storage import Store
+from warehouse.ops.sync import is_ledger_file
 from warehouse.warehouse import Warehouse
-from warehouse.writer import write_data_file
+from warehouse.engine.datafiles import write_data_file
 
 TABLES = ("executions", "messages", "events")
 WRITER = writer_info("test-checkpoints")
@@ -472,7 +471,7 @@ def test_refresh_reads_only_the_new_commits(tmp_path: Path) -> None:
     assert_same(wh.snapshot, from_log(log))
     build(log, 1)
     store.reset()
-    version, new = wh._refresh_commits()
+    version, new = wh.engine.refresh_commits()
     assert (version, [c.version for c in new]) == (16, [16])
     assert store.reads == [commit_name(16), commit_name(17), mc.LAST_CHECKPOINT]
 
@@ -611,7 +610,7 @@ def test_a_stale_writer_stepping_over_a_leftover_in_the_folded_range_still_lands
     left = leftover(log, 4, "crashed:1", 901)  # another stale writer's, killed before taking it back
     wh = Warehouse(log.store, stale, read_only=False, checkpoint_interval=5)
     f = data_file(902)
-    c = wh._commit(operation="append", writer=WRITER, token="stale:2", add=[f])
+    c = wh.engine.commit(operation="append", writer=WRITER, token="stale:2", add=[f])
     assert c.version == 13 and not (root / commit_name(5)).exists()
     expected = Log(log.store).snapshot()
     assert f.path in expected.files and left.path not in expected.files
@@ -676,7 +675,7 @@ def test_sync_from_a_source_whose_commits_were_folded(tmp_path: Path) -> None:
     olds = src.files("executions")[:2]
     table = pa.concat_tables([pq.read_table(src.store.full(f.path)) for f in olds])
     new = write_data_file(src, "executions", dict(olds[0].partition), table)
-    src._commit(operation="compact", writer=WRITER, token="compact:1", add=[new],
+    src.engine.commit(operation="compact", writer=WRITER, token="compact:1", add=[new],
                 remove=[RemovedFile(f.table, f.path) for f in olds])
     src.checkpoint()
     assert fold_all(src.log) and src.log.versions()[0] == src.version

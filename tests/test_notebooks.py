@@ -9,7 +9,7 @@ import pytest
 from nbclient import NotebookClient
 
 import warehouse
-from warehouse import demo
+from warehouse.cli import demo
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 

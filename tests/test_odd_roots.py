@@ -15,8 +15,8 @@ import pytest
 
 import warehouse
 from conftest import AGENT, ATTACK, DATASET, build_messages
-from warehouse import analytics
-from warehouse.schemas import catalog
+from warehouse.read import analytics
+from warehouse.core.schemas import catalog
 
 TRAJ_DATASET = {"type": "trajectories", "config": {"name": "train"}}
 TRAJ_AGENT = {"type": "policy", "config": {"model": "small"}}

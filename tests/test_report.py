@@ -16,9 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 import warehouse
-from warehouse import analytics, demo
+from warehouse.read import analytics
+from warehouse.cli import demo
 from warehouse.cli import app
-from warehouse.report import SECTIONS, build_report, shown_ks
+from warehouse.read.report import SECTIONS, build_report, shown_ks
 
 SAMPLES = 3
 VOID = {"meta", "link", "br", "hr", "img", "input", "col", "area", "base", "wbr", "source", "track", "embed", "param"}

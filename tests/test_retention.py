@@ -16,7 +16,7 @@ import pytest
 
 import warehouse
 from warehouse import CommitConflict, ReadOnlyWarehouse, WarehouseError
-from warehouse.retention import commit_expire, parse_duration, plan_expire
+from warehouse.ops.retention import commit_expire, parse_duration, plan_expire
 
 UTC = timezone.utc
 NOW = datetime(2025, 6, 1, tzinfo=UTC)

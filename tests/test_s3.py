@@ -22,7 +22,7 @@ import warehouse
 from conftest import AGENT, ATTACK, DATASET, build_messages
 from faultproxy import FaultProxy
 from s3_server import S3Endpoint, free_port, start_moto, stop
-from warehouse.errors import ConditionalWritesUnsupported
+from warehouse.core.errors import ConditionalWritesUnsupported
 from warehouse.manifest import writer_info
 
 PROCS = Path(__file__).resolve().parent / "procs"

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import warehouse
-from warehouse import records
-from warehouse.errors import InvalidRecord, SessionNotFound, WarehouseError
-from warehouse.sessions import AGENT, DATASET
+from warehouse.core import records
+from warehouse.core.errors import InvalidRecord, SessionNotFound, WarehouseError
+from warehouse.agent.sessions import AGENT, DATASET
 
 # agent-runner's messages.jsonl, verbatim (ids, explicit nulls, per-message `meta`).
 REFERENCE_MESSAGES: list[dict[str, Any]] = [

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 import warehouse
-from warehouse.errors import InvalidRecord, RunNotFound, WarehouseError
-from warehouse.simulation import sanitize_scenario
+from warehouse.core.errors import InvalidRecord, RunNotFound, WarehouseError
+from warehouse.agent.simulation import sanitize_scenario
 
 PROCS = Path(__file__).resolve().parent / "procs"
 REPO = Path(__file__).resolve().parents[1]

@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import warehouse
-from warehouse.storage import (MAX_PARTITION_VALUE_BYTES, Store, escape_partition_value, parse_partition_path,
-                               partition_dir, unescape_partition_value)
+from warehouse.core.storage import MAX_PARTITION_VALUE_BYTES, Store, escape_partition_value, parse_partition_path, partition_dir, unescape_partition_value
 
 NASTY = [
     "a/b", "/", "//", "../../etc", "a\\b", "\\", "..", ".", "...", "=", "k=v", "%", "%2F", "%41", "100%",

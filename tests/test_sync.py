@@ -28,8 +28,8 @@ from faultproxy import FaultProxy
 from s3_server import S3Endpoint
 from test_s3 import T0, answers, run_cli, write_runs
 from warehouse.manifest import RemovedFile, staging_clock, writer_info
-from warehouse.sync import Progress
-from warehouse.writer import write_data_file
+from warehouse.ops.sync import Progress
+from warehouse.engine.datafiles import write_data_file
 
 
 def location(kind: str, s3: S3Endpoint, s3_url: str, tmp_path: Path, name: str) -> tuple[str, dict | None]:
@@ -124,7 +124,7 @@ def test_sync_carries_over_a_compaction_in_src_without_duplicating_rows(s3: S3En
     assert len(olds) == 2
     merged = pa.concat_tables([pq.read_table(src.store.full(f.path)) for f in olds])
     new = write_data_file(src, "executions", dict(olds[0].partition), merged)
-    src._commit(operation="compact", writer=writer_info("compactor"), token="compact:1", add=[new],
+    src.engine.commit(operation="compact", writer=writer_info("compactor"), token="compact:1", add=[new],
                 remove=[RemovedFile(f.table, f.path) for f in olds])
 
     result = src.sync_to(dst_url, storage_options=s3.options())
@@ -443,7 +443,7 @@ def sync_as_before_the_ledger(src: warehouse.Warehouse, dst: warehouse.Warehouse
         dst.store.write_bytes(f.path, src.store.read_bytes(f.path))
     for name in [n for n in src.store.list_names("configs") if n.endswith(".yaml")]:
         dst.store.write_bytes(f"configs/{name}", src.store.read_bytes(f"configs/{name}"))
-    dst._commit(operation="sync", writer=writer_info("old-sync"), token="sync:old",
+    dst.engine.commit(operation="sync", writer=writer_info("old-sync"), token="sync:old",
                 add=[replace(f, staged=staging_clock()) for f in src.snapshot.files.values()],
                 info={"source": src.url, "source_versions": [1, src.version]})
 

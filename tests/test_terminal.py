@@ -19,10 +19,10 @@ import pytest
 from rich.cells import cell_len
 
 import warehouse
-from warehouse import analytics, report
-from warehouse.errors import InvalidArgument
-from warehouse.schemas import catalog
-from warehouse.terminal import LiteralLogFormatter, literal_excepthook
+from warehouse.read import analytics, report
+from warehouse.core.errors import InvalidArgument
+from warehouse.core.schemas import catalog
+from warehouse.core.terminal import LiteralLogFormatter, literal_excepthook
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 # An OSC 8 hyperlink, an SGR colour, a carriage return, BEL, an 8-bit CSI (clear screen), a

@@ -15,7 +15,7 @@ import pytest
 import warehouse
 from tests.reference_stats import mean, wilson
 from warehouse import RunConfig
-from warehouse.schemas import catalog
+from warehouse.core.schemas import catalog
 
 DATASETS = [{"type": "agentdojo", "config": {"suite": "workspace"}}, {"type": "injecagent", "config": {"split": "dh"}}]
 AGENTS = [{"type": "tool_agent", "config": {"model": "gpt-4o"}}, {"type": "react", "config": {"max_steps": 5}}]

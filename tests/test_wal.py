@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 import warehouse
-from warehouse import wal as wal_module
-from warehouse.storage import Store
-from warehouse.wal import WalError, WalLocked
+from warehouse.write import wal as wal_module
+from warehouse.core.storage import Store
+from warehouse.write.wal import WalError, WalLocked
 
 from processes import Children, watchdog
 

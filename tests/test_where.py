@@ -15,8 +15,10 @@ import duckdb
 import pytest
 
 import warehouse
-from warehouse import InvalidCondition, WarehouseError, analytics, reader
-from warehouse.condition import condition
+from warehouse import InvalidCondition, WarehouseError
+from warehouse.read import analytics
+from warehouse.engine import reader
+from warehouse.core.condition import condition
 
 from tests.conftest import AGENT, ATTACK, DATASET
 

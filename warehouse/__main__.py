@@ -1,3 +1,3 @@
-from .cli import main
+from warehouse.cli import main
 
 main()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,30 +10,31 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from . import agent_state, arguments, keys, reader, records
-from . import sync as sync_mod
-from .errors import (ExecutionNotFound, InvalidArgument, InvalidArgumentType, NotAWarehouse, ReadOnlyWarehouse,
-                     WarehouseNotFound)
-from .manifest import MANIFEST_DIR, Commit, DataFile, Log, Snapshot, replay, writer_info
-from .schemas import catalog
-from .storage import Store
-from .live import EVENT_LIMIT, Checkpoint
-from .writer import Writer
+from warehouse.agent import state as agent_state
+from warehouse.core import arguments
+from warehouse.ops import sync as sync_mod
+from warehouse.core.errors import WarehouseNotFound
+from warehouse.engine.engine import Engine, open_engine
+from warehouse.manifest import Commit, DataFile, Log, Snapshot, replay
+from warehouse.core.schemas import catalog
+from warehouse.core.storage import Store
+from warehouse.write.live import EVENT_LIMIT, Checkpoint
+from warehouse.write.writer import Writer
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from .exporters import ExportReport
-    from .importers import ImportReport
+    from warehouse.interop.exporters import ExportReport
+    from warehouse.interop.importers import ImportReport
     from datetime import timedelta
 
     import polars as pl
 
-    from . import doctor as doctor_mod
-    from . import maintenance, retention
-    from .aio import AsyncWriter
-    from .sessions import Sessions
-    from .simulation import RunRecorder
+    from warehouse.ops import doctor as doctor_mod
+    from warehouse.ops import maintenance, retention
+    from warehouse.write.aio import AsyncWriter
+    from warehouse.agent.sessions import Sessions
+    from warehouse.agent.simulation import RunRecorder
 
 #: Columns `Warehouse.scores(by=...)` may group by (also `metadata.KEY`, `dataset_config.KEY`,
 #: `agent_config.KEY`, `attack_config.KEY` and `all`; see `warehouse.analytics.groups`).
@@ -70,16 +69,14 @@ class Warehouse:
     """
 
     def __init__(self, store: Store, snapshot: Snapshot, *, read_only: bool, checkpoint_interval: int | None = None) -> None:
-        self.store = store
-        self.log = Log(store, checkpoint_interval=checkpoint_interval)
-        self._snapshot = snapshot
-        self.read_only = read_only
-        self._lock = threading.RLock()
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self._con_version = -1
-        self._keys = keys.KeyCache()  # execution-id columns of files read to find earlier adds
-        self._sandbox: duckdb.DuckDBPyConnection | None = None
-        self._sandbox_version = -1
+        self._engine = Engine(store, snapshot, read_only=read_only, checkpoint_interval=checkpoint_interval)
+
+    @classmethod
+    def of(cls, engine: Engine) -> "Warehouse":
+        """The facade over an open engine."""
+        wh = cls.__new__(cls)
+        wh._engine = engine
+        return wh
 
     def __repr__(self) -> str:
         ro = ", read-only" if self.read_only else ""
@@ -87,18 +84,37 @@ class Warehouse:
 
     # -- state ---------------------------------------------------------------------------------
     @property
+    def engine(self) -> Engine:
+        """The engine this facade is composed over (store, log, snapshot, commit, lookups); what
+        the package's own features take. Internal: its methods may change between releases."""
+        return self._engine
+
+    @property
+    def store(self) -> Store:
+        return self._engine.store
+
+    @property
+    def log(self) -> Log:
+        return self._engine.log
+
+    @property
+    def read_only(self) -> bool:
+        """True for a warehouse opened at a past version (time travel): it refuses writes."""
+        return self._engine.read_only
+
+    @property
     def url(self) -> str:
-        return self.store.url
+        return self._engine.url
 
     @property
     def snapshot(self) -> Snapshot:
         """The cached snapshot (the set of active files) that reads see."""
-        return self._snapshot
+        return self._engine.snapshot
 
     @property
     def version(self) -> int:
         """The version of the cached snapshot."""
-        return self._snapshot.version
+        return self._engine.version
 
     def refresh(self) -> int:
         """Read the commits made since the cached snapshot; returns the new version.
@@ -107,20 +123,7 @@ class Warehouse:
         checkpoint interval behind is rebuilt from the newest checkpoint instead.
         A read-only (time-travel) warehouse stays at its version.
         """
-        if self.read_only:
-            return self.version
-        with self._lock:
-            self._snapshot, _ = self.log.refresh(self._snapshot, catch_up=True)
-            return self._snapshot.version
-
-    def _refresh_commits(self) -> tuple[int, list[Commit]]:
-        """`refresh`, also returning the new commits it read (every one since the cached version,
-        unless vacuum folded them meanwhile: then none)."""
-        if self.read_only:
-            return self.version, []
-        with self._lock:
-            self._snapshot, new = self.log.refresh(self._snapshot)
-            return self._snapshot.version, new
+        return self._engine.refresh()
 
     def history(self, limit: int | None = None) -> list[CommitInfo]:
         """The commits up to the cached version, newest first (at most `limit`; None = all, 0 = none).
@@ -147,7 +150,7 @@ class Warehouse:
 
     def _folded_time(self, listing: Any, version: int) -> datetime:
         """The commit time of a folded version, from the first checkpoint's commits section that has it."""
-        from . import manifest_checkpoint as mc
+        from warehouse.manifest import checkpoint as mc
 
         for cp in listing.checkpoints:
             if cp >= version:
@@ -157,7 +160,7 @@ class Warehouse:
                     return rows.column("committed_at")[version - v0].as_py()
                 except Exception:  # unreadable, or too old for it: try the next one
                     continue
-        return self._snapshot.committed_at
+        return self.snapshot.committed_at
 
     def checkpoint(self) -> int:
         """Write a checkpoint of the warehouse at its current version (after a refresh), so that
@@ -165,9 +168,9 @@ class Warehouse:
         Checkpoints are also written automatically every `manifest.CHECKPOINT_INTERVAL` commits.
         Raises ReadOnlyWarehouse on a time-travel snapshot.
         """
-        self._require_writable()
+        self._engine.require_writable()
         self.refresh()
-        snap = self._snapshot
+        snap = self.snapshot
         with self.store.errors():
             self.log.write_checkpoint(snap)
         return snap.version
@@ -175,27 +178,13 @@ class Warehouse:
     def files(self, table: str, where: Mapping[str, str] | None = None) -> list[DataFile]:
         """The active data files of `table`, optionally only partitions matching `where` (a dict of
         partition column -> value; WarehouseError for a key that is not a partition column)."""
-        from .partition_filter import check_partition
-
-        catalog().table(table)
-        return self._snapshot.table_files(table, check_partition(where))
+        return self._engine.files(table, where)
 
     @property
     def tables(self) -> list[str]:
         return list(catalog().tables)
 
     # -- writing -------------------------------------------------------------------------------
-    def _require_writable(self) -> None:
-        """Refuse writes to a time-travel snapshot, and to a store without create-if-absent writes
-        (probed once per store: a commit there could silently overwrite another)."""
-        if self.read_only:
-            raise ReadOnlyWarehouse(
-                f"this warehouse was opened at version {self.version} (time travel) and is read-only; "
-                "open it without version=/as_of= to write"
-            )
-        with self.store.errors():
-            self.store.check_conditional_writes(MANIFEST_DIR)
-
     def writer(self, *, dataset: Any, agent: Any, attack: Any = None, run_id: str | None = None,
                flush_rows: int = 10_000, flush_bytes: int = 64 << 20, flush_interval: float | None = 30.0,
                event_limit: int = EVENT_LIMIT, max_buffered_events: int = 200_000,
@@ -216,7 +205,7 @@ class Warehouse:
         wal.WalLocked if another live writer uses the WAL directory, wal.WalError if it holds
         records of another warehouse.
         """
-        return Writer(self, dataset=dataset, agent=agent, attack=attack, run_id=run_id, flush_rows=flush_rows,
+        return Writer(self._engine, dataset=dataset, agent=agent, attack=attack, run_id=run_id, flush_rows=flush_rows,
                       flush_bytes=flush_bytes, flush_interval=flush_interval, event_limit=event_limit,
                       max_buffered_events=max_buffered_events, wal=wal, wal_sync=wal_sync, config_hash=config_hash)
 
@@ -227,31 +216,11 @@ class Warehouse:
         """A writer for asyncio code: `async with wh.async_writer(...) as w:`. Same arguments as
         `writer`; every flush and commit runs on a worker thread, never on the event loop (so
         does the WAL's recovery, when the writer opens)."""
-        from .aio import AsyncWriter
+        from warehouse.write.aio import AsyncWriter
 
-        return AsyncWriter(self, dict(dataset=dataset, agent=agent, attack=attack, run_id=run_id, flush_rows=flush_rows,
+        return AsyncWriter(self._engine, dict(dataset=dataset, agent=agent, attack=attack, run_id=run_id, flush_rows=flush_rows,
                                       flush_bytes=flush_bytes, flush_interval=flush_interval, event_limit=event_limit,
                                       max_buffered_events=max_buffered_events, wal=wal, wal_sync=wal_sync))
-
-    def _commit(self, *, operation: str, writer: Mapping[str, Any], token: str | None, add: Iterable[DataFile] = (),
-                remove: Iterable[Any] = (), token_since: int | None = None, info: Mapping[str, Any] | None = None,
-                conflict: "Callable[[Commit], str | None] | None" = None) -> Commit:
-        """Commit through the log, then bring the cached snapshot up to (at least) that commit."""
-        self._require_writable()
-        seen: list[Commit] = []
-        commit = self.log.commit(self._snapshot, operation=operation, writer=writer, token=token, add=add,
-                                 remove=remove, token_since=token_since, info=info, seen=seen, conflict=conflict)
-        with self._lock:
-            base = self._snapshot
-            if commit.version > base.version:
-                # The commits between our snapshot and ours were read while committing: replay them
-                # rather than reading them again (on S3 each read is a round trip).
-                chain = {c.version: c for c in [*seen, commit] if c.version > base.version}
-                if sorted(chain) == list(range(base.version + 1, commit.version + 1)):
-                    self._snapshot = replay([chain[v] for v in sorted(chain)], base)
-                else:
-                    self._snapshot, _ = self.log.refresh(base)
-        return commit
 
     def sync_to(self, dst: "str | Warehouse", *, storage_options: Mapping[str, Any] | None = None,
                 dry_run: bool = False, workers: int = 16, batch_files: int = sync_mod.BATCH_FILES,
@@ -278,107 +247,41 @@ class Warehouse:
                 target = Warehouse(store, replay([]), read_only=True)
         else:
             target = dst
-        return sync_mod.sync(self, target, dry_run=dry_run, workers=workers, progress=progress,
+        return sync_mod.sync(self._engine, target.engine, dry_run=dry_run, workers=workers, progress=progress,
                              batch_files=batch_files)
 
     # -- reading -------------------------------------------------------------------------------
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A new DuckDB connection with every view defined over the cached snapshot."""
-        return reader.connect(self.store, self._snapshot)
-
-    def _connection(self) -> duckdb.DuckDBPyConnection:
-        with self._lock:
-            if self._con is None or self._con_version != self.version:
-                if self._con is None:
-                    self._con = duckdb.connect()
-                reader.define_views(self._con, self.store, self._snapshot)
-                self._con_version = self.version
-            return self._con
+        return self._engine.connect()
 
     def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> duckdb.DuckDBPyRelation:
         """Run SQL over the cached snapshot's views; returns a DuckDB relation (`.pl()`, `.arrow()`, `.fetchall()`).
 
         Full DuckDB SQL, run as given (it may read or write other files): pass values as `params`,
         never formatted into `query`. The `where=` arguments elsewhere are checked conditions instead
-        (`warehouse.condition`)."""
-        con = self._connection()
-        return con.sql(query, params=params) if params is not None else con.sql(query)
-
-    def _sql_sandboxed(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> duckdb.DuckDBPyRelation:
-        """`sql` on a connection that reads this warehouse's files and nothing else, its
-        configuration locked (`reader.connect(files_only=True)`): for the queries that embed a
-        caller's `where` condition (analytics, compare, the exports' filters)."""
-        with self._lock:
-            if self._sandbox is None:
-                self._sandbox = reader.connect(self.store, self._snapshot, files_only=True)
-            elif self._sandbox_version != self.version:
-                reader.define_views(self._sandbox, self.store, self._snapshot)
-            self._sandbox_version = self.version
-            con = self._sandbox
-        return con.sql(query, params=params) if params is not None else con.sql(query)
+        (`warehouse.core.condition`)."""
+        return self._engine.sql(query, params)
 
     def scan(self, table: str, where: Mapping[str, str] | None = None) -> "pl.LazyFrame":
         """A Polars LazyFrame over `table`'s files in the cached snapshot (only partitions matching
         `where`, a dict of partition column -> value); for executions, messages and attacks without
         the rows of superseded adds (an execution id added again shows its last add only, as in the
-        views; see `warehouse.keys`). Raises WarehouseError for a key of `where` that is not a
+        views; see `warehouse.engine.keys`). Raises WarehouseError for a key of `where` that is not a
         partition column."""
-        lf = reader.scan(self.store, self._snapshot, table, where)
-        if table in keys.KEYED_TABLES and self._snapshot.table_files(keys.SUPERSEDED):
-            lf = keys.hide_polars(lf, reader.scan(self.store, self._snapshot, keys.SUPERSEDED))
-        return lf
-
-    def _records(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        cur = self._connection().execute(query, params or [])
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, r)) for r in cur.fetchall()]
-
-    def _lookup(self, table: str, column: str, value: str, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        """Run `query` (which reads `t`, the rows of `table`) over only the files whose manifest
-        min/max of `column` can hold `value`: an id lookup opens a few files, not every file."""
-        files = reader.files_holding(self._snapshot.table_files(table), column, value)
-        return self._query_files(table, files, query, params)
-
-    def _query_files(self, table: str, files: list[DataFile], query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        """Run `query`, which reads `t`, over the rows of the given files of `table` only."""
-        self._connection()  # on a remote store, registers the filesystem that serves the files
-        rows_sql = reader.table_sql(self.store, catalog().table(table), files)
-        return self._records(f"with t as ({rows_sql}) {query}", params)
-
-    def _find_execution(self, execution_id: str) -> dict[str, Any]:
-        """The latest revision of the execution whose id is, starts with or ends with `execution_id`."""
-        found = self._records("select * from executions where starts_with(execution_id, $id) or ends_with(execution_id, $id) "
-                              "order by execution_id <> $id, execution_id limit 4", {"id": execution_id})
-        if not found:
-            raise ExecutionNotFound(f"no execution with id {execution_id!r} at version {self.version}")
-        if len(found) > 1 and found[0]["execution_id"] != execution_id:
-            ids = ", ".join(repr(f["execution_id"]) for f in found[:3])
-            raise ExecutionNotFound(f"execution id part {execution_id!r} is ambiguous: it starts or ends {ids}"
-                                    f"{', ...' if len(found) > 3 else ''}; give more of the id's first or last "
-                                    "characters (ids are time-ordered, so their ends tell executions apart)")
-        return found[0]
+        return self._engine.scan(table, where)
 
     def execution(self, execution_id: str) -> dict[str, Any]:
         """One execution (latest revision) by id, or by a unique prefix or suffix of its id (ids are
         time-ordered, so a suffix is the distinctive part), with `messages` (as written,
         in order) and `attacks`. Raises ExecutionNotFound if none or several match,
         InvalidArgumentType if `execution_id` is not a string."""
-        if not isinstance(execution_id, str):
-            raise InvalidArgumentType(f"execution_id must be a string, got {type(execution_id).__name__} {execution_id!r:.80}")
-        ex = self._find_execution(execution_id)
-        eid = ex["execution_id"]
-        part = [ex[c] for c in catalog().partition_columns]
-        pfilter = " and ".join(f"{c} = ?" for c in catalog().partition_columns)
-        msgs = self._records(f"select * from messages where {pfilter} and execution_id = ? order by seq", [*part, eid])
-        ex["messages"] = [records.message_from_row(m) for m in msgs]
-        ex["attacks"] = self._records(f"select vector_id, type, content, metadata from attacks where {pfilter} "
-                                      "and execution_id = ? order by vector_id", [*part, eid])
-        return ex
+        return self._engine.execution(execution_id)
 
     def table_summary(self, partitions: bool = False) -> list[dict[str, Any]]:
         """Files, rows and bytes per table (or per table and partition) from the manifest alone."""
         groups: dict[tuple, dict[str, Any]] = {}
-        for f in self._snapshot.files.values():
+        for f in self.snapshot.files.values():
             key = (f.table, *(f.partition.get(c) for c in catalog().partition_columns)) if partitions else (f.table,)
             g = groups.setdefault(key, {"table": f.table, "partitions": set(), "files": 0, "rows": 0, "bytes": 0})
             g["partitions"].add(tuple(sorted(f.partition.items())))
@@ -416,40 +319,40 @@ class Warehouse:
         alone) are not measurements and are left out unless `checks=True`.
         Raises WarehouseError for an unknown grouping or a bad k/threshold. See `warehouse.analytics`.
         """
-        from . import analytics
+        from warehouse.read import analytics
 
-        return analytics.scores(self, by, where, k, threshold, checks=checks)
+        return analytics.scores(self._engine, by, where, k, threshold, checks=checks)
 
     # -- agent state: live executions, checkpoints, resume, follow (live.py) -----------------------
     def checkpoints(self, execution_id: str) -> list[Checkpoint]:
         """Every checkpoint of an execution, oldest first (state parsed from JSON).
         Raises ExecutionNotFound for an unknown id."""
-        return agent_state.checkpoints(self, execution_id)
+        return agent_state.checkpoints(self._engine, execution_id)
 
     def latest_checkpoint(self, execution_id: str, owner: str | None = None) -> Checkpoint | None:
         """The newest checkpoint (state, step, created_at, ...) of an execution, or None.
         Raises PermissionDenied if `owner` is given and the execution belongs to another owner,
         ExecutionNotFound for an unknown id."""
-        return agent_state.latest_checkpoint(self, execution_id, owner)
+        return agent_state.latest_checkpoint(self._engine, execution_id, owner)
 
     def load_checkpoint(self, checkpoint_id: str, *, execution_id: str | None = None,
                         owner: str | None = None) -> Checkpoint:
         """One checkpoint by id (e.g. "turn_2"), within `execution_id` if given. Raises
         CheckpointNotFound (none, or an id shared by several executions), PermissionDenied."""
-        return agent_state.load_checkpoint(self, checkpoint_id, execution_id, owner)
+        return agent_state.load_checkpoint(self._engine, checkpoint_id, execution_id, owner)
 
     def resume_plan(self, config: Any, task_ids: Sequence[str], *, runs: int = 1,
                     retry_failed: bool = True) -> "list[agent_state.TaskPlan]":
         """Per task: completed and failed runs under `config`, runs still needed, and the
         interrupted execution (with its latest checkpoint) to resume; see `agent_state.resume_plan`."""
-        return agent_state.resume_plan(self, config, task_ids, runs=runs, retry_failed=retry_failed)
+        return agent_state.resume_plan(self._engine, config, task_ids, runs=runs, retry_failed=retry_failed)
 
     def follow(self, execution_id: str | None = None, *, follow: bool = True, last: int | None = None,
                poll_interval: float = 0.5, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """The event stream (logs, spans, status changes) as dicts in time order: committed events
         (the `last` N), then, with `follow`, new ones as their commits appear, until `timeout`
         seconds pass without one (None: forever). `warehouse tail` prints it."""
-        return agent_state.follow(self, execution_id, follow=follow, last=last, poll_interval=poll_interval,
+        return agent_state.follow(self._engine, execution_id, follow=follow, last=last, poll_interval=poll_interval,
                                   timeout=timeout)
 
     def trajectories(self, where: Mapping[str, Any] | str | None = None, *, metadata_keys: Sequence[str] = (),
@@ -457,37 +360,37 @@ class Warehouse:
         """RL trajectories (`Writer.add_trajectory`) as a Polars LazyFrame, filterable by metadata
         (`where={"difficulty": "hard"}`) or an SQL condition over `executions` (`where="reward > 0"`)
         and groupable by `group`; see `agent_state.trajectories`."""
-        return agent_state.trajectories(self, where, metadata_keys=metadata_keys, with_messages=with_messages)
+        return agent_state.trajectories(self._engine, where, metadata_keys=metadata_keys, with_messages=with_messages)
 
     # -- agent state: sessions and simulation runs (sessions.py, simulation.py) --------------------
     @property
     def sessions(self) -> "Sessions":
         """The conversation sessions: `save`, `append`, `load`, `list`, `delete` (see warehouse.sessions)."""
-        from .sessions import Sessions
+        from warehouse.agent.sessions import Sessions
 
-        return Sessions(self)
+        return Sessions(self._engine)
 
     def run_recorder(self, scenario: str, save_frequency: int = 1, max_steps: int | None = None,
                      started_at: datetime | str | None = None) -> "RunRecorder":
         """A recorder of one simulation run, with a fresh unique run id `run_<scenario>_<UTC start>`
         (see warehouse.simulation.RunRecorder). Raises InvalidRecord for a bad scenario,
         save_frequency (< 0 or not an int) or max_steps; ReadOnlyWarehouse on a time-travel snapshot."""
-        from .simulation import RunRecorder
+        from warehouse.agent.simulation import RunRecorder
 
-        return RunRecorder(self, scenario, save_frequency=save_frequency, max_steps=max_steps, started_at=started_at)
+        return RunRecorder(self._engine, scenario, save_frequency=save_frequency, max_steps=max_steps, started_at=started_at)
 
     def snapshots(self, run_id: str) -> list[dict[str, Any]]:
         """A simulation run's saved snapshots in step order: dicts of step, kind ("snapshot" or
         "final"), game_state, global_vars, agent_vars, messages, created_at. Raises RunNotFound."""
-        from .simulation import snapshots
+        from warehouse.agent.simulation import snapshots
 
-        return snapshots(self, run_id)
+        return snapshots(self._engine, run_id)
 
     def runs(self) -> "pl.DataFrame":
         """Simulation runs, newest first: run_id, scenario, started_at, snapshots, last_step, finished."""
-        from .simulation import runs
+        from warehouse.agent.simulation import runs
 
-        return runs(self)
+        return runs(self._engine)
 
     # -- retention (retention.py) ------------------------------------------------------------------
     def expire(self, older_than: "timedelta", *, tables: Iterable[str] = ("events",),
@@ -505,9 +408,9 @@ class Warehouse:
         ReadOnlyWarehouse on a time-travel snapshot, CommitConflict if concurrent deletes kept
         removing the same files.
         """
-        from . import retention
+        from warehouse.ops import retention
 
-        return retention.expire(self, older_than, tables=tables, statuses=statuses, dry_run=dry_run, now=now)
+        return retention.expire(self._engine, older_than, tables=tables, statuses=statuses, dry_run=dry_run, now=now)
 
     # -- maintenance: compaction and vacuum (maintenance.py) ---------------------------------------
     def compact(self, table: str | Iterable[str] | None = None, partition: str | Mapping[str, str] | None = None, *,
@@ -526,9 +429,9 @@ class Warehouse:
         WarehouseError for a filter that selects no partition or a bad size, ReadOnlyWarehouse on a
         time-travel snapshot (unless `dry_run`).
         """
-        from . import maintenance
+        from warehouse.ops import maintenance
 
-        return maintenance.compact(self, table, partition, target_file_size=target_file_size, min_files=min_files,
+        return maintenance.compact(self._engine, table, partition, target_file_size=target_file_size, min_files=min_files,
                                    dry_run=dry_run)
 
     def vacuum(self, retain: "timedelta | None" = None, orphan_window: "timedelta | None" = None, *,
@@ -546,9 +449,9 @@ class Warehouse:
         """
         from datetime import timedelta
 
-        from . import maintenance
+        from warehouse.ops import maintenance
 
-        return maintenance.vacuum(self, timedelta(days=7) if retain is None else retain,
+        return maintenance.vacuum(self._engine, timedelta(days=7) if retain is None else retain,
                                   timedelta(hours=1) if orphan_window is None else orphan_window,
                                   dry_run=dry_run, now=now)
 
@@ -564,9 +467,9 @@ class Warehouse:
         (with `deep`, the damaged ones too); history is never rewritten. See `warehouse.doctor`.
         Raises StorageError if the store is unusable, InvalidArgumentType for a flag that is not a bool.
         """
-        from . import doctor as doctor_mod
+        from warehouse.ops import doctor as doctor_mod
 
-        return doctor_mod.run(self, repair=arguments.boolean("repair", repair),
+        return doctor_mod.run(self._engine, repair=arguments.boolean("repair", repair),
                               footers=arguments.boolean("footers", footers), deep=arguments.boolean("deep", deep))
 
     # -- report (report.py) --------------------------------------------------------------------------
@@ -575,9 +478,9 @@ class Warehouse:
         """Write the self-contained HTML report of this snapshot (ASR heatmap, utility vs ASR,
         pass@k curves, most compromised tasks, tokens and cost; see `warehouse.report`); returns
         its path."""
-        from . import report
+        from warehouse.read import report
 
-        return report.build_report(self, out, title=title, top=top)
+        return report.build_report(self._engine, out, title=title, top=top)
 
     # -- import and export (importers/, exporters/) -----------------------------------------------
     def import_(self, kind: str, path: "str | os.PathLike[str]", *, strict: bool = False,
@@ -592,16 +495,16 @@ class Warehouse:
         the import goes on, unless `strict`, which raises ImportFailed at the first (after
         committing the sources read before it). Raises WarehouseError for an unknown kind.
         """
-        from .importers import importer, run_import
+        from warehouse.interop.importers import importer, run_import
 
-        return run_import(self, importer(kind), path, strict=strict, progress=progress)
+        return run_import(self._engine, importer(kind), path, strict=strict, progress=progress)
 
     def export(self, kind: str, out: str, **options: Any) -> "ExportReport":
         """Export the current snapshot as `kind` (delta, parquet, trajectories, legacy) to `out`;
         see `warehouse.exporters`. Raises ExportFailed for an unknown kind or an unusable target."""
-        from .exporters import export
+        from warehouse.interop.exporters import export
 
-        return export(self, kind, out, **options)
+        return export(self._engine, kind, out, **options)
 
 
 def open(url: str = "warehouse-data", *, create: bool = False, version: int | None = None, as_of: datetime | None = None,
@@ -621,32 +524,5 @@ def open(url: str = "warehouse-data", *, create: bool = False, version: int | No
     InvalidArgument/InvalidArgumentType for a bad argument (a version that is not an int, an
     `as_of` that is not a datetime or ISO-8601 string).
     """
-    if not isinstance(url, (str, os.PathLike)):
-        raise InvalidArgumentType(f"url must be a path or URL string, got {type(url).__name__} {url!r:.80}")
-    url = os.fspath(url)
-    create = arguments.boolean("create", create)
-    version = arguments.optional_integer("version", version)  # a negative one is VersionNotFound, like any absent one
-    as_of = None if as_of is None else arguments.moment("as_of", as_of)
-    checkpoint_interval = arguments.optional_integer("checkpoint_interval", checkpoint_interval, minimum=0)
-    if version is not None and as_of is not None:
-        raise InvalidArgument("give version= or as_of=, not both")
-    store = Store.from_url(url, storage_options)
-    log = Log(store, checkpoint_interval=checkpoint_interval)
-    with store.errors():
-        listing = log.listing()  # commits and checkpoints: a warehouse whose old commits were folded has both
-        if listing.empty:
-            if not create:
-                raise WarehouseNotFound(f"no warehouse at {url!r}; create one with `warehouse init` or open(..., create=True)")
-            names = store.list_names(".")
-            if names and names != [MANIFEST_DIR]:
-                raise NotAWarehouse(f"{url!r} holds files but no warehouse manifest; choose an empty or new location")
-            store.check_conditional_writes(MANIFEST_DIR)
-            log.create(writer_info(uuid.uuid4().hex))
-            listing = None
-        snapshot = log.snapshot(version=version, as_of=as_of, listing=listing)
-        if version is not None or as_of is not None:
-            from . import maintenance
-
-            maintenance.check_readable(store, snapshot.version)  # vacuum may have deleted its data files
-    return Warehouse(store, snapshot, read_only=version is not None or as_of is not None,
-                     checkpoint_interval=checkpoint_interval)
+    return Warehouse.of(open_engine(url, create=create, version=version, as_of=as_of, storage_options=storage_options,
+                                    checkpoint_interval=checkpoint_interval))

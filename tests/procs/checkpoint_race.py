@@ -11,7 +11,7 @@ Reads commands from stdin: `prep V` rebuilds the snapshot at version V from the 
 import sys
 
 from warehouse.manifest import Log
-from warehouse.storage import Store
+from warehouse.core.storage import Store
 
 
 def main() -> None:

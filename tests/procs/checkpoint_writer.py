@@ -22,8 +22,8 @@ import os
 import sys
 
 import warehouse
-import warehouse.manifest_checkpoint as mc
-import warehouse.storage as storage
+import warehouse.manifest.checkpoint as mc
+import warehouse.core.storage as storage
 
 CONFIG = {"dataset": {"type": "agentdojo", "config": {}}, "agent": {"type": "checkpointer", "config": {}}}
 

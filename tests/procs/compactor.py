@@ -13,7 +13,7 @@ import json
 import sys
 
 import warehouse
-import warehouse.maintenance as maintenance
+import warehouse.ops.maintenance as maintenance
 
 
 def main() -> None:

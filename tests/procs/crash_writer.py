@@ -19,8 +19,8 @@ import os
 import sys
 
 import warehouse
-import warehouse.writer as writer_module
-from warehouse.storage import Store
+import warehouse.write.writer as writer_module
+from warehouse.core.storage import Store
 
 CONFIG = {"dataset": {"type": "agentdojo", "config": {}}, "agent": {"type": "crashy", "config": {}}}
 

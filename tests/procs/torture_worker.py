@@ -31,7 +31,7 @@ from datetime import timedelta
 
 import warehouse
 from warehouse import manifest
-from warehouse.errors import StaleDataFile
+from warehouse.core.errors import StaleDataFile
 from warehouse.manifest import Log
 
 CONFIGS = [

@@ -27,8 +27,8 @@ import sys
 import threading
 
 import warehouse
-from warehouse import wal as wal_module
-from warehouse.storage import Store
+from warehouse.write import wal as wal_module
+from warehouse.core.storage import Store
 
 CONFIG = {"dataset": {"type": "agentdojo", "config": {}}, "agent": {"type": "walled", "config": {}}}
 

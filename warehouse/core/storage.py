@@ -1,0 +1,676 @@
+"""The one seam to the store: an fsspec filesystem rooted at the warehouse URL, plus partition paths.
+
+Local paths use the local filesystem with atomic create-if-absent by `os.link`; other stores use
+fsspec's `pipe_file(..., mode="create")` (a conditional PUT `If-None-Match: *` on S3), after a probe
+that proves the store honours it. Every remote call is retried on transient failures (5xx, reset or
+dropped connections, timeouts) with backoff; the store's own answers (not found, access denied,
+precondition failed) are never retried. A failure that retrying cannot cure, and that says the store
+itself is unusable (no such bucket, access denied, endpoint unreachable), becomes a `StorageError`
+naming the URL and what to do.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import fsspec
+import pyarrow as pa
+from fsspec.implementations.local import LocalFileSystem
+
+from warehouse.core.errors import ConditionalWritesUnsupported, InvalidPartitionValue, StorageError, WarehouseError
+
+T = TypeVar("T")
+
+#: Longest escaped partition value, in bytes; longer values are refused (file-name limits are 255).
+MAX_PARTITION_VALUE_BYTES = 200
+
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def escape_partition_value(value: str, *, column: str = "partition") -> str:
+    """Percent-encode `value` (hive style) so that it is one safe path segment.
+
+    Everything but ASCII letters, digits, `-`, `_` and `.` is encoded as the `%XX` of its UTF-8
+    bytes; a value made only of dots, and the hive null marker `__HIVE_DEFAULT_PARTITION__`, are
+    encoded too. The result can never contain `/`, `\\`, `=`, `%` (other than as an escape), NUL or
+    non-ASCII, and never equals `.` or `..`.
+
+    Raises InvalidPartitionValue for an empty value, a non-string, a string that is not valid
+    UTF-8, or an escaped form longer than MAX_PARTITION_VALUE_BYTES.
+    """
+    if not isinstance(value, str):
+        raise InvalidPartitionValue(f"{column} must be a string, got {type(value).__name__} {value!r}")
+    if value == "":
+        raise InvalidPartitionValue(f"{column} must not be empty")
+    try:
+        raw = value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidPartitionValue(f"{column} {value!r} is not valid UTF-8: {exc.reason}") from None
+    if value.isascii() and all(c in _SAFE for c in value) and value.strip(".") and not value.startswith("__"):
+        escaped = value
+    else:
+        escaped = "".join(chr(b) if chr(b) in _SAFE else f"%{b:02X}" for b in raw)
+        if not escaped.strip("."):
+            escaped = escaped.replace(".", "%2E")
+        if escaped.startswith("__"):
+            escaped = "%5F" + escaped[1:]
+    if len(escaped) > MAX_PARTITION_VALUE_BYTES:
+        raise InvalidPartitionValue(
+            f"{column} {value[:60]!r}... is {len(escaped)} bytes once escaped; "
+            f"the limit is {MAX_PARTITION_VALUE_BYTES}: use a shorter type name"
+        )
+    return escaped
+
+
+def unescape_partition_value(escaped: str) -> str:
+    """Invert `escape_partition_value`."""
+    from urllib.parse import unquote
+
+    return unquote(escaped, encoding="utf-8", errors="strict")
+
+
+def partition_dir(table: str, partition: Mapping[str, str], columns: list[str]) -> str:
+    """The relative directory of one (table, partition): `table/col=value/...`, values escaped."""
+    parts = [table] + [f"{c}={escape_partition_value(partition[c], column=c)}" for c in columns]
+    return "/".join(parts)
+
+
+def parse_partition_path(path: str) -> dict[str, str]:
+    """The partition values encoded in a relative data-file path (`table/k=v/.../part-x.parquet`)."""
+    out: dict[str, str] = {}
+    for seg in path.split("/")[1:-1]:
+        key, _, val = seg.partition("=")
+        out[key] = unescape_partition_value(val)
+    return out
+
+
+def new_data_file_name() -> str:
+    """A unique, immutable data-file name."""
+    return f"part-{uuid.uuid4().hex}.parquet"
+
+
+#: s3fs settings the warehouse relies on; a caller's storage_options win key by key.
+#: No listings cache (other processes commit all the time). botocore does not retry: its backoff
+#: sleeps about a second per retry; the store's own loop (`Store.retries`, also around DuckDB's
+#: reads) retries what is worth retrying after 25 ms, 50 ms, 100 ms, ... and reports an endpoint
+#: that is down at once.
+S3_DEFAULTS: dict[str, Any] = {
+    "use_listings_cache": False,
+    "config_kwargs": {"retries": {"total_max_attempts": 1, "mode": "standard"}, "connect_timeout": 5,
+                      "read_timeout": 60},
+}
+
+# HTTP statuses and S3 error codes worth retrying: the server or the network, not the request.
+_RETRY_STATUS = frozenset({500, 502, 503, 504})
+_RETRY_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "RequestTimeTooSkewed",
+                          "OperationAborted", "ThrottlingException", "Throttling"})
+
+
+def arrow_reader(data: bytes) -> pa.BufferReader:
+    """`data` (a file's bytes, read from the store) as an Arrow reader over Arrow's own copy.
+
+    Arrow buffers over Python `bytes` (`io.BytesIO`, `pa.BufferReader(data)`, `pa.py_buffer`) take
+    the GIL when Arrow frees them, and Arrow's decode threads free them after the read has returned:
+    if that happens while the interpreter exits, the thread dies inside C++ and the process aborts
+    ("terminate called without an active exception", exit -6) after its work was done. A copy Arrow
+    owns needs no GIL to free; it costs one memcpy of a file already in memory.
+    """
+    buf = pa.allocate_buffer(len(data))
+    pa.FixedSizeBufferWriter(buf).write(data)
+    return pa.BufferReader(buf)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and its causes/contexts, and the `error` wrapped by botocore connection errors."""
+    out: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or any(e is o for o in out) or len(out) > 20:
+            continue
+        out.append(e)
+        todo += [e.__cause__, e.__context__]
+        inner = getattr(e, "kwargs", None)
+        if isinstance(inner, dict) and isinstance(inner.get("error"), BaseException):
+            todo.append(inner["error"])
+    return out
+
+
+def _client_error(exc: BaseException) -> tuple[int | None, str | None]:
+    """(HTTP status, S3 error code) of the server's answer behind `exc`, if it was one."""
+    for e in _chain(exc):
+        resp = getattr(e, "response", None)
+        if isinstance(resp, dict) and "Error" in resp:
+            status = resp.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            return (int(status) if status else None), resp["Error"].get("Code")
+    return None, None
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """True if no connection to the endpoint could be made at all (refused, no such host)."""
+    for e in _chain(exc):
+        name = type(e).__name__
+        if name in ("ClientConnectorError", "ClientConnectorDNSError", "ConnectionRefusedError", "gaierror"):
+            return True
+    return False
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures that retrying may cure: 5xx/throttling answers, resets, timeouts, lost answers."""
+    if isinstance(exc, (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
+                        NotADirectoryError, WarehouseError)):
+        return False
+    status, code = _client_error(exc)
+    if status is not None or code is not None:
+        return (status in _RETRY_STATUS) or (code in _RETRY_CODES)
+    if _unreachable(exc):
+        return False
+    if isinstance(exc, OSError) and exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EACCES, errno.EPERM, errno.ENOSPC):
+        return False
+    names = {type(e).__name__ for e in _chain(exc)}
+    return bool(names & {"ConnectionClosedError", "EndpointConnectionError", "ReadTimeoutError", "ConnectTimeoutError",
+                         "HTTPClientError", "IncompleteRead", "ResponseParserError", "ClientPayloadError",
+                         "ServerDisconnectedError", "ClientOSError", "ConnectionResetError", "BrokenPipeError",
+                         "TimeoutError", "FSTimeoutError", "timeout"}) or (
+        isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.EBUSY, getattr(errno, "EREMOTEIO", 121)))
+
+
+#: Failures of a local disk that no retry in place cures, but a person can (free space, remount
+#: read-write, fix permissions): errno -> what it means.
+DISK_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
+               errno.EROFS: "the file system is read-only", errno.EFBIG: "the file is too large for the file system",
+               errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+               errno.EIO: "an I/O error of the device"}
+
+
+def disk_error(exc: BaseException, path: str) -> StorageError | None:
+    """A StorageError naming the file `exc` names (else `path`) for a local disk failure (see
+    DISK_ERRORS), else None."""
+    code = getattr(exc, "errno", None)
+    if not isinstance(exc, OSError) or code not in DISK_ERRORS:
+        return None
+    path = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes, os.PathLike)) else path
+    return StorageError(f"{path}: {DISK_ERRORS[code]} ({errno.errorcode.get(code, code)}); fix that "
+                        "(free space, remount read-write, fix permissions) and try again: nothing committed was "
+                        "changed, and a writer keeps the rows it could not write for its next flush() or close()")
+
+
+@contextmanager
+def disk_errors(path: str) -> Iterator[None]:
+    """Turn a local disk failure while writing the local file `path` into a StorageError naming it."""
+    try:
+        yield
+    except OSError as exc:
+        translated = disk_error(exc, path)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    """A conditional write lost: the object exists (412), or a concurrent one is in flight (409)."""
+    status, code = _client_error(exc)
+    return status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict")
+
+
+def _merge_options(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(defaults)
+    for k, v in given.items():
+        out[k] = _merge_options(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def file_mtime(info: Mapping[str, Any]) -> datetime | None:
+    """The last-modified time in an fsspec info dict (local `mtime`, S3 `LastModified`, ...), UTC."""
+    for key in ("mtime", "LastModified", "last_modified", "modified", "created"):
+        v = info.get(key)
+        if isinstance(v, datetime):
+            return v if v.tzinfo is not None else v.replace(tzinfo=timezone.utc)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return datetime.fromtimestamp(v, timezone.utc)
+    return None
+
+
+@dataclass
+class Store:
+    """An fsspec filesystem plus the warehouse root; every path given to it is relative to the root.
+
+    Remote calls are retried up to `retries` times on transient failures (see `is_transient`);
+    `retried` counts those retries (for tests and benchmarks).
+    """
+
+    fs: fsspec.AbstractFileSystem
+    root: str
+    url: str
+    retries: int = 8
+    retried: int = 0
+    _conditional_ok: bool = field(default=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def from_url(cls, url: str, storage_options: Mapping[str, Any] | None = None) -> "Store":
+        """Open the store behind `url` (a local path or any fsspec URL)."""
+        url = str(url)
+        options = dict(storage_options or {})
+        protocol = fsspec.core.split_protocol(url)[0]
+        if protocol in ("s3", "s3a"):
+            options = _merge_options(S3_DEFAULTS, options)
+        try:
+            fs, root = fsspec.core.url_to_fs(url, **options)
+        except (ValueError, ImportError) as exc:  # an unknown protocol ("x::y" reads as one), or its package missing
+            from warehouse.core.errors import InvalidArgument
+
+            raise InvalidArgument(f"cannot open the warehouse URL {url!r}: {exc}") from None
+        if isinstance(fs, LocalFileSystem):
+            root = os.path.abspath(root)
+        return cls(fs=fs, root=root.rstrip("/") or "/", url=url)
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem)
+
+    @property
+    def protocol(self) -> str:
+        return self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+
+    @property
+    def is_s3(self) -> bool:
+        return self.protocol in ("s3", "s3a")
+
+    def full(self, rel: str) -> str:
+        """The filesystem path of a root-relative path; refuses anything that would leave the root."""
+        norm = posixpath.normpath(rel)
+        if norm.startswith("../") or norm == ".." or norm.startswith("/"):
+            raise ValueError(f"path {rel!r} escapes the warehouse root")
+        return self.root if norm == "." else f"{self.root}/{norm}"
+
+    # -- failures --------------------------------------------------------------------------------
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn(*args, **kwargs)`, retried with jittered exponential backoff on transient failures."""
+        if self.is_local:
+            return fn(*args, **kwargs)
+        unreachable = 0
+        for attempt in range(self.retries + 1):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if attempt >= self.retries:
+                    raise
+                if not is_transient(exc):
+                    # A refused connection is retried twice (a restarting proxy), then reported.
+                    unreachable += 1
+                    if not _unreachable(exc) or unreachable > 2:
+                        raise
+                with self._lock:
+                    self.retried += 1
+                time.sleep(random.uniform(0.5, 1.0) * min(0.025 * 2 ** attempt, 2.0))
+        raise AssertionError("unreachable")
+
+    def endpoint(self) -> str:
+        """The endpoint URL the store talks to (for messages)."""
+        opts = getattr(self.fs, "storage_options", {}) or {}
+        ep = opts.get("endpoint_url") or (opts.get("client_kwargs") or {}).get("endpoint_url")
+        return ep or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "the default AWS endpoint"
+
+    def bucket(self) -> str:
+        return self.root.lstrip("/").split("/", 1)[0]
+
+    def storage_error(self, exc: BaseException) -> StorageError | None:
+        """A one-line StorageError for failures that mean the store itself is unusable, else None."""
+        if self.is_local:
+            return None
+        status, code = _client_error(exc)
+        if code == "NoSuchBucket" or (self.is_s3 and status == 404 and code in (None, "404")):
+            return StorageError(f"{self.url}: the bucket {self.bucket()!r} does not exist at {self.endpoint()}; "
+                                f"create it first (e.g. `aws s3 mb s3://{self.bucket()}`) or fix the URL")
+        if isinstance(exc, PermissionError) or status == 403 or code in (
+                "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
+            why = code or "access denied"
+            return StorageError(f"{self.url}: access denied ({why}) by {self.endpoint()}; check the credentials "
+                                "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or storage_options key/secret) and that "
+                                "they may read and write this bucket and prefix")
+        if _unreachable(exc):
+            return StorageError(f"{self.url}: cannot connect to the endpoint {self.endpoint()}; check that it is "
+                                "running and that the endpoint URL (AWS_ENDPOINT_URL or storage_options endpoint_url) "
+                                "is right")
+        if is_transient(exc):
+            return StorageError(f"{self.url}: the store kept failing after {self.retries} retries "
+                                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                                "try again later")
+        return None
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """Turn failures that mean this store is unusable (no bucket, access denied, endpoint down,
+        retries exhausted) into one-line StorageErrors naming the URL; everything else passes."""
+        try:
+            yield
+        except WarehouseError:
+            raise
+        except Exception as exc:
+            translated = self.storage_error(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+
+    @contextmanager
+    def writing(self, rel: str) -> Iterator[None]:
+        """Turn a local disk failure while writing `rel` (full, read-only, over quota, permission
+        denied, I/O error) into a StorageError naming the file; everything else passes."""
+        if not self.is_local:
+            yield
+            return
+        with disk_errors(self.full(rel)):
+            yield
+
+    # -- files -----------------------------------------------------------------------------------
+    def exists(self, rel: str) -> bool:
+        return self.call(self.fs.exists, self.full(rel))
+
+    def _whole_read(self) -> dict[str, Any]:
+        # s3fs asks for the size (a HEAD, and a listing if absent) before reading a whole object
+        # unless told to read it in one piece: one GET is all a commit or config file needs.
+        return {"max_concurrency": 1} if self.is_s3 else {}
+
+    def read_bytes(self, rel: str) -> bytes:
+        """The bytes of `rel`; FileNotFoundError if it does not exist."""
+        return self.call(self.fs.cat_file, self.full(rel), **self._whole_read())
+
+    def read_many(self, rels: list[str]) -> dict[str, bytes | None]:
+        """The bytes of each of `rels` (None for those that do not exist), read concurrently."""
+        if not rels:
+            return {}
+        if self.is_local or len(rels) == 1:
+            out: dict[str, bytes | None] = {}
+            for r in rels:
+                try:
+                    out[r] = self.read_bytes(r)
+                except FileNotFoundError:
+                    out[r] = None
+            return out
+        paths = {self.full(r): r for r in rels}
+        # cat_ranges reads each path as it is (concurrently on an async store); `cat` would expand
+        # '*', '?' and '[' in a root such as `runs[2025]/` as a pattern: listings, and other files.
+        got = self.call(self.fs.cat_ranges, list(paths), None, None, on_error="return", **self._whole_read())
+        blobs = dict(zip(paths, got))
+        out = {}
+        for p, r in paths.items():
+            data = blobs.get(p)
+            if isinstance(data, FileNotFoundError):
+                out[r] = None
+            elif isinstance(data, BaseException) or data is None:
+                try:  # one by one, with retries, for those that failed
+                    out[r] = self.read_bytes(r)
+                except FileNotFoundError:
+                    out[r] = None
+            else:
+                out[r] = data
+        return out
+
+    def write_bytes(self, rel: str, data: bytes | bytearray | memoryview) -> None:
+        """Write (or overwrite) a file; used only for files that are not yet referenced by a commit."""
+        path = self.full(rel)
+        if self.is_local:
+            # Beside it, then renamed into place: a crash never leaves a truncated file at `path`.
+            directory = os.path.dirname(path)
+            tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
+            with self.writing(rel):
+                os.makedirs(directory, exist_ok=True)
+                try:
+                    with open(tmp, "wb") as f:
+                        f.write(data)
+                    os.replace(tmp, path)
+                except BaseException:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+                    raise
+            return
+        self.call(self.fs.pipe_file, path, bytes(data) if not isinstance(data, bytes) else data)
+
+    def put_if_absent(self, rel: str, data: bytes) -> bool:
+        """Atomically create `rel` holding `data`; False if it already exists (someone else won).
+
+        Local: write a temp file beside it, then `os.link` it into place (atomic, fails if present),
+        so that readers never see a half-written file. Elsewhere: a conditional create. A retry of a
+        create whose answer was lost also returns False: the caller reads the file back to tell
+        whether it was its own (the manifest compares idempotency tokens).
+        Raises ConditionalWritesUnsupported if the store refuses conditional writes.
+        """
+        path = self.full(rel)
+        if self.is_local:
+            directory = os.path.dirname(path)
+            tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
+            with self.writing(rel):
+                os.makedirs(directory, exist_ok=True)
+                try:
+                    with open(tmp, "wb") as f:
+                        f.write(data)
+                        f.flush()
+                        os.fsync(f.fileno())
+                    os.link(tmp, path)
+                    return True
+                except FileExistsError:
+                    return False
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+        try:
+            self.call(self.fs.pipe_file, path, data, mode="create")
+            return True
+        except FileExistsError:
+            return False
+        except (NotImplementedError, TypeError) as exc:
+            raise self._no_conditional_writes(f"{type(exc).__name__}: {exc}") from None
+        except OSError as exc:
+            if _precondition_failed(exc):
+                return False
+            status, code = _client_error(exc)
+            if status == 501 or code == "NotImplemented" or exc.errno == errno.ENOSYS:
+                raise self._no_conditional_writes(f"the store answered {code or status}") from None
+            raise
+
+    def _no_conditional_writes(self, why: str) -> ConditionalWritesUnsupported:
+        return ConditionalWritesUnsupported(
+            f"{self.url}: the store does not support conditional writes (create-if-absent, `If-None-Match: *`; {why}), "
+            "so commits cannot be made safely and writing is refused; use a store that supports them "
+            "(AWS S3, MinIO, Cloudflare R2, ...) or a local path"
+        )
+
+    def check_conditional_writes(self, probe_dir: str) -> None:
+        """Prove, once per store, that create-if-absent works: create a probe object, then check that
+        a second create of it is refused. Local filesystems always qualify.
+
+        Every request is retried like any other (`call`), and only a definite answer decides: a
+        first create refused as if the object existed is our own create whose answer was lost
+        (and retried) when the probe holds our bytes; only a store that refuses to create a new
+        object, or that lets a second create succeed, is refused. Raises
+        ConditionalWritesUnsupported then; a store that keeps failing raises its error
+        (a StorageError through `errors()`), never ConditionalWritesUnsupported.
+        """
+        if self.is_local or self._conditional_ok:
+            return
+        probe = f"{probe_dir}/.probe-{uuid.uuid4().hex}"
+        mine = f"probe {uuid.uuid4().hex}".encode()
+        try:
+            if not self.put_if_absent(probe, mine):
+                try:
+                    there = self.read_bytes(probe)
+                except FileNotFoundError:
+                    there = None
+                if there != mine:
+                    raise self._no_conditional_writes("a create of a new object was refused as if it existed")
+            if self.put_if_absent(probe, b"again"):
+                raise self._no_conditional_writes("a second create of the same object succeeded")
+        finally:
+            try:
+                self.call(self.fs.rm_file, self.full(probe))
+            except Exception:  # leaving a probe behind is harmless: it is not a commit name
+                pass
+        self._conditional_ok = True
+
+    def remove(self, rel: str) -> None:
+        """Delete a file (no error if it is already gone)."""
+        try:
+            self.call(self.fs.rm_file, self.full(rel))
+        except FileNotFoundError:
+            pass
+
+    def list_names(self, rel: str) -> list[str]:
+        """Base names of the entries directly under `rel` (empty if it does not exist).
+
+        Raises StorageError if the bucket itself does not exist.
+        """
+        path = self.full(rel)
+        try:
+            entries = self.call(self.fs.ls, path, detail=False, **({} if self.is_local else {"refresh": True}))
+        except FileNotFoundError as exc:
+            status, code = _client_error(exc)
+            if code == "NoSuchBucket":
+                raise self.storage_error(exc) from None  # type: ignore[misc]
+            return []
+        base = path.rstrip("/")
+        return [posixpath.basename(e.rstrip("/")) for e in entries if e.rstrip("/") != base]
+
+    def list_files(self, rel: str) -> dict[str, int]:
+        """Every file under `rel`, recursively: root-relative path -> size in bytes."""
+        return {p: size for p, (size, _) in self.list_file_info(rel).items()}
+
+    def list_file_info(self, rel: str) -> dict[str, tuple[int, datetime | None]]:
+        """Every file under `rel`, recursively: root-relative path -> (size in bytes, last
+        modified, UTC, if the store says)."""
+        path = self.full(rel)
+        try:
+            found = self.call(self.fs.find, path, detail=True, **({} if self.is_local else {"refresh": True}))
+        except FileNotFoundError:
+            return {}
+        prefix = self.root.rstrip("/") + "/"
+        out = {}
+        for p, info in found.items():
+            p = p if p.startswith("/") or not self.root.startswith("/") else "/" + p
+            if p.startswith(prefix) and info.get("type", "file") == "file":
+                out[p[len(prefix):]] = (int(info.get("size") or 0), file_mtime(info))
+        return out
+
+    def reader_path(self, rel: str) -> str:
+        """The path DuckDB and Polars should read `rel` from."""
+        if self.is_local:
+            return self.full(rel)
+        return f"{self.protocol}://{self.full(rel).lstrip('/')}"
+
+    def polars_storage_options(self) -> dict[str, str] | None:
+        """fsspec/s3fs storage options translated for Polars' native (object_store) reader.
+
+        Credentials that are not given explicitly are found by Polars itself (the AWS environment
+        variables and config files), as they are by s3fs.
+        """
+        if self.is_local:
+            return None
+        opts = dict(getattr(self.fs, "storage_options", {}) or {})
+        if not self.is_s3:
+            return {k: str(v) for k, v in opts.items() if isinstance(v, (str, int, float, bool))} or None
+        client = dict(opts.get("client_kwargs") or {})
+        out: dict[str, str] = {}
+        key = opts.get("key") or client.get("aws_access_key_id")
+        secret = opts.get("secret") or client.get("aws_secret_access_key")
+        token = opts.get("token") or client.get("aws_session_token")
+        endpoint = opts.get("endpoint_url") or client.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL_S3") \
+            or os.environ.get("AWS_ENDPOINT_URL")
+        region = client.get("region_name") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if key and secret:
+            out["aws_access_key_id"], out["aws_secret_access_key"] = str(key), str(secret)
+        if token:
+            out["aws_session_token"] = str(token)
+        if endpoint:
+            out["aws_endpoint_url"] = str(endpoint)
+            if str(endpoint).startswith("http://"):
+                out["aws_allow_http"] = "true"
+        out["aws_region"] = str(region or "us-east-1")
+        if opts.get("anon"):
+            out["aws_skip_signature"] = "true"
+        return out
+
+    def is_empty(self) -> bool:
+        """True if the root does not exist or holds nothing."""
+        return not self.list_names(".")
+
+
+class SnapshotFileSystem(fsspec.AbstractFileSystem):
+    """A read-only view of a remote filesystem, for DuckDB: the data files of one snapshot are
+    answered from the manifest (they are immutable, and their sizes are recorded), so that listing,
+    `info` and `open` cost no request and a query reads only the files it scans. Anything else is
+    passed to the underlying filesystem.
+    """
+
+    cachable = False  # one per snapshot; never shared through fsspec's instance cache
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, sizes: Mapping[str, int],
+                 call: Callable[..., Any] | None = None) -> None:
+        super().__init__()
+        self.fs = fs
+        self.call = call  # runs a read with the store's retries
+        self.protocol = fs.protocol
+        self.sizes = {fs._strip_protocol(p): n for p, n in sizes.items()}
+
+    def _known(self, path: str) -> int | None:
+        return self.sizes.get(self.fs._strip_protocol(path))
+
+    def glob(self, path: str, **kwargs: Any) -> Any:
+        if self._known(path) is not None:
+            name = self.fs._strip_protocol(path)
+            return {name: self.info(name)} if kwargs.get("detail") else [name]
+        return self.fs.glob(path, **kwargs)
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        size = self._known(path)
+        if size is None:
+            return self.fs.info(path, **kwargs)
+        return {"name": self.fs._strip_protocol(path), "size": size, "type": "file"}
+
+    def size(self, path: str) -> int:
+        size = self._known(path)
+        return self.fs.size(path) if size is None else size
+
+    def exists(self, path: str, **kwargs: Any) -> bool:
+        return self._known(path) is not None or self.fs.exists(path, **kwargs)
+
+    def isfile(self, path: str) -> bool:
+        return self._known(path) is not None or self.fs.isfile(path)
+
+    def isdir(self, path: str) -> bool:
+        return self._known(path) is None and self.fs.isdir(path)
+
+    def modified(self, path: str) -> Any:
+        if self._known(path) is not None:
+            from datetime import datetime, timezone
+
+            return datetime(2000, 1, 1, tzinfo=timezone.utc)  # immutable: any fixed time will do
+        return self.fs.modified(path)
+
+    def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        if "r" not in mode or "+" in mode:
+            raise PermissionError(f"{path}: the warehouse's readers never write")
+        size = self._known(path)
+        if size is not None and type(self.fs).__name__ == "S3FileSystem":
+            kwargs.setdefault("size", size)
+        f = self.fs.open(path, mode, **kwargs)
+        if size is not None and isinstance(f, fsspec.spec.AbstractBufferedFile):
+            f.details = self.info(path)  # else s3fs asks the server (HEAD) before the first read
+        cache = getattr(f, "cache", None)
+        if self.call is not None and callable(getattr(cache, "fetcher", None)):
+            fetch, call = cache.fetcher, self.call
+            cache.fetcher = lambda start, end: call(fetch, start, end)
+        return f
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> Any:
+        return self.fs.ls(path, detail=detail, **kwargs)

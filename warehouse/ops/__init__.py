@@ -1,0 +1,1 @@
+"""Operations: compaction and vacuum, retention (expire), doctor, and sync between warehouses."""

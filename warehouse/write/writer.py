@@ -1,0 +1,564 @@
+"""Buffered writers: rows accumulate column-wise per table, and each flush writes one Parquet file
+per (table, partition) and commits them all in one manifest commit (all or nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import itertools
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from collections import Counter
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from warehouse.core import arguments, records
+from warehouse.engine import keyed, keys
+from warehouse.engine.datafiles import write_data_file
+from warehouse.core.config import RunConfig, config_row
+from warehouse.core.errors import ConfigHashCollision, InvalidRecord, StaleDataFile, WarehouseError
+from warehouse.manifest import DataFile, writer_info
+from warehouse.core.schemas import catalog
+from warehouse.core.buffer import PENDING_ROW_BYTES, TableBuffer
+from warehouse.write.live import EVENT_LIMIT, Execution
+from warehouse.core.storage import partition_dir
+
+if TYPE_CHECKING:
+    from warehouse.write.wal import WriteAheadLog
+    from warehouse.engine.engine import Engine
+
+#: Times a flush writes a batch's files afresh after the commit refused them as too old (StaleDataFile).
+STALE_ATTEMPTS = 3
+_STATUSES = ("completed", "failed")
+log = logging.getLogger("warehouse")
+
+
+def trajectory_execution(*, messages: Any, completions: Any, rewards: Any, group: Any, replica: Any,
+                         advantages: Any, metadata: Any, task_id: Any) -> dict[str, Any]:
+    """The `add_execution` arguments of one RL trajectory (see `Writer.add_trajectory`, and the
+    trajectories importer): rewards -> reward, group -> group (text), replica -> sample, a single
+    advantage -> a one-element list, task_id defaulting to metadata["task_id"]."""
+    if records.is_number(advantages):  # one number, of any kind (NumPy's too): a one-element list
+        advantages = [advantages]
+    if task_id is None and isinstance(metadata, Mapping):
+        task_id = metadata.get("task_id")
+    return {"task_id": str(task_id) if task_id is not None else "trajectory", "messages": messages,
+            "completions": completions if completions is not None else [],
+            "reward": records.score("rewards", rewards), "group": str(group),
+            "sample": records.integer("replica", replica, records.INT32), "advantages": advantages,
+            "metadata": metadata}
+
+
+def keyed_rows(buffers: "_Buffers") -> pa.Table | None:
+    """(execution_id, write_id) of the buffered final rows whose ids may be stored already (the
+    buffers' `keyed` ids), in add order; None if there are none."""
+    buf = buffers.get("executions")
+    if buf is None or not len(buf) or not buffers.keyed:
+        return None
+    t = buf.table().select(["execution_id", "write_id"])
+    t = t.filter(pc.is_in(t.column("execution_id"), value_set=pa.array(sorted(buffers.keyed), pa.string())))
+    return t if t.num_rows else None
+
+
+def _record_count(buffers: Mapping[str, TableBuffer]) -> int:
+    return sum(len(buf) for t, buf in buffers.items() if t not in ("configs", "messages", "attacks"))
+
+
+class _Buffers(dict):
+    """table name -> TableBuffer of the writer's partition, created on first use; `keyed`: the
+    execution ids among its final rows that may be stored already (given by the caller)."""
+
+    def __init__(self, partition: Mapping[str, str]) -> None:
+        super().__init__()
+        self.partition = partition
+        self.keyed: set[str] = set()
+
+    def __missing__(self, table: str) -> TableBuffer:
+        buf = self[table] = TableBuffer(catalog().table(table), self.partition)
+        return buf
+
+
+class PreparedExecution(NamedTuple):
+    """One execution validated into rows (`Writer.prepare_execution`), not yet buffered."""
+
+    execution_id: str
+    row: tuple
+    message_rows: list[tuple]
+    message_bytes: int
+    attack_rows: list[tuple]
+    keyed: bool = False  # the id was given, so an earlier add of it may be stored (see warehouse.keys)
+
+
+@dataclass
+class _Batch:
+    """Buffers swapped out for one flush; kept whole (same token) until committed."""
+
+    buffers: dict[str, TableBuffer]  # kept until committed (files found too old are written again)
+    token: str
+    seen_version: int
+    executions: int
+    files: list[DataFile] = field(default_factory=list)
+    keys: pa.Table | None = None  # (execution_id, write_id) of its rows with given ids, in add order
+
+
+class Writer:
+    """Buffers rows of one run configuration and commits them in flushes.
+
+    Thread-safe. Use as a context manager: leaving the block flushes and closes. A flush happens
+    when `flush_rows` executions or about `flush_bytes` bytes are buffered, every `flush_interval`
+    seconds, or on `flush()`/`close()`. With a `flush_interval` (the default), a background thread
+    (which `close()` joins) does the size- and time-triggered flushes while the caller goes on
+    adding; with `flush_interval=None` there is no thread and add_execution flushes in place.
+    Either way a failed flush keeps its batch and is retried, and its error raised, by the next
+    flush()/close() (a full or read-only disk raises StorageError naming the file). With `wal=`
+    every record is also appended to a local write-ahead log before `add_*` returns, and what a
+    crashed writer left there is committed first (see `warehouse.wal`).
+    Bad options (`flush_rows` not an int >= 1, `flush_interval` not None or a number >= 0, ...)
+    raise InvalidArgument/InvalidArgumentType.
+    """
+
+    def __init__(self, wh: "Engine", *, dataset: Any, agent: Any, attack: Any = None,
+                 run_id: str | None = None, flush_rows: int = 10_000, flush_bytes: int = 64 << 20,
+                 flush_interval: float | None = 30.0, event_limit: int = EVENT_LIMIT,
+                 max_buffered_events: int = 200_000, wal: str | os.PathLike[str] | None = None,
+                 wal_sync: str = "flush", config_hash: str | None = None) -> None:
+        wh.engine.require_writable()
+        flush_rows = arguments.integer("flush_rows", flush_rows, minimum=1)
+        flush_bytes = arguments.integer("flush_bytes", flush_bytes, minimum=1)
+        if flush_interval is not None:
+            flush_interval = arguments.number("flush_interval", flush_interval, minimum=0)  # 0: like None
+        max_buffered_events = arguments.integer("max_buffered_events", max_buffered_events, minimum=1)
+        if wal is None:  # (with a WAL, the WAL refuses a bad policy itself, as WalError)
+            arguments.choice("wal_sync", wal_sync, ("always", "flush", "never"))
+        self.wh = wh
+        self.config = RunConfig.of(dataset, agent, attack).with_hash(config_hash)
+        self.partition = self.config.partition
+        for col, val in self.partition.items():
+            partition_dir("x", {col: val}, [col])  # raises InvalidPartitionValue now, not at flush
+        self.config_hash = self.partition["config_hash"]
+        self.run_id = records.ident("run_id", run_id, required=False)
+        self.flush_rows, self.flush_bytes, self.flush_interval = flush_rows, flush_bytes, flush_interval
+        self.writer_id = uuid.uuid4().hex
+        self._rng = random.Random(os.urandom(16))
+        self._write_ids = keys.WriteIds()
+        self._seq = 0
+        if not isinstance(event_limit, int) or event_limit < 16:
+            raise InvalidRecord(f"event_limit must be an int >= 16 (characters), got {event_limit!r}")
+        self.event_limit, self.max_buffered_events = event_limit, max_buffered_events
+        self._event_seq = itertools.count()
+        self._dropped: Counter[str] = Counter()
+        self._caller_flushes = True  # False: size-triggered flushes only ever run on the flusher thread
+        self._lock = threading.Lock()        # guards the buffers
+        self._flush_lock = threading.Lock()  # serialises flushes (one commit at a time, in order)
+        self._buffers = self._new_buffers()
+        self._retry: _Batch | None = None
+        self._closed = False
+        self._last_flush = time.monotonic()
+        self._background_error: BaseException | None = None
+        self._wal: WriteAheadLog | None = None
+        if wal is not None:  # first: a crashed run's records (and config row) are committed before ours
+            from warehouse.write import wal as wal_module
+
+            self._wal = wal_module.WriteAheadLog(wal, wh, self.writer_id, self.config, sync=wal_sync)
+        try:
+            self._register_config()
+        except BaseException:
+            if self._wal is not None:
+                self._wal.close()
+            raise
+        self._wake = threading.Condition()  # the flusher waits on it for a size trigger or close()
+        self._flush_due = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        if flush_interval:
+            self._thread = threading.Thread(target=self._flusher, name=f"warehouse-flusher-{self.writer_id[:8]}", daemon=True)
+            self._thread.start()
+
+    def _new_buffers(self) -> "_Buffers":
+        return _Buffers(self.partition)
+
+    # -- config --------------------------------------------------------------------------------
+    def _register_config(self) -> None:
+        """Store configs/<hash>.yaml once; a different config under the same hash is an error."""
+        path = f"configs/{self.config_hash}.yaml"
+        store = self.wh.store
+        created_at = datetime.now(timezone.utc)
+        if not store.exists(path):
+            store.put_if_absent(path, self.config.to_yaml(created_at).encode("utf-8"))
+        existing = RunConfig.from_yaml(store.read_bytes(path).decode("utf-8"))
+        if existing.canonical() != self.config.canonical():
+            raise ConfigHashCollision(
+                f"config hash {self.config_hash} already belongs to a different config "
+                f"(stored in {path}: {existing.canonical()[:200]}); this config: {self.config.canonical()[:200]}. "
+                "Change any field of the config (e.g. add a 'variant' key) to get a new hash."
+            )
+        if not self.wh.snapshot.table_files("configs", {"config_hash": self.config_hash}):
+            self._buffers["configs"].append(config_row(self.config, created_at))
+
+    def _new_id(self) -> str:
+        """A 32-hex-digit id, time-ordered like UUIDv7: 48 bits of milliseconds, 80 random bits
+        (from a per-writer generator seeded by the OS: no system call per id)."""
+        return f"{time.time_ns() // 1_000_000:012x}{self._rng.getrandbits(80):020x}"
+
+    # -- adding --------------------------------------------------------------------------------
+    def add_execution(
+        self, *, task_id: str | None = None, messages: Any = None, usage: dict[str, Any] | None = None,
+        benign_score: float | None = None, attack_score: float | None = None, attacks: Any = None,
+        metadata: Any = None, trace_id: str | None = None, span_id: str | None = None,
+        started_at: Any = None, finished_at: Any = None, model: str | None = None,
+        scores: dict[str, float] | None = None, execution_id: str | None = None, sample: int | None = None,
+        group: str | None = None, status: str | None = None, error: str | None = None,
+        reward: float | None = None, advantages: Any = None, duration_ms: float | None = None,
+        owner: str | None = None, result: str | None = None, completions: Any = None,
+        **unknown: Any,
+    ) -> str:
+        """Buffer one finished task execution with its messages and attacks; returns its execution_id.
+
+        Scores are finite numbers (utility `benign_score`, attack success `attack_score`, any extra in
+        `scores`); `usage` holds token counts, requests, tool_calls and cost; timestamps are datetimes
+        (naive = UTC) or ISO-8601 strings. Raises InvalidRecord naming the field for any bad value,
+        before anything is buffered.
+        """
+        prepared = self.prepare_execution(
+            task_id=task_id, messages=messages, usage=usage, benign_score=benign_score, attack_score=attack_score,
+            attacks=attacks, metadata=metadata, trace_id=trace_id, span_id=span_id, started_at=started_at,
+            finished_at=finished_at, model=model, scores=scores, execution_id=execution_id, sample=sample,
+            group=group, status=status, error=error, reward=reward, advantages=advantages, duration_ms=duration_ms,
+            owner=owner, result=result, completions=completions, **unknown)
+        self._buffer_final(prepared)
+        self._maybe_flush()
+        return prepared.execution_id
+
+    def prepare_execution(
+        self, *, task_id: str | None = None, messages: Any = None, usage: dict[str, Any] | None = None,
+        benign_score: float | None = None, attack_score: float | None = None, attacks: Any = None,
+        metadata: Any = None, trace_id: str | None = None, span_id: str | None = None,
+        started_at: Any = None, finished_at: Any = None, model: str | None = None,
+        scores: dict[str, float] | None = None, execution_id: str | None = None, sample: int | None = None,
+        group: str | None = None, status: str | None = None, error: str | None = None,
+        reward: float | None = None, advantages: Any = None, duration_ms: float | None = None,
+        owner: str | None = None, result: str | None = None, completions: Any = None,
+        **unknown: Any,
+    ) -> "PreparedExecution":
+        """Validate one execution (the arguments of `add_execution`) into its rows without buffering
+        anything: importers validate every record of a source file before adding any of them.
+        Raises InvalidRecord naming the field."""
+        if self._closed:
+            raise WarehouseError("this writer is closed")
+        if unknown:
+            raise InvalidRecord(f"add_execution() got unknown field(s) {sorted(unknown)}")
+        eid = records.ident("execution_id", execution_id, required=False) or self._new_id()
+        if status is None:
+            status = "failed" if error else "completed"
+        if status not in _STATUSES:
+            raise InvalidRecord(f"status must be one of {_STATUSES}, got {status!r}")
+        finished = records.timestamp("finished_at", finished_at) or datetime.now(timezone.utc)
+        row = self._execution_row(
+            eid, task_id, 0, status, sample=sample, group=group, error=error, started_at=started_at,
+            finished_at=finished, duration_ms=duration_ms, trace_id=trace_id, span_id=span_id, model=model,
+            usage=usage, benign_score=benign_score, attack_score=attack_score, reward=reward,
+            advantages=advantages, scores=scores, metadata=metadata, owner=owner, result=result,
+            completions=completions)
+        write_id = row[-1]
+        msg_rows, size = records.messages(eid, messages, 0, write_id)
+        return PreparedExecution(eid, row, msg_rows, size, records.attacks(eid, attacks, write_id),
+                                 execution_id is not None)
+
+    def _execution_row(
+        self, eid: str, task_id: Any, revision: int, status: str, *, sample: Any = None, group: Any = None,
+        error: Any = None, started_at: Any = None, finished_at: datetime | None = None, duration_ms: Any = None,
+        trace_id: Any = None, span_id: Any = None, model: Any = None, usage: Any = None, benign_score: Any = None,
+        attack_score: Any = None, reward: Any = None, advantages: Any = None, scores: Any = None,
+        metadata: Any = None, owner: Any = None, result: Any = None, completions: Any = None,
+    ) -> tuple:
+        """One validated row of `executions`/`executions_live` (non-partition columns, schema order)."""
+        started = records.timestamp("started_at", started_at)
+        if duration_ms is None and started is not None and finished_at is not None:
+            duration_ms = (finished_at - started).total_seconds() * 1000.0
+        if task_id.__class__ is not str or not task_id.isascii() or not 0 < len(task_id) <= records.MAX_ID_LENGTH:
+            task_id = records.ident("task_id", task_id)
+        opt_text, opt_score = records.opt_text, records.opt_score
+        return (
+            eid, task_id, self.run_id, records.integer("sample", sample, records.INT32),
+            opt_text("group", group), status, opt_text("error", error), revision, started, finished_at,
+            opt_score("duration_ms", duration_ms), opt_text("trace_id", trace_id),
+            opt_text("span_id", span_id), opt_text("model", model),
+            *records.usage(usage), opt_score("benign_score", benign_score),
+            opt_score("attack_score", attack_score), opt_score("reward", reward),
+            records.float_list("advantages", advantages), records.score_map(scores),
+            records.json_text("metadata", metadata), opt_text("owner", owner), opt_text("result", result),
+            records.json_text("completions", completions), self._write_ids.next(),
+        )
+
+    def _add_final(self, row: tuple, eid: str, messages: Any, attacks: Any, seq_start: int = 0, *,
+                   keyed: bool = True) -> None:
+        """Buffer a final execution row with its messages and attacks (validated first); may flush.
+        `keyed`: the id may have been stored before (not one this writer generated)."""
+        msg_rows, size = records.messages(eid, messages, seq_start, row[-1])
+        self._buffer_final(PreparedExecution(eid, row, msg_rows, size, records.attacks(eid, attacks, row[-1]), keyed))
+        self._maybe_flush()
+
+    def _buffer_final(self, p: "PreparedExecution") -> None:
+        with self._lock:
+            if self._wal is not None:
+                self._wal.append((("executions", [p.row]), ("messages", p.message_rows), ("attacks", p.attack_rows)))
+            b = self._buffers
+            if p.keyed:
+                b.keyed.add(p.execution_id)
+            b["executions"].append(p.row)
+            b["messages"].extend(p.message_rows, p.message_bytes)
+            b["attacks"].extend(p.attack_rows, sum(len(r[3] or "") for r in p.attack_rows))
+
+    def _add_rows(self, table: str, rows: list[tuple], text_bytes: int = 0, *, flush: bool = True) -> None:
+        """Buffer validated rows of any table (may trigger a size flush like add_execution)."""
+        if self._closed:
+            raise WarehouseError("this writer is closed")
+        with self._lock:
+            if self._wal is not None:
+                self._wal.append(((table, rows),))
+            if table == "executions":  # final rows given whole (importers): their ids may be stored
+                self._buffers.keyed.update(r[0] for r in rows)
+            self._buffers[table].extend(rows, text_bytes)
+        if flush:
+            self._maybe_flush()
+
+    # -- live executions and events (live.py) ---------------------------------------------------------
+    def start_execution(self, task_id: str, *, owner: str | None = None, metadata: Any = None,
+                        execution_id: str | None = None, trace_id: str | None = None, model: str | None = None,
+                        sample: int | None = None, group: str | None = None, started_at: Any = None) -> Execution:
+        """Start a live execution (status running, revision 1); see `Execution` for what it offers.
+
+        Its revisions, events and checkpoints are committed by this writer's flushes. Raises
+        InvalidRecord for bad values, before anything is buffered.
+        """
+        eid = records.ident("execution_id", execution_id, required=False) or self._new_id()
+        task_id = records.ident("task_id", task_id)
+        owner = records.ident("owner", owner, required=False)
+        fields = {"started_at": records.timestamp("started_at", started_at) or datetime.now(timezone.utc),
+                  "trace_id": records.ident("trace_id", trace_id, required=False) or self._new_id(),
+                  "model": model, "sample": sample, "group": group, "metadata": metadata}
+        ex = Execution(self, eid, task_id, owner=owner, revision=1, fields=fields, keyed=execution_id is not None)
+        self._add_rows("executions_live", [ex._row(1, "running", fields)])
+        ex._event("status", "info", "running", None, None)
+        return ex
+
+    def resume_execution(self, execution_id: str, *, owner: str | None = None) -> Execution:
+        """Take over an execution left running (e.g. by a killed process) in this writer's config.
+
+        Its next revision continues from the latest one (metadata, scores, usage kept); load its
+        state with `Warehouse.latest_checkpoint`. Raises ExecutionNotFound if the id is unknown,
+        PermissionDenied if it belongs to another owner, WarehouseError if it already completed or
+        failed, or belongs to another config. One process should resume an execution at a time.
+        """
+        from warehouse.core.errors import ExecutionNotFound, PermissionDenied
+
+        self.wh.refresh()
+        found = self.wh.engine.records("select * from executions where execution_id = ?", [execution_id])
+        if not found:
+            raise ExecutionNotFound(f"no execution with id {execution_id!r} at version {self.wh.version}")
+        row = found[0]
+        if row["config_hash"] != self.config_hash:
+            raise WarehouseError(f"execution {execution_id} belongs to config {row['config_hash']}, not this writer's "
+                                 f"{self.config_hash}; resume it with a writer of that config")
+        if row["status"] != "running":
+            raise WarehouseError(f"cannot resume execution {execution_id}: it is already {row['status']}")
+        if row["owner"] is not None and owner is not None and owner != row["owner"]:
+            raise PermissionDenied(f"execution {execution_id} belongs to owner {row['owner']!r}, not {owner!r}")
+        usage = {k: row[k] for k in records.USAGE_FIELDS if row.get(k) is not None}
+        fields = {"started_at": row["started_at"], "trace_id": row["trace_id"], "model": row["model"],
+                  "sample": row["sample"], "group": row["group_id"], "result": row["result"],
+                  "metadata": json.loads(row["metadata"]) if row["metadata"] else None,
+                  "scores": dict(row["scores"]) if row["scores"] else None, "usage": usage or None,
+                  "benign_score": row["benign_score"], "attack_score": row["attack_score"]}
+        ex = Execution(self, execution_id, row["task_id"], owner=row["owner"] or owner, revision=row["revision"],
+                       fields=fields)
+        ex._event("status", "info", "running", f"resumed at revision {row['revision']}", None)
+        return ex
+
+    def _add_event(self, row: tuple) -> None:
+        """Buffer one event row; raises (to the Execution, which counts a drop) if it cannot."""
+        if self._closed:
+            raise WarehouseError("the writer is closed")
+        with self._lock:
+            buf = self._buffers["events"]
+            if buf.rows >= self.max_buffered_events:
+                raise WarehouseError(f"{buf.rows} events buffered (max_buffered_events): flushes are not keeping up")
+            if self._wal is not None:
+                self._wal.append((("events", [row]),), durable=False)
+            # Kept as tuples: the flush converts them to Arrow (on the flusher thread when there is
+            # one), so a log call never pays for a chunk conversion.
+            buf.pending.append(row)
+            buf.rows += 1
+            buf.pending_bytes += PENDING_ROW_BYTES
+            due = buf.rows >= self.flush_rows
+        if due and self._thread is not None and not self._flush_due:
+            with self._wake:
+                self._flush_due = True
+                self._wake.notify()
+
+    def _drop_event(self, reason: str) -> None:
+        self._dropped[reason[:200]] += 1
+
+    def _next_event_seq(self) -> int:
+        return next(self._event_seq)
+
+    def _span_id(self) -> str:
+        return f"{self._rng.getrandbits(64):016x}"
+
+    @property
+    def dropped_events(self) -> dict[str, int]:
+        """Events that could not be recorded, counted by reason (logging never raises)."""
+        return dict(self._dropped)
+
+    # -- trajectories ------------------------------------------------------------------------------
+    def add_trajectory(self, *, messages: Any = None, completions: Any = None, rewards: float = 0.0,
+                       group: int | str = 0, replica: int = 0, advantages: Any = 0.0, metadata: Any = None,
+                       task_id: str | None = None, usage: Mapping[str, Any] | None = None,
+                       execution_id: str | None = None) -> str:
+        """Buffer one RL trajectory (the rollouts `Trajectory`: completions, messages, rewards, group,
+        replica, advantages, metadata) as a completed execution; returns its execution_id.
+
+        rewards -> `reward`, group -> `group_id`, replica -> `sample`, advantages (a number or a list
+        of numbers) -> `advantages` (a list), completions -> `completions` (JSON), task_id defaults
+        to metadata["task_id"]. Read them back with `Warehouse.trajectories()`.
+        """
+        return self.add_execution(**trajectory_execution(
+            messages=messages, completions=completions, rewards=rewards, group=group, replica=replica,
+            advantages=advantages, metadata=metadata, task_id=task_id), usage=usage, execution_id=execution_id)
+
+    def _maybe_flush(self) -> None:
+        with self._lock:
+            b = self._buffers
+            rows = len(b["executions"]) + len(b["executions_live"]) + len(b["snapshots"]) + len(b["sessions"])
+            nbytes = sum(t.nbytes for t in b.values())
+        if rows >= self.flush_rows or nbytes >= self.flush_bytes:
+            # With a flusher thread, the flush (whose Parquet encoding releases the GIL) runs beside
+            # the caller; if that thread is still busy with the previous batch and this one is twice
+            # over the limit, or an earlier background flush failed, flush here and now.
+            if self._caller_flushes and (self._thread is None or self._background_error is not None or
+                                         rows >= 2 * self.flush_rows or nbytes >= 2 * self.flush_bytes):
+                self.flush()
+            else:
+                with self._wake:
+                    self._flush_due = True
+                    self._wake.notify()
+
+    # -- flushing ------------------------------------------------------------------------------
+    @property
+    def buffered_rows(self) -> int:
+        """Records (executions and their revisions, events, snapshots, session revisions) buffered and
+        not yet committed, including a batch waiting for retry; messages and attacks count with
+        their execution."""
+        with self._lock:
+            n = _record_count(self._buffers)
+        r = self._retry
+        return n + (r.executions if r else 0)
+
+    def _take_batch(self) -> _Batch | None:
+        with self._lock:
+            if not any(len(buf) for t, buf in self._buffers.items() if t != "configs"):
+                return None  # a config row alone waits for the writer's first results
+            buffers = self._buffers
+            self._buffers = self._new_buffers()
+            if self._wal is not None:  # the records after this point go to the next batch's segment
+                self._wal.take(f"{self.writer_id}:{self._seq + 1}", self.wh.version)
+        self._seq += 1
+        return _Batch(buffers, f"{self.writer_id}:{self._seq}", self.wh.version, _record_count(buffers),
+                      keys=keyed_rows(buffers))
+
+    def _commit_batch(self, batch: _Batch) -> int:
+        if self._wal is not None:
+            self._wal.before_commit(batch.token)
+        for attempt in range(STALE_ATTEMPTS):
+            # A retry writes only the files still missing. The buffers are kept until the commit
+            # lands: files older than the commit deadline (a flush retried long after it failed, a
+            # process that stalled) may have been taken by a vacuum, and are written again.
+            written = {f.table for f in batch.files}
+            for table_name, buf in batch.buffers.items():
+                if len(buf) and table_name not in written:
+                    batch.files.append(write_data_file(self.wh, table_name, self.partition, buf.table()))
+            try:
+                commit = keyed.commit(self.wh, keys=[(self.partition, batch.keys)], add=batch.files,
+                                     write=lambda t, part, rows: write_data_file(self.wh, t, part, rows),
+                                     operation="append", writer=writer_info(self.writer_id), token=batch.token,
+                                     token_since=batch.seen_version)
+                break
+            except StaleDataFile:
+                batch.files = []  # left for vacuum as orphans
+                if attempt == STALE_ATTEMPTS - 1:
+                    raise
+        if self._wal is not None:
+            self._wal.committed(batch.token)
+        return commit.version
+
+    def flush(self) -> int | None:
+        """Write and commit everything buffered; returns the committed version, or None if nothing was.
+
+        A batch whose commit fails stays pending with the same idempotency token and is retried
+        first by the next flush, so it is committed at most once.
+        """
+        with self._flush_lock:
+            version = None
+            if self._retry is not None:
+                version = self._commit_batch(self._retry)
+                self._retry = None
+            batch = self._take_batch()
+            if batch is not None:
+                try:
+                    version = self._commit_batch(batch)
+                except BaseException:
+                    self._retry = batch
+                    raise
+            self._last_flush = time.monotonic()
+            self._background_error = None
+            return version
+
+    def _flusher(self) -> None:
+        """The background thread: flushes when add_execution finds the buffer full, and every
+        `flush_interval` seconds; errors are kept for the next flush()/close(), which retry."""
+        interval = float(self.flush_interval or 0)
+        while True:
+            with self._wake:
+                self._wake.wait_for(lambda: self._flush_due or self._stopping, timeout=min(interval, 1.0))
+                if self._stopping:
+                    return
+                due, self._flush_due = self._flush_due, False
+            if due or (time.monotonic() - self._last_flush >= interval and self.buffered_rows):
+                try:
+                    self.flush()
+                except Exception as exc:  # kept for close(), which retries and raises
+                    self._background_error = exc
+
+    def close(self) -> int | None:
+        """Flush what is buffered, stop the background flusher; returns the last committed version."""
+        if self._closed:
+            return None
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            return self.flush()
+        finally:
+            self._closed = True
+            if self._wal is not None:  # what the flush could not commit stays in the WAL for the next writer
+                self._wal.close()
+            if self._dropped:
+                log.warning("warehouse writer %s dropped %d event(s): %s", self.writer_id[:8],
+                            sum(self._dropped.values()), dict(self._dropped.most_common(5)))
+
+    def __enter__(self) -> "Writer":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
