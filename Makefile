@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_URL ?= demo-warehouse
 
-.PHONY: install demo test bench torture clean
+.PHONY: install demo test docs bench torture clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,13 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+docs: $(VENV)/.docs-installed
+	$(BIN)/mkdocs build --strict --site-dir site
+
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[docs]'
+	touch $@
+
 bench: install
 	$(BIN)/warehouse bench --scale medium --out bench-results.json
 	$(BIN)/python -m benchmarks.s3 --commits 50 --files 10000 --out bench-s3.json
@@ -33,4 +40,4 @@ torture: install
 	$(BIN)/python tests/torture.py --kills 100
 
 clean:
-	rm -rf $(VENV) $(DEMO_URL) .pytest_cache
+	rm -rf $(VENV) $(DEMO_URL) .pytest_cache site
