@@ -408,7 +408,7 @@ def commit_expire(wh: "Engine", plan: ExpirePlan) -> ExpireResult:
     commit since the plan's snapshot removed one of its files (plan again from a refreshed snapshot).
     """
     if plan.dry_run:
-        raise WarehouseError("a dry-run expire plan cannot be committed (it wrote no rewritten files); plan again "
+        raise InvalidArgument("a dry-run expire plan cannot be committed (it wrote no rewritten files); plan again "
                              "without dry_run")
     commit = commit_rewrite(wh, plan.rewrite, operation="delete", info={"expire": plan.info()})
     return plan.result(commit.version if commit is not None else None)
