@@ -235,7 +235,7 @@ def snapshots(wh: "Engine", run_id: str) -> list[dict[str, Any]]:
                       "and run_id = ? order by step, kind = 'final', created_at", [*params, run_id])
     if not rows:
         raise RunNotFound(f"no simulation run {run_id!r} with a saved snapshot at version {wh.version}; "
-                          "see wh.runs() for the runs there are")
+                          "see wh.simulations.runs() for the runs there are")
     out = []
     for r in rows:
         state = json.loads(r["state"])
