@@ -50,8 +50,8 @@ def test_no_namespace_call_shares_a_name_with_a_verb() -> None:
 
 @pytest.fixture
 def filled(wh: warehouse.Warehouse, config: dict[str, Any], open_writer: Any) -> tuple[warehouse.Warehouse, str]:
-    """A warehouse with three small commits of one configuration, a live execution with two
-    checkpoints, three trajectories and one simulation run; returns it and the live execution's id."""
+    """A warehouse with three small commits of one configuration, a live execution (now finished)
+    with two checkpoints and a log line, three trajectories and one simulation run; returns it and the live execution's id."""
     for i in range(3):
         w = open_writer(wh, **config)
         w.add_execution(task_id=f"t{i}", benign_score=i / 2, attack_score=0.0)
@@ -60,6 +60,8 @@ def filled(wh: warehouse.Warehouse, config: dict[str, Any], open_writer: Any) ->
     ex = w.start_execution("live", owner="agent-7")
     ex.checkpoint({"turn": 1}, step=1)
     ex.checkpoint({"turn": 2}, step=2)
+    ex.log("info", "done with turn 2")
+    ex.finish(benign_score=1.0)
     for g in range(3):
         w.add_trajectory(messages=[{"role": "user", "content": "q"}], rewards=g / 2, group=g, replica=0,
                          metadata={"difficulty": "hard" if g else "easy"})
@@ -118,7 +120,9 @@ def test_maintenance_namespace_answers_as_the_aliases(filled: tuple[warehouse.Wa
     later = datetime.now(timezone.utc) + timedelta(days=30)
     expired = m.expire(timedelta(days=1), tables=["events"], dry_run=True, now=later)
     assert expired == wh.expire(timedelta(days=1), tables=["events"], dry_run=True, now=later) and expired.rows > 0
-    assert untimed(m.vacuum(dry_run=True, now=later)) == untimed(wh.vacuum(dry_run=True, now=later))
+    vacuumed, again = (untimed(v(dry_run=True, now=later)) for v in (m.vacuum, wh.vacuum))
+    # the orphan cutoff is taken from the store's clock, read afresh by each call
+    assert dataclasses.replace(vacuumed, orphan_cutoff=again.orphan_cutoff) == again
     found = m.doctor()
     assert untimed(found) == untimed(wh.doctor()) and found.problems == []
     before = wh.version
@@ -135,7 +139,7 @@ def test_partition_dict_has_its_own_name_and_where_stays_an_alias(filled: tuple[
     assert wh.files("executions", partition={"agent": "nobody"}) == []
     scanned = wh.scan("executions", partition={"agent": agent}).collect()
     assert scanned.sort("execution_id").equals(wh.scan("executions", where={"agent": agent}).collect().sort("execution_id"))
-    assert scanned.height == 3
+    assert scanned.height == wh.scan("executions").collect().height > 3  # every execution has this agent
     with pytest.raises(warehouse.InvalidArgument, match="not both"):
         wh.scan("executions", {"agent": agent}, where={"agent": agent})
 
