@@ -314,7 +314,7 @@ class Warehouse:
         (tasks with fewer than k scored runs). `where` is an SQL condition over the `executions` view.
         Checks (executions of a dataset named `<name>.checks`, e.g. AgentDojo's injection tasks run
         alone) are not measurements and are left out unless `checks=True`.
-        Raises WarehouseError for an unknown grouping or a bad k/threshold. See `warehouse.analytics`.
+        Raises InvalidArgument for an unknown grouping or a bad k/threshold. See `warehouse.read.analytics`.
         """
         return analytics.scores(self._engine, by, where, k, threshold, checks=checks)
 

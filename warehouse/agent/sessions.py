@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from warehouse.core import records
 from warehouse.core.config import RunConfig
-from warehouse.core.errors import CommitConflict, InvalidRecord, SessionNotFound, StateError, WarehouseError
+from warehouse.core.errors import CommitConflict, InvalidRecord, SessionNotFound, StateError
 from warehouse.engine.rewrite import RewritePlan, commit_rewrite, plan_rewrite
 from warehouse.core.schemas import catalog
 

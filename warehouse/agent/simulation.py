@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from warehouse.core import records
-from warehouse.core.errors import InvalidRecord, RunNotFound, StateError, WarehouseError, WriterClosed
+from warehouse.core.errors import InvalidRecord, RunNotFound, StateError, WriterClosed
 from warehouse.manifest import writer_info
 
 from warehouse.write.writer import Writer

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 import duckdb
 
 from warehouse.core.condition import condition
-from warehouse.core.errors import InvalidArgument, InvalidArgumentType, InvalidCondition, WarehouseError
+from warehouse.core.errors import InvalidArgument, InvalidArgumentType, InvalidCondition
 from warehouse.core.schemas import catalog
 
 PartitionValues = tuple[str | None, ...]  # the values of the partition columns, in their order
@@ -46,7 +46,7 @@ def column_value_pairs(text: str) -> dict[str, str] | None:
 
 def parse_partition(text: str) -> dict[str, str]:
     """`agent=plain,attack=none` -> {"agent": "plain", "attack": "none"}; keys must be partition
-    columns. Raises WarehouseError naming the bad part."""
+    columns. Raises InvalidCondition naming the bad part."""
     out: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, eq, value = part.partition("=")

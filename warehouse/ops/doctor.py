@@ -718,7 +718,7 @@ def run(target: "str | HasEngine", *, repair: bool = False, storage_options: Map
     also reads every page of every data file (see the module docstring).
 
     Works on a warehouse that cannot be opened (a damaged commit): only `repair` needs it open.
-    Raises WarehouseError if there is no warehouse at the URL, StorageError if the store is unusable.
+    Raises WarehouseNotFound if there is no warehouse at the URL, StorageError if the store is unusable.
     """
     wh = target.engine if not isinstance(target, str) else None
     store = wh.store if wh is not None else Store.from_url(str(target), storage_options)

@@ -80,7 +80,7 @@ import pyarrow.parquet as pq
 from warehouse.core import arguments
 from warehouse.engine import keys
 from warehouse import manifest as manifest_module
-from warehouse.core.errors import CommitConflict, CorruptCommit, CorruptDataFile, InvalidArgument, InvalidArgumentType, OrphanWindowTooShort, StorageError, WarehouseError
+from warehouse.core.errors import CommitConflict, CorruptCommit, CorruptDataFile, InvalidArgument, InvalidArgumentType, OrphanWindowTooShort, StorageError
 from warehouse.manifest import vacuum_hint
 from warehouse.manifest.vacuum_hint import VACUUM_HINT, check_readable
 from warehouse.manifest import MANIFEST_DIR, Commit, DataFile, RemovedFile, Snapshot, staging_clock, utcnow
@@ -363,7 +363,7 @@ def _arrow_reader(rel: duckdb.DuckDBPyRelation, batch_rows: int) -> pa.RecordBat
 
 def _rewrite(wh: "Engine", con: duckdb.DuckDBPyConnection, plan: _Plan, target: int, tmp: str) -> list[DataFile]:
     """The partition's input files as one stream sorted by the table's `sort_by`, cut into files
-    of about `target` bytes. Raises WarehouseError if the rows read differ from the manifest's
+    of about `target` bytes. Raises CorruptDataFile if the rows read differ from the manifest's
     count; nothing written is left behind on failure."""
     schema = catalog().table(plan.table)
     store = wh.store
@@ -503,7 +503,7 @@ def compact(wh: "Engine", table: str | Iterable[str] | None = None,
     or a dict ({"agent": "tool_agent", "attack": "none"}); see `warehouse.partition_filter`. A
     partition needs at least `min_files` files under the target size. `dry_run` plans from the
     manifest and writes nothing. Raises SchemaMismatch for an unknown table, InvalidCondition for
-    SQL that is not one condition on the partition columns, WarehouseError for a filter that
+    SQL that is not one condition on the partition columns, InvalidArgument for a filter that
     selects no partition, a bad size or min_files, ReadOnlyWarehouse on a time-travel snapshot
     (unless `dry_run`).
     """

@@ -50,7 +50,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from warehouse.core import arguments
-from warehouse.core.errors import CommitConflict, InvalidArgument, InvalidArgumentType, WarehouseError
+from warehouse.core.errors import CommitConflict, InvalidArgument, InvalidArgumentType
 from warehouse.manifest import DataFile, Snapshot, utcnow
 from warehouse.engine.rewrite import RewritePlan, commit_rewrite, plan_rewrite
 from warehouse.core.schemas import catalog
@@ -404,7 +404,7 @@ def plan_expire(wh: "Engine", older_than: timedelta, *, tables: Iterable[str] | 
 def commit_expire(wh: "Engine", plan: ExpirePlan) -> ExpireResult:
     """Commit a plan made by `plan_expire` (one commit, operation `delete`; none if nothing goes).
 
-    Raises WarehouseError for a dry-run plan (it wrote no replacement files), CommitConflict if a
+    Raises InvalidArgument for a dry-run plan (it wrote no replacement files), CommitConflict if a
     commit since the plan's snapshot removed one of its files (plan again from a refreshed snapshot).
     """
     if plan.dry_run:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from warehouse.core import arguments
 from warehouse.core.condition import condition
-from warehouse.core.errors import InvalidArgument, InvalidArgumentType, WarehouseError
+from warehouse.core.errors import InvalidArgument, InvalidArgumentType
 from warehouse.core.schemas import catalog
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class Group:
 def groups(by: str | Sequence[str] | None) -> list[Group]:
     """Parse a grouping (`"agent,attack"`, `["suite", "metadata.difficulty"]`, `"all"`, `()`).
 
-    Raises WarehouseError naming a key that is not a grouping.
+    Raises InvalidArgument naming a key that is not a grouping.
     """
     if by is None:
         return []
@@ -344,7 +344,7 @@ def attack_success_rates(wh: "Engine", by: str | Sequence[str] | None = ("agent"
     """ASR (mean attack_score) and utility (mean benign_score) with 95% Wilson intervals per group:
     the columns of `Warehouse.scores` (n, n_tasks, utility, utility_low, utility_high, asr, asr_low,
     asr_high, n_failed, n_errors, utility_under_attack, tokens, cost, ...). `where` is an SQL condition
-    over `executions`; checks are left out unless `checks`. Raises WarehouseError for an unknown grouping."""
+    over `executions`; checks are left out unless `checks`. Raises InvalidArgument for an unknown grouping."""
     return wh.engine.sql_sandboxed(scores_sql(by, where, checks=checks)).pl()
 
 
@@ -429,7 +429,7 @@ class Comparison:
 
 def resolve_config(wh: "Engine", ref: str) -> str:
     """The config hash that `ref` (a hash or a unique prefix of one) names, from the manifest.
-    Raises WarehouseError if none or several match."""
+    Raises InvalidArgument if none or several match."""
     ref = ref.strip()
     hashes = sorted({f.partition["config_hash"] for f in wh.files("executions")}
                     | {f.partition["config_hash"] for f in wh.files("configs")})

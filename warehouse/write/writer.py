@@ -25,7 +25,7 @@ from warehouse.core import arguments, records
 from warehouse.engine import keyed, keys
 from warehouse.engine.datafiles import write_data_file
 from warehouse.core.config import RunConfig, config_row
-from warehouse.core.errors import ConfigHashCollision, InvalidRecord, StaleDataFile, StateError, WarehouseError, WriterClosed
+from warehouse.core.errors import ConfigHashCollision, InvalidRecord, StaleDataFile, StateError, WriterClosed
 from warehouse.manifest import DataFile, writer_info
 from warehouse.core.schemas import catalog
 from warehouse.core.buffer import PENDING_ROW_BYTES, TableBuffer
