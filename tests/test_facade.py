@@ -156,3 +156,29 @@ def test_sync_progress_callable_has_its_own_name(filled: tuple[warehouse.Warehou
         wh.sync_to(str(tmp_path / "copy3"), on_progress=seen.append, progress=old.append)
     assert pl.DataFrame(wh.sql("select count(*) from executions").fetchall()).equals(
         pl.DataFrame(warehouse.open(str(tmp_path / "copy")).sql("select count(*) from executions").fetchall()))
+
+
+# -- errors by kind --------------------------------------------------------------------------------
+def test_a_closed_writer_raises_a_state_error(wh: warehouse.Warehouse, config: dict[str, Any], open_writer: Any) -> None:
+    w = open_writer(wh, **config)
+    w.close()
+    with pytest.raises(warehouse.WriterClosed) as caught:
+        w.add_execution(task_id="t", benign_score=1.0)
+    assert isinstance(caught.value, warehouse.StateError) and isinstance(caught.value, RuntimeError)
+    assert isinstance(caught.value, warehouse.WarehouseError) and not isinstance(caught.value, ValueError)
+
+
+def test_finishing_a_finished_execution_is_a_state_error(wh: warehouse.Warehouse, config: dict[str, Any],
+                                                         open_writer: Any) -> None:
+    ex = open_writer(wh, **config).start_execution("t")
+    ex.finish(benign_score=1.0)
+    with pytest.raises(warehouse.StateError, match="already completed"):
+        ex.finish(benign_score=0.0)
+
+
+def test_a_bad_grouping_or_partition_filter_is_a_bad_argument(wh: warehouse.Warehouse) -> None:
+    with pytest.raises(warehouse.InvalidArgument, match="cannot group by 'colour'") as caught:
+        wh.scores(by="colour")
+    assert isinstance(caught.value, ValueError)
+    with pytest.raises(warehouse.InvalidArgument, match="matches no partition"):
+        wh.maintenance.compact(partition="agent = 'nobody'", dry_run=True)
