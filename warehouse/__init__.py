@@ -17,8 +17,8 @@ from warehouse.core.errors import (CheckpointNotFound, CommitConflict, Condition
                                    ImportFailed, InvalidArgument, InvalidArgumentType, InvalidCondition,
                                    InvalidPartitionValue, InvalidRecord, NotAWarehouse, OrphanWindowTooShort,
                                    PermissionDenied, ReadOnlyWarehouse, RunNotFound, SchemaMismatch, SessionNotFound,
-                                   StaleDataFile, StorageError, SyncDiverged, UnsupportedFormatVersion, VersionNotFound,
-                                   WalError, WalLocked, WarehouseError, WarehouseNotFound)
+                                   StaleDataFile, StateError, StorageError, SyncDiverged, UnsupportedFormatVersion, VersionNotFound,
+                                   WalError, WalLocked, WarehouseError, WarehouseNotFound, WriterClosed)
 from warehouse.core.version import VERSION as __version__
 from warehouse.warehouse import CommitInfo, Warehouse, open
 from warehouse.write.aio import AsyncWriter
@@ -56,5 +56,6 @@ __all__ = [
     "UnsupportedFormatVersion", "VersionNotFound", "ExecutionNotFound", "StorageError", "ConditionalWritesUnsupported",
     "PermissionDenied", "SessionNotFound", "RunNotFound", "CheckpointNotFound", "CorruptCheckpoint",
     "WalError", "WalLocked", "ImportFailed", "ExportFailed", "InvalidCondition", "InvalidArgument", "InvalidArgumentType",
-    "CorruptDataFile", "OrphanWindowTooShort", "StaleDataFile", "SyncDiverged", "__version__",
+    "CorruptDataFile", "OrphanWindowTooShort", "StaleDataFile", "SyncDiverged", "StateError", "WriterClosed",
+    "__version__",
 ]

@@ -13,9 +13,11 @@ import duckdb
 from warehouse.agent import state as agent_state
 from warehouse.core import arguments
 from warehouse.ops import sync as sync_mod
-from warehouse.core.errors import WarehouseNotFound
+from warehouse.read import analytics
+from warehouse.core.errors import InvalidArgument, WarehouseNotFound
 from warehouse.engine.engine import Engine, open_engine
 from warehouse.manifest import Commit, DataFile, Log, Snapshot, replay
+from warehouse.namespaces import Executions, Maintenance, Simulations
 from warehouse.core.schemas import catalog
 from warehouse.core.storage import Store
 from warehouse.write.live import EVENT_LIMIT, Checkpoint
@@ -36,10 +38,10 @@ if TYPE_CHECKING:
     from warehouse.agent.sessions import Sessions
     from warehouse.agent.simulation import RunRecorder
 
-#: Columns `Warehouse.scores(by=...)` may group by (also `metadata.KEY`, `dataset_config.KEY`,
-#: `agent_config.KEY`, `attack_config.KEY` and `all`; see `warehouse.analytics.groups`).
-SCORE_GROUPS = ("dataset", "agent", "attack", "config_hash", "model", "run_id", "task_id", "status", "suite",
-                "agent_model")
+#: Columns `Warehouse.scores(by=...)` may group by: the execution columns, then the configuration's
+#: (also `metadata.KEY`, `dataset_config.KEY`, `agent_config.KEY`, `attack_config.KEY` and `all`;
+#: see `warehouse.read.analytics.groups`).
+SCORE_GROUPS = (*analytics.EXECUTION_GROUPS, *analytics.CONFIG_GROUPS)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,13 @@ class Warehouse:
 
     Reads (`sql`, `connect`, `scan`) see the cached snapshot; `refresh()` reads only the commits
     made since. A warehouse opened at an older `version` or `as_of` a time is read-only.
+
+    Its public members are a few verbs (`sql`, `scan`, `connect`, `execution`, `scores`, `report`,
+    `files`, `table_summary`, `history`, `refresh`, `writer`, `async_writer`, `import_`, `export`,
+    `sync_to`), a few properties (`url`, `version`, `read_only`, `snapshot`, `tables`, `engine`) and
+    the namespaces `maintenance`, `executions`, `simulations` and `sessions`. The other names
+    (`compact`, `checkpoints`, `run_recorder`, ...) are aliases of namespace calls kept for scripts
+    written before 0.2.
     """
 
     def __init__(self, store: Store, snapshot: Snapshot, *, read_only: bool, checkpoint_interval: int | None = None) -> None:
@@ -88,14 +97,6 @@ class Warehouse:
         """The engine this facade is composed over (store, log, snapshot, commit, lookups); what
         the package's own features take. Internal: its methods may change between releases."""
         return self._engine
-
-    @property
-    def store(self) -> Store:
-        return self._engine.store
-
-    @property
-    def log(self) -> Log:
-        return self._engine.log
 
     @property
     def read_only(self) -> bool:
@@ -162,23 +163,12 @@ class Warehouse:
                     continue
         return self.snapshot.committed_at
 
-    def checkpoint(self) -> int:
-        """Write a checkpoint of the warehouse at its current version (after a refresh), so that
-        opening it replays no commit; returns that version. Nothing is written if one exists.
-        Checkpoints are also written automatically every `manifest.CHECKPOINT_INTERVAL` commits.
-        Raises ReadOnlyWarehouse on a time-travel snapshot.
-        """
-        self._engine.require_writable()
-        self.refresh()
-        snap = self.snapshot
-        with self.store.errors():
-            self.log.write_checkpoint(snap)
-        return snap.version
-
-    def files(self, table: str, where: Mapping[str, str] | None = None) -> list[DataFile]:
-        """The active data files of `table`, optionally only partitions matching `where` (a dict of
-        partition column -> value; WarehouseError for a key that is not a partition column)."""
-        return self._engine.files(table, where)
+    def files(self, table: str, partition: Mapping[str, str] | None = None, *,
+              where: Mapping[str, str] | None = None) -> list[DataFile]:
+        """The active data files of `table`, optionally only partitions matching `partition` (a dict
+        of partition column -> value; InvalidArgument for a key that is not a partition column).
+        `where=` is the same dict under its name before 0.2, kept as an alias (elsewhere `where` is SQL)."""
+        return self._engine.files(table, _partition_alias(partition, where))
 
     @property
     def tables(self) -> list[str]:
@@ -224,12 +214,14 @@ class Warehouse:
 
     def sync_to(self, dst: "str | Warehouse", *, storage_options: Mapping[str, Any] | None = None,
                 dry_run: bool = False, workers: int = 16, batch_files: int = sync_mod.BATCH_FILES,
+                on_progress: "Callable[[sync_mod.Progress], None] | None" = None,
                 progress: "Callable[[sync_mod.Progress], None] | None" = None) -> "sync_mod.SyncResult":
         """Copy to `dst` (a URL, created if absent, or an open Warehouse) the data files its snapshot
         lacks from this warehouse's current snapshot, and commit them there (operation `sync`, at most
         `batch_files` files per commit, whole source commits at a time), so that `dst` answers every
         query like this one. Incremental, idempotent and resumable; see `warehouse.sync`. Copies
-        `workers` files at a time; `progress` is called with files and bytes done after each file.
+        `workers` files at a time; `on_progress` is called with files and bytes done after each file
+        (`progress=` is its name before 0.2, kept as an alias: elsewhere `progress` is a bool).
 
         A file `dst` took in before is never copied again, whatever `dst` did with it since (its own
         compaction, expire or delete stands); see `warehouse.sync` for how rewrites on both sides meet.
@@ -247,7 +239,10 @@ class Warehouse:
                 target = Warehouse(store, replay([]), read_only=True)
         else:
             target = dst
-        return sync_mod.sync(self._engine, target.engine, dry_run=dry_run, workers=workers, progress=progress,
+        if on_progress is not None and progress is not None:
+            raise InvalidArgument("give on_progress or its old name progress, not both")
+        return sync_mod.sync(self._engine, target.engine, dry_run=dry_run, workers=workers,
+                             progress=on_progress if on_progress is not None else progress,
                              batch_files=batch_files)
 
     # -- reading -------------------------------------------------------------------------------
@@ -263,13 +258,15 @@ class Warehouse:
         (`warehouse.core.condition`)."""
         return self._engine.sql(query, params)
 
-    def scan(self, table: str, where: Mapping[str, str] | None = None) -> "pl.LazyFrame":
+    def scan(self, table: str, partition: Mapping[str, str] | None = None, *,
+             where: Mapping[str, str] | None = None) -> "pl.LazyFrame":
         """A Polars LazyFrame over `table`'s files in the cached snapshot (only partitions matching
-        `where`, a dict of partition column -> value); for executions, messages and attacks without
+        `partition`, a dict of partition column -> value); for executions, messages and attacks without
         the rows of superseded adds (an execution id added again shows its last add only, as in the
-        views; see `warehouse.engine.keys`). Raises WarehouseError for a key of `where` that is not a
+        views; see `warehouse.engine.keys`). `where=` is the same dict under its name before 0.2, kept
+        as an alias (elsewhere `where` is SQL). Raises InvalidArgument for a key that is not a
         partition column."""
-        return self._engine.scan(table, where)
+        return self._engine.scan(table, _partition_alias(partition, where))
 
     def execution(self, execution_id: str) -> dict[str, Any]:
         """One execution (latest revision) by id, or by a unique prefix or suffix of its id (ids are
@@ -317,160 +314,9 @@ class Warehouse:
         (tasks with fewer than k scored runs). `where` is an SQL condition over the `executions` view.
         Checks (executions of a dataset named `<name>.checks`, e.g. AgentDojo's injection tasks run
         alone) are not measurements and are left out unless `checks=True`.
-        Raises WarehouseError for an unknown grouping or a bad k/threshold. See `warehouse.analytics`.
+        Raises InvalidArgument for an unknown grouping or a bad k/threshold. See `warehouse.read.analytics`.
         """
-        from warehouse.read import analytics
-
         return analytics.scores(self._engine, by, where, k, threshold, checks=checks)
-
-    # -- agent state: live executions, checkpoints, resume, follow (live.py) -----------------------
-    def checkpoints(self, execution_id: str) -> list[Checkpoint]:
-        """Every checkpoint of an execution, oldest first (state parsed from JSON).
-        Raises ExecutionNotFound for an unknown id."""
-        return agent_state.checkpoints(self._engine, execution_id)
-
-    def latest_checkpoint(self, execution_id: str, owner: str | None = None) -> Checkpoint | None:
-        """The newest checkpoint (state, step, created_at, ...) of an execution, or None.
-        Raises PermissionDenied if `owner` is given and the execution belongs to another owner,
-        ExecutionNotFound for an unknown id."""
-        return agent_state.latest_checkpoint(self._engine, execution_id, owner)
-
-    def load_checkpoint(self, checkpoint_id: str, *, execution_id: str | None = None,
-                        owner: str | None = None) -> Checkpoint:
-        """One checkpoint by id (e.g. "turn_2"), within `execution_id` if given. Raises
-        CheckpointNotFound (none, or an id shared by several executions), PermissionDenied."""
-        return agent_state.load_checkpoint(self._engine, checkpoint_id, execution_id, owner)
-
-    def resume_plan(self, config: Any, task_ids: Sequence[str], *, runs: int = 1,
-                    retry_failed: bool = True) -> "list[agent_state.TaskPlan]":
-        """Per task: completed and failed runs under `config`, runs still needed, and the
-        interrupted execution (with its latest checkpoint) to resume; see `agent_state.resume_plan`."""
-        return agent_state.resume_plan(self._engine, config, task_ids, runs=runs, retry_failed=retry_failed)
-
-    def follow(self, execution_id: str | None = None, *, follow: bool = True, last: int | None = None,
-               poll_interval: float = 0.5, timeout: float | None = None) -> Iterator[dict[str, Any]]:
-        """The event stream (logs, spans, status changes) as dicts in time order: committed events
-        (the `last` N), then, with `follow`, new ones as their commits appear, until `timeout`
-        seconds pass without one (None: forever). `warehouse tail` prints it."""
-        return agent_state.follow(self._engine, execution_id, follow=follow, last=last, poll_interval=poll_interval,
-                                  timeout=timeout)
-
-    def trajectories(self, where: Mapping[str, Any] | str | None = None, *, metadata_keys: Sequence[str] = (),
-                     with_messages: bool = False) -> "pl.LazyFrame":
-        """RL trajectories (`Writer.add_trajectory`) as a Polars LazyFrame, filterable by metadata
-        (`where={"difficulty": "hard"}`) or an SQL condition over `executions` (`where="reward > 0"`)
-        and groupable by `group`; see `agent_state.trajectories`."""
-        return agent_state.trajectories(self._engine, where, metadata_keys=metadata_keys, with_messages=with_messages)
-
-    # -- agent state: sessions and simulation runs (sessions.py, simulation.py) --------------------
-    @property
-    def sessions(self) -> "Sessions":
-        """The conversation sessions: `save`, `append`, `load`, `list`, `delete` (see warehouse.sessions)."""
-        from warehouse.agent.sessions import Sessions
-
-        return Sessions(self._engine)
-
-    def run_recorder(self, scenario: str, save_frequency: int = 1, max_steps: int | None = None,
-                     started_at: datetime | str | None = None) -> "RunRecorder":
-        """A recorder of one simulation run, with a fresh unique run id `run_<scenario>_<UTC start>`
-        (see warehouse.simulation.RunRecorder). Raises InvalidRecord for a bad scenario,
-        save_frequency (< 0 or not an int) or max_steps; ReadOnlyWarehouse on a time-travel snapshot."""
-        from warehouse.agent.simulation import RunRecorder
-
-        return RunRecorder(self._engine, scenario, save_frequency=save_frequency, max_steps=max_steps, started_at=started_at)
-
-    def snapshots(self, run_id: str) -> list[dict[str, Any]]:
-        """A simulation run's saved snapshots in step order: dicts of step, kind ("snapshot" or
-        "final"), game_state, global_vars, agent_vars, messages, created_at. Raises RunNotFound."""
-        from warehouse.agent.simulation import snapshots
-
-        return snapshots(self._engine, run_id)
-
-    def runs(self) -> "pl.DataFrame":
-        """Simulation runs, newest first: run_id, scenario, started_at, snapshots, last_step, finished."""
-        from warehouse.agent.simulation import runs
-
-        return runs(self._engine)
-
-    # -- retention (retention.py) ------------------------------------------------------------------
-    def expire(self, older_than: "timedelta", *, tables: Iterable[str] = ("events",),
-               statuses: Iterable[str] = ("completed", "failed"), dry_run: bool = False,
-               now: datetime | None = None) -> "retention.ExpireResult":
-        """Remove rows older than `older_than` in one commit (operation `delete`), dropping whole
-        files where the manifest's stats allow and rewriting files that straddle the cutoff.
-
-        `tables`: `events` (aged by timestamp), `snapshots` (by created_at), `executions` (finished
-        executions with a status in `statuses`, aged by finished_at, else started_at; their
-        messages, attacks, events, snapshots and live revisions go with them). Anything of a
-        running execution stays. Nothing is deleted from disk (time travel still sees the rows).
-        `dry_run` reports the same counts and changes nothing. See `warehouse.retention`.
-        Raises WarehouseError for an unknown table or status or a non-positive `older_than`,
-        ReadOnlyWarehouse on a time-travel snapshot, CommitConflict if concurrent deletes kept
-        removing the same files.
-        """
-        from warehouse.ops import retention
-
-        return retention.expire(self._engine, older_than, tables=tables, statuses=statuses, dry_run=dry_run, now=now)
-
-    # -- maintenance: compaction and vacuum (maintenance.py) ---------------------------------------
-    def compact(self, table: str | Iterable[str] | None = None, partition: str | Mapping[str, str] | None = None, *,
-                target_file_size: int = 128 << 20, min_files: int = 2, dry_run: bool = False) -> "maintenance.CompactResult":
-        """Rewrite the small files of each (table, partition) into few files of about
-        `target_file_size` bytes, rows sorted by the table's `sort_by`, one commit (operation
-        `compact`) per partition; query answers do not change. Only partitions with at least
-        `min_files` files under the target size are touched; `table` (one or several names) and
-        `partition` ({"agent": ..., "attack": "none"}) narrow it. Safe while writers append; a
-        partition whose inputs another commit removed meanwhile is planned again once, then given
-        up on (status "conflict"). `dry_run` plans from the manifest and writes nothing.
-        `partition` is an SQL condition on the partition columns (dataset, agent, attack,
-        config_hash: `"agent = 'react' and attack <> 'none'"`) or a dict of them; see
-        `warehouse.partition_filter`. See `warehouse.maintenance`. Raises SchemaMismatch for an
-        unknown table, InvalidCondition for SQL that is not one condition on the partition columns,
-        WarehouseError for a filter that selects no partition or a bad size, ReadOnlyWarehouse on a
-        time-travel snapshot (unless `dry_run`).
-        """
-        from warehouse.ops import maintenance
-
-        return maintenance.compact(self._engine, table, partition, target_file_size=target_file_size, min_files=min_files,
-                                   dry_run=dry_run)
-
-    def vacuum(self, retain: "timedelta | None" = None, orphan_window: "timedelta | None" = None, *,
-               dry_run: bool = False, now: datetime | None = None) -> "maintenance.VacuumResult":
-        """Delete from storage the data files removed from the snapshot more than `retain` (default
-        7 days) before `now` (default: the current time), files no commit ever added (crashed
-        writers) last modified more than `orphan_window` (default and minimum 1 hour,
-        `manifest.MIN_ORPHAN_WINDOW`: writers' files in flight are never taken) before it, and stale
-        `_manifest/` temp files; then fold old commits into checkpoints if the log can. Files of
-        the current snapshot, configs, run claims, commits and checkpoints are never deleted.
-        Time travel to a version that referenced a deleted file then raises VersionNotFound.
-        `dry_run` lists the same files and deletes nothing. See `warehouse.maintenance`.
-        Raises WarehouseError for a negative duration, OrphanWindowTooShort for a window under the
-        minimum, ReadOnlyWarehouse on a time-travel snapshot (unless `dry_run`).
-        """
-        from datetime import timedelta
-
-        from warehouse.ops import maintenance
-
-        return maintenance.vacuum(self._engine, timedelta(days=7) if retain is None else retain,
-                                  timedelta(hours=1) if orphan_window is None else orphan_window,
-                                  dry_run=dry_run, now=now)
-
-    # -- doctor (doctor.py) ------------------------------------------------------------------------
-    def doctor(self, repair: bool = False, *, footers: bool = True, deep: bool = False) -> "doctor_mod.DoctorReport":
-        """Check the whole log and every active data file against storage: commit files that do
-        not parse, gaps in the log, data files missing or with another size or row count than the
-        manifest records (`footers=False` skips reading Parquet footers), checkpoints that disagree
-        with the log, commit times going backwards (a warning), orphans. `deep=True` also reads
-        every page of every data file and checks it against its checksum (damage inside a page
-        passes every other check, and DuckDB and Polars read it as other values). With `repair`,
-        one new commit (operation `repair`) removes or re-records the data files that do not match
-        (with `deep`, the damaged ones too); history is never rewritten. See `warehouse.doctor`.
-        Raises StorageError if the store is unusable, InvalidArgumentType for a flag that is not a bool.
-        """
-        from warehouse.ops import doctor as doctor_mod
-
-        return doctor_mod.run(self._engine, repair=arguments.boolean("repair", repair),
-                              footers=arguments.boolean("footers", footers), deep=arguments.boolean("deep", deep))
 
     # -- report (report.py) --------------------------------------------------------------------------
     def report(self, out: "str | os.PathLike[str]" = "report.html", *, title: str = "Evaluation report",
@@ -505,6 +351,114 @@ class Warehouse:
         from warehouse.interop.exporters import export
 
         return export(self._engine, kind, out, **options)
+
+    # -- namespaces (warehouse/namespaces.py) -------------------------------------------------------
+    @property
+    def maintenance(self) -> Maintenance:
+        """Compaction, vacuum, retention (`expire`), `doctor` and manifest checkpoints."""
+        return Maintenance(self._engine)
+
+    @property
+    def executions(self) -> Executions:
+        """Agent state of executions: checkpoints, `resume_plan`, `follow`, `trajectories`."""
+        return Executions(self._engine)
+
+    @property
+    def simulations(self) -> Simulations:
+        """Simulation runs: `recorder`, `snapshots` (a run's saved states), `runs`."""
+        return Simulations(self._engine)
+
+    @property
+    def sessions(self) -> "Sessions":
+        """The conversation sessions: `save`, `append`, `load`, `list`, `delete` (see warehouse.agent.sessions)."""
+        from warehouse.agent.sessions import Sessions
+
+        return Sessions(self._engine)
+
+    # -- aliases of the namespaces' calls, kept for scripts written before 0.2 ----------------------
+    @property
+    def store(self) -> Store:
+        """Alias of `wh.engine.store`; kept for scripts written before 0.2."""
+        return self._engine.store
+
+    @property
+    def log(self) -> Log:
+        """Alias of `wh.engine.log`; kept for scripts written before 0.2."""
+        return self._engine.log
+
+    def checkpoint(self) -> int:
+        """Alias of `wh.maintenance.checkpoint_manifest`; kept for scripts written before 0.2."""
+        return self.maintenance.checkpoint_manifest()
+
+    def checkpoints(self, execution_id: str) -> list[Checkpoint]:
+        """Alias of `wh.executions.checkpoints`; kept for scripts written before 0.2."""
+        return self.executions.checkpoints(execution_id)
+
+    def latest_checkpoint(self, execution_id: str, owner: str | None = None) -> Checkpoint | None:
+        """Alias of `wh.executions.latest_checkpoint`; kept for scripts written before 0.2."""
+        return self.executions.latest_checkpoint(execution_id, owner)
+
+    def load_checkpoint(self, checkpoint_id: str, *, execution_id: str | None = None,
+                        owner: str | None = None) -> Checkpoint:
+        """Alias of `wh.executions.load_checkpoint`; kept for scripts written before 0.2."""
+        return self.executions.load_checkpoint(checkpoint_id, execution_id=execution_id, owner=owner)
+
+    def resume_plan(self, config: Any, task_ids: Sequence[str], *, runs: int = 1,
+                    retry_failed: bool = True) -> "list[agent_state.TaskPlan]":
+        """Alias of `wh.executions.resume_plan`; kept for scripts written before 0.2."""
+        return self.executions.resume_plan(config, task_ids, runs=runs, retry_failed=retry_failed)
+
+    def follow(self, execution_id: str | None = None, *, follow: bool = True, last: int | None = None,
+               poll_interval: float = 0.5, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """Alias of `wh.executions.follow`; kept for scripts written before 0.2."""
+        return self.executions.follow(execution_id, follow=follow, last=last, poll_interval=poll_interval, timeout=timeout)
+
+    def trajectories(self, where: Mapping[str, Any] | str | None = None, *, metadata_keys: Sequence[str] = (),
+                     with_messages: bool = False) -> "pl.LazyFrame":
+        """Alias of `wh.executions.trajectories`; kept for scripts written before 0.2 (there, a
+        metadata dict goes in `metadata=`; `where` is for SQL)."""
+        return self.executions.trajectories(where, metadata_keys=metadata_keys, with_messages=with_messages)
+
+    def run_recorder(self, scenario: str, save_frequency: int = 1, max_steps: int | None = None,
+                     started_at: datetime | str | None = None) -> "RunRecorder":
+        """Alias of `wh.simulations.recorder`; kept for scripts written before 0.2."""
+        return self.simulations.recorder(scenario, save_frequency, max_steps, started_at)
+
+    def snapshots(self, run_id: str) -> list[dict[str, Any]]:
+        """Alias of `wh.simulations.snapshots`; kept for scripts written before 0.2."""
+        return self.simulations.snapshots(run_id)
+
+    def runs(self) -> "pl.DataFrame":
+        """Alias of `wh.simulations.runs`; kept for scripts written before 0.2."""
+        return self.simulations.runs()
+
+    def expire(self, older_than: "timedelta", *, tables: Iterable[str] = ("events",),
+               statuses: Iterable[str] = ("completed", "failed"), dry_run: bool = False,
+               now: datetime | None = None) -> "retention.ExpireResult":
+        """Alias of `wh.maintenance.expire`; kept for scripts written before 0.2."""
+        return self.maintenance.expire(older_than, tables=tables, statuses=statuses, dry_run=dry_run, now=now)
+
+    def compact(self, table: str | Iterable[str] | None = None, partition: str | Mapping[str, str] | None = None, *,
+                target_file_size: int = 128 << 20, min_files: int = 2, dry_run: bool = False) -> "maintenance.CompactResult":
+        """Alias of `wh.maintenance.compact`; kept for scripts written before 0.2."""
+        return self.maintenance.compact(table, partition, target_file_size=target_file_size, min_files=min_files,
+                                        dry_run=dry_run)
+
+    def vacuum(self, retain: "timedelta | None" = None, orphan_window: "timedelta | None" = None, *,
+               dry_run: bool = False, now: datetime | None = None) -> "maintenance.VacuumResult":
+        """Alias of `wh.maintenance.vacuum`; kept for scripts written before 0.2."""
+        return self.maintenance.vacuum(retain, orphan_window, dry_run=dry_run, now=now)
+
+    def doctor(self, repair: bool = False, *, footers: bool = True, deep: bool = False) -> "doctor_mod.DoctorReport":
+        """Alias of `wh.maintenance.doctor`; kept for scripts written before 0.2."""
+        return self.maintenance.doctor(repair, footers=footers, deep=deep)
+
+
+def _partition_alias(partition: Mapping[str, str] | None, where: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    """`partition`, or `where` (its name before 0.2) when only that is given."""
+    if partition is not None and where is not None:
+        raise InvalidArgument("give partition or its old name where, not both")
+    return where if partition is None else partition
 
 
 def open(url: str = "warehouse-data", *, create: bool = False, version: int | None = None, as_of: datetime | None = None,

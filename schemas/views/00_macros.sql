@@ -22,3 +22,9 @@ create or replace macro wilson_high(p, n) as
 -- `warehouse scores --checks`); `usage` keeps them (they cost tokens). A condition on a partition
 -- column only: it prunes files and reads no row.
 create or replace macro is_check(dataset) as dataset like '%.checks';
+-- The groupings a configuration gives: `suite` (the dataset config's `suite`, else its `suite_name`)
+-- and `agent_model` (the agent config's `model`). Their one definition: the `scores` view and
+-- `Warehouse.scores(by=...)` (warehouse.read.analytics.CONFIG_GROUPS) both call these.
+create or replace macro config_suite(dataset_config) as
+  coalesce(json_extract_string(dataset_config, '$.suite'), json_extract_string(dataset_config, '$.suite_name'));
+create or replace macro config_agent_model(agent_config) as json_extract_string(agent_config, '$.model');

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from warehouse.core import records
 from warehouse.core.config import RunConfig
-from warehouse.core.errors import CommitConflict, InvalidRecord, SessionNotFound, WarehouseError
+from warehouse.core.errors import CommitConflict, InvalidRecord, SessionNotFound, StateError
 from warehouse.engine.rewrite import RewritePlan, commit_rewrite, plan_rewrite
 from warehouse.core.schemas import catalog
 
@@ -180,7 +180,7 @@ class Sessions:
         if sid is not None:
             self.wh.refresh()
             if self._latest(sid) is not None:
-                raise WarehouseError(f"session {sid!r} already exists; add messages to it with "
+                raise StateError(f"session {sid!r} already exists; add messages to it with "
                                      "wh.sessions.append(session_id, messages)")
         else:
             sid = _new_id()

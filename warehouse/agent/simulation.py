@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from warehouse.core import records
-from warehouse.core.errors import InvalidRecord, RunNotFound, WarehouseError
+from warehouse.core.errors import InvalidRecord, RunNotFound, StateError, WriterClosed
 from warehouse.manifest import writer_info
 
 from warehouse.write.writer import Writer
@@ -56,10 +56,6 @@ def sanitize_scenario(scenario: str) -> str:
 def dataset_config(scenario: str) -> dict[str, Any]:
     """The `dataset` component of the run configuration of a scenario's runs."""
     return {"type": "simulation", "config": {"scenario": scenario}}
-
-
-def _iso(dt: datetime) -> str:
-    return dt.isoformat().replace("+00:00", "Z")
 
 
 def _nonnegative_int(field: str, value: Any, *, optional: bool = False) -> int | None:
@@ -107,7 +103,8 @@ class RunRecorder:
         except BaseException:
             self._writer.close()
             raise
-        self._metadata = records.json_text("metadata", {"scenario": self.scenario, "started_at": _iso(self.started_at)})
+        self._metadata = records.json_text("metadata", {"scenario": self.scenario,
+                                                        "started_at": records.iso_utc(self.started_at)})
         self._last_step: int | None = None
         self._finished = False
 
@@ -117,7 +114,7 @@ class RunRecorder:
     def _claim(self) -> str:
         """`run_<scenario>_<UTC start>`, with `_1`, `_2`, ... appended while another run holds it."""
         base = f"run_{sanitize_scenario(self.scenario)}_{self.started_at.strftime('%Y-%m-%d_%H-%M-%S')}"
-        doc = {"scenario": self.scenario, "started_at": _iso(self.started_at),
+        doc = {"scenario": self.scenario, "started_at": records.iso_utc(self.started_at),
                "claimed_by": writer_info(self._writer.writer_id)}
         store = self.wh.store
         with store.errors():
@@ -134,7 +131,7 @@ class RunRecorder:
                         return run_id
                 except FileNotFoundError:
                     pass
-        raise WarehouseError(f"run ids {base!r} to {base}_{MAX_CLAIMS - 1} are all taken; pass another started_at")
+        raise StateError(f"run ids {base!r} to {base}_{MAX_CLAIMS - 1} are all taken; pass another started_at")
 
     def should_save(self, step: int) -> bool:
         """True if `step(step, ...)` saves a snapshot: save_frequency > 0, step divisible by it,
@@ -182,7 +179,7 @@ class RunRecorder:
 
     def _check_step(self, step: Any, *, final: bool) -> int:
         if self._finished:
-            raise WarehouseError(f"run {self.run_id} is finished or closed; start a new recorder for a new run")
+            raise WriterClosed(f"run {self.run_id} is finished or closed; start a new recorder for a new run")
         n = records.integer("step", step)
         if n is None:
             raise InvalidRecord("step is required, got None")
@@ -238,7 +235,7 @@ def snapshots(wh: "Engine", run_id: str) -> list[dict[str, Any]]:
                       "and run_id = ? order by step, kind = 'final', created_at", [*params, run_id])
     if not rows:
         raise RunNotFound(f"no simulation run {run_id!r} with a saved snapshot at version {wh.version}; "
-                          "see wh.runs() for the runs there are")
+                          "see wh.simulations.runs() for the runs there are")
     out = []
     for r in rows:
         state = json.loads(r["state"])

@@ -21,7 +21,7 @@ from warehouse.engine import reader
 from warehouse.core.condition import condition
 from warehouse.core.config import RunConfig
 from warehouse.core import arguments
-from warehouse.core.errors import CheckpointNotFound, ExecutionNotFound, InvalidArgumentType, InvalidCondition, PermissionDenied, WarehouseError
+from warehouse.core.errors import CheckpointNotFound, ExecutionNotFound, InvalidArgumentType, InvalidCondition, PermissionDenied
 from warehouse.write.live import Checkpoint
 from warehouse.core.schemas import catalog
 
@@ -145,7 +145,7 @@ def resume_plan(wh: "Engine", config: Any, task_ids: Sequence[str], *, runs: int
     elif isinstance(config, Mapping):
         chash = RunConfig.of(config.get("dataset"), config.get("agent"), config.get("attack")).hash
     else:
-        raise WarehouseError(f"config must be a RunConfig, a dict or a config hash, got {type(config).__name__}")
+        raise InvalidArgumentType(f"config must be a RunConfig, a dict or a config hash, got {type(config).__name__}")
     tasks = [str(t) for t in task_ids]
     wh.refresh()
     rows = wh.engine.records("select task_id, status, execution_id from executions where config_hash = ? "
@@ -229,14 +229,15 @@ def _json_path(key: Any) -> str:
     return "$" + "".join(f"['{part}']" for part in key.split("."))
 
 
-def trajectories(wh: "Engine", where: Mapping[str, Any] | str | None = None, *, metadata_keys: Sequence[str] = (),
-                 with_messages: bool = False) -> "pl.LazyFrame":
+def trajectories(wh: "Engine", where: Mapping[str, Any] | str | None = None, *, metadata: Mapping[str, Any] | None = None,
+                 metadata_keys: Sequence[str] = (), with_messages: bool = False) -> "pl.LazyFrame":
     """RL trajectories (executions with a reward) as a Polars LazyFrame: execution_id, task_id,
     group, replica, rewards, advantages (list), metadata (JSON text), completions (JSON text),
     partition columns; `metadata_keys` become columns of their own (JSON values as text), `where`
     keeps rows whose metadata key equals the value (a dict; `a.b` is key b inside key a) or that
     an SQL condition over the columns of `executions` selects (text, as for `Warehouse.scores`),
-    `with_messages` adds a `messages` list column. Raises InvalidCondition for a metadata key that
+    `metadata` keeps rows whose metadata has each of its key -> value (as a dict `where` does;
+    both may be given), `with_messages` adds a `messages` list column. Raises InvalidCondition for a metadata key that
     is not a key name or SQL that is not one condition.
     """
     import polars as pl
@@ -244,12 +245,16 @@ def trajectories(wh: "Engine", where: Mapping[str, Any] | str | None = None, *, 
     if where is not None and not isinstance(where, (Mapping, str)):
         raise InvalidCondition(f"where must be a dict of metadata key -> value or an SQL condition, got "
                                f"{type(where).__name__} {where!r:.80}")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise InvalidCondition(f"metadata must be a dict of metadata key -> value, got "
+                               f"{type(metadata).__name__} {metadata!r:.80}")
+    wanted = {**(where if isinstance(where, Mapping) else {}), **(metadata or {})}
     if isinstance(metadata_keys, str):
         metadata_keys = [metadata_keys]
     elif isinstance(metadata_keys, (bytes, bytearray, Mapping)) or not hasattr(metadata_keys, "__iter__"):
         raise InvalidArgumentType(f"metadata_keys must be a list of metadata keys, got {metadata_keys!r:.80}")
     metadata_keys = list(metadata_keys)
-    for key in [*(where if isinstance(where, Mapping) else ()), *metadata_keys]:
+    for key in [*wanted, *metadata_keys]:
         _json_path(key)  # raises InvalidCondition for a key that is not a name, before anything is read
     lf = wh.scan("executions").filter(pl.col("reward").is_not_null())
     cols = [*catalog().partition_columns, "execution_id", "task_id", pl.col("group_id").alias("group"),
@@ -264,7 +269,7 @@ def trajectories(wh: "Engine", where: Mapping[str, Any] | str | None = None, *, 
     elif where is not None and not isinstance(where, Mapping):
         raise InvalidCondition(f"where must be a dict of metadata key -> value or an SQL condition, got "
                                f"{type(where).__name__} {where!r:.80}")
-    for key, value in (where.items() if isinstance(where, Mapping) else ()):
+    for key, value in wanted.items():
         expected = value if isinstance(value, str) else json.dumps(value)
         lf = lf.filter(pl.col("metadata").str.json_path_match(_json_path(key)) == expected)
     if metadata_keys:

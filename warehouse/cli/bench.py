@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from warehouse.core.errors import WarehouseError
+from warehouse.core.errors import InvalidArgument, WarehouseError
 
 SCALES = ("small", "medium", "large")
 
@@ -56,7 +56,7 @@ def run(scale: str = "medium", out: str | Path | None = "bench-results.json", *,
     a correctness check of the benchmarks (counts, equal answers, nothing lost) failed.
     """
     if scale not in SCALES:
-        raise WarehouseError(f"unknown scale {scale!r}; choose from {', '.join(SCALES)}")
+        raise InvalidArgument(f"unknown scale {scale!r}; choose from {', '.join(SCALES)}")
     runner = load_runner()
     from benchmarks import CheckFailed
 

@@ -29,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from warehouse.cli import demo as demo_mod
-from warehouse.core.errors import WarehouseError
+from warehouse.core.errors import InvalidArgument, WarehouseError
 from warehouse.core.literal import escape_controls, literal_str
 from warehouse.core.terminal import install_log_handler, line, literal_excepthook, make_console, styled
 from warehouse.warehouse import SCORE_GROUPS, Warehouse
@@ -411,9 +411,9 @@ def _ks(text: str | None) -> list[int] | None:
     try:
         ks = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise WarehouseError(f"--k takes comma-separated positive integers, e.g. 1,5; got {text!r}") from None
+        raise InvalidArgument(f"--k takes comma-separated positive integers, e.g. 1,5; got {text!r}") from None
     if not ks or min(ks) < 1:
-        raise WarehouseError(f"--k takes comma-separated positive integers, e.g. 1,5; got {text!r}")
+        raise InvalidArgument(f"--k takes comma-separated positive integers, e.g. 1,5; got {text!r}")
     return ks
 
 
@@ -531,7 +531,7 @@ def sync_cmd(src: Annotated[str, typer.Argument(help="Source warehouse: a path o
                     bar.update(job, completed=p.bytes_done, total=p.bytes_total,
                                files=f"{p.files_done}/{p.files_total}")
 
-                result = wh.sync_to(dst, progress=tick, workers=workers, batch_files=batch_files)
+                result = wh.sync_to(dst, on_progress=tick, workers=workers, batch_files=batch_files)
     rows = [[t, v["files"], v["rows"], v["bytes"]] for t, v in sorted(result.tables.items())]
     if fmt is not Format.table:
         emit(["table", "files", "rows", "bytes"], rows, fmt)
@@ -605,7 +605,7 @@ def tail(url: UrlOpt = DEFAULT_URL,
             execution = wh.engine.find_execution(execution)["execution_id"]  # a unique prefix or suffix will do
         printed = 0
         try:
-            for e in wh.follow(execution, follow=follow, last=lines, poll_interval=interval, timeout=timeout):
+            for e in wh.executions.follow(execution, follow=follow, last=lines, poll_interval=interval, timeout=timeout):
                 printed += 1
                 if fmt == "jsonl":  # one line per event; JSON's \u escapes keep controls out of the output
                     print(json.dumps({k: _jsonable(v) for k, v in e.items()}, default=str), flush=True)
@@ -648,7 +648,7 @@ def expire(older_than: Annotated[str, typer.Option("--older-than", help="Age of 
 
     with user_errors():
         age = parse_duration(older_than)
-        result = _open(url).expire(age, tables=[t.strip() for t in tables.split(",") if t.strip()],
+        result = _open(url).maintenance.expire(age, tables=[t.strip() for t in tables.split(",") if t.strip()],
                                    statuses=[s.strip() for s in statuses.split(",") if s.strip()], dry_run=dry_run)
     cols = ["table", "rows", "files dropped", "files rewritten"]
     rows = [[t, n, *result.files_by_table.get(t, (0, 0))] for t, n in result.rows_removed.items()]
@@ -682,7 +682,7 @@ def compact(url: UrlOpt = DEFAULT_URL,
 
     with user_errors():
         size = parse_size(target_size)
-        result = _open(url).compact(table or None, where, target_file_size=size, min_files=min_files,
+        result = _open(url).maintenance.compact(table or None, where, target_file_size=size, min_files=min_files,
                                     dry_run=dry_run)
     from warehouse.core.schemas import catalog
 
@@ -724,7 +724,7 @@ def vacuum(url: UrlOpt = DEFAULT_URL,
 
     with user_errors():
         # The API decides what is allowed (retain 0 or more, the orphan window's minimum): one rule.
-        result = _open(url).vacuum(parse_duration(retain, zero=True), parse_duration(orphan_window, zero=True),
+        result = _open(url).maintenance.vacuum(parse_duration(retain, zero=True), parse_duration(orphan_window, zero=True),
                                    dry_run=dry_run)
     cols = ["kind", "files", "path"]
     rows = [*(["removed", 1, p] for p in result.removed), *(["orphan", 1, p] for p in result.orphans),

@@ -137,5 +137,18 @@ class InvalidCondition(InvalidArgument):
 
 
 class CorruptDataFile(WarehouseError):
-    """A data file's bytes are damaged: a Parquet page fails its checksum or cannot be decoded. The
-    message names the file; `warehouse doctor --deep --repair` takes it out of the snapshot."""
+    """A data file's bytes are damaged: a Parquet page fails its checksum or cannot be decoded, or
+    it holds another number of rows than the manifest records. The message names the file;
+    `warehouse doctor --deep --repair` takes it out of the snapshot."""
+
+
+class StateError(WarehouseError, RuntimeError):
+    """A call that its object or record is not in a state for: finishing an execution that is
+    already finished, resuming one of another configuration, creating a session that exists, a
+    writer whose buffer is full because flushes do not keep up. The arguments may be fine; the
+    message says what state things are in and what to do instead."""
+
+
+class WriterClosed(StateError):
+    """A writer, async writer or simulation recorder was used after `close()` (or `finish()`); open
+    a new one."""

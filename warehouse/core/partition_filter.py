@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 import duckdb
 
 from warehouse.core.condition import condition
-from warehouse.core.errors import InvalidArgument, InvalidArgumentType, InvalidCondition, WarehouseError
+from warehouse.core.errors import InvalidArgument, InvalidArgumentType, InvalidCondition
 from warehouse.core.schemas import catalog
 
 PartitionValues = tuple[str | None, ...]  # the values of the partition columns, in their order
@@ -46,12 +46,12 @@ def column_value_pairs(text: str) -> dict[str, str] | None:
 
 def parse_partition(text: str) -> dict[str, str]:
     """`agent=plain,attack=none` -> {"agent": "plain", "attack": "none"}; keys must be partition
-    columns. Raises WarehouseError naming the bad part."""
+    columns. Raises InvalidCondition naming the bad part."""
     out: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, eq, value = part.partition("=")
         if not eq or not key.strip() or not value.strip():
-            raise WarehouseError(f"bad partition filter {part!r}: give an SQL condition on the partition columns, "
+            raise InvalidCondition(f"bad partition filter {part!r}: give an SQL condition on the partition columns, "
                                  "e.g. \"agent = 'tool_agent' and attack = 'none'\" (or column=value pairs "
                                  "separated by commas, e.g. agent=tool_agent,attack=none)")
         out[key.strip()] = value.strip()
@@ -125,7 +125,7 @@ class PartitionFilter:
                 hits = con.execute(f"select {', '.join(cols)} from (select {unnest}) as partitions where {self.sql}",
                                    [[k[i] for k in todo] for i in range(len(cols))]).fetchall()
             except duckdb.Error as exc:
-                raise WarehouseError(f"partition filter {self.text!r}: {str(exc).splitlines()[0]}") from None
+                raise InvalidCondition(f"partition filter {self.text!r}: {str(exc).splitlines()[0]}") from None
             finally:
                 con.close()
             selected = set(map(tuple, hits))
@@ -153,7 +153,7 @@ class PartitionFilter:
             values = sorted({values_of(p)[i] or "" for p in partitions})
             shown = ", ".join(repr(v) for v in values[:_SHOWN]) + (", ..." if len(values) > _SHOWN else "")
             have.append(f"{c} in ({shown})")
-        raise WarehouseError(f"where {self.text!r} matches no partition" +
+        raise InvalidArgument(f"where {self.text!r} matches no partition" +
                              (f"; the partitions have {'; '.join(have)}" if partitions else ": the warehouse is empty"))
 
 

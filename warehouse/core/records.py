@@ -213,6 +213,13 @@ def _in_utc(field: str, dt: datetime, given: Any) -> datetime:
         raise InvalidRecord(f"{field} = {given!r:.80} is not a time within years 1..9999 UTC") from None
 
 
+def iso_utc(t: datetime) -> str:
+    """`t` as ISO-8601 text in UTC with a `Z` suffix (`2025-11-22T14:30:52.123456+00:00` is written
+    `2025-11-22T14:30:52.123456Z`), the form stored in JSON and YAML documents. A naive `t` is taken
+    as local time (as `datetime.astimezone` does)."""
+    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
 def timestamp(field: str, value: Any) -> datetime | None:
     """A timezone-aware datetime from a datetime (naive = UTC; pandas Timestamps too), a NumPy
     datetime64, an ISO-8601 string or epoch seconds (a real number of any kind, see `real`), within

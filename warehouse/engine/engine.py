@@ -95,7 +95,7 @@ class Engine:
 
     def files(self, table: str, where: Mapping[str, str] | None = None) -> list[DataFile]:
         """The active data files of `table`, optionally only partitions matching `where` (a dict of
-        partition column -> value; WarehouseError for a key that is not a partition column)."""
+        partition column -> value; InvalidArgument for a key that is not a partition column)."""
         catalog().table(table)
         return self._snapshot.table_files(table, check_partition(where))
 

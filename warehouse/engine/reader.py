@@ -45,7 +45,7 @@ def duckdb_path(store: Store, rel: str) -> str:
 
 def file_list(store: Store, snapshot: Snapshot, table: str, where: Mapping[str, str] | None = None) -> list[str]:
     """Reader paths of the active files of `table` (optionally of matching partitions only), sorted.
-    Raises WarehouseError for a `where` key that is not a partition column (it would match nothing)."""
+    Raises InvalidArgument for a `where` key that is not a partition column (it would match nothing)."""
     return sorted(store.reader_path(f.path) for f in snapshot.table_files(table, check_partition(where)))
 
 

@@ -60,7 +60,7 @@ from typing import Any
 import orjson
 import pyarrow.parquet as pq
 
-from warehouse.core.errors import CorruptCommit, UnsupportedFormatVersion, WarehouseError
+from warehouse.core.errors import CorruptCommit, UnsupportedFormatVersion, WarehouseError, WarehouseNotFound
 from warehouse.manifest import MANIFEST_DIR, Commit, DataFile, RemovedFile, commit_name, writer_info
 from warehouse.core.schemas import catalog
 from warehouse.core.storage import Store, arrow_reader
@@ -298,7 +298,7 @@ def diagnose(store: Store, *, footers: bool = True, deep: bool = False
     latest = max(commit_versions[-1:] + checkpoints[-1:], default=None)
     report = DoctorReport(store.url, latest)
     if latest is None:
-        raise WarehouseError(f"no warehouse at {store.url!r} (no {MANIFEST_DIR}/ with commits)")
+        raise WarehouseNotFound(f"no warehouse at {store.url!r} (no {MANIFEST_DIR}/ with commits)")
     if mc is None:
         report.notes.append("this library has no manifest checkpoints: none were checked")
 
@@ -718,7 +718,7 @@ def run(target: "str | HasEngine", *, repair: bool = False, storage_options: Map
     also reads every page of every data file (see the module docstring).
 
     Works on a warehouse that cannot be opened (a damaged commit): only `repair` needs it open.
-    Raises WarehouseError if there is no warehouse at the URL, StorageError if the store is unusable.
+    Raises WarehouseNotFound if there is no warehouse at the URL, StorageError if the store is unusable.
     """
     wh = target.engine if not isinstance(target, str) else None
     store = wh.store if wh is not None else Store.from_url(str(target), storage_options)

@@ -80,7 +80,7 @@ import pyarrow.parquet as pq
 from warehouse.core import arguments
 from warehouse.engine import keys
 from warehouse import manifest as manifest_module
-from warehouse.core.errors import CommitConflict, CorruptCommit, InvalidArgument, InvalidArgumentType, OrphanWindowTooShort, WarehouseError
+from warehouse.core.errors import CommitConflict, CorruptCommit, CorruptDataFile, InvalidArgument, InvalidArgumentType, OrphanWindowTooShort, StorageError
 from warehouse.manifest import vacuum_hint
 from warehouse.manifest.vacuum_hint import VACUUM_HINT, check_readable
 from warehouse.manifest import MANIFEST_DIR, Commit, DataFile, RemovedFile, Snapshot, staging_clock, utcnow
@@ -331,7 +331,7 @@ class _Output:
             self.writer.close()
         written = pq.read_metadata(self.path).num_rows
         if written != self.rows:
-            raise WarehouseError(f"compaction of {self.plan.table} {self.plan.partition}: {self.rel} holds {written} "
+            raise StorageError(f"compaction of {self.plan.table} {self.plan.partition}: {self.rel} holds {written} "
                                  f"rows, {self.rows} were written; nothing was committed")
         stats = file_stats(pq.read_table(self.path, columns=self.schema.stats_columns, page_checksum_verification=True),
                            self.schema.stats_columns)
@@ -363,7 +363,7 @@ def _arrow_reader(rel: duckdb.DuckDBPyRelation, batch_rows: int) -> pa.RecordBat
 
 def _rewrite(wh: "Engine", con: duckdb.DuckDBPyConnection, plan: _Plan, target: int, tmp: str) -> list[DataFile]:
     """The partition's input files as one stream sorted by the table's `sort_by`, cut into files
-    of about `target` bytes. Raises WarehouseError if the rows read differ from the manifest's
+    of about `target` bytes. Raises CorruptDataFile if the rows read differ from the manifest's
     count; nothing written is left behind on failure."""
     schema = catalog().table(plan.table)
     store = wh.store
@@ -426,7 +426,7 @@ def _rewrite(wh: "Engine", con: duckdb.DuckDBPyConnection, plan: _Plan, target: 
         raise
     if read != expected or sum(f.rows for f in done) != expected - dropped:
         _discard(wh, done)
-        raise WarehouseError(f"compaction of {plan.table} {plan.partition}: the manifest counts {expected} rows in "
+        raise CorruptDataFile(f"compaction of {plan.table} {plan.partition}: the manifest counts {expected} rows in "
                              f"{len(plan.inputs)} files but {read} were read; nothing was committed: run `warehouse doctor`")
     return done
 
@@ -472,7 +472,7 @@ def _compact_partition(wh: "Engine", con: duckdb.DuckDBPyConnection, plan: _Plan
             continue
         gone = [f.path for f in outputs if not wh.store.exists(f.path)]
         if gone:  # not vacuum (the commit deadline keeps files in flight out of its reach): never commit that
-            raise WarehouseError(f"compaction of {table} {partition}: its output {gone[0]} was deleted before it "
+            raise StorageError(f"compaction of {table} {partition}: its output {gone[0]} was deleted before it "
                                  "could be committed (by something other than vacuum); nothing was committed: "
                                  "run compact again")
         rewrite = RewritePlan(remove=[RemovedFile(f.table, f.path) for f in plan.inputs], add=outputs)
@@ -503,7 +503,7 @@ def compact(wh: "Engine", table: str | Iterable[str] | None = None,
     or a dict ({"agent": "tool_agent", "attack": "none"}); see `warehouse.partition_filter`. A
     partition needs at least `min_files` files under the target size. `dry_run` plans from the
     manifest and writes nothing. Raises SchemaMismatch for an unknown table, InvalidCondition for
-    SQL that is not one condition on the partition columns, WarehouseError for a filter that
+    SQL that is not one condition on the partition columns, InvalidArgument for a filter that
     selects no partition, a bad size or min_files, ReadOnlyWarehouse on a time-travel snapshot
     (unless `dry_run`).
     """

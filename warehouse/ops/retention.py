@@ -50,7 +50,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from warehouse.core import arguments
-from warehouse.core.errors import CommitConflict, InvalidArgument, InvalidArgumentType, WarehouseError
+from warehouse.core.errors import CommitConflict, InvalidArgument, InvalidArgumentType
 from warehouse.manifest import DataFile, Snapshot, utcnow
 from warehouse.engine.rewrite import RewritePlan, commit_rewrite, plan_rewrite
 from warehouse.core.schemas import catalog
@@ -404,11 +404,11 @@ def plan_expire(wh: "Engine", older_than: timedelta, *, tables: Iterable[str] | 
 def commit_expire(wh: "Engine", plan: ExpirePlan) -> ExpireResult:
     """Commit a plan made by `plan_expire` (one commit, operation `delete`; none if nothing goes).
 
-    Raises WarehouseError for a dry-run plan (it wrote no replacement files), CommitConflict if a
+    Raises InvalidArgument for a dry-run plan (it wrote no replacement files), CommitConflict if a
     commit since the plan's snapshot removed one of its files (plan again from a refreshed snapshot).
     """
     if plan.dry_run:
-        raise WarehouseError("a dry-run expire plan cannot be committed (it wrote no rewritten files); plan again "
+        raise InvalidArgument("a dry-run expire plan cannot be committed (it wrote no rewritten files); plan again "
                              "without dry_run")
     commit = commit_rewrite(wh, plan.rewrite, operation="delete", info={"expire": plan.info()})
     return plan.result(commit.version if commit is not None else None)

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from warehouse.core import arguments
 from warehouse.core.condition import condition
-from warehouse.core.errors import InvalidArgument, InvalidArgumentType, WarehouseError
+from warehouse.core.errors import InvalidArgument, InvalidArgumentType
 from warehouse.core.schemas import catalog
 
 if TYPE_CHECKING:
@@ -52,10 +52,11 @@ if TYPE_CHECKING:
 
 #: Columns of the `executions` view that results may be grouped by.
 EXECUTION_GROUPS = ("dataset", "agent", "attack", "config_hash", "model", "run_id", "task_id", "status")
-#: Named groupings taken from the configuration (a join with `configs`).
+#: Named groupings taken from the configuration (a join with `configs`): the macros of
+#: schemas/views/00_macros.sql, which the `scores` view uses too.
 CONFIG_GROUPS = {
-    "suite": "coalesce(json_extract_string(dataset_config, '$.suite'), json_extract_string(dataset_config, '$.suite_name'))",
-    "agent_model": "json_extract_string(agent_config, '$.model')",
+    "suite": "config_suite(dataset_config)",
+    "agent_model": "config_agent_model(agent_config)",
 }
 #: Prefixes of JSON-path groupings: `metadata.KEY` (the execution's) and `<part>_config.KEY` (the configuration's).
 JSON_PREFIXES = ("metadata", "dataset_config", "agent_config", "attack_config")
@@ -81,7 +82,7 @@ class Group:
 def groups(by: str | Sequence[str] | None) -> list[Group]:
     """Parse a grouping (`"agent,attack"`, `["suite", "metadata.difficulty"]`, `"all"`, `()`).
 
-    Raises WarehouseError naming a key that is not a grouping.
+    Raises InvalidArgument naming a key that is not a grouping.
     """
     if by is None:
         return []
@@ -98,14 +99,14 @@ def groups(by: str | Sequence[str] | None) -> list[Group]:
         elif "." in name and name.split(".", 1)[0] in JSON_PREFIXES:
             prefix, key = name.split(".", 1)
             if not _KEY.match(key):
-                raise WarehouseError(f"cannot group by {name!r}: a JSON key is letters, digits, '_' or '-', "
+                raise InvalidArgument(f"cannot group by {name!r}: a JSON key is letters, digits, '_' or '-', "
                                      "nested keys separated by '.'")
             if prefix == "metadata":
                 g = Group(name, f"json_extract_string(metadata, {_json_path(key)})")
             else:
                 g = Group(name, _quote(name), from_config=True)
         else:
-            raise WarehouseError(f"cannot group by {name!r}; choose from {', '.join(EXECUTION_GROUPS)}, "
+            raise InvalidArgument(f"cannot group by {name!r}; choose from {', '.join(EXECUTION_GROUPS)}, "
                                  f"{', '.join(CONFIG_GROUPS)}, metadata.KEY, dataset_config.KEY, agent_config.KEY, "
                                  "attack_config.KEY or 'all'")
         if g.name not in {x.name for x in out}:
@@ -343,7 +344,7 @@ def attack_success_rates(wh: "Engine", by: str | Sequence[str] | None = ("agent"
     """ASR (mean attack_score) and utility (mean benign_score) with 95% Wilson intervals per group:
     the columns of `Warehouse.scores` (n, n_tasks, utility, utility_low, utility_high, asr, asr_low,
     asr_high, n_failed, n_errors, utility_under_attack, tokens, cost, ...). `where` is an SQL condition
-    over `executions`; checks are left out unless `checks`. Raises WarehouseError for an unknown grouping."""
+    over `executions`; checks are left out unless `checks`. Raises InvalidArgument for an unknown grouping."""
     return wh.engine.sql_sandboxed(scores_sql(by, where, checks=checks)).pl()
 
 
@@ -428,7 +429,7 @@ class Comparison:
 
 def resolve_config(wh: "Engine", ref: str) -> str:
     """The config hash that `ref` (a hash or a unique prefix of one) names, from the manifest.
-    Raises WarehouseError if none or several match."""
+    Raises InvalidArgument if none or several match."""
     ref = ref.strip()
     hashes = sorted({f.partition["config_hash"] for f in wh.files("executions")}
                     | {f.partition["config_hash"] for f in wh.files("configs")})
@@ -438,9 +439,9 @@ def resolve_config(wh: "Engine", ref: str) -> str:
     if len(found) == 1:
         return found[0]
     if not found:
-        raise WarehouseError(f"no configuration {ref!r}: no config_hash starts with it "
+        raise InvalidArgument(f"no configuration {ref!r}: no config_hash starts with it "
                              "(see `warehouse sql \"select config_hash, dataset, agent, attack from configs\"`)")
-    raise WarehouseError(f"configuration {ref!r} is ambiguous: it starts {', '.join(found[:5])}"
+    raise InvalidArgument(f"configuration {ref!r} is ambiguous: it starts {', '.join(found[:5])}"
                          f"{', ...' if len(found) > 5 else ''}; give more characters")
 
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import orjson
 
 from warehouse.core import records
-from warehouse.core.errors import InvalidRecord, WarehouseError
+from warehouse.core.errors import InvalidRecord, StateError
 
 
 
@@ -198,7 +198,7 @@ class Execution:
     # -- revisions (raise on bad input) -------------------------------------------------------------
     def _require_running(self, what: str) -> None:
         if self.status != "running":
-            raise WarehouseError(f"cannot {what} execution {self.execution_id}: it is already {self.status}")
+            raise StateError(f"cannot {what} execution {self.execution_id}: it is already {self.status}")
 
     def _row(self, revision: int, status: str, fields: Mapping[str, Any], **final: Any) -> tuple:
         f = fields

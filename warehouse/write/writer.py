@@ -25,7 +25,7 @@ from warehouse.core import arguments, records
 from warehouse.engine import keyed, keys
 from warehouse.engine.datafiles import write_data_file
 from warehouse.core.config import RunConfig, config_row
-from warehouse.core.errors import ConfigHashCollision, InvalidRecord, StaleDataFile, WarehouseError
+from warehouse.core.errors import ConfigHashCollision, InvalidRecord, StaleDataFile, StateError, WriterClosed
 from warehouse.manifest import DataFile, writer_info
 from warehouse.core.schemas import catalog
 from warehouse.core.buffer import PENDING_ROW_BYTES, TableBuffer
@@ -253,7 +253,7 @@ class Writer:
         anything: importers validate every record of a source file before adding any of them.
         Raises InvalidRecord naming the field."""
         if self._closed:
-            raise WarehouseError("this writer is closed")
+            raise WriterClosed("this writer is closed")
         if unknown:
             raise InvalidRecord(f"add_execution() got unknown field(s) {sorted(unknown)}")
         eid = records.ident("execution_id", execution_id, required=False) or self._new_id()
@@ -321,7 +321,7 @@ class Writer:
     def _add_rows(self, table: str, rows: list[tuple], text_bytes: int = 0, *, flush: bool = True) -> None:
         """Buffer validated rows of any table (may trigger a size flush like add_execution)."""
         if self._closed:
-            raise WarehouseError("this writer is closed")
+            raise WriterClosed("this writer is closed")
         with self._lock:
             if self._wal is not None:
                 self._wal.append(((table, rows),))
@@ -367,10 +367,10 @@ class Writer:
             raise ExecutionNotFound(f"no execution with id {execution_id!r} at version {self.wh.version}")
         row = found[0]
         if row["config_hash"] != self.config_hash:
-            raise WarehouseError(f"execution {execution_id} belongs to config {row['config_hash']}, not this writer's "
+            raise StateError(f"execution {execution_id} belongs to config {row['config_hash']}, not this writer's "
                                  f"{self.config_hash}; resume it with a writer of that config")
         if row["status"] != "running":
-            raise WarehouseError(f"cannot resume execution {execution_id}: it is already {row['status']}")
+            raise StateError(f"cannot resume execution {execution_id}: it is already {row['status']}")
         if row["owner"] is not None and owner is not None and owner != row["owner"]:
             raise PermissionDenied(f"execution {execution_id} belongs to owner {row['owner']!r}, not {owner!r}")
         usage = {k: row[k] for k in records.USAGE_FIELDS if row.get(k) is not None}
@@ -387,11 +387,11 @@ class Writer:
     def _add_event(self, row: tuple) -> None:
         """Buffer one event row; raises (to the Execution, which counts a drop) if it cannot."""
         if self._closed:
-            raise WarehouseError("the writer is closed")
+            raise WriterClosed("the writer is closed")
         with self._lock:
             buf = self._buffers["events"]
             if buf.rows >= self.max_buffered_events:
-                raise WarehouseError(f"{buf.rows} events buffered (max_buffered_events): flushes are not keeping up")
+                raise StateError(f"{buf.rows} events buffered (max_buffered_events): flushes are not keeping up")
             if self._wal is not None:
                 self._wal.append((("events", [row]),), durable=False)
             # Kept as tuples: the flush converts them to Arrow (on the flusher thread when there is

@@ -51,15 +51,9 @@ EXTENSION_COLUMNS = ("run_id", "model", "error", "started_at", "duration_ms", "s
                      "owner", "result")
 
 
-def _iso(t: datetime | None) -> str | None:
-    if t is None:
-        return None
-    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 def _json_default(v: Any) -> Any:
     if isinstance(v, datetime):
-        return _iso(v)
+        return records.iso_utc(v)
     raise TypeError(f"not JSON serialisable: {type(v).__name__}")
 
 
@@ -116,7 +110,7 @@ def execution_document(ex: dict[str, Any], config: RunConfig, messages: list[dic
         "dataset_config": legacy.get("dataset_config", config.dataset["config"]),
         "agent": legacy.get("agent_name", default_agent_name(config.agent)),
         "config_hash": ex["config_hash"],
-        "timestamp": _iso(ex["finished_at"]),
+        "timestamp": None if ex["finished_at"] is None else records.iso_utc(ex["finished_at"]),
         "trace_id": ex.get("trace_id"),
         "span_id": ex.get("span_id"),
         "messages": messages,

@@ -1,6 +1,6 @@
 """`warehouse export trajectories OUT`: RL trajectories as JSONL in the rollouts `Trajectory` format.
 
-One line per trajectory (an execution with a reward, as `wh.trajectories()` lists them):
+One line per trajectory (an execution with a reward, as `wh.executions.trajectories()` lists them):
 {"completions", "messages", "rewards", "group", "replica", "advantages", "metadata"}, the inverse
 of the trajectories importer, so exporting and importing again gives the same records:
 group_id -> group (an integer again when it is one's text), sample -> replica, a one-element
@@ -66,7 +66,7 @@ def _advantages(value: list[float] | None) -> float | list[float]:
 
 
 def trajectory(row: Mapping[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """One reference-format trajectory from a `wh.trajectories()` row and its messages."""
+    """One reference-format trajectory from a `wh.executions.trajectories()` row and its messages."""
     meta = orjson.loads(row["metadata"]) if row["metadata"] is not None else None
     extra = meta.pop(EXTRA, None) if isinstance(meta, dict) else None
     out = {"completions": orjson.loads(row["completions"]) if row["completions"] is not None else [],

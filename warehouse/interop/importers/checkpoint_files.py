@@ -3,8 +3,8 @@
 Each JSON file is one source and one checkpoint; the files of one directory are the checkpoints
 of one rollout, which becomes one execution: execution_id = a stable id of the rollout's name
 (the directory relative to the import root, or the root's own name when the files lie in it),
-task_id = that name. So `wh.checkpoints(execution_id)` lists the turns in order and
-`wh.latest_checkpoint(execution_id)` gives the one to resume from; `wh.load_checkpoint("turn_2",
+task_id = that name. So `wh.executions.checkpoints(execution_id)` lists the turns in order and
+`wh.executions.latest_checkpoint(execution_id)` gives the one to resume from; `wh.executions.load_checkpoint("turn_2",
 execution_id=...)` finds one by its id.
 
 Mapping: a `snapshots` row of kind `checkpoint` per file: snapshot_id = `_metadata.checkpoint_id`
@@ -12,7 +12,7 @@ Mapping: a `snapshots` row of kind `checkpoint` per file: snapshot_id = `_metada
 created_at = `_metadata.timestamp` (epoch seconds; else `iso_time`; else the file's mtime),
 metadata = `_metadata`. Every checkpoint also records the execution's progress as a revision
 (turn_idx + 1): still `running` (table executions_live, as a live execution that was
-interrupted, which `wh.resume_plan` offers for resuming), or `completed` once a checkpoint has a
+interrupted, which `wh.executions.resume_plan` offers for resuming), or `completed` once a checkpoint has a
 non-null `stop` (its final row). Run configuration: dataset `rollouts` (config {environment:
 the environment's class_name}), agent `rollouts`; model = the actor endpoint's model.
 

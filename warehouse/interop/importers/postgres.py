@@ -13,7 +13,7 @@ the row (so its fingerprint changes exactly when the row does):
 - `ExecutionLog` -> `events` of kind `log` (level, message, source, timestamp).
 - `AgentTrace` -> `events` of the trace's type (tool_start/tool_end/tool_error), with `duration`
   as duration_ms, the trace metadata as attributes, and its `runId`/`parentRunId` as span ids.
-- `CheckpointState` -> `snapshots` of kind `checkpoint` (read back with `wh.checkpoints` /
+- `CheckpointState` -> `snapshots` of kind `checkpoint` (read back with `wh.executions.checkpoints` /
   `latest_checkpoint`): the execution is `state.metadata.executionId`, else the `threadId` without
   the service's `thread_` prefix; `state.step` is the step.
 

@@ -1,9 +1,9 @@
-"""Import simulation runs (`results/run_<scenario>_<timestamp>/state.json`) as `wh.runs()` shows them.
+"""Import simulation runs (`results/run_<scenario>_<timestamp>/state.json`) as `wh.simulations.runs()` shows them.
 
 Each state.json is one source: {run_id, scenario, started_at, snapshots: [{step, game_state,
 global_vars, agent_vars, messages}, ...]}. Its snapshots become rows of `snapshots` exactly as
 `RunRecorder` writes them (same partition, ids `<run_id>:<kind>:<step>`, state JSON, metadata
-{scenario, started_at}), so `wh.snapshots(run_id)` and `wh.runs()` read them like recorded runs.
+{scenario, started_at}), so `wh.simulations.snapshots(run_id)` and `wh.simulations.runs()` read them like recorded runs.
 run_id defaults to the directory name, scenario and started_at to what the run id spells;
 created_at (the legacy file has no per-snapshot time) is the run's start. Keys beyond the format
 are kept in the rows' metadata: top-level ones under "extra", a snapshot's own under
@@ -14,7 +14,7 @@ importer reads it from the steps. The last snapshot is the final one when it rep
 step (the final save after an intermediate save of the same step, as with save frequency 1), or
 comes sooner than the save frequency the earlier snapshots show (steps 0, 5, 10, 13: 13 can only be
 the final save); an explicit `"kind": "final"` on a snapshot is honoured. Otherwise the run is
-imported unfinished (`finished` false in `wh.runs()`): a run that crashed before its final save
+imported unfinished (`finished` false in `wh.simulations.runs()`): a run that crashed before its final save
 reads as exactly that, and so, unavoidably, does a finished run whose final step fell on its save
 frequency without a preceding save of that step.
 

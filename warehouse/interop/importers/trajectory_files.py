@@ -2,7 +2,7 @@
 
 Each *.jsonl file is one source; each line one trajectory {completions, messages, rewards, group,
 replica, advantages, metadata}, stored as `Writer.add_trajectory` stores it and read back by
-`wh.trajectories()`: rewards -> reward, group -> group_id (text), replica -> sample, advantages
+`wh.executions.trajectories()`: rewards -> reward, group -> group_id (text), replica -> sample, advantages
 (a number or a list) -> advantages (a list), completions -> completions (JSON), metadata ->
 metadata, messages -> `messages`; task_id = metadata["task_id"] (else "trajectory"). Keys beyond
 those seven are kept in metadata["_extra"] (the trajectories exporter puts them back).
