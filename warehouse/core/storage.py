@@ -1,4 +1,4 @@
-"""The one seam to the store: an fsspec filesystem rooted at the warehouse URL, plus partition paths.
+"""The one seam to the store: `Store`, an fsspec filesystem rooted at the warehouse URL.
 
 Local paths use the local filesystem with atomic create-if-absent by `os.link`; other stores use
 fsspec's `pipe_file(..., mode="create")` (a conditional PUT `If-None-Match: *` on S3), after a probe
@@ -28,77 +28,30 @@ import fsspec
 import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
-from warehouse.core.errors import ConditionalWritesUnsupported, InvalidPartitionValue, StorageError, WarehouseError
+from warehouse.core.errors import ConditionalWritesUnsupported, StorageError, WarehouseError
+
+# Partition paths, failure classification and the snapshot view live in their own modules; their
+# names stay importable from here, where callers have always found them.
+from warehouse.core.partition_paths import (  # noqa: F401
+    MAX_PARTITION_VALUE_BYTES,
+    escape_partition_value,
+    new_data_file_name,
+    parse_partition_path,
+    partition_dir,
+    unescape_partition_value,
+)
+from warehouse.core.snapshot_fs import SnapshotFileSystem  # noqa: F401
+from warehouse.core.store_failures import (  # noqa: F401
+    DISK_ERRORS,
+    client_error,
+    disk_error,
+    disk_errors,
+    is_transient,
+    precondition_failed,
+    unreachable,
+)
 
 T = TypeVar("T")
-
-#: Longest escaped partition value, in bytes; longer values are refused (file-name limits are 255).
-MAX_PARTITION_VALUE_BYTES = 200
-
-_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
-
-
-def escape_partition_value(value: str, *, column: str = "partition") -> str:
-    """Percent-encode `value` (hive style) so that it is one safe path segment.
-
-    Everything but ASCII letters, digits, `-`, `_` and `.` is encoded as the `%XX` of its UTF-8
-    bytes; a value made only of dots, and the hive null marker `__HIVE_DEFAULT_PARTITION__`, are
-    encoded too. The result can never contain `/`, `\\`, `=`, `%` (other than as an escape), NUL or
-    non-ASCII, and never equals `.` or `..`.
-
-    Raises InvalidPartitionValue for an empty value, a non-string, a string that is not valid
-    UTF-8, or an escaped form longer than MAX_PARTITION_VALUE_BYTES.
-    """
-    if not isinstance(value, str):
-        raise InvalidPartitionValue(f"{column} must be a string, got {type(value).__name__} {value!r}")
-    if value == "":
-        raise InvalidPartitionValue(f"{column} must not be empty")
-    try:
-        raw = value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidPartitionValue(f"{column} {value!r} is not valid UTF-8: {exc.reason}") from None
-    if value.isascii() and all(c in _SAFE for c in value) and value.strip(".") and not value.startswith("__"):
-        escaped = value
-    else:
-        escaped = "".join(chr(b) if chr(b) in _SAFE else f"%{b:02X}" for b in raw)
-        if not escaped.strip("."):
-            escaped = escaped.replace(".", "%2E")
-        if escaped.startswith("__"):
-            escaped = "%5F" + escaped[1:]
-    if len(escaped) > MAX_PARTITION_VALUE_BYTES:
-        raise InvalidPartitionValue(
-            f"{column} {value[:60]!r}... is {len(escaped)} bytes once escaped; "
-            f"the limit is {MAX_PARTITION_VALUE_BYTES}: use a shorter type name"
-        )
-    return escaped
-
-
-def unescape_partition_value(escaped: str) -> str:
-    """Invert `escape_partition_value`."""
-    from urllib.parse import unquote
-
-    return unquote(escaped, encoding="utf-8", errors="strict")
-
-
-def partition_dir(table: str, partition: Mapping[str, str], columns: list[str]) -> str:
-    """The relative directory of one (table, partition): `table/col=value/...`, values escaped."""
-    parts = [table] + [f"{c}={escape_partition_value(partition[c], column=c)}" for c in columns]
-    return "/".join(parts)
-
-
-def parse_partition_path(path: str) -> dict[str, str]:
-    """The partition values encoded in a relative data-file path (`table/k=v/.../part-x.parquet`)."""
-    out: dict[str, str] = {}
-    for seg in path.split("/")[1:-1]:
-        key, _, val = seg.partition("=")
-        out[key] = unescape_partition_value(val)
-    return out
-
-
-def new_data_file_name() -> str:
-    """A unique, immutable data-file name."""
-    return f"part-{uuid.uuid4().hex}.parquet"
-
 
 #: s3fs settings the warehouse relies on; a caller's storage_options win key by key.
 #: No listings cache (other processes commit all the time). botocore does not retry: its backoff
@@ -110,11 +63,6 @@ S3_DEFAULTS: dict[str, Any] = {
     "config_kwargs": {"retries": {"total_max_attempts": 1, "mode": "standard"}, "connect_timeout": 5,
                       "read_timeout": 60},
 }
-
-# HTTP statuses and S3 error codes worth retrying: the server or the network, not the request.
-_RETRY_STATUS = frozenset({500, 502, 503, 504})
-_RETRY_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "RequestTimeTooSkewed",
-                          "OperationAborted", "ThrottlingException", "Throttling"})
 
 
 def arrow_reader(data: bytes) -> pa.BufferReader:
@@ -129,99 +77,6 @@ def arrow_reader(data: bytes) -> pa.BufferReader:
     buf = pa.allocate_buffer(len(data))
     pa.FixedSizeBufferWriter(buf).write(data)
     return pa.BufferReader(buf)
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    """`exc` and its causes/contexts, and the `error` wrapped by botocore connection errors."""
-    out: list[BaseException] = []
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or any(e is o for o in out) or len(out) > 20:
-            continue
-        out.append(e)
-        todo += [e.__cause__, e.__context__]
-        inner = getattr(e, "kwargs", None)
-        if isinstance(inner, dict) and isinstance(inner.get("error"), BaseException):
-            todo.append(inner["error"])
-    return out
-
-
-def _client_error(exc: BaseException) -> tuple[int | None, str | None]:
-    """(HTTP status, S3 error code) of the server's answer behind `exc`, if it was one."""
-    for e in _chain(exc):
-        resp = getattr(e, "response", None)
-        if isinstance(resp, dict) and "Error" in resp:
-            status = resp.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            return (int(status) if status else None), resp["Error"].get("Code")
-    return None, None
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """True if no connection to the endpoint could be made at all (refused, no such host)."""
-    for e in _chain(exc):
-        name = type(e).__name__
-        if name in ("ClientConnectorError", "ClientConnectorDNSError", "ConnectionRefusedError", "gaierror"):
-            return True
-    return False
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for failures that retrying may cure: 5xx/throttling answers, resets, timeouts, lost answers."""
-    if isinstance(exc, (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
-                        NotADirectoryError, WarehouseError)):
-        return False
-    status, code = _client_error(exc)
-    if status is not None or code is not None:
-        return (status in _RETRY_STATUS) or (code in _RETRY_CODES)
-    if _unreachable(exc):
-        return False
-    if isinstance(exc, OSError) and exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EACCES, errno.EPERM, errno.ENOSPC):
-        return False
-    names = {type(e).__name__ for e in _chain(exc)}
-    return bool(names & {"ConnectionClosedError", "EndpointConnectionError", "ReadTimeoutError", "ConnectTimeoutError",
-                         "HTTPClientError", "IncompleteRead", "ResponseParserError", "ClientPayloadError",
-                         "ServerDisconnectedError", "ClientOSError", "ConnectionResetError", "BrokenPipeError",
-                         "TimeoutError", "FSTimeoutError", "timeout"}) or (
-        isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.EBUSY, getattr(errno, "EREMOTEIO", 121)))
-
-
-#: Failures of a local disk that no retry in place cures, but a person can (free space, remount
-#: read-write, fix permissions): errno -> what it means.
-DISK_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
-               errno.EROFS: "the file system is read-only", errno.EFBIG: "the file is too large for the file system",
-               errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
-               errno.EIO: "an I/O error of the device"}
-
-
-def disk_error(exc: BaseException, path: str) -> StorageError | None:
-    """A StorageError naming the file `exc` names (else `path`) for a local disk failure (see
-    DISK_ERRORS), else None."""
-    code = getattr(exc, "errno", None)
-    if not isinstance(exc, OSError) or code not in DISK_ERRORS:
-        return None
-    path = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes, os.PathLike)) else path
-    return StorageError(f"{path}: {DISK_ERRORS[code]} ({errno.errorcode.get(code, code)}); fix that "
-                        "(free space, remount read-write, fix permissions) and try again: nothing committed was "
-                        "changed, and a writer keeps the rows it could not write for its next flush() or close()")
-
-
-@contextmanager
-def disk_errors(path: str) -> Iterator[None]:
-    """Turn a local disk failure while writing the local file `path` into a StorageError naming it."""
-    try:
-        yield
-    except OSError as exc:
-        translated = disk_error(exc, path)
-        if translated is None:
-            raise
-        raise translated from exc
-
-
-def _precondition_failed(exc: BaseException) -> bool:
-    """A conditional write lost: the object exists (412), or a concurrent one is in flight (409)."""
-    status, code = _client_error(exc)
-    return status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict")
 
 
 def _merge_options(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -300,7 +155,7 @@ class Store:
         """`fn(*args, **kwargs)`, retried with jittered exponential backoff on transient failures."""
         if self.is_local:
             return fn(*args, **kwargs)
-        unreachable = 0
+        refused = 0
         for attempt in range(self.retries + 1):
             try:
                 return fn(*args, **kwargs)
@@ -309,8 +164,8 @@ class Store:
                     raise
                 if not is_transient(exc):
                     # A refused connection is retried twice (a restarting proxy), then reported.
-                    unreachable += 1
-                    if not _unreachable(exc) or unreachable > 2:
+                    refused += 1
+                    if not unreachable(exc) or refused > 2:
                         raise
                 with self._lock:
                     self.retried += 1
@@ -330,7 +185,7 @@ class Store:
         """A one-line StorageError for failures that mean the store itself is unusable, else None."""
         if self.is_local:
             return None
-        status, code = _client_error(exc)
+        status, code = client_error(exc)
         if code == "NoSuchBucket" or (self.is_s3 and status == 404 and code in (None, "404")):
             return StorageError(f"{self.url}: the bucket {self.bucket()!r} does not exist at {self.endpoint()}; "
                                 f"create it first (e.g. `aws s3 mb s3://{self.bucket()}`) or fix the URL")
@@ -340,7 +195,7 @@ class Store:
             return StorageError(f"{self.url}: access denied ({why}) by {self.endpoint()}; check the credentials "
                                 "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or storage_options key/secret) and that "
                                 "they may read and write this bucket and prefix")
-        if _unreachable(exc):
+        if unreachable(exc):
             return StorageError(f"{self.url}: cannot connect to the endpoint {self.endpoint()}; check that it is "
                                 "running and that the endpoint URL (AWS_ENDPOINT_URL or storage_options endpoint_url) "
                                 "is right")
@@ -473,9 +328,9 @@ class Store:
         except (NotImplementedError, TypeError) as exc:
             raise self._no_conditional_writes(f"{type(exc).__name__}: {exc}") from None
         except OSError as exc:
-            if _precondition_failed(exc):
+            if precondition_failed(exc):
                 return False
-            status, code = _client_error(exc)
+            status, code = client_error(exc)
             if status == 501 or code == "NotImplemented" or exc.errno == errno.ENOSYS:
                 raise self._no_conditional_writes(f"the store answered {code or status}") from None
             raise
@@ -535,7 +390,7 @@ class Store:
         try:
             entries = self.call(self.fs.ls, path, detail=False, **({} if self.is_local else {"refresh": True}))
         except FileNotFoundError as exc:
-            status, code = _client_error(exc)
+            status, code = client_error(exc)
             if code == "NoSuchBucket":
                 raise self.storage_error(exc) from None  # type: ignore[misc]
             return []
@@ -603,74 +458,3 @@ class Store:
     def is_empty(self) -> bool:
         """True if the root does not exist or holds nothing."""
         return not self.list_names(".")
-
-
-class SnapshotFileSystem(fsspec.AbstractFileSystem):
-    """A read-only view of a remote filesystem, for DuckDB: the data files of one snapshot are
-    answered from the manifest (they are immutable, and their sizes are recorded), so that listing,
-    `info` and `open` cost no request and a query reads only the files it scans. Anything else is
-    passed to the underlying filesystem.
-    """
-
-    cachable = False  # one per snapshot; never shared through fsspec's instance cache
-
-    def __init__(self, fs: fsspec.AbstractFileSystem, sizes: Mapping[str, int],
-                 call: Callable[..., Any] | None = None) -> None:
-        super().__init__()
-        self.fs = fs
-        self.call = call  # runs a read with the store's retries
-        self.protocol = fs.protocol
-        self.sizes = {fs._strip_protocol(p): n for p, n in sizes.items()}
-
-    def _known(self, path: str) -> int | None:
-        return self.sizes.get(self.fs._strip_protocol(path))
-
-    def glob(self, path: str, **kwargs: Any) -> Any:
-        if self._known(path) is not None:
-            name = self.fs._strip_protocol(path)
-            return {name: self.info(name)} if kwargs.get("detail") else [name]
-        return self.fs.glob(path, **kwargs)
-
-    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
-        size = self._known(path)
-        if size is None:
-            return self.fs.info(path, **kwargs)
-        return {"name": self.fs._strip_protocol(path), "size": size, "type": "file"}
-
-    def size(self, path: str) -> int:
-        size = self._known(path)
-        return self.fs.size(path) if size is None else size
-
-    def exists(self, path: str, **kwargs: Any) -> bool:
-        return self._known(path) is not None or self.fs.exists(path, **kwargs)
-
-    def isfile(self, path: str) -> bool:
-        return self._known(path) is not None or self.fs.isfile(path)
-
-    def isdir(self, path: str) -> bool:
-        return self._known(path) is None and self.fs.isdir(path)
-
-    def modified(self, path: str) -> Any:
-        if self._known(path) is not None:
-            from datetime import datetime, timezone
-
-            return datetime(2000, 1, 1, tzinfo=timezone.utc)  # immutable: any fixed time will do
-        return self.fs.modified(path)
-
-    def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
-        if "r" not in mode or "+" in mode:
-            raise PermissionError(f"{path}: the warehouse's readers never write")
-        size = self._known(path)
-        if size is not None and type(self.fs).__name__ == "S3FileSystem":
-            kwargs.setdefault("size", size)
-        f = self.fs.open(path, mode, **kwargs)
-        if size is not None and isinstance(f, fsspec.spec.AbstractBufferedFile):
-            f.details = self.info(path)  # else s3fs asks the server (HEAD) before the first read
-        cache = getattr(f, "cache", None)
-        if self.call is not None and callable(getattr(cache, "fetcher", None)):
-            fetch, call = cache.fetcher, self.call
-            cache.fetcher = lambda start, end: call(fetch, start, end)
-        return f
-
-    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> Any:
-        return self.fs.ls(path, detail=detail, **kwargs)
