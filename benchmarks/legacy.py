@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from filelock import FileLock
 
-from warehouse.config import config_hash
+from warehouse import config_hash
 
 BENIGN = "benign"
 

@@ -97,9 +97,9 @@ def concurrent(competitor: str, root: str, index: int, flushes: int, per_flush: 
                 commits += 1  # every save is one locked append to index.jsonl
             executions += len(batch)
     elif competitor == "delta":
-        from warehouse.config import RunConfig
+        import warehouse
 
-        partition = RunConfig.of(d, a, k).partition
+        partition = warehouse.RunConfig.of(d, a, k).partition
         for batch in batches:
             try:
                 commits += delta.write(root, raw_pyarrow.to_arrow(batch, partition))
