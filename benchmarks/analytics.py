@@ -42,7 +42,6 @@ what to compare across machines.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import math
 import multiprocessing
@@ -67,7 +66,7 @@ from warehouse.cli import demo
 from warehouse.core.schemas import catalog
 
 from . import legacy, raw_duckdb
-from .runner import publish, source_line, source_state
+from .harness import diff, interleaved, keyed, load_average, publish, settle, source_line, source_state, split
 
 if TYPE_CHECKING:
     import polars as pl
@@ -91,11 +90,6 @@ Run = tuple[int, int, bool, "float | None", "float | None"]  # task, sample, fai
 def configs() -> list[tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]]:
     """The demo grid: 18 (dataset, agent, attack) configurations."""
     return list(demo.configs())
-
-
-def split(n: int, parts: int) -> list[int]:
-    """`n` as `parts` near-equal integers."""
-    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
 
 
 def _rate(p: float, rng: random.Random) -> float:
@@ -276,64 +270,10 @@ def legacy_pass_at_k(root: Path, ks: Sequence[int] = KS, threshold: float = THRE
     return sorted(out, key=lambda r: (r[0], r[1], r[2]))
 
 
-# -- answers ---------------------------------------------------------------------------------------
-def _same(a: Any, b: Any) -> bool:
-    if a is None or b is None or (isinstance(a, float) and a != a) or (isinstance(b, float) and b != b):
-        return (a is None or a != a) and (b is None or b != b)
-    if isinstance(a, float) or isinstance(b, float):
-        return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(a)), abs(float(b)))
-    return a == b
-
-
-def diff(ref: dict[tuple, dict[str, Any]], other: dict[tuple, dict[str, Any]], columns: Sequence[str]) -> list[str]:
-    """What differs between two answers keyed by group: missing groups, then unequal cells (floats to 1e-9)."""
-    out = []
-    if set(ref) != set(other):
-        out.append(f"groups differ: {sorted(set(ref) ^ set(other), key=str)[:4]}")
-    for key in sorted(set(ref) & set(other), key=str):
-        out += [f"{key} {c}: {ref[key][c]} vs {other[key][c]}" for c in columns if not _same(ref[key][c], other[key][c])]
-    return out
-
-
-def keyed(rows: Sequence[Sequence[Any]], columns: Sequence[str], nkeys: int) -> dict[tuple, dict[str, Any]]:
-    """Rows as {key columns: {column: value}}."""
-    return {tuple(r[:nkeys]): dict(zip(columns, r)) for r in rows}
-
-
-def legacy_scores(df: Any, columns: Sequence[str]) -> dict[tuple, dict[str, Any]]:
-    """A legacy pandas scores frame keyed like the warehouse's (attack 'benign' is the warehouse's 'none')."""
-    out = {}
-    for rec in df.to_dict("records"):
-        attack = "none" if rec["attack"] == legacy.BENIGN else rec["attack"]
-        out[(rec["agent"], attack)] = {c: (rec[c].item() if hasattr(rec[c], "item") else rec[c]) for c in columns}
-    return out
-
-
 # -- timing ----------------------------------------------------------------------------------------
-def _load() -> float:
-    return round(os.getloadavg()[0], 2)
-
-
 def _ms(values: Sequence[float]) -> dict[str, Any]:
     return {"median_ms": round(statistics.median(values) * 1000, 2), "min_ms": round(min(values) * 1000, 2),
             "max_ms": round(max(values) * 1000, 2), "reps": len(values)}
-
-
-def interleaved(runs: Sequence[tuple[str, Callable[[], Any], int]], reps: int,
-                say: Callable[[str], None]) -> tuple[dict[str, list[float]], dict[str, Any]]:
-    """Time every (name, fn, its reps) once per repetition, in order, until each has its reps;
-    returns the seconds per name and each fn's last answer."""
-    times: dict[str, list[float]] = {name: [] for name, _, _ in runs}
-    answers: dict[str, Any] = {}
-    for rep in range(reps):
-        for name, fn, n in runs:
-            if rep >= n:
-                continue
-            t0 = time.perf_counter()
-            answers[name] = fn()
-            times[name].append(time.perf_counter() - t0)
-        say(f"rep {rep + 1}: " + ", ".join(f"{k} {v[-1] * 1000:.0f} ms" for k, v in times.items() if len(v) > rep))
-    return times, answers
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -349,7 +289,7 @@ def run(n: int, reps: int = 5, legacy_reps: int = 3, legacy_files: int = 20_000,
 
 def _run(tmp: Path, n: int, reps: int, legacy_reps: int, legacy_files: int, seed: int,
          say: Callable[[str], None]) -> dict[str, Any]:
-    t_start, load0 = time.perf_counter(), _load()
+    t_start, load0 = time.perf_counter(), load_average()
     root = tmp / "warehouse"
     say(f"writing {n:,} executions ({n * 10:,} messages) into the warehouse with {WORKERS} writer processes")
     t0 = time.perf_counter()
@@ -371,8 +311,7 @@ def _run(tmp: Path, n: int, reps: int, legacy_reps: int, legacy_files: int, seed
     files_s = time.perf_counter() - t0
     (messages,), = wh.sql("select count(*) from messages").fetchall()
     (n_rows, n_ids), = wh.sql("select count(*), count(distinct execution_id) from executions").fetchall()
-    gc.collect()
-    gc.freeze()  # the harness's objects are not the competitors' garbage
+    settle()  # the harness's objects are not the competitors' garbage
 
     q_scores, q_pass = analytics.scores_sql(list(BY)), pass_at_k_sql()
     con = raw_connect(one)
@@ -382,7 +321,7 @@ def _run(tmp: Path, n: int, reps: int, legacy_reps: int, legacy_files: int, seed
     con.sql(q_scores).fetchall()
     con.sql(q_pass).pl()
 
-    load_q = _load()
+    load_q = load_average()
     runs: list[tuple[str, Callable[[], Any], int]] = [
         ("scores: warehouse (open handle)", lambda: wh.scores(by=list(BY)).fetchall(), reps),
         ("scores: raw duckdb (open handle)", lambda: con.sql(q_scores).fetchall(), reps),
@@ -397,7 +336,7 @@ def _run(tmp: Path, n: int, reps: int, legacy_reps: int, legacy_files: int, seed
         ("pass@k: legacy (index.jsonl, math.comb)", lambda: legacy_pass_at_k(leg_index), legacy_reps),
     ]
     times, answers = interleaved(runs, max(reps, legacy_reps), say)
-    load_q1 = _load()
+    load_q1 = load_average()
 
     # -- checks: every answer equals the warehouse's
     cols = list(wh.scores(by=list(BY)).columns)
@@ -413,9 +352,9 @@ def _run(tmp: Path, n: int, reps: int, legacy_reps: int, legacy_files: int, seed
         "scores: a fresh open equals the open handle":
             diff(ref, keyed(answers["scores: warehouse (open + query)"], cols, len(BY)), cols[len(BY):]),
         "scores: legacy index equals the warehouse (n, n_tasks, utility, asr)":
-            diff(ref, legacy_scores(answers["scores: legacy (index.jsonl)"], basic), basic),
+            diff(ref, legacy.scores_by_group(answers["scores: legacy (index.jsonl)"], basic), basic),
         f"scores: legacy index + files equals the warehouse over the same {files_n:,} executions":
-            diff(subset, legacy_scores(answers["scores: legacy (index + JSON files, capped)"], full), full),
+            diff(subset, legacy.scores_by_group(answers["scores: legacy (index + JSON files, capped)"], full), full),
         "pass@k: a fresh open equals the open handle":
             diff(pref, keyed(_rows(answers["pass@k: warehouse (open + query)"]), pcols, 3), pvals),
         "pass@k: raw duckdb equals the warehouse":

@@ -36,12 +36,11 @@ import math
 import multiprocessing
 import os
 import random
-import resource
 import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -57,7 +56,7 @@ from warehouse.engine.datafiles import check_pages
 from warehouse.core.schemas import catalog
 from warehouse.engine.datafiles import PARQUET_OPTIONS, write_data_file
 
-from .runner import publish, source_line, source_state
+from .harness import load_average, median_time, peak_rss_mib, publish, source_line, source_state
 
 DATASET = {"type": "bench_compaction", "config": {"suite": "workspace"}}
 AGENT = {"type": "tool_agent", "config": {"model": "gpt-4o-2024-08-06"}}
@@ -69,25 +68,6 @@ CHECKSUM_REPS = 7
 CHECKSUM_ROWS = 100_000
 WORKERS = 2
 TASKS = 200
-
-
-def _load() -> float:
-    return round(os.getloadavg()[0], 2)
-
-
-def _rss_mib() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def _median(fn: Callable[[], Any], reps: int = REPS) -> tuple[float, Any]:
-    """Median seconds of `reps` calls of fn, and fn's last result."""
-    result = None
-    times: list[float] = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
 
 
 def _rows(partition: dict[str, str], ids: list[str], rng: random.Random, start: datetime) -> pa.Table:
@@ -208,11 +188,11 @@ def _queries(wh: warehouse.Warehouse, probe_id: str) -> dict[str, Any]:
     # Defines the views over the snapshot's files, and reads every file once: the warm-up of what follows.
     wh.sql("select count(*) from executions").fetchall()
     first_s = time.perf_counter() - t0
-    scores_s, scores = _median(lambda: wh.scores(by=["agent", "attack"]).fetchall())
-    filtered_s, filtered = _median(lambda: wh.sql(
-        "select count(*), avg(benign_score), sum(total_tokens) from executions where task_id = 'task-0042'").fetchall())
-    lookup_s, lookup = _median(lambda: wh.sql(
-        "select task_id, benign_score from executions where execution_id = ?", [probe_id]).fetchall())
+    scores_s, scores = median_time(lambda: wh.scores(by=["agent", "attack"]).fetchall(), REPS)
+    filtered_s, filtered = median_time(lambda: wh.sql(
+        "select count(*), avg(benign_score), sum(total_tokens) from executions where task_id = 'task-0042'").fetchall(), REPS)
+    lookup_s, lookup = median_time(lambda: wh.sql(
+        "select task_id, benign_score from executions where execution_id = ?", [probe_id]).fetchall(), REPS)
     return {"first_query_ms": round(first_s * 1000, 2), "scores_ms": round(scores_s * 1000, 2), "filtered_ms": round(filtered_s * 1000, 2),
             "lookup_ms": round(lookup_s * 1000, 2),
             "answers": {"scores": _answer(scores), "filtered": _answer(filtered), "lookup": _answer(lookup)}}
@@ -221,7 +201,7 @@ def _queries(wh: warehouse.Warehouse, probe_id: str) -> dict[str, Any]:
 def run(files: int, per_file: int, workdir: str | None = None, checksum_rows: int = CHECKSUM_ROWS) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-compaction-", dir=workdir))
     try:
-        load0, t_start = _load(), time.perf_counter()
+        load0, t_start = load_average(), time.perf_counter()
         t0 = time.perf_counter()
         wh, ids = build(tmp / "wh", files, per_file)
         build_s = time.perf_counter() - t0
@@ -229,16 +209,16 @@ def run(files: int, per_file: int, workdir: str | None = None, checksum_rows: in
         bytes_before = sum(f.bytes for f in wh.files("executions"))
         probe = ids[len(ids) // 3]
 
-        load_q0 = _load()
+        load_q0 = load_average()
         before = _queries(wh, probe)
         doctor_before = _doctor_costs(wh)  # includes what compaction now spends checking its inputs' pages
-        rss_before = _rss_mib()
+        rss_before = peak_rss_mib()
 
-        load_c0 = _load()
+        load_c0 = load_average()
         t0 = time.perf_counter()
         result = wh.compact()
         compact_s = time.perf_counter() - t0
-        load_c1, rss_after = _load(), _rss_mib()
+        load_c1, rss_after = load_average(), peak_rss_mib()
         after_files = wh.files("executions")
 
         after = _queries(wh, probe)
@@ -275,7 +255,7 @@ def run(files: int, per_file: int, workdir: str | None = None, checksum_rows: in
             "checks": {"answers_equal": same and _same(before["answers"], after_vacuum["answers"]),
                        "doctor_healthy": doctor_before["healthy"] and doctor_after["healthy"],
                        "rows_after": part.rows == files * per_file, "files_deleted": vac.files == n_files},
-            "load_average_1min": [load0, load_q0, _load()],
+            "load_average_1min": [load0, load_q0, load_average()],
             "seconds": round(time.perf_counter() - t_start, 1),
         }
     finally:

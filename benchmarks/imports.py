@@ -38,18 +38,15 @@ import warehouse
 from warehouse.cli import demo
 from warehouse.core.schemas import catalog
 
-from .runner import publish, source_line, source_state
+from .harness import disk_usage, load_average, publish, source_line, source_state
 
 INCREMENT = 100
 
 
-def _load() -> float:
-    return round(os.getloadavg()[0], 2)
-
-
 def _disk(root: Path) -> dict[str, int]:
-    files = [p for p in root.rglob("*") if p.is_file()]
-    return {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}
+    """The number of files under `root` and the sum of their sizes."""
+    u = disk_usage(root)
+    return {"files": u["files"], "bytes": u["bytes"]}
 
 
 def _generate_only(n: int, seed: int) -> float:
@@ -118,7 +115,7 @@ def run(files: int, workdir: str | None = None, seed: int = 0) -> dict[str, Any]
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-imports-", dir=workdir))
     try:
-        t_start, load0 = time.perf_counter(), _load()
+        t_start, load0 = time.perf_counter(), load_average()
         legacy = tmp / "legacy"
         t0 = time.perf_counter()
         tree = write_legacy_tree(legacy, files, seed=seed)
@@ -127,7 +124,7 @@ def run(files: int, workdir: str | None = None, seed: int = 0) -> dict[str, Any]
         legacy_disk = _disk(legacy)
 
         wh = warehouse.open(str(tmp / "wh"), create=True)
-        load1 = _load()
+        load1 = load_average()
         t0 = time.perf_counter()
         rep = wh.import_("legacy", str(legacy))
         import_s = time.perf_counter() - t0
@@ -137,7 +134,7 @@ def run(files: int, workdir: str | None = None, seed: int = 0) -> dict[str, Any]
         executions = wh.sql("select count(*) from executions").fetchall()[0][0]
         wh_disk = _disk(tmp / "wh")
 
-        load2 = _load()
+        load2 = load_average()
         export_s, exp = _timed_export(wh, "delta", tmp / "delta")
         direct = _direct_delta(wh, tmp / "delta-direct")
         noop_s, noop = _timed_export(wh, "delta", tmp / "delta")
@@ -176,7 +173,7 @@ def run(files: int, workdir: str | None = None, seed: int = 0) -> dict[str, Any]
                        "export_rows_equal_direct": exp.rows == direct["rows"],
                        "delta_equals_warehouse": delta_rows == final_rows,
                        "incremental_only_new": incr.rows.get("executions") == INCREMENT},
-            "load_average_1min": [load0, load1, load2, _load()],
+            "load_average_1min": [load0, load1, load2, load_average()],
             "seconds": round(time.perf_counter() - t_start, 1),
         }
     finally:

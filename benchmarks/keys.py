@@ -36,9 +36,8 @@ from typing import Any
 import warehouse
 
 from . import raw_duckdb
-from .analytics import (BY, FLUSH_BYTES, FLUSH_ROWS, build_warehouse, configs, diff, executions, given_id, interleaved,
-                        keyed, plan, split)
-from .runner import publish, source_state
+from .analytics import BY, FLUSH_BYTES, FLUSH_ROWS, build_warehouse, configs, executions, given_id, plan
+from .harness import diff, interleaved, keyed, publish, source_state, split
 
 RETRY_SHARE = 0.01
 

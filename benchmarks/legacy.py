@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from filelock import FileLock
 
-from warehouse.core.config import config_hash
+from warehouse import config_hash
 
 BENIGN = "benign"
 
@@ -140,6 +140,17 @@ def scores_with_files(base_dir: str | Path):
         utility=("results.benign_score", "mean"), asr=("results.attack_score", "mean"),
         total_tokens=("usage.total_tokens", "sum"), cost=("usage.cost", "sum"))
     return g.reset_index().rename(columns={"agent_type": "agent", "attack_type": "attack"})
+
+
+def scores_by_group(df: Any, columns: Sequence[str]) -> dict[tuple, dict[str, Any]]:
+    """A scores frame of `scores_from_index`/`scores_with_files` keyed like the warehouse's answers:
+    {(agent, attack): {column: value}}, attack BENIGN as the warehouse's 'none', NaN as None."""
+    out = {}
+    for rec in df.to_dict("records"):
+        attack = "none" if rec["attack"] == BENIGN else rec["attack"]
+        out[(rec["agent"], attack)] = {c: (None if rec[c] != rec[c] else (rec[c].item() if hasattr(rec[c], "item") else rec[c]))
+                                       for c in columns}
+    return out
 
 
 def count(base_dir: str | Path) -> tuple[int, int, int]:

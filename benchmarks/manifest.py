@@ -31,7 +31,6 @@ Prints a table (Markdown) and one JSON document, also written to --out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -50,25 +49,16 @@ import warehouse
 from warehouse.manifest import CHECKPOINT_INTERVAL, Commit, DataFile, Log, commit_name, replay, writer_info
 from warehouse.manifest.checkpoint import checkpoint_name
 
+from .harness import load_average, ms, publish, repeat
+
 TABLES = ("executions", "messages", "attacks", "events", "snapshots", "executions_live", "sessions", "configs")
 GOAL_OPEN_MS, GOAL_REFRESH_MS = 100.0, 5.0
 
 
-def _load() -> float:
-    return round(os.getloadavg()[0], 2)
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 3)
-
-
 def _median_ms(fn: Callable[[], Any], reps: int) -> tuple[float, list[float], Any]:
-    times, out = [], None
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return _ms(statistics.median(times)), [_ms(t) for t in times], out
+    """The median and every one of `reps` timings of `fn` in ms, and its last result."""
+    times, out = repeat(fn, reps)
+    return ms(statistics.median(times)), [ms(t) for t in times], out
 
 
 def _files(rng: random.Random, version: int, per_commit: int) -> tuple[DataFile, ...]:
@@ -149,12 +139,12 @@ def _subprocess_open(url: str, reps: int) -> dict[str, Any]:
                 inside.append(float(out[1]))
                 imports.append(float(out[0]))
     return {
-        "process_wall_ms_import_only": _ms(statistics.median(walls[False])),
-        "process_wall_ms_import_and_open": _ms(statistics.median(walls[True])),
-        "open_ms_wall_difference": _ms(statistics.median(walls[True]) - statistics.median(walls[False])),
-        "open_ms_inside_child": _ms(statistics.median(inside)),
-        "import_ms_inside_child": _ms(statistics.median(imports)),
-        "open_ms_inside_child_all": [_ms(t) for t in inside],
+        "process_wall_ms_import_only": ms(statistics.median(walls[False])),
+        "process_wall_ms_import_and_open": ms(statistics.median(walls[True])),
+        "open_ms_wall_difference": ms(statistics.median(walls[True]) - statistics.median(walls[False])),
+        "open_ms_inside_child": ms(statistics.median(inside)),
+        "import_ms_inside_child": ms(statistics.median(imports)),
+        "open_ms_inside_child_all": [ms(t) for t in inside],
     }
 
 
@@ -174,7 +164,7 @@ def _run(tmp: Path, commits: int, files_per_commit: int, reps: int) -> dict[str,
     root = tmp / "warehouse"
     url = str(root)
     doc: dict[str, Any] = {"commits": commits, "files_per_commit": files_per_commit, "reps": reps,
-                           "checkpoint_interval": CHECKPOINT_INTERVAL, "load_average_1min_before": _load(),
+                           "checkpoint_interval": CHECKPOINT_INTERVAL, "load_average_1min_before": load_average(),
                            "python": sys.version.split()[0], "cpus": os.cpu_count()}
     t0 = time.perf_counter()
     b = Builder(root, files_per_commit)
@@ -191,8 +181,8 @@ def _run(tmp: Path, commits: int, files_per_commit: int, reps: int) -> dict[str,
     manifest_bytes = sum(p.stat().st_size for p in (root / "_manifest").iterdir())
     doc.update(version=latest, active_files=n_files, newest_checkpoint=newest_cp, checkpoint_bytes=cp_bytes,
                manifest_bytes=manifest_bytes, checkpoints=len(Log(b.wh.store).checkpoint_versions()),
-               checkpoint_write_ms_median=_ms(statistics.median(b.checkpoint_seconds)),
-               checkpoint_write_ms_last=_ms(b.checkpoint_seconds[-1]))
+               checkpoint_write_ms_median=ms(statistics.median(b.checkpoint_seconds)),
+               checkpoint_write_ms_last=ms(b.checkpoint_seconds[-1]))
     checks: dict[str, bool] = {}
     m: dict[str, Any] = {}
 
@@ -217,9 +207,9 @@ def _run(tmp: Path, commits: int, files_per_commit: int, reps: int) -> dict[str,
         t0 = time.perf_counter()
         wh.refresh()
         idle_s.append(time.perf_counter() - t0)
-    m["refresh_one_commit_ms"] = _ms(statistics.median(refresh_s))
-    m["refresh_one_commit_ms_all"] = [_ms(t) for t in refresh_s]
-    m["refresh_nothing_new_ms"] = _ms(statistics.median(idle_s))
+    m["refresh_one_commit_ms"] = ms(statistics.median(refresh_s))
+    m["refresh_one_commit_ms_all"] = [ms(t) for t in refresh_s]
+    m["refresh_nothing_new_ms"] = ms(statistics.median(idle_s))
 
     # 3. open with 99 commits after the newest checkpoint (the worst case between two checkpoints)
     while (b.snap.version + len(b.pending)) % CHECKPOINT_INTERVAL != CHECKPOINT_INTERVAL - 1:
@@ -260,7 +250,7 @@ def _run(tmp: Path, commits: int, files_per_commit: int, reps: int) -> dict[str,
         f"refresh after one new commit <= {GOAL_REFRESH_MS:.0f} ms": {
             "value_ms": m["refresh_one_commit_ms"], "met": m["refresh_one_commit_ms"] <= GOAL_REFRESH_MS},
     }
-    doc["load_average_1min_after"] = _load()
+    doc["load_average_1min_after"] = load_average()
     return doc
 
 
@@ -312,15 +302,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if a.commits < 2 * CHECKPOINT_INTERVAL or a.files_per_commit < 1 or a.reps < 1:
         ap.error(f"--commits must be at least {2 * CHECKPOINT_INTERVAL}; --files-per-commit and --reps at least 1")
     doc = run(a.commits, a.files_per_commit, a.reps, workdir=a.workdir)
-    text = json.dumps(doc, indent=2, default=str)
-    print(markdown(doc))
-    print()
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
     bad = [k for k, ok in doc["checks"].items() if not ok]
-    if bad:
-        sys.exit(f"benchmarks.manifest: a correctness check failed: {bad}")
+    publish("benchmarks.manifest", doc, markdown(doc), a.out, bad)
     return doc
 
 

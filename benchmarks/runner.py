@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -13,7 +12,6 @@ import time
 import traceback
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -21,76 +19,12 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from .cases import SCALES, CaseResult, Context, Measurement, fail_loudly, iter_cases
-
-LIBRARIES = ("warehouse", "pyarrow", "duckdb", "polars", "deltalake", "pandas", "numpy", "filelock", "fsspec")
-
-
-def machine() -> dict[str, Any]:
-    """Cores, memory, CPU model, OS and Python of this machine."""
-    import psutil
-
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cores": os.cpu_count(), "physical_cores": psutil.cpu_count(logical=False),
-            "memory_bytes": psutil.virtual_memory().total, "cpu": cpu,
-            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version()}
-
-
-def source_line(src: dict[str, Any]) -> str:
-    """`source <commit>` plus, for a dirty tree, the uncommitted package files it measured."""
-    files = src.get("uncommitted_package_files")
-    return f"source {src['commit']}" + (f" with uncommitted {', '.join(files)}" if files else "")
-
-
-def publish(name: str, doc: dict[str, Any], markdown: str, out: str | None, failed: Any = None) -> None:
-    """The end of a standalone benchmark: print its Markdown tables and JSON, write the JSON to
-    `out`, and exit non-zero naming `failed` (the failed checks) if any correctness check failed."""
-    text = json.dumps(doc, indent=2)
-    print(markdown)
-    print()
-    print(text)
-    if out:
-        Path(out).write_text(text + "\n")
-    if failed:
-        sys.exit(f"{name}: a correctness check failed: {failed}")
-
-
-def source_state() -> dict[str, Any]:
-    """The checkout's commit and its uncommitted changes (numbers of a dirty tree say so)."""
-    import subprocess
-
-    from .cases import REPO
-
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    changed = [line[3:] for line in git("status", "--porcelain").splitlines()
-               if line[3:].startswith("warehouse/") and line[3:] != "warehouse/bench.py"]
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_package_files": changed}
-
-
-def versions() -> dict[str, str]:
-    out = {}
-    for lib in LIBRARIES:
-        try:
-            out[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            out[lib] = "not installed"
-    return out
+from .cases import SCALES, Context, iter_cases
+from .harness import CaseResult, Measurement, fail_loudly, machine, source_state, versions
 
 
 def fmt(value: float, unit: str) -> str:
+    """`value` in `unit` as the tables show it (seconds as s or ms, bytes as KiB/MiB/GiB, rates)."""
     if value != value:
         return "nan"
     if unit == "s":
@@ -211,8 +145,6 @@ def run(scale: str = "small", out: str | Path | None = "bench-results.json", *, 
         "ok": all(c.ok for r in results for c in r.checks) and not any(r.error for r in results),
     }
     if out:
-        import json
-
         Path(out).write_text(json.dumps(report, indent=2, default=str) + "\n")
     print_report(report, results, console)
     if out:
@@ -256,8 +188,6 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    import json
-
     if len(sys.argv) != 3 or sys.argv[1] != "markdown":
         raise SystemExit("usage: python -m benchmarks.runner markdown bench-results.json")
     sys.stdout.write(markdown(json.loads(Path(sys.argv[2]).read_text())))

@@ -16,7 +16,6 @@ optional; without it that line is skipped.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -28,6 +27,8 @@ import pyarrow as pa
 
 from warehouse.manifest import writer_info
 from warehouse.core.schemas import catalog
+
+from .harness import ms, publish
 
 
 def _options(endpoint: str, key: str, secret: str, region: str) -> dict[str, Any]:
@@ -55,7 +56,7 @@ def _executions(n: int, seed: int) -> pa.Table:
 
 
 def _p50_ms(xs: list[float]) -> float:
-    return round(statistics.median(xs) * 1000, 2)
+    return ms(statistics.median(xs), 2)
 
 
 def warehouse_commit_latency(url: str, storage_options: dict[str, Any], commits: int, rows: int = 100) -> dict[str, Any]:
@@ -173,10 +174,7 @@ def _run(a: argparse.Namespace, run: str) -> None:
         "sync": sync_throughput(a.endpoint, a.key, a.secret, a.region, a.bucket, a.files) if a.files else None,
     }
     out["endpoint"] = a.endpoint
-    text = json.dumps(out, indent=2)
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
+    publish("benchmarks.s3", out, None, a.out)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,33 @@ import random
 import resource
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-# Only the standard library at module level: the memory probe forks before anything heavy is imported.
+if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Sequence
+    from pathlib import Path
+
+# Only the standard library at module level, and little of it: the memory probe forks before
+# anything heavy is imported (the launcher's helpers import what they need when called).
+
+
+def spawn(args: Sequence[str], stderr: Path) -> subprocess.Popen[str]:
+    """Start `python -m benchmarks.workers ARGS` (the launcher's side of this module) with pipes for
+    stdin/stdout and stderr to the file `stderr`."""
+    import subprocess
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))
+    with open(stderr, "wb") as err:
+        return subprocess.Popen([sys.executable, "-m", "benchmarks.workers", *args], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=repo)
+
+
+def tail(path: Path) -> str:
+    """The last 2,000 characters of a worker's stderr file, for an error message."""
+    return path.read_text(errors="replace")[-2000:] if path.exists() else ""
 
 
 def grid_config(index: int) -> tuple[dict, dict, dict | None]:
@@ -73,9 +97,9 @@ def concurrent(competitor: str, root: str, index: int, flushes: int, per_flush: 
                 commits += 1  # every save is one locked append to index.jsonl
             executions += len(batch)
     elif competitor == "delta":
-        from warehouse.core.config import RunConfig
+        import warehouse
 
-        partition = RunConfig.of(d, a, k).partition
+        partition = warehouse.RunConfig.of(d, a, k).partition
         for batch in batches:
             try:
                 commits += delta.write(root, raw_pyarrow.to_arrow(batch, partition))

@@ -18,7 +18,7 @@ from warehouse.cli import bench, demo
 
 runner = bench.load_runner()  # puts the checkout's benchmarks/ on sys.path
 
-from benchmarks import CheckFailed, cases, legacy, raw_pyarrow  # noqa: E402
+from benchmarks import CheckFailed, harness, legacy, raw_pyarrow  # noqa: E402
 
 CASE_NAMES = ["bulk_write", "small_flushes", "concurrency", "scores_query", "partition_pruning", "snapshot_load", "memory"]
 
@@ -157,10 +157,10 @@ def test_raw_pyarrow_converts_every_message_with_its_execution_and_position(tmp_
 
 # -- failure paths --------------------------------------------------------------------------------
 def test_a_failed_check_fails_loudly_naming_it() -> None:
-    res = cases.CaseResult(3, "concurrency", "Concurrency")
+    res = harness.CaseResult(3, "concurrency", "Concurrency")
     res.check("warehouse: 0 rows lost", False, "executions 799 of 800")
     with pytest.raises(CheckFailed, match="executions 799 of 800"):
-        cases.fail_loudly([res])
+        harness.fail_loudly([res])
 
 
 def test_bench_outside_a_source_checkout_says_to_run_from_one(monkeypatch: pytest.MonkeyPatch) -> None:
