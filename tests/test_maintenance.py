@@ -370,7 +370,7 @@ def test_a_partition_compacted_meanwhile_is_planned_again_and_its_outputs_delete
     calls = []
 
     def race(w_, plan, **kw):
-        if w_ is other:
+        if w_ is other.engine:
             return real(w_, plan, **kw)
         calls.append([a.path for a in plan.add])
         if len(calls) == 1:  # another compaction of the same partition wins the race
@@ -397,7 +397,7 @@ def test_inputs_vacuumed_while_being_read_are_a_conflict_too(wh, root, open_writ
     calls = []
 
     def race(w_, *args):
-        if w_ is wh and not calls:  # another compaction commits, and a vacuum deletes its inputs at once
+        if w_ is wh.engine and not calls:  # another compaction commits, and a vacuum deletes its inputs at once
             other.compact(table="executions", partition={"attack": "none"})
             assert len(other.vacuum(retain=timedelta(0)).removed) == 3
         calls.append(w_)
@@ -418,7 +418,7 @@ def test_a_compaction_that_keeps_conflicting_gives_up_on_that_partition_only(wh,
     outputs: list[str] = []
 
     def race(w_, plan, **kw):
-        if w_ is other:
+        if w_ is other.engine:
             return real(w_, plan, **kw)
         outputs.extend(a.path for a in plan.add)
         if plan.add[0].table == "executions" and plan.add[0].partition["attack"] == "none":
@@ -681,7 +681,7 @@ def test_a_flush_retried_after_the_deadline_writes_its_files_again(wh, root, ope
     # The store comes back long after: the failed flush's files are older than the commit deadline
     # (a vacuum may have taken them). Their clocks say so; the files themselves are left as they are.
     real_age, failed_at = warehouse.manifest.staged_age, time.monotonic()
-    monkeypatch.setattr(warehouse.manifest, "staged_age",
+    monkeypatch.setattr(warehouse.manifest.model, "staged_age",
                         lambda s: real_age(s) + (2 * 3600 if s[0] is not None and s[0] < failed_at else 0))
     version = w.flush()
 
@@ -702,7 +702,7 @@ def test_a_compaction_that_outlives_the_deadline_commits_nothing_and_loses_nothi
     seed(wh, open_writer)
     before, files = views(wh), set(wh.snapshot.files)
     real_age = warehouse.manifest.staged_age
-    monkeypatch.setattr(warehouse.manifest, "staged_age", lambda s: real_age(s) + 2 * 3600)
+    monkeypatch.setattr(warehouse.manifest.model, "staged_age", lambda s: real_age(s) + 2 * 3600)
 
     result = wh.compact()
 
@@ -885,7 +885,7 @@ def test_compaction_and_vacuum_on_s3(wh, s3, s3_url: str, s3_options: dict, open
 
     # LastModified cannot be set back on S3: with no writer running, lift the minimum window (which
     # protects writers' files in flight) to let the orphan go now.
-    monkeypatch.setattr(warehouse.manifest, "MIN_ORPHAN_WINDOW", timedelta(0))
+    monkeypatch.setattr(warehouse.manifest.model, "MIN_ORPHAN_WINDOW", timedelta(0))
     result = remote.vacuum(orphan_window=timedelta(0), now=datetime.now(UTC) + WEEK + timedelta(hours=1))
 
     assert list(result.removed) == removed and result.orphans == (orphan,) and result.temp == ("_manifest/.tmp-stale",)

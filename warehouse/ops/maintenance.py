@@ -79,7 +79,7 @@ import pyarrow.parquet as pq
 
 from warehouse.core import arguments
 from warehouse.engine import keys
-from warehouse import manifest as manifest_module
+from warehouse.manifest import model as manifest_model
 from warehouse.core.errors import CommitConflict, CorruptCommit, InvalidArgument, InvalidArgumentType, OrphanWindowTooShort, WarehouseError
 from warehouse.manifest import vacuum_hint
 from warehouse.manifest.vacuum_hint import VACUUM_HINT, check_readable
@@ -147,12 +147,12 @@ def _timedelta(name: str, value: Any) -> timedelta:
 
 def check_orphan_window(window: timedelta) -> None:
     """Raise OrphanWindowTooShort if `window` is under `manifest.MIN_ORPHAN_WINDOW` (read at each call)."""
-    minimum = manifest_module.MIN_ORPHAN_WINDOW
+    minimum = manifest_model.MIN_ORPHAN_WINDOW
     if window < minimum:
         raise OrphanWindowTooShort(
             f"orphan_window {_describe(window)} is shorter than the minimum, {_describe(minimum)}: files that "
             f"writers have written but not yet committed could be deleted (commits refuse files older than "
-            f"{_describe(manifest_module.COMMIT_DEADLINE)}, and the rest is the margin for slow requests and "
+            f"{_describe(manifest_model.COMMIT_DEADLINE)}, and the rest is the margin for slow requests and "
             f"clock skew); give {_describe(minimum)} or more")
 
 
