@@ -65,6 +65,7 @@ from warehouse.manifest import MANIFEST_DIR, Commit, DataFile, RemovedFile, comm
 from warehouse.core.schemas import catalog
 from warehouse.core.storage import Store, arrow_reader
 from warehouse.engine.engine import Engine, HasEngine, open_engine
+from warehouse.ops.vacuum import is_data_path
 
 #: Severities: an `error` is a problem (exit code 1 unless repaired); a `warning` and an `orphan` are not.
 SEVERITIES = ("error", "warning", "orphan")
@@ -278,8 +279,6 @@ def _size(store: Store, rel: str) -> int | None:
 def _data_paths(paths: list[str]) -> list[str]:
     """Those of `paths` that vacuum counts as data files or writers' temp files (the same rule, so
     that what doctor calls an orphan is what vacuum deletes)."""
-    from warehouse.ops.maintenance import is_data_path
-
     tables, pcols = catalog().tables, catalog().partition_columns
     return [p for p in paths if is_data_path(p, tables, pcols)]
 
@@ -528,7 +527,7 @@ def _stray_finding(version: int, gap: tuple[int, int]) -> Finding:
 
 def _stray_parquet(paths: list[str]) -> list[str]:
     """Those of `paths` (under the tables' directories) that end in .parquet but are not where a
-    writer puts data files (`maintenance.is_data_path`)."""
+    writer puts data files (`vacuum.is_data_path`)."""
     data = set(_data_paths(paths))
     return [p for p in paths if p.endswith(".parquet") and p not in data]
 
