@@ -116,7 +116,7 @@ def sync_throughput(endpoint: str, key: str, secret: str, region: str, bucket: s
         for i in range(files):
             batch.append(write_data_file(src, "executions", partition, table))
             if len(batch) == 1000 or i == files - 1:
-                src._commit(operation="append", writer=writer_info("bench"), token=None, add=batch)
+                src.engine.commit(operation="append", writer=writer_info("bench"), token=None, add=batch)
                 batch = []
         size = sum(f.bytes for f in src.snapshot.files.values())
         run = uuid.uuid4().hex[:8]

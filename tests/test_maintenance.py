@@ -21,7 +21,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import warehouse
+import warehouse.ops.compact as compaction
 import warehouse.ops.maintenance as maintenance
+import warehouse.ops.vacuum as vacuuming
 from processes import Children, watchdog
 from warehouse import ReadOnlyWarehouse, VersionNotFound, WarehouseError
 from warehouse.manifest import Log, RemovedFile, writer_info
@@ -345,14 +347,14 @@ def test_partition_filters_parse() -> None:
 def test_rows_appended_while_compacting_are_kept_and_not_inputs(wh, root, open_writer, monkeypatch) -> None:
     seed(wh, open_writer, flushes=3)
     other = warehouse.open(str(root))
-    real = maintenance.commit_rewrite
+    real = compaction.commit_rewrite
 
     def append_then_commit(w_, plan, **kw):
         with other.writer(**CONFIG_A, flush_interval=None) as w:
             flush(w, ["late-1", "late-2"])
         return real(w_, plan, **kw)
 
-    monkeypatch.setattr(maintenance, "commit_rewrite", append_then_commit)
+    monkeypatch.setattr(compaction, "commit_rewrite", append_then_commit)
     result = wh.compact(table="executions", partition={"attack": "none"})
 
     assert [p.status for p in result.partitions] == ["compacted"]
@@ -366,18 +368,18 @@ def test_a_partition_compacted_meanwhile_is_planned_again_and_its_outputs_delete
     seed(wh, open_writer, flushes=3)
     before = views(wh)
     other = warehouse.open(str(root))
-    real = maintenance.commit_rewrite
+    real = compaction.commit_rewrite
     calls = []
 
     def race(w_, plan, **kw):
-        if w_ is other:
+        if w_ is other.engine:
             return real(w_, plan, **kw)
         calls.append([a.path for a in plan.add])
         if len(calls) == 1:  # another compaction of the same partition wins the race
             assert other.compact(table="executions", partition={"attack": "none"}).compacted
         return real(w_, plan, **kw)
 
-    monkeypatch.setattr(maintenance, "commit_rewrite", race)
+    monkeypatch.setattr(compaction, "commit_rewrite", race)
     result = wh.compact(table="executions", partition={"attack": "none"})
 
     [p] = result.partitions
@@ -393,17 +395,17 @@ def test_inputs_vacuumed_while_being_read_are_a_conflict_too(wh, root, open_writ
     seed(wh, open_writer, flushes=3)
     before = views(wh)
     other = warehouse.open(str(root))
-    real = maintenance._rewrite
+    real = compaction._rewrite
     calls = []
 
     def race(w_, *args):
-        if w_ is wh and not calls:  # another compaction commits, and a vacuum deletes its inputs at once
+        if w_ is wh.engine and not calls:  # another compaction commits, and a vacuum deletes its inputs at once
             other.compact(table="executions", partition={"attack": "none"})
             assert len(other.vacuum(retain=timedelta(0)).removed) == 3
         calls.append(w_)
         return real(w_, *args)
 
-    monkeypatch.setattr(maintenance, "_rewrite", race)
+    monkeypatch.setattr(compaction, "_rewrite", race)
     [p] = wh.compact(table="executions", partition={"attack": "none"}).partitions
 
     assert p.status == "unchanged" and "while it was being read" in p.error
@@ -414,11 +416,11 @@ def test_a_compaction_that_keeps_conflicting_gives_up_on_that_partition_only(wh,
                                                                             monkeypatch) -> None:
     seed(wh, open_writer, flushes=3)
     other = warehouse.open(str(root))
-    real = maintenance.commit_rewrite
+    real = compaction.commit_rewrite
     outputs: list[str] = []
 
     def race(w_, plan, **kw):
-        if w_ is other:
+        if w_ is other.engine:
             return real(w_, plan, **kw)
         outputs.extend(a.path for a in plan.add)
         if plan.add[0].table == "executions" and plan.add[0].partition["attack"] == "none":
@@ -429,7 +431,7 @@ def test_a_compaction_that_keeps_conflicting_gives_up_on_that_partition_only(wh,
                 flush(w, [f"later-{len(outputs)}"])
         return real(w_, plan, **kw)
 
-    monkeypatch.setattr(maintenance, "commit_rewrite", race)
+    monkeypatch.setattr(compaction, "commit_rewrite", race)
     result = wh.compact(table="executions")
 
     status = {p.partition["attack"]: p for p in result.partitions}
@@ -446,14 +448,14 @@ def test_a_compaction_that_keeps_conflicting_gives_up_on_that_partition_only(wh,
 def test_outputs_deleted_before_the_commit_are_never_committed(wh, root, open_writer, monkeypatch) -> None:
     seed(wh, open_writer, flushes=2)
     before, version = views(wh), wh.version
-    real = maintenance._rewrite
+    real = compaction._rewrite
 
     def vacuumed_meanwhile(*args):
         out = real(*args)
         os.unlink(root / out[0].path)  # as a vacuum with a too short orphan window would
         return out
 
-    monkeypatch.setattr(maintenance, "_rewrite", vacuumed_meanwhile)
+    monkeypatch.setattr(compaction, "_rewrite", vacuumed_meanwhile)
     with pytest.raises(WarehouseError, match="was deleted before it could be committed"):
         wh.compact(table="executions")
     assert wh.version == version and views(wh) == before
@@ -613,14 +615,14 @@ def test_a_file_committed_while_vacuum_runs_is_not_deleted(wh, root, open_writer
     late = write_data_file(wh, "executions", dict(f.partition), pq.read_table(wh.store.full(f.path)).slice(0, 0))
     age(root / late.path, 3 * 3600)  # older than the window: listed as an orphan
     other = warehouse.open(str(root))
-    real = maintenance._commits
+    real = vacuuming._commits
 
     def commit_meanwhile(w_, upto):
         out = real(w_, upto)
         other.engine.commit(operation="append", writer=writer_info("late"), token=None, add=[late])
         return out
 
-    monkeypatch.setattr(maintenance, "_commits", commit_meanwhile)
+    monkeypatch.setattr(vacuuming, "_commits", commit_meanwhile)
     result = wh.vacuum()
 
     assert result.orphans == () and (root / late.path).exists()
@@ -681,7 +683,7 @@ def test_a_flush_retried_after_the_deadline_writes_its_files_again(wh, root, ope
     # The store comes back long after: the failed flush's files are older than the commit deadline
     # (a vacuum may have taken them). Their clocks say so; the files themselves are left as they are.
     real_age, failed_at = warehouse.manifest.staged_age, time.monotonic()
-    monkeypatch.setattr(warehouse.manifest, "staged_age",
+    monkeypatch.setattr(warehouse.manifest.model, "staged_age",
                         lambda s: real_age(s) + (2 * 3600 if s[0] is not None and s[0] < failed_at else 0))
     version = w.flush()
 
@@ -702,7 +704,7 @@ def test_a_compaction_that_outlives_the_deadline_commits_nothing_and_loses_nothi
     seed(wh, open_writer)
     before, files = views(wh), set(wh.snapshot.files)
     real_age = warehouse.manifest.staged_age
-    monkeypatch.setattr(warehouse.manifest, "staged_age", lambda s: real_age(s) + 2 * 3600)
+    monkeypatch.setattr(warehouse.manifest.model, "staged_age", lambda s: real_age(s) + 2 * 3600)
 
     result = wh.compact()
 
@@ -885,7 +887,7 @@ def test_compaction_and_vacuum_on_s3(wh, s3, s3_url: str, s3_options: dict, open
 
     # LastModified cannot be set back on S3: with no writer running, lift the minimum window (which
     # protects writers' files in flight) to let the orphan go now.
-    monkeypatch.setattr(warehouse.manifest, "MIN_ORPHAN_WINDOW", timedelta(0))
+    monkeypatch.setattr(warehouse.manifest.model, "MIN_ORPHAN_WINDOW", timedelta(0))
     result = remote.vacuum(orphan_window=timedelta(0), now=datetime.now(UTC) + WEEK + timedelta(hours=1))
 
     assert list(result.removed) == removed and result.orphans == (orphan,) and result.temp == ("_manifest/.tmp-stale",)

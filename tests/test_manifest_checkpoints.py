@@ -193,7 +193,7 @@ def test_checkpoint_plus_log_equals_full_replay_for_any_adds_and_removes(ops: li
 def test_snapshots_extended_commit_by_commit_stay_equal_to_the_log_across_folds_of_the_overlay(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A small overlay limit makes replay fold the changes into a new base often, from both kinds of base.
-    monkeypatch.setattr("warehouse.manifest.OVERLAY_LIMIT", 5)
+    monkeypatch.setattr("warehouse.manifest.snapshot.OVERLAY_LIMIT", 5)
     root = tmp_path / "wh"
     log = new_log(root, interval=7)
     snap = build(log, 30, remove_every=2)
@@ -488,7 +488,7 @@ def test_refresh_far_behind_lists_once_and_catches_up_from_a_checkpoint(tmp_path
     assert mc.checkpoint_name(30) in store.reads
     assert len([r for r in store.reads if r.endswith(".json")]) < 20
     assert_same(wh.snapshot, from_log(log))
-    # _refresh_commits returns every new commit (follow() needs them): it reads them all.
+    # Engine.refresh_commits returns every new commit (follow() needs them): it reads them all.
     follower = Warehouse(store, Log(store).snapshot(version=3), read_only=False)
     build(log, 2)
     version, new = follower.engine.refresh_commits()

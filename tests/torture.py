@@ -282,12 +282,12 @@ def _check(root: str, dst: str, options: dict[str, Any] | None, workers: list[Wo
         if hasattr(warehouse.Warehouse, "vacuum"):
             # Every process is dead: no file is in flight, so the minimum window that protects
             # writers' files can be lifted (in this process only) to remove every orphan now.
-            minimum = warehouse.manifest.MIN_ORPHAN_WINDOW
-            warehouse.manifest.MIN_ORPHAN_WINDOW = timedelta(0)
+            minimum = warehouse.manifest.model.MIN_ORPHAN_WINDOW
+            warehouse.manifest.model.MIN_ORPHAN_WINDOW = timedelta(0)
             try:
                 wh.vacuum(retain=timedelta(0), orphan_window=timedelta(0))
             finally:
-                warehouse.manifest.MIN_ORPHAN_WINDOW = minimum
+                warehouse.manifest.model.MIN_ORPHAN_WINDOW = minimum
             after = wh.doctor()
             s.doctor_problems += [f"after vacuum: {p}" for p in _problems(after)]
     try:

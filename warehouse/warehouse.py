@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     import polars as pl
 
     from warehouse.ops import doctor as doctor_mod
-    from warehouse.ops import maintenance, retention
+    from warehouse.ops import maintenance as maintenance_mod
+    from warehouse.ops import retention
     from warehouse.write.aio import AsyncWriter
     from warehouse.agent.sessions import Sessions
     from warehouse.agent.simulation import RunRecorder
@@ -439,13 +440,13 @@ class Warehouse:
         return self.maintenance.expire(older_than, tables=tables, statuses=statuses, dry_run=dry_run, now=now)
 
     def compact(self, table: str | Iterable[str] | None = None, partition: str | Mapping[str, str] | None = None, *,
-                target_file_size: int = 128 << 20, min_files: int = 2, dry_run: bool = False) -> "maintenance.CompactResult":
+                target_file_size: int = 128 << 20, min_files: int = 2, dry_run: bool = False) -> "maintenance_mod.CompactResult":
         """Alias of `wh.maintenance.compact`; kept for scripts written before 0.2."""
         return self.maintenance.compact(table, partition, target_file_size=target_file_size, min_files=min_files,
                                         dry_run=dry_run)
 
     def vacuum(self, retain: "timedelta | None" = None, orphan_window: "timedelta | None" = None, *,
-               dry_run: bool = False, now: datetime | None = None) -> "maintenance.VacuumResult":
+               dry_run: bool = False, now: datetime | None = None) -> "maintenance_mod.VacuumResult":
         """Alias of `wh.maintenance.vacuum`; kept for scripts written before 0.2."""
         return self.maintenance.vacuum(retain, orphan_window, dry_run=dry_run, now=now)
 

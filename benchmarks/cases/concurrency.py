@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import warehouse
-from warehouse import demo
+from warehouse.cli import demo
 
 from .. import delta, legacy, raw_pyarrow
 from ..harness import CaseResult

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import warehouse
-from warehouse import analytics
+from warehouse.read import analytics
 
 from .. import legacy, raw_duckdb
 from ..harness import CaseResult, keyed, split, timed

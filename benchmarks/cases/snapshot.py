@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import warehouse
-from warehouse import demo
+from warehouse.cli import demo
 from warehouse.manifest import commit_name
 
 from ..harness import CaseResult, disk_usage, timed

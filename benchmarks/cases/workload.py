@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import warehouse
-from warehouse import demo
+from warehouse.cli import demo
 
 from .. import raw_pyarrow
 from ..harness import settle, split

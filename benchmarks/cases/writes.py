@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import warehouse
-from warehouse import demo
+from warehouse.cli import demo
 
 from .. import delta, legacy, raw_pyarrow
 from ..harness import CaseResult, disk_usage, percentile, timed

@@ -13,12 +13,12 @@ import json
 import sys
 
 import warehouse
-import warehouse.ops.maintenance as maintenance
+import warehouse.ops.compact as compaction
 
 
 def main() -> None:
     root, table = sys.argv[1:3]
-    commit_rewrite = maintenance.commit_rewrite
+    commit_rewrite = compaction.commit_rewrite
     paused = False
 
     def hooked_commit_rewrite(wh, plan, **kwargs):
@@ -30,7 +30,7 @@ def main() -> None:
                 sys.exit("no go")
         return commit_rewrite(wh, plan, **kwargs)
 
-    maintenance.commit_rewrite = hooked_commit_rewrite
+    compaction.commit_rewrite = hooked_commit_rewrite
     wh = warehouse.open(root)
     result = wh.compact(None if table == "all" else table)
     print("done " + json.dumps([{"table": p.table, "status": p.status, "files_in": p.files_in, "files_out": p.files_out,

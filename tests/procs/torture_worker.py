@@ -5,7 +5,7 @@
 Storage options for a remote ROOT come as JSON in the environment variable TORTURE_STORAGE_OPTIONS.
 With TORTURE_SHORT_WINDOW=<seconds> (the short-window case), the warehouse's time constants are
 scaled down in this process as in every other one of the run: the vacuum's minimum orphan window
-(`manifest.MIN_ORPHAN_WINDOW`) becomes that many seconds and the commit deadline half of it; and
+(`manifest.model.MIN_ORPHAN_WINDOW`) becomes that many seconds and the commit deadline half of it; and
 writers and compaction stall: before some commits (every third flush of a writer, every other
 compaction commit) they print `stalled <paths of the files it adds>` and block on stdin until the
 harness writes a line, which it does once a vacuum has deleted one of those files (a stalled
@@ -30,7 +30,7 @@ import sys
 from datetime import timedelta
 
 import warehouse
-from warehouse import manifest
+from warehouse.manifest import model as manifest
 from warehouse.core.errors import StaleDataFile
 from warehouse.manifest import Log
 

@@ -678,7 +678,7 @@ def compact(url: UrlOpt = DEFAULT_URL,
             dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be compacted; write nothing.")] = False,
             fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table) -> None:
     """Rewrite each partition's small files into few large sorted files, one commit per partition (answers unchanged)."""
-    from warehouse.ops.maintenance import parse_size
+    from warehouse.core.arguments import parse_size
 
     with user_errors():
         size = parse_size(target_size)

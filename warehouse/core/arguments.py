@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -119,3 +120,20 @@ def before(now: datetime, span: timedelta) -> datetime:
         return (now - span).astimezone(timezone.utc)
     except OverflowError:
         return datetime.min.replace(tzinfo=timezone.utc)
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """`128MB`, `512k`, `1GiB`, `4096` -> bytes (k, M, G, T are powers of 1024, with or without
+    `B`/`iB`). Raises WarehouseError naming the text otherwise."""
+    m = _SIZE.match(text) if isinstance(text, str) else None
+    unit = (m.group(2) or "").lower().replace("i", "") if m else ""
+    if m is None or unit.rstrip("b") not in _SIZE_UNITS:
+        raise InvalidArgument(f"bad size {text!r}: give a number and an optional unit B, kB, MB, GB, e.g. 128MB")
+    size = int(float(m.group(1)) * _SIZE_UNITS[unit.rstrip("b")])
+    if size <= 0:
+        raise InvalidArgument(f"bad size {text!r}: it must be more than 0 bytes")
+    return size

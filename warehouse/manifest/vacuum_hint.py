@@ -9,7 +9,7 @@ from typing import Any
 
 from warehouse.core.errors import VersionNotFound
 from warehouse.core.storage import Store
-from warehouse.manifest import MANIFEST_DIR
+from warehouse.manifest.model import MANIFEST_DIR
 
 VACUUM_HINT = f"{MANIFEST_DIR}/_vacuum.json"
 

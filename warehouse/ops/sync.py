@@ -67,9 +67,10 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from warehouse import manifest as manifest_module
 from warehouse.core import arguments
 from warehouse.core.config import RunConfig
+from warehouse.manifest import model as manifest_model
+from warehouse.core.buffer import rows_to_batch
 from warehouse.core.errors import CommitConflict, ConfigHashCollision, StaleDataFile, SyncDiverged
 from warehouse.manifest import Commit, DataFile, Staged, staged_age, staging_clock, writer_info
 
@@ -174,7 +175,7 @@ class _Copier:
         with the right size and young enough to be committed (half the commit deadline); returns
         how many were reused."""
         todo, reused = [], 0
-        fresh = manifest_module.COMMIT_DEADLINE.total_seconds() / 2
+        fresh = manifest_model.COMMIT_DEADLINE.total_seconds() / 2
         for f in files:
             size, mtime = present.get(f.path, (None, None))
             staged: Staged | None = (None, mtime.timestamp()) if mtime is not None else None

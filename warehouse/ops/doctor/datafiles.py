@@ -42,7 +42,7 @@ def file_size(store: Store, rel: str) -> int | None:
 def data_paths(paths: list[str]) -> list[str]:
     """Those of `paths` that vacuum counts as data files or writers' temp files (the same rule, so
     that what doctor calls an orphan is what vacuum deletes)."""
-    from warehouse.ops.maintenance import is_data_path
+    from warehouse.ops.vacuum import is_data_path
 
     tables, pcols = catalog().tables, catalog().partition_columns
     return [p for p in paths if is_data_path(p, tables, pcols)]
@@ -51,7 +51,7 @@ def data_paths(paths: list[str]) -> list[str]:
 
 def stray_parquet(paths: list[str]) -> list[str]:
     """Those of `paths` (under the tables' directories) that end in .parquet but are not where a
-    writer puts data files (`maintenance.is_data_path`)."""
+    writer puts data files (`vacuum.is_data_path`)."""
     data = set(data_paths(paths))
     return [p for p in paths if p.endswith(".parquet") and p not in data]
 
