@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_URL ?= demo-warehouse
 
-.PHONY: install demo test docs bench torture clean
+.PHONY: install demo test docs lint format-check bench torture clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,15 @@ docs: $(VENV)/.docs-installed
 $(VENV)/.docs-installed: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[docs]'
 	touch $@
+
+# Lint: the formatting check, ruff's rules and mypy (strict for warehouse.core and warehouse.manifest),
+# all configured in pyproject.toml.
+lint: install format-check
+	$(BIN)/ruff check .
+	$(BIN)/mypy warehouse
+
+format-check: install
+	$(BIN)/ruff format --check .
 
 bench: install
 	$(BIN)/warehouse bench --scale medium --out bench-results.json

@@ -15,7 +15,7 @@ import math
 import numbers
 from collections.abc import Iterable
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from warehouse.core.errors import InvalidArgument, InvalidArgumentType
@@ -29,11 +29,11 @@ def integer(name: str, value: Any, *, minimum: int | None = None, maximum: int |
     """`value` as an int within [minimum, maximum]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InvalidArgumentType(f"{name} must be an integer, got {_shown(value)}")
-    value = int(value)
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+    n = int(value)
+    if (minimum is not None and n < minimum) or (maximum is not None and n > maximum):
         bounds = f">= {minimum}" if maximum is None else f"<= {maximum}" if minimum is None else f"in {minimum}..{maximum}"
-        raise InvalidArgument(f"{name} must be an integer {bounds}, got {value}")
-    return value
+        raise InvalidArgument(f"{name} must be an integer {bounds}, got {n}")
+    return n
 
 
 def optional_integer(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int | None:
@@ -87,7 +87,7 @@ def moment(name: str, value: Any) -> datetime:
             raise InvalidArgument(f"{name} must be a datetime or an ISO-8601 time, got {value!r:.80}") from None
     if not isinstance(value, datetime) or value != value:  # NaT is a datetime unequal to itself
         raise InvalidArgumentType(f"{name} must be a datetime or an ISO-8601 string, got {_shown(value)}")
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def choice(name: str, value: Any, options: Iterable[str]) -> str:
@@ -117,9 +117,9 @@ def before(now: datetime, span: timedelta) -> datetime:
     """`now - span` in UTC; the earliest time a datetime holds if that is earlier still (a span of
     more than 2,000 years means: nothing is that old)."""
     try:
-        return (now - span).astimezone(timezone.utc)
+        return (now - span).astimezone(UTC)
     except OverflowError:
-        return datetime.min.replace(tzinfo=timezone.utc)
+        return datetime.min.replace(tzinfo=UTC)
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)

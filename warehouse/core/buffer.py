@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import pyarrow as pa
 
@@ -42,7 +43,7 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def rows_to_batch(schema: TableSchema, partition: Mapping[str, str], rows: list[tuple]) -> pa.RecordBatch:
+def rows_to_batch(schema: TableSchema, partition: Mapping[str, str], rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
     """Row tuples (non-partition columns, in schema order) -> one record batch with the constant
     partition columns filled in. Raises SchemaMismatch if a value does not fit its column."""
     n = len(rows)
@@ -69,7 +70,7 @@ class TableBuffer:
         self.schema = schema
         self.partition = dict(partition)
         self.batches: list[pa.RecordBatch] = []
-        self.pending: list[tuple] = []
+        self.pending: list[tuple[Any, ...]] = []
         self.rows = 0
         self.arrow_bytes = 0  # exact size of the converted batches
         self.pending_bytes = 0  # estimate for the tuples not yet converted
@@ -81,7 +82,7 @@ class TableBuffer:
     def nbytes(self) -> int:
         return self.arrow_bytes + self.pending_bytes
 
-    def extend(self, rows: list[tuple], text_bytes: int = 0) -> None:
+    def extend(self, rows: list[tuple[Any, ...]], text_bytes: int = 0) -> None:
         """Add rows (holding about `text_bytes` of text); converts the pending rows once
         CHUNK_ROWS have accumulated."""
         self.pending.extend(rows)
@@ -90,7 +91,7 @@ class TableBuffer:
         if len(self.pending) >= CHUNK_ROWS:
             self._convert()
 
-    def append(self, row: tuple) -> None:
+    def append(self, row: tuple[Any, ...]) -> None:
         """Add one row (without building a list)."""
         self.pending.append(row)
         self.rows += 1

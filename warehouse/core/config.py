@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal, overload
 
 import yaml
 
@@ -29,6 +29,10 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+@overload
+def _component(name: str, value: Any, *, optional: Literal[False]) -> dict[str, Any]: ...
+@overload
+def _component(name: str, value: Any, *, optional: bool) -> dict[str, Any] | None: ...
 def _component(name: str, value: Any, *, optional: bool) -> dict[str, Any] | None:
     if value is None:
         if optional:
@@ -62,7 +66,7 @@ class RunConfig:
     given_hash: str | None = None
 
     @classmethod
-    def of(cls, dataset: Any, agent: Any, attack: Any = None) -> "RunConfig":
+    def of(cls, dataset: Any, agent: Any, attack: Any = None) -> RunConfig:
         """Normalise user input (a dict or a bare type name per component) and validate it."""
         rc = cls(_component("dataset", dataset, optional=False), _component("agent", agent, optional=False),
                  _component("attack", attack, optional=True))
@@ -94,7 +98,7 @@ class RunConfig:
             return "legacy"
         return HASH_SCHEME
 
-    def with_hash(self, given: str | None) -> "RunConfig":
+    def with_hash(self, given: str | None) -> RunConfig:
         """This config under a hash from another scheme (validated as a partition value by the writer)."""
         if given is None:
             return self
@@ -114,14 +118,14 @@ class RunConfig:
 
     def to_yaml(self, created_at: datetime | None = None) -> str:
         """The Hydra-compatible snapshot stored as `configs/<hash>.yaml` (legacy `config.yaml` shape)."""
-        created = (created_at or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z")
+        created = (created_at or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
         # allow_unicode=False: non-ASCII is written as escapes, so that YAML's own line-break
         # characters (NEL, LS, PS) inside values survive the round trip.
         body = yaml.dump(self.as_dict(), Dumper=_Dumper, sort_keys=False, allow_unicode=False)
         return f"# Config hash: {self.hash}\n# Created: {created}\n\n{body}"
 
     @classmethod
-    def from_yaml(cls, text: str) -> "RunConfig":
+    def from_yaml(cls, text: str) -> RunConfig:
         data = yaml.load(text, Loader=_Loader) or {}
         return cls.of(data.get("dataset"), data.get("agent"), data.get("attack"))
 
@@ -132,7 +136,7 @@ def config_hash(dataset: dict[str, Any], agent: dict[str, Any], attack: dict[str
     return hashlib.sha256(doc.encode("utf-8")).hexdigest()[:8]
 
 
-def config_row(c: RunConfig, created_at: datetime) -> tuple:
+def config_row(c: RunConfig, created_at: datetime) -> tuple[Any, ...]:
     """The row of table `configs` (non-partition columns) of a run configuration."""
     return (c.dataset["type"], c.agent["type"], c.attack["type"] if c.attack else None,
             records.json_text("dataset", c.dataset["config"]), records.json_text("agent", c.agent["config"]),

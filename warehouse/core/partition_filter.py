@@ -157,7 +157,7 @@ class PartitionFilter:
                              (f"; the partitions have {'; '.join(have)}" if partitions else ": the warehouse is empty"))
 
 
-def partition_filter(where: "str | Mapping[str, str] | PartitionFilter | None") -> PartitionFilter | None:
+def partition_filter(where: str | Mapping[str, str] | PartitionFilter | None) -> PartitionFilter | None:
     """`where` as a PartitionFilter (None, or an empty dict or text: no filter). Raises
     InvalidCondition for SQL that is not one condition on the partition columns, WarehouseError
     for a bad dict or column=value pair."""

@@ -12,7 +12,7 @@ import json
 import math
 import numbers
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -132,9 +132,10 @@ def integer(field: str, value: Any, bounds: tuple[int, int] = INT64) -> int | No
             if f is None or not f.is_integer():
                 raise InvalidRecord(f"{field} must be an integer, got {type(value).__name__} {value!r:.80}")
             value = int(f)
-    if not bounds[0] <= value < bounds[1]:
-        raise InvalidRecord(f"{field} = {value} is out of range [{bounds[0]}, {bounds[1]})")
-    return value
+    n: int = value  # every branch above left an int
+    if not bounds[0] <= n < bounds[1]:
+        raise InvalidRecord(f"{field} = {n} is out of range [{bounds[0]}, {bounds[1]})")
+    return n
 
 
 def _utf8(s: str) -> bool:
@@ -180,8 +181,8 @@ def json_text(field: str, value: Any) -> str | None:
 
 
 #: Epoch seconds a timestamp may be given as: those of years 1..9999 (what a datetime holds).
-_EPOCH_MIN = (datetime(1, 1, 1, tzinfo=timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds()
-_EPOCH_MAX = (datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds()
+_EPOCH_MIN = (datetime(1, 1, 1, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()
+_EPOCH_MAX = (datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()
 
 
 def _epoch(field: str, value: Any) -> datetime:
@@ -193,12 +194,12 @@ def _epoch(field: str, value: Any) -> datetime:
         f = math.inf
     assert f is not None
     if math.isfinite(f) and _EPOCH_MIN <= f <= _EPOCH_MAX:
-        return datetime.fromtimestamp(f, timezone.utc)
+        return datetime.fromtimestamp(f, UTC)
     hint = ""
     if math.isfinite(f):
         for unit, per_second in (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9)):
             if _EPOCH_MIN <= f / per_second <= _EPOCH_MAX:
-                hint = f"; as epoch {unit} it would be {datetime.fromtimestamp(f / per_second, timezone.utc).isoformat()}: divide by {per_second:.0f}"
+                hint = f"; as epoch {unit} it would be {datetime.fromtimestamp(f / per_second, UTC).isoformat()}: divide by {per_second:.0f}"
                 break
     raise InvalidRecord(f"{field} = {value!r:.80} is not a time: epoch seconds must be within years 1..9999 "
                         f"({_EPOCH_MIN:.0f}..{_EPOCH_MAX:.0f}){hint}")
@@ -208,7 +209,7 @@ def _in_utc(field: str, dt: datetime, given: Any) -> datetime:
     """`dt` (aware) as UTC; refuses a time that a datetime cannot hold in UTC (year 1 east of UTC,
     year 9999 west of it) and a pandas NaT, which would fail the flush of a whole batch later."""
     try:
-        return dt.astimezone(timezone.utc)
+        return dt.astimezone(UTC)
     except (OverflowError, ValueError):
         raise InvalidRecord(f"{field} = {given!r:.80} is not a time within years 1..9999 UTC") from None
 
@@ -231,10 +232,11 @@ def timestamp(field: str, value: Any) -> datetime | None:
         return None
     if value.__class__ is datetime:
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         elif value.year in (1, 9999):  # the only years whose UTC instant can fall outside 1..9999
             _in_utc(field, value, value)
-        return value
+        dt: datetime = value
+        return dt
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, str):
@@ -248,12 +250,12 @@ def timestamp(field: str, value: Any) -> datetime | None:
         item = value.astype("datetime64[us]").item()  # NumPy datetime64: a naive datetime, None for NaT
         if not isinstance(item, datetime):
             raise InvalidRecord(f"{field} = {value!r:.80} is not a time within years 1..9999")
-        return item.replace(tzinfo=timezone.utc)
+        return item.replace(tzinfo=UTC)
     else:
         raise InvalidRecord(f"{field} must be a datetime, an ISO-8601 string or epoch seconds, "
                             f"got {type(value).__name__} {value!r:.80}")
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return _in_utc(field, dt, value)
 
 
@@ -261,7 +263,7 @@ _NO_USAGE = (None,) * len(USAGE_FIELDS)
 _USAGE_KEYS = frozenset(USAGE_FIELDS)
 
 
-def usage(value: Mapping[str, Any] | None) -> tuple:
+def usage(value: Mapping[str, Any] | None) -> tuple[Any, ...]:
     """Usage dict -> values of USAGE_FIELDS (ints, then cost); unknown keys are an error."""
     if value is None:
         return _NO_USAGE
@@ -296,7 +298,7 @@ def score_map(value: Mapping[str, Any] | None) -> list[tuple[str, float]] | None
     return items
 
 
-def float_list(field: str, value: Any) -> list[float] | None:
+def float_list(field: str, value: Any) -> list[float | None] | None:
     if value is None:
         return None
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
@@ -309,7 +311,8 @@ def _as_dict(kind: str, i: int, m: Any) -> Mapping[str, Any]:
         return m
     dump = getattr(m, "model_dump", None)  # pydantic models (pydantic-ai, openai clients)
     if dump is not None:
-        return dump(mode="json")
+        d: Mapping[str, Any] = dump(mode="json")
+        return d
     raise InvalidRecord(f"{kind}[{i}] must be a dict, got {type(m).__name__}")
 
 
@@ -339,7 +342,7 @@ def _content(field: str, content: Any) -> tuple[str | None, str | None]:
     raise InvalidRecord(f"{field} must be a string, a list of content parts or None, got {type(content).__name__}")
 
 
-def message_row(execution_id: str, seq: int, m: Any, write_id: int | None = None) -> tuple:
+def message_row(execution_id: str, seq: int, m: Any, write_id: int | None = None) -> tuple[Any, ...]:
     """One message -> one `messages` row, validating everything (the thorough path).
 
     Keys outside MESSAGE_FIELDS are kept, losslessly, in the row's metadata under "extra".
@@ -363,7 +366,7 @@ def message_row(execution_id: str, seq: int, m: Any, write_id: int | None = None
     )
 
 
-def messages(execution_id: str, value: Any, start: int = 0, write_id: int | None = None) -> tuple[list[tuple], int]:
+def messages(execution_id: str, value: Any, start: int = 0, write_id: int | None = None) -> tuple[list[tuple[Any, ...]], int]:
     """Message dicts -> (rows of the `messages` table without partition columns, text bytes);
     their `seq` numbers start at `start`; `write_id` is the add of the execution they belong to
     (None for a session's messages).
@@ -379,7 +382,7 @@ def messages(execution_id: str, value: Any, start: int = 0, write_id: int | None
         if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
             raise InvalidRecord(f"messages must be a list of dicts, got {type(value).__name__}")
         value = list(value)
-    rows: list[tuple] = []
+    rows: list[tuple[Any, ...]] = []
     append = rows.append
     keys = MESSAGE_FIELDS
     size = 0
@@ -417,7 +420,8 @@ def messages(execution_id: str, value: Any, start: int = 0, write_id: int | None
                     content.encode("utf-8")
             elif type(content) is list:
                 parts = _orjson_dumps(content, option=_ORJSON_OPTS).decode()
-                content = "\n".join(p if type(p) is str else p["text"] for p in content
+                # the filter admits only str and dict parts; an exact-type test does not narrow the else branch
+                content = "\n".join(p if type(p) is str else p["text"] for p in content  # type: ignore[index]
                                     if type(p) is str or (type(p) is dict and type(p.get("text")) is str))
                 size += len(parts)
             elif content is not None:
@@ -437,7 +441,7 @@ def messages(execution_id: str, value: Any, start: int = 0, write_id: int | None
     return rows, size
 
 
-def attacks(execution_id: str, value: Any, write_id: int | None = None) -> list[tuple]:
+def attacks(execution_id: str, value: Any, write_id: int | None = None) -> list[tuple[Any, ...]]:
     """Attack vectors -> rows of the `attacks` table (`write_id`: the add of their execution).
 
     Accepts a list of {vector_id, type, content, metadata} or the legacy mapping
@@ -446,7 +450,7 @@ def attacks(execution_id: str, value: Any, write_id: int | None = None) -> list[
     if value is None:
         return []
     if isinstance(value, Mapping):
-        items = [{"vector_id": k, **(v if isinstance(v, Mapping) else {"content": v})} for k, v in value.items()]
+        items: list[Any] = [{"vector_id": k, **(v if isinstance(v, Mapping) else {"content": v})} for k, v in value.items()]
     elif isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise InvalidRecord(f"attacks must be a list or a dict of vectors, got {type(value).__name__}")
     else:

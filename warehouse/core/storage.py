@@ -19,9 +19,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import fsspec
@@ -91,9 +91,9 @@ def file_mtime(info: Mapping[str, Any]) -> datetime | None:
     for key in ("mtime", "LastModified", "last_modified", "modified", "created"):
         v = info.get(key)
         if isinstance(v, datetime):
-            return v if v.tzinfo is not None else v.replace(tzinfo=timezone.utc)
+            return v if v.tzinfo is not None else v.replace(tzinfo=UTC)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return datetime.fromtimestamp(v, timezone.utc)
+            return datetime.fromtimestamp(v, UTC)
     return None
 
 
@@ -114,7 +114,7 @@ class Store:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def from_url(cls, url: str, storage_options: Mapping[str, Any] | None = None) -> "Store":
+    def from_url(cls, url: str, storage_options: Mapping[str, Any] | None = None) -> Store:
         """Open the store behind `url` (a local path or any fsspec URL)."""
         url = str(url)
         options = dict(storage_options or {})
@@ -231,7 +231,8 @@ class Store:
 
     # -- files -----------------------------------------------------------------------------------
     def exists(self, rel: str) -> bool:
-        return self.call(self.fs.exists, self.full(rel))
+        found: bool = self.call(self.fs.exists, self.full(rel))
+        return found
 
     def _whole_read(self) -> dict[str, Any]:
         # s3fs asks for the size (a HEAD, and a listing if absent) before reading a whole object
@@ -240,7 +241,8 @@ class Store:
 
     def read_bytes(self, rel: str) -> bytes:
         """The bytes of `rel`; FileNotFoundError if it does not exist."""
-        return self.call(self.fs.cat_file, self.full(rel), **self._whole_read())
+        data: bytes = self.call(self.fs.cat_file, self.full(rel), **self._whole_read())
+        return data
 
     def read_many(self, rels: list[str]) -> dict[str, bytes | None]:
         """The bytes of each of `rels` (None for those that do not exist), read concurrently."""
@@ -376,10 +378,8 @@ class Store:
 
     def remove(self, rel: str) -> None:
         """Delete a file (no error if it is already gone)."""
-        try:
+        with suppress(FileNotFoundError):
             self.call(self.fs.rm_file, self.full(rel))
-        except FileNotFoundError:
-            pass
 
     def list_names(self, rel: str) -> list[str]:
         """Base names of the entries directly under `rel` (empty if it does not exist).
