@@ -1,4 +1,4 @@
-"""Compaction benchmark (issue 7): query speed over 10,000 small files before and after `wh.compact()`,
+"""Compaction benchmark: query speed over 10,000 small files before and after `wh.compact()`,
 the compaction itself, and `wh.vacuum()` deleting the 10,000 replaced files.
 
 The warehouse: one partition (one run configuration) of `executions`, FILES data files of PER_FILE

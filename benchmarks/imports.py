@@ -1,4 +1,4 @@
-"""Import / export benchmark (issue 9): a legacy result tree into the warehouse, the warehouse out to Delta.
+"""Import / export benchmark: a legacy result tree into the warehouse, the warehouse out to Delta.
 
 1. Import: FILES per-task JSON files of the legacy layout (config.yaml per configuration, a locked
    `index.jsonl`), written by the reference's own persistence class (`tests/legacy_fixtures.py`:

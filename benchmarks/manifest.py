@@ -1,4 +1,4 @@
-"""Manifest checkpoints (issue 7): how fast a warehouse with a long commit log opens and refreshes.
+"""Manifest checkpoints: how fast a warehouse with a long commit log opens and refreshes.
 
 Builds a local warehouse of `--commits` commits adding `--files-per-commit` data files each (10,000 x
 10 = 100,000 active files by default), with a checkpoint every 100 commits, then measures:
@@ -9,7 +9,7 @@ Builds a local warehouse of `--commits` commits adding `--files-per-commit` data
   timed inside the child;
 - open with 99 commits to replay after the newest checkpoint (the worst case between two checkpoints);
 - refresh after one new commit (another writer's, written between the refreshes), and with nothing new;
-- open without checkpoints (the way before issue 7): the same commit files, no checkpoint files;
+- open without checkpoints (the way before manifest checkpoints): the same commit files, no checkpoint files;
 - time travel: `open(version=5,000)` (a checkpointed version), `open(version=5,050)` (checkpoint
   plus 50 commits) and `open(as_of=<time of commit 5,050>)`;
 - what a first query pays on top: building every DataFile of the snapshot (`table_files` of each
@@ -267,7 +267,7 @@ def markdown(doc: dict[str, Any]) -> str:
         ("new process: interpreter + `import warehouse` (wall)", f"{s['process_wall_ms_import_only']:.0f} ms"),
         ("refresh after one new commit", f"{m['refresh_one_commit_ms']:.2f} ms"),
         ("refresh, nothing new", f"{m['refresh_nothing_new_ms']:.2f} ms"),
-        ("open without checkpoints (every commit parsed; before issue 7)", f"{m['open_no_checkpoints_ms']:.0f} ms "
+        ("open without checkpoints (every commit parsed; before checkpoints)", f"{m['open_no_checkpoints_ms']:.0f} ms "
          f"({m['open_speedup']}x the 99-after open)"),
         (f"open(version={m['time_travel_version']:,}) (a checkpointed version)", f"{m['open_version_checkpointed_ms']:.1f} ms"),
         (f"open(version={m['time_travel_version'] + 50:,}) (checkpoint + 50 commits)", f"{m['open_version_plus_50_ms']:.1f} ms"),

@@ -1,4 +1,4 @@
-"""Manifest checkpoints (issue 7): written every N commits by whichever writer lands there, loaded
+"""Manifest checkpoints: written every N commits by whichever writer lands there, loaded
 by readers with only the later commits replayed, robust to damage and to crashes while written;
 incremental refresh; folding old commits away (vacuum) and what time travel, history, refresh and
 sync do afterwards.

@@ -794,7 +794,7 @@ def doctor(url: UrlOpt = DEFAULT_URL,
     raise typer.Exit(report.exit_code)
 
 
-# == report (issue 8) ==============================================================================
+# == report ======================================================================================
 @app.command("report")
 def report_cmd(url: UrlOpt = DEFAULT_URL,
                out: Annotated[str, typer.Option("--out", "-o", help="The HTML file to write.")] = "report.html",
@@ -811,7 +811,7 @@ def report_cmd(url: UrlOpt = DEFAULT_URL,
 
 
 # == end report ====================================================================================
-# == import / export (issue 9) =====================================================================
+# == import / export =============================================================================
 @app.command("import")
 def import_cmd(kind: Annotated[str, typer.Argument(help="legacy, sessions, checkpoints, trajectories, simulation, postgres, agentdojo or inspect.")],
                path: Annotated[str, typer.Argument(help="The directory or file to import (for postgres: a connection URL).")],

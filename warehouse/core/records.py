@@ -218,7 +218,7 @@ def iso_utc(t: datetime) -> str:
     """`t` as ISO-8601 text in UTC with a `Z` suffix (`2025-11-22T14:30:52.123456+00:00` is written
     `2025-11-22T14:30:52.123456Z`), the form stored in JSON and YAML documents. A naive `t` is taken
     as local time (as `datetime.astimezone` does)."""
-    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def timestamp(field: str, value: Any) -> datetime | None:
