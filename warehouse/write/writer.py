@@ -12,6 +12,7 @@ import random
 import threading
 import time
 import uuid
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from collections import Counter
@@ -29,7 +30,8 @@ from warehouse.core.errors import ConfigHashCollision, InvalidRecord, StaleDataF
 from warehouse.manifest import DataFile, writer_info
 from warehouse.core.schemas import catalog
 from warehouse.core.buffer import PENDING_ROW_BYTES, TableBuffer
-from warehouse.write.live import EVENT_LIMIT, Execution
+from warehouse.write.live import Execution
+from warehouse.write.options import WriterOptions
 from warehouse.core.storage import partition_dir
 
 if TYPE_CHECKING:
@@ -127,18 +129,15 @@ class Writer:
     """
 
     def __init__(self, wh: "Engine", *, dataset: Any, agent: Any, attack: Any = None,
-                 run_id: str | None = None, flush_rows: int = 10_000, flush_bytes: int = 64 << 20,
-                 flush_interval: float | None = 30.0, event_limit: int = EVENT_LIMIT,
-                 max_buffered_events: int = 200_000, wal: str | os.PathLike[str] | None = None,
-                 wal_sync: str = "flush", config_hash: str | None = None) -> None:
+                 run_id: str | None = None, options: WriterOptions | None = None, **option_values: Any) -> None:
+        """`options` (default: WriterOptions()), with any of its fields given as keywords instead
+        (`Writer(engine, dataset=..., agent=..., flush_rows=100)`); see `WriterOptions`."""
         wh.engine.require_writable()
-        flush_rows = arguments.integer("flush_rows", flush_rows, minimum=1)
-        flush_bytes = arguments.integer("flush_bytes", flush_bytes, minimum=1)
-        if flush_interval is not None:
-            flush_interval = arguments.number("flush_interval", flush_interval, minimum=0)  # 0: like None
-        max_buffered_events = arguments.integer("max_buffered_events", max_buffered_events, minimum=1)
-        if wal is None:  # (with a WAL, the WAL refuses a bad policy itself, as WalError)
-            arguments.choice("wal_sync", wal_sync, ("always", "flush", "never"))
+        if options is None or option_values:
+            options = dataclasses.replace(options or WriterOptions(), **option_values)
+        self.options = options
+        flush_interval = options.flush_interval
+        wal, config_hash = options.wal, options.config_hash
         self.wh = wh
         self.config = RunConfig.of(dataset, agent, attack).with_hash(config_hash)
         self.partition = self.config.partition
@@ -146,14 +145,12 @@ class Writer:
             partition_dir("x", {col: val}, [col])  # raises InvalidPartitionValue now, not at flush
         self.config_hash = self.partition["config_hash"]
         self.run_id = records.ident("run_id", run_id, required=False)
-        self.flush_rows, self.flush_bytes, self.flush_interval = flush_rows, flush_bytes, flush_interval
+        self.flush_rows, self.flush_bytes, self.flush_interval = options.flush_rows, options.flush_bytes, flush_interval
         self.writer_id = uuid.uuid4().hex
         self._rng = random.Random(os.urandom(16))
         self._write_ids = keys.WriteIds()
         self._seq = 0
-        if not isinstance(event_limit, int) or event_limit < 16:
-            raise InvalidRecord(f"event_limit must be an int >= 16 (characters), got {event_limit!r}")
-        self.event_limit, self.max_buffered_events = event_limit, max_buffered_events
+        self.event_limit, self.max_buffered_events = options.event_limit, options.max_buffered_events
         self._event_seq = itertools.count()
         self._dropped: Counter[str] = Counter()
         self._caller_flushes = True  # False: size-triggered flushes only ever run on the flusher thread
@@ -168,7 +165,7 @@ class Writer:
         if wal is not None:  # first: a crashed run's records (and config row) are committed before ours
             from warehouse.write import wal as wal_module
 
-            self._wal = wal_module.WriteAheadLog(wal, wh, self.writer_id, self.config, sync=wal_sync)
+            self._wal = wal_module.WriteAheadLog(wal, wh, self.writer_id, self.config, sync=options.wal_sync)
         try:
             self._register_config()
         except BaseException:
