@@ -41,7 +41,7 @@ def snapshot(sid: str, eid: str | None, ts: datetime, kind: str = "checkpoint", 
 
 def running(w: warehouse.Writer, eid: str, started: datetime = OLD) -> None:
     """An in-flight revision of `eid` (status running) in `executions_live`."""
-    w._add_rows("executions_live", [w._execution_row(eid, "task_live", 1, "running", started_at=started)])
+    w._add_rows("executions_live", [w._execution_row(eid, "task_live", 1, "running", {"started_at": started})])
 
 
 def finished(w: warehouse.Writer, eid: str, at: datetime, status: str = "completed", **kw: Any) -> None:

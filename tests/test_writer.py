@@ -15,7 +15,8 @@ import warehouse
 from warehouse.manifest import commit_name
 from warehouse.write.aio import AsyncWriter
 from warehouse.write.options import WriterOptions
-from warehouse.write.writer import Writer
+from warehouse.core.schemas import catalog
+from warehouse.write.writer import EXECUTION_FIELDS, Writer
 
 
 def count(wh: warehouse.Warehouse, table: str) -> int:
@@ -325,3 +326,25 @@ def test_bad_writer_options_are_refused_where_they_are_defined(bad):
 def test_an_event_limit_below_16_is_an_invalid_record():
     with pytest.raises(warehouse.InvalidRecord, match="event_limit"):
         WriterOptions(event_limit=15)
+
+
+def test_execution_fields_are_add_executions_keywords_all_defaulting_to_none():
+    # prepare_execution and the row builder read the fields by these names, a missing one as None
+    params = inspect.signature(Writer.add_execution).parameters
+    keywords = {n: p.default for n, p in params.items() if p.kind is p.KEYWORD_ONLY}
+    assert EXECUTION_FIELDS == tuple(keywords) and len(EXECUTION_FIELDS) == 24
+    assert set(keywords.values()) == {None}
+    assert list(inspect.signature(Writer.prepare_execution).parameters) == ["self", "fields"]
+
+
+def test_prepare_execution_refuses_a_name_add_execution_does_not_take(wh, config):
+    with wh.writer(**config) as w:
+        with pytest.raises(warehouse.InvalidRecord, match="benign"):
+            w.prepare_execution(task_id="t", benign=1.0)
+        with pytest.raises(warehouse.InvalidRecord, match="groupid"):
+            w.add_execution(task_id="t", groupid="g")
+        p = w.prepare_execution(task_id="t", group="g", trace_id="tr", span_id="sp")
+        assert w.buffered_rows == 0
+    cols = catalog().table("executions").column_names[len(catalog().partition_columns):]
+    row = dict(zip(cols, p.row))
+    assert (row["task_id"], row["group_id"], row["trace_id"], row["span_id"]) == ("t", "g", "tr", "sp")

@@ -31,7 +31,8 @@ class RowSink(Protocol):
 
     def _span_id(self) -> str: ...
 
-    def _execution_row(self, eid: str, task_id: Any, revision: int, status: str, **fields: Any) -> tuple: ...
+    def _execution_row(self, eid: str, task_id: Any, revision: int, status: str, fields: Mapping[str, Any],
+                       finished_at: datetime | None = None) -> tuple: ...
 
     def _add_rows(self, table: str, rows: list[tuple], text_bytes: int = 0, *, flush: bool = True) -> None: ...
 
@@ -200,14 +201,12 @@ class Execution:
         if self.status != "running":
             raise WarehouseError(f"cannot {what} execution {self.execution_id}: it is already {self.status}")
 
-    def _row(self, revision: int, status: str, fields: Mapping[str, Any], **final: Any) -> tuple:
-        f = fields
-        return self._writer._execution_row(
-            self.execution_id, self.task_id, revision, status, sample=f.get("sample"), group=f.get("group"),
-            started_at=f.get("started_at"), trace_id=f.get("trace_id"), model=f.get("model"),
-            usage=f.get("usage"), scores=f.get("scores"), metadata=f.get("metadata"), owner=self.owner,
-            result=f.get("result"), benign_score=f.get("benign_score"), attack_score=f.get("attack_score"),
-            **final)
+    def _row(self, revision: int, status: str, fields: Mapping[str, Any], *, error: Any = None,
+             finished_at: datetime | None = None) -> tuple:
+        # `fields` holds what start/update/finish/resume set: add_execution's names, none of them
+        # messages or attacks (those go with the final row).
+        return self._writer._execution_row(self.execution_id, self.task_id, revision, status,
+                                           {**fields, "owner": self.owner, "error": error}, finished_at)
 
     @staticmethod
     def _merged(fields: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -256,8 +255,7 @@ class Execution:
     def _final(self, status: str, *, error: str | None, messages: Any, attacks: Any, **changes: Any) -> None:
         self._require_running("finish" if status == "completed" else "fail")
         fields = self._merged(self._fields, **changes)
-        row = self._row(self.revision + 1, status, fields, error=error, finished_at=datetime.now(timezone.utc),
-                        reward=changes.get("reward"))
+        row = self._row(self.revision + 1, status, fields, error=error, finished_at=datetime.now(timezone.utc))
         self._writer._add_final(row, self.execution_id, messages, attacks, keyed=self._keyed)
         self._fields = fields
         self.revision += 1

@@ -5,6 +5,7 @@ per (table, partition) and commits them all in one manifest commit (all or nothi
 from __future__ import annotations
 
 import json
+import inspect
 import itertools
 import logging
 import os
@@ -225,75 +226,71 @@ class Writer:
         (naive = UTC) or ISO-8601 strings. Raises InvalidRecord naming the field for any bad value,
         before anything is buffered.
         """
-        prepared = self.prepare_execution(
-            task_id=task_id, messages=messages, usage=usage, benign_score=benign_score, attack_score=attack_score,
-            attacks=attacks, metadata=metadata, trace_id=trace_id, span_id=span_id, started_at=started_at,
-            finished_at=finished_at, model=model, scores=scores, execution_id=execution_id, sample=sample,
-            group=group, status=status, error=error, reward=reward, advantages=advantages, duration_ms=duration_ms,
-            owner=owner, result=result, completions=completions, **unknown)
+        # These keywords are the one definition of an execution's fields (EXECUTION_FIELDS); every
+        # default is None, so a field left out of a mapping below reads as its default.
+        prepared = self._prepare(locals(), unknown)
         self._buffer_final(prepared)
         self._maybe_flush()
         return prepared.execution_id
 
-    def prepare_execution(
-        self, *, task_id: str | None = None, messages: Any = None, usage: dict[str, Any] | None = None,
-        benign_score: float | None = None, attack_score: float | None = None, attacks: Any = None,
-        metadata: Any = None, trace_id: str | None = None, span_id: str | None = None,
-        started_at: Any = None, finished_at: Any = None, model: str | None = None,
-        scores: dict[str, float] | None = None, execution_id: str | None = None, sample: int | None = None,
-        group: str | None = None, status: str | None = None, error: str | None = None,
-        reward: float | None = None, advantages: Any = None, duration_ms: float | None = None,
-        owner: str | None = None, result: str | None = None, completions: Any = None,
-        **unknown: Any,
-    ) -> "PreparedExecution":
-        """Validate one execution (the arguments of `add_execution`) into its rows without buffering
+    def prepare_execution(self, **fields: Any) -> "PreparedExecution":
+        """Validate one execution (the keywords of `add_execution`) into its rows without buffering
         anything: importers validate every record of a source file before adding any of them.
         Raises InvalidRecord naming the field."""
+        return self._prepare(fields, fields.keys() - _EXECUTION_FIELD_SET)
+
+    def _prepare(self, f: Mapping[str, Any], unknown: Any) -> "PreparedExecution":
+        """`prepare_execution` of the fields in `f` (keys outside EXECUTION_FIELDS are ignored;
+        `unknown`: those the caller was given, refused here)."""
         if self._closed:
             raise WarehouseError("this writer is closed")
         if unknown:
             raise InvalidRecord(f"add_execution() got unknown field(s) {sorted(unknown)}")
+        execution_id = f.get("execution_id")
         eid = records.ident("execution_id", execution_id, required=False) or self._new_id()
+        status, error = f.get("status"), f.get("error")
         if status is None:
             status = "failed" if error else "completed"
         if status not in _STATUSES:
             raise InvalidRecord(f"status must be one of {_STATUSES}, got {status!r}")
-        finished = records.timestamp("finished_at", finished_at) or datetime.now(timezone.utc)
-        row = self._execution_row(
-            eid, task_id, 0, status, sample=sample, group=group, error=error, started_at=started_at,
-            finished_at=finished, duration_ms=duration_ms, trace_id=trace_id, span_id=span_id, model=model,
-            usage=usage, benign_score=benign_score, attack_score=attack_score, reward=reward,
-            advantages=advantages, scores=scores, metadata=metadata, owner=owner, result=result,
-            completions=completions)
+        finished = records.timestamp("finished_at", f.get("finished_at")) or datetime.now(timezone.utc)
+        row = self._row_of(eid, f.get("task_id"), 0, status, f, finished)
         write_id = row[-1]
-        msg_rows, size = records.messages(eid, messages, 0, write_id)
-        return PreparedExecution(eid, row, msg_rows, size, records.attacks(eid, attacks, write_id),
+        msg_rows, size = records.messages(eid, f.get("messages"), 0, write_id)
+        return PreparedExecution(eid, row, msg_rows, size, records.attacks(eid, f.get("attacks"), write_id),
                                  execution_id is not None)
 
-    def _execution_row(
-        self, eid: str, task_id: Any, revision: int, status: str, *, sample: Any = None, group: Any = None,
-        error: Any = None, started_at: Any = None, finished_at: datetime | None = None, duration_ms: Any = None,
-        trace_id: Any = None, span_id: Any = None, model: Any = None, usage: Any = None, benign_score: Any = None,
-        attack_score: Any = None, reward: Any = None, advantages: Any = None, scores: Any = None,
-        metadata: Any = None, owner: Any = None, result: Any = None, completions: Any = None,
-    ) -> tuple:
-        """One validated row of `executions`/`executions_live` (non-partition columns, schema order)."""
-        started = records.timestamp("started_at", started_at)
+    def _execution_row(self, eid: str, task_id: Any, revision: int, status: str, fields: Mapping[str, Any],
+                       finished_at: datetime | None = None) -> tuple:
+        """One validated row of `executions`/`executions_live` (non-partition columns, schema order)
+        of the execution `fields` (keywords of `add_execution`; `finished_at`, validated, is given
+        apart, and `messages`/`attacks` are not part of the row). Raises InvalidRecord for a bad value
+        or a name that is not a field."""
+        if not fields.keys() <= _EXECUTION_FIELD_SET:
+            raise InvalidRecord(f"unknown execution field(s) {sorted(fields.keys() - _EXECUTION_FIELD_SET)}")
+        return self._row_of(eid, task_id, revision, status, fields, finished_at)
+
+    def _row_of(self, eid: str, task_id: Any, revision: int, status: str, f: Mapping[str, Any],
+                finished_at: datetime | None) -> tuple:
+        get = f.get
+        started = records.timestamp("started_at", get("started_at"))
+        duration_ms = get("duration_ms")
         if duration_ms is None and started is not None and finished_at is not None:
             duration_ms = (finished_at - started).total_seconds() * 1000.0
         if task_id.__class__ is not str or not task_id.isascii() or not 0 < len(task_id) <= records.MAX_ID_LENGTH:
             task_id = records.ident("task_id", task_id)
         opt_text, opt_score = records.opt_text, records.opt_score
         return (
-            eid, task_id, self.run_id, records.integer("sample", sample, records.INT32),
-            opt_text("group", group), status, opt_text("error", error), revision, started, finished_at,
-            opt_score("duration_ms", duration_ms), opt_text("trace_id", trace_id),
-            opt_text("span_id", span_id), opt_text("model", model),
-            *records.usage(usage), opt_score("benign_score", benign_score),
-            opt_score("attack_score", attack_score), opt_score("reward", reward),
-            records.float_list("advantages", advantages), records.score_map(scores),
-            records.json_text("metadata", metadata), opt_text("owner", owner), opt_text("result", result),
-            records.json_text("completions", completions), self._write_ids.next(),
+            eid, task_id, self.run_id, records.integer("sample", get("sample"), records.INT32),
+            opt_text("group", get("group")), status, opt_text("error", get("error")), revision, started, finished_at,
+            opt_score("duration_ms", duration_ms), opt_text("trace_id", get("trace_id")),
+            opt_text("span_id", get("span_id")), opt_text("model", get("model")),
+            *records.usage(get("usage")), opt_score("benign_score", get("benign_score")),
+            opt_score("attack_score", get("attack_score")), opt_score("reward", get("reward")),
+            records.float_list("advantages", get("advantages")), records.score_map(get("scores")),
+            records.json_text("metadata", get("metadata")), opt_text("owner", get("owner")),
+            opt_text("result", get("result")), records.json_text("completions", get("completions")),
+            self._write_ids.next(),
         )
 
     def _add_final(self, row: tuple, eid: str, messages: Any, attacks: Any, seq_start: int = 0, *,
@@ -559,3 +556,9 @@ class Writer:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+
+#: The fields of an execution: the keywords of `Writer.add_execution`, its one definition.
+EXECUTION_FIELDS: tuple[str, ...] = tuple(
+    name for name, p in inspect.signature(Writer.add_execution).parameters.items() if p.kind is p.KEYWORD_ONLY)
+_EXECUTION_FIELD_SET = frozenset(EXECUTION_FIELDS)

@@ -124,8 +124,8 @@ class CheckpointFileImporter(FileImporter):
                    "stop": stop, "checkpoint_id": cid}
         final = stop is not None
         row = w._execution_row(eid, rollout, turn + 1, "completed" if final else "running",
-                               finished_at=created if final else None, model=model if isinstance(model, str) else None,
-                               metadata=summary)
+                               {"model": model if isinstance(model, str) else None, "metadata": summary},
+                               created if final else None)
         out.rows(w, "executions" if final else "executions_live", [row])
 
 

@@ -305,7 +305,7 @@ def _agent_result(row: dict[str, Any], extras: dict[str, Any], data: bytes, out:
         if messages is not None:  # live revisions carry no messages: keep them with the revision
             fields["metadata"] = {**metadata, "messages": messages}
         revision = 1 + max((r for _, r in previous), default=0)
-        live = w._execution_row(eid, task_id, revision, "running", **fields)
+        live = w._execution_row(eid, task_id, revision, "running", fields)
         out.rows(w, "executions_live", [live], len(row.get("result") or ""))
         return
     out.execution(w, execution_id=eid, task_id=task_id, status=status, error=error,
