@@ -22,6 +22,7 @@ import orjson
 
 from warehouse.core import records
 from warehouse.core.errors import InvalidRecord, WarehouseError
+from warehouse.core.rows import RowShape
 
 
 
@@ -29,17 +30,28 @@ class RowSink(Protocol):
     """What an `Execution` needs of the writer it belongs to (a `Writer`): span ids, validated
     execution rows, and buffering of rows (which may flush)."""
 
+    #: The shape of `_execution_row`'s tuples in `executions_live`.
+    LIVE_ROW: RowShape
+
     def _span_id(self) -> str: ...
 
     def _execution_row(self, eid: str, task_id: Any, revision: int, status: str, fields: Mapping[str, Any],
                        finished_at: datetime | None = None) -> tuple: ...
 
-    def _add_rows(self, table: str, rows: list[tuple], text_bytes: int = 0, *, flush: bool = True) -> None: ...
+    def _add_rows(self, shape: RowShape, rows: list[tuple], text_bytes: int = 0, *, flush: bool = True) -> None: ...
 
     def _add_final(self, row: tuple, eid: str, messages: Any, attacks: Any, seq_start: int = 0, *,
                    keyed: bool = True) -> None: ...
 
 log = logging.getLogger("warehouse")
+
+#: The tuples of `Execution._event` (and the importers' events), by name.
+EVENT_ROW = RowShape("events", ("execution_id", "seq", "timestamp", "kind", "level", "name", "message", "duration_ms",
+                                "trace_id", "span_id", "parent_span_id", "source", "attributes", "message_length",
+                                "attributes_length"))
+#: The tuples of `Execution.checkpoint` (and of simulation snapshots), by name.
+SNAPSHOT_ROW = RowShape("snapshots", ("snapshot_id", "execution_id", "run_id", "kind", "step", "thread_id", "owner",
+                                      "state", "created_at", "metadata"))
 
 #: Default cut-off for an event's message and attributes, in characters.
 EVENT_LIMIT = 8192
@@ -174,7 +186,7 @@ class Execution:
             if name is not None and name.__class__ is not str:
                 name = str(name)
             # the time as integer microseconds: Arrow converts those 7x faster than datetimes
-            w._add_event((self.execution_id, w._next_event_seq(), time.time_ns() // 1000, kind, level, name,
+            w._add_event(EVENT_ROW, (self.execution_id, w._next_event_seq(), time.time_ns() // 1000, kind, level, name,
                           message, duration_ms, self._fields.get("trace_id"), span_id, parent_span_id, source,
                           attrs, mlen, alen))
         except Exception as exc:  # logging must never break the agent
@@ -229,7 +241,7 @@ class Execution:
         fields = self._merged(self._fields, metadata=metadata, scores=scores, usage=usage, result=result,
                               model=model, benign_score=benign_score, attack_score=attack_score)
         row = self._row(self.revision + 1, "running", fields)
-        self._writer._add_rows("executions_live", [row])
+        self._writer._add_rows(self._writer.LIVE_ROW, [row])
         self._fields = fields
         self.revision += 1
         return self.revision
@@ -248,7 +260,7 @@ class Execution:
         row = (cid, self.execution_id, w.run_id, "checkpoint", records.integer("step", step),
                records.opt_text("thread_id", thread_id), self.owner, state_json, datetime.now(timezone.utc),
                records.json_text("metadata", metadata))
-        w._add_rows("snapshots", [row], len(state_json), flush=False)
+        w._add_rows(SNAPSHOT_ROW, [row], len(state_json), flush=False)
         w.flush()
         return cid
 

@@ -26,12 +26,13 @@ import pyarrow.compute as pc
 from warehouse.core import arguments, records
 from warehouse.engine import keyed, keys
 from warehouse.engine.datafiles import write_data_file
-from warehouse.core.config import RunConfig, config_row
+from warehouse.core.config import CONFIG_ROW, RunConfig, config_row
+from warehouse.core.rows import RowShape
 from warehouse.core.errors import ConfigHashCollision, InvalidRecord, StaleDataFile, WarehouseError
 from warehouse.manifest import DataFile, writer_info
 from warehouse.core.schemas import catalog
 from warehouse.core.buffer import PENDING_ROW_BYTES, TableBuffer
-from warehouse.write.live import Execution
+from warehouse.write.live import EVENT_ROW, Execution
 from warehouse.write.options import WriterOptions
 from warehouse.core.storage import partition_dir
 
@@ -90,6 +91,14 @@ class _Buffers(dict):
         return buf
 
 
+#: The tuples of `Writer._execution_row`, by name (final rows; revisions of live ones in executions_live).
+EXECUTION_ROW = RowShape("executions", (
+    "execution_id", "task_id", "run_id", "sample", "group_id", "status", "error", "revision", "started_at",
+    "finished_at", "duration_ms", "trace_id", "span_id", "model", *records.USAGE_FIELDS, "benign_score",
+    "attack_score", "reward", "advantages", "scores", "metadata", "owner", "result", "completions", "write_id"))
+EXECUTION_LIVE_ROW = EXECUTION_ROW.on("executions_live")
+
+
 class PreparedExecution(NamedTuple):
     """One execution validated into rows (`Writer.prepare_execution`), not yet buffered."""
 
@@ -128,6 +137,8 @@ class Writer:
     Bad options (`flush_rows` not an int >= 1, `flush_interval` not None or a number >= 0, ...)
     raise InvalidArgument/InvalidArgumentType.
     """
+
+    LIVE_ROW = EXECUTION_LIVE_ROW  # (for live.Execution, which cannot import this module)
 
     def __init__(self, wh: "Engine", *, dataset: Any, agent: Any, attack: Any = None,
                  run_id: str | None = None, options: WriterOptions | None = None, **option_values: Any) -> None:
@@ -200,7 +211,7 @@ class Writer:
                 "Change any field of the config (e.g. add a 'variant' key) to get a new hash."
             )
         if not self.wh.snapshot.table_files("configs", {"config_hash": self.config_hash}):
-            self._buffers["configs"].append(config_row(self.config, created_at))
+            self._buffers["configs"].append(CONFIG_ROW, config_row(self.config, created_at))
 
     def _new_id(self) -> str:
         """A 32-hex-digit id, time-ordered like UUIDv7: 48 bits of milliseconds, 80 random bits
@@ -308,12 +319,14 @@ class Writer:
             b = self._buffers
             if p.keyed:
                 b.keyed.add(p.execution_id)
-            b["executions"].append(p.row)
-            b["messages"].extend(p.message_rows, p.message_bytes)
-            b["attacks"].extend(p.attack_rows, sum(len(r[3] or "") for r in p.attack_rows))
+            b["executions"].append(EXECUTION_ROW, p.row)
+            b["messages"].extend(records.MESSAGE_ROW, p.message_rows, p.message_bytes)
+            b["attacks"].extend(records.ATTACK_ROW, p.attack_rows, sum(len(r[3] or "") for r in p.attack_rows))
 
-    def _add_rows(self, table: str, rows: list[tuple], text_bytes: int = 0, *, flush: bool = True) -> None:
-        """Buffer validated rows of any table (may trigger a size flush like add_execution)."""
+    def _add_rows(self, shape: RowShape, rows: list[tuple], text_bytes: int = 0, *, flush: bool = True) -> None:
+        """Buffer validated rows of any table, built as `shape` says (may trigger a size flush like
+        add_execution). Raises SchemaMismatch if the shape's columns are not its table's."""
+        table = shape.table
         if self._closed:
             raise WarehouseError("this writer is closed")
         with self._lock:
@@ -321,7 +334,7 @@ class Writer:
                 self._wal.append(((table, rows),))
             if table == "executions":  # final rows given whole (importers): their ids may be stored
                 self._buffers.keyed.update(r[0] for r in rows)
-            self._buffers[table].extend(rows, text_bytes)
+            self._buffers[table].extend(shape, rows, text_bytes)
         if flush:
             self._maybe_flush()
 
@@ -341,7 +354,7 @@ class Writer:
                   "trace_id": records.ident("trace_id", trace_id, required=False) or self._new_id(),
                   "model": model, "sample": sample, "group": group, "metadata": metadata}
         ex = Execution(self, eid, task_id, owner=owner, revision=1, fields=fields, keyed=execution_id is not None)
-        self._add_rows("executions_live", [ex._row(1, "running", fields)])
+        self._add_rows(EXECUTION_LIVE_ROW, [ex._row(1, "running", fields)])
         ex._event("status", "info", "running", None, None)
         return ex
 
@@ -378,12 +391,14 @@ class Writer:
         ex._event("status", "info", "running", f"resumed at revision {row['revision']}", None)
         return ex
 
-    def _add_event(self, row: tuple) -> None:
-        """Buffer one event row; raises (to the Execution, which counts a drop) if it cannot."""
+    def _add_event(self, shape: RowShape, row: tuple) -> None:
+        """Buffer one event row (of `shape`); raises (to the Execution, which counts a drop) if it cannot."""
         if self._closed:
             raise WarehouseError("the writer is closed")
         with self._lock:
             buf = self._buffers["events"]
+            if shape not in buf.shapes:
+                buf.accept(shape)
             if buf.rows >= self.max_buffered_events:
                 raise WarehouseError(f"{buf.rows} events buffered (max_buffered_events): flushes are not keeping up")
             if self._wal is not None:
