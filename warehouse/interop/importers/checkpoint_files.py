@@ -128,7 +128,7 @@ class CheckpointFileImporter(FileImporter):
         row = w._execution_row(eid, rollout, turn + 1, "completed" if final else "running",
                                {"model": model if isinstance(model, str) else None, "metadata": summary},
                                created if final else None)
-        out.rows(w, EXECUTION_ROW if final else "executions_live", [row])
+        out.rows(w, EXECUTION_ROW if final else EXECUTION_LIVE_ROW, [row])
 
 
 IMPORTER = CheckpointFileImporter()
