@@ -17,6 +17,8 @@ import pytest
 import warehouse
 from warehouse import CommitConflict, ReadOnlyWarehouse, WarehouseError
 from warehouse.ops.retention import commit_expire, parse_duration, plan_expire
+from warehouse.write.live import EVENT_ROW, SNAPSHOT_ROW
+from warehouse.write.writer import EXECUTION_LIVE_ROW
 
 UTC = timezone.utc
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
@@ -41,7 +43,7 @@ def snapshot(sid: str, eid: str | None, ts: datetime, kind: str = "checkpoint", 
 
 def running(w: warehouse.Writer, eid: str, started: datetime = OLD) -> None:
     """An in-flight revision of `eid` (status running) in `executions_live`."""
-    w._add_rows("executions_live", [w._execution_row(eid, "task_live", 1, "running", started_at=started)])
+    w._add_rows(EXECUTION_LIVE_ROW, [w._execution_row(eid, "task_live", 1, "running", {"started_at": started})])
 
 
 def finished(w: warehouse.Writer, eid: str, at: datetime, status: str = "completed", **kw: Any) -> None:
@@ -72,10 +74,10 @@ def ids(wh: warehouse.Warehouse, view: str) -> set[Any]:
 # -- whole files, straddling files, untouched files ------------------------------------------------
 def test_old_file_is_dropped_by_its_stats_without_being_read(wh, root, config, open_writer) -> None:
     w = open_writer(wh, **config)
-    w._add_rows("events", [event(None, i, OLD + timedelta(minutes=i)) for i in range(5)])
+    w._add_rows(EVENT_ROW, [event(None, i, OLD + timedelta(minutes=i)) for i in range(5)])
     w.flush()
     old_path = only_file(wh, "events")
-    w._add_rows("events", [event(None, 10 + i, NEW + timedelta(minutes=i)) for i in range(3)])
+    w._add_rows(EVENT_ROW, [event(None, 10 + i, NEW + timedelta(minutes=i)) for i in range(3)])
     w.flush()
     new_paths = {f.path for f in wh.files("events")} - {old_path}
     # Garbage in place of the old file: only its manifest stats may decide.
@@ -93,9 +95,9 @@ def test_old_file_is_dropped_by_its_stats_without_being_read(wh, root, config, o
 
 def test_straddling_file_is_rewritten_with_its_kept_rows_identical(wh, config, open_writer) -> None:
     w = open_writer(wh, **config)
-    w._add_rows("events", [event(None, i, (OLD if i % 2 else NEW) + timedelta(seconds=i), f"msg é {i}")
+    w._add_rows(EVENT_ROW, [event(None, i, (OLD if i % 2 else NEW) + timedelta(seconds=i), f"msg é {i}")
                            for i in range(10)])
-    w._add_rows("snapshots", [snapshot(f"s{i}", None, OLD if i < 3 else NEW, kind="snapshot", step=i)
+    w._add_rows(SNAPSHOT_ROW, [snapshot(f"s{i}", None, OLD if i < 3 else NEW, kind="snapshot", step=i)
                               for i in range(5)])
     w.flush()
     old_paths = {f.path for f in wh.snapshot.files.values()}
@@ -120,8 +122,8 @@ def test_files_newer_than_the_cutoff_are_untouched_and_unread(wh, root, config, 
         w = open_writer(wh, **{**config, "agent": agent})
         for k in range(3):
             finished(w, f"{agent['type']}-{k}", NEW)
-            w._add_rows("events", [event(None, i, CUTOFF + timedelta(hours=k)) for i in range(4)])  # not older
-            w._add_rows("snapshots", [snapshot(f"{agent['type']}-{k}", None, NEW)])
+            w._add_rows(EVENT_ROW, [event(None, i, CUTOFF + timedelta(hours=k)) for i in range(4)])  # not older
+            w._add_rows(SNAPSHOT_ROW, [snapshot(f"{agent['type']}-{k}", None, NEW)])
             w.flush()
     paths, version = set(wh.snapshot.files), wh.version
     for p in paths:  # their stats decide: not one of them is opened
@@ -142,12 +144,12 @@ def test_running_executions_keep_their_rows_events_and_checkpoints(wh, config, o
     finished(w, "done-live", OLD + timedelta(hours=1))
     w.flush()
     # One file per table holding old rows of all three plus rows without an execution.
-    w._add_rows("events", [event("run-1", 0, OLD), event("run-1", 1, OLD), event("done-1", 2, OLD),
+    w._add_rows(EVENT_ROW, [event("run-1", 0, OLD), event("run-1", 1, OLD), event("done-1", 2, OLD),
                            event("done-live", 3, OLD), event(None, 4, OLD)])
-    w._add_rows("snapshots", [snapshot("cp-run", "run-1", OLD, step=1), snapshot("cp-done", "done-1", OLD),
+    w._add_rows(SNAPSHOT_ROW, [snapshot("cp-run", "run-1", OLD, step=1), snapshot("cp-done", "done-1", OLD),
                               snapshot("sim", None, OLD, kind="snapshot")])
     w.flush()
-    w._add_rows("events", [event("run-1", 5, OLD)])  # a file of the running execution alone
+    w._add_rows(EVENT_ROW, [event("run-1", 5, OLD)])  # a file of the running execution alone
     w.flush()
 
     result = wh.expire(MONTH, tables=ALL, now=NOW)
@@ -168,10 +170,10 @@ def test_running_executions_keep_their_rows_events_and_checkpoints(wh, config, o
 def test_a_running_execution_elsewhere_does_not_stop_old_files_being_dropped_unread(wh, root, config, open_writer) -> None:
     busy = open_writer(wh, **{**config, "agent": OTHER_AGENT})
     running(busy, "run-1")
-    busy._add_rows("events", [event("run-1", 0, OLD)])
+    busy._add_rows(EVENT_ROW, [event("run-1", 0, OLD)])
     busy.flush()
     w = open_writer(wh, **config)
-    w._add_rows("events", [event("old-1", i, OLD) for i in range(3)])
+    w._add_rows(EVENT_ROW, [event("old-1", i, OLD) for i in range(3)])
     w.flush()
     [old] = [f for f in wh.files("events") if f.partition["agent"] == "tool_agent"]
     (root / old.path).write_bytes(b"garbage")
@@ -189,8 +191,8 @@ def test_expiring_executions_cascades_to_the_rows_of_those_ids_only(wh, config, 
     finished(w, "kept", NEW)
     running(w, "gone")
     running(w, "kept")
-    w._add_rows("events", [event("gone", 0, NEW), event("kept", 1, OLD), event("kept", 2, NEW), event(None, 3, OLD)])
-    w._add_rows("snapshots", [snapshot("cp-gone", "gone", NEW), snapshot("cp-kept", "kept", OLD)])
+    w._add_rows(EVENT_ROW, [event("gone", 0, NEW), event("kept", 1, OLD), event("kept", 2, NEW), event(None, 3, OLD)])
+    w._add_rows(SNAPSHOT_ROW, [snapshot("cp-gone", "gone", NEW), snapshot("cp-kept", "kept", OLD)])
     w.flush()
     other = open_writer(wh, **{**config, "agent": OTHER_AGENT})
     finished(other, "other", NEW)
@@ -216,7 +218,7 @@ def test_statuses_choose_which_executions_go(wh, config, open_writer) -> None:
     w = open_writer(wh, **config)
     finished(w, "ok", OLD, status="completed")
     finished(w, "bad", OLD, status="failed")
-    w._add_rows("events", [event("ok", 0, OLD), event("bad", 1, OLD), event(None, 2, OLD)])
+    w._add_rows(EVENT_ROW, [event("ok", 0, OLD), event("bad", 1, OLD), event(None, 2, OLD)])
     w.flush()
 
     events_only = wh.expire(MONTH, tables="events", statuses="failed", now=NOW)
@@ -250,11 +252,11 @@ def _mixed(wh: warehouse.Warehouse, config: dict[str, Any], open_writer: Callabl
         for k, at in enumerate((OLD, NEW)):
             finished(w, f"{a}-{k}", at)
             running(w, f"{a}-run-{k}")
-            w._add_rows("events", [event(f"{a}-{k}", i, at) for i in range(3)]
+            w._add_rows(EVENT_ROW, [event(f"{a}-{k}", i, at) for i in range(3)]
                         + [event(f"{a}-run-{k}", 10 + i, OLD) for i in range(2)])
-            w._add_rows("snapshots", [snapshot(f"{a}-cp-{k}", f"{a}-{k}", at), snapshot(f"{a}-rcp-{k}", f"{a}-run-{k}", OLD)])
+            w._add_rows(SNAPSHOT_ROW, [snapshot(f"{a}-cp-{k}", f"{a}-{k}", at), snapshot(f"{a}-rcp-{k}", f"{a}-run-{k}", OLD)])
             w.flush()
-        w._add_rows("events", [event(None, 100 + i, OLD if i % 2 else NEW) for i in range(6)])
+        w._add_rows(EVENT_ROW, [event(None, 100 + i, OLD if i % 2 else NEW) for i in range(6)])
         w.flush()
 
 
@@ -320,12 +322,12 @@ def test_every_view_answers_like_a_python_reference_after_expire(wh, config, ope
                     ts = rng.choice([OLD, NEW, CUTOFF, CUTOFF - timedelta(microseconds=1)])
                     e = None if rng.random() < 0.2 else eid
                     seq = len(written["events"])
-                    w._add_rows("events", [event(e, seq, ts)])
+                    w._add_rows(EVENT_ROW, [event(e, seq, ts)])
                     written["events"].append({"eid": e, "seq": seq, "ts": ts})
                 if rng.random() < 0.5:
                     ts = rng.choice([OLD, NEW])
                     sid = f"cp-{eid}"
-                    w._add_rows("snapshots", [snapshot(sid, eid, ts)])
+                    w._add_rows(SNAPSHOT_ROW, [snapshot(sid, eid, ts)])
                     written["snapshots"].append({"eid": eid, "sid": sid, "ts": ts})
             w.flush()
 
@@ -370,13 +372,13 @@ def test_expire_on_s3_removes_what_it_removes_on_disk(wh, config, open_writer, s
 # -- concurrency -----------------------------------------------------------------------------------
 def test_rows_committed_between_planning_and_commit_are_kept(wh, root, config, open_writer) -> None:
     w = open_writer(wh, **config)
-    w._add_rows("events", [event(None, i, OLD if i < 3 else NEW) for i in range(6)])
+    w._add_rows(EVENT_ROW, [event(None, i, OLD if i < 3 else NEW) for i in range(6)])
     w.flush()
     plan = plan_expire(wh, MONTH, tables=ALL, now=NOW)  # writes the rewritten file, commits nothing
 
     other = warehouse.open(str(root))
     late = open_writer(other, **config)
-    late._add_rows("events", [event("late", 100 + i, OLD) for i in range(4)])  # old, yet committed after the plan
+    late._add_rows(EVENT_ROW, [event("late", 100 + i, OLD) for i in range(4)])  # old, yet committed after the plan
     finished(late, "late", OLD)
     late.flush()
 
@@ -389,7 +391,7 @@ def test_rows_committed_between_planning_and_commit_are_kept(wh, root, config, o
 
 def test_a_stale_plan_conflicts_and_expire_plans_again_from_the_latest_snapshot(wh, root, config, open_writer) -> None:
     w = open_writer(wh, **config)
-    w._add_rows("events", [event(None, i, OLD if i < 3 else NEW) for i in range(6)])
+    w._add_rows(EVENT_ROW, [event(None, i, OLD if i < 3 else NEW) for i in range(6)])
     w.flush()
     plan = plan_expire(wh, MONTH, now=NOW)
     rival = warehouse.open(str(root))
@@ -405,7 +407,7 @@ def test_a_stale_plan_conflicts_and_expire_plans_again_from_the_latest_snapshot(
 
 def test_a_dry_run_plan_cannot_be_committed(wh, config, open_writer) -> None:
     w = open_writer(wh, **config)
-    w._add_rows("events", [event(None, 0, OLD), event(None, 1, NEW)])
+    w._add_rows(EVENT_ROW, [event(None, 0, OLD), event(None, 1, NEW)])
     w.flush()
     plan = plan_expire(wh, MONTH, now=NOW, dry_run=True)
     with pytest.raises(WarehouseError, match="dry-run"):
@@ -435,7 +437,7 @@ def test_bad_arguments_raise_a_warehouse_error_naming_them(wh, kwargs, message) 
 
 def test_a_time_travel_snapshot_can_only_dry_run(wh, root, config, open_writer) -> None:
     w = open_writer(wh, **config)
-    w._add_rows("events", [event(None, 0, OLD)])
+    w._add_rows(EVENT_ROW, [event(None, 0, OLD)])
     w.flush()
     past = warehouse.open(str(root), version=1)
     assert past.expire(MONTH, now=NOW, dry_run=True).rows_removed == {"events": 1}
@@ -467,7 +469,7 @@ def test_cli_expire_dry_run_then_for_real(wh, root, config, open_writer, snapsho
     long_ago = datetime(2020, 1, 1, tzinfo=UTC)  # older than 30 days whenever the test runs
     finished(w, "old", long_ago)
     running(w, "busy", long_ago)
-    w._add_rows("events", [event("old", 0, long_ago), event("busy", 1, long_ago), event(None, 2, long_ago),
+    w._add_rows(EVENT_ROW, [event("old", 0, long_ago), event("busy", 1, long_ago), event(None, 2, long_ago),
                            event(None, 3, datetime.now(UTC))])
     w.flush()
     url, before = str(root), snapshot_tree(root)

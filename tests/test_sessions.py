@@ -15,6 +15,8 @@ import warehouse
 from warehouse.core import records
 from warehouse.core.errors import InvalidRecord, SessionNotFound, WarehouseError
 from warehouse.agent.sessions import AGENT, DATASET
+from warehouse.core.records import MESSAGE_ROW
+from warehouse.agent.sessions import SESSION_ROW
 
 # agent-runner's messages.jsonl, verbatim (ids, explicit nulls, per-message `meta`).
 REFERENCE_MESSAGES: list[dict[str, Any]] = [
@@ -172,8 +174,8 @@ def test_delete_rewrites_files_shared_with_other_sessions(wh: warehouse.Warehous
     for sid in ("s1", "s2"):
         rows, size = records.messages(sid, [{"role": "user", "content": f"hello from {sid}"},
                                             {"role": "assistant", "content": "hi"}])
-        w._add_rows("messages", rows, size)
-        w._add_rows("sessions", [(sid, 0, now, now, None, 2, None, None)])
+        w._add_rows(MESSAGE_ROW, rows, size)
+        w._add_rows(SESSION_ROW, [(sid, 0, now, now, None, 2, None, None)])
     w.flush()
     assert len(wh.files("messages")) == len(wh.files("sessions")) == 1
 

@@ -3,6 +3,8 @@ and messages come back exactly as they were written."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -11,6 +13,10 @@ import pytest
 
 import warehouse
 from warehouse.manifest import commit_name
+from warehouse.write.aio import AsyncWriter
+from warehouse.write.options import WriterOptions
+from warehouse.core.schemas import catalog
+from warehouse.write.writer import EXECUTION_FIELDS, Writer
 
 
 def count(wh: warehouse.Warehouse, table: str) -> int:
@@ -280,3 +286,65 @@ def test_failed_flush_keeps_its_rows_and_retries(root, wh, config, blocked):
     after = warehouse.open(str(root))
     assert sorted(r[0] for r in after.sql("select task_id from executions").fetchall()) == ["t0", "t1"]
     assert sorted(r[0] for r in after.sql("select content from messages").fetchall()) == ["a", "b"]
+
+
+def _keywords(fn: Any) -> dict[str, Any]:
+    return {n: p.default for n, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY}
+
+
+def test_writer_and_async_writer_take_exactly_the_writer_options():
+    # The facade lists the options as keywords (for users and type checkers) and builds a
+    # WriterOptions from them: a field added to one and not the others fails here.
+    fields = {f.name: f.default for f in dataclasses.fields(WriterOptions)}
+    config = {"dataset": inspect.Parameter.empty, "agent": inspect.Parameter.empty, "attack": None, "run_id": None}
+    assert _keywords(warehouse.Warehouse.writer) == {**config, **fields}
+    # the async writer flushes only on its thread, so its interval defaults shorter
+    assert _keywords(warehouse.Warehouse.async_writer) == {**config, **fields, "flush_interval": 5.0}
+    for cls in (Writer, AsyncWriter):
+        assert list(_keywords(cls.__init__)) == [*config, "options"]
+
+
+def test_every_writer_option_reaches_the_writer(root, wh, config):
+    given = {"flush_rows": 7, "flush_bytes": 1 << 20, "flush_interval": None, "event_limit": 100,
+             "max_buffered_events": 9, "wal": str(root.parent / "wal"), "wal_sync": "always",
+             "config_hash": "0123456789abcdef"}
+    assert set(given) == set(WriterOptions.names())
+    with wh.writer(**config, **given) as w:
+        assert w.options == WriterOptions(**given)
+        assert (w.flush_rows, w.event_limit, w.max_buffered_events, w.config_hash) == (7, 100, 9, "0123456789abcdef")
+    aw = wh.async_writer(**config, **{**given, "flush_interval": 2.5})
+    assert aw.options == WriterOptions(**{**given, "flush_interval": 2.5})
+
+
+@pytest.mark.parametrize("bad", [{"flush_rows": 0}, {"flush_bytes": "1"}, {"flush_interval": -1},
+                                 {"max_buffered_events": True}, {"wal_sync": "sometimes"}])
+def test_bad_writer_options_are_refused_where_they_are_defined(bad):
+    with pytest.raises(warehouse.InvalidArgument, match=next(iter(bad))):
+        WriterOptions(**bad)
+
+
+def test_an_event_limit_below_16_is_an_invalid_record():
+    with pytest.raises(warehouse.InvalidRecord, match="event_limit"):
+        WriterOptions(event_limit=15)
+
+
+def test_execution_fields_are_add_executions_keywords_all_defaulting_to_none():
+    # prepare_execution and the row builder read the fields by these names, a missing one as None
+    params = inspect.signature(Writer.add_execution).parameters
+    keywords = {n: p.default for n, p in params.items() if p.kind is p.KEYWORD_ONLY}
+    assert EXECUTION_FIELDS == tuple(keywords) and len(EXECUTION_FIELDS) == 24
+    assert set(keywords.values()) == {None}
+    assert list(inspect.signature(Writer.prepare_execution).parameters) == ["self", "fields"]
+
+
+def test_prepare_execution_refuses_a_name_add_execution_does_not_take(wh, config):
+    with wh.writer(**config) as w:
+        with pytest.raises(warehouse.InvalidRecord, match="benign"):
+            w.prepare_execution(task_id="t", benign=1.0)
+        with pytest.raises(warehouse.InvalidRecord, match="groupid"):
+            w.add_execution(task_id="t", groupid="g")
+        p = w.prepare_execution(task_id="t", group="g", trace_id="tr", span_id="sp")
+        assert w.buffered_rows == 0
+    cols = catalog().table("executions").column_names[len(catalog().partition_columns):]
+    row = dict(zip(cols, p.row))
+    assert (row["task_id"], row["group_id"], row["trace_id"], row["span_id"]) == ("t", "g", "tr", "sp")

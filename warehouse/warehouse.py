@@ -22,6 +22,7 @@ from warehouse.core.schemas import catalog
 from warehouse.core.storage import Store
 from warehouse.write.live import EVENT_LIMIT, Checkpoint
 from warehouse.write.writer import Writer
+from warehouse.write.options import WriterOptions
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -196,22 +197,22 @@ class Warehouse:
         wal.WalLocked if another live writer uses the WAL directory, wal.WalError if it holds
         records of another warehouse.
         """
-        return Writer(self._engine, dataset=dataset, agent=agent, attack=attack, run_id=run_id, flush_rows=flush_rows,
-                      flush_bytes=flush_bytes, flush_interval=flush_interval, event_limit=event_limit,
-                      max_buffered_events=max_buffered_events, wal=wal, wal_sync=wal_sync, config_hash=config_hash)
+        # The options are the WriterOptions fields (tests/test_writer.py checks the two lists match).
+        return Writer(self._engine, dataset=dataset, agent=agent, attack=attack, run_id=run_id,
+                      options=WriterOptions.pick(locals()))
 
     def async_writer(self, *, dataset: Any, agent: Any, attack: Any = None, run_id: str | None = None,
                      flush_rows: int = 10_000, flush_bytes: int = 64 << 20, flush_interval: float = 5.0,
                      event_limit: int = EVENT_LIMIT, max_buffered_events: int = 200_000,
-                     wal: str | os.PathLike[str] | None = None, wal_sync: str = "flush") -> "AsyncWriter":
+                     wal: str | os.PathLike[str] | None = None, wal_sync: str = "flush",
+                     config_hash: str | None = None) -> "AsyncWriter":
         """A writer for asyncio code: `async with wh.async_writer(...) as w:`. Same arguments as
         `writer`; every flush and commit runs on a worker thread, never on the event loop (so
         does the WAL's recovery, when the writer opens)."""
         from warehouse.write.aio import AsyncWriter
 
-        return AsyncWriter(self._engine, dict(dataset=dataset, agent=agent, attack=attack, run_id=run_id, flush_rows=flush_rows,
-                                      flush_bytes=flush_bytes, flush_interval=flush_interval, event_limit=event_limit,
-                                      max_buffered_events=max_buffered_events, wal=wal, wal_sync=wal_sync))
+        return AsyncWriter(self._engine, dataset=dataset, agent=agent, attack=attack, run_id=run_id,
+                           options=WriterOptions.pick(locals()))
 
     def sync_to(self, dst: "str | Warehouse", *, storage_options: Mapping[str, Any] | None = None,
                 dry_run: bool = False, workers: int = 16, batch_files: int = sync_mod.BATCH_FILES,

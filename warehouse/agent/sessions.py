@@ -30,6 +30,8 @@ from warehouse.engine.rewrite import RewritePlan, commit_rewrite, plan_rewrite
 from warehouse.core.schemas import catalog
 
 from warehouse.write.writer import Writer
+from warehouse.core.records import MESSAGE_ROW
+from warehouse.core.rows import RowShape
 
 if TYPE_CHECKING:
     import polars as pl
@@ -39,6 +41,9 @@ if TYPE_CHECKING:
 #: The run configuration whose partition holds every session.
 DATASET = {"type": "sessions", "config": {}}
 AGENT = {"type": "session", "config": {}}
+#: The tuples of a session revision (`save`, `rename`, the session-dirs importer), by name.
+SESSION_ROW = RowShape("sessions", ("session_id", "revision", "created_at", "updated_at", "title", "message_count",
+                                    "config", "meta"))
 #: Longest title taken from the first user message, in characters.
 TITLE_CHARS = 80
 
@@ -157,8 +162,8 @@ class Sessions:
         w = Writer(self.wh.engine, dataset=DATASET, agent=AGENT, flush_interval=None, flush_rows=1 << 62, flush_bytes=1 << 62)
         try:
             if msg_rows:
-                w._add_rows("messages", msg_rows, text_bytes)
-            w._add_rows("sessions", [session_row])
+                w._add_rows(MESSAGE_ROW, msg_rows, text_bytes)
+            w._add_rows(SESSION_ROW, [session_row])
         finally:
             w.close()
 

@@ -26,6 +26,7 @@ from warehouse.core.errors import InvalidRecord, RunNotFound, StateError, Writer
 from warehouse.manifest import writer_info
 
 from warehouse.write.writer import Writer
+from warehouse.write.live import SNAPSHOT_ROW
 
 if TYPE_CHECKING:
     import polars as pl
@@ -192,7 +193,7 @@ class RunRecorder:
         """Validate, buffer and commit one snapshot row."""
         row, size = snapshot_row(self.run_id, kind, step, game_state, global_vars, agent_vars, messages,
                                  datetime.now(timezone.utc), self._metadata)
-        self._writer._add_rows("snapshots", [row], size)
+        self._writer._add_rows(SNAPSHOT_ROW, [row], size)
         # Buffered: from here a failed flush stays pending in the writer and is retried, once, by
         # the next save; so the step counts as taken.
         self._last_step = step

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from warehouse.core.errors import SchemaMismatch
+from warehouse.core.rows import RowShape
 from warehouse.core.schemas import TableSchema, catalog
 
 #: Rows converted at a time. Small enough that a chunk's builders never grow into freshly faulted
@@ -74,6 +75,16 @@ class TableBuffer:
         self.rows = 0
         self.arrow_bytes = 0  # exact size of the converted batches
         self.pending_bytes = 0  # estimate for the tuples not yet converted
+        self.shapes: set[RowShape] = set()  # the row shapes checked against the schema
+
+    def accept(self, shape: RowShape) -> None:
+        """Check, once per shape, that rows of `shape` fit this table (names and order); raises
+        SchemaMismatch naming the first misplaced column."""
+        if shape not in self.shapes:
+            if shape.table != self.schema.name:
+                raise SchemaMismatch(f"rows of table {shape.table} cannot go to table {self.schema.name}")
+            shape.check()
+            self.shapes.add(shape)
 
     def __len__(self) -> int:
         return self.rows
@@ -82,17 +93,21 @@ class TableBuffer:
     def nbytes(self) -> int:
         return self.arrow_bytes + self.pending_bytes
 
-    def extend(self, rows: list[tuple[Any, ...]], text_bytes: int = 0) -> None:
-        """Add rows (holding about `text_bytes` of text); converts the pending rows once
+    def extend(self, shape: RowShape, rows: list[tuple[Any, ...]], text_bytes: int = 0) -> None:
+        """Add rows of `shape` (holding about `text_bytes` of text); converts the pending rows once
         CHUNK_ROWS have accumulated."""
+        if shape not in self.shapes:
+            self.accept(shape)
         self.pending.extend(rows)
         self.rows += len(rows)
         self.pending_bytes += text_bytes + PENDING_ROW_BYTES * len(rows)
         if len(self.pending) >= CHUNK_ROWS:
             self._convert()
 
-    def append(self, row: tuple[Any, ...]) -> None:
-        """Add one row (without building a list)."""
+    def append(self, shape: RowShape, row: tuple[Any, ...]) -> None:
+        """Add one row of `shape` (without building a list)."""
+        if shape not in self.shapes:
+            self.accept(shape)
         self.pending.append(row)
         self.rows += 1
         self.pending_bytes += PENDING_ROW_BYTES

@@ -14,6 +14,7 @@ from typing import Any, Literal, overload
 
 import yaml
 
+from warehouse.core.rows import RowShape
 from warehouse.core import records
 from warehouse.core.errors import InvalidRecord
 
@@ -134,6 +135,11 @@ def config_hash(dataset: dict[str, Any], agent: dict[str, Any], attack: dict[str
     """First 8 hex characters of SHA-256 of the canonical JSON of {dataset, agent, attack}."""
     doc = canonical_json({"dataset": dataset, "agent": agent, "attack": attack})
     return hashlib.sha256(doc.encode("utf-8")).hexdigest()[:8]
+
+
+#: The tuple of `config_row`, by name.
+CONFIG_ROW = RowShape("configs", ("dataset_type", "agent_type", "attack_type", "dataset_config", "agent_config",
+                                  "attack_config", "config", "hash_scheme", "created_at"))
 
 
 def config_row(c: RunConfig, created_at: datetime) -> tuple[Any, ...]:

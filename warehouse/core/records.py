@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from warehouse.core.errors import InvalidRecord
+from warehouse.core.rows import RowShape
 
 _orjson_dumps = orjson.dumps
 
@@ -340,6 +341,13 @@ def _content(field: str, content: Any) -> tuple[str | None, str | None]:
                 texts.append(p["text"])
         return "\n".join(texts), fast_json(field, content)
     raise InvalidRecord(f"{field} must be a string, a list of content parts or None, got {type(content).__name__}")
+
+
+#: The tuples of `message_row` and `messages`, by name.
+MESSAGE_ROW = RowShape("messages", ("execution_id", "seq", "role", "content", "content_parts", "tool_calls",
+                                    "tool_call_id", "name", "step", "timestamp", "tokens", "metadata", "write_id"))
+#: The tuples of `attacks`, by name.
+ATTACK_ROW = RowShape("attacks", ("execution_id", "vector_id", "type", "content", "metadata", "write_id"))
 
 
 def message_row(execution_id: str, seq: int, m: Any, write_id: int | None = None) -> tuple[Any, ...]:

@@ -10,11 +10,13 @@ memory, so they are plain calls. Safe to share between many tasks of one loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from warehouse.core.errors import InvalidArgument
 from warehouse.write.live import Execution, Span
 
+from warehouse.write.options import WriterOptions
 from warehouse.write.writer import Writer
 
 if TYPE_CHECKING:
@@ -68,12 +70,18 @@ class AsyncExecution:
 class AsyncWriter:
     """`async with wh.async_writer(dataset=..., agent=...) as w:`; see the module docstring."""
 
-    def __init__(self, wh: "Engine", options: dict[str, Any]) -> None:
-        if not options.get("flush_interval"):
+    def __init__(self, wh: "Engine", *, dataset: Any, agent: Any, attack: Any = None, run_id: str | None = None,
+                 options: WriterOptions | None = None, **option_values: Any) -> None:
+        """As `Writer` (options given as `options` or as keywords); raises InvalidArgument without
+        a `flush_interval` > 0. Nothing touches storage until `open()`."""
+        if options is None or option_values:
+            options = dataclasses.replace(options or WriterOptions(), **option_values)
+        if not options.flush_interval:
             raise InvalidArgument(f"an async writer needs a flush_interval > 0 (its flushes run on the flusher thread), "
-                                  f"got {options.get('flush_interval')!r}")
+                                  f"got {options.flush_interval!r}")
         self.wh = wh
-        self._options = options
+        self._config = {"dataset": dataset, "agent": agent, "attack": attack, "run_id": run_id}
+        self.options = options
         self._w: Writer | None = None
 
     @property
@@ -85,7 +93,7 @@ class AsyncWriter:
     async def open(self) -> "AsyncWriter":
         """Create the underlying writer (registers the config: storage I/O, on a worker thread)."""
         if self._w is None:
-            w = await asyncio.to_thread(Writer, self.wh.engine, **self._options)
+            w = await asyncio.to_thread(Writer, self.wh.engine, **self._config, options=self.options)
             w._caller_flushes = False
             self._w = w
         return self

@@ -22,6 +22,7 @@ import orjson
 
 from warehouse.core import records
 from warehouse.core.errors import InvalidRecord, StateError
+from warehouse.core.rows import RowShape
 
 
 
@@ -29,16 +30,28 @@ class RowSink(Protocol):
     """What an `Execution` needs of the writer it belongs to (a `Writer`): span ids, validated
     execution rows, and buffering of rows (which may flush)."""
 
+    #: The shape of `_execution_row`'s tuples in `executions_live`.
+    LIVE_ROW: RowShape
+
     def _span_id(self) -> str: ...
 
-    def _execution_row(self, eid: str, task_id: Any, revision: int, status: str, **fields: Any) -> tuple: ...
+    def _execution_row(self, eid: str, task_id: Any, revision: int, status: str, fields: Mapping[str, Any],
+                       finished_at: datetime | None = None) -> tuple: ...
 
-    def _add_rows(self, table: str, rows: list[tuple], text_bytes: int = 0, *, flush: bool = True) -> None: ...
+    def _add_rows(self, shape: RowShape, rows: list[tuple], text_bytes: int = 0, *, flush: bool = True) -> None: ...
 
     def _add_final(self, row: tuple, eid: str, messages: Any, attacks: Any, seq_start: int = 0, *,
                    keyed: bool = True) -> None: ...
 
 log = logging.getLogger("warehouse")
+
+#: The tuples of `Execution._event` (and the importers' events), by name.
+EVENT_ROW = RowShape("events", ("execution_id", "seq", "timestamp", "kind", "level", "name", "message", "duration_ms",
+                                "trace_id", "span_id", "parent_span_id", "source", "attributes", "message_length",
+                                "attributes_length"))
+#: The tuples of `Execution.checkpoint` (and of simulation snapshots), by name.
+SNAPSHOT_ROW = RowShape("snapshots", ("snapshot_id", "execution_id", "run_id", "kind", "step", "thread_id", "owner",
+                                      "state", "created_at", "metadata"))
 
 #: Default cut-off for an event's message and attributes, in characters.
 EVENT_LIMIT = 8192
@@ -173,7 +186,7 @@ class Execution:
             if name is not None and name.__class__ is not str:
                 name = str(name)
             # the time as integer microseconds: Arrow converts those 7x faster than datetimes
-            w._add_event((self.execution_id, w._next_event_seq(), time.time_ns() // 1000, kind, level, name,
+            w._add_event(EVENT_ROW, (self.execution_id, w._next_event_seq(), time.time_ns() // 1000, kind, level, name,
                           message, duration_ms, self._fields.get("trace_id"), span_id, parent_span_id, source,
                           attrs, mlen, alen))
         except Exception as exc:  # logging must never break the agent
@@ -200,14 +213,12 @@ class Execution:
         if self.status != "running":
             raise StateError(f"cannot {what} execution {self.execution_id}: it is already {self.status}")
 
-    def _row(self, revision: int, status: str, fields: Mapping[str, Any], **final: Any) -> tuple:
-        f = fields
-        return self._writer._execution_row(
-            self.execution_id, self.task_id, revision, status, sample=f.get("sample"), group=f.get("group"),
-            started_at=f.get("started_at"), trace_id=f.get("trace_id"), model=f.get("model"),
-            usage=f.get("usage"), scores=f.get("scores"), metadata=f.get("metadata"), owner=self.owner,
-            result=f.get("result"), benign_score=f.get("benign_score"), attack_score=f.get("attack_score"),
-            **final)
+    def _row(self, revision: int, status: str, fields: Mapping[str, Any], *, error: Any = None,
+             finished_at: datetime | None = None) -> tuple:
+        # `fields` holds what start/update/finish/resume set: add_execution's names, none of them
+        # messages or attacks (those go with the final row).
+        return self._writer._execution_row(self.execution_id, self.task_id, revision, status,
+                                           {**fields, "owner": self.owner, "error": error}, finished_at)
 
     @staticmethod
     def _merged(fields: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -230,7 +241,7 @@ class Execution:
         fields = self._merged(self._fields, metadata=metadata, scores=scores, usage=usage, result=result,
                               model=model, benign_score=benign_score, attack_score=attack_score)
         row = self._row(self.revision + 1, "running", fields)
-        self._writer._add_rows("executions_live", [row])
+        self._writer._add_rows(self._writer.LIVE_ROW, [row])
         self._fields = fields
         self.revision += 1
         return self.revision
@@ -249,15 +260,14 @@ class Execution:
         row = (cid, self.execution_id, w.run_id, "checkpoint", records.integer("step", step),
                records.opt_text("thread_id", thread_id), self.owner, state_json, datetime.now(timezone.utc),
                records.json_text("metadata", metadata))
-        w._add_rows("snapshots", [row], len(state_json), flush=False)
+        w._add_rows(SNAPSHOT_ROW, [row], len(state_json), flush=False)
         w.flush()
         return cid
 
     def _final(self, status: str, *, error: str | None, messages: Any, attacks: Any, **changes: Any) -> None:
         self._require_running("finish" if status == "completed" else "fail")
         fields = self._merged(self._fields, **changes)
-        row = self._row(self.revision + 1, status, fields, error=error, finished_at=datetime.now(timezone.utc),
-                        reward=changes.get("reward"))
+        row = self._row(self.revision + 1, status, fields, error=error, finished_at=datetime.now(timezone.utc))
         self._writer._add_final(row, self.execution_id, messages, attacks, keyed=self._keyed)
         self._fields = fields
         self.revision += 1

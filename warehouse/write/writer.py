@@ -5,6 +5,7 @@ per (table, partition) and commits them all in one manifest commit (all or nothi
 from __future__ import annotations
 
 import json
+import inspect
 import itertools
 import logging
 import os
@@ -12,6 +13,7 @@ import random
 import threading
 import time
 import uuid
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from collections import Counter
@@ -21,15 +23,17 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from warehouse.core import arguments, records
+from warehouse.core import records
 from warehouse.engine import keyed, keys
 from warehouse.engine.datafiles import write_data_file
-from warehouse.core.config import RunConfig, config_row
+from warehouse.core.config import CONFIG_ROW, RunConfig, config_row
 from warehouse.core.errors import ConfigHashCollision, InvalidRecord, StaleDataFile, StateError, WriterClosed
+from warehouse.core.rows import RowShape
 from warehouse.manifest import DataFile, writer_info
 from warehouse.core.schemas import catalog
 from warehouse.core.buffer import PENDING_ROW_BYTES, TableBuffer
-from warehouse.write.live import EVENT_LIMIT, Execution
+from warehouse.write.live import Execution
+from warehouse.write.options import WriterOptions
 from warehouse.core.storage import partition_dir
 
 if TYPE_CHECKING:
@@ -87,6 +91,14 @@ class _Buffers(dict):
         return buf
 
 
+#: The tuples of `Writer._execution_row`, by name (final rows; revisions of live ones in executions_live).
+EXECUTION_ROW = RowShape("executions", (
+    "execution_id", "task_id", "run_id", "sample", "group_id", "status", "error", "revision", "started_at",
+    "finished_at", "duration_ms", "trace_id", "span_id", "model", *records.USAGE_FIELDS, "benign_score",
+    "attack_score", "reward", "advantages", "scores", "metadata", "owner", "result", "completions", "write_id"))
+EXECUTION_LIVE_ROW = EXECUTION_ROW.on("executions_live")
+
+
 class PreparedExecution(NamedTuple):
     """One execution validated into rows (`Writer.prepare_execution`), not yet buffered."""
 
@@ -126,19 +138,18 @@ class Writer:
     raise InvalidArgument/InvalidArgumentType.
     """
 
+    LIVE_ROW = EXECUTION_LIVE_ROW  # (for live.Execution, which cannot import this module)
+
     def __init__(self, wh: "Engine", *, dataset: Any, agent: Any, attack: Any = None,
-                 run_id: str | None = None, flush_rows: int = 10_000, flush_bytes: int = 64 << 20,
-                 flush_interval: float | None = 30.0, event_limit: int = EVENT_LIMIT,
-                 max_buffered_events: int = 200_000, wal: str | os.PathLike[str] | None = None,
-                 wal_sync: str = "flush", config_hash: str | None = None) -> None:
+                 run_id: str | None = None, options: WriterOptions | None = None, **option_values: Any) -> None:
+        """`options` (default: WriterOptions()), with any of its fields given as keywords instead
+        (`Writer(engine, dataset=..., agent=..., flush_rows=100)`); see `WriterOptions`."""
         wh.engine.require_writable()
-        flush_rows = arguments.integer("flush_rows", flush_rows, minimum=1)
-        flush_bytes = arguments.integer("flush_bytes", flush_bytes, minimum=1)
-        if flush_interval is not None:
-            flush_interval = arguments.number("flush_interval", flush_interval, minimum=0)  # 0: like None
-        max_buffered_events = arguments.integer("max_buffered_events", max_buffered_events, minimum=1)
-        if wal is None:  # (with a WAL, the WAL refuses a bad policy itself, as WalError)
-            arguments.choice("wal_sync", wal_sync, ("always", "flush", "never"))
+        if options is None or option_values:
+            options = dataclasses.replace(options or WriterOptions(), **option_values)
+        self.options = options
+        flush_interval = options.flush_interval
+        wal, config_hash = options.wal, options.config_hash
         self.wh = wh
         self.config = RunConfig.of(dataset, agent, attack).with_hash(config_hash)
         self.partition = self.config.partition
@@ -146,14 +157,12 @@ class Writer:
             partition_dir("x", {col: val}, [col])  # raises InvalidPartitionValue now, not at flush
         self.config_hash = self.partition["config_hash"]
         self.run_id = records.ident("run_id", run_id, required=False)
-        self.flush_rows, self.flush_bytes, self.flush_interval = flush_rows, flush_bytes, flush_interval
+        self.flush_rows, self.flush_bytes, self.flush_interval = options.flush_rows, options.flush_bytes, flush_interval
         self.writer_id = uuid.uuid4().hex
         self._rng = random.Random(os.urandom(16))
         self._write_ids = keys.WriteIds()
         self._seq = 0
-        if not isinstance(event_limit, int) or event_limit < 16:
-            raise InvalidRecord(f"event_limit must be an int >= 16 (characters), got {event_limit!r}")
-        self.event_limit, self.max_buffered_events = event_limit, max_buffered_events
+        self.event_limit, self.max_buffered_events = options.event_limit, options.max_buffered_events
         self._event_seq = itertools.count()
         self._dropped: Counter[str] = Counter()
         self._caller_flushes = True  # False: size-triggered flushes only ever run on the flusher thread
@@ -168,7 +177,7 @@ class Writer:
         if wal is not None:  # first: a crashed run's records (and config row) are committed before ours
             from warehouse.write import wal as wal_module
 
-            self._wal = wal_module.WriteAheadLog(wal, wh, self.writer_id, self.config, sync=wal_sync)
+            self._wal = wal_module.WriteAheadLog(wal, wh, self.writer_id, self.config, sync=options.wal_sync)
         try:
             self._register_config()
         except BaseException:
@@ -202,7 +211,7 @@ class Writer:
                 "Change any field of the config (e.g. add a 'variant' key) to get a new hash."
             )
         if not self.wh.snapshot.table_files("configs", {"config_hash": self.config_hash}):
-            self._buffers["configs"].append(config_row(self.config, created_at))
+            self._buffers["configs"].append(CONFIG_ROW, config_row(self.config, created_at))
 
     def _new_id(self) -> str:
         """A 32-hex-digit id, time-ordered like UUIDv7: 48 bits of milliseconds, 80 random bits
@@ -228,75 +237,71 @@ class Writer:
         (naive = UTC) or ISO-8601 strings. Raises InvalidRecord naming the field for any bad value,
         before anything is buffered.
         """
-        prepared = self.prepare_execution(
-            task_id=task_id, messages=messages, usage=usage, benign_score=benign_score, attack_score=attack_score,
-            attacks=attacks, metadata=metadata, trace_id=trace_id, span_id=span_id, started_at=started_at,
-            finished_at=finished_at, model=model, scores=scores, execution_id=execution_id, sample=sample,
-            group=group, status=status, error=error, reward=reward, advantages=advantages, duration_ms=duration_ms,
-            owner=owner, result=result, completions=completions, **unknown)
+        # These keywords are the one definition of an execution's fields (EXECUTION_FIELDS); every
+        # default is None, so a field left out of a mapping below reads as its default.
+        prepared = self._prepare(locals(), unknown)
         self._buffer_final(prepared)
         self._maybe_flush()
         return prepared.execution_id
 
-    def prepare_execution(
-        self, *, task_id: str | None = None, messages: Any = None, usage: dict[str, Any] | None = None,
-        benign_score: float | None = None, attack_score: float | None = None, attacks: Any = None,
-        metadata: Any = None, trace_id: str | None = None, span_id: str | None = None,
-        started_at: Any = None, finished_at: Any = None, model: str | None = None,
-        scores: dict[str, float] | None = None, execution_id: str | None = None, sample: int | None = None,
-        group: str | None = None, status: str | None = None, error: str | None = None,
-        reward: float | None = None, advantages: Any = None, duration_ms: float | None = None,
-        owner: str | None = None, result: str | None = None, completions: Any = None,
-        **unknown: Any,
-    ) -> "PreparedExecution":
-        """Validate one execution (the arguments of `add_execution`) into its rows without buffering
+    def prepare_execution(self, **fields: Any) -> "PreparedExecution":
+        """Validate one execution (the keywords of `add_execution`) into its rows without buffering
         anything: importers validate every record of a source file before adding any of them.
         Raises InvalidRecord naming the field."""
+        return self._prepare(fields, fields.keys() - _EXECUTION_FIELD_SET)
+
+    def _prepare(self, f: Mapping[str, Any], unknown: Any) -> "PreparedExecution":
+        """`prepare_execution` of the fields in `f` (keys outside EXECUTION_FIELDS are ignored;
+        `unknown`: those the caller was given, refused here)."""
         if self._closed:
             raise WriterClosed("this writer is closed")
         if unknown:
             raise InvalidRecord(f"add_execution() got unknown field(s) {sorted(unknown)}")
+        execution_id = f.get("execution_id")
         eid = records.ident("execution_id", execution_id, required=False) or self._new_id()
+        status, error = f.get("status"), f.get("error")
         if status is None:
             status = "failed" if error else "completed"
         if status not in _STATUSES:
             raise InvalidRecord(f"status must be one of {_STATUSES}, got {status!r}")
-        finished = records.timestamp("finished_at", finished_at) or datetime.now(timezone.utc)
-        row = self._execution_row(
-            eid, task_id, 0, status, sample=sample, group=group, error=error, started_at=started_at,
-            finished_at=finished, duration_ms=duration_ms, trace_id=trace_id, span_id=span_id, model=model,
-            usage=usage, benign_score=benign_score, attack_score=attack_score, reward=reward,
-            advantages=advantages, scores=scores, metadata=metadata, owner=owner, result=result,
-            completions=completions)
+        finished = records.timestamp("finished_at", f.get("finished_at")) or datetime.now(timezone.utc)
+        row = self._row_of(eid, f.get("task_id"), 0, status, f, finished)
         write_id = row[-1]
-        msg_rows, size = records.messages(eid, messages, 0, write_id)
-        return PreparedExecution(eid, row, msg_rows, size, records.attacks(eid, attacks, write_id),
+        msg_rows, size = records.messages(eid, f.get("messages"), 0, write_id)
+        return PreparedExecution(eid, row, msg_rows, size, records.attacks(eid, f.get("attacks"), write_id),
                                  execution_id is not None)
 
-    def _execution_row(
-        self, eid: str, task_id: Any, revision: int, status: str, *, sample: Any = None, group: Any = None,
-        error: Any = None, started_at: Any = None, finished_at: datetime | None = None, duration_ms: Any = None,
-        trace_id: Any = None, span_id: Any = None, model: Any = None, usage: Any = None, benign_score: Any = None,
-        attack_score: Any = None, reward: Any = None, advantages: Any = None, scores: Any = None,
-        metadata: Any = None, owner: Any = None, result: Any = None, completions: Any = None,
-    ) -> tuple:
-        """One validated row of `executions`/`executions_live` (non-partition columns, schema order)."""
-        started = records.timestamp("started_at", started_at)
+    def _execution_row(self, eid: str, task_id: Any, revision: int, status: str, fields: Mapping[str, Any],
+                       finished_at: datetime | None = None) -> tuple:
+        """One validated row of `executions`/`executions_live` (non-partition columns, schema order)
+        of the execution `fields` (keywords of `add_execution`; `finished_at`, validated, is given
+        apart, and `messages`/`attacks` are not part of the row). Raises InvalidRecord for a bad value
+        or a name that is not a field."""
+        if not fields.keys() <= _EXECUTION_FIELD_SET:
+            raise InvalidRecord(f"unknown execution field(s) {sorted(fields.keys() - _EXECUTION_FIELD_SET)}")
+        return self._row_of(eid, task_id, revision, status, fields, finished_at)
+
+    def _row_of(self, eid: str, task_id: Any, revision: int, status: str, f: Mapping[str, Any],
+                finished_at: datetime | None) -> tuple:
+        get = f.get
+        started = records.timestamp("started_at", get("started_at"))
+        duration_ms = get("duration_ms")
         if duration_ms is None and started is not None and finished_at is not None:
             duration_ms = (finished_at - started).total_seconds() * 1000.0
         if task_id.__class__ is not str or not task_id.isascii() or not 0 < len(task_id) <= records.MAX_ID_LENGTH:
             task_id = records.ident("task_id", task_id)
         opt_text, opt_score = records.opt_text, records.opt_score
         return (
-            eid, task_id, self.run_id, records.integer("sample", sample, records.INT32),
-            opt_text("group", group), status, opt_text("error", error), revision, started, finished_at,
-            opt_score("duration_ms", duration_ms), opt_text("trace_id", trace_id),
-            opt_text("span_id", span_id), opt_text("model", model),
-            *records.usage(usage), opt_score("benign_score", benign_score),
-            opt_score("attack_score", attack_score), opt_score("reward", reward),
-            records.float_list("advantages", advantages), records.score_map(scores),
-            records.json_text("metadata", metadata), opt_text("owner", owner), opt_text("result", result),
-            records.json_text("completions", completions), self._write_ids.next(),
+            eid, task_id, self.run_id, records.integer("sample", get("sample"), records.INT32),
+            opt_text("group", get("group")), status, opt_text("error", get("error")), revision, started, finished_at,
+            opt_score("duration_ms", duration_ms), opt_text("trace_id", get("trace_id")),
+            opt_text("span_id", get("span_id")), opt_text("model", get("model")),
+            *records.usage(get("usage")), opt_score("benign_score", get("benign_score")),
+            opt_score("attack_score", get("attack_score")), opt_score("reward", get("reward")),
+            records.float_list("advantages", get("advantages")), records.score_map(get("scores")),
+            records.json_text("metadata", get("metadata")), opt_text("owner", get("owner")),
+            opt_text("result", get("result")), records.json_text("completions", get("completions")),
+            self._write_ids.next(),
         )
 
     def _add_final(self, row: tuple, eid: str, messages: Any, attacks: Any, seq_start: int = 0, *,
@@ -314,12 +319,14 @@ class Writer:
             b = self._buffers
             if p.keyed:
                 b.keyed.add(p.execution_id)
-            b["executions"].append(p.row)
-            b["messages"].extend(p.message_rows, p.message_bytes)
-            b["attacks"].extend(p.attack_rows, sum(len(r[3] or "") for r in p.attack_rows))
+            b["executions"].append(EXECUTION_ROW, p.row)
+            b["messages"].extend(records.MESSAGE_ROW, p.message_rows, p.message_bytes)
+            b["attacks"].extend(records.ATTACK_ROW, p.attack_rows, sum(len(r[3] or "") for r in p.attack_rows))
 
-    def _add_rows(self, table: str, rows: list[tuple], text_bytes: int = 0, *, flush: bool = True) -> None:
-        """Buffer validated rows of any table (may trigger a size flush like add_execution)."""
+    def _add_rows(self, shape: RowShape, rows: list[tuple], text_bytes: int = 0, *, flush: bool = True) -> None:
+        """Buffer validated rows of any table, built as `shape` says (may trigger a size flush like
+        add_execution). Raises SchemaMismatch if the shape's columns are not its table's."""
+        table = shape.table
         if self._closed:
             raise WriterClosed("this writer is closed")
         with self._lock:
@@ -327,7 +334,7 @@ class Writer:
                 self._wal.append(((table, rows),))
             if table == "executions":  # final rows given whole (importers): their ids may be stored
                 self._buffers.keyed.update(r[0] for r in rows)
-            self._buffers[table].extend(rows, text_bytes)
+            self._buffers[table].extend(shape, rows, text_bytes)
         if flush:
             self._maybe_flush()
 
@@ -347,7 +354,7 @@ class Writer:
                   "trace_id": records.ident("trace_id", trace_id, required=False) or self._new_id(),
                   "model": model, "sample": sample, "group": group, "metadata": metadata}
         ex = Execution(self, eid, task_id, owner=owner, revision=1, fields=fields, keyed=execution_id is not None)
-        self._add_rows("executions_live", [ex._row(1, "running", fields)])
+        self._add_rows(EXECUTION_LIVE_ROW, [ex._row(1, "running", fields)])
         ex._event("status", "info", "running", None, None)
         return ex
 
@@ -384,12 +391,14 @@ class Writer:
         ex._event("status", "info", "running", f"resumed at revision {row['revision']}", None)
         return ex
 
-    def _add_event(self, row: tuple) -> None:
-        """Buffer one event row; raises (to the Execution, which counts a drop) if it cannot."""
+    def _add_event(self, shape: RowShape, row: tuple) -> None:
+        """Buffer one event row (of `shape`); raises (to the Execution, which counts a drop) if it cannot."""
         if self._closed:
             raise WriterClosed("the writer is closed")
         with self._lock:
             buf = self._buffers["events"]
+            if shape not in buf.shapes:
+                buf.accept(shape)
             if buf.rows >= self.max_buffered_events:
                 raise StateError(f"{buf.rows} events buffered (max_buffered_events): flushes are not keeping up")
             if self._wal is not None:
@@ -562,3 +571,9 @@ class Writer:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+
+#: The fields of an execution: the keywords of `Writer.add_execution`, its one definition.
+EXECUTION_FIELDS: tuple[str, ...] = tuple(
+    name for name, p in inspect.signature(Writer.add_execution).parameters.items() if p.kind is p.KEYWORD_ONLY)
+_EXECUTION_FIELD_SET = frozenset(EXECUTION_FIELDS)

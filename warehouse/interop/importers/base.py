@@ -31,10 +31,13 @@ from warehouse.core.schemas import catalog
 from warehouse.engine.datafiles import read_data_file
 from warehouse.write.writer import PreparedExecution, Writer
 from warehouse.engine.datafiles import write_data_file
+from warehouse.core.rows import RowShape
 
 if TYPE_CHECKING:
     from warehouse.engine.engine import Engine
 
+#: The tuples of the import ledger (table `imports`), by name.
+IMPORT_ROW = RowShape("imports", ("kind", "root", "source", "fingerprint", "size", "records", "imported_at"))
 #: Sources per commit, and buffered bytes that commit a batch early.
 BATCH_SOURCES = 2_000
 BATCH_BYTES = 256 << 20
@@ -146,7 +149,7 @@ class SourceRecorder:
         self.source = source
         #: True when this source's key was imported before with other content.
         self.changed = changed
-        self._staged: list[tuple[Writer, str | None, Any]] = []
+        self._staged: list[tuple[Writer, RowShape | None, Any]] = []
 
     @property
     def warehouse(self) -> "Engine":
@@ -165,10 +168,10 @@ class SourceRecorder:
         self._staged.append((w, None, prepared))
         return prepared.execution_id
 
-    def rows(self, w: Writer, table: str, rows: list[tuple], text_bytes: int = 0) -> None:
-        """Validated rows of any table (non-partition columns in schema order) in `w`'s partition."""
+    def rows(self, w: Writer, shape: RowShape, rows: list[tuple], text_bytes: int = 0) -> None:
+        """Validated rows of any table, built as `shape` says, in `w`'s partition."""
         if rows:
-            self._staged.append((w, table, (rows, text_bytes)))
+            self._staged.append((w, shape, (rows, text_bytes)))
 
     def known_executions(self, w: Writer, ids: Iterable[str]) -> set[str]:
         """The ids among `ids` of executions already stored in `w`'s partition or read from an earlier
@@ -194,8 +197,8 @@ class SourceRecorder:
 
     def _apply(self) -> Counter:
         counts: Counter = Counter()
-        for w, table, item in self._staged:
-            if table is None:
+        for w, shape, item in self._staged:
+            if shape is None:
                 p: PreparedExecution = item
                 w._buffer_final(p)
                 self._run.execution_ids.add(p.execution_id)
@@ -204,8 +207,8 @@ class SourceRecorder:
                 counts["attacks"] += len(p.attack_rows)
             else:
                 rows, text_bytes = item
-                w._add_rows(table, rows, text_bytes, flush=False)
-                counts[table] += len(rows)
+                w._add_rows(shape, rows, text_bytes, flush=False)
+                counts[shape.table] += len(rows)
         return counts
 
 
@@ -361,7 +364,7 @@ def run_import(wh: "Engine", importer: Importer, path: str | os.PathLike[str], *
             counts = out._apply()
             report.records.update(counts)
             known.add(fp)
-            run.ledger.append((importer.kind, shown, source.key, fp, len(data), sum(counts.values()),
+            run.ledger.append(IMPORT_ROW, (importer.kind, shown, source.key, fp, len(data), sum(counts.values()),
                                datetime.now(timezone.utc)))
             run.pending.append(fp)
             report.imported += 1

@@ -33,6 +33,8 @@ from warehouse.core import records
 from warehouse.core.errors import ImportFailed, InvalidRecord
 from warehouse.interop.importers.base import FileImporter, Source, SourceRecorder
 from warehouse.interop.importers.session_dirs import _loads, tag, untag
+from warehouse.write.writer import EXECUTION_LIVE_ROW, EXECUTION_ROW
+from warehouse.write.live import SNAPSHOT_ROW
 
 #: Endpoint keys whose values are secrets, stored as REDACTED.
 SECRET_KEYS = frozenset({"api_key", "apikey", "api-key", "authorization", "auth_token", "access_token"})
@@ -117,16 +119,16 @@ class CheckpointFileImporter(FileImporter):
         w = out.writer({"type": DATASET_TYPE, "config": {"environment": env_class}}, AGENT)
         state_json = records.json_text("state", state)
         assert state_json is not None
-        out.rows(w, "snapshots", [(cid, eid, None, "checkpoint", turn, None, None, state_json, created,
+        out.rows(w, SNAPSHOT_ROW, [(cid, eid, None, "checkpoint", turn, None, None, state_json, created,
                                    records.json_text("_metadata", meta))], len(state_json))
         stop = doc.get("stop")
         summary = {"rollout": rollout, "environment": env_class, "turn_idx": turn, "max_turns": doc.get("max_turns"),
                    "stop": stop, "checkpoint_id": cid}
         final = stop is not None
         row = w._execution_row(eid, rollout, turn + 1, "completed" if final else "running",
-                               finished_at=created if final else None, model=model if isinstance(model, str) else None,
-                               metadata=summary)
-        out.rows(w, "executions" if final else "executions_live", [row])
+                               {"model": model if isinstance(model, str) else None, "metadata": summary},
+                               created if final else None)
+        out.rows(w, EXECUTION_ROW if final else EXECUTION_LIVE_ROW, [row])
 
 
 IMPORTER = CheckpointFileImporter()

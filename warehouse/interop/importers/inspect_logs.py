@@ -51,6 +51,7 @@ from typing import Any
 from warehouse.core import records
 from warehouse.core.errors import ImportFailed
 from warehouse.interop.importers.base import FileImporter, Source, SourceRecorder
+from warehouse.write.live import EVENT_ROW
 
 INSTALL_HINT = "reading Inspect AI logs needs inspect_ai: pip install 'warehouse[inspect]'"
 #: JSON files inspect writes next to logs that are not logs (log-dir and eval-set manifests).
@@ -115,7 +116,7 @@ class InspectImporter(FileImporter):
         eval_info = _eval_info(log, source.key)
         header = {k: v for k, v in log.items() if k != "samples"}
         error = (log.get("error") or {}).get("message")
-        out.rows(w, "events", [_event_row(None, 0, spec["created"], "eval", "error" if error else "info",
+        out.rows(w, EVENT_ROW, [_event_row(None, 0, spec["created"], "eval", "error" if error else "info",
                                           spec.get("task"), error, None, None, None, header)])
         ids = [sample_execution_id(out, spec, sample) for sample in samples]
         known = out.known_executions(w, ids)
@@ -162,7 +163,7 @@ def _sample(out: SourceRecorder, w: Any, log: dict[str, Any], sample: dict[str, 
     if attachments or sample.get("events_data"):
         rows.append(_event_row(eid, len(rows), finished, "attachments", "info", None, None, None, None, None,
                                {"attachments": attachments, "events_data": sample.get("events_data")}))
-    out.rows(w, "events", rows, sum(len(r[12] or "") for r in rows))
+    out.rows(w, EVENT_ROW, rows, sum(len(r[12] or "") for r in rows))
 
 
 # -- configuration ----------------------------------------------------------------------------------

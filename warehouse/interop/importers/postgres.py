@@ -46,6 +46,8 @@ import orjson
 from warehouse.core import records
 from warehouse.core.errors import ImportFailed, InvalidRecord
 from warehouse.interop.importers.base import Source, SourceRecorder
+from warehouse.write.live import EVENT_ROW, SNAPSHOT_ROW
+from warehouse.write.writer import EXECUTION_LIVE_ROW
 
 #: The service's tables, in import order, with the columns the service defines and the column
 #: rows are ordered by (then by id).
@@ -305,8 +307,8 @@ def _agent_result(row: dict[str, Any], extras: dict[str, Any], data: bytes, out:
         if messages is not None:  # live revisions carry no messages: keep them with the revision
             fields["metadata"] = {**metadata, "messages": messages}
         revision = 1 + max((r for _, r in previous), default=0)
-        live = w._execution_row(eid, task_id, revision, "running", **fields)
-        out.rows(w, "executions_live", [live], len(row.get("result") or ""))
+        live = w._execution_row(eid, task_id, revision, "running", fields)
+        out.rows(w, EXECUTION_LIVE_ROW, [live], len(row.get("result") or ""))
         return
     out.execution(w, execution_id=eid, task_id=task_id, status=status, error=error,
                   finished_at=row.get("completedAt"), messages=messages, **fields)
@@ -359,7 +361,7 @@ def _execution_log(row: dict[str, Any], extras: dict[str, Any], data: bytes, out
              records.text("level", row.get("level")), None, message, None, None, None, None,
              records.text("source", row.get("source")), attrs, None, None)
     w = _writer(out)
-    out.rows(w, "events", [event], len(message or "") + len(attrs or ""))
+    out.rows(w, EVENT_ROW, [event], len(message or "") + len(attrs or ""))
 
 
 def _agent_trace(row: dict[str, Any], extras: dict[str, Any], data: bytes, out: SourceRecorder) -> None:
@@ -379,7 +381,7 @@ def _agent_trace(row: dict[str, Any], extras: dict[str, Any], data: bytes, out: 
              "error" if kind.endswith("_error") else "info", name, content,
              records.opt_score("duration", row.get("duration")), None, span, parent, "AgentTrace", attrs, None, None)
     w = _writer(out)
-    out.rows(w, "events", [event], len(content or "") + len(attrs or ""))
+    out.rows(w, EVENT_ROW, [event], len(content or "") + len(attrs or ""))
 
 
 def _checkpoint_state(row: dict[str, Any], extras: dict[str, Any], data: bytes, out: SourceRecorder) -> None:
@@ -403,7 +405,7 @@ def _checkpoint_state(row: dict[str, Any], extras: dict[str, Any], data: bytes, 
     snap = (records.ident("snapshot_id", snapshot_id), records.ident("state.metadata.executionId", eid, required=False),
             w.run_id, "checkpoint", records.integer("state.step", step), thread, records.text("agentId", row.get("agentId")),
             state_json, _required_time("createdAt", row.get("createdAt")), metadata)
-    out.rows(w, "snapshots", [snap], len(state_json))
+    out.rows(w, SNAPSHOT_ROW, [snap], len(state_json))
 
 
 _MAPPERS = {"AgentResult": _agent_result, "CheckpointState": _checkpoint_state, "ExecutionLog": _execution_log,

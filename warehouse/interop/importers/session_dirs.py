@@ -33,6 +33,8 @@ from warehouse.core import records
 from warehouse.agent import sessions
 from warehouse.core.errors import ImportFailed, InvalidRecord
 from warehouse.interop.importers.base import Source, SourceRecorder
+from warehouse.core.records import MESSAGE_ROW
+from warehouse.agent.sessions import SESSION_ROW
 
 MESSAGES = "messages.jsonl"
 MESSAGES_GZ = "messages.jsonl.gz"
@@ -200,8 +202,8 @@ class SessionDirImporter:
         row = (sid, revision, created, updated, title, len(kept), records.json_text("config", config),
                records.json_text("meta", meta))
         w = out.writer(sessions.DATASET, sessions.AGENT)
-        out.rows(w, "messages", rows, size)
-        out.rows(w, "sessions", [row])
+        out.rows(w, MESSAGE_ROW, rows, size)
+        out.rows(w, SESSION_ROW, [row])
 
 
 def _is_session(d: Path) -> bool:

@@ -39,6 +39,7 @@ from warehouse.agent import simulation
 from warehouse.core.errors import ImportFailed, InvalidRecord
 from warehouse.interop.importers.base import FileImporter, Source, SourceRecorder
 from warehouse.interop.importers.session_dirs import _loads, tag, untag
+from warehouse.write.live import SNAPSHOT_ROW
 
 TOP_FIELDS = ("run_id", "scenario", "started_at", "snapshots")
 SNAPSHOT_FIELDS = ("step", "kind", *simulation.STATE_FIELDS)
@@ -148,7 +149,7 @@ class SimulationRunImporter(FileImporter):
                 continue
             new.append((row, size))
         w = out.writer(simulation.dataset_config(scenario), simulation.AGENT)
-        out.rows(w, "snapshots", [r for r, _ in new], sum(n for _, n in new))
+        out.rows(w, SNAPSHOT_ROW, [r for r, _ in new], sum(n for _, n in new))
 
 
 def _stored(out: SourceRecorder, run_id: str) -> dict[str, str]:
