@@ -29,8 +29,9 @@ def expire(older_than: Annotated[str, typer.Option("--older-than", help="Age of 
 
     with user_errors():
         age = parse_duration(older_than)
-        result = open_warehouse(url).maintenance.expire(age, tables=[t.strip() for t in tables.split(",") if t.strip()],
-                                   statuses=[s.strip() for s in statuses.split(",") if s.strip()], dry_run=dry_run)
+        result = open_warehouse(url).maintenance.expire(
+            age, tables=[t.strip() for t in tables.split(",") if t.strip()],
+            statuses=[s.strip() for s in statuses.split(",") if s.strip()], dry_run=dry_run)
     cols = ["table", "rows", "files dropped", "files rewritten"]
     rows = [[t, n, *result.files_by_table.get(t, (0, 0))] for t, n in result.rows_removed.items()]
     if fmt is not Format.table:
@@ -62,8 +63,8 @@ def compact(url: UrlOpt = DEFAULT_URL,
 
     with user_errors():
         size = parse_size(target_size)
-        result = open_warehouse(url).maintenance.compact(table or None, where, target_file_size=size, min_files=min_files,
-                                    dry_run=dry_run)
+        result = open_warehouse(url).maintenance.compact(table or None, where, target_file_size=size,
+                                                         min_files=min_files, dry_run=dry_run)
     from warehouse.core.schemas import catalog
 
     pcols = list(catalog().partition_columns)
@@ -103,8 +104,8 @@ def vacuum(url: UrlOpt = DEFAULT_URL,
 
     with user_errors():
         # The API decides what is allowed (retain 0 or more, the orphan window's minimum): one rule.
-        result = open_warehouse(url).maintenance.vacuum(parse_duration(retain, zero=True), parse_duration(orphan_window, zero=True),
-                                   dry_run=dry_run)
+        result = open_warehouse(url).maintenance.vacuum(parse_duration(retain, zero=True),
+                                                        parse_duration(orphan_window, zero=True), dry_run=dry_run)
     cols = ["kind", "files", "path"]
     rows = [*(["removed", 1, p] for p in result.removed), *(["orphan", 1, p] for p in result.orphans),
             *(["temp", 1, p] for p in result.temp)]

@@ -33,13 +33,15 @@ err = make_console(stderr=True)
 
 
 class Format(str, Enum):
+    """`--format`: a table fitted to the terminal, JSON (a list of objects) or CSV."""
+
     table = "table"
     json = "json"
     csv = "csv"
 
 
-
 def cell_text(v: Any) -> str:
+    """A value as table-cell text: empty for None, floats shortened, control characters escaped."""
     if v is None:
         return ""
     if isinstance(v, float):
@@ -58,6 +60,7 @@ def format_float(v: float) -> str:
 
 
 def jsonable(v: Any) -> Any:
+    """`v` as a JSON-ready value: dates in ISO form, decimals as int or float."""
     if isinstance(v, (datetime, date)):
         return v.isoformat()
     if isinstance(v, Decimal):
@@ -145,8 +148,8 @@ def emit(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: Format, tit
 
 
 def emit_relation(rel: duckdb.DuckDBPyRelation, fmt: Format, title: str | None = None) -> None:
+    """Print a DuckDB relation's rows as `emit` does."""
     emit(rel.columns, rel.fetchall(), fmt, title)
-
 
 
 def print_scores(wh: Warehouse, by: Sequence[str], where: str | None, fmt: Format, k: Sequence[int] | None = None,
@@ -202,6 +205,7 @@ def print_scores(wh: Warehouse, by: Sequence[str], where: str | None, fmt: Forma
 
 
 def compact_count(n: Any) -> str:
+    """A count in short form: 1234567 is `1.2M`, None is `0`."""
     n = int(n or 0)
     for unit, size in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
         if n >= size:
@@ -210,6 +214,7 @@ def compact_count(n: Any) -> str:
 
 
 def human_size(n: int) -> str:
+    """A byte count in binary units: 1536 is `1.5 kB`."""
     for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
         if n >= size:
             return f"{n / size:.1f} {unit}"
@@ -251,6 +256,7 @@ def content_text(content: Any) -> str:
 
 
 def head_value(key: str, v: Any) -> str:
+    """A value of an execution's header in `warehouse show` (durations also in seconds)."""
     if key == "duration_ms" and isinstance(v, (int, float)):
         return f"{v:,.0f} ms" + (f" ({v / 1000:,.1f} s)" if v >= 1000 else "")
     return cell_text(v)
