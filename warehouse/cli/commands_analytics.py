@@ -95,6 +95,7 @@ def compare(config_a: Annotated[str, typer.Argument(help="Configuration A: a con
         console.print(f"no task has a {c.metric} in both configurations: nothing to compare "
                       f"({len(c.only_a)} only in A, {len(c.only_b)} only in B)")
         return
+    assert c.diff is not None and c.diff_low is not None and c.diff_high is not None  # (set when n_pairs > 0)
     console.print(f"B − A: {100 * c.diff:+.1f} points, 95% bootstrap interval [{100 * c.diff_low:+.1f}, "
                   f"{100 * c.diff_high:+.1f}]; exact McNemar p = {c.p_value:.3g} "
                   f"({len(c.flipped_up) + len(c.flipped_down)} of {c.n_pairs} tasks flipped)")

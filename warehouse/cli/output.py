@@ -173,7 +173,7 @@ def print_scores(wh: Warehouse, by: Sequence[str], where: str | None, fmt: Forma
         # every task of the group has fewer than k scored runs: say how many were left out
         return ("—" if p is None else f"{100 * p:.1f}") + (f" ({excluded} excl.)" if excluded else "")
 
-    def column(header: str, values: list[str], drop: int, number: bool = True) -> Col:
+    def column(header: str, values: list[Text | str], drop: int, number: bool = True) -> Col:
         return Col(header, values, number=number, drop=drop)
 
     table = [Col(key, ["—" if r[idx[key]] is None else escape_controls(str(r[idx[key]])) for r in rows], drop=0)
