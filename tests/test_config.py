@@ -75,7 +75,7 @@ def test_attack_none_is_benign_with_partition_none(wh, open_writer, config):
     assert w.config_hash == rc.hash
     w.add_execution(task_id="user_task_0", benign_score=1.0)
     w.flush()
-    assert all(f"/attack=none/config_hash={rc.hash}/" in f.path for f in wh.files("executions"))
+    assert wh.files("executions") and all(f"/attack=none/config_hash={rc.hash}/" in f.path for f in wh.files("executions"))
     assert wh.sql("select attack, config_hash from executions").fetchall() == [("none", rc.hash)]
     assert wh.sql("select attack_type, attack_config from configs").fetchall() == [(None, None)]
 

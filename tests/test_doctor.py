@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -158,7 +160,7 @@ def test_missing_wrong_size_wrong_rows_and_unreadable_files_are_detected_and_rep
     recount = data_file(wh, 3)  # a hand-edited commit: the file is intact, its recorded row count is not
     edit_commit(root, 3, lambda d: next(a for a in d["add"] if a["path"] == recount).update(rows=99))
     wh = warehouse.open(str(root))
-    with pytest.raises(Exception):
+    with pytest.raises(duckdb.IOException, match=re.escape(missing)):  # DuckDB's own error, passed through
         wh.sql("select count(*) from messages").fetchall()
 
     report = wh.doctor()

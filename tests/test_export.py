@@ -274,6 +274,7 @@ def test_parquet_export_mirrors_compaction_and_copies_only_new_files(tmp_path: P
     first = wh.export("parquet", str(out))
     assert first.rows["executions"] == 6 and first.files == len(wh.snapshot.files)
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
+    assert len(stamps) == first.files
     assert wh.export("parquet", str(out)).files == 0
     add_batch(wh, 1, start=50)
     assert wh.export("parquet", str(out)).rows["executions"] == 1

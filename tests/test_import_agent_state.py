@@ -374,7 +374,9 @@ def test_simulation_runs_are_listed_with_their_snapshots(wh, tmp_path):
     assert runs[done]["started_at"] == datetime(2025, 11, 22, 14, 30, 52, tzinfo=timezone.utc)
     got = wh.snapshots(done)
     assert [(s["step"], s["kind"]) for s in got] == [(0, "snapshot"), (1, "snapshot"), (2, "snapshot"), (2, "final")]
-    for s, want in zip(got, state(done, [0, 1, 2, 2])["snapshots"]):
+    wanted = state(done, [0, 1, 2, 2])["snapshots"]
+    assert len(wanted) == len(got)
+    for s, want in zip(got, wanted):
         assert {k: s[k] for k in want} == want
     meta_ = wh.sql(f"select distinct metadata from snapshots where run_id = '{done}'").fetchall()
     assert [json.loads(m) for (m,) in meta_] == [{"scenario": "config", "started_at": "2025-11-22T14:30:52Z",

@@ -98,6 +98,7 @@ def test_pass_at_k_lies_in_0_1_at_every_n_c_and_k_up_to_200_and_is_null_when_n_i
     sample = [(n, rng.randint(0, n), rng.randint(1, n)) for n, _, _ in sample]
     got = wh.sql("select pass_at_k_estimate(n, c, k) from (select unnest(?) as n, unnest(?) as c, unnest(?) as k)",
                  [[s[0] for s in sample], [s[1] for s in sample], [s[2] for s in sample]]).fetchall()
+    assert len(got) == len(sample)
     for (n, c, k), (e,) in zip(sample, got):
         assert e == pytest.approx(1 - math.comb(n - c, k) / math.comb(n, k), abs=1e-12)
 

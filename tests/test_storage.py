@@ -131,7 +131,9 @@ def test_hostile_type_names_stay_inside_the_root_and_read_back_unchanged(tmp_pat
         w.close()
 
     resolved_root = root.resolve()
-    for f in files_under(tmp_path):
+    written = list(files_under(tmp_path))
+    assert written
+    for f in written:
         assert f.resolve().is_relative_to(resolved_root), f
     assert {p.name for p in (tmp_path).iterdir()} == {"deep"}
     assert {p.name for p in (tmp_path / "deep").iterdir()} == {"wh"}
