@@ -10,9 +10,14 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's benchmarks/
 
 from benchmarks import keys  # noqa: E402
+
+# Each runs a benchmark end to end (many seconds): outside `make check`.
+pytestmark = pytest.mark.slow
 
 
 def test_the_key_benchmark_checks_its_answers(tmp_path: Path) -> None:

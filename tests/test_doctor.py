@@ -148,6 +148,7 @@ def test_clock_going_backwards_is_a_warning_and_time_travel_stays_sensible(root:
 
 
 # -- data files -----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_missing_wrong_size_wrong_rows_and_unreadable_files_are_detected_and_repaired_in_one_commit(root: Path) -> None:
     wh = build(str(root))
     before = every_view_works(wh)
@@ -294,6 +295,7 @@ def test_a_stray_commit_file_is_named_by_readers_and_set_aside_by_repair(root: P
     assert (root / "_manifest" / "_set_aside" / stray.name).exists()
 
 
+@pytest.mark.slow
 def test_a_checkpoint_newer_than_every_commit_is_refused_not_loaded_and_set_aside(root: Path, tmp_path: Path) -> None:
     wh = build(str(root))
     before = every_view_works(wh)

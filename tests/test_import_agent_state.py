@@ -224,6 +224,7 @@ def test_a_rewritten_or_corrupt_session_is_reported_and_the_rest_imported(wh, tm
 
 
 # -- checkpoints ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_checkpoint_files_become_the_checkpoints_of_one_execution_per_rollout(wh, tmp_path):
     root = tmp_path / "ckpts"
     files = {t: write_json(root / "rollout-a" / f"turn_{t}.json", checkpoint(t)) for t in range(3)}
@@ -300,6 +301,7 @@ def test_trajectory_jsonl_reads_back_through_wh_trajectories(trajectory_wh):
     assert configs == [('{"split":"train"}',), ('{"split":"val"}',)]
 
 
+@pytest.mark.slow
 def test_export_writes_the_reference_format_and_a_round_trip_gives_the_same_records(trajectory_wh, tmp_path):
     wh, _ = trajectory_wh
     report = wh.export("trajectories", str(tmp_path / "all.jsonl"), where={"dataset": "trajectories"})

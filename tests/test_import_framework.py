@@ -46,6 +46,7 @@ def wh(tmp_path):
     return warehouse.open(str(tmp_path / "wh"), create=True)
 
 
+@pytest.mark.slow
 def test_reimport_adds_nothing_and_new_files_only_are_read(wh, tmp_path):
     src = tmp_path / "src"
     _file(src, "a.jsonl", _rows(3))

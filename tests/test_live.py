@@ -33,6 +33,7 @@ def executions(wh: warehouse.Warehouse, view: str = "executions") -> list[dict[s
 
 
 # -- status revisions ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_live_execution_shows_running_then_only_its_final_revision(wh, config, open_writer, make_messages) -> None:
     w = open_writer(wh, **config)
     ex = w.start_execution("t1", owner="agent-7", metadata={"difficulty": "hard"})
@@ -334,6 +335,7 @@ def test_tail_command_prints_events(root, wh, config, open_writer) -> None:
 
 
 # -- asyncio --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_async_writer_many_tasks_never_commit_on_the_event_loop(wh, config) -> None:
     loop_threads: set[int] = set()
     io_threads: list[int] = []

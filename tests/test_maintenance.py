@@ -128,6 +128,7 @@ def compacts(wh: warehouse.Warehouse) -> list[Any]:
 
 
 # -- compaction: answers unchanged, sorted, one commit per partition --------------------------------
+@pytest.mark.slow
 def test_compaction_leaves_every_view_unchanged_and_one_sorted_file_per_partition(wh, root, open_writer,
                                                                                   make_messages) -> None:
     campaign(wh, open_writer, make_messages)
@@ -178,6 +179,7 @@ def test_one_commit_per_partition_removes_exactly_its_inputs_and_adds_its_output
     assert [h.operation for h in wh.history(4)] == ["compact"] * 4
 
 
+@pytest.mark.slow
 def test_compacted_rows_are_sorted_by_the_tables_sort_order(wh, open_writer) -> None:
     seed(wh, open_writer, flushes=5, per_flush=4)
     wh.compact()
@@ -211,6 +213,7 @@ def test_table_and_partition_filters_compact_only_what_they_match(wh, open_write
                                                      for k in everything["executions"]}
 
 
+@pytest.mark.slow
 def test_dry_run_writes_nothing_and_plans_what_the_real_run_does(wh, root, open_writer, snapshot_tree) -> None:
     seed(wh, open_writer)
     before, version = snapshot_tree(root), wh.version
@@ -241,6 +244,7 @@ def test_partitions_with_too_few_small_files_and_large_files_are_left_alone(wh, 
     assert [(p.status, p.files_in) for p in result.partitions] == [("compacted", 3)] * 2
 
 
+@pytest.mark.slow
 def test_a_small_target_splits_a_partition_into_sorted_files_of_about_that_size(wh, open_writer) -> None:
     w = open_writer(wh, **CONFIG_A)
     for f in range(6):  # incompressible metadata: the rows, not the footers, make the bytes
@@ -270,6 +274,7 @@ def test_a_small_target_splits_a_partition_into_sorted_files_of_about_that_size(
     assert views(wh) == before
 
 
+@pytest.mark.slow
 def test_files_written_before_a_column_existed_are_compacted_with_nulls(wh, open_writer) -> None:
     seed(wh, open_writer, flushes=2)
     # Replace one file by a copy without the columns added last (as an older version wrote it).
@@ -290,6 +295,7 @@ def test_files_written_before_a_column_existed_are_compacted_with_nulls(wh, open
     assert out.column("owner").null_count == out.num_rows
 
 
+@pytest.mark.slow
 def test_partition_values_that_need_escaping_keep_their_values(wh, open_writer) -> None:
     w = open_writer(wh, dataset={"type": "suite ü/x", "config": {}}, agent={"type": "a=b%c", "config": {}})
     for f in range(3):
@@ -365,6 +371,7 @@ def test_rows_appended_while_compacting_are_kept_and_not_inputs(wh, root, open_w
     assert len(wh.files("executions", {"attack": "none"})) == 2  # the compacted file + the late flush
 
 
+@pytest.mark.slow
 def test_a_partition_compacted_meanwhile_is_planned_again_and_its_outputs_deleted(wh, root, open_writer,
                                                                                 monkeypatch) -> None:
     seed(wh, open_writer, flushes=3)
@@ -393,6 +400,7 @@ def test_a_partition_compacted_meanwhile_is_planned_again_and_its_outputs_delete
     assert data_files(root) == set(wh.snapshot.files) | removed
 
 
+@pytest.mark.slow
 def test_inputs_vacuumed_while_being_read_are_a_conflict_too(wh, root, open_writer, monkeypatch) -> None:
     seed(wh, open_writer, flushes=3)
     before = views(wh)
@@ -418,6 +426,7 @@ def test_inputs_vacuumed_while_being_read_are_a_conflict_too(wh, root, open_writ
     assert views(wh) == before and len(compacts(wh)) == 1
 
 
+@pytest.mark.slow
 def test_a_compaction_that_keeps_conflicting_gives_up_on_that_partition_only(wh, root, open_writer,
                                                                             monkeypatch) -> None:
     seed(wh, open_writer, flushes=3)
@@ -451,6 +460,7 @@ def test_a_compaction_that_keeps_conflicting_gives_up_on_that_partition_only(wh,
     assert [p for p in outputs if (root / p).exists() and p not in committed] == []
 
 
+@pytest.mark.slow
 def test_outputs_deleted_before_the_commit_are_never_committed(wh, root, open_writer, monkeypatch) -> None:
     seed(wh, open_writer, flushes=2)
     before, version = views(wh), wh.version
@@ -534,6 +544,7 @@ def age(path: Path, seconds: float) -> None:
     os.utime(path, (t, t))
 
 
+@pytest.mark.slow
 def test_vacuum_deletes_removed_files_only_after_the_retention(wh, root, open_writer) -> None:
     seed(wh, open_writer)
     wh.compact()
@@ -558,6 +569,7 @@ def test_vacuum_deletes_removed_files_only_after_the_retention(wh, root, open_wr
     assert wh.vacuum(now=now + 2 * WEEK).files == 0
 
 
+@pytest.mark.slow
 def test_vacuum_never_deletes_a_file_of_the_current_snapshot(wh, root, open_writer, make_messages) -> None:
     campaign(wh, open_writer, make_messages)
     before = views(wh)
@@ -571,6 +583,7 @@ def test_vacuum_never_deletes_a_file_of_the_current_snapshot(wh, root, open_writ
     assert views(wh) == before
 
 
+@pytest.mark.slow
 def test_orphans_older_than_the_window_go_and_younger_ones_stay(wh, root, open_writer) -> None:
     seed(wh, open_writer, flushes=2)
     # What a crashed writer leaves: data files written but never committed, and a torn temp file.
@@ -714,6 +727,7 @@ def test_a_flush_retried_after_the_deadline_writes_its_files_again(wh, root, ope
     assert wh.sql("select execution_id from executions").fetchall() == [("late-1",)] and wh.doctor().findings == []
 
 
+@pytest.mark.slow
 def test_a_compaction_that_outlives_the_deadline_commits_nothing_and_loses_nothing(wh, root, open_writer,
                                                                                    monkeypatch) -> None:
     seed(wh, open_writer)
@@ -792,6 +806,7 @@ def test_vacuum_dry_run_deletes_nothing_and_lists_what_the_real_run_deletes(wh, 
         (dry.removed, dry.orphans, dry.bytes, dry.readable_from)
 
 
+@pytest.mark.slow
 def test_time_travel_to_a_vacuumed_version_fails_clearly_and_newer_versions_open(wh, root, open_writer) -> None:
     seed(wh, open_writer, flushes=2)
     pre = wh.version
@@ -850,6 +865,7 @@ def test_vacuum_folds_only_commits_older_than_the_retention_and_a_dry_run_folds_
     assert result.folded == list(range(checkpoint)) and wh.log.versions() == versions[checkpoint:]
 
 
+@pytest.mark.slow
 def test_vacuum_folds_commits_into_a_checkpoint_and_recent_versions_still_open(wh, root, open_writer) -> None:
     seed(wh, open_writer, flushes=3)
     wh.compact()

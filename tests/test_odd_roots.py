@@ -118,6 +118,7 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return answers(wh, populate(wh), base)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ROOTS)
 def test_every_read_at_an_odd_path_equals_the_plain_path(tmp_path: Path, plain: dict[str, Any], name: str) -> None:
     root = tmp_path / name

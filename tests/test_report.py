@@ -234,6 +234,7 @@ def test_cost_table_sums_to_the_raw_cost_of_every_execution(wh, page) -> None:
         assert r["model"] in {a["model"] for a in demo.AGENTS.values()}
 
 
+@pytest.mark.slow
 def test_names_are_escaped_in_the_page_and_literal_in_the_charts(tmp_path) -> None:
     wh = warehouse.open(str(tmp_path / "w"), create=True)
     agent = '<b>"$x$" & co</b>'

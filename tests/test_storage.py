@@ -117,6 +117,7 @@ def files_under(path: Path) -> list[Path]:
     return [Path(dp) / f for dp, _, fs in os.walk(path) for f in fs]
 
 
+@pytest.mark.slow
 def test_hostile_type_names_stay_inside_the_root_and_read_back_unchanged(tmp_path, open_writer):
     root = tmp_path / "deep" / "wh"
     wh = warehouse.open(str(root), create=True)
