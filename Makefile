@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_URL ?= demo-warehouse
 
-.PHONY: install demo test docs lint format-check bench torture clean
+.PHONY: install demo check test docs lint format-check bench torture clean
 
 install: $(VENV)/.installed
 
@@ -15,6 +15,11 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(BIN)/warehouse demo --url $(DEMO_URL) --fresh
+
+# The quick tier for the edit loop (under 90 s): no slow tests, no S3 or PostgreSQL server, no
+# processes started; `make test` runs everything, as CI does.
+check: install
+	$(BIN)/python -m pytest -q -x -m "not slow and not s3 and not postgres and not subprocess"
 
 test: install
 	$(BIN)/python -m pytest -q

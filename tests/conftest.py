@@ -4,8 +4,12 @@ multi-turn conversation with tool calls, and a run configuration (dataset, agent
 from __future__ import annotations
 
 import copy
+import inspect
 import os
+import sys
+import types
 from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +116,79 @@ def children(tmp_path: Path) -> Iterator[Any]:
     c = Children(logs)
     yield c
     c.kill_all()
+
+
+# -- markers --------------------------------------------------------------------------------------
+# Derived from what a test uses, so that they cannot drift: the fixtures it requests (directly or
+# through other fixtures), and whether it, a fixture or a helper it calls starts processes.
+MARKER_FIXTURES = {"s3": {"s3"}, "postgres": {"pg_server"}, "subprocess": {"children"}}
+REPO = Path(__file__).resolve().parents[1]
+#: Names whose use means starting a process; `torture`, `processes` and `warehouse.demo`, which
+#: start them, are found through PROCESS_WORDS in their source.
+PROCESS_NAMES = frozenset({"subprocess", "Popen", "multiprocessing", "ProcessPoolExecutor", "NotebookClient"})
+PROCESS_WORDS = ("subprocess", "Popen(", "ProcessPoolExecutor", "multiprocessing")
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """The global and attribute names `code` and the functions nested in it use."""
+    out = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            out |= _names(const)
+    return out
+
+
+def _in_repo(path: str | None) -> bool:
+    return bool(path) and Path(path).resolve().is_relative_to(REPO) and ".venv" not in Path(path).parts
+
+
+@cache
+def _module_starts_processes(name: str) -> bool:
+    module = sys.modules.get(name)
+    path = getattr(module, "__file__", None)
+    if not _in_repo(path) or Path(path).name == "conftest.py" or Path(path).name.startswith("test_"):
+        return False  # (their functions are looked at one by one)
+    return any(word in Path(path).read_text(encoding="utf-8") for word in PROCESS_WORDS)
+
+
+@cache
+def _starts_processes(func: Callable[..., Any]) -> bool:
+    """Whether `func` (a test, fixture or helper of this repository) may start a process: it uses
+    one of PROCESS_NAMES, or calls a helper of tests/ that does, or uses a module of the repository
+    (outside the test modules) whose source starts processes."""
+    func = inspect.unwrap(func)
+    code = getattr(func, "__code__", None)
+    if code is None or not _in_repo(code.co_filename):
+        return False
+    names = _names(code)
+    if names & PROCESS_NAMES:
+        return True
+    scope = getattr(func, "__globals__", {})
+    for name in names:
+        value = scope.get(name)
+        if isinstance(value, types.ModuleType):
+            if _module_starts_processes(value.__name__):
+                return True
+        elif isinstance(value, types.FunctionType) and value is not func:
+            if _module_starts_processes(value.__module__) or _starts_processes(value):
+                return True
+    return False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in MARKER_FIXTURES.items():
+            if used & fixtures:
+                item.add_marker(marker)
+        if "subprocess" in item.keywords:
+            continue
+        defs = getattr(item, "_fixtureinfo", None)
+        funcs = [getattr(item, "function", None)]
+        if defs is not None:
+            funcs += [d.func for name in used for d in defs.name2fixturedefs.get(name, ())]
+        if any(f is not None and _starts_processes(f) for f in funcs):
+            item.add_marker("subprocess")
 
 
 # The S3-API server fixtures (a real server process on 127.0.0.1), shared by the S3 and sync tests.

@@ -249,6 +249,7 @@ def test_scores_view_is_the_config_level_of_the_same_query(campaign):
                                            "asr_high", "n_failed", "total_tokens", "cost"]
 
 
+@pytest.mark.slow
 def test_attack_success_rates_equal_warehouse_scores(campaign):
     wh, c = campaign
     df = analytics.attack_success_rates(wh, by=("agent", "attack"), where="dataset = 'agentdojo'")
@@ -335,6 +336,7 @@ def test_pass_at_k_view_equals_the_function_at_config_level(campaign):
     assert {(tuple(r[b] for b in by), r["metric"], r["k"]) for r in view} == set(want)
 
 
+@pytest.mark.slow
 def test_scores_with_k_carry_the_pass_at_k_of_each_group(campaign):
     wh, c = campaign
     got = records(wh.scores(by=["agent", "attack"], k=[1, 4], threshold=0.5))
@@ -393,6 +395,7 @@ def test_pass_at_k_edge_cases(tmp_path):
     assert records(wh.scores(by=["agent"], where="agent = 'nobody'", k=1)) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [1, 2, 7, 30, 200])
 def test_pass_at_k_estimator_macro_equals_math_comb(campaign, n):
     wh, _ = campaign
@@ -554,6 +557,7 @@ def test_bad_arguments_raise_a_clear_error(campaign, call, message):
 
 
 # -- partition pruning ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_partition_filters_prune_files_in_every_analytics_view(tmp_path):
     root = tmp_path / "wh"
     wh = warehouse.open(str(root), create=True)

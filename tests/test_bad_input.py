@@ -289,6 +289,7 @@ ANY_VALUE = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=ANY_VALUE, field=st.sampled_from(["benign_score", "attack_score", "reward", "duration_ms", "started_at",
                                                "finished_at", "sample", "usage.input_tokens", "usage.cost",
@@ -382,6 +383,7 @@ def _bad_calls(wh: warehouse.Warehouse, root: str, tmp: str) -> list[tuple[str, 
     ]
 
 
+@pytest.mark.slow
 def test_every_bad_argument_of_a_public_function_is_a_specific_error_naming_it(root, wh, open_writer, config, tmp_path):
     committed(wh, open_writer, config, 2)
     before = wh.version
@@ -448,6 +450,7 @@ ANY_ARGUMENT = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=ANY_ARGUMENT, entry=st.sampled_from([
     "open.version", "open.as_of", "open.checkpoint_interval", "writer.flush_rows", "writer.flush_bytes",

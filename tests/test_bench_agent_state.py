@@ -17,6 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout'
 
 from benchmarks import agent_state  # noqa: E402
 
+# Each runs a benchmark end to end (many seconds): outside `make check`.
+pytestmark = pytest.mark.slow
+
 LOG_FIGURES = ("median_us", "p90_us", "p99_us", "p999_us", "mean_us", "max_ms", "calls_over_1ms",
                "share_of_time_in_calls_over_1ms", "logged", "committed", "dropped", "disk")
 SAVE_FIGURES = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "first_10pct_p50_ms", "last_10pct_p50_ms", "total_s",

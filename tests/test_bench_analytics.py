@@ -19,6 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout'
 
 from benchmarks import analytics  # noqa: E402
 
+# Each runs a benchmark end to end (many seconds): outside `make check`.
+pytestmark = pytest.mark.slow
+
 N = 1_800  # 18 configurations x 20 tasks x 5 runs
 
 

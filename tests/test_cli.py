@@ -116,7 +116,7 @@ def test_scores_match_the_python_api(demo_wh: Path) -> None:
     wh = warehouse.open(str(demo_wh))
     rel = wh.scores(by=["agent", "attack"], where="dataset = 'agentdojo'")
     want = [dict(zip(rel.columns, r)) for r in rel.fetchall()]
-    assert len(got) == 9
+    assert len(got) == len(want) == 9
     for g, w in zip(got, want):
         assert (g["agent"], g["attack"], g["n"]) == (w["agent"], w["attack"], w["n"])
         assert g["asr"] == pytest.approx(w["asr"]) if w["asr"] is not None else g["asr"] is None

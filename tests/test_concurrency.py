@@ -224,6 +224,7 @@ def test_writer_killed_mid_write_leaves_only_whole_flushes(tmp_path: Path, child
 
 
 # -- 3. threads sharing one writer -----------------------------------------------------------------------
+@pytest.mark.slow
 def test_concurrent_threads_share_one_writer(tmp_path: Path) -> None:
     n_threads, per_thread, flush_rows = 8, 100, 8
     root = tmp_path / "wh"

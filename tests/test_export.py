@@ -132,6 +132,7 @@ def test_delta_commit_info_records_warehouse_version_and_files(full: tuple[wareh
     assert json.loads(h["warehouse.files_removed"]) == []
 
 
+@pytest.mark.slow
 def test_delta_export_is_incremental_and_compaction_leaves_no_duplicates(tmp_path: Path) -> None:
     wh = warehouse.open(str(tmp_path / "wh"), create=True)
     out = tmp_path / "delta"
@@ -169,6 +170,7 @@ def test_delta_export_is_incremental_and_compaction_leaves_no_duplicates(tmp_pat
     assert pl.read_delta(str(out / "executions"), version=versions["executions"]).height == 15
 
 
+@pytest.mark.slow
 def test_delta_export_deletes_rows_that_expire_removed(tmp_path: Path) -> None:
     wh = warehouse.open(str(tmp_path / "wh"), create=True)
     out = tmp_path / "delta"
@@ -183,6 +185,7 @@ def test_delta_export_deletes_rows_that_expire_removed(tmp_path: Path) -> None:
     assert_delta_equals_snapshot(wh, out)
 
 
+@pytest.mark.slow
 def test_delta_rows_deleted_by_hand_are_exported_again(tmp_path: Path) -> None:
     wh = warehouse.open(str(tmp_path / "wh"), create=True)
     out = tmp_path / "delta"
@@ -194,6 +197,7 @@ def test_delta_rows_deleted_by_hand_are_exported_again(tmp_path: Path) -> None:
     assert_delta_equals_snapshot(wh, out)
 
 
+@pytest.mark.slow
 def test_delta_export_of_some_partitions_then_all_adds_the_rest_once(tmp_path: Path) -> None:
     wh = warehouse.open(str(tmp_path / "wh"), create=True)
     out = tmp_path / "delta"
@@ -274,6 +278,7 @@ def test_parquet_export_mirrors_compaction_and_copies_only_new_files(tmp_path: P
     first = wh.export("parquet", str(out))
     assert first.rows["executions"] == 6 and first.files == len(wh.snapshot.files)
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
+    assert len(stamps) == first.files
     assert wh.export("parquet", str(out)).files == 0
     add_batch(wh, 1, start=50)
     assert wh.export("parquet", str(out)).rows["executions"] == 1

@@ -78,6 +78,7 @@ def _one(wh, where: str) -> dict:
     return wh.execution(eid)
 
 
+@pytest.mark.slow
 def test_scores_configs_and_task_ids(imported, logs):
     wh, report = imported
     assert report.imported == 3
@@ -96,6 +97,7 @@ def test_scores_configs_and_task_ids(imported, logs):
     assert [(r[0], r[1], r[3]) for r in s] == [("important_instructions", 2, 0.5), ("none", 1, 1.0)]
 
 
+@pytest.mark.slow
 def test_metadata_times_and_attacks(imported):
     wh, _ = imported
     ex = _one(wh, "task_id = 'user_task_0:injection_task_1'")
@@ -110,6 +112,7 @@ def test_metadata_times_and_attacks(imported):
     assert json.loads(benign["metadata"])["security"] is True and benign["attacks"] == []
 
 
+@pytest.mark.slow
 def test_messages_with_tool_calls_in_both_formats(imported):
     wh, _ = imported
     for where, old in (("task_id = 'user_task_0:injection_task_1'", False), ("task_id = 'user_task_1:injection_task_1'", True)):
@@ -131,6 +134,7 @@ def test_messages_with_tool_calls_in_both_formats(imported):
     assert hits == [(2,)]
 
 
+@pytest.mark.slow
 def test_reimport_skips_and_a_finished_run_is_imported_then(logs, tmp_path):
     wh = warehouse.open(str(tmp_path / "wh"), create=True)
     assert wh.import_("agentdojo", logs).imported == 3
@@ -146,6 +150,7 @@ def test_reimport_skips_and_a_finished_run_is_imported_then(logs, tmp_path):
     assert wh.sql("select count(*), count(distinct execution_id) from executions").fetchall() == [(4, 4)]
 
 
+@pytest.mark.slow
 def test_the_cli_reports_a_corrupt_log_and_imports_the_rest(logs, tmp_path):
     d = tmp_path / "runs"
     _write(d, _log("user_task_5", "tool_knowledge", "injection_task_0", utility=True, security=True))
@@ -175,6 +180,7 @@ def _rate(values) -> float:
     return sum(values) / len(values)
 
 
+@pytest.mark.slow
 def test_injection_task_checks_are_kept_but_left_out_of_utility_and_asr(real):
     wh, report, results, logdir = real
     assert (report.imported, report.failed) == (11, [])
@@ -196,6 +202,7 @@ def test_injection_task_checks_are_kept_but_left_out_of_utility_and_asr(real):
         ("agentdojo.checks", 2, _rate(attacked["injection_tasks_utility_results"].values()))]
 
 
+@pytest.mark.slow
 def test_score_views_and_analytics_agree_on_leaving_checks_out(real):
     from warehouse.read import analytics
 
@@ -219,6 +226,7 @@ def test_score_views_and_analytics_agree_on_leaving_checks_out(real):
     assert analytics.usage(wh)["n"].sum() == 11
 
 
+@pytest.mark.slow
 def test_the_cli_counts_checks_only_with_the_checks_flag(real):
     wh, *_ = real
     plain = CliRunner().invoke(app, ["scores", "--url", wh.url, "--format", "csv"])

@@ -12,6 +12,7 @@ import pytest
 import warehouse
 from warehouse.core.errors import ImportFailed, InvalidRecord, WarehouseError
 from warehouse.interop.importers import base
+from warehouse.manifest import commit_name
 
 
 class LinesImporter(base.FileImporter):
@@ -45,6 +46,7 @@ def wh(tmp_path):
     return warehouse.open(str(tmp_path / "wh"), create=True)
 
 
+@pytest.mark.slow
 def test_reimport_adds_nothing_and_new_files_only_are_read(wh, tmp_path):
     src = tmp_path / "src"
     _file(src, "a.jsonl", _rows(3))
@@ -177,18 +179,21 @@ def test_an_import_landing_between_the_check_and_the_commit_is_caught_by_the_com
     src = tmp_path / "src"
     for i in range(3):
         _file(src, f"f{i}.jsonl", _rows(2 + i))
-    check = base._Run.check_not_imported_meanwhile
+    put_if_absent = wh.store.put_if_absent
     raced = []
 
-    def check_then_race(run):
-        check(run)
-        if not raced:  # once: the other import's own check passes straight through
-            raced.append(True)
+    def race_then_put(rel: str, data: bytes) -> bool:
+        # This import's commit is about to be created: the other import (its own handle and store)
+        # commits the same sources first, so the version this commit takes is already there.
+        if not raced and rel == commit_name(wh.version + 1):
+            raced.append(rel)
             assert base.run_import(warehouse.open(wh.url), LinesImporter(), src).imported == 3
+        return put_if_absent(rel, data)
 
-    monkeypatch.setattr(base._Run, "check_not_imported_meanwhile", check_then_race)
+    monkeypatch.setattr(wh.store, "put_if_absent", race_then_put)
     with pytest.raises(ImportFailed, match=r"another legacy import committed 3 of the 3 sources of this batch"):
         base.run_import(wh, LinesImporter(), src)
+    assert raced == [commit_name(1)]
     fresh = warehouse.open(wh.url)
     assert fresh.version == 1
     assert fresh.sql("select count(*), count(distinct execution_id) from executions").fetchall() == [(9, 9)]

@@ -61,6 +61,7 @@ def _expected_scores(sample) -> dict[str, float]:
     return out
 
 
+@pytest.mark.slow
 def test_every_sample_lands_with_its_scores_usage_times_and_error(imported, logs):
     wh, report = imported
     assert report.ok and (report.sources, report.imported) == (2, 2)  # logs.json is not a source
@@ -100,6 +101,7 @@ def test_every_sample_lands_with_its_scores_usage_times_and_error(imported, logs
             assert meta["sample"]["working_time"] == s.working_time
 
 
+@pytest.mark.slow
 def test_score_objects_and_errors_are_kept_whole_in_metadata(imported, logs):
     wh, _ = imported
     log = read_eval_log(str(logs["easy"]))
@@ -117,6 +119,7 @@ def test_score_objects_and_errors_are_kept_whole_in_metadata(imported, logs):
     assert "RuntimeError: lookup backend exploded" in err["traceback"] and "traceback_ansi" not in err
 
 
+@pytest.mark.slow
 def test_messages_keep_tool_calls_unicode_and_inspect_fields(imported, logs):
     wh, _ = imported
     log = read_eval_log(str(logs["hard"]), resolve_attachments=True)
@@ -145,6 +148,7 @@ def test_messages_keep_tool_calls_unicode_and_inspect_fields(imported, logs):
     assert one["messages"][0]["content"] == "You answer geography questions — précisément."
 
 
+@pytest.mark.slow
 def test_transcript_events_and_the_log_header_are_events(imported, logs):
     wh, _ = imported
     log = read_eval_log(str(logs["easy"]))
@@ -179,6 +183,7 @@ def test_transcript_events_and_the_log_header_are_events(imported, logs):
     assert inspect_fixtures.LONG in json.loads(att["attributes"])["attachments"].values()
 
 
+@pytest.mark.slow
 def test_configs_hold_model_plan_task_and_dataset(imported, logs):
     wh, _ = imported
     rows = {json.loads(r["agent_config"])["task_args"]["difficulty"]: r for r in _rows(wh, "select * from configs")}
@@ -191,6 +196,7 @@ def test_configs_hold_model_plan_task_and_dataset(imported, logs):
     assert rows["hard"]["attack_type"] is None and rows["hard"]["hash_scheme"] == "sha256-8"
 
 
+@pytest.mark.slow
 def test_reimport_adds_nothing_and_new_logs_come_in_incrementally(logs, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
@@ -212,6 +218,7 @@ def test_reimport_adds_nothing_and_new_logs_come_in_incrementally(logs, tmp_path
     assert (r4.sources, r4.imported, r4.records["executions"]) == (1, 1, 3)
 
 
+@pytest.mark.slow
 def test_corrupt_logs_are_reported_by_path_and_the_rest_imported(logs, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
@@ -229,6 +236,7 @@ def test_corrupt_logs_are_reported_by_path_and_the_rest_imported(logs, tmp_path)
         warehouse.open(str(tmp_path / "wh3"), create=True).import_("inspect", src, strict=True)
 
 
+@pytest.mark.slow
 def test_a_running_log_is_refused_until_it_has_finished(logs, tmp_path):
     log = read_eval_log(str(logs["hard"]))
     log.status = "started"
@@ -240,6 +248,7 @@ def test_a_running_log_is_refused_until_it_has_finished(logs, tmp_path):
     assert not wh.snapshot.table_files("executions")
 
 
+@pytest.mark.slow
 def test_a_log_edited_after_its_import_is_refused_not_duplicated(logs, tmp_path):
     from inspect_ai.log import ProvenanceData, edit_score
     from inspect_ai.scorer import ScoreEdit
@@ -257,6 +266,7 @@ def test_a_log_edited_after_its_import_is_refused_not_duplicated(logs, tmp_path)
     assert wh.sql("select count(*) from executions").fetchall() == [(6,)]
 
 
+@pytest.mark.slow
 def test_cli_imports_logs_and_exits_1_naming_a_bad_log(logs, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
@@ -271,6 +281,7 @@ def test_cli_imports_logs_and_exits_1_naming_a_bad_log(logs, tmp_path):
     assert warehouse.open(url).sql("select count(*) from executions").fetchall() == [(6,)]
 
 
+@pytest.mark.slow
 def test_without_inspect_ai_the_error_says_how_to_install_it(logs, tmp_path):
     code = (
         "import sys; sys.modules['inspect_ai'] = None\n"  # as if inspect_ai were not installed
@@ -294,6 +305,7 @@ def test_score_values_read_as_inspect_reads_them(value, expected):
     assert score_value(value) == expected
 
 
+@pytest.mark.slow
 def test_samples_an_eval_set_retry_reused_are_counted_once(tmp_path):
     failed_log, retry_log = inspect_fixtures.write_retried_eval_set(tmp_path / "logs")
     reused = {s.uuid for s in read_eval_log(str(failed_log)).samples} & {s.uuid for s in read_eval_log(str(retry_log)).samples}

@@ -196,6 +196,7 @@ def test_the_cli_imports_and_exits_1_naming_the_bad_file(tree, tmp_path):
     assert res.exit_code == 0 and "1 already imported" in res.output, res.output
 
 
+@pytest.mark.slow
 def test_runs_that_overwrote_each_others_file_are_all_imported(tmp_path):
     """The reference names a file {YYYYmmdd_HHMMSS}_{task_id}.json: runs of one task saved within the
     same second overwrite each other's file, and only index.jsonl still holds the earlier ones."""

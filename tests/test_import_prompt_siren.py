@@ -192,6 +192,7 @@ def test_older_usage_keys_map_to_the_usage_columns():
     assert pam.run_usage({"input_tokens": 5, "request_tokens": 6}) == ({"input_tokens": 5}, {"request_tokens": 6})
 
 
+@pytest.mark.slow
 def test_legacy_export_and_import_keep_the_model_messages(imported, tree, tmp_path):
     wh, _ = imported
     wh.export("legacy", tmp_path / "out")

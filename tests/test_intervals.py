@@ -55,6 +55,7 @@ def _runs(wh: warehouse.Warehouse, agent: str, results: dict[str, list[float]], 
         return w.config.hash
 
 
+@pytest.mark.slow
 def test_scores_intervals_hold_their_rates_at_p_0_and_p_1_for_every_n_up_to_200_and_every_k_up_to_40(wh):
     """End to end through the writer, the `scores` view and `wh.scores(by=...)`: one task per
     (n, k), all n <= 200 at k = 0 and k = n, and every k of every n <= 40."""
@@ -72,6 +73,7 @@ def test_scores_intervals_hold_their_rates_at_p_0_and_p_1_for_every_n_up_to_200_
         assert 0 <= asr_low <= asr <= asr_high <= 1 and 0 <= u_low <= u <= u_high <= 1
 
 
+@pytest.mark.slow
 def test_every_rate_function_gives_intervals_that_hold_their_rates_at_p_1(wh):
     _runs(wh, "perfect", {f"t{i}": [1.0] for i in range(10)})  # n = 10: the formula gives 1 - 1e-16
     frames = {"scores": wh.scores(by=["agent", "attack"]).pl(),
@@ -98,6 +100,7 @@ def test_pass_at_k_lies_in_0_1_at_every_n_c_and_k_up_to_200_and_is_null_when_n_i
     sample = [(n, rng.randint(0, n), rng.randint(1, n)) for n, _, _ in sample]
     got = wh.sql("select pass_at_k_estimate(n, c, k) from (select unnest(?) as n, unnest(?) as c, unnest(?) as k)",
                  [[s[0] for s in sample], [s[1] for s in sample], [s[2] for s in sample]]).fetchall()
+    assert len(got) == len(sample)
     for (n, c, k), (e,) in zip(sample, got):
         assert e == pytest.approx(1 - math.comb(n - c, k) / math.comb(n, k), abs=1e-12)
 
@@ -124,6 +127,7 @@ def test_compare_interval_holds_the_difference_when_every_task_moves_by_the_same
     assert got.diff_low <= got.diff <= got.diff_high
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.integers(1, 6), st.integers(0, 6), st.integers(1, 6), st.integers(0, 6)),
                 min_size=1, max_size=8), st.integers(1, 300), st.integers(0, 2**32 - 1))
@@ -140,6 +144,7 @@ def test_compare_interval_holds_the_difference_and_lies_in_minus_1_1(tmp_path_fa
     assert 0 <= got.rate_a <= 1 and 0 <= got.rate_b <= 1
 
 
+@pytest.mark.slow
 def test_report_builds_over_configurations_at_p_0_and_p_1(wh, tmp_path):
     for agent, rate in (("always", 1.0), ("never", 0.0)):
         _runs(wh, agent, {f"t{i}": [rate] for i in range(4)})  # n = 4: the formula gives 1 - 1e-16
@@ -149,6 +154,7 @@ def test_report_builds_over_configurations_at_p_0_and_p_1(wh, tmp_path):
     assert "Bar chart of the tasks most often compromised" in page
 
 
+@pytest.mark.slow
 def test_report_builds_when_scores_are_not_rates(wh, tmp_path):
     """Scores outside [0, 1] have a mean but no Wilson interval: the report shows them without error bars."""
     _runs(wh, "points", {f"t{i}": [5.0, 3.0] for i in range(3)})

@@ -7,6 +7,7 @@ import json
 
 import duckdb
 import pyarrow.parquet as pq
+import pytest
 
 import warehouse
 from warehouse.read import analytics
@@ -41,6 +42,7 @@ def assert_one_add_per_id(wh: warehouse.Warehouse) -> None:
     assert wh.scan("messages").collect().height == wh.sql("select count(*) from messages").fetchall()[0][0]
 
 
+@pytest.mark.slow
 def test_a_retried_job_with_fixed_ids_counts_each_execution_once(wh):
     retried_job(wh)
     assert wh.sql("select count(*) from executions").fetchall()[0][0] == 1
@@ -54,6 +56,7 @@ def test_a_retried_job_with_fixed_ids_counts_each_execution_once(wh):
     assert_one_add_per_id(wh)
 
 
+@pytest.mark.slow
 def test_an_id_added_twice_in_one_writer_keeps_the_later_add(wh, open_writer):
     w = open_writer(wh, **RUN)
     w.add_execution(execution_id="x", task_id="t", benign_score=0.0,
@@ -108,6 +111,7 @@ def test_the_same_ids_from_concurrent_processes_show_one_add_each(tmp_path, chil
     assert n == 20
 
 
+@pytest.mark.slow
 def test_time_travel_shows_the_add_that_was_current_then(wh):
     retried_job(wh, attempts=1)
     before = wh.version
@@ -117,6 +121,7 @@ def test_time_travel_shows_the_add_that_was_current_then(wh):
     assert wh.execution("job42-task7")["messages"] == [{"role": "user", "content": "attempt 1"}]
 
 
+@pytest.mark.slow
 def test_compaction_and_expire_keep_one_add_per_id(wh):
     for _ in range(3):
         retried_job(wh)
@@ -135,6 +140,7 @@ def test_compaction_and_expire_keep_one_add_per_id(wh):
     assert_one_add_per_id(wh)
 
 
+@pytest.mark.slow
 def test_a_live_execution_with_a_given_id_replaces_the_earlier_run(wh, open_writer):
     w = open_writer(wh, **RUN)
     w.add_execution(execution_id="run-1", task_id="t", attack_score=0.0, messages=[{"role": "user", "content": "old"}])
@@ -169,6 +175,7 @@ def test_wal_recovery_replaces_earlier_adds_too(wh, tmp_path, children):
     assert_one_add_per_id(wh)
 
 
+@pytest.mark.slow
 def test_importing_the_same_execution_ids_from_another_folder_replaces_them(wh, tmp_path):
     from legacy_fixtures import write_legacy_tree
 
@@ -191,6 +198,7 @@ def test_importing_the_same_execution_ids_from_another_folder_replaces_them(wh, 
     assert_one_add_per_id(wh)
 
 
+@pytest.mark.slow
 def test_exports_hold_one_row_per_id(wh, tmp_path):
     retried_job(wh)
     pq_out, delta_out = tmp_path / "pq", tmp_path / "delta"

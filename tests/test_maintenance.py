@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import warehouse.ops.maintenance as maintenance
 import warehouse.ops.vacuum as vacuuming
 from processes import Children, watchdog
 from warehouse import ReadOnlyWarehouse, VersionNotFound, WarehouseError
-from warehouse.manifest import Log, RemovedFile, writer_info
+from warehouse.manifest import RemovedFile, writer_info
 from warehouse.core.schemas import catalog
 from warehouse.engine.datafiles import write_data_file
 
@@ -129,6 +130,7 @@ def compacts(wh: warehouse.Warehouse) -> list[Any]:
 
 
 # -- compaction: answers unchanged, sorted, one commit per partition --------------------------------
+@pytest.mark.slow
 def test_compaction_leaves_every_view_unchanged_and_one_sorted_file_per_partition(wh, root, open_writer,
                                                                                   make_messages) -> None:
     campaign(wh, open_writer, make_messages)
@@ -179,6 +181,7 @@ def test_one_commit_per_partition_removes_exactly_its_inputs_and_adds_its_output
     assert [h.operation for h in wh.history(4)] == ["compact"] * 4
 
 
+@pytest.mark.slow
 def test_compacted_rows_are_sorted_by_the_tables_sort_order(wh, open_writer) -> None:
     seed(wh, open_writer, flushes=5, per_flush=4)
     wh.compact()
@@ -212,6 +215,7 @@ def test_table_and_partition_filters_compact_only_what_they_match(wh, open_write
                                                      for k in everything["executions"]}
 
 
+@pytest.mark.slow
 def test_dry_run_writes_nothing_and_plans_what_the_real_run_does(wh, root, open_writer, snapshot_tree) -> None:
     seed(wh, open_writer)
     before, version = snapshot_tree(root), wh.version
@@ -233,12 +237,16 @@ def test_partitions_with_too_few_small_files_and_large_files_are_left_alone(wh, 
     assert wh.compact(min_files=4).partitions == ()
     assert wh.compact(table="executions", target_file_size=sizes[0]).partitions == ()  # no file is below it
     # A target between two files' sizes: only files below it are inputs.
+    with wh.writer(**CONFIG_A, flush_interval=None) as w:
+        flush(w, [f"big-{uuid.uuid4().hex}" for i in range(300)])  # a fourth file, twice as large as any other
     big = max(wh.files("executions"), key=lambda f: f.bytes)
+    assert big.bytes > 2 * max(sizes)  # so that three small files make fewer files of its size
     result = wh.compact(table="executions", target_file_size=big.bytes)
     assert big.path in wh.snapshot.files
-    assert all(p.files_in >= 2 for p in result.partitions)
+    assert [(p.status, p.files_in) for p in result.partitions] == [("compacted", 3)] * 2
 
 
+@pytest.mark.slow
 def test_a_small_target_splits_a_partition_into_sorted_files_of_about_that_size(wh, open_writer) -> None:
     w = open_writer(wh, **CONFIG_A)
     for f in range(6):  # incompressible metadata: the rows, not the footers, make the bytes
@@ -268,6 +276,7 @@ def test_a_small_target_splits_a_partition_into_sorted_files_of_about_that_size(
     assert views(wh) == before
 
 
+@pytest.mark.slow
 def test_files_written_before_a_column_existed_are_compacted_with_nulls(wh, open_writer) -> None:
     seed(wh, open_writer, flushes=2)
     # Replace one file by a copy without the columns added last (as an older version wrote it).
@@ -288,6 +297,7 @@ def test_files_written_before_a_column_existed_are_compacted_with_nulls(wh, open
     assert out.column("owner").null_count == out.num_rows
 
 
+@pytest.mark.slow
 def test_partition_values_that_need_escaping_keep_their_values(wh, open_writer) -> None:
     w = open_writer(wh, dataset={"type": "suite ü/x", "config": {}}, agent={"type": "a=b%c", "config": {}})
     for f in range(3):
@@ -363,6 +373,7 @@ def test_rows_appended_while_compacting_are_kept_and_not_inputs(wh, root, open_w
     assert len(wh.files("executions", {"attack": "none"})) == 2  # the compacted file + the late flush
 
 
+@pytest.mark.slow
 def test_a_partition_compacted_meanwhile_is_planned_again_and_its_outputs_deleted(wh, root, open_writer,
                                                                                 monkeypatch) -> None:
     seed(wh, open_writer, flushes=3)
@@ -391,27 +402,33 @@ def test_a_partition_compacted_meanwhile_is_planned_again_and_its_outputs_delete
     assert data_files(root) == set(wh.snapshot.files) | removed
 
 
+@pytest.mark.slow
 def test_inputs_vacuumed_while_being_read_are_a_conflict_too(wh, root, open_writer, monkeypatch) -> None:
     seed(wh, open_writer, flushes=3)
     before = views(wh)
     other = warehouse.open(str(root))
-    real = compaction._rewrite
-    calls = []
+    refresh = wh.engine.refresh
+    raced = []
 
-    def race(w_, *args):
-        if w_ is wh.engine and not calls:  # another compaction commits, and a vacuum deletes its inputs at once
+    def refresh_then_race() -> int:
+        # Right after the compaction's own refresh, before it reads its inputs: another compaction
+        # commits, and a vacuum deletes its inputs at once.
+        version = refresh()
+        if not raced:
+            raced.append(version)
             other.compact(table="executions", partition={"attack": "none"})
             assert len(other.vacuum(retain=timedelta(0)).removed) == 3
-        calls.append(w_)
-        return real(w_, *args)
+        return version
 
-    monkeypatch.setattr(compaction, "_rewrite", race)
+    monkeypatch.setattr(wh.engine, "refresh", refresh_then_race)
     [p] = wh.compact(table="executions", partition={"attack": "none"}).partitions
+    assert raced
 
     assert p.status == "unchanged" and "while it was being read" in p.error
     assert views(wh) == before and len(compacts(wh)) == 1
 
 
+@pytest.mark.slow
 def test_a_compaction_that_keeps_conflicting_gives_up_on_that_partition_only(wh, root, open_writer,
                                                                             monkeypatch) -> None:
     seed(wh, open_writer, flushes=3)
@@ -445,19 +462,25 @@ def test_a_compaction_that_keeps_conflicting_gives_up_on_that_partition_only(wh,
     assert [p for p in outputs if (root / p).exists() and p not in committed] == []
 
 
+@pytest.mark.slow
 def test_outputs_deleted_before_the_commit_are_never_committed(wh, root, open_writer, monkeypatch) -> None:
     seed(wh, open_writer, flushes=2)
     before, version = views(wh), wh.version
-    real = compaction._rewrite
+    exists = wh.store.exists
+    deleted = []
 
-    def vacuumed_meanwhile(*args):
-        out = real(*args)
-        os.unlink(root / out[0].path)  # as a vacuum with a too short orphan window would
-        return out
+    def deleted_meanwhile(rel: str) -> bool:
+        # The compaction asks whether its freshly written output is still there: first delete it,
+        # as a vacuum with a too short orphan window would.
+        if not deleted and rel.endswith(".parquet") and rel not in wh.snapshot.files and (root / rel).is_file():
+            os.unlink(root / rel)
+            deleted.append(rel)
+        return exists(rel)
 
-    monkeypatch.setattr(compaction, "_rewrite", vacuumed_meanwhile)
-    with pytest.raises(WarehouseError, match="was deleted before it could be committed"):
+    monkeypatch.setattr(wh.store, "exists", deleted_meanwhile)
+    with pytest.raises(WarehouseError, match="its output (.+) was deleted before it could be committed") as err:
         wh.compact(table="executions")
+    assert deleted and deleted[0] in str(err.value)
     assert wh.version == version and views(wh) == before
 
 
@@ -523,11 +546,13 @@ def age(path: Path, seconds: float) -> None:
     os.utime(path, (t, t))
 
 
+@pytest.mark.slow
 def test_vacuum_deletes_removed_files_only_after_the_retention(wh, root, open_writer) -> None:
     seed(wh, open_writer)
     wh.compact()
     before = views(wh)
     removed = sorted(r.path for c in compacts(wh) for r in c.remove)
+    assert removed
     now = datetime.now(UTC)
 
     for when in (now, now + WEEK - timedelta(minutes=1)):
@@ -546,6 +571,7 @@ def test_vacuum_deletes_removed_files_only_after_the_retention(wh, root, open_wr
     assert wh.vacuum(now=now + 2 * WEEK).files == 0
 
 
+@pytest.mark.slow
 def test_vacuum_never_deletes_a_file_of_the_current_snapshot(wh, root, open_writer, make_messages) -> None:
     campaign(wh, open_writer, make_messages)
     before = views(wh)
@@ -559,6 +585,7 @@ def test_vacuum_never_deletes_a_file_of_the_current_snapshot(wh, root, open_writ
     assert views(wh) == before
 
 
+@pytest.mark.slow
 def test_orphans_older_than_the_window_go_and_younger_ones_stay(wh, root, open_writer) -> None:
     seed(wh, open_writer, flushes=2)
     # What a crashed writer leaves: data files written but never committed, and a torn temp file.
@@ -615,17 +642,20 @@ def test_a_file_committed_while_vacuum_runs_is_not_deleted(wh, root, open_writer
     late = write_data_file(wh, "executions", dict(f.partition), pq.read_table(wh.store.full(f.path)).slice(0, 0))
     age(root / late.path, 3 * 3600)  # older than the window: listed as an orphan
     other = warehouse.open(str(root))
-    real = vacuuming._commits
+    read_many = wh.log.read_many
+    committed = []
 
-    def commit_meanwhile(w_, upto):
-        out = real(w_, upto)
-        other.engine.commit(operation="append", writer=writer_info("late"), token=None, add=[late])
+    def commit_meanwhile(versions: list[int]) -> list:
+        # Once the vacuum has read the log (and so listed `late` as an orphan), `late` is committed.
+        out = read_many(versions)
+        if not committed:
+            committed.append(other.engine.commit(operation="append", writer=writer_info("late"), token=None, add=[late]))
         return out
 
-    monkeypatch.setattr(vacuuming, "_commits", commit_meanwhile)
+    monkeypatch.setattr(wh.log, "read_many", commit_meanwhile)
     result = wh.vacuum()
 
-    assert result.orphans == () and (root / late.path).exists()
+    assert committed and result.orphans == () and (root / late.path).exists()
     assert late.path in warehouse.open(str(root)).snapshot.files
 
 
@@ -699,6 +729,7 @@ def test_a_flush_retried_after_the_deadline_writes_its_files_again(wh, root, ope
     assert wh.sql("select execution_id from executions").fetchall() == [("late-1",)] and wh.doctor().findings == []
 
 
+@pytest.mark.slow
 def test_a_compaction_that_outlives_the_deadline_commits_nothing_and_loses_nothing(wh, root, open_writer,
                                                                                    monkeypatch) -> None:
     seed(wh, open_writer)
@@ -777,6 +808,7 @@ def test_vacuum_dry_run_deletes_nothing_and_lists_what_the_real_run_deletes(wh, 
         (dry.removed, dry.orphans, dry.bytes, dry.readable_from)
 
 
+@pytest.mark.slow
 def test_time_travel_to_a_vacuumed_version_fails_clearly_and_newer_versions_open(wh, root, open_writer) -> None:
     seed(wh, open_writer, flushes=2)
     pre = wh.version
@@ -818,20 +850,24 @@ def test_check_readable_names_the_version_and_the_retention(wh, open_writer) -> 
     maintenance.check_readable(wh.store, wh.version)
 
 
-def test_vacuum_folds_old_commits_when_the_log_can(wh, open_writer, monkeypatch) -> None:
+def test_vacuum_folds_only_commits_older_than_the_retention_and_a_dry_run_folds_none(wh, open_writer) -> None:
     seed(wh, open_writer, flushes=1)
-    calls = []
-    monkeypatch.setattr(Log, "fold_commits", lambda self, older_than: calls.append(older_than) or 7, raising=False)
-    now = datetime(2030, 1, 1, tzinfo=UTC)
+    checkpoint = wh.checkpoint()
+    with wh.writer(**CONFIG_A, flush_interval=None) as w:
+        flush(w, ["after-1"])
+    versions = wh.log.versions()
+    assert checkpoint > 0 and versions == list(range(wh.version + 1))
 
-    assert wh.vacuum(dry_run=True, now=now).folded is None and calls == []
-    result = wh.vacuum(retain=timedelta(days=3), now=now)
+    assert wh.vacuum(retain=timedelta(days=3), now=datetime.now(UTC) + timedelta(days=2)).folded == []
+    assert wh.vacuum(dry_run=True, now=datetime(2030, 1, 1, tzinfo=UTC)).folded is None
+    assert wh.log.versions() == versions  # neither the recent commits nor the dry run folded any
 
-    assert calls == [now - timedelta(days=3)] and result.folded == 7
+    result = wh.vacuum(retain=timedelta(days=3), now=datetime(2030, 1, 1, tzinfo=UTC))
+
+    assert result.folded == list(range(checkpoint)) and wh.log.versions() == versions[checkpoint:]
 
 
-@pytest.mark.skipif(not hasattr(Log, "fold_commits") or not hasattr(warehouse.Warehouse, "checkpoint"),
-                    reason="manifest checkpoints (Log.fold_commits, Warehouse.checkpoint) not there yet")
+@pytest.mark.slow
 def test_vacuum_folds_commits_into_a_checkpoint_and_recent_versions_still_open(wh, root, open_writer) -> None:
     seed(wh, open_writer, flushes=3)
     wh.compact()

@@ -134,6 +134,7 @@ def manifest_names(root: Path) -> list[str]:
 
 
 # -- 1. written every N commits, read back equal to the log --------------------------------------------------
+@pytest.mark.slow
 def test_checkpoint_is_written_at_every_nth_commit_and_open_equals_the_full_replay(tmp_path: Path) -> None:
     root = tmp_path / "wh"
     log = new_log(root, interval=5)
@@ -164,6 +165,7 @@ def test_open_reads_the_newest_checkpoint_and_only_the_commits_after_it(tmp_path
     assert_same(old, from_log(log, 14))
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3), st.booleans()), min_size=1, max_size=40),
        interval=st.integers(1, 7))
@@ -656,6 +658,7 @@ def test_opening_a_warehouse_whose_first_commits_were_folded(tmp_path: Path) -> 
         warehouse.open(str(root))
 
 
+@pytest.mark.slow
 def test_sync_from_a_source_whose_commits_were_folded(tmp_path: Path) -> None:
     src = warehouse.open(str(tmp_path / "src"), create=True, checkpoint_interval=3)
     dataset, agent = {"type": "agentdojo", "config": {}}, {"type": "folder", "config": {}}

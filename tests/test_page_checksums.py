@@ -79,6 +79,7 @@ def _answers(reader: warehouse.Warehouse, table: str, path: str) -> tuple[str, s
     return json.dumps(duck, default=str), json.dumps(arrow, default=str)
 
 
+@pytest.mark.slow
 def test_deep_doctor_finds_every_bit_flip_that_changes_what_queries_return(root, wh):
     _campaign(wh)
     url = str(root)
@@ -187,6 +188,7 @@ def _has_page_checksums(path: str) -> bool:
         probe.unlink(missing_ok=True)
 
 
+@pytest.mark.slow
 def test_every_parquet_file_the_warehouse_writes_has_page_checksums(root, wh, tmp_path):
     _campaign(wh, n=40)
     _campaign(wh, n=40, prefix="run1-")

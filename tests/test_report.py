@@ -197,6 +197,7 @@ def test_pass_at_k_table_matches_analytics_and_pass_at_1_is_the_plain_rate(wh, p
     # pass@1 of a metric is its mean success rate; pass@k never falls as k grows
     asr = analytics.attack_success_rates(wh, by=("agent",), where="attack <> 'none'")
     util = analytics.attack_success_rates(wh, by=("agent",), where="attack = 'none'")
+    assert sorted(asr["agent"]) == sorted(util["agent"]) == sorted({agent for _, agent in rows})
     for agent, value in zip(asr["agent"], asr["asr"]):
         assert close(rows[("attack_score", agent)]["pass_at_1"], value)
     for agent, value in zip(util["agent"], util["utility"]):
@@ -234,6 +235,7 @@ def test_cost_table_sums_to_the_raw_cost_of_every_execution(wh, page) -> None:
         assert r["model"] in {a["model"] for a in demo.AGENTS.values()}
 
 
+@pytest.mark.slow
 def test_names_are_escaped_in_the_page_and_literal_in_the_charts(tmp_path) -> None:
     wh = warehouse.open(str(tmp_path / "w"), create=True)
     agent = '<b>"$x$" & co</b>'

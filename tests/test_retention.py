@@ -289,6 +289,7 @@ def test_dry_run_changes_nothing_and_reports_what_the_real_run_removes(wh, root,
         assert getattr(dry, f) == getattr(real, f), f
 
 
+@pytest.mark.slow
 def test_time_travel_still_sees_the_expired_rows(wh, root, config, open_writer) -> None:
     _mixed(wh, config, open_writer)
     before = wh.version
@@ -300,6 +301,7 @@ def test_time_travel_still_sees_the_expired_rows(wh, root, config, open_writer) 
     assert wh.sql("select count(*) from events").fetchall()[0][0] < counts["events"]
 
 
+@pytest.mark.slow
 def test_every_view_answers_like_a_python_reference_after_expire(wh, config, open_writer) -> None:
     rng = random.Random(7)
     written: dict[str, list[dict[str, Any]]] = {t: [] for t in ("final", "live", "events", "snapshots")}

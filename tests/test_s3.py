@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from botocore.exceptions import BotoCoreError
 
 import warehouse
 from conftest import AGENT, ATTACK, DATASET, build_messages
@@ -360,8 +361,11 @@ def test_data_files_of_a_failed_flush_are_never_visible_and_the_batch_commits_on
         wh.store.retries = 2  # fail fast: this flush is meant to fail
         w = wh.writer(dataset=DATASET, agent=AGENT, flush_interval=None)
         w.add_execution(execution_id="x-1", task_id="t", benign_score=1.0)
-        with pytest.raises(Exception):
+        # The store's own error once its retries are spent (an HTTP error as OSError, a reset as
+        # botocore's), one that the store classifies as a store failure (retries spent, unreachable).
+        with pytest.raises((OSError, BotoCoreError)) as err:
             w.flush()
+        assert wh.store.storage_error(err.value) is not None, err.value
         # The data files were written, but no reader can see them.
         reader = warehouse.open(s3_url, storage_options=s3.options())
         assert reader.version == 0 and reader.sql("select count(*) from executions").fetchall() == [(0,)]

@@ -104,6 +104,7 @@ def test_append_adds_messages_without_rewriting_earlier_files(wh: warehouse.Ware
     assert latest == [(1, count)]
 
 
+@pytest.mark.slow
 def test_appends_keep_order_across_many_revisions(wh: warehouse.Warehouse) -> None:
     sid = wh.sessions.save([{"role": "user", "content": "0"}])
     for i in range(1, 6):
@@ -141,6 +142,7 @@ def test_list_has_one_row_per_session_newest_first_with_titles(wh: warehouse.War
     assert df.row(0, named=True)["created_at"] < df.row(0, named=True)["updated_at"]
 
 
+@pytest.mark.slow
 def test_delete_removes_one_session_in_one_commit(wh: warehouse.Warehouse, make_messages: Any) -> None:
     keep_a = wh.sessions.save(make_messages(task="a"), meta={"n": "a"})
     gone = wh.sessions.save(make_messages(task="b"), meta={"n": "b"})

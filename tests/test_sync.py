@@ -348,6 +348,7 @@ def test_src_compacting_what_dst_compacted_replaces_dst_files_exactly(s3: S3Endp
     assert_up_to_date(src, dst)
 
 
+@pytest.mark.slow
 def test_src_compacting_twice_after_dst_compacted_once_is_mirrored_exactly(tmp_path: Path) -> None:
     src = warehouse.open(str(tmp_path / "src"), create=True)
     write_runs(src, n=4, flushes=2)
@@ -387,6 +388,7 @@ def test_src_compacting_files_dst_compacted_with_its_own_rows_is_refused_and_com
     assert dst.refresh() == version
 
 
+@pytest.mark.slow
 def test_rows_dst_expired_or_deleted_stay_gone_after_sync(tmp_path: Path) -> None:
     src = warehouse.open(str(tmp_path / "src"), create=True)
     write_runs(src, n=4, flushes=2)
@@ -409,6 +411,7 @@ def test_rows_dst_expired_or_deleted_stay_gone_after_sync(tmp_path: Path) -> Non
     assert_up_to_date(src, dst)
 
 
+@pytest.mark.slow
 def test_src_compacting_files_dst_expired_rows_from_is_refused(tmp_path: Path) -> None:
     src = warehouse.open(str(tmp_path / "src"), create=True)
     write_runs(src, n=4, flushes=2)
@@ -422,6 +425,7 @@ def test_src_compacting_files_dst_expired_rows_from_is_refused(tmp_path: Path) -
     assert dst.refresh() == version and execution_ids(dst) == ids
 
 
+@pytest.mark.slow
 def test_src_expiring_files_dst_compacted_is_mirrored(tmp_path: Path) -> None:
     src = warehouse.open(str(tmp_path / "src"), create=True)
     write_runs(src, n=4, flushes=2)
@@ -448,6 +452,7 @@ def sync_as_before_the_ledger(src: warehouse.Warehouse, dst: warehouse.Warehouse
                 info={"source": src.url, "source_versions": [1, src.version]})
 
 
+@pytest.mark.slow
 def test_a_dst_synced_before_the_ledger_existed_keeps_syncing_without_duplicates(tmp_path: Path) -> None:
     src = warehouse.open(str(tmp_path / "src"), create=True)
     write_runs(src, n=4, flushes=2)
@@ -472,6 +477,7 @@ def test_a_dst_synced_before_the_ledger_existed_keeps_syncing_without_duplicates
     assert_same(dst, src)
 
 
+@pytest.mark.slow
 def test_a_re_added_execution_id_stays_one_row_through_compaction_on_both_sides(tmp_path: Path) -> None:
     src = warehouse.open(str(tmp_path / "src"), create=True)
     write_runs(src, n=4, flushes=2)
@@ -490,6 +496,7 @@ def test_a_re_added_execution_id_stays_one_row_through_compaction_on_both_sides(
     assert dst.sql("select count(*) from executions where execution_id = 'a-001'").fetchall() == [(1,)]
 
 
+@pytest.mark.slow
 def test_a_compaction_in_dst_while_a_sync_copies_makes_it_plan_again(tmp_path: Path) -> None:
     src = warehouse.open(str(tmp_path / "src"), create=True)
     write_runs(src, n=4, flushes=2)
@@ -510,6 +517,7 @@ def test_a_compaction_in_dst_while_a_sync_copies_makes_it_plan_again(tmp_path: P
     assert_up_to_date(src, dst)
 
 
+@pytest.mark.slow
 def test_two_warehouses_synced_both_ways_stay_equal_through_compaction(tmp_path: Path) -> None:
     a = warehouse.open(str(tmp_path / "a"), create=True)
     b = warehouse.open(str(tmp_path / "b"), create=True)
@@ -530,6 +538,7 @@ def test_two_warehouses_synced_both_ways_stay_equal_through_compaction(tmp_path:
     assert_up_to_date(b, a)
 
 
+@pytest.mark.slow
 def test_src_compaction_folded_by_vacuum_after_dst_compacted_is_mirrored_exactly(tmp_path: Path) -> None:
     src = warehouse.open(str(tmp_path / "src"), create=True)
     write_runs(src, n=4, flushes=2)
@@ -548,6 +557,7 @@ def test_src_compaction_folded_by_vacuum_after_dst_compacted_is_mirrored_exactly
     assert taken < set(dst.sql("select source from imports where kind = 'sync'").fetchall())
 
 
+@pytest.mark.slow
 def test_an_execution_id_added_in_both_warehouses_counts_once_after_syncing_either_way(tmp_path: Path) -> None:
     a = warehouse.open(str(tmp_path / "a"), create=True)
     b = warehouse.open(str(tmp_path / "b"), create=True)
@@ -569,6 +579,7 @@ def test_an_execution_id_added_in_both_warehouses_counts_once_after_syncing_eith
     assert_up_to_date(b, a)
 
 
+@pytest.mark.slow
 def test_a_dst_synced_before_the_ledger_mirrors_a_compaction_src_has_folded(tmp_path: Path) -> None:
     src = warehouse.open(str(tmp_path / "src"), create=True)
     write_runs(src, n=4, flushes=2)
@@ -583,6 +594,7 @@ def test_a_dst_synced_before_the_ledger_mirrors_a_compaction_src_has_folded(tmp_
     assert_up_to_date(src, dst)
 
 
+@pytest.mark.slow
 def test_a_synced_file_doctor_removed_as_damaged_in_dst_is_copied_again(tmp_path: Path) -> None:
     src = warehouse.open(str(tmp_path / "src"), create=True)
     write_runs(src, n=4, flushes=2)

@@ -315,7 +315,7 @@ def test_ls_shows_sizes_in_human_units_and_exact_bytes_in_json(demo_wh) -> None:
     out = text(run("ls", "--url", demo_wh))
     assert re.search(r"\d+\.\d (kB|MB)", out) and "size" in out
     rows = json.loads(run("ls", "--url", demo_wh, "-f", "json").stdout)
-    assert all(isinstance(r["bytes"], int) and r["bytes"] > 0 for r in rows)
+    assert rows and all(isinstance(r["bytes"], int) and r["bytes"] > 0 for r in rows)
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -239,6 +239,7 @@ TABLES = {  # table: (order, columns that differ between two runs: clocks, and w
 }
 
 
+@pytest.mark.slow
 def test_recovered_rows_are_exactly_what_a_flush_would_have_written(tmp_path: Path) -> None:
     tz = timezone(timedelta(hours=-5, minutes=-30))
     plain = warehouse.open(str(tmp_path / "plain"), create=True)

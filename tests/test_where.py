@@ -102,6 +102,7 @@ def test_the_error_says_what_is_wrong(seeded) -> None:
             seeded.scores(where=text)
 
 
+@pytest.mark.slow
 def test_where_can_not_reach_running_executions(seeded) -> None:
     """The condition is ANDed with the finished-only filter: asking for running rows finds none."""
     everything = seeded.scores(by="all").fetchall()
@@ -112,6 +113,7 @@ def test_where_can_not_reach_running_executions(seeded) -> None:
     assert row["n"] == 0
 
 
+@pytest.mark.slow
 def test_conditions_filter_like_the_same_sql_written_by_hand(seeded) -> None:
     def by_hand(cond: str) -> list[tuple]:
         return seeded.sql(f"select agent, count(*) from executions where status <> 'running' and ({cond}\n) "

@@ -100,6 +100,7 @@ def test_reaching_flush_rows_flushes_automatically(wh, open_writer, config):
     assert wh.version == 1 and w.buffered_rows == 1
 
 
+@pytest.mark.slow
 def test_rows_are_invisible_until_flushed_and_close_flushes(root, wh, config):
     with wh.writer(**config, flush_interval=None) as w:
         eid = w.add_execution(task_id="t0", benign_score=1.0)
@@ -129,6 +130,7 @@ def write_versions(wh, open_writer, config, make_messages) -> dict[int, set[str]
     return seen
 
 
+@pytest.mark.slow
 def test_open_version_sees_exactly_that_versions_rows(root, wh, open_writer, config, make_messages):
     seen = write_versions(wh, open_writer, config, make_messages)
     assert sorted(seen) == [0, 1, 2, 3]
@@ -150,6 +152,7 @@ def test_time_travel_is_read_only(root, wh, open_writer, config, make_messages):
     assert warehouse.open(str(root)).version == 3
 
 
+@pytest.mark.slow
 def test_open_as_of_sees_the_last_commit_at_or_before_that_time(root, wh, open_writer, config, make_messages):
     w = open_writer(wh, **config)
     times, seen = {}, {0: set()}

@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,8 +51,6 @@ import warehouse  # noqa: E402
 ROLES = {"writer": 3, "compact": 1, "vacuum": 1, "checkpoint": 1, "sync": 1}
 #: The short-window case: a vacuum at the minimum window beside four writers and compaction.
 SHORT_WINDOW_ROLES = {"writer": 4, "compact": 1, "vacuum-short": 1, "checkpoint": 1}
-_METHODS = {"compact": "compact", "vacuum": "vacuum", "vacuum-short": "vacuum", "checkpoint": "checkpoint",
-            "sync": "sync_to"}
 
 
 @dataclass
@@ -98,11 +97,6 @@ class Summary:
                 ("rows in the sync target", self.sync_target_rows), ("seconds", f"{self.seconds:.1f}")]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"| {k:<{width}} | {v} |" for k, v in rows)
-
-
-def available_roles() -> dict[str, int]:
-    """The roles whose Warehouse method exists in this checkout."""
-    return {r: n for r, n in ROLES.items() if r == "writer" or hasattr(warehouse.Warehouse, _METHODS[r])}
 
 
 class Stalls:
@@ -189,7 +183,7 @@ def run(root: str, kills: int, *, seed: int = 1, dst: str | None = None, storage
     logs.mkdir(parents=True, exist_ok=True)
     dst = dst or root.rstrip("/") + "-replica"
     warehouse.open(root, create=True, storage_options=storage_options)
-    roles = roles or (SHORT_WINDOW_ROLES if short_window else available_roles())
+    roles = roles or (SHORT_WINDOW_ROLES if short_window else ROLES)
     stalls = Stalls(patience=6 * short_window) if short_window else None
     summary = Summary()
     done: list[Worker] = []
@@ -253,6 +247,10 @@ def _check(root: str, dst: str, options: dict[str, Any] | None, workers: list[Wo
             elif w.role != "writer" and parts and parts[0] == w.role:
                 s.maintenance_ops[w.role] += 1
     s.acknowledged_batches = len(acked)
+    for w in workers:  # every worker ends by the harness's kill -9; any other end is a failure it hit
+        if w.proc.returncode != -signal.SIGKILL:
+            s.doctor_problems.append(f"{w.tag} ({w.role}) exited by itself with status {w.proc.returncode}; "
+                                     f"see {w.tag}.stderr")
     wh = warehouse.open(root, storage_options=options)  # it opens
     try:
         ids = Counter(r[0] for r in wh.sql("select execution_id from executions").fetchall())
@@ -274,22 +272,19 @@ def _check(root: str, dst: str, options: dict[str, Any] | None, workers: list[Wo
     msgs = wh.sql("select count(*), count(distinct execution_id) from messages").fetchall()[0]
     if msgs != (2 * len(ids), len(ids)):
         s.doctor_problems.append(f"messages: {msgs[0]} rows for {msgs[1]} executions, expected 2 each of {len(ids)}")
-    if hasattr(warehouse.Warehouse, "doctor"):
-        report = wh.doctor()
-        problems = [p for p in _problems(report) if "orphan" not in p.lower()]
-        s.orphans_found = _orphans(report)
-        s.doctor_problems += problems
-        if hasattr(warehouse.Warehouse, "vacuum"):
-            # Every process is dead: no file is in flight, so the minimum window that protects
-            # writers' files can be lifted (in this process only) to remove every orphan now.
-            minimum = warehouse.manifest.model.MIN_ORPHAN_WINDOW
-            warehouse.manifest.model.MIN_ORPHAN_WINDOW = timedelta(0)
-            try:
-                wh.vacuum(retain=timedelta(0), orphan_window=timedelta(0))
-            finally:
-                warehouse.manifest.model.MIN_ORPHAN_WINDOW = minimum
-            after = wh.doctor()
-            s.doctor_problems += [f"after vacuum: {p}" for p in _problems(after)]
+    report = wh.doctor()
+    s.doctor_problems += [str(p) for p in report.problems]
+    s.orphans_found = len(report.orphans)
+    # Every process is dead: no file is in flight, so the minimum window that protects
+    # writers' files can be lifted (in this process only) to remove every orphan now.
+    minimum = warehouse.manifest.model.MIN_ORPHAN_WINDOW
+    warehouse.manifest.model.MIN_ORPHAN_WINDOW = timedelta(0)
+    try:
+        wh.vacuum(retain=timedelta(0), orphan_window=timedelta(0))
+    finally:
+        warehouse.manifest.model.MIN_ORPHAN_WINDOW = minimum
+    after = wh.doctor()
+    s.doctor_problems += [f"after vacuum: {p}" for p in after.problems + after.orphans]
     try:
         replica = warehouse.open(dst, storage_options=options)
         s.sync_target_rows = replica.sql("select count(*) from executions").fetchall()[0][0]
@@ -303,14 +298,6 @@ def _check(root: str, dst: str, options: dict[str, Any] | None, workers: list[Wo
         pass  # no sync finished its first commit
 
 
-def _problems(report: Any) -> list[str]:
-    return [str(p) for p in getattr(report, "problems", [])]
-
-
-def _orphans(report: Any) -> int:
-    return len(getattr(report, "orphans", []))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=100)
@@ -321,7 +308,7 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="torture-"))
     ok = True
-    print(f"torture: {args.kills} kills, seed {args.seed}, roles {available_roles()}, in {work}", flush=True)
+    print(f"torture: {args.kills} kills, seed {args.seed}, roles {ROLES}, in {work}", flush=True)
     s = run(str(work / "wh"), args.kills, seed=args.seed, logs=work / "logs")
     print(s.table())
     for p in s.doctor_problems:
