@@ -42,7 +42,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +51,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import warehouse
-from warehouse.manifest import DataFile, writer_info
-from warehouse.engine.datafiles import check_pages
 from warehouse.core.schemas import catalog
-from warehouse.engine.datafiles import PARQUET_OPTIONS, write_data_file
+from warehouse.engine.datafiles import PARQUET_OPTIONS, check_pages, write_data_file
+from warehouse.manifest import DataFile, writer_info
 
 from .harness import load_average, median_time, peak_rss_mib, publish, source_line, source_state
 
@@ -77,15 +76,31 @@ def _rows(partition: dict[str, str], ids: list[str], rng: random.Random, start: 
     for i, eid in enumerate(ids):
         t0 = start + timedelta(seconds=i)
         tokens = rng.randint(500, 20_000)
-        rows.append({**partition, "execution_id": eid, "task_id": f"task-{rng.randrange(TASKS):04d}", "run_id": "run-1",
-                     "sample": 0, "status": "completed" if rng.random() > 0.05 else "failed", "revision": 0,
-                     "started_at": t0, "finished_at": t0 + timedelta(seconds=rng.uniform(5, 120)),
-                     "duration_ms": rng.uniform(5_000, 120_000), "model": "gpt-4o-2024-08-06",
-                     "input_tokens": tokens, "output_tokens": tokens // 5, "total_tokens": tokens + tokens // 5,
-                     "requests": rng.randint(1, 12), "tool_calls": rng.randint(0, 10), "cost": tokens * 2.5e-6,
-                     "benign_score": float(rng.random() > 0.3), "attack_score": float(rng.random() > 0.8),
-                     "scores": {"steps": float(rng.randint(1, 12))},
-                     "metadata": json.dumps({"difficulty": rng.choice(("easy", "medium", "hard")), "seed": i})})
+        rows.append(
+            {
+                **partition,
+                "execution_id": eid,
+                "task_id": f"task-{rng.randrange(TASKS):04d}",
+                "run_id": "run-1",
+                "sample": 0,
+                "status": "completed" if rng.random() > 0.05 else "failed",
+                "revision": 0,
+                "started_at": t0,
+                "finished_at": t0 + timedelta(seconds=rng.uniform(5, 120)),
+                "duration_ms": rng.uniform(5_000, 120_000),
+                "model": "gpt-4o-2024-08-06",
+                "input_tokens": tokens,
+                "output_tokens": tokens // 5,
+                "total_tokens": tokens + tokens // 5,
+                "requests": rng.randint(1, 12),
+                "tool_calls": rng.randint(0, 10),
+                "cost": tokens * 2.5e-6,
+                "benign_score": float(rng.random() > 0.3),
+                "attack_score": float(rng.random() > 0.8),
+                "scores": {"steps": float(rng.randint(1, 12))},
+                "metadata": json.dumps({"difficulty": rng.choice(("easy", "medium", "hard")), "seed": i}),
+            }
+        )
     return pa.Table.from_pylist(rows, schema=schema.arrow)
 
 
@@ -93,7 +108,7 @@ def _write_files(root: str, partition: dict[str, str], chunks: list[list[str]], 
     """Write one data file per chunk of ids (uncommitted); run in a worker process."""
     wh = warehouse.open(root)
     rng = random.Random(seed)
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     return [write_data_file(wh, "executions", partition, _rows(partition, c, rng, start)) for c in chunks]
 
 
@@ -104,17 +119,27 @@ def build(root: Path, files: int, per_file: int, seed: int = 7) -> tuple[warehou
     with wh.writer(dataset=DATASET, agent=AGENT, attack=ATTACK, flush_interval=None) as w:
         partition = dict(w.partition)  # registers the config (configs/<hash>.yaml and its row)
     rng = random.Random(seed)
-    base = int(datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
-    ids = [f"{base + n:012x}{rng.getrandbits(80):020x}" for n in range(files * per_file)]  # time-ordered, as the writer's
-    chunks = [ids[i * per_file:(i + 1) * per_file] for i in range(files)]
+    base = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    ids = [
+        f"{base + n:012x}{rng.getrandbits(80):020x}" for n in range(files * per_file)
+    ]  # time-ordered, as the writer's
+    chunks = [ids[i * per_file : (i + 1) * per_file] for i in range(files)]
     rng.shuffle(chunks)  # flushes of concurrent jobs: a file's ids are not a contiguous range
     with ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn")) as pool:
-        parts = list(pool.map(_write_files, [str(root)] * WORKERS, [partition] * WORKERS,
-                              [chunks[k::WORKERS] for k in range(WORKERS)], range(WORKERS)))
+        parts = list(
+            pool.map(
+                _write_files,
+                [str(root)] * WORKERS,
+                [partition] * WORKERS,
+                [chunks[k::WORKERS] for k in range(WORKERS)],
+                range(WORKERS),
+            )
+        )
     written = [f for part in parts for f in part]
     for i in range(0, len(written), COMMIT_FILES):
-        wh.engine.commit(operation="append", writer=writer_info("bench-compaction"), token=None,
-                   add=written[i:i + COMMIT_FILES])
+        wh.engine.commit(
+            operation="append", writer=writer_info("bench-compaction"), token=None, add=written[i : i + COMMIT_FILES]
+        )
     return wh, ids
 
 
@@ -126,15 +151,22 @@ def _answer(rows: list[tuple]) -> list[list[Any]]:
 def _same(*answers: dict[str, list[list[Any]]]) -> bool:
     """The answers agree, floats within a relative 1e-9: sums over other file orders differ in the
     last bits (rounding each to 9 digits was not enough: 515.4352575 rounds either way)."""
+
     def close(a: Any, b: Any) -> bool:
         if isinstance(a, float) and isinstance(b, float):
             return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
         return a == b
 
     first = answers[0]
-    return all(other.keys() == first.keys() and all(
-        len(other[k]) == len(first[k]) and all(len(r) == len(q) and all(map(close, r, q)) for r, q in zip(other[k], first[k]))
-        for k in first) for other in answers[1:])
+    return all(
+        other.keys() == first.keys()
+        and all(
+            len(other[k]) == len(first[k])
+            and all(len(r) == len(q) and all(map(close, r, q)) for r, q in zip(other[k], first[k]))
+            for k in first
+        )
+        for other in answers[1:]
+    )
 
 
 def _checksum_costs(tmp: Path, rows: int) -> dict[str, Any]:
@@ -142,9 +174,13 @@ def _checksum_costs(tmp: Path, rows: int) -> dict[str, Any]:
     way, each figure the median of REPS, the two variants alternating."""
     partition = {"dataset": "bench", "agent": "a", "attack": "none", "config_hash": "00000000"}
     rng = random.Random(11)
-    base = int(datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
-    table = _rows(partition, [f"{base + n:012x}{rng.getrandbits(80):020x}" for n in range(rows)], rng,
-                  datetime(2026, 1, 1, tzinfo=timezone.utc))
+    base = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    table = _rows(
+        partition,
+        [f"{base + n:012x}{rng.getrandbits(80):020x}" for n in range(rows)],
+        rng,
+        datetime(2026, 1, 1, tzinfo=UTC),
+    )
     plain_options = {**PARQUET_OPTIONS, "write_page_checksum": False}
     paths = {"checksums": tmp / "checksums.parquet", "plain": tmp / "plain.parquet"}
     options = {"checksums": PARQUET_OPTIONS, "plain": plain_options}
@@ -157,7 +193,7 @@ def _checksum_costs(tmp: Path, rows: int) -> dict[str, Any]:
     ):
         times: dict[str, list[float]] = {"checksums": [], "plain": []}
         for rep in range(CHECKSUM_REPS):
-            for k in (("checksums", "plain") if rep % 2 == 0 else ("plain", "checksums")):
+            for k in ("checksums", "plain") if rep % 2 == 0 else ("plain", "checksums"):
                 t0 = time.perf_counter()
                 fn(k)
                 times[k].append(time.perf_counter() - t0)
@@ -179,8 +215,13 @@ def _doctor_costs(wh: warehouse.Warehouse) -> dict[str, Any]:
     for f in files:
         check_pages(wh.store, f)
     pages_s = time.perf_counter() - t0
-    return {"files": len(files), "doctor_s": round(doctor_s, 2), "deep_s": round(deep_s, 2),
-            "check_pages_s": round(pages_s, 2), "healthy": plain.healthy and deep.healthy}
+    return {
+        "files": len(files),
+        "doctor_s": round(doctor_s, 2),
+        "deep_s": round(deep_s, 2),
+        "check_pages_s": round(pages_s, 2),
+        "healthy": plain.healthy and deep.healthy,
+    }
 
 
 def _queries(wh: warehouse.Warehouse, probe_id: str) -> dict[str, Any]:
@@ -189,13 +230,23 @@ def _queries(wh: warehouse.Warehouse, probe_id: str) -> dict[str, Any]:
     wh.sql("select count(*) from executions").fetchall()
     first_s = time.perf_counter() - t0
     scores_s, scores = median_time(lambda: wh.scores(by=["agent", "attack"]).fetchall(), REPS)
-    filtered_s, filtered = median_time(lambda: wh.sql(
-        "select count(*), avg(benign_score), sum(total_tokens) from executions where task_id = 'task-0042'").fetchall(), REPS)
-    lookup_s, lookup = median_time(lambda: wh.sql(
-        "select task_id, benign_score from executions where execution_id = ?", [probe_id]).fetchall(), REPS)
-    return {"first_query_ms": round(first_s * 1000, 2), "scores_ms": round(scores_s * 1000, 2), "filtered_ms": round(filtered_s * 1000, 2),
-            "lookup_ms": round(lookup_s * 1000, 2),
-            "answers": {"scores": _answer(scores), "filtered": _answer(filtered), "lookup": _answer(lookup)}}
+    filtered_s, filtered = median_time(
+        lambda: wh.sql(
+            "select count(*), avg(benign_score), sum(total_tokens) from executions where task_id = 'task-0042'"
+        ).fetchall(),
+        REPS,
+    )
+    lookup_s, lookup = median_time(
+        lambda: wh.sql("select task_id, benign_score from executions where execution_id = ?", [probe_id]).fetchall(),
+        REPS,
+    )
+    return {
+        "first_query_ms": round(first_s * 1000, 2),
+        "scores_ms": round(scores_s * 1000, 2),
+        "filtered_ms": round(filtered_s * 1000, 2),
+        "lookup_ms": round(lookup_s * 1000, 2),
+        "answers": {"scores": _answer(scores), "filtered": _answer(filtered), "lookup": _answer(lookup)},
+    }
 
 
 def run(files: int, per_file: int, workdir: str | None = None, checksum_rows: int = CHECKSUM_ROWS) -> dict[str, Any]:
@@ -237,24 +288,49 @@ def run(files: int, per_file: int, workdir: str | None = None, checksum_rows: in
 
         [part] = [p for p in result.partitions if p.table == "executions"]
         return {
-            "params": {"files": files, "per_file": per_file, "rows": files * per_file, "commit_files": COMMIT_FILES,
-                       "reps": REPS, "cpu_count": os.cpu_count()},
+            "params": {
+                "files": files,
+                "per_file": per_file,
+                "rows": files * per_file,
+                "commit_files": COMMIT_FILES,
+                "reps": REPS,
+                "cpu_count": os.cpu_count(),
+            },
             "source": source_state(),
             "build_s": round(build_s, 2),
             "before": {"files": n_files, "bytes": bytes_before, **{k: v for k, v in before.items() if k != "answers"}},
-            "compact": {"seconds": round(compact_s, 2), "files_in": part.files_in, "files_out": part.files_out,
-                        "rows": part.rows, "bytes_in": part.bytes_in, "bytes_out": part.bytes_out,
-                        "commits": len(result.versions), "peak_rss_mib_before": rss_before,
-                        "peak_rss_mib_after": rss_after, "load_average_1min": [load_c0, load_c1]},
-            "after": {"files": len(after_files), "bytes": sum(f.bytes for f in after_files),
-                      **{k: v for k, v in after.items() if k != "answers"}},
-            "vacuum": {"seconds": round(vacuum_s, 2), "files_deleted": vac.files, "bytes_deleted": vac.bytes,
-                       "second_run_seconds": round(vacuum_again_s, 3), "second_run_files": vac2.files},
+            "compact": {
+                "seconds": round(compact_s, 2),
+                "files_in": part.files_in,
+                "files_out": part.files_out,
+                "rows": part.rows,
+                "bytes_in": part.bytes_in,
+                "bytes_out": part.bytes_out,
+                "commits": len(result.versions),
+                "peak_rss_mib_before": rss_before,
+                "peak_rss_mib_after": rss_after,
+                "load_average_1min": [load_c0, load_c1],
+            },
+            "after": {
+                "files": len(after_files),
+                "bytes": sum(f.bytes for f in after_files),
+                **{k: v for k, v in after.items() if k != "answers"},
+            },
+            "vacuum": {
+                "seconds": round(vacuum_s, 2),
+                "files_deleted": vac.files,
+                "bytes_deleted": vac.bytes,
+                "second_run_seconds": round(vacuum_again_s, 3),
+                "second_run_files": vac2.files,
+            },
             "after_vacuum": {k: v for k, v in after_vacuum.items() if k != "answers"},
             "checksums": {**checksums, "doctor_before": doctor_before, "doctor_after": doctor_after},
-            "checks": {"answers_equal": same and _same(before["answers"], after_vacuum["answers"]),
-                       "doctor_healthy": doctor_before["healthy"] and doctor_after["healthy"],
-                       "rows_after": part.rows == files * per_file, "files_deleted": vac.files == n_files},
+            "checks": {
+                "answers_equal": same and _same(before["answers"], after_vacuum["answers"]),
+                "doctor_healthy": doctor_before["healthy"] and doctor_after["healthy"],
+                "rows_after": part.rows == files * per_file,
+                "files_deleted": vac.files == n_files,
+            },
             "load_average_1min": [load0, load_q0, load_average()],
             "seconds": round(time.perf_counter() - t_start, 1),
         }
@@ -268,56 +344,72 @@ def _ratio(a: float, b: float) -> str:
 
 def checksum_lines(k: dict[str, Any]) -> list[str]:
     """The page-checksum table: the same file with and without, every way of reading it, and doctor."""
+
     def pair(figure: str) -> str:
         a, b = k[figure]["checksums"], k[figure]["plain"]
         return f"{a} ms | {b} ms | {a / b:.2f}x" if b else f"{a} ms | {b} ms | -"
 
     db, da = k["doctor_before"], k["doctor_after"]
-    return [f"**Page checksums** (one file of {k['rows']:,} executions, median of {CHECKSUM_REPS}, alternating)", "",
-            "| figure | with page checksums | without | ratio |", "|---|---:|---:|---:|",
-            f"| `pq.write_table` (the writer's PARQUET_OPTIONS) | {pair('write_ms')} |",
-            f"| file size | {k['bytes']['checksums']:,} B | {k['bytes']['plain']:,} B | "
-            f"{k['bytes']['checksums'] / k['bytes']['plain']:.4f}x |",
-            f"| pyarrow read, not verifying | {pair('read_pyarrow_ms')} |",
-            f"| pyarrow read, verifying (`page_checksum_verification=True`; plain: nothing to verify) | "
-            f"{pair('read_pyarrow_verified_ms')} |",
-            f"| DuckDB `select *` (ignores checksums) | {pair('read_duckdb_ms')} |", "",
-            "| doctor | small files | after compaction |", "|---|---:|---:|",
-            f"| data files of `executions` | {db['files']:,} | {da['files']:,} |",
-            f"| `wh.doctor()` (footers) | {db['doctor_s']} s | {da['doctor_s']} s |",
-            f"| `wh.doctor(deep=True)` (every page: pyarrow with checksums, then DuckDB) | {db['deep_s']} s | {da['deep_s']} s |",
-            f"| pyarrow's check of every page alone (what compaction adds per input) | {db['check_pages_s']} s | "
-            f"{da['check_pages_s']} s |"]
+    return [
+        f"**Page checksums** (one file of {k['rows']:,} executions, median of {CHECKSUM_REPS}, alternating)",
+        "",
+        "| figure | with page checksums | without | ratio |",
+        "|---|---:|---:|---:|",
+        f"| `pq.write_table` (the writer's PARQUET_OPTIONS) | {pair('write_ms')} |",
+        f"| file size | {k['bytes']['checksums']:,} B | {k['bytes']['plain']:,} B | "
+        f"{k['bytes']['checksums'] / k['bytes']['plain']:.4f}x |",
+        f"| pyarrow read, not verifying | {pair('read_pyarrow_ms')} |",
+        f"| pyarrow read, verifying (`page_checksum_verification=True`; plain: nothing to verify) | "
+        f"{pair('read_pyarrow_verified_ms')} |",
+        f"| DuckDB `select *` (ignores checksums) | {pair('read_duckdb_ms')} |",
+        "",
+        "| doctor | small files | after compaction |",
+        "|---|---:|---:|",
+        f"| data files of `executions` | {db['files']:,} | {da['files']:,} |",
+        f"| `wh.doctor()` (footers) | {db['doctor_s']} s | {da['doctor_s']} s |",
+        f"| `wh.doctor(deep=True)` (every page: pyarrow with checksums, then DuckDB) | {db['deep_s']} s | {da['deep_s']} s |",
+        f"| pyarrow's check of every page alone (what compaction adds per input) | {db['check_pages_s']} s | "
+        f"{da['check_pages_s']} s |",
+    ]
 
 
 def markdown(doc: dict[str, Any]) -> str:
     b, a, c, v, av = doc["before"], doc["after"], doc["compact"], doc["vacuum"], doc["after_vacuum"]
     p = doc["params"]
-    lines = [f"**Compaction of {p['files']:,} files of {p['per_file']} executions** (one partition; "
-             f"{p['files'] // p['commit_files']} commits of {p['commit_files']} files; built in {doc['build_s']} s)", "",
-             "| figure | before (small files) | after compact | before ÷ after |", "|---|---:|---:|---:|",
-             f"| data files | {b['files']:,} | {a['files']:,} | |",
-             f"| bytes | {b['bytes'] / 2**20:.1f} MiB | {a['bytes'] / 2**20:.1f} MiB | {_ratio(b['bytes'], a['bytes'])} |",
-             f"| first query on a fresh handle (`count(*)`, defines the views) | {b['first_query_ms']} ms | "
-             f"{a['first_query_ms']} ms | {_ratio(b['first_query_ms'], a['first_query_ms'])} |",
-             f"| `wh.scores(by=[\"agent\", \"attack\"])` | {b['scores_ms']} ms | {a['scores_ms']} ms | "
-             f"{_ratio(b['scores_ms'], a['scores_ms'])} |",
-             f"| filtered query (`task_id = ...`) | {b['filtered_ms']} ms | {a['filtered_ms']} ms | "
-             f"{_ratio(b['filtered_ms'], a['filtered_ms'])} |",
-             f"| point lookup (`execution_id = ...`) | {b['lookup_ms']} ms | {a['lookup_ms']} ms | "
-             f"{_ratio(b['lookup_ms'], a['lookup_ms'])} |", "",
-             "| maintenance | figure |", "|---|---:|",
-             f"| `wh.compact()` | {c['seconds']} s ({c['files_in']:,} files → {c['files_out']}, {c['rows']:,} rows, "
-             f"{c['commits']} commit; peak RSS {c['peak_rss_mib_before']} → {c['peak_rss_mib_after']} MiB) |",
-             f"| `wh.vacuum(retain=0)` deleting the replaced files | {v['seconds']} s ({v['files_deleted']:,} files, "
-             f"{v['bytes_deleted'] / 2**20:.1f} MiB) |",
-             f"| `wh.vacuum()` again (nothing to delete) | {v['second_run_seconds'] * 1000:.0f} ms |",
-             f"| queries after vacuum (scores / filtered / lookup) | {av['scores_ms']} / {av['filtered_ms']} / "
-             f"{av['lookup_ms']} ms |", "", *checksum_lines(doc["checksums"]), "",
-             f"Checks: answers equal before, after compaction and after vacuum: {doc['checks']['answers_equal']}; "
-             f"rows kept: {doc['checks']['rows_after']}; every replaced file deleted: {doc['checks']['files_deleted']}. "
-             f"{doc['seconds']} s in all; load average {' → '.join(map(str, doc['load_average_1min']))}; "
-             f"{source_line(doc['source'])}."]
+    lines = [
+        f"**Compaction of {p['files']:,} files of {p['per_file']} executions** (one partition; "
+        f"{p['files'] // p['commit_files']} commits of {p['commit_files']} files; built in {doc['build_s']} s)",
+        "",
+        "| figure | before (small files) | after compact | before ÷ after |",
+        "|---|---:|---:|---:|",
+        f"| data files | {b['files']:,} | {a['files']:,} | |",
+        f"| bytes | {b['bytes'] / 2**20:.1f} MiB | {a['bytes'] / 2**20:.1f} MiB | {_ratio(b['bytes'], a['bytes'])} |",
+        f"| first query on a fresh handle (`count(*)`, defines the views) | {b['first_query_ms']} ms | "
+        f"{a['first_query_ms']} ms | {_ratio(b['first_query_ms'], a['first_query_ms'])} |",
+        f'| `wh.scores(by=["agent", "attack"])` | {b["scores_ms"]} ms | {a["scores_ms"]} ms | '
+        f"{_ratio(b['scores_ms'], a['scores_ms'])} |",
+        f"| filtered query (`task_id = ...`) | {b['filtered_ms']} ms | {a['filtered_ms']} ms | "
+        f"{_ratio(b['filtered_ms'], a['filtered_ms'])} |",
+        f"| point lookup (`execution_id = ...`) | {b['lookup_ms']} ms | {a['lookup_ms']} ms | "
+        f"{_ratio(b['lookup_ms'], a['lookup_ms'])} |",
+        "",
+        "| maintenance | figure |",
+        "|---|---:|",
+        f"| `wh.compact()` | {c['seconds']} s ({c['files_in']:,} files → {c['files_out']}, {c['rows']:,} rows, "
+        f"{c['commits']} commit; peak RSS {c['peak_rss_mib_before']} → {c['peak_rss_mib_after']} MiB) |",
+        f"| `wh.vacuum(retain=0)` deleting the replaced files | {v['seconds']} s ({v['files_deleted']:,} files, "
+        f"{v['bytes_deleted'] / 2**20:.1f} MiB) |",
+        f"| `wh.vacuum()` again (nothing to delete) | {v['second_run_seconds'] * 1000:.0f} ms |",
+        f"| queries after vacuum (scores / filtered / lookup) | {av['scores_ms']} / {av['filtered_ms']} / "
+        f"{av['lookup_ms']} ms |",
+        "",
+        *checksum_lines(doc["checksums"]),
+        "",
+        f"Checks: answers equal before, after compaction and after vacuum: {doc['checks']['answers_equal']}; "
+        f"rows kept: {doc['checks']['rows_after']}; every replaced file deleted: {doc['checks']['files_deleted']}. "
+        f"{doc['seconds']} s in all; load average {' → '.join(map(str, doc['load_average_1min']))}; "
+        f"{source_line(doc['source'])}.",
+    ]
     return "\n".join(lines)
 
 
@@ -326,8 +418,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--files", type=int, default=10_000, help="small data files to compact")
     ap.add_argument("--per-file", type=int, default=10, help="executions per file")
     ap.add_argument("--workdir", default=None, help="where the temporary directory goes (default: the system's)")
-    ap.add_argument("--checksum-rows", type=int, default=CHECKSUM_ROWS,
-                    help="executions in the file written with and without page checksums")
+    ap.add_argument(
+        "--checksum-rows",
+        type=int,
+        default=CHECKSUM_ROWS,
+        help="executions in the file written with and without page checksums",
+    )
     ap.add_argument("--out", default=None, help="also write the JSON here")
     a = ap.parse_args(argv)
     if a.files < 2 or a.per_file < 1:

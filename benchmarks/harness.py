@@ -75,8 +75,9 @@ def median_time(fn: Callable[[], Any], reps: int) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
-def interleaved(runs: Sequence[tuple[str, Callable[[], Any], int]], reps: int,
-                say: Callable[[str], None]) -> tuple[dict[str, list[float]], dict[str, Any]]:
+def interleaved(
+    runs: Sequence[tuple[str, Callable[[], Any], int]], reps: int, say: Callable[[str], None]
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
     """Time every (name, fn, its reps) once per repetition, in order, until each has its reps, so
     that drift of the machine hits every competitor alike; returns the seconds per name and each
     fn's last answer."""
@@ -178,9 +179,10 @@ def diff(ref: dict[tuple, dict[str, Any]], other: dict[tuple, dict[str, Any]], c
 @dataclass
 class Measurement:
     """One metric of one competitor: every repetition's value; the median is what is reported."""
+
     competitor: str
     metric: str
-    unit: str                  # "s", "ms", "bytes", "/s", ...
+    unit: str  # "s", "ms", "bytes", "/s", ...
     values: list[float]
     lower_is_better: bool = True
     note: str = ""
@@ -194,12 +196,13 @@ class Measurement:
 class Goal:
     text: str
     measured: str
-    met: bool | None           # None: cannot be judged at this scale
+    met: bool | None  # None: cannot be judged at this scale
 
 
 @dataclass
 class Check:
     """A correctness check (counts, equal answers, nothing lost): recorded, never timed."""
+
     name: str
     ok: bool
     detail: str
@@ -208,10 +211,11 @@ class Check:
 @dataclass
 class CaseResult:
     """What one case of the suite measured, checked and aimed at; `to_json()` is its results record."""
+
     id: int
     name: str
     title: str
-    baseline: str = "warehouse"   # ratios are value / value of this competitor, per metric
+    baseline: str = "warehouse"  # ratios are value / value of this competitor, per metric
     params: dict[str, Any] = field(default_factory=dict)
     measurements: list[Measurement] = field(default_factory=list)
     goals: list[Goal] = field(default_factory=list)
@@ -235,8 +239,9 @@ class CaseResult:
     def check(self, name: str, ok: bool, detail: str) -> None:
         self.checks.append(Check(name, bool(ok), detail))
 
-    def compare(self, name: str, ref: dict[tuple, dict[str, Any]], other: dict[tuple, dict[str, Any]],
-                columns: Sequence[str]) -> None:
+    def compare(
+        self, name: str, ref: dict[tuple, dict[str, Any]], other: dict[tuple, dict[str, Any]], columns: Sequence[str]
+    ) -> None:
         """Check that two keyed answers agree on `columns` (see `diff`)."""
         d = diff(ref, other, columns)
         self.check(name, not d, "; ".join(d[:3]) if d else "equal " + ", ".join(columns) + f" in {len(ref)} groups")
@@ -281,9 +286,14 @@ def machine() -> dict[str, Any]:
                     break
     except OSError:
         pass
-    return {"cores": os.cpu_count(), "physical_cores": psutil.cpu_count(logical=False),
-            "memory_bytes": psutil.virtual_memory().total, "cpu": cpu,
-            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version()}
+    return {
+        "cores": os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "memory_bytes": psutil.virtual_memory().total,
+        "cpu": cpu,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
 
 
 def versions() -> dict[str, str]:
@@ -299,14 +309,18 @@ def versions() -> dict[str, str]:
 
 def source_state() -> dict[str, Any]:
     """The checkout's commit and its uncommitted changes (numbers of a dirty tree say so)."""
+
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    changed = [line[3:] for line in git("status", "--porcelain").splitlines()
-               if line[3:].startswith("warehouse/") and line[3:] != "warehouse/bench.py"]
+    changed = [
+        line[3:]
+        for line in git("status", "--porcelain").splitlines()
+        if line[3:].startswith("warehouse/") and line[3:] != "warehouse/bench.py"
+    ]
     return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_package_files": changed}
 
 

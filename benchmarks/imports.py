@@ -51,14 +51,15 @@ def _disk(root: Path) -> dict[str, int]:
 
 def _generate_only(n: int, seed: int) -> float:
     """Seconds to build `n` executions' dicts the way `write_legacy_tree` does, without saving them."""
-    grid = list(demo.configs())[:max(1, min(18, n))]
+    grid = list(demo.configs())[: max(1, min(18, n))]
     rng = random.Random(f"legacy-tree:{seed}")
     t0 = time.perf_counter()
     for i in range(n):
         d, a, k = grid[i % len(grid)]
         task = i // len(grid)
-        demo.execution(rng, d["type"], a["type"], k["type"] if k else None, task,
-                       difficulty=demo.task_difficulty(task, seed))
+        demo.execution(
+            rng, d["type"], a["type"], k["type"] if k else None, task, difficulty=demo.task_difficulty(task, seed)
+        )
     return time.perf_counter() - t0
 
 
@@ -89,11 +90,20 @@ def _direct_delta(wh: warehouse.Warehouse, out: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     for name, table in tables.items():
         plain = table.cast(pa.schema([pa.field(f.name, f.type, f.nullable) for f in table.schema]))  # no field ids
-        write_deltalake(str(out / name), plain, partition_by=list(catalog().partition_columns), mode="error",
-                        writer_properties=props)
+        write_deltalake(
+            str(out / name),
+            plain,
+            partition_by=list(catalog().partition_columns),
+            mode="error",
+            writer_properties=props,
+        )
     write_s = time.perf_counter() - t0
-    return {"read_s": round(read_s, 2), "write_s": round(write_s, 2),
-            "rows": {n: t.num_rows for n, t in tables.items()}, "disk": _disk(out)}
+    return {
+        "read_s": round(read_s, 2),
+        "write_s": round(write_s, 2),
+        "rows": {n: t.num_rows for n, t in tables.items()},
+        "disk": _disk(out),
+    }
 
 
 def _timed_export(wh: warehouse.Warehouse, kind: str, out: Path) -> tuple[float, Any]:
@@ -150,29 +160,54 @@ def run(files: int, workdir: str | None = None, seed: int = 0) -> dict[str, Any]
         return {
             "params": {"files": files, "seed": seed, "increment": INCREMENT, "cpu_count": os.cpu_count()},
             "source": source_state(),
-            "legacy_write": {"seconds": round(legacy_s, 2), "generate_only_s": round(gen_s, 2),
-                             "files_per_s": round(files / legacy_s, 1), "configs": tree["configs"],
-                             "messages": tree["messages"], "attacks": tree["attacks"], "disk": legacy_disk},
-            "import": {"seconds": round(import_s, 2), "sources": rep.sources, "imported": rep.imported,
-                       "failed": len(rep.failed), "commits": len(rep.versions), "rows": dict(rep.records),
-                       "executions_per_s": round(executions / import_s, 1),
-                       "rows_per_s": round(imported_rows / import_s, 1), "disk": wh_disk,
-                       "again_s": round(again_s, 2), "again_imported": again.imported, "again_skipped": again.skipped},
-            "export": {"delta_s": round(export_s, 2), "delta_files": exp.files, "delta_rows": exp.rows,
-                       "delta_rows_per_s": round(sum(exp.rows.values()) / export_s, 1),
-                       "delta_disk": _disk(tmp / "delta"),
-                       "direct": direct,
-                       "noop_s": round(noop_s, 3), "noop_files": noop.files,
-                       "incremental_s": round(incr_s, 2), "incremental_rows": incr.rows,
-                       "compact": {"files_in": compacted.files_in, "files_out": compacted.files_out},
-                       "after_compact_s": round(after_compact_s, 2), "after_compact_rows": after_compact.rows,
-                       "parquet_s": round(parquet_s, 2), "parquet_files": pq_rep.files,
-                       "parquet_disk": _disk(tmp / "parquet")},
-            "checks": {"imported_every_file": rep.imported == files and not rep.failed and executions == files,
-                       "reimport_added_nothing": again.imported == 0 and again.skipped == files,
-                       "export_rows_equal_direct": exp.rows == direct["rows"],
-                       "delta_equals_warehouse": delta_rows == final_rows,
-                       "incremental_only_new": incr.rows.get("executions") == INCREMENT},
+            "legacy_write": {
+                "seconds": round(legacy_s, 2),
+                "generate_only_s": round(gen_s, 2),
+                "files_per_s": round(files / legacy_s, 1),
+                "configs": tree["configs"],
+                "messages": tree["messages"],
+                "attacks": tree["attacks"],
+                "disk": legacy_disk,
+            },
+            "import": {
+                "seconds": round(import_s, 2),
+                "sources": rep.sources,
+                "imported": rep.imported,
+                "failed": len(rep.failed),
+                "commits": len(rep.versions),
+                "rows": dict(rep.records),
+                "executions_per_s": round(executions / import_s, 1),
+                "rows_per_s": round(imported_rows / import_s, 1),
+                "disk": wh_disk,
+                "again_s": round(again_s, 2),
+                "again_imported": again.imported,
+                "again_skipped": again.skipped,
+            },
+            "export": {
+                "delta_s": round(export_s, 2),
+                "delta_files": exp.files,
+                "delta_rows": exp.rows,
+                "delta_rows_per_s": round(sum(exp.rows.values()) / export_s, 1),
+                "delta_disk": _disk(tmp / "delta"),
+                "direct": direct,
+                "noop_s": round(noop_s, 3),
+                "noop_files": noop.files,
+                "incremental_s": round(incr_s, 2),
+                "incremental_rows": incr.rows,
+                "compact": {"files_in": compacted.files_in, "files_out": compacted.files_out},
+                "after_compact_s": round(after_compact_s, 2),
+                "after_compact_rows": after_compact.rows,
+                "parquet_s": round(parquet_s, 2),
+                "parquet_files": pq_rep.files,
+                "parquet_disk": _disk(tmp / "parquet"),
+            },
+            "checks": {
+                "imported_every_file": rep.imported == files and not rep.failed and executions == files,
+                "reimport_added_nothing": again.imported == 0 and again.skipped == files,
+                "export_rows_equal_direct": exp.rows == direct["rows"],
+                "delta_equals_warehouse": delta_rows == final_rows,
+                "incremental_only_new": incr.rows.get("executions") == INCREMENT,
+            },
             "load_average_1min": [load0, load1, load2, load_average()],
             "seconds": round(time.perf_counter() - t_start, 1),
         }
@@ -189,36 +224,45 @@ def markdown(doc: dict[str, Any]) -> str:
     d = ex["direct"]
     n = doc["params"]["files"]
     rows = sum(im["rows"].values())
-    lines = [f"**1. Importing {n:,} legacy task files** ({lw['configs']} configurations, {lw['messages']:,} messages, "
-             f"{lw['attacks']:,} attack vectors)", "",
-             "| step | seconds | rate | on disk |", "|---|---:|---:|---:|",
-             f"| legacy layout writes them (`ExecutionPersistence.save`: JSON indent=2 + locked index.jsonl) | "
-             f"{lw['seconds']} (of which generating the executions: {lw['generate_only_s']}) | {lw['files_per_s']:,} files/s | "
-             f"{lw['disk']['files']:,} files, {_mib(lw['disk']['bytes'])} |",
-             f"| `wh.import_(\"legacy\", root)` | {im['seconds']} | {im['executions_per_s']:,} executions/s, "
-             f"{im['rows_per_s']:,} rows/s | {im['disk']['files']:,} files, {_mib(im['disk']['bytes'])} |",
-             f"| the same import again (all {n:,} already imported) | {im['again_s']} | | |", "",
-             f"Import ÷ legacy write: {im['seconds'] / lw['seconds']:.2f}x the time; {rows:,} rows in "
-             f"{im['commits']} commit{'s' * (im['commits'] != 1)}.", "",
-             f"**2. Exporting the warehouse to Delta Lake** ({sum(ex['delta_rows'].values()):,} rows in "
-             f"{len(ex['delta_rows'])} tables, {ex['delta_files']:,} data files)", "",
-             "| step | seconds | note |", "|---|---:|---|",
-             f"| `wh.export(\"delta\", out)` | {ex['delta_s']} | {ex['delta_rows_per_s']:,} rows/s, "
-             f"{_mib(ex['delta_disk']['bytes'])} |",
-             f"| same rows: read into Arrow from the warehouse files | {d['read_s']} | |",
-             f"| same rows: `write_deltalake` directly (Arrow in memory) | {d['write_s']} | "
-             f"{_mib(d['disk']['bytes'])}; export ÷ (read + write) = "
-             f"{ex['delta_s'] / max(d['read_s'] + d['write_s'], 1e-9):.2f}x |",
-             f"| export again, nothing new | {ex['noop_s']} | {ex['noop_files']} files |",
-             f"| export after one flush of {doc['params']['increment']} executions | {ex['incremental_s']} | "
-             f"{ex['incremental_rows'].get('executions', 0)} executions, "
-             f"{ex['incremental_rows'].get('messages', 0):,} messages appended |",
-             f"| export after `wh.compact()` ({ex['compact']['files_in']} files → {ex['compact']['files_out']}) | "
-             f"{ex['after_compact_s']} | rows of the replaced files replaced in the same commit |",
-             f"| `wh.export(\"parquet\", out)` (files copied as they are) | {ex['parquet_s']} | "
-             f"{ex['parquet_files']} files, {_mib(ex['parquet_disk']['bytes'])} |", "",
-             f"Checks: {', '.join(f'{k}: {v}' for k, v in doc['checks'].items())}. {doc['seconds']} s in all; "
-             f"load average {' → '.join(map(str, doc['load_average_1min']))}; {source_line(doc['source'])}."]
+    lines = [
+        f"**1. Importing {n:,} legacy task files** ({lw['configs']} configurations, {lw['messages']:,} messages, "
+        f"{lw['attacks']:,} attack vectors)",
+        "",
+        "| step | seconds | rate | on disk |",
+        "|---|---:|---:|---:|",
+        f"| legacy layout writes them (`ExecutionPersistence.save`: JSON indent=2 + locked index.jsonl) | "
+        f"{lw['seconds']} (of which generating the executions: {lw['generate_only_s']}) | {lw['files_per_s']:,} files/s | "
+        f"{lw['disk']['files']:,} files, {_mib(lw['disk']['bytes'])} |",
+        f'| `wh.import_("legacy", root)` | {im["seconds"]} | {im["executions_per_s"]:,} executions/s, '
+        f"{im['rows_per_s']:,} rows/s | {im['disk']['files']:,} files, {_mib(im['disk']['bytes'])} |",
+        f"| the same import again (all {n:,} already imported) | {im['again_s']} | | |",
+        "",
+        f"Import ÷ legacy write: {im['seconds'] / lw['seconds']:.2f}x the time; {rows:,} rows in "
+        f"{im['commits']} commit{'s' * (im['commits'] != 1)}.",
+        "",
+        f"**2. Exporting the warehouse to Delta Lake** ({sum(ex['delta_rows'].values()):,} rows in "
+        f"{len(ex['delta_rows'])} tables, {ex['delta_files']:,} data files)",
+        "",
+        "| step | seconds | note |",
+        "|---|---:|---|",
+        f'| `wh.export("delta", out)` | {ex["delta_s"]} | {ex["delta_rows_per_s"]:,} rows/s, '
+        f"{_mib(ex['delta_disk']['bytes'])} |",
+        f"| same rows: read into Arrow from the warehouse files | {d['read_s']} | |",
+        f"| same rows: `write_deltalake` directly (Arrow in memory) | {d['write_s']} | "
+        f"{_mib(d['disk']['bytes'])}; export ÷ (read + write) = "
+        f"{ex['delta_s'] / max(d['read_s'] + d['write_s'], 1e-9):.2f}x |",
+        f"| export again, nothing new | {ex['noop_s']} | {ex['noop_files']} files |",
+        f"| export after one flush of {doc['params']['increment']} executions | {ex['incremental_s']} | "
+        f"{ex['incremental_rows'].get('executions', 0)} executions, "
+        f"{ex['incremental_rows'].get('messages', 0):,} messages appended |",
+        f"| export after `wh.compact()` ({ex['compact']['files_in']} files → {ex['compact']['files_out']}) | "
+        f"{ex['after_compact_s']} | rows of the replaced files replaced in the same commit |",
+        f'| `wh.export("parquet", out)` (files copied as they are) | {ex["parquet_s"]} | '
+        f"{ex['parquet_files']} files, {_mib(ex['parquet_disk']['bytes'])} |",
+        "",
+        f"Checks: {', '.join(f'{k}: {v}' for k, v in doc['checks'].items())}. {doc['seconds']} s in all; "
+        f"load average {' → '.join(map(str, doc['load_average_1min']))}; {source_line(doc['source'])}.",
+    ]
     return "\n".join(lines)
 
 

@@ -56,8 +56,9 @@ def retry(root: Path, n: int, seed: int, spread: bool) -> tuple[int, float]:
         runs = plan(index, counts[index], seed)
         step = max(1, len(runs) // max(m, 1))
         picked = runs[::step][:m]
-        with wh.writer(dataset=d, agent=a, attack=k, flush_rows=FLUSH_ROWS, flush_bytes=FLUSH_BYTES,
-                       flush_interval=None) as w:
+        with wh.writer(
+            dataset=d, agent=a, attack=k, flush_rows=FLUSH_ROWS, flush_bytes=FLUSH_BYTES, flush_interval=None
+        ) as w:
             for (task, sample, *_), e in zip(picked, executions(index, picked, seed + 1)):
                 e["execution_id"] = given_id(index, task, sample)
                 w.add_execution(**e)
@@ -73,8 +74,9 @@ def generated_flush(root: Path, m: int, seed: int) -> float:
     wh = warehouse.open(str(root))
     d, a, k = configs()[0]
     runs = plan(0, m, seed + 2)
-    with wh.writer(dataset=d, agent=a, attack=k, flush_rows=FLUSH_ROWS, flush_bytes=FLUSH_BYTES,
-                   flush_interval=None) as w:
+    with wh.writer(
+        dataset=d, agent=a, attack=k, flush_rows=FLUSH_ROWS, flush_bytes=FLUSH_BYTES, flush_interval=None
+    ) as w:
         for e in executions(0, runs, seed + 2):
             w.add_execution(**e)
         t0 = time.perf_counter()
@@ -82,8 +84,13 @@ def generated_flush(root: Path, m: int, seed: int) -> float:
         return time.perf_counter() - t0
 
 
-def run(n: int, reps: int = 5, seed: int = 0, workdir: str | None = None,
-        say: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict[str, Any]:
+def run(
+    n: int,
+    reps: int = 5,
+    seed: int = 0,
+    workdir: str | None = None,
+    say: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-keys-", dir=workdir))
     try:
         return _run(tmp, n, reps, seed, say)
@@ -93,8 +100,11 @@ def run(n: int, reps: int = 5, seed: int = 0, workdir: str | None = None,
 
 def _run(tmp: Path, n: int, reps: int, seed: int, say: Callable[[str], None]) -> dict[str, Any]:
     t_start = time.perf_counter()
-    roots = {"generated": tmp / "generated", "given, 1% retried in one config": tmp / "one",
-             "given, 1% retried everywhere": tmp / "everywhere"}
+    roots = {
+        "generated": tmp / "generated",
+        "given, 1% retried in one config": tmp / "one",
+        "given, 1% retried everywhere": tmp / "everywhere",
+    }
     for name, root in roots.items():
         say(f"writing {n:,} executions: {name}")
         build_warehouse(root, n, seed, given_ids=name != "generated")
@@ -111,7 +121,9 @@ def _run(tmp: Path, n: int, reps: int, seed: int, say: Callable[[str], None]) ->
     compact_s = time.perf_counter() - t0
     m = flushes["given, 1% retried in one config"]["re-added"]
     flushes["generated ids, same size, into the same warehouse"] = {
-        "added": m, "flush_s": round(generated_flush(roots["given, 1% retried in one config"], m, seed), 3)}
+        "added": m,
+        "flush_s": round(generated_flush(roots["given, 1% retried in one config"], m, seed), 3),
+    }
 
     handles = {name: warehouse.open(str(root)) for name, root in roots.items()}
     one = tmp / "one.parquet"
@@ -130,12 +142,21 @@ def _run(tmp: Path, n: int, reps: int, seed: int, say: Callable[[str], None]) ->
     checks = {}
     for name, h in handles.items():
         want = n + (m if name == "given, 1% retried in one config" else 0)  # (+ the generated-id flush)
-        (rows, ids), = h.sql("select count(*), count(distinct execution_id) from executions").fetchall()
-        checks[f"{name}: every id once"] = {"ok": rows == ids == want, "detail": f"{rows:,} rows, {ids:,} ids, {want:,} added"}
+        ((rows, ids),) = h.sql("select count(*), count(distinct execution_id) from executions").fetchall()
+        checks[f"{name}: every id once"] = {
+            "ok": rows == ids == want,
+            "detail": f"{rows:,} rows, {ids:,} ids, {want:,} added",
+        }
     cols = list(handles["generated"].scores(by=list(BY)).columns)
-    d = diff(keyed(answers["scores: given, 1% retried everywhere"], cols, len(BY)),
-             keyed(answers["scores: raw duckdb, one file"], cols, len(BY)), cols[len(BY):])
-    checks["the retried warehouse answers like raw DuckDB over its rows"] = {"ok": not d, "detail": "; ".join(d[:3]) or "equal"}
+    d = diff(
+        keyed(answers["scores: given, 1% retried everywhere"], cols, len(BY)),
+        keyed(answers["scores: raw duckdb, one file"], cols, len(BY)),
+        cols[len(BY) :],
+    )
+    checks["the retried warehouse answers like raw DuckDB over its rows"] = {
+        "ok": not d,
+        "detail": "; ".join(d[:3]) or "equal",
+    }
     superseded = {name: h.sql("select count(*) from superseded").fetchall()[0][0] for name, h in handles.items()}
     return {
         "params": {"executions": n, "reps": reps, "retry_share": RETRY_SHARE},
@@ -151,16 +172,24 @@ def _run(tmp: Path, n: int, reps: int, seed: int, say: Callable[[str], None]) ->
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    lines = [f"Execution-id keys at {doc['params']['executions']:,} executions "
-             f"(median of {doc['params']['reps']}, interleaved)", "",
-             "| query | median | / raw DuckDB, one file |", "|---|---|---|"]
+    lines = [
+        f"Execution-id keys at {doc['params']['executions']:,} executions "
+        f"(median of {doc['params']['reps']}, interleaved)",
+        "",
+        "| query | median | / raw DuckDB, one file |",
+        "|---|---|---|",
+    ]
     for name, t in doc["times"].items():
         ratio = doc["ratios"].get(f"{name} / raw duckdb", 1.0 if "raw duckdb" in name else None)
         lines.append(f"| {name} | {t['median_ms']} ms | {ratio if ratio is not None else ''} |")
     lines += ["", "| flush | executions | seconds |", "|---|---|---|"]
     for name, f in doc["flushes"].items():
         lines.append(f"| {name} | {f.get('re-added', f.get('added'))} | {f['flush_s']} |")
-    lines += ["", "Checks: " + ", ".join(f"{k}: {'ok' if v['ok'] else 'FAILED ' + v['detail']}" for k, v in doc["checks"].items())]
+    lines += [
+        "",
+        "Checks: "
+        + ", ".join(f"{k}: {'ok' if v['ok'] else 'FAILED ' + v['detail']}" for k, v in doc["checks"].items()),
+    ]
     return "\n".join(lines)
 
 

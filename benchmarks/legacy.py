@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,13 @@ def _json_default(v: Any) -> Any:
 class LegacyPersistence:
     """`ExecutionPersistence` of the reference: one instance per configuration, `save()` per task."""
 
-    def __init__(self, base_dir: str | Path, dataset: Mapping[str, Any], agent: Mapping[str, Any],
-                 attack: Mapping[str, Any] | None) -> None:
+    def __init__(
+        self,
+        base_dir: str | Path,
+        dataset: Mapping[str, Any],
+        agent: Mapping[str, Any],
+        attack: Mapping[str, Any] | None,
+    ) -> None:
         self.base_dir = Path(base_dir)
         self.dataset, self.agent, self.attack = dict(dataset), dict(agent), (dict(attack) if attack else None)
         self.config_hash = config_hash(self.dataset, self.agent, self.attack)
@@ -50,20 +55,24 @@ class LegacyPersistence:
         self.lock = FileLock(str(self.base_dir / "index.jsonl.lock"))
         cfg = self.dir / "config.yaml"
         if not cfg.exists():
-            created = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-            body = yaml.safe_dump({"dataset": self.dataset, "agent": self.agent, "attack": self.attack}, sort_keys=False)
+            created = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+            body = yaml.safe_dump(
+                {"dataset": self.dataset, "agent": self.agent, "attack": self.attack}, sort_keys=False
+            )
             cfg.write_text(f"# Config hash: {self.config_hash}\n# Created: {created}\n\n{body}", encoding="utf-8")
 
     def save(self, execution: Mapping[str, Any]) -> Path:
         """Write one execution (`add_execution` keyword arguments) as its JSON file plus an index line."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         execution_id = uuid.uuid4().hex
         task_id = execution["task_id"]
         usage = dict(execution.get("usage") or {})
         if "total_tokens" not in usage and ("input_tokens" in usage or "output_tokens" in usage):
             usage["total_tokens"] = usage.get("input_tokens", 0) + usage.get("output_tokens", 0)
-        attacks = {a.get("vector_id", str(i)): {"type": a.get("type"), "content": a.get("content")}
-                   for i, a in enumerate(execution.get("attacks") or [])}
+        attacks = {
+            a.get("vector_id", str(i)): {"type": a.get("type"), "content": a.get("content")}
+            for i, a in enumerate(execution.get("attacks") or [])
+        }
         stamp = now.isoformat().replace("+00:00", "Z")
         doc = {
             "execution_id": execution_id,
@@ -84,20 +93,28 @@ class LegacyPersistence:
         path = self.dir / f"{now:%Y%m%d_%H%M%S}_{safe_task}.json"
         path.write_text(json.dumps(doc, indent=2, default=_json_default), encoding="utf-8")
         entry = {
-            "execution_id": execution_id, "task_id": task_id, "timestamp": stamp, "dataset": self.dataset["type"],
-            "dataset_config": self.dataset.get("config", {}), "agent_type": self.agent["type"],
-            "agent_name": self.agent_name, "attack_type": self.attack_type, "config_hash": self.config_hash,
-            "benign_score": execution.get("benign_score"), "attack_score": execution.get("attack_score"),
+            "execution_id": execution_id,
+            "task_id": task_id,
+            "timestamp": stamp,
+            "dataset": self.dataset["type"],
+            "dataset_config": self.dataset.get("config", {}),
+            "agent_type": self.agent["type"],
+            "agent_name": self.agent_name,
+            "attack_type": self.attack_type,
+            "config_hash": self.config_hash,
+            "benign_score": execution.get("benign_score"),
+            "attack_score": execution.get("attack_score"),
             "path": str(path),
         }
         line = json.dumps(entry, separators=(",", ":"), default=_json_default) + "\n"
-        with self.lock:
-            with open(self.index, "a", encoding="utf-8") as f:
-                f.write(line)
+        with self.lock, open(self.index, "a", encoding="utf-8") as f:
+            f.write(line)
         return path
 
 
-def write(base_dir: str | Path, batches: Iterable[tuple[Mapping, Mapping, Mapping | None, list[Mapping[str, Any]]]]) -> int:
+def write(
+    base_dir: str | Path, batches: Iterable[tuple[Mapping, Mapping, Mapping | None, list[Mapping[str, Any]]]]
+) -> int:
     """Save every execution of every (dataset, agent, attack, executions) batch; returns how many."""
     n = 0
     for dataset, agent, attack, executions in batches:
@@ -119,8 +136,11 @@ def scores_from_index(base_dir: str | Path):
     """n, n_tasks, utility, asr by agent x attack, from `index.jsonl` alone (no tokens or cost there)."""
     idx = read_index(base_dir)
     g = idx.groupby(["agent_type", "attack_type"]).agg(
-        n=("execution_id", "size"), n_tasks=("task_id", "nunique"),
-        utility=("benign_score", "mean"), asr=("attack_score", "mean"))
+        n=("execution_id", "size"),
+        n_tasks=("task_id", "nunique"),
+        utility=("benign_score", "mean"),
+        asr=("attack_score", "mean"),
+    )
     return g.reset_index().rename(columns={"agent_type": "agent", "attack_type": "attack"})
 
 
@@ -136,9 +156,13 @@ def scores_with_files(base_dir: str | Path):
     files = pd.json_normalize(docs, max_level=1)
     df = files.merge(idx[["execution_id", "agent_type", "attack_type"]], on="execution_id")
     g = df.groupby(["agent_type", "attack_type"]).agg(
-        n=("execution_id", "size"), n_tasks=("task_id", "nunique"),
-        utility=("results.benign_score", "mean"), asr=("results.attack_score", "mean"),
-        total_tokens=("usage.total_tokens", "sum"), cost=("usage.cost", "sum"))
+        n=("execution_id", "size"),
+        n_tasks=("task_id", "nunique"),
+        utility=("results.benign_score", "mean"),
+        asr=("results.attack_score", "mean"),
+        total_tokens=("usage.total_tokens", "sum"),
+        cost=("usage.cost", "sum"),
+    )
     return g.reset_index().rename(columns={"agent_type": "agent", "attack_type": "attack"})
 
 
@@ -148,8 +172,9 @@ def scores_by_group(df: Any, columns: Sequence[str]) -> dict[tuple, dict[str, An
     out = {}
     for rec in df.to_dict("records"):
         attack = "none" if rec["attack"] == BENIGN else rec["attack"]
-        out[(rec["agent"], attack)] = {c: (None if rec[c] != rec[c] else (rec[c].item() if hasattr(rec[c], "item") else rec[c]))
-                                       for c in columns}
+        out[(rec["agent"], attack)] = {
+            c: (None if rec[c] != rec[c] else (rec[c].item() if hasattr(rec[c], "item") else rec[c])) for c in columns
+        }
     return out
 
 

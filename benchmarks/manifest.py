@@ -41,7 +41,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,26 +64,44 @@ def _median_ms(fn: Callable[[], Any], reps: int) -> tuple[float, list[float], An
 def _files(rng: random.Random, version: int, per_commit: int) -> tuple[DataFile, ...]:
     """One flush of one run configuration: a file per table, paths and stats like the writer's."""
     cfg = rng.randrange(60)
-    partition = {"dataset": ("agentdojo", "injecagent", "asb")[cfg % 3], "agent": f"agent_{cfg % 7}",
-                 "attack": ("none", "important_instructions", "tool_knowledge", "direct")[cfg % 4],
-                 "config_hash": f"{cfg * 2654435761 % 2**32:08x}"}
+    partition = {
+        "dataset": ("agentdojo", "injecagent", "asb")[cfg % 3],
+        "agent": f"agent_{cfg % 7}",
+        "attack": ("none", "important_instructions", "tool_knowledge", "direct")[cfg % 4],
+        "config_hash": f"{cfg * 2654435761 % 2**32:08x}",
+    }
     hive = "/".join(f"{k}={v}" for k, v in partition.items())
-    t0 = datetime(2026, 11, 1, tzinfo=timezone.utc) + timedelta(seconds=version * 30)
-    ts = {"min": t0.isoformat().replace("+00:00", "Z"), "max": (t0 + timedelta(seconds=29)).isoformat().replace("+00:00", "Z"),
-          "nulls": 0}
+    t0 = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(seconds=version * 30)
+    ts = {
+        "min": t0.isoformat().replace("+00:00", "Z"),
+        "max": (t0 + timedelta(seconds=29)).isoformat().replace("+00:00", "Z"),
+        "nulls": 0,
+    }
     ids = sorted(uuid.UUID(int=rng.getrandbits(128)).hex for _ in range(2))
     out = []
     for i in range(per_commit):
         table = TABLES[i % len(TABLES)]
         stats: dict[str, Any] = {}
         if table in ("executions", "executions_live"):
-            stats = {"execution_id": {"min": ids[0], "max": ids[1], "nulls": 0}, "started_at": ts, "finished_at": ts,
-                     "benign_score": {"min": 0.0, "max": 1.0, "nulls": rng.randrange(3)},
-                     "attack_score": {"min": 0.0, "max": 1.0, "nulls": rng.randrange(3)}}
+            stats = {
+                "execution_id": {"min": ids[0], "max": ids[1], "nulls": 0},
+                "started_at": ts,
+                "finished_at": ts,
+                "benign_score": {"min": 0.0, "max": 1.0, "nulls": rng.randrange(3)},
+                "attack_score": {"min": 0.0, "max": 1.0, "nulls": rng.randrange(3)},
+            }
         elif table in ("messages", "events", "attacks", "snapshots"):
             stats = {"execution_id": {"min": ids[0], "max": ids[1], "nulls": 0}, "timestamp": ts}
-        out.append(DataFile(table, f"{table}/{hive}/part-{uuid.UUID(int=rng.getrandbits(128)).hex}.parquet", partition,
-                            rng.randint(1, 2000), rng.randint(2_000, 2_000_000), stats))
+        out.append(
+            DataFile(
+                table,
+                f"{table}/{hive}/part-{uuid.UUID(int=rng.getrandbits(128)).hex}.parquet",
+                partition,
+                rng.randint(1, 2000),
+                rng.randint(2_000, 2_000_000),
+                stats,
+            )
+        )
     return tuple(out)
 
 
@@ -103,7 +121,7 @@ class Builder:
 
     def commit(self, checkpoint: bool = True) -> Commit:
         v = self.snap.version + len(self.pending) + 1
-        c = Commit(v, datetime.now(timezone.utc), "append", self.writer, f"bench:{v}", _files(self.rng, v, self.per_commit))
+        c = Commit(v, datetime.now(UTC), "append", self.writer, f"bench:{v}", _files(self.rng, v, self.per_commit))
         with open(self.root / commit_name(v), "xb") as fh:
             fh.write(c.to_bytes())
         self.pending.append(c)
@@ -123,17 +141,24 @@ def _subprocess_open(url: str, reps: int) -> dict[str, Any]:
     """Wall time of a new process that opens the warehouse, minus one that only imports the package."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")]))
-    probe = ("import time; t0 = time.perf_counter(); import warehouse; t1 = time.perf_counter(); "
-             "wh = warehouse.open({url!r}) if {do_open} else None; t2 = time.perf_counter(); "
-             "print(t1 - t0, t2 - t1, wh.version if wh else -1)")
+    probe = (
+        "import time; t0 = time.perf_counter(); import warehouse; t1 = time.perf_counter(); "
+        "wh = warehouse.open({url!r}) if {do_open} else None; t2 = time.perf_counter(); "
+        "print(t1 - t0, t2 - t1, wh.version if wh else -1)"
+    )
     walls: dict[bool, list[float]] = {False: [], True: []}
     inside: list[float] = []
     imports: list[float] = []
     for _ in range(reps):
         for do_open in (False, True):
             t0 = time.perf_counter()
-            out = subprocess.run([sys.executable, "-c", probe.format(url=url, do_open=do_open)], env=env, check=True,
-                                 capture_output=True, text=True).stdout.split()
+            out = subprocess.run(
+                [sys.executable, "-c", probe.format(url=url, do_open=do_open)],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.split()
             walls[do_open].append(time.perf_counter() - t0)
             if do_open:
                 inside.append(float(out[1]))
@@ -163,9 +188,15 @@ def run(commits: int, files_per_commit: int, reps: int, workdir: str | None = No
 def _run(tmp: Path, commits: int, files_per_commit: int, reps: int) -> dict[str, Any]:
     root = tmp / "warehouse"
     url = str(root)
-    doc: dict[str, Any] = {"commits": commits, "files_per_commit": files_per_commit, "reps": reps,
-                           "checkpoint_interval": CHECKPOINT_INTERVAL, "load_average_1min_before": load_average(),
-                           "python": sys.version.split()[0], "cpus": os.cpu_count()}
+    doc: dict[str, Any] = {
+        "commits": commits,
+        "files_per_commit": files_per_commit,
+        "reps": reps,
+        "checkpoint_interval": CHECKPOINT_INTERVAL,
+        "load_average_1min_before": load_average(),
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+    }
     t0 = time.perf_counter()
     b = Builder(root, files_per_commit)
     times: dict[int, datetime] = {}
@@ -179,10 +210,16 @@ def _run(tmp: Path, commits: int, files_per_commit: int, reps: int) -> dict[str,
     newest_cp = Log(b.wh.store).checkpoint_versions()[-1]
     cp_bytes = (root / checkpoint_name(newest_cp)).stat().st_size
     manifest_bytes = sum(p.stat().st_size for p in (root / "_manifest").iterdir())
-    doc.update(version=latest, active_files=n_files, newest_checkpoint=newest_cp, checkpoint_bytes=cp_bytes,
-               manifest_bytes=manifest_bytes, checkpoints=len(Log(b.wh.store).checkpoint_versions()),
-               checkpoint_write_ms_median=ms(statistics.median(b.checkpoint_seconds)),
-               checkpoint_write_ms_last=ms(b.checkpoint_seconds[-1]))
+    doc.update(
+        version=latest,
+        active_files=n_files,
+        newest_checkpoint=newest_cp,
+        checkpoint_bytes=cp_bytes,
+        manifest_bytes=manifest_bytes,
+        checkpoints=len(Log(b.wh.store).checkpoint_versions()),
+        checkpoint_write_ms_median=ms(statistics.median(b.checkpoint_seconds)),
+        checkpoint_write_ms_last=ms(b.checkpoint_seconds[-1]),
+    )
     checks: dict[str, bool] = {}
     m: dict[str, Any] = {}
 
@@ -215,7 +252,9 @@ def _run(tmp: Path, commits: int, files_per_commit: int, reps: int) -> dict[str,
     while (b.snap.version + len(b.pending)) % CHECKPOINT_INTERVAL != CHECKPOINT_INTERVAL - 1:
         b.commit(checkpoint=False)
     b.flush()
-    m["open_99_after_checkpoint_ms"], m["open_99_after_checkpoint_ms_all"], wh = _median_ms(lambda: warehouse.open(url), reps)
+    m["open_99_after_checkpoint_ms"], m["open_99_after_checkpoint_ms_all"], wh = _median_ms(
+        lambda: warehouse.open(url), reps
+    )
     checks["open replays the commits after the checkpoint"] = wh.snapshot == b.snap
     m["subprocess_99_after_checkpoint"] = _subprocess_open(url, max(3, reps // 2))
 
@@ -223,7 +262,9 @@ def _run(tmp: Path, commits: int, files_per_commit: int, reps: int) -> dict[str,
     mid = (commits // 2) // CHECKPOINT_INTERVAL * CHECKPOINT_INTERVAL
     m["time_travel_version"] = mid
     m["open_version_checkpointed_ms"], _, old = _median_ms(lambda: warehouse.open(url, version=mid), reps)
-    checks[f"open(version={mid}) is version {mid}"] = old.version == mid and len(old.snapshot.files) == mid * files_per_commit
+    checks[f"open(version={mid}) is version {mid}"] = (
+        old.version == mid and len(old.snapshot.files) == mid * files_per_commit
+    )
     mid50 = mid + CHECKPOINT_INTERVAL // 2
     m["open_version_plus_50_ms"], _, old = _median_ms(lambda: warehouse.open(url, version=mid50), reps)
     checks[f"open(version={mid50})"] = old.version == mid50 and len(old.snapshot.files) == mid50 * files_per_commit
@@ -237,7 +278,9 @@ def _run(tmp: Path, commits: int, files_per_commit: int, reps: int) -> dict[str,
         if p.name.endswith(".json") and not p.name.startswith(("_", ".")):
             os.link(p, bare / "_manifest" / p.name)
     bare_reps = max(3, reps // 2)
-    m["open_no_checkpoints_ms"], m["open_no_checkpoints_ms_all"], wh = _median_ms(lambda: warehouse.open(str(bare)), bare_reps)
+    m["open_no_checkpoints_ms"], m["open_no_checkpoints_ms_all"], wh = _median_ms(
+        lambda: warehouse.open(str(bare)), bare_reps
+    )
     checks["open without checkpoints gives the same snapshot"] = wh.snapshot == b.snap
     m["open_speedup"] = round(m["open_no_checkpoints_ms"] / m["open_99_after_checkpoint_ms"], 1)
 
@@ -246,9 +289,13 @@ def _run(tmp: Path, commits: int, files_per_commit: int, reps: int) -> dict[str,
     worst_open = max(m["open_ms"], m["open_99_after_checkpoint_ms"])
     doc["goals"] = {
         f"open {commits:,} commits / {n_files:,} files <= {GOAL_OPEN_MS:.0f} ms": {
-            "value_ms": worst_open, "met": worst_open <= GOAL_OPEN_MS},
+            "value_ms": worst_open,
+            "met": worst_open <= GOAL_OPEN_MS,
+        },
         f"refresh after one new commit <= {GOAL_REFRESH_MS:.0f} ms": {
-            "value_ms": m["refresh_one_commit_ms"], "met": m["refresh_one_commit_ms"] <= GOAL_REFRESH_MS},
+            "value_ms": m["refresh_one_commit_ms"],
+            "met": m["refresh_one_commit_ms"] <= GOAL_REFRESH_MS,
+        },
     }
     doc["load_average_1min_after"] = load_average()
     return doc
@@ -260,28 +307,51 @@ def markdown(doc: dict[str, Any]) -> str:
     rows = [
         ("open, newest checkpoint = latest version (in process, fresh Warehouse)", f"{m['open_ms']:.1f} ms"),
         ("open, 99 commits after the newest checkpoint (in process)", f"{m['open_99_after_checkpoint_ms']:.1f} ms"),
-        ("open in a new process: wall(import + open) - wall(import)", f"{s['open_ms_wall_difference']:.1f} ms "
-         f"(99 after: {s99['open_ms_wall_difference']:.1f} ms)"),
-        ("open in a new process, timed inside the child", f"{s['open_ms_inside_child']:.1f} ms "
-         f"(99 after: {s99['open_ms_inside_child']:.1f} ms)"),
+        (
+            "open in a new process: wall(import + open) - wall(import)",
+            f"{s['open_ms_wall_difference']:.1f} ms (99 after: {s99['open_ms_wall_difference']:.1f} ms)",
+        ),
+        (
+            "open in a new process, timed inside the child",
+            f"{s['open_ms_inside_child']:.1f} ms (99 after: {s99['open_ms_inside_child']:.1f} ms)",
+        ),
         ("new process: interpreter + `import warehouse` (wall)", f"{s['process_wall_ms_import_only']:.0f} ms"),
         ("refresh after one new commit", f"{m['refresh_one_commit_ms']:.2f} ms"),
         ("refresh, nothing new", f"{m['refresh_nothing_new_ms']:.2f} ms"),
-        ("open without checkpoints (every commit parsed; before checkpoints)", f"{m['open_no_checkpoints_ms']:.0f} ms "
-         f"({m['open_speedup']}x the 99-after open)"),
-        (f"open(version={m['time_travel_version']:,}) (a checkpointed version)", f"{m['open_version_checkpointed_ms']:.1f} ms"),
-        (f"open(version={m['time_travel_version'] + 50:,}) (checkpoint + 50 commits)", f"{m['open_version_plus_50_ms']:.1f} ms"),
+        (
+            "open without checkpoints (every commit parsed; before checkpoints)",
+            f"{m['open_no_checkpoints_ms']:.0f} ms ({m['open_speedup']}x the 99-after open)",
+        ),
+        (
+            f"open(version={m['time_travel_version']:,}) (a checkpointed version)",
+            f"{m['open_version_checkpointed_ms']:.1f} ms",
+        ),
+        (
+            f"open(version={m['time_travel_version'] + 50:,}) (checkpoint + 50 commits)",
+            f"{m['open_version_plus_50_ms']:.1f} ms",
+        ),
         (f"open(as_of=time of commit {m['time_travel_version'] + 50:,})", f"{m['open_as_of_ms']:.1f} ms"),
-        ("first query's extra: build every DataFile (open leaves it for later)", f"{m['first_query_materialize_ms']:.0f} ms"),
-        (f"write one checkpoint of {doc['active_files']:,} files (median of {doc['checkpoints']})",
-         f"{doc['checkpoint_write_ms_median']:.0f} ms (last: {doc['checkpoint_write_ms_last']:.0f} ms)"),
-        ("checkpoint size / whole _manifest/", f"{doc['checkpoint_bytes'] / 2**20:.1f} MiB / "
-         f"{doc['manifest_bytes'] / 2**20:.0f} MiB"),
+        (
+            "first query's extra: build every DataFile (open leaves it for later)",
+            f"{m['first_query_materialize_ms']:.0f} ms",
+        ),
+        (
+            f"write one checkpoint of {doc['active_files']:,} files (median of {doc['checkpoints']})",
+            f"{doc['checkpoint_write_ms_median']:.0f} ms (last: {doc['checkpoint_write_ms_last']:.0f} ms)",
+        ),
+        (
+            "checkpoint size / whole _manifest/",
+            f"{doc['checkpoint_bytes'] / 2**20:.1f} MiB / {doc['manifest_bytes'] / 2**20:.0f} MiB",
+        ),
     ]
-    lines = [f"**Manifest: {doc['commits']:,} commits x {doc['files_per_commit']} files = {doc['active_files']:,} active files, "
-             f"checkpoint every {doc['checkpoint_interval']}** (median of {doc['reps']}; load average "
-             f"{doc['load_average_1min_before']} → {doc['load_average_1min_after']}; build {doc['build_seconds']} s)", "",
-             "| measure | value |", "|---|---:|"]
+    lines = [
+        f"**Manifest: {doc['commits']:,} commits x {doc['files_per_commit']} files = {doc['active_files']:,} active files, "
+        f"checkpoint every {doc['checkpoint_interval']}** (median of {doc['reps']}; load average "
+        f"{doc['load_average_1min_before']} → {doc['load_average_1min_after']}; build {doc['build_seconds']} s)",
+        "",
+        "| measure | value |",
+        "|---|---:|",
+    ]
     lines += [f"| {a} | {b} |" for a, b in rows]
     lines.append("")
     for goal, g in doc["goals"].items():

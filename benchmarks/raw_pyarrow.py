@@ -28,23 +28,56 @@ import pyarrow.dataset as ds
 PARTITION_COLUMNS = ["dataset", "agent", "attack", "config_hash"]
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
-USAGE = pa.struct([("input_tokens", pa.int64()), ("output_tokens", pa.int64()), ("total_tokens", pa.int64()),
-                   ("requests", pa.int64()), ("tool_calls", pa.int64()), ("cost", pa.float64())])
-EXECUTION = pa.struct([
-    ("execution_id", pa.string()), ("task_id", pa.string()), ("model", pa.string()), ("usage", USAGE),
-    ("benign_score", pa.float64()), ("attack_score", pa.float64()), ("started_at", TIMESTAMP),
-    ("finished_at", TIMESTAMP), ("trace_id", pa.string()), ("span_id", pa.string()), ("metadata", pa.string()),
-    ("scores", pa.map_(pa.string(), pa.float64())),
-])
-TOOL_CALL = pa.struct([("id", pa.string()), ("type", pa.string()),
-                       ("function", pa.struct([("name", pa.string()), ("arguments", pa.string())]))])
+USAGE = pa.struct(
+    [
+        ("input_tokens", pa.int64()),
+        ("output_tokens", pa.int64()),
+        ("total_tokens", pa.int64()),
+        ("requests", pa.int64()),
+        ("tool_calls", pa.int64()),
+        ("cost", pa.float64()),
+    ]
+)
+EXECUTION = pa.struct(
+    [
+        ("execution_id", pa.string()),
+        ("task_id", pa.string()),
+        ("model", pa.string()),
+        ("usage", USAGE),
+        ("benign_score", pa.float64()),
+        ("attack_score", pa.float64()),
+        ("started_at", TIMESTAMP),
+        ("finished_at", TIMESTAMP),
+        ("trace_id", pa.string()),
+        ("span_id", pa.string()),
+        ("metadata", pa.string()),
+        ("scores", pa.map_(pa.string(), pa.float64())),
+    ]
+)
+TOOL_CALL = pa.struct(
+    [
+        ("id", pa.string()),
+        ("type", pa.string()),
+        ("function", pa.struct([("name", pa.string()), ("arguments", pa.string())])),
+    ]
+)
 CONTENT_PART = pa.struct([("type", pa.string()), ("text", pa.string())])
-MESSAGE = pa.struct([
-    ("role", pa.string()), ("content", pa.string()), ("content_parts", pa.list_(CONTENT_PART)),
-    ("tool_calls", pa.list_(TOOL_CALL)), ("tool_call_id", pa.string()), ("name", pa.string()),
-    ("step", pa.int32()), ("timestamp", TIMESTAMP), ("tokens", pa.int64()),
-])
-ATTACK = pa.struct([("vector_id", pa.string()), ("type", pa.string()), ("content", pa.string()), ("metadata", pa.string())])
+MESSAGE = pa.struct(
+    [
+        ("role", pa.string()),
+        ("content", pa.string()),
+        ("content_parts", pa.list_(CONTENT_PART)),
+        ("tool_calls", pa.list_(TOOL_CALL)),
+        ("tool_call_id", pa.string()),
+        ("name", pa.string()),
+        ("step", pa.int32()),
+        ("timestamp", TIMESTAMP),
+        ("tokens", pa.int64()),
+    ]
+)
+ATTACK = pa.struct(
+    [("vector_id", pa.string()), ("type", pa.string()), ("content", pa.string()), ("metadata", pa.string())]
+)
 
 
 def _children(lists: list[list[Any]], item: pa.DataType, eids: pa.Array) -> pa.Table:
@@ -61,16 +94,34 @@ def _children(lists: list[list[Any]], item: pa.DataType, eids: pa.Array) -> pa.T
 def to_arrow(executions: list[Mapping[str, Any]], partition: Mapping[str, str]) -> dict[str, pa.Table]:
     """`add_execution` keyword dicts of one configuration -> Arrow tables executions, messages, attacks."""
     ids = [uuid.uuid4().hex for _ in executions]
-    rows = [{**e, "execution_id": i, "metadata": None if e.get("metadata") is None else json.dumps(e["metadata"])}
-            for e, i in zip(executions, ids)]
+    rows = [
+        {**e, "execution_id": i, "metadata": None if e.get("metadata") is None else json.dumps(e["metadata"])}
+        for e, i in zip(executions, ids)
+    ]
     eids = pa.array(ids, pa.string())
     tables = {"executions": pa.Table.from_struct_array(pa.array(rows, type=EXECUTION))}
     tables["messages"] = _children(
-        [[m if not isinstance(m.get("content"), list) else {**m, "content": None, "content_parts": m["content"]}
-          for m in e.get("messages") or ()] for e in executions], MESSAGE, eids)
+        [
+            [
+                m if not isinstance(m.get("content"), list) else {**m, "content": None, "content_parts": m["content"]}
+                for m in e.get("messages") or ()
+            ]
+            for e in executions
+        ],
+        MESSAGE,
+        eids,
+    )
     tables["attacks"] = _children(
-        [[a if a.get("metadata") is None else {**a, "metadata": json.dumps(a["metadata"])}
-          for a in e.get("attacks") or ()] for e in executions], ATTACK, eids).drop_columns(["seq"])
+        [
+            [
+                a if a.get("metadata") is None else {**a, "metadata": json.dumps(a["metadata"])}
+                for a in e.get("attacks") or ()
+            ]
+            for e in executions
+        ],
+        ATTACK,
+        eids,
+    ).drop_columns(["seq"])
     for name, t in tables.items():
         for col in PARTITION_COLUMNS:
             # a constant column: filling an all-null array is ~25x faster than pa.repeat
@@ -85,9 +136,16 @@ def write(root: str | Path, tables: Mapping[str, pa.Table]) -> None:
     token = uuid.uuid4().hex
     for name, t in tables.items():
         if t.num_rows:
-            ds.write_dataset(t, base_dir=f"{root}/{name}", format="parquet", partitioning=PARTITION_COLUMNS,
-                             partitioning_flavor="hive", existing_data_behavior="overwrite_or_ignore",
-                             basename_template=f"part-{token}-{{i}}.parquet", file_options=options)
+            ds.write_dataset(
+                t,
+                base_dir=f"{root}/{name}",
+                format="parquet",
+                partitioning=PARTITION_COLUMNS,
+                partitioning_flavor="hive",
+                existing_data_behavior="overwrite_or_ignore",
+                basename_template=f"part-{token}-{{i}}.parquet",
+                file_options=options,
+            )
 
 
 def count_rows(root: str | Path, table: str) -> int:

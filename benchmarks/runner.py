@@ -11,7 +11,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,9 @@ def fmt(value: float, unit: str) -> str:
     if value != value:
         return "nan"
     if unit == "s":
-        return f"{value:.2f} s" if value >= 1 else f"{value * 1000:.1f} ms" if value >= 0.01 else f"{value * 1000:.2f} ms"
+        return (
+            f"{value:.2f} s" if value >= 1 else f"{value * 1000:.1f} ms" if value >= 0.01 else f"{value * 1000:.2f} ms"
+        )
     if unit == "ms":
         return f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
     if unit == "bytes":
@@ -54,10 +56,13 @@ def print_report(report: dict[str, Any], results: Sequence[CaseResult], console:
     dirty = f" + uncommitted {', '.join(src['uncommitted_package_files'])}" if src["uncommitted_package_files"] else ""
     if src.get("changed_during_run"):
         dirty += " [yellow](the source changed during the run)[/yellow]"
-    console.print(f"[bold]warehouse bench --scale {report['scale']}[/bold]: {mach['cores']} cores, "
-                  f"{mach['memory_bytes'] / (1 << 30):.0f} GiB, {mach['cpu']}; "
-                  + ", ".join(f"{k} {v}" for k, v in report["versions"].items())
-                  + f"; source {src['commit'] or '?'}{dirty}", highlight=False)
+    console.print(
+        f"[bold]warehouse bench --scale {report['scale']}[/bold]: {mach['cores']} cores, "
+        f"{mach['memory_bytes'] / (1 << 30):.0f} GiB, {mach['cpu']}; "
+        + ", ".join(f"{k} {v}" for k, v in report["versions"].items())
+        + f"; source {src['commit'] or '?'}{dirty}",
+        highlight=False,
+    )
     for r in results:
         t = Table(title=f"{r.id}. {r.title}", title_justify="left", box=box.SIMPLE_HEAD, header_style="bold")
         t.add_column("metric")
@@ -68,8 +73,14 @@ def print_report(report: dict[str, Any], results: Sequence[CaseResult], console:
         last = None
         for m in r.measurements:
             ratio = r.ratio(m)
-            t.add_row(m.metric if m.metric != last else "", m.competitor, fmt(m.median, m.unit), _spread(m),
-                      "" if ratio is None else f"{ratio:.2f}", end_section=False)
+            t.add_row(
+                m.metric if m.metric != last else "",
+                m.competitor,
+                fmt(m.median, m.unit),
+                _spread(m),
+                "" if ratio is None else f"{ratio:.2f}",
+                end_section=False,
+            )
             last = m.metric
         if r.error:
             t.add_row("[red]crashed[/red]", r.error.splitlines()[-1][:100], "", "", "")
@@ -90,13 +101,24 @@ def print_report(report: dict[str, Any], results: Sequence[CaseResult], console:
         for r, c in failed:
             console.print(f"[bold red]CHECK FAILED[/bold red] case {r.id}: {c.name}: {c.detail}", highlight=False)
     else:
-        console.print(f"[green]all {n_checks} correctness checks passed[/green] "
-                      f"(counts, equal answers across competitors, nothing lost or duplicated)")
+        console.print(
+            f"[green]all {n_checks} correctness checks passed[/green] "
+            f"(counts, equal answers across competitors, nothing lost or duplicated)"
+        )
 
 
-def run(scale: str = "small", out: str | Path | None = "bench-results.json", *, workdir: str | Path | None = None,
-        cases: Sequence[str] | None = None, console: Console | None = None, progress: Console | None = None,
-        raise_on_failure: bool = True, keep: bool = False, reps: int | None = None) -> dict[str, Any]:
+def run(
+    scale: str = "small",
+    out: str | Path | None = "bench-results.json",
+    *,
+    workdir: str | Path | None = None,
+    cases: Sequence[str] | None = None,
+    console: Console | None = None,
+    progress: Console | None = None,
+    raise_on_failure: bool = True,
+    keep: bool = False,
+    reps: int | None = None,
+) -> dict[str, Any]:
     """Run the cases (default: all) at `scale`; write the report to `out` (JSON) and print its tables.
 
     Data goes to a temporary directory under `workdir` (default: the system's), removed at the end
@@ -108,9 +130,11 @@ def run(scale: str = "small", out: str | Path | None = "bench-results.json", *, 
     console = console or Console()
     progress = progress or Console(stderr=True)
     base = Path(tempfile.mkdtemp(prefix="warehouse-bench-", dir=str(workdir) if workdir else None))
-    started_at = datetime.now(timezone.utc).isoformat()
+    started_at = datetime.now(UTC).isoformat()
     source = source_state()
-    ctx = Context(SCALES[scale], base, say=lambda s: progress.print(f"[dim]{s}[/dim]", highlight=False), repetitions=reps)
+    ctx = Context(
+        SCALES[scale], base, say=lambda s: progress.print(f"[dim]{s}[/dim]", highlight=False), repetitions=reps
+    )
     started = time.perf_counter()
     results: list[CaseResult] = []
     try:
@@ -157,14 +181,21 @@ def run(scale: str = "small", out: str | Path | None = "bench-results.json", *, 
 def markdown(report: dict[str, Any]) -> str:
     """The results JSON as the Markdown tables of BENCHMARKS.md (`python -m benchmarks.runner markdown FILE`)."""
     mach, src = report["machine"], report.get("source", {})
-    out = [f"Scale `{report['scale']}`, {report['started_at'][:16].replace('T', ' ')} UTC, {report['seconds']:.0f} s; "
-           f"{mach['cores']} cores ({mach.get('physical_cores')} physical), {mach['memory_bytes'] / (1 << 30):.0f} GiB, "
-           f"{mach['cpu']}, {mach['os']}, Python {mach['python']}.",
-           "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".",
-           f"Source: {src.get('commit', '?')}"
-           + (f" with uncommitted changes in {', '.join(src['uncommitted_package_files'])}"
-              if src.get("uncommitted_package_files") else "")
-           + (" (it changed during the run)" if src.get("changed_during_run") else "") + ".", ""]
+    out = [
+        f"Scale `{report['scale']}`, {report['started_at'][:16].replace('T', ' ')} UTC, {report['seconds']:.0f} s; "
+        f"{mach['cores']} cores ({mach.get('physical_cores')} physical), {mach['memory_bytes'] / (1 << 30):.0f} GiB, "
+        f"{mach['cpu']}, {mach['os']}, Python {mach['python']}.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".",
+        f"Source: {src.get('commit', '?')}"
+        + (
+            f" with uncommitted changes in {', '.join(src['uncommitted_package_files'])}"
+            if src.get("uncommitted_package_files")
+            else ""
+        )
+        + (" (it changed during the run)" if src.get("changed_during_run") else "")
+        + ".",
+        "",
+    ]
     for c in report["cases"]:
         load = c["params"].get("load_average_1min")
         out.append(f"**{c['id']}. {c['title']}**" + (f" (load average {load[0]} → {load[1]})" if load else ""))
@@ -172,7 +203,11 @@ def markdown(report: dict[str, Any]) -> str:
         out.append(f"| metric | competitor | median | min – max | ÷ {c['baseline']} |")
         out.append("|---|---|---:|---:|---:|")
         for m in c["measurements"]:
-            spread = f"{fmt(min(m['values']), m['unit'])} – {fmt(max(m['values']), m['unit'])}" if len(m["values"]) > 1 else ""
+            spread = (
+                f"{fmt(min(m['values']), m['unit'])} – {fmt(max(m['values']), m['unit'])}"
+                if len(m["values"]) > 1
+                else ""
+            )
             ratio = "" if m.get("ratio_to_baseline") is None else f"{m['ratio_to_baseline']:.2f}"
             out.append(f"| {m['metric']} | {m['competitor']} | {fmt(m['median'], m['unit'])} | {spread} | {ratio} |")
         if c.get("error"):
@@ -182,8 +217,10 @@ def markdown(report: dict[str, Any]) -> str:
     out.append("|---|---|---|---|")
     for c in report["cases"]:
         for g in c["goals"]:
-            out.append(f"| {c['id']} | {g['text']} | {g['measured']} | "
-                       f"{'yes' if g['met'] else 'no' if g['met'] is False else 'n/a'} |")
+            out.append(
+                f"| {c['id']} | {g['text']} | {g['measured']} | "
+                f"{'yes' if g['met'] else 'no' if g['met'] is False else 'n/a'} |"
+            )
     return "\n".join(out) + "\n"
 
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from warehouse.manifest import writer_info
 from warehouse.core.schemas import catalog
+from warehouse.manifest import writer_info
 
 from .harness import ms, publish
 
@@ -59,7 +59,9 @@ def _p50_ms(xs: list[float]) -> float:
     return ms(statistics.median(xs), 2)
 
 
-def warehouse_commit_latency(url: str, storage_options: dict[str, Any], commits: int, rows: int = 100) -> dict[str, Any]:
+def warehouse_commit_latency(
+    url: str, storage_options: dict[str, Any], commits: int, rows: int = 100
+) -> dict[str, Any]:
     """p50 of (write one data file + commit it), and of the manifest commit alone, in ms."""
     import warehouse
     from warehouse.engine.datafiles import write_data_file
@@ -79,15 +81,22 @@ def warehouse_commit_latency(url: str, storage_options: dict[str, Any], commits:
     return {"append_p50_ms": _p50_ms(total), "commit_p50_ms": _p50_ms(commit_only), "n": commits}
 
 
-def delta_commit_latency(endpoint: str, key: str, secret: str, region: str, uri: str, commits: int,
-                         rows: int = 100) -> dict[str, Any] | None:
+def delta_commit_latency(
+    endpoint: str, key: str, secret: str, region: str, uri: str, commits: int, rows: int = 100
+) -> dict[str, Any] | None:
     """p50 of `write_deltalake(mode="append")` of the same table, in ms; None without deltalake."""
     try:
         from deltalake import write_deltalake
     except ImportError:
         return None
-    opts = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret,
-            "AWS_REGION": region, "AWS_ALLOW_HTTP": "true", "conditional_put": "etag"}
+    opts = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": key,
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_REGION": region,
+        "AWS_ALLOW_HTTP": "true",
+        "conditional_put": "etag",
+    }
     times = []
     for i in range(commits + 1):
         table = _executions(rows, i)
@@ -98,8 +107,9 @@ def delta_commit_latency(endpoint: str, key: str, secret: str, region: str, uri:
     return {"append_p50_ms": _p50_ms(times), "n": commits}
 
 
-def sync_throughput(endpoint: str, key: str, secret: str, region: str, bucket: str, files: int,
-                    workers: int = 16) -> dict[str, Any]:
+def sync_throughput(
+    endpoint: str, key: str, secret: str, region: str, bucket: str, files: int, workers: int = 16
+) -> dict[str, Any]:
     """Seconds and files/s of `warehouse sync` local -> S3 of `files` small data files, against
     `s3fs.put` of the same directory."""
     import s3fs
@@ -127,9 +137,15 @@ def sync_throughput(endpoint: str, key: str, secret: str, region: str, bucket: s
         t0 = time.perf_counter()
         fs.put(str(Path(tmp) / "src") + "/", f"{bucket}/put-{run}/wh", recursive=True)
         put_s = time.perf_counter() - t0
-    return {"files": result.files, "bytes": size, "commits": len(result.commits),
-            "sync_s": round(sync_s, 2), "sync_files_per_s": round(files / sync_s, 1),
-            "s3fs_put_s": round(put_s, 2), "s3fs_put_files_per_s": round(files / put_s, 1)}
+    return {
+        "files": result.files,
+        "bytes": size,
+        "commits": len(result.commits),
+        "sync_s": round(sync_s, 2),
+        "sync_files_per_s": round(files / sync_s, 1),
+        "s3fs_put_s": round(put_s, 2),
+        "s3fs_put_files_per_s": round(files / put_s, 1),
+    }
 
 
 def main() -> None:
@@ -165,12 +181,15 @@ def _run(a: argparse.Namespace, run: str) -> None:
 
         a.bucket = f"bench-{run}"
         s3fs.S3FileSystem(skip_instance_cache=True, **_options(a.endpoint, a.key, a.secret, a.region)).call_s3(
-            "create_bucket", Bucket=a.bucket)
+            "create_bucket", Bucket=a.bucket
+        )
     out = {
-        "warehouse_commit": warehouse_commit_latency(f"s3://{a.bucket}/commit-{run}",
-                                                     _options(a.endpoint, a.key, a.secret, a.region), a.commits),
-        "deltalake_commit": delta_commit_latency(a.endpoint, a.key, a.secret, a.region,
-                                                 f"s3://{a.bucket}/delta-{run}", a.commits),
+        "warehouse_commit": warehouse_commit_latency(
+            f"s3://{a.bucket}/commit-{run}", _options(a.endpoint, a.key, a.secret, a.region), a.commits
+        ),
+        "deltalake_commit": delta_commit_latency(
+            a.endpoint, a.key, a.secret, a.region, f"s3://{a.bucket}/delta-{run}", a.commits
+        ),
         "sync": sync_throughput(a.endpoint, a.key, a.secret, a.region, a.bucket, a.files) if a.files else None,
     }
     out["endpoint"] = a.endpoint

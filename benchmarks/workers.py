@@ -1,13 +1,13 @@
 """Subprocess entry points of the benchmarks (run as `python -m benchmarks.workers ...`).
 
-    concurrent COMPETITOR ROOT INDEX FLUSHES PER_FLUSH SEED
-        One of the concurrent writers of case 3. Generates its records first, prints `ready`, waits
-        for a line on stdin (the start signal, sent to every writer at once), then writes FLUSHES
-        flushes of PER_FLUSH executions and prints one JSON line with what it did.
-    memory ROOT MESSAGES FLUSH_BYTES SEED
-        Case 7: a warehouse writer ingesting MESSAGES messages (10 per execution, generated on the
-        fly) with the given flush_bytes, in a process forked from this fresh one; prints one JSON
-        line with its peak RSS (getrusage's ru_maxrss, and VmHWM as a cross-check).
+concurrent COMPETITOR ROOT INDEX FLUSHES PER_FLUSH SEED
+    One of the concurrent writers of case 3. Generates its records first, prints `ready`, waits
+    for a line on stdin (the start signal, sent to every writer at once), then writes FLUSHES
+    flushes of PER_FLUSH executions and prints one JSON line with what it did.
+memory ROOT MESSAGES FLUSH_BYTES SEED
+    Case 7: a warehouse writer ingesting MESSAGES messages (10 per execution, generated on the
+    fly) with the given flush_bytes, in a process forked from this fresh one; prints one JSON
+    line with its peak RSS (getrusage's ru_maxrss, and VmHWM as a cross-check).
 """
 
 from __future__ import annotations
@@ -38,8 +38,15 @@ def spawn(args: Sequence[str], stderr: Path) -> subprocess.Popen[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))
     with open(stderr, "wb") as err:
-        return subprocess.Popen([sys.executable, "-m", "benchmarks.workers", *args], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=repo)
+        return subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.workers", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+            cwd=repo,
+        )
 
 
 def tail(path: Path) -> str:
@@ -64,7 +71,7 @@ def _records(index: int, n: int, seed: int) -> list[dict[str, Any]]:
 
 def concurrent(competitor: str, root: str, index: int, flushes: int, per_flush: int, seed: int) -> dict[str, Any]:
     records = _records(index, flushes * per_flush, seed)
-    batches = [records[i * per_flush:(i + 1) * per_flush] for i in range(flushes)]
+    batches = [records[i * per_flush : (i + 1) * per_flush] for i in range(flushes)]
     d, a, k = grid_config(index)
     # everything a writer needs is imported before the start signal
     import warehouse
@@ -109,8 +116,13 @@ def concurrent(competitor: str, root: str, index: int, flushes: int, per_flush: 
                 error_text = f"{type(exc).__name__}: {exc}"[:500]
     else:
         raise SystemExit(f"unknown competitor {competitor!r}")
-    return {"commits": commits, "executions": executions, "errors": errors, "error": error_text,
-            "seconds": time.perf_counter() - started}
+    return {
+        "commits": commits,
+        "executions": executions,
+        "errors": errors,
+        "error": error_text,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def _rss_now() -> int:
@@ -148,8 +160,16 @@ def memory(root: str, messages: int, flush_bytes: int, seed: int) -> dict[str, A
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     hwm = _vm_hwm()
     wh.refresh()
-    return {"peak_rss": peak, "vm_hwm": hwm, "baseline_peak_rss": baseline_peak, "baseline_rss": baseline_rss,
-            "messages": n_msgs, "executions": n_exec, "commits": wh.version, "seconds": seconds}
+    return {
+        "peak_rss": peak,
+        "vm_hwm": hwm,
+        "baseline_peak_rss": baseline_peak,
+        "baseline_rss": baseline_rss,
+        "messages": n_msgs,
+        "executions": n_exec,
+        "commits": wh.version,
+        "seconds": seconds,
+    }
 
 
 def main(argv: list[str]) -> None:

@@ -34,26 +34,48 @@ class _GroundTruthOfEachTask(BasePipelineElement):
         self.tasks = {t.PROMPT: t for t in suite.user_tasks.values()}
         self.tasks.update({t.GOAL: t for t in suite.injection_tasks.values()})
 
-    def query(self, query: str, runtime: FunctionsRuntime, env: Env = EmptyEnv(), messages: Sequence = (),
-              extra_args: dict = {}) -> tuple:  # noqa: B006 - the signature of BasePipelineElement.query
+    def query(
+        self,
+        query: str,
+        runtime: FunctionsRuntime,
+        env: Env = EmptyEnv(),  # noqa: B008 - the signature of BasePipelineElement.query
+        messages: Sequence = (),
+        extra_args: dict = {},  # noqa: B006 - the signature of BasePipelineElement.query
+    ) -> tuple:
         return GroundTruthPipeline(self.tasks[query]).query(query, runtime, env, messages, extra_args)
 
 
-def write_agentdojo_logs(logdir: Path, user_tasks: Sequence[str] = ("user_task_0", "user_task_1", "user_task_2"),
-                         injection_tasks: Sequence[str] = ("injection_task_0", "injection_task_1"),
-                         attack: str = "direct") -> dict[str, Any]:
+def write_agentdojo_logs(
+    logdir: Path,
+    user_tasks: Sequence[str] = ("user_task_0", "user_task_1", "user_task_2"),
+    injection_tasks: Sequence[str] = ("injection_task_0", "injection_task_1"),
+    attack: str = "direct",
+) -> dict[str, Any]:
     """Benchmark `user_tasks` without injections, then with `attack` x `injection_tasks`, logging to
     `logdir`. Returns the two SuiteResults: {"benign": ..., "attacked": ...}."""
     suite = get_suite(VERSION, SUITE)
-    pipeline = AgentPipeline([SystemMessage("You are an AI language model who assists the user."), InitQuery(),
-                              _GroundTruthOfEachTask(suite)])
+    pipeline = AgentPipeline(
+        [
+            SystemMessage("You are an AI language model who assists the user."),
+            InitQuery(),
+            _GroundTruthOfEachTask(suite),
+        ]
+    )
     pipeline.name = PIPELINE
     with warnings.catch_warnings(), OutputLogger(str(logdir)):
         warnings.simplefilter("ignore")
-        benign = benchmark_suite_without_injections(pipeline, suite, logdir, force_rerun=True,
-                                                    user_tasks=list(user_tasks), benchmark_version=VERSION)
-        attacked = benchmark_suite_with_injections(pipeline, suite, load_attack(attack, suite, pipeline), logdir,
-                                                   force_rerun=True, user_tasks=list(user_tasks),
-                                                   injection_tasks=list(injection_tasks), verbose=False,
-                                                   benchmark_version=VERSION)
+        benign = benchmark_suite_without_injections(
+            pipeline, suite, logdir, force_rerun=True, user_tasks=list(user_tasks), benchmark_version=VERSION
+        )
+        attacked = benchmark_suite_with_injections(
+            pipeline,
+            suite,
+            load_attack(attack, suite, pipeline),
+            logdir,
+            force_rerun=True,
+            user_tasks=list(user_tasks),
+            injection_tasks=list(injection_tasks),
+            verbose=False,
+            benchmark_version=VERSION,
+        )
     return {"benign": benign, "attacked": attacked}

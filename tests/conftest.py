@@ -64,22 +64,46 @@ def build_messages(task: str = "Summarise my unread emails", turns: int = 2) -> 
     and a final assistant answer given as a list of content parts."""
     msgs: list[dict[str, Any]] = [
         {"role": "system", "content": "You are a helpful assistant with access to an email client."},
-        {"role": "user", "content": [{"type": "text", "text": task},
-                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": task},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+            ],
+        },
     ]
     for t in range(turns):
         call_id = f"call_{t}_Xq9"
-        msgs.append({
+        msgs.append(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": call_id,
+                        "type": "function",
+                        "function": {"name": "search_emails", "arguments": f'{{"query": "unread", "page": {t}}}'},
+                    }
+                ],
+            }
+        )
+        msgs.append(
+            {
+                "role": "tool",
+                "tool_call_id": call_id,
+                "name": "search_emails",
+                "content": f'[{{"from": "bob@example.com", "subject": "Réunion n°{t} 🙂"}}]',
+            }
+        )
+    msgs.append(
+        {
             "role": "assistant",
-            "content": None,
-            "tool_calls": [{"id": call_id, "type": "function",
-                            "function": {"name": "search_emails", "arguments": f'{{"query": "unread", "page": {t}}}'}}],
-        })
-        msgs.append({"role": "tool", "tool_call_id": call_id, "name": "search_emails",
-                     "content": f"[{{\"from\": \"bob@example.com\", \"subject\": \"Réunion n°{t} 🙂\"}}]"})
-    msgs.append({"role": "assistant",
-                 "content": [{"type": "text", "text": "You have 2 unread emails."},
-                             {"type": "text", "text": "Both are from Bob — «réunion»."}]})
+            "content": [
+                {"type": "text", "text": "You have 2 unread emails."},
+                {"type": "text", "text": "Both are from Bob — «réunion»."},
+            ],
+        }
+    )
     return msgs
 
 
@@ -169,9 +193,12 @@ def _starts_processes(func: Callable[..., Any]) -> bool:
         if isinstance(value, types.ModuleType):
             if _module_starts_processes(value.__name__):
                 return True
-        elif isinstance(value, types.FunctionType) and value is not func:
-            if _module_starts_processes(value.__module__) or _starts_processes(value):
-                return True
+        elif (
+            isinstance(value, types.FunctionType)
+            and value is not func
+            and (_module_starts_processes(value.__module__) or _starts_processes(value))
+        ):
+            return True
     return False
 
 

@@ -109,11 +109,15 @@ def _reset(sock: socket.socket) -> None:
 
 
 def _error_response(status: int, code: str, message: str) -> bytes:
-    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
-            f"<RequestId>faultproxy</RequestId></Error>").encode()
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
+        f"<RequestId>faultproxy</RequestId></Error>"
+    ).encode()
     reason = {500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}[status]
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\n"
-            f"x-amz-request-id: faultproxy\r\n\r\n").encode() + body
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\n"
+        f"x-amz-request-id: faultproxy\r\n\r\n"
+    ).encode() + body
 
 
 class FaultProxy:
@@ -124,9 +128,17 @@ class FaultProxy:
     to inject at most. Change any of them at any time. Use as a context manager or call `close()`.
     """
 
-    def __init__(self, upstream: str, *, rate: float = 0.0, faults: tuple[str, ...] = FAULTS, seed: int = 0,
-                 conditional: str | None = None, only: Callable[[str, str], bool] | None = None,
-                 budget: int | None = None) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        rate: float = 0.0,
+        faults: tuple[str, ...] = FAULTS,
+        seed: int = 0,
+        conditional: str | None = None,
+        only: Callable[[str, str], bool] | None = None,
+        budget: int | None = None,
+    ) -> None:
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.rate, self.faults, self.conditional = rate, tuple(faults), conditional
@@ -186,17 +198,24 @@ class FaultProxy:
                     self.stats.log.append((method, path))
                 conditional_put = method == "PUT" and "if-none-match" in h
                 if conditional_put and self.conditional == "refuse":
-                    client.sendall(_error_response(501, "NotImplemented", "A header you provided implies "
-                                                   "functionality that is not implemented (If-None-Match)"))
+                    client.sendall(
+                        _error_response(
+                            501,
+                            "NotImplemented",
+                            "A header you provided implies functionality that is not implemented (If-None-Match)",
+                        )
+                    )
                     continue
                 if conditional_put and self.conditional == "ignore":
-                    client.sendall(b'HTTP/1.1 200 OK\r\nETag: "d41d8cd98f00b204e9800998ecf8427e"\r\n'
-                                   b"Content-Length: 0\r\n\r\n")
+                    client.sendall(
+                        b'HTTP/1.1 200 OK\r\nETag: "d41d8cd98f00b204e9800998ecf8427e"\r\nContent-Length: 0\r\n\r\n'
+                    )
                     continue
                 fault = self._draw(method, path)
                 if fault == "500":
-                    client.sendall(_error_response(500, "InternalError", "We encountered an internal error. "
-                                                   "Please try again."))
+                    client.sendall(
+                        _error_response(500, "InternalError", "We encountered an internal error. Please try again.")
+                    )
                     continue
                 if fault == "503":
                     client.sendall(_error_response(503, "SlowDown", "Please reduce your request rate."))
@@ -214,9 +233,16 @@ class FaultProxy:
                     rstart, rheaders, rhead = _read_head(uin)
                 status = int(rstart.split()[1])
                 no_body = method == "HEAD" or status in (204, 304)
-                rbody = b"" if no_body else _read_body(uin, rheaders,
-                                                        until_close="content-length" not in dict(rheaders)
-                                                        and "transfer-encoding" not in dict(rheaders))
+                rbody = (
+                    b""
+                    if no_body
+                    else _read_body(
+                        uin,
+                        rheaders,
+                        until_close="content-length" not in dict(rheaders)
+                        and "transfer-encoding" not in dict(rheaders),
+                    )
+                )
                 with self._lock:
                     self.stats.forwarded += 1
                 if fault == "drop":
@@ -249,7 +275,7 @@ class FaultProxy:
         self._server.server_close()
         self._thread.join()
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:

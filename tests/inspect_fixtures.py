@@ -14,7 +14,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from inspect_ai import Task, eval as inspect_eval, task
+from inspect_ai import Task, task
+from inspect_ai import eval as inspect_eval
 from inspect_ai.dataset import Sample
 from inspect_ai.log import EvalLog
 from inspect_ai.model import ChatMessageTool, ModelOutput, ModelUsage, get_model
@@ -25,12 +26,19 @@ from inspect_ai.tool import tool
 LONG = "Ελληνικά και 日本語 — " + "lorem ipsum dolor sit amet " * 400  # > 10 kB, non-ASCII
 
 SAMPLES = [
-    Sample(id="paris", input="What is the capital of France? Use the lookup tool. 🇫🇷",
-           target="Paris", metadata={"topic": "géographie", "difficulty": 1}),
-    Sample(id="tokyo", input=[{"role": "user", "content": "東京はどこの首都ですか？ lookup を使って。"}],
-           target=["Japan", "日本"], metadata={"topic": "地理", "difficulty": 2, "long": LONG}),
-    Sample(id="crash", input="Look up the unknowable.", target="nothing",
-           metadata={"topic": "error"}),
+    Sample(
+        id="paris",
+        input="What is the capital of France? Use the lookup tool. 🇫🇷",
+        target="Paris",
+        metadata={"topic": "géographie", "difficulty": 1},
+    ),
+    Sample(
+        id="tokyo",
+        input=[{"role": "user", "content": "東京はどこの首都ですか？ lookup を使って。"}],
+        target=["Japan", "日本"],
+        metadata={"topic": "地理", "difficulty": 2, "long": LONG},
+    ),
+    Sample(id="crash", input="Look up the unknowable.", target="nothing", metadata={"topic": "error"}),
 ]
 
 
@@ -54,13 +62,17 @@ def mock_outputs(input: list, tools: list, tool_choice: Any, config: Any) -> Mod
     question = next(m.text for m in input if m.role == "user")
     if not any(isinstance(m, ChatMessageTool) for m in input):
         query = "unknowable" if "unknowable" in question else ("Japan" if "東京" in question else "France")
-        out = ModelOutput.for_tool_call("mockllm/model", "lookup", {"query": query},
-                                        content=f"Let me look up {query}.")
+        out = ModelOutput.for_tool_call("mockllm/model", "lookup", {"query": query}, content=f"Let me look up {query}.")
     else:
         answer = "Tokyo is the capital of Japan (日本)." if "東京" in question else "The capital is Paris."
         out = ModelOutput.from_content("mockllm/model", answer)
-    out.usage = ModelUsage(input_tokens=100 + len(input), output_tokens=7, total_tokens=107 + len(input),
-                           input_tokens_cache_read=40, reasoning_tokens=3)
+    out.usage = ModelUsage(
+        input_tokens=100 + len(input),
+        output_tokens=7,
+        total_tokens=107 + len(input),
+        input_tokens_cache_read=40,
+        reasoning_tokens=3,
+    )
     return out
 
 
@@ -68,8 +80,11 @@ def mock_outputs(input: list, tools: list, tool_choice: Any, config: Any) -> Mod
 def letter():
     async def score(state: TaskState, target: Target) -> Score:
         ok = any(t.lower() in state.output.completion.lower() for t in target.target)
-        return Score(value=CORRECT if ok else INCORRECT, answer=state.output.completion,
-                     explanation="target found" if ok else "target missing")
+        return Score(
+            value=CORRECT if ok else INCORRECT,
+            answer=state.output.completion,
+            explanation="target found" if ok else "target missing",
+        )
 
     return score
 
@@ -102,14 +117,24 @@ def capitals(difficulty: str = "easy") -> Task:
     )
 
 
-def write_logs(log_dir: Path, log_format: str, *, epochs: int = 2, difficulty: str = "easy",
-               tags: list[str] | None = None) -> EvalLog:
+def write_logs(
+    log_dir: Path, log_format: str, *, epochs: int = 2, difficulty: str = "easy", tags: list[str] | None = None
+) -> EvalLog:
     """Run the task once and write its log (`log_format` "eval" or "json") under `log_dir`."""
     logging.getLogger("inspect_ai").setLevel(logging.ERROR)
     model = get_model("mockllm/model", custom_outputs=mock_outputs, memoize=False)
-    [log] = inspect_eval(capitals(difficulty=difficulty), model=model, epochs=epochs, log_dir=str(log_dir),
-                         log_format=log_format, fail_on_error=False, display="none", tags=tags or ["fixture"],
-                         metadata={"purpose": "warehouse import test"}, max_samples=1)
+    [log] = inspect_eval(
+        capitals(difficulty=difficulty),
+        model=model,
+        epochs=epochs,
+        log_dir=str(log_dir),
+        log_format=log_format,
+        fail_on_error=False,
+        display="none",
+        tags=tags or ["fixture"],
+        metadata={"purpose": "warehouse import test"},
+        max_samples=1,
+    )
     return log
 
 
@@ -140,7 +165,15 @@ def write_retried_eval_set(log_dir: Path) -> list[Path]:
 
     logging.getLogger("inspect_ai").setLevel(logging.ERROR)
     model = get_model("mockllm/model", custom_outputs=mock_outputs, memoize=False)
-    ok, _ = eval_set(retried(), model=model, log_dir=str(log_dir), retry_attempts=2, retry_wait=0,
-                     retry_cleanup=False, display="none", max_samples=1)
+    ok, _ = eval_set(
+        retried(),
+        model=model,
+        log_dir=str(log_dir),
+        retry_attempts=2,
+        retry_wait=0,
+        retry_cleanup=False,
+        display="none",
+        max_samples=1,
+    )
     assert ok and failed
     return sorted(Path(i.name.removeprefix("file://")) for i in list_eval_logs(str(log_dir)))

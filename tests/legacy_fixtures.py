@@ -31,19 +31,28 @@ def write_legacy_tree(root: str | Path, n_files: int, seed: int = 0) -> dict[str
     per_config: dict[str, int] = {}
     messages = attacks = 0
     benign_sum = attack_sum = 0.0
-    persisters = [LegacyPersistence(root, d, a, k) for d, a, k in grid[:max(1, min(len(grid), n_files))]]
+    persisters = [LegacyPersistence(root, d, a, k) for d, a, k in grid[: max(1, min(len(grid), n_files))]]
     rng = random.Random(f"legacy-tree:{seed}")
     for i in range(n_files):
         p = persisters[i % len(persisters)]
         task = i // len(persisters)
         attack = p.attack["type"] if p.attack else None
-        ex = demo.execution(rng, p.dataset["type"], p.agent["type"], attack, task,
-                            difficulty=demo.task_difficulty(task, seed))
+        ex = demo.execution(
+            rng, p.dataset["type"], p.agent["type"], attack, task, difficulty=demo.task_difficulty(task, seed)
+        )
         p.save(ex)
         per_config[p.config_hash] = per_config.get(p.config_hash, 0) + 1
         messages += len(ex["messages"])
         attacks += len(ex.get("attacks") or [])
         benign_sum += ex["benign_score"]
         attack_sum += ex["attack_score"] or 0.0
-    return {"root": str(root), "files": n_files, "configs": len(per_config), "messages": messages, "attacks": attacks,
-            "benign_score_sum": benign_sum, "attack_score_sum": attack_sum, "per_config": per_config}
+    return {
+        "root": str(root),
+        "files": n_files,
+        "configs": len(per_config),
+        "messages": messages,
+        "attacks": attacks,
+        "benign_score_sum": benign_sum,
+        "attack_score_sum": attack_sum,
+        "per_config": per_config,
+    }

@@ -89,8 +89,11 @@ def start_server() -> PgServer:
     the PostgreSQL binaries are absent."""
     initdb, pg_ctl = find_binary("initdb"), find_binary("pg_ctl")
     if not initdb or not pg_ctl:
-        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) not found on PATH nor in /usr/lib/postgresql/*/bin: "
-                    "install Debian's postgresql package (apt-get install postgresql; .ci/run does it)", pytrace=False)
+        pytest.fail(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH nor in /usr/lib/postgresql/*/bin: "
+            "install Debian's postgresql package (apt-get install postgresql; .ci/run does it)",
+            pytrace=False,
+        )
     # not under pytest's tmp_path: its parents are private to root, and the server runs as postgres
     directory = Path(tempfile.mkdtemp(prefix="warehouse-pg-"))
     if os.geteuid() == 0:
@@ -101,15 +104,43 @@ def start_server() -> PgServer:
     if os.geteuid() == 0:
         os.chown(pwfile, pwd.getpwnam(USER).pw_uid, -1)
     data = directory / "data"
-    _run([initdb, "-D", str(data), "-U", USER, "--auth-local=trust", "--auth-host=scram-sha-256",
-          f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"], "initdb")
+    _run(
+        [
+            initdb,
+            "-D",
+            str(data),
+            "-U",
+            USER,
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            f"--pwfile={pwfile}",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        ],
+        "initdb",
+    )
     last_error: Exception | None = None
     for _ in range(3):  # the free port may be taken between our probe and the server's bind
         port = free_port()
         try:
-            _run([pg_ctl, "-D", str(data), "-l", str(directory / "server.log"), "-w", "-t", "60",
-                  "-o", f"-h 127.0.0.1 -p {port} -k {directory} -c fsync=off -c full_page_writes=off", "start"],
-                 "pg_ctl start")
+            _run(
+                [
+                    pg_ctl,
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(directory / "server.log"),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    f"-h 127.0.0.1 -p {port} -k {directory} -c fsync=off -c full_page_writes=off",
+                    "start",
+                ],
+                "pg_ctl start",
+            )
             return PgServer("127.0.0.1", port, USER, PASSWORD, directory)
         except RuntimeError as exc:
             last_error = exc

@@ -31,8 +31,15 @@ class Children:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         err = self.logs / f"{script}-{len(self.procs)}.stderr"
         with open(err, "wb") as stderr:
-            proc = subprocess.Popen([sys.executable, str(PROCS / script), *map(str, args)], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1, env=env)
+            proc = subprocess.Popen(
+                [sys.executable, str(PROCS / script), *map(str, args)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                bufsize=1,
+                env=env,
+            )
         self.procs.append(proc)
         self._stderr[proc.pid] = err
         return proc
@@ -43,12 +50,14 @@ class Children:
     def expect_line(self, proc: subprocess.Popen, prefix: str) -> str:
         """The child's next stdout line, which must start with `prefix`."""
         line = proc.stdout.readline()
-        assert line.startswith(prefix), f"pid {proc.pid} said {line!r}, expected {prefix!r}; stderr:\n{self.stderr(proc)}"
+        assert line.startswith(prefix), (
+            f"pid {proc.pid} said {line!r}, expected {prefix!r}; stderr:\n{self.stderr(proc)}"
+        )
         return line
 
     def line(self, proc: subprocess.Popen, prefix: str) -> str:
         """The child's next stdout line, which must start with `prefix`; returns the rest, stripped."""
-        return self.expect_line(proc, prefix)[len(prefix):].strip()
+        return self.expect_line(proc, prefix)[len(prefix) :].strip()
 
     def kill_all(self) -> None:
         for p in self.procs:

@@ -28,8 +28,16 @@ import yaml
 from filelock import FileLock
 from pydantic import BaseModel
 from pydantic_ai import Agent, ModelRetry
-from pydantic_ai.messages import (ModelMessage, ModelRequest, ModelResponse, RetryPromptPart, TextPart, ThinkingPart,
-                                  ToolCallPart, UserPromptPart)
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    RetryPromptPart,
+    TextPart,
+    ThinkingPart,
+    ToolCallPart,
+    UserPromptPart,
+)
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
 from pydantic_ai.usage import RunUsage
@@ -91,8 +99,12 @@ class IndexEntry(BaseModel):
 
 def config_hash(dataset: dict[str, Any], agent: dict[str, Any], attack: dict[str, Any] | None) -> str:
     """prompt-siren's `compute_config_hash` (sandbox manager keys of the dataset config left out)."""
-    d = {**dataset, "config": {k: v for k, v in dataset["config"].items()
-                               if k not in ("sandbox_manager_type", "sandbox_manager_config")}}
+    d = {
+        **dataset,
+        "config": {
+            k: v for k, v in dataset["config"].items() if k not in ("sandbox_manager_type", "sandbox_manager_config")
+        },
+    }
     combined = {"dataset": d, "agent": agent, "attack": attack}
     return hashlib.sha256(json.dumps(combined, sort_keys=True).encode()).hexdigest()[:8]
 
@@ -100,36 +112,67 @@ def config_hash(dataset: dict[str, Any], agent: dict[str, Any], attack: dict[str
 class Persistence:
     """One configuration's output directory, saving executions as `ExecutionPersistence` does."""
 
-    def __init__(self, base_dir: Path, dataset: dict[str, Any], agent: dict[str, Any],
-                 attack: dict[str, Any] | None) -> None:
+    def __init__(
+        self, base_dir: Path, dataset: dict[str, Any], agent: dict[str, Any], attack: dict[str, Any] | None
+    ) -> None:
         self.base_dir, self.dataset, self.agent, self.attack = base_dir, dataset, agent, attack
         self.config_hash = config_hash(dataset, agent, attack)
-        self.output_dir = base_dir / dataset["type"] / agent["type"] / (attack["type"] if attack else "benign") / self.config_hash
+        self.output_dir = (
+            base_dir / dataset["type"] / agent["type"] / (attack["type"] if attack else "benign") / self.config_hash
+        )
         self.output_dir.mkdir(parents=True, exist_ok=True)
         cfg = self.output_dir / "config.yaml"
         if not cfg.exists():
             with open(cfg, "w") as f:
                 f.write(f"# Config hash: {self.config_hash}\n# Created: {datetime.now().isoformat()}\n\n")
-                yaml.dump({"dataset": dataset, "agent": agent, "attack": attack}, f, default_flow_style=False,
-                          sort_keys=False)
+                yaml.dump(
+                    {"dataset": dataset, "agent": agent, "attack": attack}, f, default_flow_style=False, sort_keys=False
+                )
 
-    def save(self, task_id: str, agent_name: str, messages: list[ModelMessage], usage: RunUsage,
-             benign_score: float, attack_score: float | None = None,
-             attacks: dict[str, Any] | None = None) -> Path:
+    def save(
+        self,
+        task_id: str,
+        agent_name: str,
+        messages: list[ModelMessage],
+        usage: RunUsage,
+        benign_score: float,
+        attack_score: float | None = None,
+        attacks: dict[str, Any] | None = None,
+    ) -> Path:
         now = datetime.now()
         execution_id = str(uuid.uuid4())[:8]
         path = self.output_dir / f"{now.strftime('%Y%m%d_%H%M%S')}_{task_id.replace(':', '_')}.json"
         results = ResultsData(benign_score=benign_score, attack_score=attack_score)
-        data = ExecutionData(execution_id=execution_id, task_id=task_id, dataset_type=self.dataset["type"],
-                             dataset_config=self.dataset["config"], agent=agent_name, config_hash=self.config_hash,
-                             timestamp=now.isoformat(), trace_id=uuid.uuid4().hex, span_id=uuid.uuid4().hex[:16],
-                             messages=messages, usage=usage, results=results, attacks=attacks)
+        data = ExecutionData(
+            execution_id=execution_id,
+            task_id=task_id,
+            dataset_type=self.dataset["type"],
+            dataset_config=self.dataset["config"],
+            agent=agent_name,
+            config_hash=self.config_hash,
+            timestamp=now.isoformat(),
+            trace_id=uuid.uuid4().hex,
+            span_id=uuid.uuid4().hex[:16],
+            messages=messages,
+            usage=usage,
+            results=results,
+            attacks=attacks,
+        )
         path.write_text(data.model_dump_json(indent=2))
-        entry = IndexEntry(execution_id=execution_id, task_id=task_id, timestamp=datetime.now().isoformat(),
-                           dataset=self.dataset["type"], dataset_config=self.dataset["config"],
-                           agent_type=self.agent["type"], agent_name=agent_name,
-                           attack_type=self.attack["type"] if self.attack else None, config_hash=self.config_hash,
-                           benign_score=results.benign_score, attack_score=results.attack_score, path=path)
+        entry = IndexEntry(
+            execution_id=execution_id,
+            task_id=task_id,
+            timestamp=datetime.now().isoformat(),
+            dataset=self.dataset["type"],
+            dataset_config=self.dataset["config"],
+            agent_type=self.agent["type"],
+            agent_name=agent_name,
+            attack_type=self.attack["type"] if self.attack else None,
+            config_hash=self.config_hash,
+            benign_score=results.benign_score,
+            attack_score=results.attack_score,
+            path=path,
+        )
         with FileLock(self.base_dir / "index.jsonl.lock"), open(self.base_dir / "index.jsonl", "a") as f:
             f.write(entry.model_dump_json() + "\n")
         return path
@@ -168,14 +211,22 @@ def run_function_model(injected: str) -> tuple[list[ModelMessage], RunUsage]:
     def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         calls["n"] += 1
         if calls["n"] == 1:  # arguments that fail validation: answered by a retry-prompt part
-            return ModelResponse(parts=[ThinkingPart(content="The user wants money moved; check the balance."),
-                                        TextPart(content="Let me look."),
-                                        ToolCallPart("get_balance", '{"account": "seven"}', tool_call_id="call_a")])
+            return ModelResponse(
+                parts=[
+                    ThinkingPart(content="The user wants money moved; check the balance."),
+                    TextPart(content="Let me look."),
+                    ToolCallPart("get_balance", '{"account": "seven"}', tool_call_id="call_a"),
+                ]
+            )
         if calls["n"] == 2:  # the tool raises ModelRetry
             return ModelResponse(parts=[ToolCallPart("get_balance", '{"account": -1}', tool_call_id="call_b")])
         if calls["n"] == 3:
-            return ModelResponse(parts=[ToolCallPart("get_balance", {"account": 7}, tool_call_id="call_c"),
-                                        ToolCallPart("search_emails", {"query": "bank"}, tool_call_id="call_d")])
+            return ModelResponse(
+                parts=[
+                    ToolCallPart("get_balance", {"account": 7}, tool_call_id="call_c"),
+                    ToolCallPart("search_emails", {"query": "bank"}, tool_call_id="call_d"),
+                ]
+            )
         return ModelResponse(parts=[TextPart(content="Your balance is 1250.5 EUR. 北京 ✓")])
 
     agent = Agent(FunctionModel(model), instructions="Never send money without asking.", retries=3)
@@ -196,8 +247,11 @@ def run_function_model(injected: str) -> tuple[list[ModelMessage], RunUsage]:
     # for arguments that fail validation (tool_name set) and for a rejected output (no tool_name).
     with warnings.catch_warnings():  # RetryPromptPart is deprecated in pydantic-ai 2
         warnings.simplefilter("ignore")
-        retry_args = RetryPromptPart(content=[{"type": "int_parsing", "loc": ("account",), "msg": "not an int",
-                                               "input": "x"}], tool_name="get_balance", tool_call_id="call_0")
+        retry_args = RetryPromptPart(
+            content=[{"type": "int_parsing", "loc": ("account",), "msg": "not an int", "input": "x"}],
+            tool_name="get_balance",
+            tool_call_id="call_0",
+        )
         retry_output = RetryPromptPart(content="Please answer in words", tool_call_id="retry_1")
     history: list[ModelMessage] = [
         ModelRequest(parts=[UserPromptPart("Hello")]),
@@ -230,12 +284,24 @@ def write_prompt_siren_tree(base_dir: Path) -> dict[str, Any]:
     files = {}
     for task_id, (messages, usage) in runs.items():
         if ":" in task_id:
-            attacks = {"injection_vector_email": StrContentAttack(INJECTION),
-                       "injection_vector_image": BinaryContentAttack(b"GIF89a", "image/gif")}
-            files[task_id] = attacked.save(task_id, "plain:test", messages, usage, benign_score=0.5,
-                                           attack_score=1.0 if task_id.startswith("user_task_0") else 0.0,
-                                           attacks=attacks)
+            attacks = {
+                "injection_vector_email": StrContentAttack(INJECTION),
+                "injection_vector_image": BinaryContentAttack(b"GIF89a", "image/gif"),
+            }
+            files[task_id] = attacked.save(
+                task_id,
+                "plain:test",
+                messages,
+                usage,
+                benign_score=0.5,
+                attack_score=1.0 if task_id.startswith("user_task_0") else 0.0,
+                attacks=attacks,
+            )
         else:
             files[task_id] = benign.save(task_id, "plain:test", messages, usage, benign_score=1.0)
-    return {"base_dir": base_dir, "files": files, "runs": runs,
-            "hashes": {"benign": benign.config_hash, "attack": attacked.config_hash}}
+    return {
+        "base_dir": base_dir,
+        "files": files,
+        "runs": runs,
+        "hashes": {"benign": benign.config_hash, "attack": attacked.config_hash},
+    }

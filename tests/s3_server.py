@@ -38,14 +38,22 @@ class S3Endpoint:
 
     def options(self, endpoint_url: str | None = None) -> dict[str, Any]:
         """storage_options for warehouse.open(); `endpoint_url` overrides the server's (a proxy)."""
-        return {"endpoint_url": endpoint_url or self.url, "key": self.key, "secret": self.secret,
-                "client_kwargs": {"region_name": self.region}}
+        return {
+            "endpoint_url": endpoint_url or self.url,
+            "key": self.key,
+            "secret": self.secret,
+            "client_kwargs": {"region_name": self.region},
+        }
 
     def env(self, endpoint_url: str | None = None) -> dict[str, str]:
         """The AWS environment variables a CLI process needs to reach the server."""
-        return {"AWS_ENDPOINT_URL": endpoint_url or self.url, "AWS_ACCESS_KEY_ID": self.key,
-                "AWS_SECRET_ACCESS_KEY": self.secret, "AWS_DEFAULT_REGION": self.region,
-                "AWS_EC2_METADATA_DISABLED": "true"}
+        return {
+            "AWS_ENDPOINT_URL": endpoint_url or self.url,
+            "AWS_ACCESS_KEY_ID": self.key,
+            "AWS_SECRET_ACCESS_KEY": self.secret,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
 
     def fs(self, endpoint_url: str | None = None):
         """A fresh s3fs filesystem (not shared with the code under test)."""
@@ -82,9 +90,12 @@ def start_moto(env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str
     """Start `python -m moto.server` on a free loopback port; returns (process, endpoint URL)."""
     port = free_port()
     pythonpath = os.pathsep.join(p for p in (str(ATOMIC), os.environ.get("PYTHONPATH", "")) if p)
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": pythonpath, **(env or {})})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": pythonpath, **(env or {})},
+    )
     try:
         wait_for_port(port, proc)
     except BaseException:

@@ -22,11 +22,15 @@ from tests.reference_stats import mean, wilson
 from warehouse import RunConfig
 from warehouse.read import analytics
 
-DATASETS = [{"type": "agentdojo", "config": {"suite": "workspace", "version": "v1"}},
-            {"type": "agentdojo", "config": {"suite": "banking", "version": "v1"}},
-            {"type": "injecagent", "config": {"suite_name": "dh_base"}}]  # the legacy key
-AGENTS = [{"type": "plain", "config": {"model": "gpt-5", "temperature": 0.0}},
-          {"type": "react", "config": {"model": "claude-sonnet-4-5", "max_steps": 8}}]
+DATASETS = [
+    {"type": "agentdojo", "config": {"suite": "workspace", "version": "v1"}},
+    {"type": "agentdojo", "config": {"suite": "banking", "version": "v1"}},
+    {"type": "injecagent", "config": {"suite_name": "dh_base"}},
+]  # the legacy key
+AGENTS = [
+    {"type": "plain", "config": {"model": "gpt-5", "temperature": 0.0}},
+    {"type": "react", "config": {"model": "claude-sonnet-4-5", "max_steps": 8}},
+]
 ATTACKS = [None, {"type": "important_instructions", "config": {"position": "end"}}]
 MODELS = ["gpt-5-2025-08-07", "claude-sonnet-4-5"]
 TASKS = [f"user_task_{i}" for i in range(7)]
@@ -48,13 +52,27 @@ def ref_scores(rows: list[dict[str, Any]]) -> dict[str, Any]:
     (ul, uh), (al, ah), (ual, uah) = wilson(u, len(benign)), wilson(a, len(attack)), wilson(ua, len(under))
     tokens = [r["total_tokens"] for r in rows if r["total_tokens"] is not None]
     costs = [r["cost"] for r in rows if r["cost"] is not None]
-    return {"n": len(rows), "n_tasks": len({r["task_id"] for r in rows}), "utility": u, "utility_low": ul,
-            "utility_high": uh, "asr": a, "asr_low": al, "asr_high": ah,
-            "n_failed": sum(r["status"] == "failed" for r in rows), "total_tokens": total(tokens), "cost": total(costs),
-            "n_utility": len(benign), "n_asr": len(attack),
-            "n_errors": sum(r["status"] == "failed" or r["error"] is not None for r in rows),
-            "utility_under_attack": ua, "utility_under_attack_low": ual, "utility_under_attack_high": uah,
-            "mean_tokens": mean(tokens), "mean_cost": mean(costs)}
+    return {
+        "n": len(rows),
+        "n_tasks": len({r["task_id"] for r in rows}),
+        "utility": u,
+        "utility_low": ul,
+        "utility_high": uh,
+        "asr": a,
+        "asr_low": al,
+        "asr_high": ah,
+        "n_failed": sum(r["status"] == "failed" for r in rows),
+        "total_tokens": total(tokens),
+        "cost": total(costs),
+        "n_utility": len(benign),
+        "n_asr": len(attack),
+        "n_errors": sum(r["status"] == "failed" or r["error"] is not None for r in rows),
+        "utility_under_attack": ua,
+        "utility_under_attack_low": ual,
+        "utility_under_attack_high": uah,
+        "mean_tokens": mean(tokens),
+        "mean_cost": mean(costs),
+    }
 
 
 def comb_pass_at_k(n: int, c: int, k: int) -> float:
@@ -74,7 +92,9 @@ def metric_tasks(rows: list[dict[str, Any]], metric: str, threshold: float) -> d
     return {t: (len(s), sum(x >= threshold for x in s)) for t, s in tasks.items()}
 
 
-def ref_pass_at_k(rows: list[dict[str, Any]], ks: Sequence[int] | None, threshold: float) -> dict[tuple, dict[str, Any]]:
+def ref_pass_at_k(
+    rows: list[dict[str, Any]], ks: Sequence[int] | None, threshold: float
+) -> dict[tuple, dict[str, Any]]:
     """(metric, k) -> pass_at_k, n_tasks, n_excluded, over the rows of one group."""
     out = {}
     for metric in ("benign_score", "attack_score"):
@@ -110,11 +130,13 @@ def records(rel: duckdb.DuckDBPyRelation) -> list[dict[str, Any]]:
 def key_of(name: str) -> Callable[[dict[str, Any]], Any]:
     """A grouping key's value for one written row, computed from what was written."""
     if name.startswith("metadata."):
+
         def get(r: dict[str, Any]) -> Any:
             v: Any = r["metadata"]
             for part in name.split(".")[1:]:
                 v = v.get(part) if isinstance(v, dict) else None
             return None if v is None else str(v)
+
         return get
     if name == "suite":
         return lambda r: r["dataset_config"].get("suite", r["dataset_config"].get("suite_name"))
@@ -156,16 +178,26 @@ class Campaign:
                                 self._add(rng, w, rc, task, i, p_benign, p_attack if k else None)
                         if d is DATASETS[0] and k is not None:
                             self._live(w, rc, a)
-        self.hashes = {(rc.dataset["config"].get("suite"), rc.agent["type"], rc.attack["type"] if rc.attack else None): rc.hash
-                       for rc in self.configs}
+        self.hashes = {
+            (rc.dataset["config"].get("suite"), rc.agent["type"], rc.attack["type"] if rc.attack else None): rc.hash
+            for rc in self.configs
+        }
 
     def _row(self, rc: RunConfig, **fields: Any) -> dict[str, Any]:
         row = {"dataset_config": rc.dataset["config"], "agent_config": rc.agent["config"], **rc.partition, **fields}
         self.rows.append(row)
         return row
 
-    def _add(self, rng: random.Random, w: warehouse.Writer, rc: RunConfig, task: str, i: int, p_benign: float,
-             p_attack: float | None) -> None:
+    def _add(
+        self,
+        rng: random.Random,
+        w: warehouse.Writer,
+        rc: RunConfig,
+        task: str,
+        i: int,
+        p_benign: float,
+        p_attack: float | None,
+    ) -> None:
         failed = rng.random() < 0.15
 
         def score(p: float) -> float:
@@ -173,35 +205,78 @@ class Campaign:
 
         benign = None if failed else score(p_benign)
         attack = None if failed or p_attack is None else score(p_attack)
-        usage = {"input_tokens": rng.randint(100, 4000), "output_tokens": rng.randint(10, 800),
-                 "requests": rng.randint(1, 6), "tool_calls": rng.randint(0, 5), "cost": round(rng.random() / 50, 6)}
+        usage = {
+            "input_tokens": rng.randint(100, 4000),
+            "output_tokens": rng.randint(10, 800),
+            "requests": rng.randint(1, 6),
+            "tool_calls": rng.randint(0, 5),
+            "cost": round(rng.random() / 50, 6),
+        }
         if rng.random() < 0.1:
             usage = {}  # an execution that reports no usage: NULL tokens and cost
         meta = {"difficulty": rng.choice(["easy", "hard"]), "tier": {"level": rng.choice(["a", "b", "c"])}}
         model = rng.choice(MODELS)
         # a completed run may still record an error (a tool error the agent recovered from): an error, not a failure
         error = "TimeoutError: tool" if failed else ("recovered: tool error" if rng.random() < 0.05 else None)
-        w.add_execution(task_id=task, status="failed" if failed else "completed", error=error, model=model,
-                        benign_score=benign, attack_score=attack, usage=usage, metadata=meta, sample=i)
+        w.add_execution(
+            task_id=task,
+            status="failed" if failed else "completed",
+            error=error,
+            model=model,
+            benign_score=benign,
+            attack_score=attack,
+            usage=usage,
+            metadata=meta,
+            sample=i,
+        )
         tokens = usage["input_tokens"] + usage["output_tokens"] if usage else None
-        self._row(rc, task_id=task, status="failed" if failed else "completed", error=error, model=model,
-                  benign_score=benign, attack_score=attack, total_tokens=tokens, cost=usage.get("cost"),
-                  input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"),
-                  requests=usage.get("requests"), tool_calls=usage.get("tool_calls"), metadata=meta, run_id=w.run_id)
+        self._row(
+            rc,
+            task_id=task,
+            status="failed" if failed else "completed",
+            error=error,
+            model=model,
+            benign_score=benign,
+            attack_score=attack,
+            total_tokens=tokens,
+            cost=usage.get("cost"),
+            input_tokens=usage.get("input_tokens"),
+            output_tokens=usage.get("output_tokens"),
+            requests=usage.get("requests"),
+            tool_calls=usage.get("tool_calls"),
+            metadata=meta,
+            run_id=w.run_id,
+        )
 
     def _live(self, w: warehouse.Writer, rc: RunConfig, agent: dict[str, Any]) -> None:
         """A live execution updated three times (with interim scores), then finished: it counts once,
         with its final scores. Another, updated and never finished, is not counted."""
-        ex = w.start_execution("user_task_live", model=MODELS[0], metadata={"difficulty": "easy", "tier": {"level": "a"}})
+        ex = w.start_execution(
+            "user_task_live", model=MODELS[0], metadata={"difficulty": "easy", "tier": {"level": "a"}}
+        )
         ex.update(benign_score=0.0, attack_score=0.0)
         w.flush()  # running revisions committed: the view must not count them next to the final row
         ex.update(benign_score=0.0, attack_score=1.0)
         ex.update(metadata={"difficulty": "hard"})
         w.flush()
         ex.finish(benign_score=1.0, attack_score=1.0, usage={"input_tokens": 50, "output_tokens": 5, "cost": 0.001})
-        self._row(rc, task_id="user_task_live", status="completed", error=None, model=MODELS[0], benign_score=1.0,
-                  attack_score=1.0, total_tokens=55, cost=0.001, input_tokens=50, output_tokens=5, requests=None,
-                  tool_calls=None, metadata={"difficulty": "hard", "tier": {"level": "a"}}, run_id=w.run_id)
+        self._row(
+            rc,
+            task_id="user_task_live",
+            status="completed",
+            error=None,
+            model=MODELS[0],
+            benign_score=1.0,
+            attack_score=1.0,
+            total_tokens=55,
+            cost=0.001,
+            input_tokens=50,
+            output_tokens=5,
+            requests=None,
+            tool_calls=None,
+            metadata={"difficulty": "hard", "tier": {"level": "a"}},
+            run_id=w.run_id,
+        )
         still = w.start_execution("user_task_live", model=MODELS[0])
         still.update(benign_score=1.0, attack_score=1.0)
 
@@ -214,9 +289,23 @@ def campaign(tmp_path_factory) -> tuple[warehouse.Warehouse, Campaign]:
     return wh, c
 
 
-GROUPINGS = [[], ["dataset"], ["suite"], ["agent"], ["agent_model"], ["attack"], ["config_hash"], ["model"],
-             ["agent", "attack"], ["suite", "agent", "attack"], ["metadata.difficulty"], ["metadata.tier.level"],
-             ["dataset_config.suite"], ["task_id"], ["status"]]
+GROUPINGS = [
+    [],
+    ["dataset"],
+    ["suite"],
+    ["agent"],
+    ["agent_model"],
+    ["attack"],
+    ["config_hash"],
+    ["model"],
+    ["agent", "attack"],
+    ["suite", "agent", "attack"],
+    ["metadata.difficulty"],
+    ["metadata.tier.level"],
+    ["dataset_config.suite"],
+    ["task_id"],
+    ["status"],
+]
 
 
 # -- scores ----------------------------------------------------------------------------------------------
@@ -243,10 +332,24 @@ def test_scores_view_is_the_config_level_of_the_same_query(campaign):
     # the existing columns keep their names and order (callers, benchmarks and the README use them)
     for r in view:
         rc = next(x for x in c.configs if x.hash == r["config_hash"])
-        assert (r["suite"], r["agent_model"]) == (key_of("suite")({"dataset_config": rc.dataset["config"]}),
-                                                  rc.agent["config"]["model"])
-    assert view and list(view[0])[:15] == [*by, "n", "n_tasks", "utility", "utility_low", "utility_high", "asr", "asr_low",
-                                           "asr_high", "n_failed", "total_tokens", "cost"]
+        assert (r["suite"], r["agent_model"]) == (
+            key_of("suite")({"dataset_config": rc.dataset["config"]}),
+            rc.agent["config"]["model"],
+        )
+    assert view and list(view[0])[:15] == [
+        *by,
+        "n",
+        "n_tasks",
+        "utility",
+        "utility_low",
+        "utility_high",
+        "asr",
+        "asr_low",
+        "asr_high",
+        "n_failed",
+        "total_tokens",
+        "cost",
+    ]
 
 
 @pytest.mark.slow
@@ -265,7 +368,9 @@ def test_attack_success_rates_equal_warehouse_scores(campaign):
 def test_scores_filter_on_metadata_json_path_and_config_columns(campaign):
     wh, c = campaign
     got = records(wh.scores(by=["agent"], where="metadata->>'$.difficulty' = 'hard' and suite = 'banking'"))
-    rows = [r for r in c.rows if r["metadata"].get("difficulty") == "hard" and r["dataset_config"].get("suite") == "banking"]
+    rows = [
+        r for r in c.rows if r["metadata"].get("difficulty") == "hard" and r["dataset_config"].get("suite") == "banking"
+    ]
     want = group(rows, ["agent"])
     assert {r["agent"] for r in got} == {k[0] for k in want} and len(got) == 2
     for r in got:
@@ -279,15 +384,21 @@ def test_failed_executions_are_errors_excluded_from_rates_and_reported(campaign)
     failed = [x for x in c.rows if x["status"] == "failed"]
     assert failed and all(x["benign_score"] is None for x in failed)
     assert r["n_failed"] == len(failed) and r["n"] - r["n_utility"] == len(failed)
-    assert r["n_errors"] == len(failed) + sum(x["error"] is not None for x in c.rows if x["status"] == "completed") > r["n_failed"]
+    assert (
+        r["n_errors"]
+        == len(failed) + sum(x["error"] is not None for x in c.rows if x["status"] == "completed")
+        > r["n_failed"]
+    )
     ok = [x["benign_score"] for x in c.rows if x["status"] == "completed"]
     close(r["utility"], sum(ok) / len(ok))
 
 
 def test_live_execution_updated_then_finished_counts_once_running_not_at_all(campaign):
     wh, c = campaign
-    live = wh.sql("select config_hash, status, benign_score, attack_score, revision from executions "
-                  "where task_id = 'user_task_live' order by config_hash, revision").fetchall()
+    live = wh.sql(
+        "select config_hash, status, benign_score, attack_score, revision from executions "
+        "where task_id = 'user_task_live' order by config_hash, revision"
+    ).fetchall()
     by_cfg = defaultdict(list)
     for h, status, b, a, rev in live:
         by_cfg[h].append((status, b, a, rev))
@@ -306,10 +417,19 @@ def test_live_execution_updated_then_finished_counts_once_running_not_at_all(cam
 
 
 # -- pass@k ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("by, k, threshold", [
-    (["agent"], None, 1.0), (["agent", "attack"], [1, 3, 5], 1.0), ([], [1, 2, 6], 1.0), (["suite"], 2, 0.5),
-    (["config_hash"], None, 0.5), (["metadata.difficulty"], [1, 2], 1.0), (["agent_model", "dataset"], None, 1.0),
-], ids=lambda v: repr(v))
+@pytest.mark.parametrize(
+    "by, k, threshold",
+    [
+        (["agent"], None, 1.0),
+        (["agent", "attack"], [1, 3, 5], 1.0),
+        ([], [1, 2, 6], 1.0),
+        (["suite"], 2, 0.5),
+        (["config_hash"], None, 0.5),
+        (["metadata.difficulty"], [1, 2], 1.0),
+        (["agent_model", "dataset"], None, 1.0),
+    ],
+    ids=lambda v: repr(v),
+)
 def test_pass_at_k_equals_math_comb(campaign, by, k, threshold):
     wh, c = campaign
     df = analytics.pass_at_k(wh, k=k, by=by, threshold=threshold)
@@ -332,7 +452,11 @@ def test_pass_at_k_view_equals_the_function_at_config_level(campaign):
     view = records(wh.sql(f"select * from pass_at_k order by {', '.join(by)}, metric, k"))
     df = analytics.pass_at_k(wh, by=by)
     same_rows(sorted((tuple(r.values()) for r in view), key=str), sorted(df.rows(), key=str))
-    want = {(key, m, k): v for key, rows in group(c.rows, by).items() for (m, k), v in ref_pass_at_k(rows, None, 1.0).items()}
+    want = {
+        (key, m, k): v
+        for key, rows in group(c.rows, by).items()
+        for (m, k), v in ref_pass_at_k(rows, None, 1.0).items()
+    }
     assert {(tuple(r[b] for b in by), r["metric"], r["k"]) for r in view} == set(want)
 
 
@@ -340,16 +464,20 @@ def test_pass_at_k_view_equals_the_function_at_config_level(campaign):
 def test_scores_with_k_carry_the_pass_at_k_of_each_group(campaign):
     wh, c = campaign
     got = records(wh.scores(by=["agent", "attack"], k=[1, 4], threshold=0.5))
-    pk = {(r["agent"], r["attack"], r["metric"], r["k"]): r
-          for r in analytics.pass_at_k(wh, k=[1, 4], by=["agent", "attack"], threshold=0.5).to_dicts()}
+    pk = {
+        (r["agent"], r["attack"], r["metric"], r["k"]): r
+        for r in analytics.pass_at_k(wh, k=[1, 4], by=["agent", "attack"], threshold=0.5).to_dicts()
+    }
     assert len(got) == 4
     for r in got:
         for kk in (1, 4):
             b = pk[(r["agent"], r["attack"], "benign_score", kk)]
             same_rows([(r[f"pass_at_{kk}"], r[f"pass_at_{kk}_excluded"])], [(b["pass_at_k"], b["n_excluded"])])
             a = pk.get((r["agent"], r["attack"], "attack_score", kk))
-            same_rows([(r[f"attack_pass_at_{kk}"], r[f"attack_pass_at_{kk}_excluded"])],
-                      [(a["pass_at_k"], a["n_excluded"]) if a else (None, None)])
+            same_rows(
+                [(r[f"attack_pass_at_{kk}"], r[f"attack_pass_at_{kk}_excluded"])],
+                [(a["pass_at_k"], a["n_excluded"]) if a else (None, None)],
+            )
         assert (r["attack"] == "none") == (r["attack_pass_at_1"] is None)
     [overall] = records(wh.scores(by="all", k=2))
     ref = ref_pass_at_k(c.rows, [2], 1.0)
@@ -387,8 +515,9 @@ def test_pass_at_k_edge_cases(tmp_path):
     assert [r["pass_at_k"] for r in half] == [1.0]
     # a config whose every run failed: one k=1 row, nothing to average, its task excluded and counted
     b = analytics.pass_at_k(wh, by=["agent"]).filter(agent="b").to_dicts()
-    assert [(r["metric"], r["k"], r["pass_at_k"], r["n_tasks"], r["n_excluded"]) for r in b] == \
-        [("benign_score", 1, None, 0, 1)]
+    assert [(r["metric"], r["k"], r["pass_at_k"], r["n_tasks"], r["n_excluded"]) for r in b] == [
+        ("benign_score", 1, None, 0, 1)
+    ]
     assert not analytics.pass_at_k(wh, by=["agent"]).filter(metric="attack_score").height  # nothing was attacked
     # no executions at all: no rows (not an error)
     assert analytics.pass_at_k(wh, by=["agent"], where="agent = 'nobody'").height == 0
@@ -399,7 +528,9 @@ def test_pass_at_k_edge_cases(tmp_path):
 @pytest.mark.parametrize("n", [1, 2, 7, 30, 200])
 def test_pass_at_k_estimator_macro_equals_math_comb(campaign, n):
     wh, _ = campaign
-    got = wh.sql(f"select c, k, pass_at_k_estimate({n}, c, k) from range(0, {n} + 1) a(c), range(1, {n} + 2) b(k)").fetchall()
+    got = wh.sql(
+        f"select c, k, pass_at_k_estimate({n}, c, k) from range(0, {n} + 1) a(c), range(1, {n} + 2) b(k)"
+    ).fetchall()
     assert len(got) == (n + 1) * (n + 1)
     for c, k, v in got:
         if k > n:
@@ -420,11 +551,19 @@ def test_task_scores_view_and_function_equal_the_reference(campaign):
         rows = want[tuple(r[b] for b in [*by, "task_id"])]
         benign = [x["benign_score"] for x in rows if x["benign_score"] is not None]
         attack = [x["attack_score"] for x in rows if x["attack_score"] is not None]
-        expect = {"runs": len(rows), "n_failed": sum(x["status"] == "failed" for x in rows), "benign_runs": len(benign),
-                  "benign_successes": sum(s >= 1.0 for s in benign), "utility": mean(benign), "attack_runs": len(attack),
-                  "attack_successes": sum(s >= 1.0 for s in attack), "asr": mean(attack),
-                  "attacked": r["attack"] != "none", "total_tokens": total([x["total_tokens"] for x in rows]),
-                  "cost": total([x["cost"] for x in rows])}
+        expect = {
+            "runs": len(rows),
+            "n_failed": sum(x["status"] == "failed" for x in rows),
+            "benign_runs": len(benign),
+            "benign_successes": sum(s >= 1.0 for s in benign),
+            "utility": mean(benign),
+            "attack_runs": len(attack),
+            "attack_successes": sum(s >= 1.0 for s in attack),
+            "asr": mean(attack),
+            "attacked": r["attack"] != "none",
+            "total_tokens": total([x["total_tokens"] for x in rows]),
+            "cost": total([x["cost"] for x in rows]),
+        }
         for col, v in expect.items():
             close(r[col], v, col)
     by_suite = analytics.task_scores(wh, by=["suite"], threshold=0.5)
@@ -458,7 +597,7 @@ def mcnemar_reference(b: int, c: int) -> float:
     n = b + c
     if n == 0:
         return 1.0
-    probs = [math.comb(n, i) * 0.5 ** n for i in range(n + 1)]
+    probs = [math.comb(n, i) * 0.5**n for i in range(n + 1)]
     return min(1.0, sum(p for p in probs if p <= probs[b] * (1 + 1e-9)))
 
 
@@ -470,7 +609,10 @@ def test_mcnemar_exact_equals_the_binomial_reference(b, c):
 @pytest.mark.parametrize("metric, threshold", [("attack_score", 1.0), ("benign_score", 0.5)])
 def test_compare_pairs_tasks_and_equals_the_reference(campaign, metric, threshold):
     wh, c = campaign
-    a, b = c.hashes[("workspace", "plain", "important_instructions")], c.hashes[("workspace", "react", "important_instructions")]
+    a, b = (
+        c.hashes[("workspace", "plain", "important_instructions")],
+        c.hashes[("workspace", "react", "important_instructions")],
+    )
     got = analytics.compare(wh, a[:5], b, metric=metric, threshold=threshold, n_boot=4000, seed=1)
 
     def per_task(h: str) -> dict[str, float]:
@@ -519,7 +661,7 @@ def test_compare_detects_a_known_effect(tmp_path):
     got = analytics.compare(wh, *hashes)
     assert (got.n_pairs, got.rate_a, got.rate_b, got.diff) == (20, 0.0, 0.9, 0.9)
     assert got.flipped_up == tuple(f"t{t}" for t in range(18)) and got.flipped_down == ()  # natural order
-    assert got.p_value == pytest.approx(2 * 0.5 ** 18)
+    assert got.p_value == pytest.approx(2 * 0.5**18)
     assert 0.7 <= got.diff_low < got.diff_high <= 1.0
     assert (got.only_a, got.only_b) == (("only_a",), ("only_b",))
     same = analytics.compare(wh, hashes[0], hashes[0])
@@ -542,14 +684,17 @@ def test_compare_refuses_unknown_or_ambiguous_configs_and_metrics(campaign):
 
 
 # -- bad input ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("call, message", [
-    (lambda wh: wh.scores(by=["color"]), "'color'"),
-    (lambda wh: wh.scores(by=["metadata.x'); drop table t; --"]), "JSON key"),
-    (lambda wh: wh.scores(by=["agent"], k=0), "positive integer"),
-    (lambda wh: analytics.pass_at_k(wh, k=[1, -2]), "-2"),
-    (lambda wh: analytics.pass_at_k(wh, threshold=float("nan")), "finite"),
-    (lambda wh: analytics.usage(wh, by="reward"), "'reward'"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda wh: wh.scores(by=["color"]), "'color'"),
+        (lambda wh: wh.scores(by=["metadata.x'); drop table t; --"]), "JSON key"),
+        (lambda wh: wh.scores(by=["agent"], k=0), "positive integer"),
+        (lambda wh: analytics.pass_at_k(wh, k=[1, -2]), "-2"),
+        (lambda wh: analytics.pass_at_k(wh, threshold=float("nan")), "finite"),
+        (lambda wh: analytics.usage(wh, by="reward"), "'reward'"),
+    ],
+)
 def test_bad_arguments_raise_a_clear_error(campaign, call, message):
     wh, _ = campaign
     with pytest.raises(warehouse.WarehouseError, match=message):
@@ -564,13 +709,21 @@ def test_partition_filters_prune_files_in_every_analytics_view(tmp_path):
     for d in ("ds1", "ds2"):
         for agent in ("plain", "react"):
             for attack in (None, "inj"):
-                with wh.writer(dataset={"type": d, "config": {"suite": d + "-suite"}},
-                               agent={"type": agent, "config": {"model": agent + "-m"}}, attack=attack,
-                               flush_interval=None) as w:
+                with wh.writer(
+                    dataset={"type": d, "config": {"suite": d + "-suite"}},
+                    agent={"type": agent, "config": {"model": agent + "-m"}},
+                    attack=attack,
+                    flush_interval=None,
+                ) as w:
                     for t in range(3):
                         for _ in range(2):
-                            w.add_execution(task_id=f"t{t}", benign_score=1.0, attack_score=0.0 if attack else None,
-                                            metadata={"difficulty": "easy"}, usage={"input_tokens": 10, "cost": 0.5})
+                            w.add_execution(
+                                task_id=f"t{t}",
+                                benign_score=1.0,
+                                attack_score=0.0 if attack else None,
+                                metadata={"difficulty": "easy"},
+                                usage={"input_tokens": 10, "cost": 0.5},
+                            )
     keep = {"dataset": "ds2", "agent": "react"}
     expected = {"n": sum(f.rows for f in wh.files("executions") if all(f.partition[k] == v for k, v in keep.items()))}
     garbled = 0
@@ -584,14 +737,25 @@ def test_partition_filters_prune_files_in_every_analytics_view(tmp_path):
     cond = "dataset = 'ds2' and agent = 'react'"
     assert sum(r[0] for r in fresh.sql(f"select n from scores where {cond}").fetchall()) == 12
     assert sum(r[0] for r in fresh.sql(f"select runs from task_scores where {cond}").fetchall()) == 12
-    assert fresh.sql(f"select sum(n_tasks) from pass_at_k where {cond} and k = 2").fetchall() == [(9,)]  # 6 benign + 3 attack
+    assert fresh.sql(f"select sum(n_tasks) from pass_at_k where {cond} and k = 2").fetchall() == [
+        (9,)
+    ]  # 6 benign + 3 attack
     assert fresh.sql(f"select sum(n), sum(cost) from usage where {cond}").fetchall() == [(12, 6.0)]
     assert [r["n"] for r in records(fresh.scores(by=["metadata.difficulty"], where=cond, k=[1, 2]))] == [12]
     assert analytics.pass_at_k(fresh, by=["agent_model"], where=cond)["n_tasks"].to_list() == [6, 6, 3, 3]
     assert analytics.usage(fresh, where=cond)["n"].sum() == 12
-    assert analytics.compare(fresh, *[h for (h,) in fresh.sql(
-        f"select distinct config_hash from executions where {cond} order by 1").fetchall()], metric="benign_score",
-        where=cond).n_pairs == 3
+    assert (
+        analytics.compare(
+            fresh,
+            *[
+                h
+                for (h,) in fresh.sql(f"select distinct config_hash from executions where {cond} order by 1").fetchall()
+            ],
+            metric="benign_score",
+            where=cond,
+        ).n_pairs
+        == 3
+    )
     for view in ("scores", "task_scores", "pass_at_k", "usage"):
         with pytest.raises(duckdb.Error):
             fresh.sql(f"select * from {view}").fetchall()
@@ -617,7 +781,10 @@ def test_cli_scores_with_k_and_compare_match_the_python_api(campaign):
     table = run("scores", "--url", url, "--by", "metadata.difficulty", "--k", "2")
     assert table.returncode == 0, table.stderr
     assert "metadata.difficulty" in table.stdout and "pass@2 %" in table.stdout and "hard" in table.stdout
-    a, b = c.hashes[("workspace", "plain", "important_instructions")], c.hashes[("banking", "plain", "important_instructions")]
+    a, b = (
+        c.hashes[("workspace", "plain", "important_instructions")],
+        c.hashes[("banking", "plain", "important_instructions")],
+    )
     out = json.loads(run("compare", a[:6], b, "--url", url, "--n-boot", "500", "-f", "json").stdout)
     py = analytics.compare(wh, a, b, n_boot=500)
     assert out["diff"] == pytest.approx(py.diff) and out["p_value"] == pytest.approx(py.p_value)
@@ -636,4 +803,4 @@ def test_cli_scores_with_k_and_compare_match_the_python_api(campaign):
 def test_score_groups_name_every_named_grouping():
     from warehouse.warehouse import SCORE_GROUPS
 
-    assert SCORE_GROUPS == (*analytics.EXECUTION_GROUPS, *analytics.CONFIG_GROUPS)
+    assert (*analytics.EXECUTION_GROUPS, *analytics.CONFIG_GROUPS) == SCORE_GROUPS

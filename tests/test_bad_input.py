@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +41,14 @@ BAD_EXECUTIONS: dict[str, tuple[dict[str, Any], str]] = {
     "inf_usage_cost": ({"usage": {"input_tokens": 10, "cost": float("inf")}}, "cost"),
     "nan_usage_cost": ({"usage": {"cost": float("nan")}}, "cost"),
     "lone_surrogate_task_id": ({"task_id": "user_task_\ud800"}, "task_id"),
-    "lone_surrogate_message_content": ({"messages": [{"role": "user", "content": "ok"},
-                                                     {"role": "assistant", "content": "broken \udc80 text"}]},
-                                       "messages[1].content"),
-    "lone_surrogate_in_content_part": ({"messages": [{"role": "user", "content": [{"type": "text", "text": "\ud83d"}]}]},
-                                       "messages[0].content"),
+    "lone_surrogate_message_content": (
+        {"messages": [{"role": "user", "content": "ok"}, {"role": "assistant", "content": "broken \udc80 text"}]},
+        "messages[1].content",
+    ),
+    "lone_surrogate_in_content_part": (
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "\ud83d"}]}]},
+        "messages[0].content",
+    ),
     "lone_surrogate_metadata_value": ({"metadata": {"note": "half an emoji \ud83d"}}, "metadata"),
     "lone_surrogate_metadata_key": ({"metadata": {"k\udfff": 1}}, "metadata"),
     "metadata_object": ({"metadata": Unserialisable()}, "metadata"),
@@ -73,8 +76,15 @@ BAD_EXECUTIONS: dict[str, tuple[dict[str, Any], str]] = {
 def loaded(wh, open_writer, config):
     """A writer with 2 executions stored (one commit) and 1 more buffered."""
     w = open_writer(wh, **config)
-    stored = [w.add_execution(task_id=f"stored_{i}", benign_score=1.0, messages=GOOD_MESSAGES,
-                              attacks=[{"vector_id": "v0", "content": "x"}]) for i in range(2)]
+    stored = [
+        w.add_execution(
+            task_id=f"stored_{i}",
+            benign_score=1.0,
+            messages=GOOD_MESSAGES,
+            attacks=[{"vector_id": "v0", "content": "x"}],
+        )
+        for i in range(2)
+    ]
     w.flush()
     buffered = w.add_execution(task_id="buffered", benign_score=0.0, messages=GOOD_MESSAGES * 2)
     return wh, w, set(stored) | {buffered}
@@ -133,6 +143,7 @@ def test_attack_type_none_is_reserved_for_benign_runs(wh, open_writer, config):
 
 # -- damaged or foreign warehouses ------------------------------------------------------------------
 
+
 def committed(wh, open_writer, config, n: int) -> None:
     w = open_writer(wh, **config)
     for i in range(n):
@@ -140,9 +151,19 @@ def committed(wh, open_writer, config, n: int) -> None:
         w.flush()
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"", b"\xff\xfe\x00garbage", b"[]", b"null", b'{"version": 2}',
-                                     b'{"version": "two", "committed_at": "2024-01-01T00:00:00Z", "operation": "append"}'],
-                         ids=["syntax", "empty", "binary", "list", "null", "missing_fields", "bad_version"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"",
+        b"\xff\xfe\x00garbage",
+        b"[]",
+        b"null",
+        b'{"version": 2}',
+        b'{"version": "two", "committed_at": "2024-01-01T00:00:00Z", "operation": "append"}',
+    ],
+    ids=["syntax", "empty", "binary", "list", "null", "missing_fields", "bad_version"],
+)
 def test_corrupt_commit_file_is_refused_naming_the_file(root, wh, open_writer, config, content):
     committed(wh, open_writer, config, 3)
     name = commit_name(2)
@@ -210,24 +231,51 @@ def test_create_on_an_existing_warehouse_opens_it(root, wh, open_writer, config)
 
 # -- numbers and times of every kind -------------------------------------------------------------------
 
-@pytest.mark.parametrize(("kwargs", "needle"), [
-    ({"started_at": 1e20}, "started_at"),
-    ({"finished_at": -1e20}, "finished_at"),
-    ({"started_at": 10**400}, "started_at"),
-    ({"messages": [{"role": "user", "content": "x", "timestamp": 1e20}]}, "messages[0].timestamp"),
-    ({"started_at": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))}, "started_at"),
-    ({"finished_at": "9999-12-31T23:00:00-05:00"}, "finished_at"),
-    ({"messages": [{"role": "user", "content": "x",
-                    "timestamp": datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5)))}]}, "timestamp"),
-    ({"started_at": pd.NaT}, "started_at"),
-    ({"benign_score": 10**400}, "benign_score"),
-    ({"benign_score": np.float32("nan")}, "benign_score"),
-    ({"attack_score": np.complex128(1)}, "attack_score"),
-    ({"usage": {"input_tokens": np.float64(2.5)}}, "input_tokens"),
-    ({"sample": np.bool_(True)}, "sample"),
-], ids=["epoch_1e20", "epoch_minus_1e20", "epoch_huge_int", "message_epoch_1e20", "year_1_east_of_utc",
-        "year_9999_west_of_utc_string", "message_year_9999_west_of_utc", "pandas_nat", "huge_int_score",
-        "numpy_nan", "numpy_complex", "numpy_fractional_token_count", "numpy_bool_sample"])
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"started_at": 1e20}, "started_at"),
+        ({"finished_at": -1e20}, "finished_at"),
+        ({"started_at": 10**400}, "started_at"),
+        ({"messages": [{"role": "user", "content": "x", "timestamp": 1e20}]}, "messages[0].timestamp"),
+        ({"started_at": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))}, "started_at"),
+        ({"finished_at": "9999-12-31T23:00:00-05:00"}, "finished_at"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": "x",
+                        "timestamp": datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5))),
+                    }
+                ]
+            },
+            "timestamp",
+        ),
+        ({"started_at": pd.NaT}, "started_at"),
+        ({"benign_score": 10**400}, "benign_score"),
+        ({"benign_score": np.float32("nan")}, "benign_score"),
+        ({"attack_score": np.complex128(1)}, "attack_score"),
+        ({"usage": {"input_tokens": np.float64(2.5)}}, "input_tokens"),
+        ({"sample": np.bool_(True)}, "sample"),
+    ],
+    ids=[
+        "epoch_1e20",
+        "epoch_minus_1e20",
+        "epoch_huge_int",
+        "message_epoch_1e20",
+        "year_1_east_of_utc",
+        "year_9999_west_of_utc_string",
+        "message_year_9999_west_of_utc",
+        "pandas_nat",
+        "huge_int_score",
+        "numpy_nan",
+        "numpy_complex",
+        "numpy_fractional_token_count",
+        "numpy_bool_sample",
+    ],
+)
 def test_values_out_of_range_are_invalid_records_naming_the_field_and_nothing_is_lost(loaded, kwargs, needle):
     wh, w, expected_ids = loaded
     with pytest.raises(warehouse.InvalidRecord) as exc:
@@ -239,14 +287,29 @@ def test_values_out_of_range_are_invalid_records_naming_the_field_and_nothing_is
 
 def test_epoch_milliseconds_are_refused_saying_what_they_would_be_in_seconds(wh, open_writer, config):
     w = open_writer(wh, **config)
-    ms = datetime(2025, 3, 1, 12, tzinfo=timezone.utc).timestamp() * 1000
+    ms = datetime(2025, 3, 1, 12, tzinfo=UTC).timestamp() * 1000
     with pytest.raises(warehouse.InvalidRecord) as exc:
         w.add_execution(task_id="t", started_at=ms)
-    assert "started_at" in str(exc.value) and "milliseconds" in str(exc.value) and "2025-03-01T12:00:00" in str(exc.value)
+    assert (
+        "started_at" in str(exc.value) and "milliseconds" in str(exc.value) and "2025-03-01T12:00:00" in str(exc.value)
+    )
 
 
-REAL_DTYPES = [np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
-               np.float16, np.float32, np.float64, np.longdouble]
+REAL_DTYPES = [
+    np.bool_,
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int64,
+    np.uint8,
+    np.uint16,
+    np.uint32,
+    np.uint64,
+    np.float16,
+    np.float32,
+    np.float64,
+    np.longdouble,
+]
 
 
 @pytest.mark.parametrize("dtype", REAL_DTYPES, ids=[d.__name__ for d in REAL_DTYPES])
@@ -254,17 +317,25 @@ def test_numpy_scalars_of_every_real_kind_are_stored_as_their_value(wh, open_wri
     w = open_writer(wh, **config)
     one, zero = dtype(1), dtype(0)
     flag = dtype is np.bool_  # a bool is a number (True = 1), but never a time, count or index
-    eid = w.add_execution(task_id="t", benign_score=one, attack_score=zero, reward=one, duration_ms=one,
-                          scores={"f1": one}, advantages=np.array([1, 0], dtype=dtype), started_at=1.0 if flag else one,
-                          finished_at=2.0 if flag else np.array(2, dtype=dtype),
-                          usage={"cost": one, **({} if dtype is np.bool_ else {"input_tokens": one})},
-                          sample=None if dtype is np.bool_ else one,
-                          messages=[{"role": "user", "content": "x", **({} if dtype is np.bool_ else {"step": one, "tokens": one})}])
+    eid = w.add_execution(
+        task_id="t",
+        benign_score=one,
+        attack_score=zero,
+        reward=one,
+        duration_ms=one,
+        scores={"f1": one},
+        advantages=np.array([1, 0], dtype=dtype),
+        started_at=1.0 if flag else one,
+        finished_at=2.0 if flag else np.array(2, dtype=dtype),
+        usage={"cost": one, **({} if dtype is np.bool_ else {"input_tokens": one})},
+        sample=None if dtype is np.bool_ else one,
+        messages=[{"role": "user", "content": "x", **({} if dtype is np.bool_ else {"step": one, "tokens": one})}],
+    )
     w.flush()
     ex = wh.execution(eid)
     assert (ex["benign_score"], ex["attack_score"], ex["reward"], ex["duration_ms"]) == (1.0, 0.0, 1.0, 1.0)
     assert dict(ex["scores"]) == {"f1": 1.0} and list(ex["advantages"]) == [1.0, 0.0] and ex["cost"] == 1.0
-    assert ex["started_at"] == datetime(1970, 1, 1, 0, 0, 1, tzinfo=timezone.utc)
+    assert ex["started_at"] == datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)
     if dtype is not np.bool_:
         assert ex["input_tokens"] == 1 and ex["sample"] == 1
         assert (ex["messages"][0]["step"], ex["messages"][0]["tokens"]) == (1, 1)
@@ -272,30 +343,70 @@ def test_numpy_scalars_of_every_real_kind_are_stored_as_their_value(wh, open_wri
 
 def test_numpy_datetime64_and_numpy_epoch_seconds_are_times(wh, open_writer, config):
     w = open_writer(wh, **config)
-    eid = w.add_execution(task_id="t", started_at=np.datetime64("2025-03-01T12:00:00"),
-                          finished_at=np.int64(1740830500))
+    eid = w.add_execution(
+        task_id="t", started_at=np.datetime64("2025-03-01T12:00:00"), finished_at=np.int64(1740830500)
+    )
     w.flush()
     ex = wh.execution(eid)
-    assert ex["started_at"] == datetime(2025, 3, 1, 12, tzinfo=timezone.utc)
-    assert ex["finished_at"] == datetime.fromtimestamp(1740830500, timezone.utc)
+    assert ex["started_at"] == datetime(2025, 3, 1, 12, tzinfo=UTC)
+    assert ex["finished_at"] == datetime.fromtimestamp(1740830500, UTC)
 
 
 ANY_VALUE = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), st.decimals(), st.fractions(), st.text(max_size=5),
-    st.complex_numbers(), st.datetimes(timezones=st.timezones()), st.datetimes(),
-    st.sampled_from([np.float16(1.5), np.float32("inf"), np.int64(-3), np.uint64(2**64 - 1), np.bool_(False),
-                     np.longdouble("1e4000"), np.datetime64("NaT"), np.datetime64("2024-02-29"), pd.NaT,
-                     pd.Timestamp("2024-01-01", tz="Asia/Tokyo"), [1.0], {"a": 1}]),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.decimals(),
+    st.fractions(),
+    st.text(max_size=5),
+    st.complex_numbers(),
+    st.datetimes(timezones=st.timezones()),
+    st.datetimes(),
+    st.sampled_from(
+        [
+            np.float16(1.5),
+            np.float32("inf"),
+            np.int64(-3),
+            np.uint64(2**64 - 1),
+            np.bool_(False),
+            np.longdouble("1e4000"),
+            np.datetime64("NaT"),
+            np.datetime64("2024-02-29"),
+            pd.NaT,
+            pd.Timestamp("2024-01-01", tz="Asia/Tokyo"),
+            [1.0],
+            {"a": 1},
+        ]
+    ),
 )
 
 
 @pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(value=ANY_VALUE, field=st.sampled_from(["benign_score", "attack_score", "reward", "duration_ms", "started_at",
-                                               "finished_at", "sample", "usage.input_tokens", "usage.cost",
-                                               "scores.f1", "messages.step", "messages.timestamp", "advantages"]))
-def test_any_value_of_any_numeric_or_time_field_is_stored_or_refused_as_invalid_record(wh, open_writer, config,
-                                                                                      value, field):
+@given(
+    value=ANY_VALUE,
+    field=st.sampled_from(
+        [
+            "benign_score",
+            "attack_score",
+            "reward",
+            "duration_ms",
+            "started_at",
+            "finished_at",
+            "sample",
+            "usage.input_tokens",
+            "usage.cost",
+            "scores.f1",
+            "messages.step",
+            "messages.timestamp",
+            "advantages",
+        ]
+    ),
+)
+def test_any_value_of_any_numeric_or_time_field_is_stored_or_refused_as_invalid_record(
+    wh, open_writer, config, value, field
+):
     w = open_writer(wh, **config)
     if field.startswith("usage."):
         kwargs = {"usage": {field[6:]: value}}
@@ -317,6 +428,7 @@ def test_any_value_of_any_numeric_or_time_field_is_stored_or_refused_as_invalid_
 
 # -- arguments of public functions -----------------------------------------------------------------------
 
+
 def _bad_calls(wh: warehouse.Warehouse, root: str, tmp: str) -> list[tuple[str, Any, type, str]]:
     """(label, call, expected error class, a string the message must contain)."""
     cfg = {"dataset": {"type": "d", "config": {}}, "agent": {"type": "a", "config": {}}}
@@ -332,8 +444,18 @@ def _bad_calls(wh: warehouse.Warehouse, root: str, tmp: str) -> list[tuple[str, 
         ("open version bool", lambda: warehouse.open(root, version=True), T, "version"),
         ("open as_of number", lambda: warehouse.open(root, as_of=5), T, "as_of"),
         ("open as_of garbage", lambda: warehouse.open(root, as_of="yesterday"), V, "as_of"),
-        ("open checkpoint_interval str", lambda: warehouse.open(root, checkpoint_interval="x"), T, "checkpoint_interval"),
-        ("open checkpoint_interval negative", lambda: warehouse.open(root, checkpoint_interval=-1), V, "checkpoint_interval"),
+        (
+            "open checkpoint_interval str",
+            lambda: warehouse.open(root, checkpoint_interval="x"),
+            T,
+            "checkpoint_interval",
+        ),
+        (
+            "open checkpoint_interval negative",
+            lambda: warehouse.open(root, checkpoint_interval=-1),
+            V,
+            "checkpoint_interval",
+        ),
         ("open create str", lambda: warehouse.open(root, create="no"), T, "create"),
         ("open url int", lambda: warehouse.open(5), T, "url"),
         ("writer flush_rows str", lambda: writer(flush_rows="2"), T, "flush_rows"),
@@ -407,6 +529,7 @@ def test_time_travel_accepts_an_iso_8601_time(root, wh, open_writer, config):
 
 # -- a full or read-only disk -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("mode", ["enospc", "erofs"])
 def test_full_or_read_only_disk_is_a_storage_error_naming_the_file_and_the_rows_stay_retryable(tmp_path, mode):
     """A real 3 MiB tmpfs, mounted in a private user and mount namespace (`unshare -rm`), filled up
@@ -415,9 +538,24 @@ def test_full_or_read_only_disk_is_a_storage_error_naming_the_file_and_the_rows_
     mnt.mkdir()
     script = Path(__file__).parent / "procs" / "full_disk.py"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run(["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o size=3m tmpfs "$1" && exec "$2" "$3" "$1" "$4"',
-                           "sh", str(mnt), sys.executable, str(script), mode],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            "unshare",
+            "-rm",
+            "sh",
+            "-c",
+            'mount -t tmpfs -o size=3m tmpfs "$1" && exec "$2" "$3" "$1" "$4"',
+            "sh",
+            str(mnt),
+            sys.executable,
+            str(script),
+            mode,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     why = "no space left" if mode == "enospc" else "read-only"
@@ -434,29 +572,62 @@ def test_full_or_read_only_disk_is_a_storage_error_naming_the_file_and_the_rows_
 
 def test_numpy_scalars_are_numbers_in_trajectories_plans_and_run_recorders(wh, open_writer, config):
     w = open_writer(wh, **config)
-    w.add_trajectory(messages=[], rewards=np.float32(0.5), advantages=np.float32(0.25), group=np.int64(3),
-                     replica=np.int64(1), task_id="t")
+    w.add_trajectory(
+        messages=[],
+        rewards=np.float32(0.5),
+        advantages=np.float32(0.25),
+        group=np.int64(3),
+        replica=np.int64(1),
+        task_id="t",
+    )
     w.flush()
     assert wh.trajectories().collect().select("rewards", "advantages", "replica").to_dicts() == [
-        {"rewards": 0.5, "advantages": [0.25], "replica": 1}]
+        {"rewards": 0.5, "advantages": [0.25], "replica": 1}
+    ]
     assert wh.run_recorder("scenario", save_frequency=np.int64(2), max_steps=np.uint8(5)).max_steps == 5
     assert wh.resume_plan(config, ["t"], runs=np.int64(1)) is not None
 
 
 ANY_ARGUMENT = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70), st.floats(), st.text(max_size=8),
-    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
-    st.timedeltas(), st.datetimes(), st.sampled_from([np.int64(3), np.float32(2.5), np.bool_(True), b"2", 1j]),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.text(max_size=8),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.timedeltas(),
+    st.datetimes(),
+    st.sampled_from([np.int64(3), np.float32(2.5), np.bool_(True), b"2", 1j]),
 )
 
 
 @pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(value=ANY_ARGUMENT, entry=st.sampled_from([
-    "open.version", "open.as_of", "open.checkpoint_interval", "writer.flush_rows", "writer.flush_bytes",
-    "writer.flush_interval", "writer.max_buffered_events", "history.limit", "scores.k", "scores.threshold",
-    "vacuum.retain", "vacuum.orphan_window", "compact.target_file_size", "compact.min_files", "expire.older_than",
-    "follow.last", "doctor.deep"]))
+@given(
+    value=ANY_ARGUMENT,
+    entry=st.sampled_from(
+        [
+            "open.version",
+            "open.as_of",
+            "open.checkpoint_interval",
+            "writer.flush_rows",
+            "writer.flush_bytes",
+            "writer.flush_interval",
+            "writer.max_buffered_events",
+            "history.limit",
+            "scores.k",
+            "scores.threshold",
+            "vacuum.retain",
+            "vacuum.orphan_window",
+            "compact.target_file_size",
+            "compact.min_files",
+            "expire.older_than",
+            "follow.last",
+            "doctor.deep",
+        ]
+    ),
+)
 def test_any_argument_value_is_accepted_or_refused_with_a_warehouse_error(root, wh, value, entry):
     """Whatever a caller passes, a public function either works or raises a WarehouseError (a
     bad argument also a ValueError): never a bare TypeError, OverflowError or AttributeError."""

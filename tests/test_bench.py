@@ -20,7 +20,15 @@ runner = bench.load_runner()  # puts the checkout's benchmarks/ on sys.path
 
 from benchmarks import CheckFailed, harness, legacy, raw_pyarrow  # noqa: E402
 
-CASE_NAMES = ["bulk_write", "small_flushes", "concurrency", "scores_query", "partition_pruning", "snapshot_load", "memory"]
+CASE_NAMES = [
+    "bulk_write",
+    "small_flushes",
+    "concurrency",
+    "scores_query",
+    "partition_pruning",
+    "snapshot_load",
+    "memory",
+]
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +95,11 @@ def test_concurrent_writers_lose_and_duplicate_nothing(report: dict[str, Any]) -
 def test_scores_query_gives_the_same_answer_in_every_competitor(report: dict[str, Any]) -> None:
     c = case(report, "scores_query")
     names = {k["name"] for k in c["checks"]}
-    assert {"raw duckdb answers equal the warehouse's", "legacy (index.jsonl) answers equal the warehouse's",
-            "legacy (index + JSON files) answers equal the warehouse's"} <= names
+    assert {
+        "raw duckdb answers equal the warehouse's",
+        "legacy (index.jsonl) answers equal the warehouse's",
+        "legacy (index + JSON files) answers equal the warehouse's",
+    } <= names
     assert not failed_checks(c)
 
 
@@ -120,15 +131,39 @@ def test_legacy_layout_is_the_reference_layout(tmp_path: Path) -> None:
     assert sorted(files) == [f"user_task_{t}.json" for t in (0, 1, 2)]
     assert all(len(f.name.split("_")[0]) == 8 and len(f.name.split("_")[1]) == 6 for f in files.values())
     doc = json.loads(files["user_task_0.json"].read_text())
-    assert list(doc) == ["execution_id", "task_id", "dataset_type", "dataset_config", "agent", "config_hash", "timestamp",
-                         "trace_id", "span_id", "messages", "usage", "results", "attacks"]
+    assert list(doc) == [
+        "execution_id",
+        "task_id",
+        "dataset_type",
+        "dataset_config",
+        "agent",
+        "config_hash",
+        "timestamp",
+        "trace_id",
+        "span_id",
+        "messages",
+        "usage",
+        "results",
+        "attacks",
+    ]
     assert doc["results"] == {"benign_score": execs[0]["benign_score"], "attack_score": execs[0]["attack_score"]}
     assert len(doc["messages"]) == 10 and list(doc["attacks"].values())[0]["type"] == "str_content"
     lines = (tmp_path / "index.jsonl").read_text().splitlines()
     entry = json.loads(lines[0])
-    assert len(lines) == 4 and list(entry) == ["execution_id", "task_id", "timestamp", "dataset", "dataset_config",
-                                               "agent_type", "agent_name", "attack_type", "config_hash",
-                                               "benign_score", "attack_score", "path"]
+    assert len(lines) == 4 and list(entry) == [
+        "execution_id",
+        "task_id",
+        "timestamp",
+        "dataset",
+        "dataset_config",
+        "agent_type",
+        "agent_name",
+        "attack_type",
+        "config_hash",
+        "benign_score",
+        "attack_score",
+        "path",
+    ]
     assert Path(entry["path"]).exists() and (tmp_path / "index.jsonl.lock").exists()
     assert (tmp_path / d["type"] / a["type"] / legacy.BENIGN).is_dir()
     assert legacy.count(tmp_path) == (4, 4, 4)

@@ -20,10 +20,32 @@ from benchmarks import agent_state  # noqa: E402
 # Each runs a benchmark end to end (many seconds): outside `make check`.
 pytestmark = pytest.mark.slow
 
-LOG_FIGURES = ("median_us", "p90_us", "p99_us", "p999_us", "mean_us", "max_ms", "calls_over_1ms",
-               "share_of_time_in_calls_over_1ms", "logged", "committed", "dropped", "disk")
-SAVE_FIGURES = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "first_10pct_p50_ms", "last_10pct_p50_ms", "total_s",
-                "load_latest_ms", "loaded_ok", "disk")
+LOG_FIGURES = (
+    "median_us",
+    "p90_us",
+    "p99_us",
+    "p999_us",
+    "mean_us",
+    "max_ms",
+    "calls_over_1ms",
+    "share_of_time_in_calls_over_1ms",
+    "logged",
+    "committed",
+    "dropped",
+    "disk",
+)
+SAVE_FIGURES = (
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "mean_ms",
+    "first_10pct_p50_ms",
+    "last_10pct_p50_ms",
+    "total_s",
+    "load_latest_ms",
+    "loaded_ok",
+    "disk",
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +54,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
     out = tmp / "bench-agent-state.json"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        agent_state.main(["--logs", "2000", "--checkpoints", "10", "--snapshots", "20", "--out", str(out),
-                          "--workdir", str(tmp)])
+        agent_state.main(
+            ["--logs", "2000", "--checkpoints", "10", "--snapshots", "20", "--out", str(out), "--workdir", str(tmp)]
+        )
     return json.loads(out.read_text()), printed.getvalue()
 
 
@@ -82,4 +105,4 @@ def test_prints_the_tables_with_ratios_and_the_goal(run: tuple[dict[str, Any], s
         assert title in printed
     assert "warehouse ÷ JSONL" in printed and "warehouse ÷ fsync" in printed and "warehouse ÷ compact" in printed
     assert doc["goals"][0]["met"] in (True, False) and doc["source"]["commit"] is not None
-    assert json.loads(printed[printed.index("\n{") + 1:]) == doc  # the same document on stdout
+    assert json.loads(printed[printed.index("\n{") + 1 :]) == doc  # the same document on stdout

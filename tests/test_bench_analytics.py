@@ -31,19 +31,39 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
     out = tmp / "bench-analytics.json"
     printed, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(err):
-        analytics.main(["--executions", str(N), "--reps", "2", "--legacy-reps", "1", "--legacy-files", "180",
-                        "--out", str(out), "--workdir", str(tmp)])
+        analytics.main(
+            [
+                "--executions",
+                str(N),
+                "--reps",
+                "2",
+                "--legacy-reps",
+                "1",
+                "--legacy-files",
+                "180",
+                "--out",
+                str(out),
+                "--workdir",
+                str(tmp),
+            ]
+        )
     assert list(tmp.iterdir()) == [out]  # the generated data is deleted
     return json.loads(out.read_text()), printed.getvalue()
 
 
 def test_every_answer_equals_the_warehouses(run: tuple[dict[str, Any], str]) -> None:
     checks = run[0]["checks"]
-    for name in ("scores: raw duckdb equals the warehouse (every column)", "scores: a fresh open equals the open handle",
-                 "scores: legacy index equals the warehouse (n, n_tasks, utility, asr)",
-                 "pass@k: raw duckdb equals the warehouse", "pass@k: a fresh open equals the open handle",
-                 "pass@k: legacy pandas (math.comb) equals the warehouse", "warehouse holds every execution once",
-                 "warehouse holds every message", "pass@k rises with k"):
+    for name in (
+        "scores: raw duckdb equals the warehouse (every column)",
+        "scores: a fresh open equals the open handle",
+        "scores: legacy index equals the warehouse (n, n_tasks, utility, asr)",
+        "pass@k: raw duckdb equals the warehouse",
+        "pass@k: a fresh open equals the open handle",
+        "pass@k: legacy pandas (math.comb) equals the warehouse",
+        "warehouse holds every execution once",
+        "warehouse holds every message",
+        "pass@k rises with k",
+    ):
         assert checks[name] == {"ok": True, "detail": checks[name]["detail"]}, name
     [files] = [k for k in checks if k.startswith("scores: legacy index + files")]
     assert checks[files]["ok"], checks[files]
@@ -63,8 +83,12 @@ def test_the_data_has_five_runs_per_task_and_every_message(run: tuple[dict[str, 
 
 def test_pass_at_k_has_every_agent_metric_and_k_with_the_exclusions_counted(run: tuple[dict[str, Any], str]) -> None:
     rows = run[0]["answers"]["pass_at_k"]
-    assert {(r[0], r[1], r[2]) for r in rows} == {(a, m, k) for a in ("plain", "react", "tool_filter")
-                                                   for m in ("benign_score", "attack_score") for k in range(1, 6)}
+    assert {(r[0], r[1], r[2]) for r in rows} == {
+        (a, m, k)
+        for a in ("plain", "react", "tool_filter")
+        for m in ("benign_score", "attack_score")
+        for k in range(1, 6)
+    }
     for agent, metric, k, value, n_tasks, n_excluded in rows:
         tasks = 6 * 20 if metric == "benign_score" else 4 * 20  # benign configs have no attack metric
         assert n_tasks + n_excluded == tasks, (agent, metric, k)
@@ -77,13 +101,32 @@ def test_pass_at_k_has_every_agent_metric_and_k_with_the_exclusions_counted(run:
 def test_legacy_pass_at_k_is_math_comb_per_task(tmp_path: Path) -> None:
     """The legacy reference on a hand-made index, independent of the warehouse: a benign configuration
     h (tasks a, b) and an attacked one h2 (task a) of one agent; None is a failed run."""
-    runs = [("h", "benign", "a", 1.0, None), ("h", "benign", "a", 0.0, None), ("h", "benign", "a", 1.0, None),
-            ("h", "benign", "b", 0.0, None), ("h", "benign", "b", 0.0, None), ("h", "benign", "b", None, None),
-            ("h2", "tool_knowledge", "a", 0.0, 1.0), ("h2", "tool_knowledge", "a", 1.0, None)]
+    runs = [
+        ("h", "benign", "a", 1.0, None),
+        ("h", "benign", "a", 0.0, None),
+        ("h", "benign", "a", 1.0, None),
+        ("h", "benign", "b", 0.0, None),
+        ("h", "benign", "b", 0.0, None),
+        ("h", "benign", "b", None, None),
+        ("h2", "tool_knowledge", "a", 0.0, 1.0),
+        ("h2", "tool_knowledge", "a", 1.0, None),
+    ]
     with open(tmp_path / "index.jsonl", "w") as f:
         for i, (config, attack, task, benign, attack_score) in enumerate(runs):
-            f.write(json.dumps({"execution_id": f"e{i}", "task_id": task, "agent_type": "plain", "attack_type": attack,
-                                "config_hash": config, "benign_score": benign, "attack_score": attack_score}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "execution_id": f"e{i}",
+                        "task_id": task,
+                        "agent_type": "plain",
+                        "attack_type": attack,
+                        "config_hash": config,
+                        "benign_score": benign,
+                        "attack_score": attack_score,
+                    }
+                )
+                + "\n"
+            )
     got = {(r[1], r[2]): r[3:] for r in analytics.legacy_pass_at_k(tmp_path, ks=(1, 2, 3))}
 
     def est(n: int, c: int, k: int) -> float:
@@ -101,12 +144,14 @@ def test_legacy_pass_at_k_is_math_comb_per_task(tmp_path: Path) -> None:
 
 def test_prints_the_tables_ratios_goals_and_the_same_json(run: tuple[dict[str, Any], str]) -> None:
     doc, printed = run
-    assert "| scores | warehouse (open handle) |" in printed and "| pass@k | legacy (index.jsonl, math.comb) |" in printed
+    assert (
+        "| scores | warehouse (open handle) |" in printed and "| pass@k | legacy (index.jsonl, math.comb) |" in printed
+    )
     assert "| goal | measured | met |" in printed and "extrapolated" in printed
     assert len(doc["goals"]) == 4 and all(g["met"] in (True, False) for g in doc["goals"])
     for name, t in doc["times"].items():
         assert t["median_ms"] > 0 and t["min_ms"] <= t["median_ms"] <= t["max_ms"], name
-    assert json.loads(printed[printed.index("\n{") + 1:]) == doc
+    assert json.loads(printed[printed.index("\n{") + 1 :]) == doc
 
 
 def test_too_few_executions_is_refused_naming_the_value() -> None:

@@ -54,6 +54,8 @@ def test_delta_export_matches_the_direct_write_and_stays_incremental(run: tuple[
 
 def test_prints_both_tables_and_the_same_document(run: tuple[dict[str, Any], str]) -> None:
     doc, printed = run
-    assert "**1. Importing 40 legacy task files**" in printed and "**2. Exporting the warehouse to Delta Lake**" in printed
+    assert (
+        "**1. Importing 40 legacy task files**" in printed and "**2. Exporting the warehouse to Delta Lake**" in printed
+    )
     assert "`write_deltalake` directly" in printed and doc["source"]["commit"] is not None
-    assert json.loads(printed[printed.index("\n{") + 1:]) == doc
+    assert json.loads(printed[printed.index("\n{") + 1 :]) == doc

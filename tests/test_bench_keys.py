@@ -26,8 +26,11 @@ def test_the_key_benchmark_checks_its_answers(tmp_path: Path) -> None:
         keys.main(["--executions", "1800", "--reps", "1", "--out", str(out), "--workdir", str(tmp_path)])
     doc = json.loads(out.read_text())
     assert doc["checks"] and all(c["ok"] for c in doc["checks"].values()), doc["checks"]
-    assert doc["superseded_rows"] == {"generated": 0, "given, 1% retried in one config": 18,
-                                      "given, 1% retried everywhere": 18,
-                                      "given, 1% retried everywhere, then compacted": 18}
+    assert doc["superseded_rows"] == {
+        "generated": 0,
+        "given, 1% retried in one config": 18,
+        "given, 1% retried everywhere": 18,
+        "given, 1% retried everywhere, then compacted": 18,
+    }
     assert set(doc["ratios"]) == {f"scores: {n} / raw duckdb" for n in doc["superseded_rows"]}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench-keys.json"]  # the data is deleted

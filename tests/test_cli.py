@@ -19,8 +19,14 @@ COMMANDS = ["init", "demo", "ls", "show", "sql", "scores", "compare", "history"]
 
 
 def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "warehouse", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "warehouse", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +49,13 @@ def test_demo_runs_campaign_from_two_processes_and_prints_scores(demo_wh: Path) 
     assert wh.sql("select count(*) from executions").fetchall() == [(18 * 6 * 2,)]
     assert wh.sql("select count(*) from messages").fetchall() == [(18 * 6 * 2 * 10,)]
     # every task runs twice per configuration (samples 0 and 1), for pass@k
-    assert wh.sql("select sample, count(*) from executions group by sample order by sample").fetchall() == \
-        [(0, 18 * 6), (1, 18 * 6)]
-    assert wh.sql("select count(*) from (select config_hash, task_id from executions group by all having count(*) <> 2)"
-                  ).fetchall() == [(0,)]
+    assert wh.sql("select sample, count(*) from executions group by sample order by sample").fetchall() == [
+        (0, 18 * 6),
+        (1, 18 * 6),
+    ]
+    assert wh.sql(
+        "select count(*) from (select config_hash, task_id from executions group by all having count(*) <> 2)"
+    ).fetchall() == [(0,)]
     assert wh.sql("select count(distinct config_hash) from configs").fetchall() == [(18,)]
     pids = {c.writer["pid"] for c in wh.history() if c.operation == "append"}
     assert len(pids) >= 2, "the demo must write from at least two processes"
@@ -81,13 +90,16 @@ def test_ls_reports_manifest_counts(demo_wh: Path) -> None:
     wh = warehouse.open(str(demo_wh))
     assert rows["messages"]["bytes"] == sum(f.bytes for f in wh.files("messages"))
     parts = json.loads(run("ls", "--url", str(demo_wh), "--partitions", "--format", "json").stdout)
-    assert {(p["dataset"], p["agent"], p["attack"]) for p in parts if p["table"] == "executions"} == \
-        {(d["type"], a["type"], k["type"] if k else "none") for d, a, k in demo.configs()}
+    assert {(p["dataset"], p["agent"], p["attack"]) for p in parts if p["table"] == "executions"} == {
+        (d["type"], a["type"], k["type"] if k else "none") for d, a, k in demo.configs()
+    }
 
 
 def test_show_prints_the_conversation_with_scores(demo_wh: Path) -> None:
     wh = warehouse.open(str(demo_wh))
-    [(eid,)] = wh.sql("select execution_id from executions where attack <> 'none' order by execution_id limit 1").fetchall()
+    [(eid,)] = wh.sql(
+        "select execution_id from executions where attack <> 'none' order by execution_id limit 1"
+    ).fetchall()
     ex = wh.execution(eid)
     res = run("show", eid[-10:], "--url", str(demo_wh))  # a unique suffix (ids are time-ordered)
     assert res.returncode == 0, res.stderr
@@ -131,12 +143,15 @@ def test_history_lists_every_commit_newest_first(demo_wh: Path) -> None:
     assert sum(r["rows+"] for r in rows) == 216 + 2160 + 144 + 18  # executions, messages, attacks, configs
 
 
-@pytest.mark.parametrize("args, message", [
-    (["ls", "--url", "{missing}"], "no warehouse at"),
-    (["sql", "select nope from executions", "--url", "{wh}"], "nope"),
-    (["scores", "--by", "agent,color", "--url", "{wh}"], "'color'"),
-    (["show", "does-not-exist", "--url", "{wh}"], "does-not-exist"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ls", "--url", "{missing}"], "no warehouse at"),
+        (["sql", "select nope from executions", "--url", "{wh}"], "nope"),
+        (["scores", "--by", "agent,color", "--url", "{wh}"], "'color'"),
+        (["show", "does-not-exist", "--url", "{wh}"], "does-not-exist"),
+    ],
+)
 def test_user_errors_exit_1_with_one_line_and_no_traceback(demo_wh: Path, tmp_path: Path, args, message) -> None:
     args = [a.format(wh=demo_wh, missing=tmp_path / "missing") for a in args]
     res = run(*args)

@@ -22,9 +22,9 @@ import pytest
 
 import warehouse
 from warehouse.core.config import RunConfig
-from warehouse.manifest import writer_info
 from warehouse.core.schemas import catalog
 from warehouse.engine.datafiles import write_data_file
+from warehouse.manifest import writer_info
 
 COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
 
@@ -58,15 +58,18 @@ def data_files_on_disk(root: Path) -> set[str]:
 
 
 # -- 1. many processes, one warehouse ------------------------------------------------------------------
-def test_four_processes_fifty_flushes_lose_nothing(tmp_path: Path, children: Children, capsys: pytest.CaptureFixture) -> None:
+def test_four_processes_fifty_flushes_lose_nothing(
+    tmp_path: Path, children: Children, capsys: pytest.CaptureFixture
+) -> None:
     n_procs, flushes, per_flush, n_messages = 4, 50, 10, 2
     root = tmp_path / "wh"
     warehouse.open(str(root), create=True)
 
     started = time.perf_counter()
     # Two run configurations, each written by two processes (configs a/b are in procs/flush_writer.py).
-    procs = [children.start("flush_writer.py", root, p, flushes, per_flush, n_messages, "ab"[p % 2])
-             for p in range(n_procs)]
+    procs = [
+        children.start("flush_writer.py", root, p, flushes, per_flush, n_messages, "ab"[p % 2]) for p in range(n_procs)
+    ]
     with watchdog(procs, 120):
         for p in procs:
             children.expect_line(p, "ready")
@@ -78,8 +81,10 @@ def test_four_processes_fifty_flushes_lose_nothing(tmp_path: Path, children: Chi
         wall = time.perf_counter() - go
     total = time.perf_counter() - started
     with capsys.disabled():
-        print(f"\n[test_four_processes_fifty_flushes_lose_nothing] {n_procs} processes x {flushes} flushes: "
-              f"{wall:.2f} s wall from 'go' to the last exit ({total:.2f} s including interpreter start-up)")
+        print(
+            f"\n[test_four_processes_fifty_flushes_lose_nothing] {n_procs} processes x {flushes} flushes: "
+            f"{wall:.2f} s wall from 'go' to the last exit ({total:.2f} s including interpreter start-up)"
+        )
     for p in procs:
         assert p.returncode == 0, children.stderr(p)
 
@@ -113,10 +118,14 @@ def test_four_processes_fifty_flushes_lose_nothing(tmp_path: Path, children: Chi
     counts = dict(wh.sql("select execution_id, count(*) from executions group by execution_id").fetchall())
     assert set(counts) == expected
     assert {n for n in counts.values()} == {1}
-    per_execution = wh.sql("select execution_id, count(*), count(distinct seq) from messages group by execution_id").fetchall()
+    per_execution = wh.sql(
+        "select execution_id, count(*), count(distinct seq) from messages group by execution_id"
+    ).fetchall()
     assert {eid for eid, _, _ in per_execution} == expected
     assert {(n, d) for _, n, d in per_execution} == {(n_messages, n_messages)}
-    assert wh.sql("select count(*) from messages where not starts_with(content, execution_id || ' ')").fetchall() == [(0,)]
+    assert wh.sql("select count(*) from messages where not starts_with(content, execution_id || ' ')").fetchall() == [
+        (0,)
+    ]
     assert wh.sql("select count(*) from configs").fetchall() == [(2,)]
 
 
@@ -144,10 +153,13 @@ def flushes_present(wh: warehouse.Warehouse) -> dict[tuple[str, int], tuple[int,
         select regexp_extract(execution_id, '{pattern}', 1), cast(regexp_extract(execution_id, '{pattern}', 2) as int),
                count(*), count(distinct execution_id)
         from executions group by all""").fetchall()
-    messages = dict(((t, f), n) for t, f, n in wh.sql(f"""
+    messages = dict(
+        ((t, f), n)
+        for t, f, n in wh.sql(f"""
         select regexp_extract(execution_id, '{pattern}', 1), cast(regexp_extract(execution_id, '{pattern}', 2) as int),
                count(*)
-        from messages group by all""").fetchall())
+        from messages group by all""").fetchall()
+    )
     out = {(t, f): (n, d, messages.pop((t, f), 0)) for t, f, n, d in executions}
     assert messages == {}, f"messages without their executions: {messages}"
     return out
@@ -188,7 +200,10 @@ def test_writer_killed_mid_write_leaves_only_whole_flushes(tmp_path: Path, child
             # What was acknowledged is there. The writer keeps flushing until the kill lands (on a
             # loaded machine that may be a flush or two later): those are whole, in order, no gap.
             extra = sorted(set(present) - set(acked))
-            assert set(acked) <= set(present) and extra == list(range(n + 1, n + 1 + len(extra))), (tag, sorted(present))
+            assert set(acked) <= set(present) and extra == list(range(n + 1, n + 1 + len(extra))), (
+                tag,
+                sorted(present),
+            )
         else:
             assert acked == list(range(1, n))
             # A flush killed before its commit file exists is absent; one killed after it is whole.
@@ -214,8 +229,11 @@ def test_writer_killed_mid_write_leaves_only_whole_flushes(tmp_path: Path, child
     # A new writer commits on top of all that, as the next version.
     with wh.writer(dataset="agentdojo", agent="after-crash", flush_interval=None) as w:
         for i in range(PER_FLUSH):
-            w.add_execution(task_id="t", execution_id=f"after-f1-{i}",
-                            messages=[{"role": "user", "content": str(j)} for j in range(MESSAGES)])
+            w.add_execution(
+                task_id="t",
+                execution_id=f"after-f1-{i}",
+                messages=[{"role": "user", "content": str(j)} for j in range(MESSAGES)],
+            )
         assert w.flush() == last + 1
     fresh = warehouse.open(str(root))
     assert fresh.version == last + 1
@@ -237,8 +255,11 @@ def test_concurrent_threads_share_one_writer(tmp_path: Path) -> None:
             start.wait()
             for i in range(per_thread):
                 eid = f"t{t}-{i}"
-                w.add_execution(task_id=f"task-{i}", execution_id=eid,
-                                messages=[{"role": "user", "content": f"{eid} q"}, {"role": "assistant", "content": f"{eid} a"}])
+                w.add_execution(
+                    task_id=f"task-{i}",
+                    execution_id=eid,
+                    messages=[{"role": "user", "content": f"{eid} q"}, {"role": "assistant", "content": f"{eid} a"}],
+                )
         except BaseException as exc:  # reported below, with the thread's failure
             errors.append(exc)
 
@@ -257,8 +278,12 @@ def test_concurrent_threads_share_one_writer(tmp_path: Path) -> None:
     counts = dict(fresh.sql("select execution_id, count(*) from executions group by execution_id").fetchall())
     assert set(counts) == expected
     assert set(counts.values()) == {1}
-    assert fresh.sql("select count(*), count(distinct (execution_id, seq)) from messages").fetchall() == [(2 * len(expected),) * 2]
-    assert fresh.sql("select count(*) from messages where not starts_with(content, execution_id || ' ')").fetchall() == [(0,)]
+    assert fresh.sql("select count(*), count(distinct (execution_id, seq)) from messages").fetchall() == [
+        (2 * len(expected),) * 2
+    ]
+    assert fresh.sql(
+        "select count(*) from messages where not starts_with(content, execution_id || ' ')"
+    ).fetchall() == [(0,)]
 
     versions = manifest_versions(root)
     assert versions == list(range(len(versions)))
@@ -273,8 +298,9 @@ def test_lost_commit_acknowledgement_is_not_committed_twice(tmp_path: Path) -> N
     wh = warehouse.open(str(root), create=True)
     partition = RunConfig.of("agentdojo", "plain").partition
     row = {**partition, "execution_id": "lost-ack-1", "task_id": "t", "status": "completed", "revision": 0}
-    data = write_data_file(wh, "executions", partition,
-                           pa.Table.from_pylist([row], schema=catalog().table("executions").arrow))
+    data = write_data_file(
+        wh, "executions", partition, pa.Table.from_pylist([row], schema=catalog().table("executions").arrow)
+    )
     writer = writer_info("lost-ack-writer")
     token = "lost-ack-writer:1"
     before = wh.version

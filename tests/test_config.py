@@ -62,9 +62,12 @@ def test_config_hash_is_first_8_hex_of_sha256_of_canonical_json(config):
 
 
 def test_bare_type_name_is_type_with_empty_config():
-    assert RunConfig.of("ds", "ag", "atk") == RunConfig.of({"type": "ds", "config": {}}, {"type": "ag"},
-                                                           {"type": "atk", "config": {}})
-    assert RunConfig.of("ds", "ag").hash == reference_hash({"type": "ds", "config": {}}, {"type": "ag", "config": {}}, None)
+    assert RunConfig.of("ds", "ag", "atk") == RunConfig.of(
+        {"type": "ds", "config": {}}, {"type": "ag"}, {"type": "atk", "config": {}}
+    )
+    assert RunConfig.of("ds", "ag").hash == reference_hash(
+        {"type": "ds", "config": {}}, {"type": "ag", "config": {}}, None
+    )
 
 
 def test_attack_none_is_benign_with_partition_none(wh, open_writer, config):
@@ -75,7 +78,9 @@ def test_attack_none_is_benign_with_partition_none(wh, open_writer, config):
     assert w.config_hash == rc.hash
     w.add_execution(task_id="user_task_0", benign_score=1.0)
     w.flush()
-    assert wh.files("executions") and all(f"/attack=none/config_hash={rc.hash}/" in f.path for f in wh.files("executions"))
+    assert wh.files("executions") and all(
+        f"/attack=none/config_hash={rc.hash}/" in f.path for f in wh.files("executions")
+    )
     assert wh.sql("select attack, config_hash from executions").fetchall() == [("none", rc.hash)]
     assert wh.sql("select attack_type, attack_config from configs").fetchall() == [(None, None)]
 
@@ -113,7 +118,9 @@ def test_colliding_config_raises_and_changes_nothing(tmp_path, open_writer, coll
 
 
 @pytest.mark.slow
-def test_colliding_config_is_refused_even_before_the_first_flush(tmp_path, open_writer, colliding_configs, snapshot_tree):
+def test_colliding_config_is_refused_even_before_the_first_flush(
+    tmp_path, open_writer, colliding_configs, snapshot_tree
+):
     first, second = colliding_configs
     wh = warehouse.open(str(tmp_path / "wh"), create=True)
     open_writer(wh, dataset=first, agent="a")  # registers the config, buffers nothing
@@ -123,13 +130,19 @@ def test_colliding_config_is_refused_even_before_the_first_flush(tmp_path, open_
     assert snapshot_tree(tmp_path) == before
 
 
-_json_scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
-                 | st.floats(allow_nan=False, allow_infinity=False)
-                 | st.text(st.characters(exclude_categories=("Cs",)), max_size=12))
+_json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+)
 _json_values = st.recursive(
     _json_scalars,
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.text(st.characters(exclude_categories=("Cs",)), max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(st.characters(exclude_categories=("Cs",)), max_size=8), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 

@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import warehouse
-from warehouse.ops import doctor
 from warehouse.core.errors import CorruptCommit
 from warehouse.manifest import Snapshot
+from warehouse.ops import doctor
 
 CONFIG = {"dataset": {"type": "agentdojo", "config": {}}, "agent": {"type": "plain", "config": {}}}
 FLUSHES, PER_FLUSH = 3, 4
@@ -33,8 +33,12 @@ def build(url: str, **options: Any) -> warehouse.Warehouse:
     with wh.writer(**CONFIG, flush_interval=None) as w:
         for f in range(FLUSHES):
             for i in range(PER_FLUSH):
-                w.add_execution(task_id="t", execution_id=f"f{f}-{i}", benign_score=1.0,
-                                messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}])
+                w.add_execution(
+                    task_id="t",
+                    execution_id=f"f{f}-{i}",
+                    benign_score=1.0,
+                    messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+                )
             w.flush()
     assert wh.version == FLUSHES
     return wh
@@ -104,12 +108,15 @@ def test_truncated_commit_is_named_with_what_to_do_and_never_repaired(root: Path
     assert sorted(os.listdir(root / "_manifest")) == [f"{v:020d}.json" for v in range(FLUSHES + 1)]
 
 
-@pytest.mark.parametrize("edit, says", [
-    (lambda d: d.update(version=7), "claims version 7"),
-    (lambda d: d.update(version="two"), "ValueError"),
-    (lambda d: d.pop("committed_at"), "KeyError"),
-    (lambda d: d["add"][0].update(rows="many"), "ValueError"),
-])
+@pytest.mark.parametrize(
+    "edit, says",
+    [
+        (lambda d: d.update(version=7), "claims version 7"),
+        (lambda d: d.update(version="two"), "ValueError"),
+        (lambda d: d.pop("committed_at"), "KeyError"),
+        (lambda d: d["add"][0].update(rows="many"), "ValueError"),
+    ],
+)
 def test_hand_edited_commit_that_no_longer_parses_is_named(root: Path, edit, says: str) -> None:
     build(str(root))
     edit_commit(root, 1, edit)
@@ -166,8 +173,12 @@ def test_missing_wrong_size_wrong_rows_and_unreadable_files_are_detected_and_rep
 
     report = wh.doctor()
     found = {f.path: f for f in report.problems}
-    assert {p: f.kind for p, f in found.items()} == {missing: "missing-file", resized: "wrong-size",
-                                                      garbled: "unreadable-file", recount: "wrong-rows"}
+    assert {p: f.kind for p, f in found.items()} == {
+        missing: "missing-file",
+        resized: "wrong-size",
+        garbled: "unreadable-file",
+        recount: "wrong-rows",
+    }
     assert "not in storage" in found[missing].message
     assert f"records {size}" not in found[resized].message and "bytes; the manifest records" in found[resized].message
     assert "holds 4 rows; the manifest records 99" in found[recount].message
@@ -204,9 +215,11 @@ def test_orphans_and_temp_files_are_reported_not_problems_and_vacuum_removes_the
     report = wh.doctor(repair=True)
     assert report.healthy and report.exit_code == 0 and report.repair_version is None
     assert sorted(kinds(report)) == ["orphan", "orphan", "temp-file"]
-    assert {f.path for f in report.orphans} == {orphan.relative_to(root).as_posix(),
-                                               (partition_dir / ".tmp-abc").relative_to(root).as_posix(),
-                                               "_manifest/.tmp-def"}
+    assert {f.path for f in report.orphans} == {
+        orphan.relative_to(root).as_posix(),
+        (partition_dir / ".tmp-abc").relative_to(root).as_posix(),
+        "_manifest/.tmp-def",
+    }
     assert all("warehouse vacuum" in f.fix for f in report.orphans)
     assert wh.version == FLUSHES  # orphans are never repaired
     for p in (orphan, partition_dir / ".tmp-abc", root / "_manifest" / ".tmp-def"):
@@ -244,20 +257,23 @@ def test_automatic_checkpoints_and_a_folded_log_are_healthy(root: Path) -> None:
     report = wh.doctor()
     assert report.findings == [] and report.checkpoints_checked == 1  # version 2
     wh.checkpoint()
-    folded = wh.log.fold_commits(older_than=datetime.now(timezone.utc) + timedelta(days=1))
+    folded = wh.log.fold_commits(older_than=datetime.now(UTC) + timedelta(days=1))
     assert folded == [0, 1, 2]
     report = warehouse.open(str(root)).doctor()
     assert report.findings == [] and report.healthy
     # The replay starts from checkpoint 2 (commit 3 is still there), and checks checkpoint 3 against it.
-    assert report.notes == ["commits before 3 were folded away by vacuum: the replay starts from checkpoint 2, "
-                            "which nothing older is left to check against"]
+    assert report.notes == [
+        "commits before 3 were folded away by vacuum: the replay starts from checkpoint 2, "
+        "which nothing older is left to check against"
+    ]
     assert report.checkpoints_checked == 1
     assert report.files_checked == len(wh.snapshot.files)
 
 
 @pytest.mark.parametrize("origin", ["another warehouse", "a copy of the last commit"])
-def test_a_stray_commit_file_is_named_by_readers_and_set_aside_by_repair(root: Path, tmp_path: Path,
-                                                                        origin: str) -> None:
+def test_a_stray_commit_file_is_named_by_readers_and_set_aside_by_repair(
+    root: Path, tmp_path: Path, origin: str
+) -> None:
     wh = build(str(root))
     before = every_view_works(wh)
     stray = commit_path(root, 50)
@@ -281,8 +297,9 @@ def test_a_stray_commit_file_is_named_by_readers_and_set_aside_by_repair(root: P
     res = run_cli("doctor", "--url", str(root), "--format", "json")
     assert res.returncode == 1, res.stderr
     found = json.loads(res.stdout)["findings"]
-    assert [(f["kind"], f["path"], f["severity"]) for f in found] == \
-        [("stray-commit", "_manifest/00000000000000000050.json", "error")]
+    assert [(f["kind"], f["path"], f["severity"]) for f in found] == [
+        ("stray-commit", "_manifest/00000000000000000050.json", "error")
+    ]
     assert "--repair" in found[0]["fix"] and f"commits {FLUSHES + 1}..49" in found[0]["fix"]
 
     res = run_cli("doctor", "--url", str(root), "--repair")
@@ -300,7 +317,7 @@ def test_a_checkpoint_newer_than_every_commit_is_refused_not_loaded_and_set_asid
     wh = build(str(root))
     before = every_view_works(wh)
     other = warehouse.open(str(tmp_path / "other"), create=True)
-    for i in range(5):
+    for _ in range(5):
         with other.writer(**CONFIG, flush_interval=None) as w:
             w.add_execution(task_id="elsewhere", benign_score=0.0)
     other.checkpoint()
@@ -322,8 +339,11 @@ def test_a_checkpoint_newer_than_every_commit_is_refused_not_loaded_and_set_asid
 def test_stray_parquet_files_outside_the_partition_layout_are_reported(root: Path) -> None:
     wh = build(str(root))
     sample = (root / data_file(wh, 1)).read_bytes()
-    strays = ["executions/stray.parquet", "executions/dataset=agentdojo/part-0123.parquet",
-              "messages/dataset=agentdojo/agent=plain/attack=none/config_hash=x/extra/part-1.parquet"]
+    strays = [
+        "executions/stray.parquet",
+        "executions/dataset=agentdojo/part-0123.parquet",
+        "messages/dataset=agentdojo/agent=plain/attack=none/config_hash=x/extra/part-1.parquet",
+    ]
     for p in strays:
         (root / p).parent.mkdir(parents=True, exist_ok=True)
         (root / p).write_bytes(sample)
@@ -331,8 +351,9 @@ def test_stray_parquet_files_outside_the_partition_layout_are_reported(root: Pat
 
     report = wh.doctor(repair=True)
 
-    assert sorted((f.kind, f.path, f.severity) for f in report.findings) == \
-        sorted(("stray-file", p, "warning") for p in strays)
+    assert sorted((f.kind, f.path, f.severity) for f in report.findings) == sorted(
+        ("stray-file", p, "warning") for p in strays
+    )
     assert all("read_parquet(" in f.message and "move it out" in f.fix for f in report.findings)
     assert report.healthy and report.repair_version is None and all((root / p).exists() for p in strays)
 

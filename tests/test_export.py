@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +45,31 @@ def digits_only_agent() -> dict[str, Any]:
     raise AssertionError("no all-digit config hash in 10,000 seeds")
 
 
-def add_batch(wh: warehouse.Warehouse, n: int, *, agent: dict[str, Any] = AGENT, attack: dict[str, Any] | None = ATTACK,
-              start: int = 0, finished_at: datetime | None = None) -> None:
+def add_batch(
+    wh: warehouse.Warehouse,
+    n: int,
+    *,
+    agent: dict[str, Any] = AGENT,
+    attack: dict[str, Any] | None = ATTACK,
+    start: int = 0,
+    finished_at: datetime | None = None,
+) -> None:
     """One flush of `n` realistic executions (messages with tool calls, attacks, scores, metadata)."""
     with wh.writer(dataset=DATASET, agent=agent, attack=attack, run_id="job-1", flush_interval=None) as w:
         for i in range(start, start + n):
-            w.add_execution(task_id=f"user_task_{i}", messages=build_messages(f"task {i} «ü»", turns=1 + i % 2),
-                            usage={"input_tokens": 100 + i, "output_tokens": 7, "cost": 0.001 * i},
-                            benign_score=float(i % 2), attack_score=0.0 if attack is None else float(i % 3 == 0),
-                            attacks=[] if attack is None else [{"vector_id": f"v{i}", "type": "str", "content": "ignore"}],
-                            metadata={"i": i, "note": "naïve"}, scores={"steps": float(i)}, advantages=[0.5, -0.25],
-                            started_at=finished_at, finished_at=finished_at)
+            w.add_execution(
+                task_id=f"user_task_{i}",
+                messages=build_messages(f"task {i} «ü»", turns=1 + i % 2),
+                usage={"input_tokens": 100 + i, "output_tokens": 7, "cost": 0.001 * i},
+                benign_score=float(i % 2),
+                attack_score=0.0 if attack is None else float(i % 3 == 0),
+                attacks=[] if attack is None else [{"vector_id": f"v{i}", "type": "str", "content": "ignore"}],
+                metadata={"i": i, "note": "naïve"},
+                scores={"steps": float(i)},
+                advantages=[0.5, -0.25],
+                started_at=finished_at,
+                finished_at=finished_at,
+            )
 
 
 def rows_of(df: pl.DataFrame) -> list[str]:
@@ -98,18 +112,32 @@ def full(tmp_path_factory: pytest.TempPathFactory) -> tuple[warehouse.Warehouse,
         ex.update(metadata={"progress": 0.5})
         done = w.start_execution(task_id="finished_task")
         done.finish(benign_score=1.0, usage={"input_tokens": 9})
-    wh.sessions.save([{"role": "user", "content": "bonjour"}, {"role": "assistant", "content": "salut 🙂"}],
-                     session_id="s-1", title="greeting")
+    wh.sessions.save(
+        [{"role": "user", "content": "bonjour"}, {"role": "assistant", "content": "salut 🙂"}],
+        session_id="s-1",
+        title="greeting",
+    )
     wh.export("delta", str(tmp / "delta"))
     wh.export("parquet", str(tmp / "pq"))
     return wh, tmp
 
 
 # -- Delta -------------------------------------------------------------------------------------------
-def test_delta_export_holds_every_table_with_the_warehouse_rows_and_partitioning(full: tuple[warehouse.Warehouse, Path]) -> None:
+def test_delta_export_holds_every_table_with_the_warehouse_rows_and_partitioning(
+    full: tuple[warehouse.Warehouse, Path],
+) -> None:
     wh, tmp = full
     used = {t for t in wh.tables if wh.files(t)}
-    assert {"executions", "executions_live", "messages", "attacks", "configs", "events", "snapshots", "sessions"} <= used
+    assert {
+        "executions",
+        "executions_live",
+        "messages",
+        "attacks",
+        "configs",
+        "events",
+        "snapshots",
+        "sessions",
+    } <= used
     assert_delta_equals_snapshot(wh, tmp / "delta")
     for table in wh.tables:
         dt = DeltaTable(str(tmp / "delta" / table))
@@ -140,7 +168,8 @@ def test_delta_export_is_incremental_and_compaction_leaves_no_duplicates(tmp_pat
         add_batch(wh, 5, start=5 * k)
     first = wh.export("delta", str(out))
     assert first.rows["executions"] == 15 and first.rows["messages"] == sum(
-        len(build_messages(turns=1 + i % 2)) for i in range(15))
+        len(build_messages(turns=1 + i % 2)) for i in range(15)
+    )
     versions = {t: DeltaTable(str(out / t)).version() for t in wh.tables}
 
     again = wh.export("delta", str(out))
@@ -149,7 +178,8 @@ def test_delta_export_is_incremental_and_compaction_leaves_no_duplicates(tmp_pat
 
     add_batch(wh, 2, start=100)
     new_files = {f.path for f in wh.files("executions")} - {
-        p for p in json.loads(DeltaTable(str(out / "executions")).history()[0]["warehouse.files_added"])}
+        p for p in json.loads(DeltaTable(str(out / "executions")).history()[0]["warehouse.files_added"])
+    }
     second = wh.export("delta", str(out))
     assert second.rows["executions"] == 2 and second.version == wh.version
     h = DeltaTable(str(out / "executions")).history()[0]
@@ -174,7 +204,7 @@ def test_delta_export_is_incremental_and_compaction_leaves_no_duplicates(tmp_pat
 def test_delta_export_deletes_rows_that_expire_removed(tmp_path: Path) -> None:
     wh = warehouse.open(str(tmp_path / "wh"), create=True)
     out = tmp_path / "delta"
-    add_batch(wh, 3, finished_at=datetime.now(timezone.utc) - timedelta(days=90))
+    add_batch(wh, 3, finished_at=datetime.now(UTC) - timedelta(days=90))
     add_batch(wh, 2, start=10)
     wh.export("delta", str(out))
     assert pl.read_delta(str(out / "executions")).height == 5
@@ -212,14 +242,16 @@ def test_delta_export_of_some_partitions_then_all_adds_the_rest_once(tmp_path: P
     assert_delta_equals_snapshot(wh, out)
 
 
-def test_delta_export_refuses_targets_that_are_not_its_exports(tmp_path: Path,
-                                                              snapshot_tree: Callable[[Path], dict[str, bytes]]) -> None:
+def test_delta_export_refuses_targets_that_are_not_its_exports(
+    tmp_path: Path, snapshot_tree: Callable[[Path], dict[str, bytes]]
+) -> None:
     wh = warehouse.open(str(tmp_path / "wh"), create=True)
     add_batch(wh, 2)
     foreign = tmp_path / "foreign"
     (foreign / "executions").mkdir(parents=True)
     (foreign / "executions" / "notes.txt").write_text("mine")
     import pyarrow as pa
+
     write_deltalake(str(foreign / "messages"), pa.table({"x": [1, 2]}))
     before = snapshot_tree(foreign)
     with pytest.raises(ExportFailed, match="executions.*not a Delta table"):
@@ -252,19 +284,29 @@ def test_parquet_export_reads_back_equal_in_duckdb_polars_and_pyarrow(full: tupl
             continue
         expected = warehouse_rows(wh, table)
         cols = wh.scan(table).collect_schema().names()
-        assert rows_of(pl.scan_parquet(str(out / table / "**/*.parquet"), hive_partitioning=True)
-                       .select(cols).collect()) == expected, table
-        assert rows_of(pl.from_arrow(ds.dataset(str(out / table), format="parquet").to_table()).select(cols)) == expected
-        got = duckdb.sql(f"select count(*), count(distinct config_hash) from read_parquet("
-                         f"'{out / table}/**/*.parquet', hive_partitioning=true)").fetchall()
+        assert (
+            rows_of(pl.scan_parquet(str(out / table / "**/*.parquet"), hive_partitioning=True).select(cols).collect())
+            == expected
+        ), table
+        assert (
+            rows_of(pl.from_arrow(ds.dataset(str(out / table), format="parquet").to_table()).select(cols)) == expected
+        )
+        got = duckdb.sql(
+            f"select count(*), count(distinct config_hash) from read_parquet("
+            f"'{out / table}/**/*.parquet', hive_partitioning=true)"
+        ).fetchall()
         assert got == [(sum(f.rows for f in files), len({f.partition["config_hash"] for f in files}))], table
     # copied byte for byte, under the same relative paths
     for f in wh.files("messages"):
         assert (out / f.path).read_bytes() == (tmp / "wh" / f.path).read_bytes()
     # a config hash of digits only stays the stored text, as do escaped partition values
-    hashes = duckdb.sql(f"select distinct config_hash, agent from read_parquet('{out}/executions/**/*.parquet', "
-                        "hive_partitioning=true) order by all").fetchall()
-    assert sorted(hashes) == sorted({(f.partition["config_hash"], f.partition["agent"]) for f in wh.files("executions")})
+    hashes = duckdb.sql(
+        f"select distinct config_hash, agent from read_parquet('{out}/executions/**/*.parquet', "
+        "hive_partitioning=true) order by all"
+    ).fetchall()
+    assert sorted(hashes) == sorted(
+        {(f.partition["config_hash"], f.partition["agent"]) for f in wh.files("executions")}
+    )
     assert any(h.isdigit() for h, _ in hashes) and any(a == ODD_AGENT["type"] for _, a in hashes)
     marker = json.loads((out / MARKER).read_text())
     assert marker["version"] == wh.version and set(marker["files"]) == {f.path for f in wh.snapshot.files.values()}
@@ -295,7 +337,7 @@ def test_parquet_export_mirrors_compaction_and_copies_only_new_files(tmp_path: P
 def test_parquet_export_of_some_partitions_leaves_the_others_alone(tmp_path: Path) -> None:
     wh = warehouse.open(str(tmp_path / "wh"), create=True)
     out = tmp_path / "pq"
-    old = datetime.now(timezone.utc) - timedelta(days=90)
+    old = datetime.now(UTC) - timedelta(days=90)
     add_batch(wh, 3, finished_at=old)
     add_batch(wh, 2, agent=ODD_AGENT, attack=None, finished_at=old)
     some = wh.export("parquet", str(out), where={"agent": ODD_AGENT["type"]}, tables="executions")
@@ -314,8 +356,9 @@ def test_parquet_export_of_some_partitions_leaves_the_others_alone(tmp_path: Pat
     assert exported() == set()
 
 
-def test_parquet_export_refuses_a_directory_that_is_not_its_export(tmp_path: Path,
-                                                                   snapshot_tree: Callable[[Path], dict[str, bytes]]) -> None:
+def test_parquet_export_refuses_a_directory_that_is_not_its_export(
+    tmp_path: Path, snapshot_tree: Callable[[Path], dict[str, bytes]]
+) -> None:
     wh = warehouse.open(str(tmp_path / "wh"), create=True)
     add_batch(wh, 1)
     with pytest.raises(ExportFailed, match=f"no {MARKER}"):

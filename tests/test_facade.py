@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -15,20 +15,46 @@ import pytest
 import warehouse
 from warehouse.namespaces import Executions, Maintenance, Simulations
 
-VERBS = {"of", "refresh", "history", "sql", "scan", "connect", "execution", "scores", "report", "files",
-         "table_summary", "writer", "async_writer", "import_", "export", "sync_to"}
+VERBS = {
+    "of",
+    "refresh",
+    "history",
+    "sql",
+    "scan",
+    "connect",
+    "execution",
+    "scores",
+    "report",
+    "files",
+    "table_summary",
+    "writer",
+    "async_writer",
+    "import_",
+    "export",
+    "sync_to",
+}
 PROPERTIES = {"url", "version", "read_only", "snapshot", "tables", "engine"}
 NAMESPACES = {"maintenance": Maintenance, "executions": Executions, "simulations": Simulations}
 #: alias -> the namespace call it stands for (`store` and `log` are the engine's)
 ALIASES = {
-    "store": "engine.store", "log": "engine.log", "checkpoint": "maintenance.checkpoint_manifest",
-    "compact": "maintenance.compact", "vacuum": "maintenance.vacuum", "expire": "maintenance.expire",
-    "doctor": "maintenance.doctor", "checkpoints": "executions.checkpoints",
-    "latest_checkpoint": "executions.latest_checkpoint", "load_checkpoint": "executions.load_checkpoint",
-    "resume_plan": "executions.resume_plan", "follow": "executions.follow", "trajectories": "executions.trajectories",
-    "run_recorder": "simulations.recorder", "snapshots": "simulations.snapshots", "runs": "simulations.runs",
+    "store": "engine.store",
+    "log": "engine.log",
+    "checkpoint": "maintenance.checkpoint_manifest",
+    "compact": "maintenance.compact",
+    "vacuum": "maintenance.vacuum",
+    "expire": "maintenance.expire",
+    "doctor": "maintenance.doctor",
+    "checkpoints": "executions.checkpoints",
+    "latest_checkpoint": "executions.latest_checkpoint",
+    "load_checkpoint": "executions.load_checkpoint",
+    "resume_plan": "executions.resume_plan",
+    "follow": "executions.follow",
+    "trajectories": "executions.trajectories",
+    "run_recorder": "simulations.recorder",
+    "snapshots": "simulations.snapshots",
+    "runs": "simulations.runs",
 }
-T0 = datetime(2025, 11, 22, 14, 30, 52, tzinfo=timezone.utc)
+T0 = datetime(2025, 11, 22, 14, 30, 52, tzinfo=UTC)
 
 
 def test_public_members_are_exactly_the_verbs_namespaces_and_aliases() -> None:
@@ -63,8 +89,13 @@ def filled(wh: warehouse.Warehouse, config: dict[str, Any], open_writer: Any) ->
     ex.log("info", "done with turn 2")
     ex.finish(benign_score=1.0)
     for g in range(3):
-        w.add_trajectory(messages=[{"role": "user", "content": "q"}], rewards=g / 2, group=g, replica=0,
-                         metadata={"difficulty": "hard" if g else "easy"})
+        w.add_trajectory(
+            messages=[{"role": "user", "content": "q"}],
+            rewards=g / 2,
+            group=g,
+            replica=0,
+            metadata={"difficulty": "hard" if g else "easy"},
+        )
     w.close()
     rec = wh.simulations.recorder("config", started_at=T0)
     rec.step(0, game_state={"s": 0})
@@ -73,8 +104,9 @@ def filled(wh: warehouse.Warehouse, config: dict[str, Any], open_writer: Any) ->
     return wh, ex.execution_id
 
 
-def test_executions_namespace_answers_as_the_aliases(filled: tuple[warehouse.Warehouse, str],
-                                                     config: dict[str, Any]) -> None:
+def test_executions_namespace_answers_as_the_aliases(
+    filled: tuple[warehouse.Warehouse, str], config: dict[str, Any]
+) -> None:
     wh, eid = filled
     ns = wh.executions
     assert [c.state for c in ns.checkpoints(eid)] == [{"turn": 1}, {"turn": 2}]
@@ -82,8 +114,9 @@ def test_executions_namespace_answers_as_the_aliases(filled: tuple[warehouse.War
     assert ns.latest_checkpoint(eid, "agent-7") == wh.latest_checkpoint(eid, "agent-7")
     latest = ns.latest_checkpoint(eid)
     assert latest is not None and latest.state == {"turn": 2}
-    assert ns.load_checkpoint(latest.checkpoint_id, execution_id=eid) == wh.load_checkpoint(latest.checkpoint_id,
-                                                                                            execution_id=eid)
+    assert ns.load_checkpoint(latest.checkpoint_id, execution_id=eid) == wh.load_checkpoint(
+        latest.checkpoint_id, execution_id=eid
+    )
     assert ns.resume_plan(config, ["t0", "live", "new"]) == wh.resume_plan(config, ["t0", "live", "new"])
     assert list(ns.follow(eid, follow=False)) == list(wh.follow(eid, follow=False))
     assert ns.trajectories().collect().height == 3
@@ -117,7 +150,7 @@ def test_maintenance_namespace_answers_as_the_aliases(filled: tuple[warehouse.Wa
     m = wh.maintenance
     planned = m.compact("executions", dry_run=True)
     assert untimed(planned) == untimed(wh.compact("executions", dry_run=True)) and planned.files_in >= 3
-    later = datetime.now(timezone.utc) + timedelta(days=30)
+    later = datetime.now(UTC) + timedelta(days=30)
     expired = m.expire(timedelta(days=1), tables=["events"], dry_run=True, now=later)
     assert expired == wh.expire(timedelta(days=1), tables=["events"], dry_run=True, now=later) and expired.rows > 0
     vacuumed, again = (untimed(v(dry_run=True, now=later)) for v in (m.vacuum, wh.vacuum))
@@ -135,10 +168,14 @@ def test_partition_dict_has_its_own_name_and_where_stays_an_alias(filled: tuple[
     wh, _ = filled
     agent = next(iter(wh.files("executions"))).partition["agent"]
     by_name = wh.files("executions", partition={"agent": agent})
-    assert by_name and by_name == wh.files("executions", where={"agent": agent}) == wh.files("executions", {"agent": agent})
+    assert by_name and by_name == wh.files("executions", where={"agent": agent}) == wh.files(
+        "executions", {"agent": agent}
+    )
     assert wh.files("executions", partition={"agent": "nobody"}) == []
     scanned = wh.scan("executions", partition={"agent": agent}).collect()
-    assert scanned.sort("execution_id").equals(wh.scan("executions", where={"agent": agent}).collect().sort("execution_id"))
+    assert scanned.sort("execution_id").equals(
+        wh.scan("executions", where={"agent": agent}).collect().sort("execution_id")
+    )
     assert scanned.height == wh.scan("executions").collect().height > 3  # every execution has this agent
     with pytest.raises(warehouse.InvalidArgument, match="not both"):
         wh.scan("executions", {"agent": agent}, where={"agent": agent})
@@ -155,11 +192,14 @@ def test_sync_progress_callable_has_its_own_name(filled: tuple[warehouse.Warehou
     with pytest.raises(warehouse.InvalidArgument, match="not both"):
         wh.sync_to(str(tmp_path / "copy3"), on_progress=seen.append, progress=old.append)
     assert pl.DataFrame(wh.sql("select count(*) from executions").fetchall()).equals(
-        pl.DataFrame(warehouse.open(str(tmp_path / "copy")).sql("select count(*) from executions").fetchall()))
+        pl.DataFrame(warehouse.open(str(tmp_path / "copy")).sql("select count(*) from executions").fetchall())
+    )
 
 
 # -- errors by kind --------------------------------------------------------------------------------
-def test_a_closed_writer_raises_a_state_error(wh: warehouse.Warehouse, config: dict[str, Any], open_writer: Any) -> None:
+def test_a_closed_writer_raises_a_state_error(
+    wh: warehouse.Warehouse, config: dict[str, Any], open_writer: Any
+) -> None:
     w = open_writer(wh, **config)
     w.close()
     with pytest.raises(warehouse.WriterClosed) as caught:
@@ -168,8 +208,9 @@ def test_a_closed_writer_raises_a_state_error(wh: warehouse.Warehouse, config: d
     assert isinstance(caught.value, warehouse.WarehouseError) and not isinstance(caught.value, ValueError)
 
 
-def test_finishing_a_finished_execution_is_a_state_error(wh: warehouse.Warehouse, config: dict[str, Any],
-                                                         open_writer: Any) -> None:
+def test_finishing_a_finished_execution_is_a_state_error(
+    wh: warehouse.Warehouse, config: dict[str, Any], open_writer: Any
+) -> None:
     ex = open_writer(wh, **config).start_execution("t")
     ex.finish(benign_score=1.0)
     with pytest.raises(warehouse.StateError, match="already completed"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import gzip
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,36 @@ def runner_messages(task: str, turns: int, start: int = 0) -> list[dict[str, Any
     for i in range(start, start + turns):
         tc = f"tc{i}"
         out += [
-            {"id": f"u{i}", "role": "user", "content": task if i == 0 else f"Étape {i}: continue ✅", "tool_calls": None,
-             "tool_call_id": None, "meta": {"ts": f"2025-01-15T10:{i:02d}:00"}},
-            {"id": f"a{i}", "role": "assistant", "content": None,
-             "tool_calls": [{"id": tc, "name": "write_file", "arguments": {"path": f"f{i}.py", "content": "def f():\n    return 'ü'"}}],
-             "tool_call_id": None, "meta": {"ts": f"2025-01-15T10:{i:02d}:05", "tokens": 42 + i}},
-            {"id": f"t{i}", "role": "tool", "content": "Error: disk full" if i == 1 else "File created", "tool_calls": None,
-             "tool_call_id": tc, "meta": {"ts": f"2025-01-15T10:{i:02d}:10", "tool_name": "write_file"}},
+            {
+                "id": f"u{i}",
+                "role": "user",
+                "content": task if i == 0 else f"Étape {i}: continue ✅",
+                "tool_calls": None,
+                "tool_call_id": None,
+                "meta": {"ts": f"2025-01-15T10:{i:02d}:00"},
+            },
+            {
+                "id": f"a{i}",
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": tc,
+                        "name": "write_file",
+                        "arguments": {"path": f"f{i}.py", "content": "def f():\n    return 'ü'"},
+                    }
+                ],
+                "tool_call_id": None,
+                "meta": {"ts": f"2025-01-15T10:{i:02d}:05", "tokens": 42 + i},
+            },
+            {
+                "id": f"t{i}",
+                "role": "tool",
+                "content": "Error: disk full" if i == 1 else "File created",
+                "tool_calls": None,
+                "tool_call_id": tc,
+                "meta": {"ts": f"2025-01-15T10:{i:02d}:10", "tool_name": "write_file"},
+            },
         ]
     return out
 
@@ -62,26 +85,57 @@ CONFIG = {"model": "gpt-4o", "temperature": 0.7, "max_tokens": 2000, "timeout": 
 
 
 def meta(updated: str, **extra: Any) -> dict[str, Any]:
-    return {"schema_version": 1, "created_at": "2025-01-15T10:00:00+00:00", "updated_at": updated,
-            "total_tokens": 1542, "total_cost": 0.0234, "model": "gpt-4o", **extra}
+    return {
+        "schema_version": 1,
+        "created_at": "2025-01-15T10:00:00+00:00",
+        "updated_at": updated,
+        "total_tokens": 1542,
+        "total_cost": 0.0234,
+        "model": "gpt-4o",
+        **extra,
+    }
 
 
 def checkpoint(turn: int, *, stop: Any = None, ts: float = 1705318800.0) -> dict[str, Any]:
     msgs = [{"role": "user", "content": "Solve: 2 + 2, puis explique — 🧮"}]
     for t in range(turn):
-        msgs += [{"role": "assistant", "content": f"Let me calculate (turn {t})",
-                  "tool_calls": [{"id": f"tc{t}", "name": "calculator", "args": {"expr": "2+2"}}]},
-                 {"role": "tool", "content": "4", "tool_call_id": f"tc{t}"}]
-    return {"_metadata": {"checkpoint_id": f"turn_{turn}", "timestamp": ts + turn,
-                          "iso_time": datetime.fromtimestamp(ts + turn, timezone.utc).isoformat()},
-            "actor": {"endpoint": {"base_url": "https://api.openai.com/v1", "model": "gpt-4o", "api_key": "sk-SECRET-123",
-                                   "max_tokens": 2000, "temperature": 0.7},
-                      "messages": msgs,
-                      "tools": [{"type": "function", "function": {"name": "calculator", "description": "Evaluates",
-                                                                  "parameters": {"type": "object"}}}]},
-            "environment": {"class_name": "CalculatorEnvironment", "data": {"state": {"history": ["2+2"] * turn}}},
-            "turn_idx": turn, "max_turns": 10, "stop": stop,
-            "pending_tool_calls": [{"id": f"tc{turn}", "name": "calculator", "args": {"expr": "2+2"}}], "next_tool_idx": 0}
+        msgs += [
+            {
+                "role": "assistant",
+                "content": f"Let me calculate (turn {t})",
+                "tool_calls": [{"id": f"tc{t}", "name": "calculator", "args": {"expr": "2+2"}}],
+            },
+            {"role": "tool", "content": "4", "tool_call_id": f"tc{t}"},
+        ]
+    return {
+        "_metadata": {
+            "checkpoint_id": f"turn_{turn}",
+            "timestamp": ts + turn,
+            "iso_time": datetime.fromtimestamp(ts + turn, UTC).isoformat(),
+        },
+        "actor": {
+            "endpoint": {
+                "base_url": "https://api.openai.com/v1",
+                "model": "gpt-4o",
+                "api_key": "sk-SECRET-123",
+                "max_tokens": 2000,
+                "temperature": 0.7,
+            },
+            "messages": msgs,
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {"name": "calculator", "description": "Evaluates", "parameters": {"type": "object"}},
+                }
+            ],
+        },
+        "environment": {"class_name": "CalculatorEnvironment", "data": {"state": {"history": ["2+2"] * turn}}},
+        "turn_idx": turn,
+        "max_turns": 10,
+        "stop": stop,
+        "pending_tool_calls": [{"id": f"tc{turn}", "name": "calculator", "args": {"expr": "2+2"}}],
+        "next_tool_idx": 0,
+    }
 
 
 def write_json(p: Path, doc: Any) -> Path:
@@ -92,24 +146,61 @@ def write_json(p: Path, doc: Any) -> Path:
 
 def trajectories_fixture() -> list[dict[str, Any]]:
     return [
-        {"completions": [{"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o",
-                          "choices": [{"index": 0, "message": {"role": "assistant", "content": "15"}, "finish_reason": "stop"}],
-                          "usage": {"prompt_tokens": 31, "completion_tokens": 2}}],
-         "messages": [{"role": "system", "content": "You are a careful solver."},
-                      {"role": "user", "content": "If John has 5 apples… and triples them?"},
-                      {"role": "assistant", "content": None,
-                       "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "calc", "arguments": "{\"e\":\"5*3\"}"}}]},
-                      {"role": "tool", "content": "15", "tool_call_id": "c1"},
-                      {"role": "assistant", "content": "15"}],
-         "rewards": 1.0, "group": 0, "replica": 0, "advantages": 0.5,
-         "metadata": {"task_id": "gsm8k_001", "problem": "If John has 5 apples…", "ground_truth": "15", "difficulty": "hard"}},
-        {"completions": [], "messages": [{"role": "user", "content": LONG}, {"role": "assistant", "content": "Résumé: ok"}],
-         "rewards": 0.0, "group": 0, "replica": 1, "advantages": -0.5,
-         "metadata": {"task_id": "gsm8k_001", "difficulty": "hard", "bbox": [100, 200, 150, 250]}},
-        {"completions": [{"id": "chatcmpl-3"}], "messages": [{"role": "user", "content": "10 / 0 ?"},
-                                                             {"role": "assistant", "content": "undefined"}],
-         "rewards": 0.25, "group": 7, "replica": 0, "advantages": [0.1, -0.2, 0.3],
-         "metadata": {"task_id": "calc_002", "difficulty": "easy", "iou": 0.85}, "episode": {"seed": 3}},  # extra key
+        {
+            "completions": [
+                {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "model": "gpt-4o",
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": "15"}, "finish_reason": "stop"}
+                    ],
+                    "usage": {"prompt_tokens": 31, "completion_tokens": 2},
+                }
+            ],
+            "messages": [
+                {"role": "system", "content": "You are a careful solver."},
+                {"role": "user", "content": "If John has 5 apples… and triples them?"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "calc", "arguments": '{"e":"5*3"}'}}
+                    ],
+                },
+                {"role": "tool", "content": "15", "tool_call_id": "c1"},
+                {"role": "assistant", "content": "15"},
+            ],
+            "rewards": 1.0,
+            "group": 0,
+            "replica": 0,
+            "advantages": 0.5,
+            "metadata": {
+                "task_id": "gsm8k_001",
+                "problem": "If John has 5 apples…",
+                "ground_truth": "15",
+                "difficulty": "hard",
+            },
+        },
+        {
+            "completions": [],
+            "messages": [{"role": "user", "content": LONG}, {"role": "assistant", "content": "Résumé: ok"}],
+            "rewards": 0.0,
+            "group": 0,
+            "replica": 1,
+            "advantages": -0.5,
+            "metadata": {"task_id": "gsm8k_001", "difficulty": "hard", "bbox": [100, 200, 150, 250]},
+        },
+        {
+            "completions": [{"id": "chatcmpl-3"}],
+            "messages": [{"role": "user", "content": "10 / 0 ?"}, {"role": "assistant", "content": "undefined"}],
+            "rewards": 0.25,
+            "group": 7,
+            "replica": 0,
+            "advantages": [0.1, -0.2, 0.3],
+            "metadata": {"task_id": "calc_002", "difficulty": "easy", "iou": 0.85},
+            "episode": {"seed": 3},
+        },  # extra key
     ]
 
 
@@ -120,18 +211,30 @@ def write_jsonl(p: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def snap(step: int) -> dict[str, Any]:
-    return {"step": step, "game_state": {"resources": 150 - step, "difficulty": "normal", "round": step},
-            "global_vars": {"interest_rate": 0.05, "market_volatility": 0.1, "simulation_active": True},
-            "agent_vars": {"Agent Alpha": {"economic_strength": 2500.0 + step, "risk_tolerance": 0.8, "action_count": step},
-                           "Agent Béta": {"economic_strength": 1000.0, "risk_tolerance": 0.5, "action_count": step}},
-            "messages": [{"from": "Orchestrator", "to": "Agent Alpha", "content": "Please proceed with the next action"},
-                         {"from": "Agent Alpha", "to": "Orchestrator", "content": f"Acknowledged — step {step} 🚀"}]}
+    return {
+        "step": step,
+        "game_state": {"resources": 150 - step, "difficulty": "normal", "round": step},
+        "global_vars": {"interest_rate": 0.05, "market_volatility": 0.1, "simulation_active": True},
+        "agent_vars": {
+            "Agent Alpha": {"economic_strength": 2500.0 + step, "risk_tolerance": 0.8, "action_count": step},
+            "Agent Béta": {"economic_strength": 1000.0, "risk_tolerance": 0.5, "action_count": step},
+        },
+        "messages": [
+            {"from": "Orchestrator", "to": "Agent Alpha", "content": "Please proceed with the next action"},
+            {"from": "Agent Alpha", "to": "Orchestrator", "content": f"Acknowledged — step {step} 🚀"},
+        ],
+    }
 
 
 def state(run_id: str, steps: list[int], **extra: Any) -> dict[str, Any]:
     scenario = run_id.split("_")[1]
-    return {"run_id": run_id, "scenario": scenario, "started_at": "2025-11-22T14:30:52",
-            "snapshots": [snap(s) for s in steps], **extra}
+    return {
+        "run_id": run_id,
+        "scenario": scenario,
+        "started_at": "2025-11-22T14:30:52",
+        "snapshots": [snap(s) for s in steps],
+        **extra,
+    }
 
 
 @pytest.fixture()
@@ -147,7 +250,9 @@ def sessions_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     big = runner_messages("Résume ce long rapport, s'il te plaît 📄", 4)
     big[0]["content"] = LONG
     write_session(root / "abc123", small, CONFIG, meta("2025-01-15T10:05:00+00:00"))
-    write_session(root / "big-7f3e", big, {**CONFIG, "model": "claude"}, meta("2025-01-16T09:00:00+00:00", title="Rapport"))
+    write_session(
+        root / "big-7f3e", big, {**CONFIG, "model": "claude"}, meta("2025-01-16T09:00:00+00:00", title="Rapport")
+    )
     (root / "big-7f3e" / "messages.jsonl").write_text(json.dumps(big[0]))  # stale pre-compression file
     write_session(root / "nested" / "no-meta", small[:1], None, None)
     return root, {"abc123": small, "big-7f3e": big, "no-meta": small[:1]}
@@ -166,8 +271,8 @@ def test_session_directories_load_back_exactly_as_written(wh, sessions_dir):
     listed = {r["id"]: r for r in wh.sessions.list().to_dicts()}
     assert listed["big-7f3e"]["title"] == "Rapport" and listed["abc123"]["title"] == "Write a function"
     assert listed["big-7f3e"]["message_count"] == 12
-    assert listed["abc123"]["created_at"] == datetime(2025, 1, 15, 10, 0, tzinfo=timezone.utc)
-    assert listed["big-7f3e"]["updated_at"] == datetime(2025, 1, 16, 9, 0, tzinfo=timezone.utc)
+    assert listed["abc123"]["created_at"] == datetime(2025, 1, 15, 10, 0, tzinfo=UTC)
+    assert listed["big-7f3e"]["updated_at"] == datetime(2025, 1, 16, 9, 0, tzinfo=UTC)
     rows = wh.sql("select seq, role, tool_call_id from messages where execution_id = 'abc123' order by seq").fetchall()
     assert rows == [(0, "user", None), (1, "assistant", None), (2, "tool", "tc0")]
     again = wh.import_("sessions", root)
@@ -185,9 +290,12 @@ def test_a_grown_session_is_imported_again_as_a_new_revision(wh, tmp_path):
     assert report.changed == ["s1"] and report.records["messages"] == len(grown) - len(first)
     loaded, _, meta_ = wh.sessions.load("s1")
     assert loaded == grown and meta_["total_tokens"] == 3000
-    assert wh.sql("select revision, message_count from sessions where session_id = 's1'").fetchall() == [(1, len(grown))]
+    assert wh.sql("select revision, message_count from sessions where session_id = 's1'").fetchall() == [
+        (1, len(grown))
+    ]
     assert wh.sql("select count(*), count(distinct seq) from messages where execution_id = 's1'").fetchall() == [
-        (len(grown), len(grown))]
+        (len(grown), len(grown))
+    ]
     # appending through the API continues after the imported messages
     assert wh.sessions.append("s1", [{"role": "user", "content": "merci"}]) == len(grown) + 1
 
@@ -232,9 +340,14 @@ def test_checkpoint_files_become_the_checkpoints_of_one_execution_per_rollout(wh
     write_json(root / "rollout-b" / "turn_1.json", checkpoint(1, stop="MAX_TURNS", ts=1705400000.0))
     report = wh.import_("checkpoints", root)
     assert (report.imported, report.failed) == (5, [])
-    ex = {r["task_id"]: r for r in wh.sql("select task_id, execution_id, status, revision, model from executions").pl().to_dicts()}
+    ex = {
+        r["task_id"]: r
+        for r in wh.sql("select task_id, execution_id, status, revision, model from executions").pl().to_dicts()
+    }
     assert {t: (r["status"], r["revision"], r["model"]) for t, r in ex.items()} == {
-        "rollout-a": ("running", 3, "gpt-4o"), "rollout-b": ("completed", 2, "gpt-4o")}
+        "rollout-a": ("running", 3, "gpt-4o"),
+        "rollout-b": ("completed", 2, "gpt-4o"),
+    }
     a = ex["rollout-a"]["execution_id"]
     cps = wh.checkpoints(a)
     assert [(c.checkpoint_id, c.step) for c in cps] == [("turn_0", 0), ("turn_1", 1), ("turn_2", 2)]
@@ -244,13 +357,15 @@ def test_checkpoint_files_become_the_checkpoints_of_one_execution_per_rollout(wh
         want["actor"]["endpoint"]["api_key"] = "[redacted]"
         assert c.state == want
         assert c.metadata == {**want_meta, "redacted": ["actor.endpoint.api_key"]}
-        assert c.created_at == datetime.fromtimestamp(want_meta["timestamp"], timezone.utc)
+        assert c.created_at == datetime.fromtimestamp(want_meta["timestamp"], UTC)
     assert wh.sql("select count(*) from snapshots where state like '%sk-SECRET%'").fetchall() == [(0,)]
     assert wh.latest_checkpoint(a).checkpoint_id == "turn_2"
     assert wh.load_checkpoint("turn_1", execution_id=a).state["turn_idx"] == 1
     # the interrupted rollout is offered for resuming from its latest checkpoint
-    cfg = {"dataset": {"type": "rollouts", "config": {"environment": "CalculatorEnvironment"}},
-           "agent": {"type": "rollouts", "config": {}}}
+    cfg = {
+        "dataset": {"type": "rollouts", "config": {"environment": "CalculatorEnvironment"}},
+        "agent": {"type": "rollouts", "config": {}},
+    }
     plan = wh.resume_plan(cfg, ["rollout-a", "rollout-b"])
     assert (plan[0].resume_execution_id, plan[0].checkpoint.checkpoint_id) == (a, "turn_2") and plan[1].done
 
@@ -317,9 +432,11 @@ def test_export_writes_the_reference_format_and_a_round_trip_gives_the_same_reco
     other = warehouse.open(str(tmp_path / "wh2"), create=True)
     assert other.import_("trajectories", tmp_path / "all.jsonl").imported == 1
     cols = "task_id, group_id, sample, reward, advantages, metadata, completions, status"
-    q = (f"select {cols}, (select list(struct_pack(seq := m.seq, role := m.role, content := m.content, "
-         "tool_calls := m.tool_calls, tool_call_id := m.tool_call_id) order by m.seq) from messages m "
-         f"where m.execution_id = e.execution_id) as msgs from executions e order by all")
+    q = (
+        f"select {cols}, (select list(struct_pack(seq := m.seq, role := m.role, content := m.content, "
+        "tool_calls := m.tool_calls, tool_call_id := m.tool_call_id) order by m.seq) from messages m "
+        f"where m.execution_id = e.execution_id) as msgs from executions e order by all"
+    )
     assert other.sql(q).fetchall() == wh.sql(q).fetchall()
     empty = wh.export("trajectories", str(tmp_path / "none.jsonl"), where={"difficulty": "impossible"})
     assert empty.rows["trajectories"] == 0 and (tmp_path / "none.jsonl").read_text() == ""
@@ -346,13 +463,18 @@ def test_a_grown_trajectory_file_adds_only_its_new_lines_and_bad_lines_are_named
 
 
 # -- simulation runs ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("steps, final", [
-    ([0, 1, 2, 2], True),          # save frequency 1: the final save repeats the last step
-    ([0, 5, 10, 13], True),        # frequency 5, final at 13
-    ([0, 1, 2, 3], False),         # crashed after step 3
-    ([0, 5, 10], False),           # crashed, or finished on a multiple of 5 without its repeat
-    ([7], False), ([], False), ([4, 4], True),
-])
+@pytest.mark.parametrize(
+    "steps, final",
+    [
+        ([0, 1, 2, 2], True),  # save frequency 1: the final save repeats the last step
+        ([0, 5, 10, 13], True),  # frequency 5, final at 13
+        ([0, 1, 2, 3], False),  # crashed after step 3
+        ([0, 5, 10], False),  # crashed, or finished on a multiple of 5 without its repeat
+        ([7], False),
+        ([], False),
+        ([4, 4], True),
+    ],
+)
 def test_the_final_snapshot_is_read_from_the_steps(steps, final):
     assert last_is_final(steps) is final
 
@@ -365,15 +487,20 @@ def test_simulation_runs_are_listed_with_their_snapshots(wh, tmp_path):
     write_json(res / done / "state.json", state(done, [0, 1, 2, 2], seed=42))
     write_json(res / freq5 / "state.json", state(freq5, [0, 5, 10, 13]))
     write_json(res / crashed / "state.json", state(crashed, [0, 1, 2]))
-    cut = write_json(res / "run_config_2025-11-24_00-00-00" / "state.json", state("run_config_2025-11-24_00-00-00", [0, 1]))
+    cut = write_json(
+        res / "run_config_2025-11-24_00-00-00" / "state.json", state("run_config_2025-11-24_00-00-00", [0, 1])
+    )
     cut.write_bytes(cut.read_bytes()[:-200])  # truncated mid-write
     report = wh.import_("simulation", res)
     assert report.imported == 3 and [(f.source, "truncated" in f.reason) for f in report.failed] == [(str(cut), True)]
     runs = {r["run_id"]: r for r in wh.runs().to_dicts()}
     assert set(runs) == {done, freq5, crashed}
     assert {k: (r["scenario"], r["snapshots"], r["last_step"], r["finished"]) for k, r in runs.items()} == {
-        done: ("config", 4, 2, True), freq5: ("market", 4, 13, True), crashed: ("config", 3, 2, False)}
-    assert runs[done]["started_at"] == datetime(2025, 11, 22, 14, 30, 52, tzinfo=timezone.utc)
+        done: ("config", 4, 2, True),
+        freq5: ("market", 4, 13, True),
+        crashed: ("config", 3, 2, False),
+    }
+    assert runs[done]["started_at"] == datetime(2025, 11, 22, 14, 30, 52, tzinfo=UTC)
     got = wh.snapshots(done)
     assert [(s["step"], s["kind"]) for s in got] == [(0, "snapshot"), (1, "snapshot"), (2, "snapshot"), (2, "final")]
     wanted = state(done, [0, 1, 2, 2])["snapshots"]
@@ -381,8 +508,9 @@ def test_simulation_runs_are_listed_with_their_snapshots(wh, tmp_path):
     for s, want in zip(got, wanted):
         assert {k: s[k] for k in want} == want
     meta_ = wh.sql(f"select distinct metadata from snapshots where run_id = '{done}'").fetchall()
-    assert [json.loads(m) for (m,) in meta_] == [{"scenario": "config", "started_at": "2025-11-22T14:30:52Z",
-                                                  "extra": {"seed": 42}}]
+    assert [json.loads(m) for (m,) in meta_] == [
+        {"scenario": "config", "started_at": "2025-11-22T14:30:52Z", "extra": {"seed": 42}}
+    ]
 
     # the crashed run's file gets its final snapshot (it was imported while running): only that is added
     write_json(res / crashed / "state.json", state(crashed, [0, 1, 2, 3, 3]))

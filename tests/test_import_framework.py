@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import warehouse
-from warehouse.core.errors import ImportFailed, InvalidRecord, WarehouseError
+from warehouse.core.errors import ImportFailed, WarehouseError
 from warehouse.interop.importers import base
 from warehouse.manifest import commit_name
 
@@ -24,10 +24,16 @@ class LinesImporter(base.FileImporter):
     def read(self, source, data, out):
         for i, line in enumerate(data.decode("utf-8").splitlines()):
             r = json.loads(line)
-            w = out.writer({"type": r["dataset"], "config": {}}, {"type": r["agent"], "config": {}},
-                           config_hash=r.get("hash"))
-            out.execution(w, task_id=r["task"], benign_score=r["score"], execution_id=out.stable_id(source.key, i),
-                          messages=[{"role": "user", "content": r["task"]}])
+            w = out.writer(
+                {"type": r["dataset"], "config": {}}, {"type": r["agent"], "config": {}}, config_hash=r.get("hash")
+            )
+            out.execution(
+                w,
+                task_id=r["task"],
+                benign_score=r["score"],
+                execution_id=out.stable_id(source.key, i),
+                messages=[{"role": "user", "content": r["task"]}],
+            )
 
 
 def _file(root: Path, name: str, rows: list[dict]) -> Path:

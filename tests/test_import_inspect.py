@@ -67,12 +67,19 @@ def test_every_sample_lands_with_its_scores_usage_times_and_error(imported, logs
     assert report.ok and (report.sources, report.imported) == (2, 2)  # logs.json is not a source
     for which in ("easy", "hard"):
         log = read_eval_log(str(logs[which]))
-        rows = {(r["task_id"], r["sample"]): r for r in _rows(
-            wh, "select * from executions where run_id = ?", [log.eval.run_id])}
+        rows = {
+            (r["task_id"], r["sample"]): r
+            for r in _rows(wh, "select * from executions where run_id = ?", [log.eval.run_id])
+        }
         assert len(rows) == len(log.samples) == 3 * log.eval.config.epochs
         for s in log.samples:
             r = rows[(str(s.id), s.epoch)]
-            assert (r["dataset"], r["agent"], r["attack"], r["model"]) == ("capitals", "inspect", "none", "mockllm/model")
+            assert (r["dataset"], r["agent"], r["attack"], r["model"]) == (
+                "capitals",
+                "inspect",
+                "none",
+                "mockllm/model",
+            )
             if s.id == "crash":
                 assert r["status"] == "failed" and r["error"] == s.error.message
                 assert "lookup backend exploded on 'unknowable'" in r["error"]
@@ -86,10 +93,23 @@ def test_every_sample_lands_with_its_scores_usage_times_and_error(imported, logs
             assert r["finished_at"].isoformat() == s.completed_at.replace("Z", "+00:00")
             assert r["duration_ms"] == pytest.approx(s.total_time * 1000)
             [usage] = s.model_usage.values()
-            assert (r["input_tokens"], r["output_tokens"], r["total_tokens"], r["cache_read_tokens"],
-                    r["reasoning_tokens"], r["cache_write_tokens"], r["cost"]) == (
-                usage.input_tokens, usage.output_tokens, usage.total_tokens, usage.input_tokens_cache_read,
-                usage.reasoning_tokens, None, None)
+            assert (
+                r["input_tokens"],
+                r["output_tokens"],
+                r["total_tokens"],
+                r["cache_read_tokens"],
+                r["reasoning_tokens"],
+                r["cache_write_tokens"],
+                r["cost"],
+            ) == (
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.total_tokens,
+                usage.input_tokens_cache_read,
+                usage.reasoning_tokens,
+                None,
+                None,
+            )
             assert r["requests"] == sum(e.event == "model" for e in s.events) == (1 if s.id == "crash" else 2)
             assert r["tool_calls"] == 1
             meta = json.loads(r["metadata"])
@@ -106,15 +126,19 @@ def test_score_objects_and_errors_are_kept_whole_in_metadata(imported, logs):
     wh, _ = imported
     log = read_eval_log(str(logs["easy"]))
     tokyo = next(s for s in log.samples if s.id == "tokyo")
-    [r] = _rows(wh, "select metadata, scores from executions where task_id = 'tokyo' and sample = 1 and run_id = ?",
-                [log.eval.run_id])
+    [r] = _rows(
+        wh,
+        "select metadata, scores from executions where task_id = 'tokyo' and sample = 1 and run_id = ?",
+        [log.eval.run_id],
+    )
     scores = json.loads(r["metadata"])["sample"]["scores"]
     assert scores["letter"]["explanation"] == "target found" and scores["letter"]["value"] == "C"
     assert scores["length"]["value"] == "NaN" and scores["length"]["reason"] == "no length for kanji"  # unscored
     assert "length" not in dict(r["scores"])  # NaN is no score
     assert scores["breakdown"]["value"] == {"turns": 5, "verdict": "P"} == tokyo.scores["breakdown"].value
-    [crash] = _rows(wh, "select metadata from executions where task_id = 'crash' and sample = 1 and run_id = ?",
-                    [log.eval.run_id])
+    [crash] = _rows(
+        wh, "select metadata from executions where task_id = 'crash' and sample = 1 and run_id = ?", [log.eval.run_id]
+    )
     err = json.loads(crash["metadata"])["sample"]["error"]
     assert "RuntimeError: lookup backend exploded" in err["traceback"] and "traceback_ansi" not in err
 
@@ -124,8 +148,12 @@ def test_messages_keep_tool_calls_unicode_and_inspect_fields(imported, logs):
     wh, _ = imported
     log = read_eval_log(str(logs["hard"]), resolve_attachments=True)
     for s in log.samples:
-        [eid] = [r["execution_id"] for r in _rows(
-            wh, "select execution_id from executions where run_id = ? and task_id = ?", [log.eval.run_id, str(s.id)])]
+        [eid] = [
+            r["execution_id"]
+            for r in _rows(
+                wh, "select execution_id from executions where run_id = ? and task_id = ?", [log.eval.run_id, str(s.id)]
+            )
+        ]
         rows = _rows(wh, "select * from messages where execution_id = ? order by seq", [eid])
         assert [m["role"] for m in rows] == [m.role for m in s.messages]
         assert len(rows) == (3 if s.id == "crash" else 5)  # system, user, assistant+tool call, tool, answer
@@ -136,7 +164,10 @@ def test_messages_keep_tool_calls_unicode_and_inspect_fields(imported, logs):
             if m.role == "assistant" and m.tool_calls:
                 [call] = json.loads(row["tool_calls"])
                 assert (call["id"], call["function"], call["arguments"]) == (
-                    m.tool_calls[0].id, "lookup", m.tool_calls[0].arguments)
+                    m.tool_calls[0].id,
+                    "lookup",
+                    m.tool_calls[0].arguments,
+                )
                 assert extra["model"] == "mockllm/model"
             if m.role == "tool":
                 assert (row["tool_call_id"], row["name"]) == (m.tool_call_id, "lookup")
@@ -153,33 +184,54 @@ def test_transcript_events_and_the_log_header_are_events(imported, logs):
     wh, _ = imported
     log = read_eval_log(str(logs["easy"]))
     paris = next(s for s in log.samples if s.id == "paris" and s.epoch == 2)
-    [eid] = [r["execution_id"] for r in _rows(
-        wh, "select execution_id from executions where run_id = ? and task_id = 'paris' and sample = 2",
-        [log.eval.run_id])]
+    [eid] = [
+        r["execution_id"]
+        for r in _rows(
+            wh,
+            "select execution_id from executions where run_id = ? and task_id = 'paris' and sample = 2",
+            [log.eval.run_id],
+        )
+    ]
     events = _rows(wh, "select * from events where execution_id = ? order by seq", [eid])
     kinds = [e["kind"] for e in events]
-    assert kinds[:len(paris.events)] == [e.event for e in paris.events]
+    assert kinds[: len(paris.events)] == [e.event for e in paris.events]
     assert all(e["source"] == "inspect" for e in events)
     model = [e for e in events if e["kind"] == "model"]
     assert [m["name"] for m in model] == ["mockllm/model"] * 2
-    assert json.loads(model[0]["attributes"])["output"]["usage"]["input_tokens"] == paris.events[
-        kinds.index("model")].output.usage.input_tokens
+    assert (
+        json.loads(model[0]["attributes"])["output"]["usage"]["input_tokens"]
+        == paris.events[kinds.index("model")].output.usage.input_tokens
+    )
     tool = next(e for e in events if e["kind"] == "tool")
     assert tool["name"] == "lookup" and json.loads(tool["attributes"])["arguments"] == {"query": "France"}
     spans = {e["span_id"]: e["name"] for e in events if e["kind"] == "span_begin"}
     assert spans[tool["parent_span_id"]] == "generate"
-    crash_err = _rows(wh, "select e.level, e.message from events e join executions x using (execution_id) "
-                          "where x.task_id = 'crash' and e.kind = 'error' and x.run_id = ?", [log.eval.run_id])
+    crash_err = _rows(
+        wh,
+        "select e.level, e.message from events e join executions x using (execution_id) "
+        "where x.task_id = 'crash' and e.kind = 'error' and x.run_id = ?",
+        [log.eval.run_id],
+    )
     assert len(crash_err) == 2 and all(e["level"] == "error" and "exploded" in e["message"] for e in crash_err)
-    [header] = _rows(wh, "select * from events where kind = 'eval' and execution_id is null and name = 'capitals' "
-                         "and json_extract_string(attributes, '$.eval.eval_id') = ?", [log.eval.eval_id])
+    [header] = _rows(
+        wh,
+        "select * from events where kind = 'eval' and execution_id is null and name = 'capitals' "
+        "and json_extract_string(attributes, '$.eval.eval_id') = ?",
+        [log.eval.eval_id],
+    )
     h = json.loads(header["attributes"])
     assert h["results"]["total_samples"] == 6 and h["plan"]["steps"][1]["solver"] == "use_tools"
-    assert h["stats"]["model_usage"]["mockllm/model"]["input_tokens"] == log.stats.model_usage[
-        "mockllm/model"].input_tokens
+    assert (
+        h["stats"]["model_usage"]["mockllm/model"]["input_tokens"]
+        == log.stats.model_usage["mockllm/model"].input_tokens
+    )
     # the long unicode metadata, stored once as an attachment, is what events' references point at
-    [att] = _rows(wh, "select attributes from events e join executions x using (execution_id) where x.task_id = "
-                      "'tokyo' and x.sample = 1 and e.kind = 'attachments' and x.run_id = ?", [log.eval.run_id])
+    [att] = _rows(
+        wh,
+        "select attributes from events e join executions x using (execution_id) where x.task_id = "
+        "'tokyo' and x.sample = 1 and e.kind = 'attachments' and x.run_id = ?",
+        [log.eval.run_id],
+    )
     assert inspect_fixtures.LONG in json.loads(att["attributes"])["attachments"].values()
 
 
@@ -191,8 +243,13 @@ def test_configs_hold_model_plan_task_and_dataset(imported, logs):
     agent = json.loads(rows["hard"]["agent_config"])
     assert agent["model"] == "mockllm/model" and agent["task"] == "capitals"
     assert [s["solver"] for s in agent["plan"]["steps"]] == ["system_message", "use_tools", "generate"]
-    assert json.loads(rows["hard"]["dataset_config"]) == {"name": None, "location": None, "samples": 3,
-                                                           "shuffled": False, "task": "capitals"}
+    assert json.loads(rows["hard"]["dataset_config"]) == {
+        "name": None,
+        "location": None,
+        "samples": 3,
+        "shuffled": False,
+        "task": "capitals",
+    }
     assert rows["hard"]["attack_type"] is None and rows["hard"]["hash_scheme"] == "sha256-8"
 
 
@@ -298,9 +355,26 @@ def test_without_inspect_ai_the_error_says_how_to_install_it(logs, tmp_path):
     assert "ERROR reading Inspect AI logs needs inspect_ai: pip install 'warehouse[inspect]'" in out.stdout
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("C", 1.0), ("I", 0.0), ("P", 0.5), ("N", 0.0), ("yes", 1.0), ("False", 0.0), ("0.25", 0.25), (3, 3.0),
-    (True, 1.0), ("banana", None), ("c", None), ("1e400", None), (float("nan"), None), ([1, 2], None), (None, None)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("C", 1.0),
+        ("I", 0.0),
+        ("P", 0.5),
+        ("N", 0.0),
+        ("yes", 1.0),
+        ("False", 0.0),
+        ("0.25", 0.25),
+        (3, 3.0),
+        (True, 1.0),
+        ("banana", None),
+        ("c", None),
+        ("1e400", None),
+        (float("nan"), None),
+        ([1, 2], None),
+        (None, None),
+    ],
+)
 def test_score_values_read_as_inspect_reads_them(value, expected):
     assert score_value(value) == expected
 
@@ -308,15 +382,21 @@ def test_score_values_read_as_inspect_reads_them(value, expected):
 @pytest.mark.slow
 def test_samples_an_eval_set_retry_reused_are_counted_once(tmp_path):
     failed_log, retry_log = inspect_fixtures.write_retried_eval_set(tmp_path / "logs")
-    reused = {s.uuid for s in read_eval_log(str(failed_log)).samples} & {s.uuid for s in read_eval_log(str(retry_log)).samples}
+    reused = {s.uuid for s in read_eval_log(str(failed_log)).samples} & {
+        s.uuid for s in read_eval_log(str(retry_log)).samples
+    }
     assert len(reused) == 2  # paris and tokyo, copied into the retry's log
     wh = warehouse.open(str(tmp_path / "wh"), create=True)
     r = wh.import_("inspect", tmp_path / "logs")
     assert (r.imported, r.failed, r.records["executions"]) == (2, [], 4)
     rows = wh.sql("select task_id, status, benign_score from executions order by task_id, status").fetchall()
     # the failed attempt of "again" stays (it failed, and is counted as failed); nothing is counted twice
-    assert rows == [("again", "completed", 1.0), ("again", "failed", None), ("paris", "completed", 1.0),
-                    ("tokyo", "completed", 1.0)]
+    assert rows == [
+        ("again", "completed", 1.0),
+        ("again", "failed", None),
+        ("paris", "completed", 1.0),
+        ("tokyo", "completed", 1.0),
+    ]
     [scores] = _rows(wh, "select n, n_tasks, n_utility, n_failed from scores")
     assert scores == {"n": 4, "n_tasks": 3, "n_utility": 3, "n_failed": 1}
     # the same when the two logs come in two imports (the retry log once the eval set went on)

@@ -19,8 +19,7 @@ import warehouse
 from benchmarks import legacy as legacy_scripts
 from tests.legacy_fixtures import write_legacy_tree
 from tests.processes import REPO, watchdog
-from warehouse.cli import demo
-from warehouse.cli import app
+from warehouse.cli import app, demo
 
 LONG = "Ünïcödé 北京 — " + "lorem ipsum dolor sit amet " * 4000  # ~100 KB of text
 
@@ -38,30 +37,66 @@ REFERENCE_DOC = {
     "messages": [
         {"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": "Résumé my inbox, s'il vous plaît 📬"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "search_emails", "arguments": "{\"q\": \"unread\"}"}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "search_emails", "arguments": '{"q": "unread"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "name": "search_emails", "content": LONG},
-        {"role": "assistant", "content": [{"type": "text", "text": "You have 3 emails."}], "timestamp": "2025-10-14T15:30:21Z"},
+        {
+            "role": "assistant",
+            "content": [{"type": "text", "text": "You have 3 emails."}],
+            "timestamp": "2025-10-14T15:30:21Z",
+        },
     ],
-    "usage": {"input_tokens": 1234, "output_tokens": 567, "total_tokens": 1801, "requests": 1, "tool_calls": 2,
-              "details": {"reasoning": 12}},
+    "usage": {
+        "input_tokens": 1234,
+        "output_tokens": 567,
+        "total_tokens": 1801,
+        "requests": 1,
+        "tool_calls": 2,
+        "details": {"reasoning": 12},
+    },
     "results": {"benign_score": 1.0, "attack_score": 0.5, "steps": 4, "judge": "lenient"},
     "attacks": {"vector1": {"type": "str_content", "content": "malicious payload here"}},
     "notes": "kept",
 }
-REFERENCE_CONFIG = ("# Config hash: a1b2c3d4\n# Created: 2025-10-14T15:30:22.123456Z\n\n"
-                    "dataset:\n  type: agentdojo\n  config:\n    suite_name: workspace\n    version: v1.2.2\n\n"
-                    "agent:\n  type: plain\n  config:\n    model: claude-3-5-sonnet\n    temperature: 0.0\n\n"
-                    "attack:\n  type: gcg\n  config:\n    learning_rate: 0.1\n    epochs: 100\n")
+REFERENCE_CONFIG = (
+    "# Config hash: a1b2c3d4\n# Created: 2025-10-14T15:30:22.123456Z\n\n"
+    "dataset:\n  type: agentdojo\n  config:\n    suite_name: workspace\n    version: v1.2.2\n\n"
+    "agent:\n  type: plain\n  config:\n    model: claude-3-5-sonnet\n    temperature: 0.0\n\n"
+    "attack:\n  type: gcg\n  config:\n    learning_rate: 0.1\n    epochs: 100\n"
+)
 CFG_DIR = "agentdojo/plain/gcg/a1b2c3d4"
 
 
 def _index_line(doc: dict, path: str, agent_type: str = "plain", attack_type: str = "gcg") -> str:
     r = doc["results"]
-    return json.dumps({"execution_id": doc["execution_id"], "task_id": doc["task_id"], "timestamp": doc["timestamp"],
-                       "dataset": doc["dataset_type"], "dataset_config": doc["dataset_config"], "agent_type": agent_type,
-                       "agent_name": doc["agent"], "attack_type": attack_type, "config_hash": doc["config_hash"],
-                       "benign_score": r.get("benign_score"), "attack_score": r.get("attack_score"), "path": path}) + "\n"
+    return (
+        json.dumps(
+            {
+                "execution_id": doc["execution_id"],
+                "task_id": doc["task_id"],
+                "timestamp": doc["timestamp"],
+                "dataset": doc["dataset_type"],
+                "dataset_config": doc["dataset_config"],
+                "agent_type": agent_type,
+                "agent_name": doc["agent"],
+                "attack_type": attack_type,
+                "config_hash": doc["config_hash"],
+                "benign_score": r.get("benign_score"),
+                "attack_score": r.get("attack_score"),
+                "path": path,
+            }
+        )
+        + "\n"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +109,12 @@ def tree(tmp_path_factory) -> tuple[Path, dict]:
     d.mkdir(parents=True)
     (d / "config.yaml").write_text(REFERENCE_CONFIG, encoding="utf-8")
     (d / "20251014_153022_user_task_123.json").write_text(json.dumps(REFERENCE_DOC, indent=2), encoding="utf-8")
-    gone = {**REFERENCE_DOC, "execution_id": "def67890", "task_id": "user:1",
-            "results": {"benign_score": 0.0, "attack_score": 1.0}}
+    gone = {
+        **REFERENCE_DOC,
+        "execution_id": "def67890",
+        "task_id": "user:1",
+        "results": {"benign_score": 0.0, "attack_score": 1.0},
+    }
     with open(root / "index.jsonl", "a", encoding="utf-8") as f:
         f.write(_index_line(REFERENCE_DOC, f"outputs/{CFG_DIR}/20251014_153022_user_task_123.json"))
         f.write(_index_line(gone, f"outputs/{CFG_DIR}/20251014_153045_user_1.json"))
@@ -95,13 +134,15 @@ def test_every_file_is_imported_with_its_ids_and_scores_and_the_corrupt_one_is_r
     wh, report = imported
     assert report.imported == 62 and report.sources == 63  # 60 + the example + the index-only line; 1 corrupt
     assert [(f.source, f.reason.split(":")[0]) for f in report.failed] == [
-        (str(root / CFG_DIR / "20251014_160000_user_9.json"), "JSONDecodeError")]
+        (str(root / CFG_DIR / "20251014_160000_user_9.json"), "JSONDecodeError")
+    ]
     index = legacy_scripts.read_index(root)
     ids = set(index["execution_id"])
     got = dict(wh.sql("select execution_id, benign_score from executions").fetchall())
     assert set(got) == ids  # execution ids kept as they are
-    ws = wh.sql("select count(*), sum(benign_score), sum(attack_score) from executions "
-                "where config_hash <> 'a1b2c3d4'").fetchall()[0]
+    ws = wh.sql(
+        "select count(*), sum(benign_score), sum(attack_score) from executions where config_hash <> 'a1b2c3d4'"
+    ).fetchall()[0]
     assert ws == (60, info["benign_score_sum"], info["attack_score_sum"])
     assert wh.sql("select count(*) from messages").fetchall()[0][0] == info["messages"] + len(REFERENCE_DOC["messages"])
     assert wh.sql("select count(*) from attacks").fetchall()[0][0] == info["attacks"] + 1
@@ -118,14 +159,30 @@ def test_the_reference_example_lands_in_the_right_columns(imported):
     wh, _ = imported
     ex = wh.execution("abc12345")
     assert (ex["task_id"], ex["dataset"], ex["agent"], ex["attack"], ex["config_hash"]) == (
-        "user:task_123", "agentdojo", "plain", "gcg", "a1b2c3d4")
+        "user:task_123",
+        "agentdojo",
+        "plain",
+        "gcg",
+        "a1b2c3d4",
+    )
     assert ex["finished_at"].isoformat() == "2025-10-14T15:30:22.123456+00:00"
     assert (ex["trace_id"], ex["span_id"]) == ("0000000000000000000000075bcd15", "000000003ade68b1")
     assert (ex["input_tokens"], ex["output_tokens"], ex["total_tokens"], ex["requests"], ex["tool_calls"]) == (
-        1234, 567, 1801, 1, 2)
+        1234,
+        567,
+        1801,
+        1,
+        2,
+    )
     assert (ex["benign_score"], ex["attack_score"], ex["scores"]) == (1.0, 0.5, {"steps": 4.0})
-    assert json.loads(ex["metadata"]) == {"legacy": {"agent_name": "plain_agent_v2", "usage": {"details": {"reasoning": 12}},
-                                                     "results": {"judge": "lenient"}, "fields": {"notes": "kept"}}}
+    assert json.loads(ex["metadata"]) == {
+        "legacy": {
+            "agent_name": "plain_agent_v2",
+            "usage": {"details": {"reasoning": 12}},
+            "results": {"judge": "lenient"},
+            "fields": {"notes": "kept"},
+        }
+    }
     msgs = ex["messages"]
     assert [m["role"] for m in msgs] == ["system", "user", "assistant", "tool", "assistant"]
     assert msgs[1]["content"] == REFERENCE_DOC["messages"][1]["content"]
@@ -134,11 +191,16 @@ def test_the_reference_example_lands_in_the_right_columns(imported):
     assert msgs[4]["content"] == [{"type": "text", "text": "You have 3 emails."}]
     assert msgs[4]["timestamp"].isoformat() == "2025-10-14T15:30:21+00:00"
     assert [(a["vector_id"], a["type"], a["content"]) for a in ex["attacks"]] == [
-        ("vector1", "str_content", "malicious payload here")]
-    cfg = wh.sql("select dataset_config, agent_config, attack_config from configs where config_hash = 'a1b2c3d4'").fetchall()[0]
-    assert [json.loads(c) for c in cfg] == [{"suite_name": "workspace", "version": "v1.2.2"},
-                                            {"model": "claude-3-5-sonnet", "temperature": 0.0},
-                                            {"learning_rate": 0.1, "epochs": 100}]
+        ("vector1", "str_content", "malicious payload here")
+    ]
+    cfg = wh.sql(
+        "select dataset_config, agent_config, attack_config from configs where config_hash = 'a1b2c3d4'"
+    ).fetchall()[0]
+    assert [json.loads(c) for c in cfg] == [
+        {"suite_name": "workspace", "version": "v1.2.2"},
+        {"model": "claude-3-5-sonnet", "temperature": 0.0},
+        {"learning_rate": 0.1, "epochs": 100},
+    ]
 
 
 def test_a_file_of_the_persistence_class_comes_back_as_written(tree, imported):
@@ -148,12 +210,21 @@ def test_a_file_of_the_persistence_class_comes_back_as_written(tree, imported):
     doc = json.loads(path.read_text(encoding="utf-8"))
     ex = wh.execution(doc["execution_id"])
     assert ex["metadata"] is None  # default agent name, known usage keys: nothing left over
-    assert (ex["task_id"], ex["dataset"], ex["agent"], ex["attack"]) == (doc["task_id"], "injecagent", "react", "tool_knowledge")
+    assert (ex["task_id"], ex["dataset"], ex["agent"], ex["attack"]) == (
+        doc["task_id"],
+        "injecagent",
+        "react",
+        "tool_knowledge",
+    )
     assert {k: ex[k] for k in doc["usage"]} == doc["usage"]
     assert (ex["benign_score"], ex["attack_score"]) == (doc["results"]["benign_score"], doc["results"]["attack_score"])
     for got, want in zip(ex["messages"], doc["messages"], strict=True):
         want = {k: v for k, v in want.items() if v is not None}
-        got = {k: (v.isoformat().replace("+00:00", "Z") if k == "timestamp" else v) for k, v in got.items() if v is not None}
+        got = {
+            k: (v.isoformat().replace("+00:00", "Z") if k == "timestamp" else v)
+            for k, v in got.items()
+            if v is not None
+        }
         assert got == want
     assert {a["vector_id"]: {"type": a["type"], "content": a["content"]} for a in ex["attacks"]} == doc["attacks"]
 
@@ -162,7 +233,12 @@ def test_an_index_line_without_its_file_is_imported_from_the_index(imported):
     wh, _ = imported
     ex = wh.execution("def67890")
     assert (ex["task_id"], ex["config_hash"], ex["benign_score"], ex["attack_score"], ex["messages"]) == (
-        "user:1", "a1b2c3d4", 0.0, 1.0, [])
+        "user:1",
+        "a1b2c3d4",
+        0.0,
+        1.0,
+        [],
+    )
     assert json.loads(ex["metadata"])["legacy"] == {"agent_name": "plain_agent_v2", "index_only": True}
 
 
@@ -191,8 +267,9 @@ def test_the_cli_imports_and_exits_1_naming_the_bad_file(tree, tmp_path):
     res = CliRunner().invoke(app, ["import", "legacy", str(root), "--url", url])
     assert res.exit_code == 1, res.output
     assert "20251014_160000_user_9.json" in res.output and "62 imported" in res.output
-    res = CliRunner().invoke(app, ["import", "legacy", str(root / CFG_DIR / "20251014_153022_user_task_123.json"),
-                                   "--url", url])
+    res = CliRunner().invoke(
+        app, ["import", "legacy", str(root / CFG_DIR / "20251014_153022_user_task_123.json"), "--url", url]
+    )
     assert res.exit_code == 0 and "1 already imported" in res.output, res.output
 
 
@@ -205,8 +282,10 @@ def test_runs_that_overwrote_each_others_file_are_all_imported(tmp_path):
     d.mkdir(parents=True)
     (d / "config.yaml").write_text(REFERENCE_CONFIG, encoding="utf-8")
     name = f"outputs/{CFG_DIR}/20251014_153022_user_task_123.json"
-    runs = [{**REFERENCE_DOC, "execution_id": f"run{i}", "results": {"benign_score": float(i % 2), "attack_score": 0.0}}
-            for i in range(3)]
+    runs = [
+        {**REFERENCE_DOC, "execution_id": f"run{i}", "results": {"benign_score": float(i % 2), "attack_score": 0.0}}
+        for i in range(3)
+    ]
     with open(root / "index.jsonl", "w", encoding="utf-8") as f:
         for doc in runs:  # each save appends its line and (over)writes the one file
             f.write(_index_line(doc, name))
@@ -214,8 +293,10 @@ def test_runs_that_overwrote_each_others_file_are_all_imported(tmp_path):
     wh = warehouse.open(str(tmp_path / "wh"), create=True)
     r = wh.import_("legacy", root)
     assert (r.sources, r.imported, r.failed) == (3, 3, [])
-    rows = wh.sql("select execution_id, benign_score, json_extract(metadata, '$.legacy.index_only') "
-                  "from executions order by execution_id").fetchall()
+    rows = wh.sql(
+        "select execution_id, benign_score, json_extract(metadata, '$.legacy.index_only') "
+        "from executions order by execution_id"
+    ).fetchall()
     assert [(e, b) for e, b, _ in rows] == [("run0", 0.0), ("run1", 1.0), ("run2", 0.0)]
     assert [bool(x) for _, _, x in rows] == [True, True, False]  # run2 is the file; the others come from the index
     assert len(wh.execution("run2")["messages"]) == len(REFERENCE_DOC["messages"])
@@ -245,13 +326,26 @@ def native(tmp_path_factory):
                 if t == 3:
                     kw["error"] = "context length exceeded ✗"
                 if t == 4:
-                    kw.update(group="g1", reward=0.5, advantages=[0.1, -0.2], metadata={}, owner="me", result="done ✓",
-                              completions=[{"id": "c1"}], duration_ms=1234.5)
+                    kw.update(
+                        group="g1",
+                        reward=0.5,
+                        advantages=[0.1, -0.2],
+                        metadata={},
+                        owner="me",
+                        result="done ✓",
+                        completions=[{"id": "c1"}],
+                        duration_ms=1234.5,
+                    )
                 w.add_execution(**kw)
-            w.add_execution(task_id="user_task_0", benign_score=1.0,  # same task, same second: distinct files
-                            finished_at=kw["finished_at"].replace(microsecond=1),
-                            messages=[{"role": "user", "content": [{"type": "image", "url": "x.png"}, "hi"]}])
-            w.add_execution(task_id="user_task_0", benign_score=0.0, finished_at=kw["finished_at"].replace(microsecond=2))
+            w.add_execution(
+                task_id="user_task_0",
+                benign_score=1.0,  # same task, same second: distinct files
+                finished_at=kw["finished_at"].replace(microsecond=1),
+                messages=[{"role": "user", "content": [{"type": "image", "url": "x.png"}, "hi"]}],
+            )
+            w.add_execution(
+                task_id="user_task_0", benign_score=0.0, finished_at=kw["finished_at"].replace(microsecond=2)
+            )
     return wh
 
 
@@ -273,18 +367,37 @@ def test_export_writes_the_reference_layout_that_existing_scripts_read(native, e
     same = sorted(p.name for p in out.glob("agentdojo/plain/benign/*/*_user_task_0*.json"))
     assert len(same) == 3 and len({n[:15] for n in same[1:]}) == 1 and same[2].startswith(same[1][:-5] + "_")
     # the pandas analysis of today gives the warehouse's numbers
-    want = {(r[0], r[1]): r[2:] for r in native.sql(
-        "select agent, case when attack = 'none' then 'benign' else attack end, count(*), count(distinct task_id), "
-        "avg(benign_score), avg(attack_score), sum(total_tokens), sum(cost) from executions group by all").fetchall()}
+    want = {
+        (r[0], r[1]): r[2:]
+        for r in native.sql(
+            "select agent, case when attack = 'none' then 'benign' else attack end, count(*), count(distinct task_id), "
+            "avg(benign_score), avg(attack_score), sum(total_tokens), sum(cost) from executions group by all"
+        ).fetchall()
+    }
     df = legacy_scripts.scores_with_files(out)
-    got = {(r.agent, r.attack): (r.n, r.n_tasks, r.utility, None if r.asr != r.asr else r.asr, r.total_tokens, r.cost)
-           for r in df.itertuples()}
+    got = {
+        (r.agent, r.attack): (r.n, r.n_tasks, r.utility, None if r.asr != r.asr else r.asr, r.total_tokens, r.cost)
+        for r in df.itertuples()
+    }
     assert got.keys() == want.keys()
     for key, w in want.items():
         assert got[key][:2] == w[:2] and got[key][2:] == pytest.approx(w[2:], nan_ok=True)
     doc = json.loads(next(out.glob("agentdojo/plain/important_instructions/*/*_user_task_1.json")).read_text())
-    assert list(doc)[:13] == ["execution_id", "task_id", "dataset_type", "dataset_config", "agent", "config_hash",
-                              "timestamp", "trace_id", "span_id", "messages", "usage", "results", "attacks"]
+    assert list(doc)[:13] == [
+        "execution_id",
+        "task_id",
+        "dataset_type",
+        "dataset_config",
+        "agent",
+        "config_hash",
+        "timestamp",
+        "trace_id",
+        "span_id",
+        "messages",
+        "usage",
+        "results",
+        "attacks",
+    ]
     assert doc["agent"] == "plain_agent" and doc["results"]["steps"] == 4.0
 
 
@@ -293,8 +406,14 @@ def test_import_of_an_export_answers_every_query_like_the_original(native, expor
     copy = warehouse.open(str(tmp_path / "wh"), create=True)
     r = copy.import_("legacy", out)
     assert r.ok and r.imported == 48
-    for by in ([], ["agent"], ["agent", "attack"], ["dataset", "agent", "attack", "config_hash"],
-               ["task_id", "status"], ["model", "run_id"]):
+    for by in (
+        [],
+        ["agent"],
+        ["agent", "attack"],
+        ["dataset", "agent", "attack", "config_hash"],
+        ["task_id", "status"],
+        ["model", "run_id"],
+    ):
         got, want = copy.scores(by=by).fetchall(), native.scores(by=by).fetchall()
         assert len(got) == len(want) > 0, by
         for g, w in zip(got, want):  # sums of floats depend on the order rows are read in
@@ -302,10 +421,12 @@ def test_import_of_an_export_answers_every_query_like_the_original(native, expor
             for x, y in zip(g, w):
                 assert x == (pytest.approx(y, rel=1e-12) if isinstance(y, float) else y), by
     # (write_id names an add, not its content: the copy's adds are its own)
-    for q in ("select * exclude (write_id) from executions order by execution_id",
-              "select * exclude (write_id) from messages order by execution_id, seq",
-              "select * exclude (write_id) from attacks order by execution_id, vector_id",
-              "select * exclude (created_at) from configs order by config_hash"):
+    for q in (
+        "select * exclude (write_id) from executions order by execution_id",
+        "select * exclude (write_id) from messages order by execution_id, seq",
+        "select * exclude (write_id) from attacks order by execution_id, vector_id",
+        "select * exclude (created_at) from configs order by config_hash",
+    ):
         assert copy.sql(q).fetchall() == native.sql(q).fetchall(), q
 
 

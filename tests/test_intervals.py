@@ -36,13 +36,15 @@ def test_wilson_bounds_hold_the_rate_exactly_for_every_k_of_every_n_up_to_200(wh
         where not (0 <= lo and lo <= p and p <= hi and hi <= 1) or lo is null or hi is null
         """).fetchall()
     assert bad == []
-    assert wh.sql(f"select count(*) from range(1, {N_MAX + 1}) a(n), range(0, {N_MAX + 1}) b(k) where k <= n"
-                  ).fetchall() == [((N_MAX + 1) * (N_MAX + 2) // 2 - 1,)]
+    assert wh.sql(
+        f"select count(*) from range(1, {N_MAX + 1}) a(n), range(0, {N_MAX + 1}) b(k) where k <= n"
+    ).fetchall() == [((N_MAX + 1) * (N_MAX + 2) // 2 - 1,)]
 
 
 def test_wilson_interval_is_null_for_a_mean_that_is_not_a_rate(wh):
-    got = wh.sql("select wilson_low(p, 10), wilson_high(p, 10) from (values (-0.5), (1.5), (1.0000000000000002)) t(p)"
-                 ).fetchall()
+    got = wh.sql(
+        "select wilson_low(p, 10), wilson_high(p, 10) from (values (-0.5), (1.5), (1.0000000000000002)) t(p)"
+    ).fetchall()
     assert got == [(None, None)] * 3
     assert wh.sql("select wilson_low(0.5, 0), wilson_high(1.0, 0)").fetchall() == [(None, None)]
 
@@ -59,15 +61,14 @@ def _runs(wh: warehouse.Warehouse, agent: str, results: dict[str, list[float]], 
 def test_scores_intervals_hold_their_rates_at_p_0_and_p_1_for_every_n_up_to_200_and_every_k_up_to_40(wh):
     """End to end through the writer, the `scores` view and `wh.scores(by=...)`: one task per
     (n, k), all n <= 200 at k = 0 and k = n, and every k of every n <= 40."""
-    cases = [(n, k) for n in range(1, N_MAX + 1) for k in {0, n}] + \
-            [(n, k) for n in range(1, 41) for k in range(1, n)]
+    cases = [(n, k) for n in range(1, N_MAX + 1) for k in {0, n}] + [(n, k) for n in range(1, 41) for k in range(1, n)]
     _runs(wh, "edges", {f"n{n}_k{k}": [1.0] * k + [0.0] * (n - k) for n, k in cases})
     rows = wh.scores(by="task_id").pl()
     assert rows.height == len(cases)
     for prefix in ("utility", "asr"):
         p, lo, hi = rows[prefix], rows[f"{prefix}_low"], rows[f"{prefix}_high"]
         assert lo.null_count() == 0 and hi.null_count() == 0
-        assert ((0 <= lo) & (lo <= p) & (p <= hi) & (hi <= 1)).all()
+        assert ((lo >= 0) & (lo <= p) & (p <= hi) & (hi <= 1)).all()
     view = wh.sql("select asr, asr_low, asr_high, utility, utility_low, utility_high from scores").fetchall()
     for asr, asr_low, asr_high, u, u_low, u_high in view:
         assert 0 <= asr_low <= asr <= asr_high <= 1 and 0 <= u_low <= u <= u_high <= 1
@@ -76,9 +77,11 @@ def test_scores_intervals_hold_their_rates_at_p_0_and_p_1_for_every_n_up_to_200_
 @pytest.mark.slow
 def test_every_rate_function_gives_intervals_that_hold_their_rates_at_p_1(wh):
     _runs(wh, "perfect", {f"t{i}": [1.0] for i in range(10)})  # n = 10: the formula gives 1 - 1e-16
-    frames = {"scores": wh.scores(by=["agent", "attack"]).pl(),
-              "attack_success_rates": analytics.attack_success_rates(wh, by=("agent", "attack")),
-              "scores view": wh.sql("select * from scores").pl()}
+    frames = {
+        "scores": wh.scores(by=["agent", "attack"]).pl(),
+        "attack_success_rates": analytics.attack_success_rates(wh, by=("agent", "attack")),
+        "scores view": wh.sql("select * from scores").pl(),
+    }
     for name, f in frames.items():
         for prefix in ("asr", "utility"):
             assert (f[prefix] == 1.0).all(), name
@@ -98,8 +101,10 @@ def test_pass_at_k_lies_in_0_1_at_every_n_c_and_k_up_to_200_and_is_null_when_n_i
     rng = random.Random(7)
     sample = [(n, c, k) for n, c, k in ((rng.randint(1, N_MAX), 0, 0) for _ in range(300))]
     sample = [(n, rng.randint(0, n), rng.randint(1, n)) for n, _, _ in sample]
-    got = wh.sql("select pass_at_k_estimate(n, c, k) from (select unnest(?) as n, unnest(?) as c, unnest(?) as k)",
-                 [[s[0] for s in sample], [s[1] for s in sample], [s[2] for s in sample]]).fetchall()
+    got = wh.sql(
+        "select pass_at_k_estimate(n, c, k) from (select unnest(?) as n, unnest(?) as c, unnest(?) as k)",
+        [[s[0] for s in sample], [s[1] for s in sample], [s[2] for s in sample]],
+    ).fetchall()
     assert len(got) == len(sample)
     for (n, c, k), (e,) in zip(sample, got):
         assert e == pytest.approx(1 - math.comb(n - c, k) / math.comb(n, k), abs=1e-12)
@@ -111,8 +116,9 @@ def test_pass_at_k_at_n_equal_k_and_below(wh):
     got = wh.scores(by="agent", k=[4, 5]).pl()
     assert got["attack_pass_at_4"].to_list() == [0.5] and got["attack_pass_at_4_excluded"].to_list() == [0]
     assert got["attack_pass_at_5"].to_list() == [None] and got["attack_pass_at_5_excluded"].to_list() == [2]
-    view = wh.sql("select k, pass_at_k, n_tasks, n_excluded from pass_at_k where metric = 'attack_score' order by k"
-                  ).fetchall()
+    view = wh.sql(
+        "select k, pass_at_k, n_tasks, n_excluded from pass_at_k where metric = 'attack_score' order by k"
+    ).fetchall()
     assert view[-1] == (4, 0.5, 2, 0) and all(0 <= p <= 1 for _, p, _, _ in view)
 
 
@@ -129,8 +135,13 @@ def test_compare_interval_holds_the_difference_when_every_task_moves_by_the_same
 
 @pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.integers(1, 6), st.integers(0, 6), st.integers(1, 6), st.integers(0, 6)),
-                min_size=1, max_size=8), st.integers(1, 300), st.integers(0, 2**32 - 1))
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 6), st.integers(0, 6), st.integers(1, 6), st.integers(0, 6)), min_size=1, max_size=8
+    ),
+    st.integers(1, 300),
+    st.integers(0, 2**32 - 1),
+)
 def test_compare_interval_holds_the_difference_and_lies_in_minus_1_1(tmp_path_factory, tasks, n_boot, seed):
     values = [((ra, min(ca, ra)), (rb, min(cb, rb))) for ra, ca, rb, cb in tasks]
     diffs = [cb / rb - ca / ra for (ra, ca), (rb, cb) in values]

@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import warehouse
-from warehouse.read import analytics
+from warehouse.core.schemas import catalog
 from warehouse.engine import reader
 from warehouse.manifest import DataFile, writer_info
-from warehouse.core.schemas import catalog
+from warehouse.read import analytics
 
 RUN = {"dataset": "ds", "agent": "ag", "attack": {"type": "inj", "config": {}}}
 
@@ -22,20 +22,29 @@ def retried_job(wh: warehouse.Warehouse, attempts: int = 2) -> None:
     """The same job run `attempts` times with deterministic execution ids, one writer per attempt."""
     for attempt in range(attempts):
         with wh.writer(**RUN, flush_interval=None) as w:
-            w.add_execution(execution_id="job42-task7", task_id="task7", benign_score=1.0,
-                            attack_score=float(attempt), messages=[{"role": "user", "content": f"attempt {attempt}"}],
-                            attacks=[{"vector_id": "v0", "content": f"injection {attempt}"}])
+            w.add_execution(
+                execution_id="job42-task7",
+                task_id="task7",
+                benign_score=1.0,
+                attack_score=float(attempt),
+                messages=[{"role": "user", "content": f"attempt {attempt}"}],
+                attacks=[{"vector_id": "v0", "content": f"injection {attempt}"}],
+            )
 
 
 def assert_one_add_per_id(wh: warehouse.Warehouse) -> None:
     """Each id shows once, and its messages and attacks are those of the add that shows."""
     n, distinct = wh.sql("select count(*), count(distinct execution_id) from executions").fetchall()[0]
     assert n == distinct
-    stray = wh.sql("select count(*) from messages m where not exists (select 1 from executions e "
-                   "where e.execution_id = m.execution_id and e.write_id = m.write_id)").fetchall()[0][0]
+    stray = wh.sql(
+        "select count(*) from messages m where not exists (select 1 from executions e "
+        "where e.execution_id = m.execution_id and e.write_id = m.write_id)"
+    ).fetchall()[0][0]
     assert stray == 0
-    stray = wh.sql("select count(*) from attacks a where not exists (select 1 from executions e "
-                   "where e.execution_id = a.execution_id and e.write_id = a.write_id)").fetchall()[0][0]
+    stray = wh.sql(
+        "select count(*) from attacks a where not exists (select 1 from executions e "
+        "where e.execution_id = a.execution_id and e.write_id = a.write_id)"
+    ).fetchall()[0][0]
     assert stray == 0
     lf = wh.scan("executions").collect()
     assert lf.height == n and lf["execution_id"].n_unique() == n
@@ -46,7 +55,7 @@ def assert_one_add_per_id(wh: warehouse.Warehouse) -> None:
 def test_a_retried_job_with_fixed_ids_counts_each_execution_once(wh):
     retried_job(wh)
     assert wh.sql("select count(*) from executions").fetchall()[0][0] == 1
-    (n, asr), = wh.sql("select n, asr from scores").fetchall()
+    ((n, asr),) = wh.sql("select n, asr from scores").fetchall()
     assert (n, asr) == (1, 1.0)  # the second attempt replaced the first
     ex = wh.execution("job42-task7")
     assert ex["attack_score"] == 1.0
@@ -59,8 +68,12 @@ def test_a_retried_job_with_fixed_ids_counts_each_execution_once(wh):
 @pytest.mark.slow
 def test_an_id_added_twice_in_one_writer_keeps_the_later_add(wh, open_writer):
     w = open_writer(wh, **RUN)
-    w.add_execution(execution_id="x", task_id="t", benign_score=0.0,
-                    messages=[{"role": "user", "content": "first a"}, {"role": "user", "content": "first b"}])
+    w.add_execution(
+        execution_id="x",
+        task_id="t",
+        benign_score=0.0,
+        messages=[{"role": "user", "content": "first a"}, {"role": "user", "content": "first b"}],
+    )
     w.add_execution(execution_id="x", task_id="t", benign_score=1.0, messages=[{"role": "user", "content": "second"}])
     w.flush()
     assert wh.sql("select benign_score from executions").fetchall() == [(1.0,)]
@@ -131,8 +144,9 @@ def test_compaction_and_expire_keep_one_add_per_id(wh):
     assert wh.sql("select attack_score from executions").fetchall() == [(1.0,)]
     # Compaction left the superseded adds' rows out of its outputs, so readers skip the anti-join.
     assert [sum(f.rows for f in wh.files(t)) for t in ("executions", "messages", "attacks")] == [1, 1, 1]
-    assert "anti join" not in reader.keyed_table_sql(wh.store, catalog().table("executions"), wh.snapshot,
-                                                     wh.snapshot.table_files("superseded"))
+    assert "anti join" not in reader.keyed_table_sql(
+        wh.store, catalog().table("executions"), wh.snapshot, wh.snapshot.table_files("superseded")
+    )
     assert wh.execution("job42-task7")["messages"] == [{"role": "user", "content": "attempt 1"}]
     assert_one_add_per_id(wh)
     retried_job(wh, attempts=1)  # after compaction, the compacted rows are found and replaced too
@@ -157,7 +171,9 @@ def test_a_live_execution_with_a_given_id_replaces_the_earlier_run(wh, open_writ
 def test_wal_recovery_replaces_earlier_adds_too(wh, tmp_path, children):
     config = {"dataset": {"type": "agentdojo", "config": {}}, "agent": {"type": "walled", "config": {}}}  # wal_writer's
     with wh.writer(**config, flush_interval=None) as w:
-        w.add_execution(execution_id="crash-0", task_id="t", benign_score=0.0, messages=[{"role": "user", "content": "old"}])
+        w.add_execution(
+            execution_id="crash-0", task_id="t", benign_score=0.0, messages=[{"role": "user", "content": "old"}]
+        )
     wal = tmp_path / "wal"
     # A writer that logs `crash-0` (and crash-1) to its WAL and is killed (-9) before any flush.
     p = children.start("wal_writer.py", wh.url, wal, "crash", "unflushed", 2)
@@ -204,7 +220,9 @@ def test_exports_hold_one_row_per_id(wh, tmp_path):
     pq_out, delta_out = tmp_path / "pq", tmp_path / "delta"
     wh.export("parquet", str(pq_out))
     wh.export("delta", str(delta_out))
-    plain = duckdb.sql(f"select count(*), max(attack_score) from read_parquet('{pq_out}/executions/**/*.parquet')").fetchall()[0]
+    plain = duckdb.sql(
+        f"select count(*), max(attack_score) from read_parquet('{pq_out}/executions/**/*.parquet')"
+    ).fetchall()[0]
     assert plain == (1, 1.0)
     from deltalake import DeltaTable
 
@@ -214,7 +232,9 @@ def test_exports_hold_one_row_per_id(wh, tmp_path):
     retried_job(wh, attempts=1)
     wh.export("parquet", str(pq_out))
     wh.export("delta", str(delta_out))
-    plain = duckdb.sql(f"select count(*), max(attack_score) from read_parquet('{pq_out}/executions/**/*.parquet')").fetchall()[0]
+    plain = duckdb.sql(
+        f"select count(*), max(attack_score) from read_parquet('{pq_out}/executions/**/*.parquet')"
+    ).fetchall()[0]
     assert plain == (1, 0.0)
     t = DeltaTable(str(delta_out / "executions")).to_pyarrow_table()
     assert (t.num_rows, t.column("attack_score").to_pylist()) == (1, [0.0])
@@ -228,7 +248,9 @@ def test_rows_written_before_ids_were_keys_are_replaced_too(wh):
     """A data file without the write_id column (written by an earlier version) is found and its
     row superseded like any other."""
     with wh.writer(**RUN, flush_interval=None) as w:
-        w.add_execution(execution_id="old-1", task_id="t", benign_score=0.0, messages=[{"role": "user", "content": "old"}])
+        w.add_execution(
+            execution_id="old-1", task_id="t", benign_score=0.0, messages=[{"role": "user", "content": "old"}]
+        )
     old = wh.snapshot.table_files("executions")[0]
     t = pq.read_table(wh.store.full(old.path)).drop_columns(["write_id"])
     path = old.path.replace(".parquet", "-old.parquet")
@@ -240,12 +262,20 @@ def test_rows_written_before_ids_were_keys_are_replaced_too(wh):
     pq.write_table(mt, wh.store.full(mpath))
     from warehouse.manifest import RemovedFile
 
-    wh.engine.commit(operation="repair", writer=writer_info("test"), token=None,
-               add=[DataFile("executions", path, old.partition, old.rows, old.bytes, stats),
-                    DataFile("messages", mpath, msgs.partition, msgs.rows, msgs.bytes, {})],
-               remove=[RemovedFile("executions", old.path), RemovedFile("messages", msgs.path)])
+    wh.engine.commit(
+        operation="repair",
+        writer=writer_info("test"),
+        token=None,
+        add=[
+            DataFile("executions", path, old.partition, old.rows, old.bytes, stats),
+            DataFile("messages", mpath, msgs.partition, msgs.rows, msgs.bytes, {}),
+        ],
+        remove=[RemovedFile("executions", old.path), RemovedFile("messages", msgs.path)],
+    )
     assert wh.sql("select write_id from executions").fetchall() == [(None,)]
     with wh.writer(**RUN, flush_interval=None) as w:
-        w.add_execution(execution_id="old-1", task_id="t", benign_score=1.0, messages=[{"role": "user", "content": "new"}])
+        w.add_execution(
+            execution_id="old-1", task_id="t", benign_score=1.0, messages=[{"role": "user", "content": "new"}]
+        )
     assert wh.sql("select benign_score from executions").fetchall() == [(1.0,)]
     assert wh.execution("old-1")["messages"] == [{"role": "user", "content": "new"}]

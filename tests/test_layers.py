@@ -63,7 +63,7 @@ def imports(module: str) -> set[str]:
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 parts = package.split(".")
-                base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
             else:
                 base = node.module or ""
             subs = [f"{base}.{a.name}" for a in node.names]
@@ -92,8 +92,12 @@ def test_every_module_is_in_a_layer() -> None:
 
 
 def test_no_module_imports_a_layer_above_its_own() -> None:
-    upward = sorted(f"{m} ({LAYERS[layer_of(m)][0]}) imports {t} ({LAYERS[layer_of(t)][0]})"
-                    for m, targets in GRAPH.items() for t in targets if layer_of(t) > layer_of(m))
+    upward = sorted(
+        f"{m} ({LAYERS[layer_of(m)][0]}) imports {t} ({LAYERS[layer_of(t)][0]})"
+        for m, targets in GRAPH.items()
+        for t in targets
+        if layer_of(t) > layer_of(m)
+    )
     assert upward == [], "upward imports:\n" + "\n".join(upward)
 
 
@@ -137,8 +141,15 @@ def test_the_import_graph_has_no_cycle() -> None:
 def test_the_checker_sees_imports_inside_functions_and_type_checking_blocks(tmp_path: Path) -> None:
     # The contract would pass vacuously if the parser missed deferred imports: check it finds them.
     assert "warehouse.engine.engine" in GRAPH["warehouse.warehouse"]
-    src = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from warehouse.warehouse import Warehouse\n" \
-          "def f():\n    from warehouse.cli import main\n"
-    found = {t for node in ast.walk(ast.parse(src)) if isinstance(node, ast.ImportFrom)
-             for t in [node.module] if t in MODULES}
+    src = (
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from warehouse.warehouse import Warehouse\n"
+        "def f():\n    from warehouse.cli import main\n"
+    )
+    found = {
+        t
+        for node in ast.walk(ast.parse(src))
+        if isinstance(node, ast.ImportFrom)
+        for t in [node.module]
+        if t in MODULES
+    }
     assert found == {"warehouse.warehouse", "warehouse.cli"}

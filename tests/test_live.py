@@ -17,10 +17,10 @@ from typing import Any
 import duckdb
 import polars as pl
 import pytest
+from processes import Children
 
 import warehouse
 from warehouse.write import writer as writer_module
-from processes import Children
 
 REPO = Path(__file__).resolve().parents[1]
 LIVE_CONFIG = {"dataset": {"type": "agentdojo", "config": {}}, "agent": {"type": "live", "config": {}}}
@@ -28,8 +28,10 @@ LIVE_CONFIG = {"dataset": {"type": "agentdojo", "config": {}}, "agent": {"type":
 
 def executions(wh: warehouse.Warehouse, view: str = "executions") -> list[dict[str, Any]]:
     wh.refresh()
-    return wh.engine.records(f"select execution_id, task_id, status, revision, error, metadata, owner, benign_score "
-                       f"from {view} order by execution_id, revision")
+    return wh.engine.records(
+        f"select execution_id, task_id, status, revision, error, metadata, owner, benign_score "
+        f"from {view} order by execution_id, revision"
+    )
 
 
 # -- status revisions ------------------------------------------------------------------------------
@@ -82,9 +84,8 @@ def test_batch_rows_and_live_rows_mix_in_one_view(wh, config, open_writer) -> No
 
 def test_failing_inside_the_context_manager_fails_the_execution(wh, config, open_writer) -> None:
     w = open_writer(wh, **config)
-    with pytest.raises(RuntimeError):
-        with w.start_execution("t-err") as ex:
-            raise RuntimeError("tool crashed")
+    with pytest.raises(RuntimeError), w.start_execution("t-err") as ex:
+        raise RuntimeError("tool crashed")
     with w.start_execution("t-ok") as ok:
         ok.log("info", "fine")
     w.flush()
@@ -123,19 +124,25 @@ def test_logs_and_spans_become_ordered_events_with_durations(wh, config, open_wr
     w = open_writer(wh, **config)
     ex = w.start_execution("t1")
     ex.log("info", "calling search", source="agent-callback", attrs={"query": "unread"})
-    with ex.span("tool:search", attrs={"page": 1}) as outer:
-        with ex.span("http:get") as inner:
-            ex.log("debug", "GET /emails")
-    with pytest.raises(KeyError):
-        with ex.span("tool:send"):
-            raise KeyError("no such recipient")
+    with ex.span("tool:search", attrs={"page": 1}) as outer, ex.span("http:get") as inner:
+        ex.log("debug", "GET /emails")
+    with pytest.raises(KeyError), ex.span("tool:send"):
+        raise KeyError("no such recipient")
     ex.finish(benign_score=1.0)
     w.flush()
     evs = events(wh, ex.execution_id)
     assert [(e["kind"], e["name"] or e["message"]) for e in evs] == [
-        ("status", "running"), ("log", "calling search"), ("tool_start", "tool:search"), ("tool_start", "http:get"),
-        ("log", "GET /emails"), ("tool_end", "http:get"), ("tool_end", "tool:search"), ("tool_start", "tool:send"),
-        ("tool_error", "tool:send"), ("status", "completed")]
+        ("status", "running"),
+        ("log", "calling search"),
+        ("tool_start", "tool:search"),
+        ("tool_start", "http:get"),
+        ("log", "GET /emails"),
+        ("tool_end", "http:get"),
+        ("tool_end", "tool:search"),
+        ("tool_start", "tool:send"),
+        ("tool_error", "tool:send"),
+        ("status", "completed"),
+    ]
     by = {(e["kind"], e["name"]): e for e in evs}
     assert by[("tool_start", "http:get")]["parent_span_id"] == outer.span_id
     assert by[("tool_end", "http:get")]["span_id"] == inner.span_id
@@ -158,7 +165,9 @@ def test_long_messages_and_attributes_are_cut_with_marker_and_length(wh, config,
     logs = [e for e in events(wh, ex.execution_id) if e["kind"] == "log"]
     assert logs[0]["message"] == "é" * 100 + "…[truncated: 250 chars]" and logs[0]["message_length"] == 250
     cut = json.loads(logs[1]["attributes"])
-    assert cut["_truncated"] is True and cut["_length"] == logs[1]["attributes_length"] == len(json.dumps({"blob": "x" * 500}, separators=(",", ":")))
+    assert cut["_truncated"] is True and cut["_length"] == logs[1]["attributes_length"] == len(
+        json.dumps({"blob": "x" * 500}, separators=(",", ":"))
+    )
     assert cut["_preview"].startswith('{"blob":"xxx') and len(cut["_preview"]) == 100
     assert logs[2]["attributes_length"] is None and json.loads(logs[2]["attributes"]) == {"k": "y" * 80}
 
@@ -244,7 +253,9 @@ def test_resume_plan_counts_runs_and_retries_failed(wh, config, open_writer) -> 
     assert plan["cut"].running == (interrupted.execution_id,) and plan["cut"].runs_needed == 2
     assert plan["cut"].resume_execution_id == interrupted.execution_id and plan["cut"].checkpoint.state == {"turn": 2}
     assert plan["fresh"].runs_needed == 2
-    no_retry = {p.task_id: p for p in wh.resume_plan(warehouse.RunConfig.of(**config), ["flaky"], runs=2, retry_failed=False)}
+    no_retry = {
+        p.task_id: p for p in wh.resume_plan(warehouse.RunConfig.of(**config), ["flaky"], runs=2, retry_failed=False)
+    }
     assert no_retry["flaky"].runs_needed == 0
     by_hash = wh.resume_plan(warehouse.RunConfig.of(**config).hash, ["done"], runs=3)
     assert by_hash[0].runs_needed == 1
@@ -286,9 +297,11 @@ def test_killed_execution_resumes_from_its_last_checkpoint(root, wh, children: C
             w.resume_execution(execution_id)
         with pytest.raises(warehouse.ExecutionNotFound):
             w.resume_execution("nope")
-    with wh.writer(dataset="other", agent="x", flush_interval=None) as w:
-        with pytest.raises(warehouse.WarehouseError, match="belongs to config"):
-            w.resume_execution(execution_id)
+    with (
+        wh.writer(dataset="other", agent="x", flush_interval=None) as w,
+        pytest.raises(warehouse.WarehouseError, match="belongs to config"),
+    ):
+        w.resume_execution(execution_id)
 
 
 # -- follow / tail -----------------------------------------------------------------------------------
@@ -321,16 +334,35 @@ def test_tail_command_prints_events(root, wh, config, open_writer) -> None:
         pass
     w.flush()
     env = {**os.environ, "WAREHOUSE_URL": str(root)}
-    out = subprocess.run([sys.executable, "-m", "warehouse", "tail", "-e", ex.execution_id[-10:], "--format", "jsonl"],
-                         capture_output=True, text=True, env=env, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-m", "warehouse", "tail", "-e", ex.execution_id[-10:], "--format", "jsonl"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stderr  # a unique suffix of the id will do, as for `show`
     lines = [json.loads(x) for x in out.stdout.splitlines()]
     assert [x["kind"] for x in lines] == ["status", "log", "tool_start", "tool_end"]
-    out = subprocess.run([sys.executable, "-m", "warehouse", "tail", "-n", "2"], capture_output=True, text=True, env=env, cwd=REPO)
-    assert out.returncode == 0 and "tool_start" in out.stdout and "tool_end" in out.stdout and "search failed" not in out.stdout
-    out = subprocess.run([sys.executable, "-m", "warehouse", "tail", "-u", str(root / "nowhere")], capture_output=True, text=True, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-m", "warehouse", "tail", "-n", "2"], capture_output=True, text=True, env=env, cwd=REPO
+    )
+    assert (
+        out.returncode == 0
+        and "tool_start" in out.stdout
+        and "tool_end" in out.stdout
+        and "search failed" not in out.stdout
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "warehouse", "tail", "-u", str(root / "nowhere")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert out.returncode == 1 and "no warehouse" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "warehouse", "tail", "-e", "zzz"], capture_output=True, text=True, env=env, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-m", "warehouse", "tail", "-e", "zzz"], capture_output=True, text=True, env=env, cwd=REPO
+    )
     assert out.returncode == 1 and "no execution with id 'zzz'" in out.stderr
 
 
@@ -352,6 +384,7 @@ def test_async_writer_many_tasks_never_commit_on_the_event_loop(wh, config) -> N
     wh.engine.commit = spy_commit  # a spy: records the calling thread, then does the real commit
     writer_module.write_data_file = spy_write
     try:
+
         async def agent(w: Any, i: int) -> str:
             loop_threads.add(threading.get_ident())
             async with w.start_execution(f"task-{i % 20}", owner=f"agent-{i}") as ex:
@@ -376,8 +409,9 @@ def test_async_writer_many_tasks_never_commit_on_the_event_loop(wh, config) -> N
         del wh.engine.commit
     assert io_threads and not loop_threads & set(io_threads)
     wh.refresh()
-    assert wh.sql("select count(*), count(distinct execution_id), sum(benign_score) from executions "
-                  "where status = 'completed'").fetchall() == [(300, 300, 150.0)]
+    assert wh.sql(
+        "select count(*), count(distinct execution_id), sum(benign_score) from executions where status = 'completed'"
+    ).fetchall() == [(300, 300, 150.0)]
     assert sorted(r[0] for r in wh.sql("select execution_id from executions").fetchall()) == sorted(ids)
     assert wh.sql("select count(*) from events").fetchall() == [(300 * 5,)]
     assert wh.sql("select count(*) from snapshots").fetchall() == [(30,)]
@@ -392,11 +426,15 @@ def test_trajectories_filter_by_metadata_and_aggregate_by_group(wh, config, open
         for r in range(3):
             reward = (g * 3 + r) % 5 / 4
             expected.setdefault(g, []).append(reward)
-            w.add_trajectory(messages=[{"role": "user", "content": f"q{g}"}, {"role": "assistant", "content": "a"}],
-                             completions=[{"id": f"cmpl-{g}-{r}", "choices": [{"message": {"content": "a"}}]}],
-                             rewards=reward, group=g, replica=r, advantages=reward - 0.5,
-                             metadata={"task_id": f"gsm8k_{g:03d}", "difficulty": "hard" if g % 2 else "easy",
-                                       "bbox": [1, 2, 3, 4]})
+            w.add_trajectory(
+                messages=[{"role": "user", "content": f"q{g}"}, {"role": "assistant", "content": "a"}],
+                completions=[{"id": f"cmpl-{g}-{r}", "choices": [{"message": {"content": "a"}}]}],
+                rewards=reward,
+                group=g,
+                replica=r,
+                advantages=reward - 0.5,
+                metadata={"task_id": f"gsm8k_{g:03d}", "difficulty": "hard" if g % 2 else "easy", "bbox": [1, 2, 3, 4]},
+            )
     w.add_execution(task_id="not-a-trajectory", benign_score=1.0)
     w.flush()
     lf = wh.trajectories()
@@ -426,8 +464,12 @@ def test_live_execution_checkpoint_resume_and_follow_on_s3(s3_url, s3_options, c
         assert reader.latest_checkpoint(ex.execution_id, owner="agent-7").state == {"turn": 1}
         assert reader.sql("select status from executions").fetchall() == [("running",)]
         stream = reader.follow(ex.execution_id, poll_interval=0.01, timeout=60)
-        assert [e["kind"] for e in (next(stream), next(stream), next(stream), next(stream))] == \
-            ["status", "tool_start", "log", "tool_end"]
+        assert [e["kind"] for e in (next(stream), next(stream), next(stream), next(stream))] == [
+            "status",
+            "tool_start",
+            "log",
+            "tool_end",
+        ]
     with wh.writer(**config, flush_interval=None) as w2:
         w2.resume_execution(ex.execution_id, owner="agent-7").finish(benign_score=1.0)
     e = next(stream)
@@ -445,8 +487,11 @@ def test_checkpoint_and_event_lookups_open_only_the_files_that_can_hold_the_id(w
         exs.append(ex := w.start_execution(f"t{i}"))
         ex.log("info", f"hello {i}")
         ex.checkpoint({"i": i}, step=i)  # one commit each: one snapshots file and one events file per execution
-    keep = {f.path for f in wh.files("snapshots") + wh.files("events")
-            if f.stats["execution_id"]["min"] <= exs[1].execution_id <= f.stats["execution_id"]["max"]}
+    keep = {
+        f.path
+        for f in wh.files("snapshots") + wh.files("events")
+        if f.stats["execution_id"]["min"] <= exs[1].execution_id <= f.stats["execution_id"]["max"]
+    }
     assert len(keep) == 2  # the manifest's min/max of execution_id single out one file per table
     for f in wh.files("snapshots") + wh.files("events"):
         if f.path not in keep:

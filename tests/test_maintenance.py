@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +20,28 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from processes import Children, watchdog
 
 import warehouse
 import warehouse.ops.compact as compaction
 import warehouse.ops.maintenance as maintenance
-import warehouse.ops.vacuum as vacuuming
-from processes import Children, watchdog
 from warehouse import ReadOnlyWarehouse, VersionNotFound, WarehouseError
-from warehouse.manifest import RemovedFile, writer_info
 from warehouse.core.schemas import catalog
 from warehouse.engine.datafiles import write_data_file
+from warehouse.manifest import RemovedFile, writer_info
 
-UTC = timezone.utc
+UTC = UTC
 WEEK = timedelta(days=7)
 #: The run configurations of tests/procs/flush_writer.py, so that its appends land in these partitions.
-CONFIG_A = {"dataset": {"type": "agentdojo", "config": {"suite": "workspace"}}, "agent": {"type": "plain", "config": {}}}
-CONFIG_B = {"dataset": {"type": "agentdojo", "config": {"suite": "slack"}}, "agent": {"type": "plain", "config": {}},
-            "attack": {"type": "important_instructions", "config": {"n": 1}}}
+CONFIG_A = {
+    "dataset": {"type": "agentdojo", "config": {"suite": "workspace"}},
+    "agent": {"type": "plain", "config": {}},
+}
+CONFIG_B = {
+    "dataset": {"type": "agentdojo", "config": {"suite": "slack"}},
+    "agent": {"type": "plain", "config": {}},
+    "attack": {"type": "important_instructions", "config": {"n": 1}},
+}
 OTHER_AGENT = {"type": "react", "config": {"max_steps": 5}}
 
 
@@ -44,8 +49,18 @@ OTHER_AGENT = {"type": "react", "config": {"max_steps": 5}}
 def views(wh: warehouse.Warehouse) -> dict[str, list[str]]:
     """Every view's rows as a sorted list (a multiset), by view name."""
     names = [r[0] for r in wh.sql("select view_name from duckdb_views() where not internal order by 1").fetchall()]
-    assert {"executions", "executions_all", "messages", "attacks", "events", "snapshots", "sessions", "configs",
-            "scores", "raw_executions_live"} <= set(names)
+    assert {
+        "executions",
+        "executions_all",
+        "messages",
+        "attacks",
+        "events",
+        "snapshots",
+        "sessions",
+        "configs",
+        "scores",
+        "raw_executions_live",
+    } <= set(names)
     return {n: sorted(repr(r) for r in wh.sql(f"select * from {n}").fetchall()) for n in names}
 
 
@@ -68,16 +83,29 @@ def files_per_partition(wh: warehouse.Warehouse, table: str) -> dict[tuple, int]
 def flush(w: warehouse.Writer, ids: list[str], *, score: float = 1.0) -> None:
     """One flush of finished executions with messages and attacks."""
     for eid in ids:
-        w.add_execution(execution_id=eid, task_id=f"task-{eid[-1]}", benign_score=score, attack_score=1 - score,
-                        scores={"steps": 3.0, "f1": 0.5}, advantages=[0.1, -0.2], metadata={"k": eid},
-                        usage={"input_tokens": 10, "output_tokens": 5},
-                        messages=[{"role": "user", "content": f"hello {eid}"},
-                                  {"role": "assistant", "content": None,
-                                   "tool_calls": [{"id": "c1", "type": "function",
-                                                   "function": {"name": "f", "arguments": "{}"}}]},
-                                  {"role": "tool", "tool_call_id": "c1", "name": "f", "content": "ok"}],
-                        attacks=[{"vector_id": "v2", "type": "injection", "content": "ignore"},
-                                 {"vector_id": "v1", "type": "injection", "content": "obey"}])
+        w.add_execution(
+            execution_id=eid,
+            task_id=f"task-{eid[-1]}",
+            benign_score=score,
+            attack_score=1 - score,
+            scores={"steps": 3.0, "f1": 0.5},
+            advantages=[0.1, -0.2],
+            metadata={"k": eid},
+            usage={"input_tokens": 10, "output_tokens": 5},
+            messages=[
+                {"role": "user", "content": f"hello {eid}"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+                },
+                {"role": "tool", "tool_call_id": "c1", "name": "f", "content": "ok"},
+            ],
+            attacks=[
+                {"vector_id": "v2", "type": "injection", "content": "ignore"},
+                {"vector_id": "v1", "type": "injection", "content": "obey"},
+            ],
+        )
     w.flush()
 
 
@@ -112,8 +140,13 @@ def campaign(wh: warehouse.Warehouse, open_writer: Any, make_messages: Any) -> N
     wh.sessions.save([{"role": "user", "content": "second session"}])
     rec = wh.run_recorder("maze", save_frequency=1, started_at="2025-01-02T03:04:05Z")
     for step in (1, 2, 3):
-        rec.step(step, game_state={"pos": step}, global_vars={"t": step}, agent_vars={"a": {"hp": 10 - step}},
-                 messages=[{"role": "user", "content": f"move {step}"}])
+        rec.step(
+            step,
+            game_state={"pos": step},
+            global_vars={"t": step},
+            agent_vars={"a": {"hp": 10 - step}},
+            messages=[{"role": "user", "content": f"move {step}"}],
+        )
     rec.finish(4, game_state={"pos": 4})
     wh.refresh()
 
@@ -131,8 +164,9 @@ def compacts(wh: warehouse.Warehouse) -> list[Any]:
 
 # -- compaction: answers unchanged, sorted, one commit per partition --------------------------------
 @pytest.mark.slow
-def test_compaction_leaves_every_view_unchanged_and_one_sorted_file_per_partition(wh, root, open_writer,
-                                                                                  make_messages) -> None:
+def test_compaction_leaves_every_view_unchanged_and_one_sorted_file_per_partition(
+    wh, root, open_writer, make_messages
+) -> None:
     campaign(wh, open_writer, make_messages)
     before = views(wh)
     small = {t: files_per_partition(wh, t) for t in catalog().tables}
@@ -172,11 +206,19 @@ def test_one_commit_per_partition_removes_exactly_its_inputs_and_adds_its_output
         part = (out.table, tuple(sorted(out.partition.items())))
         inputs = [pre[r.path] for r in c.remove]
         assert {(f.table, tuple(sorted(f.partition.items()))) for f in inputs} == {part}
-        assert {r.path for r in c.remove} == {f.path for f in pre.values() if (f.table, tuple(sorted(f.partition.items()))) == part}
+        assert {r.path for r in c.remove} == {
+            f.path for f in pre.values() if (f.table, tuple(sorted(f.partition.items()))) == part
+        }
         assert len(inputs) == 4 and out.rows == sum(f.rows for f in inputs)
         assert c.info["compact"] | {"planned_at_version": 0} == {
-            "table": out.table, "partition": dict(out.partition), "planned_at_version": 0, "files_in": 4,
-            "files_out": 1, "rows": out.rows, "target_file_size": 128 << 20}
+            "table": out.table,
+            "partition": dict(out.partition),
+            "planned_at_version": 0,
+            "files_in": 4,
+            "files_out": 1,
+            "rows": out.rows,
+            "target_file_size": 128 << 20,
+        }
     assert sorted(c.add[0].rows for c in commits) == [12, 12, 36, 36]
     assert [h.operation for h in wh.history(4)] == ["compact"] * 4
 
@@ -208,11 +250,14 @@ def test_table_and_partition_filters_compact_only_what_they_match(wh, open_write
     assert sorted(files_per_partition(wh, "messages").values()) == [1, 4]
 
     by_agent = wh.compact(partition={"agent": "plain", "attack": "important_instructions"})
-    assert {(p.table, p.partition["attack"]) for p in by_agent.partitions} == \
-        {("executions", "important_instructions"), ("messages", "important_instructions"),
-         ("attacks", "important_instructions")}
-    assert files_per_partition(wh, "executions") == {k: (1 if ("attack", "important_instructions") in k else 4)
-                                                     for k in everything["executions"]}
+    assert {(p.table, p.partition["attack"]) for p in by_agent.partitions} == {
+        ("executions", "important_instructions"),
+        ("messages", "important_instructions"),
+        ("attacks", "important_instructions"),
+    }
+    assert files_per_partition(wh, "executions") == {
+        k: (1 if ("attack", "important_instructions") in k else 4) for k in everything["executions"]
+    }
 
 
 @pytest.mark.slow
@@ -225,7 +270,10 @@ def test_dry_run_writes_nothing_and_plans_what_the_real_run_does(wh, root, open_
     assert snapshot_tree(root) == before and wh.version == version
     assert dry.dry_run and {p.status for p in dry.partitions} == {"planned"} and dry.versions == []
     real = wh.compact()
-    key = lambda r: [(p.table, tuple(sorted(p.partition.items())), p.files_in, p.files_out, p.rows) for p in r.partitions]
+
+    def key(r):
+        return [(p.table, tuple(sorted(p.partition.items())), p.files_in, p.files_out, p.rows) for p in r.partitions]
+
     assert key(dry) == key(real)
     assert {p.status for p in real.partitions} == {"compacted"}
 
@@ -251,8 +299,12 @@ def test_a_small_target_splits_a_partition_into_sorted_files_of_about_that_size(
     w = open_writer(wh, **CONFIG_A)
     for f in range(6):  # incompressible metadata: the rows, not the footers, make the bytes
         for i in range(20):
-            w.add_execution(execution_id=f"x-{5 - f}-{i:02d}", task_id="t", benign_score=1.0,
-                            metadata={"blob": os.urandom(1500).hex()})
+            w.add_execution(
+                execution_id=f"x-{5 - f}-{i:02d}",
+                task_id="t",
+                benign_score=1.0,
+                metadata={"blob": os.urandom(1500).hex()},
+            )
         w.flush()
     before = views(wh)
     files = wh.files("executions")
@@ -283,8 +335,13 @@ def test_files_written_before_a_column_existed_are_compacted_with_nulls(wh, open
     old = wh.files("executions", {"attack": "none"})[0]
     t = pq.read_table(wh.store.full(old.path)).drop_columns(["owner", "result", "completions"])
     legacy = write_data_file(wh, "executions", dict(old.partition), t)
-    wh.engine.commit(operation="import", writer=writer_info("test"), token=None, add=[legacy],
-               remove=[RemovedFile("executions", old.path)])
+    wh.engine.commit(
+        operation="import",
+        writer=writer_info("test"),
+        token=None,
+        add=[legacy],
+        remove=[RemovedFile("executions", old.path)],
+    )
     assert "owner" not in pq.read_schema(wh.store.full(legacy.path)).names
     before = views(wh)
 
@@ -309,8 +366,10 @@ def test_partition_values_that_need_escaping_keep_their_values(wh, open_writer) 
     assert p.partition["dataset"] == "suite ü/x" and p.partition["agent"] == "a=b%c"
     [f] = wh.files("executions")
     assert "dataset=suite%20%C3%BC%2Fx/agent=a%3Db%25c/" in f.path
-    assert pq.read_table(wh.store.full(f.path), columns=["dataset", "agent"]).to_pylist()[0] == \
-        {"dataset": "suite ü/x", "agent": "a=b%c"}
+    assert pq.read_table(wh.store.full(f.path), columns=["dataset", "agent"]).to_pylist()[0] == {
+        "dataset": "suite ü/x",
+        "agent": "a=b%c",
+    }
     assert views(wh) == before
 
 
@@ -334,8 +393,10 @@ def test_bad_arguments_raise_errors_naming_them(wh, open_writer) -> None:
     assert old.compact(dry_run=True).partitions == ()  # version 1 holds one file per partition
 
 
-@pytest.mark.parametrize("text, size", [("128MB", 128 << 20), ("512k", 512 << 10), ("1GiB", 1 << 30), ("4096", 4096),
-                                        ("1.5 MB", 3 << 19), ("10b", 10)])
+@pytest.mark.parametrize(
+    "text, size",
+    [("128MB", 128 << 20), ("512k", 512 << 10), ("1GiB", 1 << 30), ("4096", 4096), ("1.5 MB", 3 << 19), ("10b", 10)],
+)
 def test_sizes_parse(text: str, size: int) -> None:
     assert maintenance.parse_size(text) == size
 
@@ -374,8 +435,9 @@ def test_rows_appended_while_compacting_are_kept_and_not_inputs(wh, root, open_w
 
 
 @pytest.mark.slow
-def test_a_partition_compacted_meanwhile_is_planned_again_and_its_outputs_deleted(wh, root, open_writer,
-                                                                                monkeypatch) -> None:
+def test_a_partition_compacted_meanwhile_is_planned_again_and_its_outputs_deleted(
+    wh, root, open_writer, monkeypatch
+) -> None:
     seed(wh, open_writer, flushes=3)
     before = views(wh)
     other = warehouse.open(str(root))
@@ -429,8 +491,9 @@ def test_inputs_vacuumed_while_being_read_are_a_conflict_too(wh, root, open_writ
 
 
 @pytest.mark.slow
-def test_a_compaction_that_keeps_conflicting_gives_up_on_that_partition_only(wh, root, open_writer,
-                                                                            monkeypatch) -> None:
+def test_a_compaction_that_keeps_conflicting_gives_up_on_that_partition_only(
+    wh, root, open_writer, monkeypatch
+) -> None:
     seed(wh, open_writer, flushes=3)
     other = warehouse.open(str(root))
     real = compaction.commit_rewrite
@@ -484,8 +547,7 @@ def test_outputs_deleted_before_the_commit_are_never_committed(wh, root, open_wr
     assert wh.version == version and views(wh) == before
 
 
-def test_appends_from_another_process_during_compaction_lose_nothing(wh, root, open_writer,
-                                                                     children: Children) -> None:
+def test_appends_from_another_process_during_compaction_lose_nothing(wh, root, open_writer, children: Children) -> None:
     seed(wh, open_writer, flushes=3)
     compactor = children.start("compactor.py", root, "executions")
     appender = children.start("flush_writer.py", root, 9, 4, 2, 2, "a")
@@ -507,8 +569,10 @@ def test_appends_from_another_process_during_compaction_lose_nothing(wh, root, o
     ids = [r[0] for r in fresh.sql("select execution_id from executions").fetchall()]
     assert len(ids) == len(set(ids)) == 2 * 9 + 4 * 2
     assert {f"p9-f{f}-{i}" for f in range(4) for i in range(2)} <= set(ids)
-    msgs = fresh.sql("select execution_id, count(*) from messages group by 1 having count(*) <> "
-                     "(case when execution_id like 'p9-%' then 2 else 3 end)").fetchall()
+    msgs = fresh.sql(
+        "select execution_id, count(*) from messages group by 1 having count(*) <> "
+        "(case when execution_id like 'p9-%' then 2 else 3 end)"
+    ).fetchall()
     assert msgs == []
     # The appender's files came after the compaction planned: they are not its inputs.
     assert len(fresh.files("executions", {"attack": "none"})) == 1 + 4
@@ -562,8 +626,11 @@ def test_vacuum_deletes_removed_files_only_after_the_retention(wh, root, open_wr
 
     result = wh.vacuum(now=now + WEEK + timedelta(minutes=1))
 
-    assert list(result.removed) == removed and result.by_table == {"attacks": (8, 0), "executions": (8, 0),
-                                                                   "messages": (8, 0)}
+    assert list(result.removed) == removed and result.by_table == {
+        "attacks": (8, 0),
+        "executions": (8, 0),
+        "messages": (8, 0),
+    }
     assert result.bytes > 0 and result.cutoff > now
     assert not any((root / p).exists() for p in removed)
     assert all((root / p).exists() for p in wh.snapshot.files)
@@ -589,10 +656,16 @@ def test_vacuum_never_deletes_a_file_of_the_current_snapshot(wh, root, open_writ
 def test_orphans_older_than_the_window_go_and_younger_ones_stay(wh, root, open_writer) -> None:
     seed(wh, open_writer, flushes=2)
     # What a crashed writer leaves: data files written but never committed, and a torn temp file.
-    old = [write_data_file(wh, "executions", dict(f.partition), pq.read_table(wh.store.full(f.path))).path
-           for f in wh.files("executions")]
-    young = write_data_file(wh, "messages", dict(wh.files("messages")[0].partition),
-                            pq.read_table(wh.store.full(wh.files("messages")[0].path))).path
+    old = [
+        write_data_file(wh, "executions", dict(f.partition), pq.read_table(wh.store.full(f.path))).path
+        for f in wh.files("executions")
+    ]
+    young = write_data_file(
+        wh,
+        "messages",
+        dict(wh.files("messages")[0].partition),
+        pq.read_table(wh.store.full(wh.files("messages")[0].path)),
+    ).path
     torn = Path(wh.store.full(old[0])).parent / ".tmp-0123abcd"
     torn.write_bytes(b"half a parquet file")
     for p in old:
@@ -632,8 +705,9 @@ def test_a_file_written_inside_the_window_can_still_be_committed_after_a_vacuum(
 
     assert wh.vacuum().young_orphans == 1 and (root / slow.path).exists()
     wh.engine.commit(operation="append", writer=writer_info("slow"), token=None, add=[slow])
-    assert {r[0] for r in wh.sql("select execution_id from executions where execution_id like 'slow-%'").fetchall()} \
-        == {f"slow-{i}" for i in range(f.rows)}
+    assert {
+        r[0] for r in wh.sql("select execution_id from executions where execution_id like 'slow-%'").fetchall()
+    } == {f"slow-{i}" for i in range(f.rows)}
 
 
 def test_a_file_committed_while_vacuum_runs_is_not_deleted(wh, root, open_writer, monkeypatch) -> None:
@@ -649,7 +723,9 @@ def test_a_file_committed_while_vacuum_runs_is_not_deleted(wh, root, open_writer
         # Once the vacuum has read the log (and so listed `late` as an orphan), `late` is committed.
         out = read_many(versions)
         if not committed:
-            committed.append(other.engine.commit(operation="append", writer=writer_info("late"), token=None, add=[late]))
+            committed.append(
+                other.engine.commit(operation="append", writer=writer_info("late"), token=None, add=[late])
+            )
         return out
 
     monkeypatch.setattr(wh.log, "read_many", commit_meanwhile)
@@ -704,6 +780,7 @@ def test_a_flush_retried_after_the_deadline_writes_its_files_again(wh, root, ope
 
     def unreachable(self, rel, data):
         raise OSError(5, "Input/output error")
+
     monkeypatch.setattr(warehouse.core.storage.Store, "put_if_absent", unreachable)
     with pytest.raises(OSError):
         w.flush()
@@ -713,8 +790,11 @@ def test_a_flush_retried_after_the_deadline_writes_its_files_again(wh, root, ope
     # The store comes back long after: the failed flush's files are older than the commit deadline
     # (a vacuum may have taken them). Their clocks say so; the files themselves are left as they are.
     real_age, failed_at = warehouse.manifest.staged_age, time.monotonic()
-    monkeypatch.setattr(warehouse.manifest.model, "staged_age",
-                        lambda s: real_age(s) + (2 * 3600 if s[0] is not None and s[0] < failed_at else 0))
+    monkeypatch.setattr(
+        warehouse.manifest.model,
+        "staged_age",
+        lambda s: real_age(s) + (2 * 3600 if s[0] is not None and s[0] < failed_at else 0),
+    )
     version = w.flush()
 
     commit = wh.log.read(version)
@@ -730,8 +810,9 @@ def test_a_flush_retried_after_the_deadline_writes_its_files_again(wh, root, ope
 
 
 @pytest.mark.slow
-def test_a_compaction_that_outlives_the_deadline_commits_nothing_and_loses_nothing(wh, root, open_writer,
-                                                                                   monkeypatch) -> None:
+def test_a_compaction_that_outlives_the_deadline_commits_nothing_and_loses_nothing(
+    wh, root, open_writer, monkeypatch
+) -> None:
     seed(wh, open_writer)
     before, files = views(wh), set(wh.snapshot.files)
     real_age = warehouse.manifest.staged_age
@@ -789,12 +870,14 @@ def test_a_crashed_writers_data_files_are_removed_by_vacuum(tmp_path: Path, chil
     assert views(warehouse.open(str(root))) == before
 
 
-def test_vacuum_dry_run_deletes_nothing_and_lists_what_the_real_run_deletes(wh, root, open_writer,
-                                                                           snapshot_tree) -> None:
+def test_vacuum_dry_run_deletes_nothing_and_lists_what_the_real_run_deletes(
+    wh, root, open_writer, snapshot_tree
+) -> None:
     seed(wh, open_writer, flushes=2)
     wh.compact()
-    orphan = write_data_file(wh, "attacks", dict(wh.files("attacks")[0].partition),
-                             pq.read_table(wh.store.full(wh.files("attacks")[0].path))).path
+    orphan = write_data_file(
+        wh, "attacks", dict(wh.files("attacks")[0].partition), pq.read_table(wh.store.full(wh.files("attacks")[0].path))
+    ).path
     age(root / orphan, 2 * 3600)
     later = datetime.now(UTC) + WEEK + timedelta(hours=1)
     before = snapshot_tree(root)
@@ -804,8 +887,12 @@ def test_vacuum_dry_run_deletes_nothing_and_lists_what_the_real_run_deletes(wh, 
     assert snapshot_tree(root) == before
     assert dry.dry_run and len(dry.removed) == 12 and dry.orphans == (orphan,) and dry.folded is None
     real = wh.vacuum(now=later)
-    assert (real.removed, real.orphans, real.bytes, real.readable_from) == \
-        (dry.removed, dry.orphans, dry.bytes, dry.readable_from)
+    assert (real.removed, real.orphans, real.bytes, real.readable_from) == (
+        dry.removed,
+        dry.orphans,
+        dry.bytes,
+        dry.readable_from,
+    )
 
 
 @pytest.mark.slow
@@ -844,8 +931,11 @@ def test_check_readable_names_the_version_and_the_retention(wh, open_writer) -> 
     seed(wh, open_writer, flushes=2)
     wh.compact()
     wh.vacuum(retain=timedelta(hours=12), now=datetime.now(UTC) + timedelta(days=1))
-    with pytest.raises(VersionNotFound, match=r"version 2 is no longer readable: vacuum at .* \(files removed from "
-                                              r"the snapshot more than 12h before, the retention\)"):
+    with pytest.raises(
+        VersionNotFound,
+        match=r"version 2 is no longer readable: vacuum at .* \(files removed from "
+        r"the snapshot more than 12h before, the retention\)",
+    ):
         maintenance.check_readable(wh.store, 2)
     maintenance.check_readable(wh.store, wh.version)
 
@@ -884,8 +974,9 @@ def test_vacuum_folds_commits_into_a_checkpoint_and_recent_versions_still_open(w
     fresh = warehouse.open(str(root))
     assert views(fresh) == before and fresh.version == wh.version
     for v in (checkpoint, wh.version):
-        assert warehouse.open(str(root), version=v).sql("select count(*) from executions").fetchall() == \
-            [(19 + (v == wh.version),)]
+        assert warehouse.open(str(root), version=v).sql("select count(*) from executions").fetchall() == [
+            (19 + (v == wh.version),)
+        ]
     with pytest.raises(VersionNotFound):
         warehouse.open(str(root), version=checkpoint - 1)
     # Later vacuums work from the checkpoint and the commits after it: nothing referenced goes.
@@ -903,8 +994,9 @@ def test_compaction_and_vacuum_on_s3(wh, s3, s3_url: str, s3_options: dict, open
 
     result = remote.compact()
 
-    assert [(p.table, p.files_in, p.files_out, p.rows) for p in result.partitions] == \
-        [(p.table, p.files_in, p.files_out, p.rows) for p in wh.compact().partitions]
+    assert [(p.table, p.files_in, p.files_out, p.rows) for p in result.partitions] == [
+        (p.table, p.files_in, p.files_out, p.rows) for p in wh.compact().partitions
+    ]
     assert views(remote) == before
     assert views(warehouse.open(s3_url, storage_options=s3_options)) == before
     fs = s3.fs()
@@ -914,8 +1006,12 @@ def test_compaction_and_vacuum_on_s3(wh, s3, s3_url: str, s3_options: dict, open
             t = pq.read_table(fh, columns=["execution_id"])
         assert t.column(0).to_pylist() == sorted(t.column(0).to_pylist())
     removed = sorted(r.path for c in compacts(remote) for r in c.remove)
-    orphan = write_data_file(remote, "executions", dict(remote.files("executions")[0].partition),
-                             pa.Table.from_batches([], schema=catalog().table("executions").arrow)).path
+    orphan = write_data_file(
+        remote,
+        "executions",
+        dict(remote.files("executions")[0].partition),
+        pa.Table.from_batches([], schema=catalog().table("executions").arrow),
+    ).path
     fs.pipe(f"{prefix}/_manifest/.tmp-stale", b"x")
 
     kept = remote.vacuum()  # everything is young on S3 (LastModified is now)
@@ -937,8 +1033,9 @@ def test_compaction_and_vacuum_on_s3(wh, s3, s3_url: str, s3_options: dict, open
 
 # -- CLI ---------------------------------------------------------------------------------------------
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "warehouse", *args], capture_output=True, text=True,
-                          env=dict(os.environ), timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "warehouse", *args], capture_output=True, text=True, env=dict(os.environ), timeout=120
+    )
 
 
 def test_cli_compact_dry_run_then_for_real(wh, root, open_writer, snapshot_tree) -> None:
@@ -947,14 +1044,22 @@ def test_cli_compact_dry_run_then_for_real(wh, root, open_writer, snapshot_tree)
 
     dry = cli("compact", "--url", url, "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "would compact" in dry.stdout and "dry run: would rewrite 24 files into at most 6 in 6 partitions" in dry.stdout
+    assert (
+        "would compact" in dry.stdout and "dry run: would rewrite 24 files into at most 6 in 6 partitions" in dry.stdout
+    )
     assert snapshot_tree(root) == before_tree
 
     one = cli("compact", "-u", url, "--table", "messages", "--where", "agent=plain,attack=none", "-f", "json")
     assert one.returncode == 0, one.stderr
     [row] = json.loads(one.stdout)
-    assert (row["table"], row["attack"], row["files in"], row["files out"], row["rows"], row["status"]) == \
-        ("messages", "none", 4, 1, 36, "compacted")
+    assert (row["table"], row["attack"], row["files in"], row["files out"], row["rows"], row["status"]) == (
+        "messages",
+        "none",
+        4,
+        1,
+        36,
+        "compacted",
+    )
 
     real = cli("compact", "--url", url, "--target-size", "64MB")
     assert real.returncode == 0, real.stderr
@@ -967,8 +1072,12 @@ def test_cli_compact_dry_run_then_for_real(wh, root, open_writer, snapshot_tree)
 def test_cli_vacuum_dry_run_then_for_real(wh, root, open_writer) -> None:
     seed(wh, open_writer, flushes=2)
     wh.compact()
-    orphan = write_data_file(wh, "executions", dict(wh.files("executions")[0].partition),
-                             pq.read_table(wh.store.full(wh.files("executions")[0].path))).path
+    orphan = write_data_file(
+        wh,
+        "executions",
+        dict(wh.files("executions")[0].partition),
+        pq.read_table(wh.store.full(wh.files("executions")[0].path)),
+    ).path
     age(root / orphan, 3 * 3600)
     url = str(root)
 
@@ -984,15 +1093,18 @@ def test_cli_vacuum_dry_run_then_for_real(wh, root, open_writer) -> None:
     assert kept.returncode == 0 and "deleted 0 files" in kept.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["compact", "--target-size", "huge"], "bad size 'huge'"),
-    (["compact", "--where", "model=x"], "cannot filter partitions by 'model'"),
-    (["compact", "--table", "nope"], "unknown table 'nope'"),
-    (["vacuum", "--retain", "7 weeks"], "bad duration '7 weeks'"),
-    (["vacuum", "--orphan-window", "0s"], "orphan_window 0s is shorter than the minimum, 1h"),
-    (["vacuum", "--orphan-window", "1s"], "orphan_window 1s is shorter than the minimum, 1h"),
-    (["vacuum", "--retain", "-1s"], "bad duration '-1s'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["compact", "--target-size", "huge"], "bad size 'huge'"),
+        (["compact", "--where", "model=x"], "cannot filter partitions by 'model'"),
+        (["compact", "--table", "nope"], "unknown table 'nope'"),
+        (["vacuum", "--retain", "7 weeks"], "bad duration '7 weeks'"),
+        (["vacuum", "--orphan-window", "0s"], "orphan_window 0s is shorter than the minimum, 1h"),
+        (["vacuum", "--orphan-window", "1s"], "orphan_window 1s is shorter than the minimum, 1h"),
+        (["vacuum", "--retain", "-1s"], "bad duration '-1s'"),
+    ],
+)
 def test_cli_errors_are_one_line(wh, root, args, message) -> None:
     res = cli(*args, "--url", str(root))
     assert res.returncode == 1

@@ -16,7 +16,7 @@ import random
 import tempfile
 import warnings
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +25,25 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from processes import Children, watchdog
 
 import warehouse
 import warehouse.manifest.checkpoint as mc
-from processes import Children, watchdog
-from warehouse.manifest import CHECKPOINT_INTERVAL, Commit, DataFile, Log, RemovedFile, Snapshot, commit_name, replay, writer_info
 from warehouse.core.storage import Store
+from warehouse.engine.datafiles import write_data_file
+from warehouse.manifest import (
+    CHECKPOINT_INTERVAL,
+    Commit,
+    DataFile,
+    Log,
+    RemovedFile,
+    Snapshot,
+    commit_name,
+    replay,
+    writer_info,
+)
 from warehouse.ops.sync import is_ledger_file
 from warehouse.warehouse import Warehouse
-from warehouse.engine.datafiles import write_data_file
 
 TABLES = ("executions", "messages", "events")
 WRITER = writer_info("test-checkpoints")
@@ -73,18 +83,30 @@ def new_log(root: Path, interval: int) -> Log:
 def data_file(n: int, table: str | None = None, stats: bool = True) -> DataFile:
     table = table or TABLES[n % len(TABLES)]
     part = {"dataset": "d", "agent": f"a{n % 3}", "attack": "none", "config_hash": f"{n % 2:08x}"}
-    st_ = {"execution_id": {"min": f"e{n:05d}", "max": f"e{n:05d}z", "nulls": 0}, "benign_score": {"min": 0.0, "max": 1.0,
-                                                                                                      "nulls": n % 2}}
-    return DataFile(table, f"{table}/agent=a{n % 3}/part-{n:06d}.parquet", part, n % 7 + 1, 1000 + n,
-                    st_ if stats and n % 4 else {})
+    st_ = {
+        "execution_id": {"min": f"e{n:05d}", "max": f"e{n:05d}z", "nulls": 0},
+        "benign_score": {"min": 0.0, "max": 1.0, "nulls": n % 2},
+    }
+    return DataFile(
+        table, f"{table}/agent=a{n % 3}/part-{n:06d}.parquet", part, n % 7 + 1, 1000 + n, st_ if stats and n % 4 else {}
+    )
 
 
-def commit(log: Log, snap: Snapshot, add: list[DataFile] = (), remove: list[str] = (), *, token: str | None = None,
-           token_since: int | None = None, operation: str = "append") -> tuple[Snapshot, Commit]:
+def commit(
+    log: Log,
+    snap: Snapshot,
+    add: list[DataFile] = (),
+    remove: list[str] = (),
+    *,
+    token: str | None = None,
+    token_since: int | None = None,
+    operation: str = "append",
+) -> tuple[Snapshot, Commit]:
     """Commit through the log (a checkpoint is written if the version is a multiple of the interval)."""
     removes = [RemovedFile(snap.files[p].table, p) for p in remove]
-    c = log.commit(snap, operation=operation, writer=WRITER, token=token, add=add, remove=removes,
-                   token_since=token_since)
+    c = log.commit(
+        snap, operation=operation, writer=WRITER, token=token, add=add, remove=removes, token_since=token_since
+    )
     return replay([c], snap), c
 
 
@@ -97,7 +119,9 @@ def build(log: Log, commits: int, per_commit: int = 3, remove_every: int = 4, se
     for i in range(commits):
         add = [data_file(n + j) for j in range(per_commit)]
         n += per_commit
-        remove = rng.sample(sorted(snap.files), 2) if i % remove_every == remove_every - 1 and len(snap.files) > 4 else []
+        remove = (
+            rng.sample(sorted(snap.files), 2) if i % remove_every == remove_every - 1 and len(snap.files) > 4 else []
+        )
         snap, _ = commit(log, snap, add, remove)
     return snap
 
@@ -118,7 +142,9 @@ def assert_same(a: Snapshot, b: Snapshot) -> None:
     assert dict(a.files) == dict(b.files)
     for t in TABLES:
         assert sorted(f.path for f in a.table_files(t)) == sorted(f.path for f in b.table_files(t))
-        assert {f.path: f for f in a.table_files(t, {"agent": "a1"})} == {f.path: f for f in b.table_files(t, {"agent": "a1"})}
+        assert {f.path: f for f in a.table_files(t, {"agent": "a1"})} == {
+            f.path: f for f in b.table_files(t, {"agent": "a1"})
+        }
     for p in list(b.files)[:50]:
         assert p in a.files and a.files[p] == b.files[p]
         assert a.added_in(p) == b.added_in(p) >= 0
@@ -167,10 +193,13 @@ def test_open_reads_the_newest_checkpoint_and_only_the_commits_after_it(tmp_path
 
 @pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3), st.booleans()), min_size=1, max_size=40),
-       interval=st.integers(1, 7))
-def test_checkpoint_plus_log_equals_full_replay_for_any_adds_and_removes(ops: list[tuple[int, int, bool]],
-                                                                          interval: int) -> None:
+@given(
+    ops=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3), st.booleans()), min_size=1, max_size=40),
+    interval=st.integers(1, 7),
+)
+def test_checkpoint_plus_log_equals_full_replay_for_any_adds_and_removes(
+    ops: list[tuple[int, int, bool]], interval: int
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "wh"
         log = new_log(root, interval)
@@ -193,7 +222,8 @@ def test_checkpoint_plus_log_equals_full_replay_for_any_adds_and_removes(ops: li
 
 
 def test_snapshots_extended_commit_by_commit_stay_equal_to_the_log_across_folds_of_the_overlay(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A small overlay limit makes replay fold the changes into a new base often, from both kinds of base.
     monkeypatch.setattr("warehouse.manifest.snapshot.OVERLAY_LIMIT", 5)
     root = tmp_path / "wh"
@@ -224,7 +254,7 @@ def test_time_travel_by_version_and_time_across_checkpoints(tmp_path: Path) -> N
         assert [h.version for h in by_version.history()] == list(range(c.version, -1, -1))
     between = commits[9].committed_at + (commits[10].committed_at - commits[9].committed_at) / 2
     assert warehouse.open(str(root), as_of=between).version == 9
-    assert warehouse.open(str(root), as_of=datetime.now(timezone.utc) + timedelta(days=1)).version == 13
+    assert warehouse.open(str(root), as_of=datetime.now(UTC) + timedelta(days=1)).version == 13
     with pytest.raises(warehouse.VersionNotFound, match="did not exist yet"):
         warehouse.open(str(root), as_of=commits[0].committed_at - timedelta(seconds=1))
     for bad in (14, -1):
@@ -236,7 +266,7 @@ def test_as_of_with_a_clock_that_went_backwards_never_skips_a_commit(tmp_path: P
     root = tmp_path / "wh"
     log = new_log(root, interval=3)
     snap = log.snapshot()
-    t0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2030, 1, 1, tzinfo=UTC)
     # Versions 1..7 at minutes 1, 2, 3, 2 (the clock went back), 5, 6, 7.
     for i, minute in enumerate((1, 2, 3, 2, 5, 6, 7)):
         c = Commit(snap.version + 1, t0 + timedelta(minutes=minute), "append", WRITER, f"t{i}", (data_file(i),))
@@ -260,7 +290,7 @@ def damage(path: Path, how: str) -> None:
         path.write_bytes(b"")
     elif how == "bit flip":
         mid = len(data) // 2
-        path.write_bytes(data[:mid] + bytes([data[mid] ^ 0x01]) + data[mid + 1:])
+        path.write_bytes(data[:mid] + bytes([data[mid] ^ 0x01]) + data[mid + 1 :])
     elif how == "garbage":
         path.write_bytes(b"PAR1" + os.urandom(len(data) - 8) + b"PAR1")
     elif how == "not ours":  # a valid Parquet file that is not a checkpoint
@@ -270,8 +300,9 @@ def damage(path: Path, how: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["truncated", "empty", "bit flip", "garbage", "not ours"])
-def test_a_damaged_checkpoint_is_skipped_with_a_warning_and_the_snapshot_is_still_right(tmp_path: Path,
-                                                                                          how: str) -> None:
+def test_a_damaged_checkpoint_is_skipped_with_a_warning_and_the_snapshot_is_still_right(
+    tmp_path: Path, how: str
+) -> None:
     root = tmp_path / "wh"
     log = new_log(root, interval=5)
     build(log, 17)
@@ -291,7 +322,9 @@ def test_a_damaged_checkpoint_is_skipped_with_a_warning_and_the_snapshot_is_stil
         mc.read_checkpoint(log.store, 10)
 
 
-def test_a_checkpoint_of_a_newer_format_is_skipped_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_checkpoint_of_a_newer_format_is_skipped_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "wh"
     log = new_log(root, interval=5)
     monkeypatch.setattr(mc, "CHECKPOINT_FORMAT", 2)
@@ -301,8 +334,9 @@ def test_a_checkpoint_of_a_newer_format_is_skipped_with_a_warning(tmp_path: Path
         assert_same(warehouse.open(str(root)).snapshot, from_log(log))
 
 
-@pytest.mark.parametrize("hint", [None, b"", b"{not json", b'{"version": 999}', b'{"version": 5}', b'{"version": "x"}',
-                                  b"[1, 2]"])
+@pytest.mark.parametrize(
+    "hint", [None, b"", b"{not json", b'{"version": 999}', b'{"version": 5}', b'{"version": "x"}', b"[1, 2]"]
+)
 def test_a_stale_missing_or_garbage_last_checkpoint_hint_is_harmless(tmp_path: Path, hint: bytes | None) -> None:
     root = tmp_path / "wh"
     log = new_log(root, interval=5)
@@ -344,8 +378,12 @@ def test_checkpoints_are_written_by_whichever_process_lands_the_version(tmp_path
         outputs = [p.communicate()[0] for p in procs]
     for p in procs:
         assert p.returncode == 0, children.stderr(p)
-    landed = {int(line.split()[2]): p.pid for p, out in zip(procs, outputs) for line in out.splitlines()
-              if line.startswith("committed")}
+    landed = {
+        int(line.split()[2]): p.pid
+        for p, out in zip(procs, outputs)
+        for line in out.splitlines()
+        if line.startswith("committed")
+    }
     landed.update(first)
     assert sorted(landed) == list(range(1, 2 * flushes + 1))
     log = Log(Store.from_url(str(root)))
@@ -356,8 +394,10 @@ def test_checkpoints_are_written_by_whichever_process_lands_the_version(tmp_path
         assert_same(ck.snapshot(), from_log(log, v))
     assert [landed[v] for v in (3, 6, 9, 12)] == [procs[0].pid, procs[1].pid] * 2
     wh = warehouse.open(str(root))
-    assert Counter(r[0].split("-")[0] for r in wh.sql("select execution_id from executions").fetchall()) == \
-        {"p0": flushes, "p1": flushes}
+    assert Counter(r[0].split("-")[0] for r in wh.sql("select execution_id from executions").fetchall()) == {
+        "p0": flushes,
+        "p1": flushes,
+    }
 
 
 def test_two_processes_writing_the_same_checkpoint_at_once_create_it_once(tmp_path: Path, children: Children) -> None:
@@ -388,7 +428,8 @@ def test_two_processes_writing_the_same_checkpoint_at_once_create_it_once(tmp_pa
 
 @pytest.mark.parametrize("mode", ["before_write", "mid_write", "before_link", "before_hint"])
 def test_a_writer_killed_while_writing_a_checkpoint_leaves_a_warehouse_that_opens_right(
-        tmp_path: Path, children: Children, mode: str) -> None:
+    tmp_path: Path, children: Children, mode: str
+) -> None:
     root = tmp_path / "wh"
     warehouse.open(str(root), create=True)
     proc = children.start("checkpoint_writer.py", root, "k", 4, 10, mode)
@@ -414,8 +455,9 @@ def test_a_writer_killed_while_writing_a_checkpoint_leaves_a_warehouse_that_open
     assert_same(wh.snapshot, from_log(log))
     assert wh.sql("select count(*) from executions").fetchall() == [(4,)]
     # Writing goes on; the next checkpoint is written; an explicit one fills the gap.
-    with wh.writer(dataset={"type": "agentdojo", "config": {}}, agent={"type": "checkpointer", "config": {}},
-                   flush_interval=None) as w:
+    with wh.writer(
+        dataset={"type": "agentdojo", "config": {}}, agent={"type": "checkpointer", "config": {}}, flush_interval=None
+    ) as w:
         for n in range(5, 9):
             w.add_execution(task_id="t", execution_id=f"after-{n}", benign_score=0.0)
             w.flush()
@@ -424,13 +466,15 @@ def test_a_writer_killed_while_writing_a_checkpoint_leaves_a_warehouse_that_open
     assert_same(warehouse.open(str(root)).snapshot, from_log(log))
 
 
-def test_a_failing_checkpoint_never_fails_the_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_checkpoint_never_fails_the_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     root = tmp_path / "wh"
     log = new_log(root, interval=2)
 
     def broken(*args: Any, **kwargs: Any) -> bytes:
         raise OSError("disk full")
+
     monkeypatch.setattr(mc, "encode", broken)
     with caplog.at_level(logging.WARNING, logger="warehouse.manifest"):
         snap = build(log, 3)
@@ -500,7 +544,7 @@ def test_refresh_far_behind_lists_once_and_catches_up_from_a_checkpoint(tmp_path
 
 # -- 6. folding commits into checkpoints ---------------------------------------------------------------------
 def fold_all(log: Log) -> list[int]:
-    return log.fold_commits(older_than=datetime.now(timezone.utc) + timedelta(seconds=5))
+    return log.fold_commits(older_than=datetime.now(UTC) + timedelta(seconds=5))
 
 
 def test_fold_commits_deletes_what_the_newest_checkpoint_covers_and_everything_still_opens(tmp_path: Path) -> None:
@@ -520,8 +564,10 @@ def test_fold_commits_deletes_what_the_newest_checkpoint_covers_and_everything_s
     assert_same(wh.snapshot, expected[17])
     assert_same(warehouse.open(str(root), version=15).snapshot, expected[15])
     assert_same(warehouse.open(str(root), version=16).snapshot, expected[16])
-    with pytest.raises(warehouse.VersionNotFound,
-                       match="version 5 was folded into checkpoint 15 by vacuum.*the oldest version you can open is 15"):
+    with pytest.raises(
+        warehouse.VersionNotFound,
+        match="version 5 was folded into checkpoint 15 by vacuum.*the oldest version you can open is 15",
+    ):
         warehouse.open(str(root), version=5)
     with pytest.raises(warehouse.VersionNotFound, match="oldest version you can open is 15"):
         warehouse.open(str(root), as_of=log.read(15).committed_at - timedelta(microseconds=1))
@@ -551,7 +597,9 @@ def test_fold_commits_keeps_commits_newer_than_older_than_and_only_folds_a_prefi
     cut = log.read(4).committed_at + (log.read(5).committed_at - log.read(4).committed_at) / 2
     assert log.fold_commits(older_than=cut) == [0, 1, 2, 3, 4]
     assert log.versions()[0] == 5 and log.checkpoint_versions() == [5, 10]
-    assert_same(warehouse.open(str(root), version=7).snapshot, replay(log.read_many([6, 7]), mc.read_checkpoint(log.store, 5)))
+    assert_same(
+        warehouse.open(str(root), version=7).snapshot, replay(log.read_many([6, 7]), mc.read_checkpoint(log.store, 5))
+    )
     assert fold_all(log) == [5, 6, 7, 8, 9]
     assert log.checkpoint_versions() == [10]  # checkpoint 5 could only open version 5 now: deleted
 
@@ -560,8 +608,9 @@ def test_fold_refuses_a_checkpoint_that_disagrees_with_the_log(tmp_path: Path) -
     root = tmp_path / "wh"
     log = new_log(root, interval=0)
     build(log, 12)
-    wrong = replay([Commit(12, log.read(12).committed_at, "append", WRITER, "x", (data_file(999),))],
-                   from_log(log, 11))  # what version 12 would be with another file
+    wrong = replay(
+        [Commit(12, log.read(12).committed_at, "append", WRITER, "x", (data_file(999),))], from_log(log, 11)
+    )  # what version 12 would be with another file
     log.write_checkpoint(wrong)
     assert log.verify_checkpoint(12)
     with pytest.warns(mc.CheckpointWarning, match="does not agree with the log"):
@@ -577,13 +626,14 @@ def leftover(log: Log, version: int, token: str, n: int) -> DataFile:
     """A commit file at a folded version, as a writer with a snapshot older than the fold would
     create it (and leave it, if killed before taking it back)."""
     f = data_file(n)
-    c = Commit(version, datetime.now(timezone.utc), "append", WRITER, token, (f,))
+    c = Commit(version, datetime.now(UTC), "append", WRITER, token, (f,))
     assert log.store.put_if_absent(commit_name(version), c.to_bytes()), "the folded name is free again"
     return f
 
 
 def test_a_writer_whose_snapshot_is_older_than_a_fold_commits_after_the_newest_checkpoint(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     root = tmp_path / "wh"
     log = new_log(root, interval=5)
     stale = build(log, 3)
@@ -633,7 +683,9 @@ def test_a_token_of_a_folded_commit_is_still_found(tmp_path: Path) -> None:
     snap, first = commit(log, snap, [data_file(500)], token="w:1")  # version 3; its acknowledgement is "lost"
     snap = build(log, 9)
     assert fold_all(log) == list(range(10))
-    again = log.commit(snap, operation="append", writer=WRITER, token="w:1", add=[data_file(500)], token_since=stale.version)
+    again = log.commit(
+        snap, operation="append", writer=WRITER, token="w:1", add=[data_file(500)], token_since=stale.version
+    )
     assert (again.version, again.token, again.committed_at) == (3, "w:1", first.committed_at)
     assert again.info == {"folded_into": 10}
     assert log.versions()[-1] == snap.version  # nothing committed twice
@@ -647,14 +699,17 @@ def test_opening_a_warehouse_whose_first_commits_were_folded(tmp_path: Path) -> 
     build(log, 5)
     expected = from_log(log)
     fold_all(log)
-    assert manifest_names(root) == sorted([mc.checkpoint_name(5).split("/")[1], "00000000000000000005.json",
-                                           "_last_checkpoint"])
+    assert manifest_names(root) == sorted(
+        [mc.checkpoint_name(5).split("/")[1], "00000000000000000005.json", "_last_checkpoint"]
+    )
     wh = warehouse.open(str(root))  # not "no warehouse": its checkpoint is there
     assert_same(wh.snapshot, expected)
     assert warehouse.open(str(root), create=True).version == 5
     damage(checkpoint_path(root, 5), "truncated")
-    with pytest.warns(mc.CheckpointWarning), pytest.raises(warehouse.CorruptCommit,
-                                                           match="unreadable and the commits before it were folded"):
+    with (
+        pytest.warns(mc.CheckpointWarning),
+        pytest.raises(warehouse.CorruptCommit, match="unreadable and the commits before it were folded"),
+    ):
         warehouse.open(str(root))
 
 
@@ -666,8 +721,12 @@ def test_sync_from_a_source_whose_commits_were_folded(tmp_path: Path) -> None:
     def flush(prefix: str, n: int) -> None:
         with src.writer(dataset=dataset, agent=agent, flush_interval=None) as w:
             for i in range(n):
-                w.add_execution(task_id="t", execution_id=f"{prefix}-{i}", benign_score=1.0,
-                                messages=[{"role": "user", "content": f"{prefix} {i}"}])
+                w.add_execution(
+                    task_id="t",
+                    execution_id=f"{prefix}-{i}",
+                    benign_score=1.0,
+                    messages=[{"role": "user", "content": f"{prefix} {i}"}],
+                )
                 w.flush()
 
     flush("a", 4)
@@ -678,8 +737,13 @@ def test_sync_from_a_source_whose_commits_were_folded(tmp_path: Path) -> None:
     olds = src.files("executions")[:2]
     table = pa.concat_tables([pq.read_table(src.store.full(f.path)) for f in olds])
     new = write_data_file(src, "executions", dict(olds[0].partition), table)
-    src.engine.commit(operation="compact", writer=WRITER, token="compact:1", add=[new],
-                remove=[RemovedFile(f.table, f.path) for f in olds])
+    src.engine.commit(
+        operation="compact",
+        writer=WRITER,
+        token="compact:1",
+        add=[new],
+        remove=[RemovedFile(f.table, f.path) for f in olds],
+    )
     src.checkpoint()
     assert fold_all(src.log) and src.log.versions()[0] == src.version
     result = src.sync_to(dst_url)

@@ -12,11 +12,11 @@ from typing import Any
 
 import polars as pl
 import pytest
+from conftest import AGENT, ATTACK, DATASET, build_messages
 
 import warehouse
-from conftest import AGENT, ATTACK, DATASET, build_messages
-from warehouse.read import analytics
 from warehouse.core.schemas import catalog
+from warehouse.read import analytics
 
 TRAJ_DATASET = {"type": "trajectories", "config": {"name": "train"}}
 TRAJ_AGENT = {"type": "policy", "config": {"model": "small"}}
@@ -40,11 +40,18 @@ def populate(wh: warehouse.Warehouse) -> dict[str, Any]:
     trajectories, a session and a simulation run; returns ids to read back."""
     ids: dict[str, Any] = {}
     with wh.writer(dataset=DATASET, agent=AGENT, attack=ATTACK, flush_interval=None) as w:
-        ids["executions"] = [w.add_execution(task_id=f"user_task_{i}", benign_score=1.0, attack_score=float(i % 2),
-                                             messages=build_messages(turns=1), metadata={"difficulty": "hard"},
-                                             attacks=[{"vector_id": "v1", "type": "injection", "content": "ignore"}],
-                                             usage={"total_tokens": 100 + i})
-                             for i in range(3)]
+        ids["executions"] = [
+            w.add_execution(
+                task_id=f"user_task_{i}",
+                benign_score=1.0,
+                attack_score=float(i % 2),
+                messages=build_messages(turns=1),
+                metadata={"difficulty": "hard"},
+                attacks=[{"vector_id": "v1", "type": "injection", "content": "ignore"}],
+                usage={"total_tokens": 100 + i},
+            )
+            for i in range(3)
+        ]
         w.flush()
         ex = w.start_execution(task_id="user_task_9")
         ex.log("info", "thinking")
@@ -53,8 +60,13 @@ def populate(wh: warehouse.Warehouse) -> dict[str, Any]:
         ids["live"] = ex.execution_id
     with wh.writer(dataset=TRAJ_DATASET, agent=TRAJ_AGENT, flush_interval=None) as w:
         for i in range(2):
-            w.add_trajectory(messages=[{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}],
-                             rewards=float(i), group=1, replica=i, metadata={"task_id": f"t{i}", "difficulty": "hard"})
+            w.add_trajectory(
+                messages=[{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}],
+                rewards=float(i),
+                group=1,
+                replica=i,
+                metadata={"task_id": f"t{i}", "difficulty": "hard"},
+            )
     ids["session"] = wh.sessions.save([{"role": "user", "content": "hello"}], meta={"title": "s"})
     rec = wh.run_recorder("maze")
     rec.step(1, game_state={"x": 1})
@@ -73,8 +85,21 @@ def answers(wh: warehouse.Warehouse, ids: dict[str, Any], out: Path) -> dict[str
         polars = wh.scan(t).select(pl.len()).collect().item()
         assert duck == polars == manifest, (t, duck, polars, manifest)
         a[f"rows.{t}"] = manifest
-    for view in ("executions", "executions_all", "messages", "attacks", "configs", "scores", "task_scores",
-                 "pass_at_k", "usage", "events", "snapshots", "sessions", "imports"):
+    for view in (
+        "executions",
+        "executions_all",
+        "messages",
+        "attacks",
+        "configs",
+        "scores",
+        "task_scores",
+        "pass_at_k",
+        "usage",
+        "events",
+        "snapshots",
+        "sessions",
+        "imports",
+    ):
         [(n,)] = wh.sql(f"select count(*) from {view}").fetchall()
         a[f"view.{view}"] = n
     polars_ids = sorted(wh.scan("executions").select("execution_id").collect().to_series().to_list())
@@ -101,12 +126,18 @@ def answers(wh: warehouse.Warehouse, ids: dict[str, Any], out: Path) -> dict[str
     a["runs"] = wh.runs().height
     a["report"] = wh.report(out / "report.html").exists()
     exports = out / "exports"
-    for kind, target in (("parquet", exports / "pq"), ("delta", exports / "delta"),
-                         ("trajectories", exports / "t.jsonl"), ("legacy", exports / "legacy")):
+    for kind, target in (
+        ("parquet", exports / "pq"),
+        ("delta", exports / "delta"),
+        ("trajectories", exports / "t.jsonl"),
+        ("legacy", exports / "legacy"),
+    ):
         a[f"export.{kind}"] = wh.export(kind, str(target)).rows
     a["export.parquet.read"] = pl.scan_parquet(exports / "pq" / "executions" / "**" / "*.parquet").collect().height
     a["export.delta.read"] = pl.read_delta(str(exports / "delta" / "executions")).height
-    a["export.trajectories.read"] = [json.loads(line)["rewards"] for line in (exports / "t.jsonl").read_text().splitlines()]
+    a["export.trajectories.read"] = [
+        json.loads(line)["rewards"] for line in (exports / "t.jsonl").read_text().splitlines()
+    ]
     return a
 
 
@@ -139,8 +170,9 @@ def test_every_read_at_an_odd_path_equals_the_plain_path(tmp_path: Path, plain: 
         assert again.scan(t).select(pl.len()).collect().item() == plain[f"rows.{t}"], t
 
 
-def test_every_read_at_an_odd_s3_prefix_equals_the_plain_path(s3_url: str, s3_options: dict[str, Any],
-                                                             tmp_path: Path, plain: dict[str, Any]) -> None:
+def test_every_read_at_an_odd_s3_prefix_equals_the_plain_path(
+    s3_url: str, s3_options: dict[str, Any], tmp_path: Path, plain: dict[str, Any]
+) -> None:
     url = f"{s3_url}/results[2025] k=v ü"
     wh = warehouse.open(url, create=True, storage_options=s3_options)
     ids = populate(wh)
@@ -201,13 +233,32 @@ def test_demo_fresh_at_a_pattern_like_s3_prefix_deletes_only_that_warehouse(s3, 
     with old.writer(dataset=DATASET, agent=AGENT, flush_interval=None) as w:
         w.add_execution(task_id="old", benign_score=0.0)
     before = sorted(s3.fs().find(f"{s3_url}/runsX"))
-    res = subprocess.run([sys.executable, "-m", "warehouse", "demo", "--url", url, "--tasks", "1", "--samples", "1",
-                          "--processes", "1", "--fresh"], env={**os.environ, **s3.env()}, capture_output=True,
-                         text=True, timeout=600)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "warehouse",
+            "demo",
+            "--url",
+            url,
+            "--tasks",
+            "1",
+            "--samples",
+            "1",
+            "--processes",
+            "1",
+            "--fresh",
+        ],
+        env={**os.environ, **s3.env()},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr
     assert sorted(s3.fs().find(f"{s3_url}/runsX")) == before
-    assert warehouse.open(f"{s3_url}/runsX", storage_options=opts).sql(
-        "select task_id from executions").fetchall() == [("keep me",)]
+    assert warehouse.open(f"{s3_url}/runsX", storage_options=opts).sql("select task_id from executions").fetchall() == [
+        ("keep me",)
+    ]
     fresh = warehouse.open(url, storage_options=opts)
     assert fresh.sql("select count(*) from executions where task_id = 'old'").fetchall() == [(0,)]
 
@@ -225,8 +276,9 @@ def test_delta_export_to_a_local_path_delta_rs_misreads_is_refused_clearly(tmp_p
     assert wh.export("parquet", str(out)).rows["executions"] == 6
 
 
-def test_sync_from_a_pattern_like_s3_prefix_copies_each_file_to_its_own_name(s3_url: str,
-                                                                           s3_options: dict[str, Any]) -> None:
+def test_sync_from_a_pattern_like_s3_prefix_copies_each_file_to_its_own_name(
+    s3_url: str, s3_options: dict[str, Any]
+) -> None:
     """A server-side copy names the file itself: fsspec's `copy` would expand `runs*` and copy the
     backup's file of the same name too, to a wrong key."""
     src = warehouse.open(f"{s3_url}/runs*", storage_options=s3_options, create=True)

@@ -15,7 +15,7 @@ import os
 import random
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -24,23 +24,33 @@ import pytest
 import warehouse
 from warehouse.manifest import DataFile
 
-
-T0 = datetime(2025, 3, 1, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 1, tzinfo=UTC)
 
 
 def _campaign(wh: warehouse.Warehouse, n: int = 200, prefix: str = "run0-") -> None:
     """One flush: a data file each of executions, messages and attacks (plus configs), the same
     bytes every time (fixed ids and times), so that a flip is reproducible by its position."""
-    with wh.writer(dataset={"type": "agentdojo", "config": {}}, agent={"type": "plain", "config": {}},
-                   attack={"type": "inj", "config": {}}, flush_interval=None) as w:
+    with wh.writer(
+        dataset={"type": "agentdojo", "config": {}},
+        agent={"type": "plain", "config": {}},
+        attack={"type": "inj", "config": {}},
+        flush_interval=None,
+    ) as w:
         for i in range(n):
-            w.add_execution(task_id=f"user_task_{i % 20}", benign_score=float(i % 2), attack_score=0.0,
-                            execution_id=f"{prefix}{i:05d}", started_at=T0 + timedelta(seconds=i),
-                            finished_at=T0 + timedelta(seconds=i + 1 + i % 7),
-                            usage={"input_tokens": 100 + i, "output_tokens": 7, "cost": 0.001 * i},
-                            messages=[{"role": "user", "content": f"task {i}"},
-                                      {"role": "assistant", "content": f"done {i} " * (i % 5)}],
-                            attacks=[{"vector_id": "v0", "type": "inj", "content": f"ignore {i}"}])
+            w.add_execution(
+                task_id=f"user_task_{i % 20}",
+                benign_score=float(i % 2),
+                attack_score=0.0,
+                execution_id=f"{prefix}{i:05d}",
+                started_at=T0 + timedelta(seconds=i),
+                finished_at=T0 + timedelta(seconds=i + 1 + i % 7),
+                usage={"input_tokens": 100 + i, "output_tokens": 7, "cost": 0.001 * i},
+                messages=[
+                    {"role": "user", "content": f"task {i}"},
+                    {"role": "assistant", "content": f"done {i} " * (i % 5)},
+                ],
+                attacks=[{"vector_id": "v0", "type": "inj", "content": f"ignore {i}"}],
+            )
 
 
 def _chunks(path: str) -> list[tuple[int, int]]:
@@ -104,7 +114,9 @@ def test_deep_doctor_finds_every_bit_flip_that_changes_what_queries_return(root,
                 outcomes["found"] += bool(found)
                 if _answers(reader, table, path) != sound:
                     outcomes["changed or failed"] += 1
-                    assert found, f"{table}: the bit {bit} of byte {pos} changed query answers, and doctor --deep missed it"
+                    assert found, (
+                        f"{table}: the bit {bit} of byte {pos} changed query answers, and doctor --deep missed it"
+                    )
                     assert "--deep --repair" in found[0].fix
             finally:
                 Path(path).write_bytes(original)
@@ -135,7 +147,9 @@ def test_deep_repair_takes_the_damaged_file_out_of_the_snapshot_in_one_repair_co
     before = wh.version
     report = wh.doctor(deep=True, repair=True)
     assert report.healthy and report.repair_version == before + 1
-    assert [(x.kind, x.path, x.repaired) for x in report.findings if x.severity == "error"] == [("damaged-file", f.path, True)]
+    assert [(x.kind, x.path, x.repaired) for x in report.findings if x.severity == "error"] == [
+        ("damaged-file", f.path, True)
+    ]
     wh.refresh()
     assert wh.history(limit=1)[0].operation == "repair" and f.path not in wh.snapshot.files
     assert wh.sql("select count(*) from messages").fetchall() == [(0,)]  # its rows left every view
@@ -151,15 +165,21 @@ def test_cli_doctor_deep_reports_the_damaged_file_and_repairs_it(root, wh):
     _flip(path, end - 1, 5)
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "warehouse", "doctor", "--url", str(root), *args],
-                              capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "400"})
+        return subprocess.run(
+            [sys.executable, "-m", "warehouse", "doctor", "--url", str(root), *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "COLUMNS": "400"},
+        )
 
     assert run().returncode == 0
     res = run("--deep", "--format", "json")
     assert res.returncode == 1
     doc = json.loads(res.stdout)
     assert doc["deep"] is True and [(x["kind"], x["path"]) for x in doc["findings"] if x["severity"] == "error"] == [
-        ("damaged-file", f.path)]
+        ("damaged-file", f.path)
+    ]
     res = run("--deep")
     assert res.returncode == 1 and "damaged-file" in res.stdout and "warehouse doctor --deep --repair" in res.stdout
     res = run("--deep", "--repair")
@@ -195,8 +215,12 @@ def test_every_parquet_file_the_warehouse_writes_has_page_checksums(root, wh, tm
     written: dict[str, list[DataFile]] = {"writer": list(wh.snapshot.files.values())}
     wh.compact(table="messages")
     written["compaction"] = [f for f in wh.files("messages") if f.path not in {g.path for g in written["writer"]}]
-    with wh.writer(dataset={"type": "agentdojo", "config": {}}, agent={"type": "plain", "config": {}},
-                   attack={"type": "inj", "config": {}}, flush_interval=None) as w:
+    with wh.writer(
+        dataset={"type": "agentdojo", "config": {}},
+        agent={"type": "plain", "config": {}},
+        attack={"type": "inj", "config": {}},
+        flush_interval=None,
+    ) as w:
         ex = w.start_execution("live_task")
         ex.log("info", "a log line")
         ex.finish(benign_score=1.0)
@@ -254,6 +278,7 @@ def test_deep_doctor_and_compaction_find_a_damaged_page_on_s3(s3_url, s3_options
         wh.compact(table="executions")
     report = wh.doctor(deep=True, repair=True)
     assert [(x.kind, x.path, x.repaired) for x in report.findings if x.severity == "error"] == [
-        ("damaged-file", damaged.path, True)]
+        ("damaged-file", damaged.path, True)
+    ]
     assert warehouse.open(s3_url, storage_options=s3_options).doctor(deep=True).healthy
     assert wh.sql("select count(*) from executions").fetchall() == [(30,)]

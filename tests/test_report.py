@@ -16,9 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 import warehouse
+from warehouse.cli import app, demo
 from warehouse.read import analytics
-from warehouse.cli import demo
-from warehouse.cli import app
 from warehouse.read.report import SECTIONS, build_report, shown_ks
 
 SAMPLES = 3
@@ -83,7 +82,10 @@ class Page(HTMLParser):
 
     def rows(self, section: str) -> list[dict[str, str]]:
         """The table rows of a section as {column: exact value (data-value) or text}."""
-        return [{c["col"]: (c["value"] if c["value"] is not None else c["text"]) for c in r} for r in self.tables.get(section, [])]
+        return [
+            {c["col"]: (c["value"] if c["value"] is not None else c["text"]) for c in r}
+            for r in self.tables.get(section, [])
+        ]
 
 
 def parse(html: str) -> Page:
@@ -129,20 +131,25 @@ def test_every_section_has_a_chart_and_a_table_and_the_header_names_the_warehous
         body = section_html(html, anchor)
         assert body.count("<svg") == 1, anchor
         assert "<table>" in body and page.rows(anchor), anchor
-    header = html[:html.index("<main>")]
+    header = html[: html.index("<main>")]
     assert wh.url in header and f"at version {wh.version}" in header
-    assert f"{18 * 6 * SAMPLES:,} finished executions of 18 configurations over 6 tasks" in header  # distinct task ids, as `scores` counts them
+    assert (
+        f"{18 * 6 * SAMPLES:,} finished executions of 18 configurations over 6 tasks" in header
+    )  # distinct task ids, as `scores` counts them
 
 
 def test_report_loads_nothing_from_a_network(html, page) -> None:
     assert not {"script", "link", "img", "iframe", "object", "embed", "image", "audio", "video"} & set(page.tags)
     for tag, name, value in page.attrs:
         if name in {"href", "xlink:href", "src", "srcset", "action", "poster"}:
-            assert value and value.startswith("#"), (tag, name, value)   # in-page anchors and SVG <use> only
-    assert not re.search(r"url\(\s*['\"]?(?!#)", html)                 # CSS/SVG url() only to local ids
+            assert value and value.startswith("#"), (tag, name, value)  # in-page anchors and SVG <use> only
+    assert not re.search(r"url\(\s*['\"]?(?!#)", html)  # CSS/SVG url() only to local ids
     assert "@import" not in html
     # the only http(s) strings are XML namespace names, which browsers never fetch
-    assert set(re.findall(r"https?://[^\s\"'<>)]+", html)) <= {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
+    assert set(re.findall(r"https?://[^\s\"'<>)]+", html)) <= {
+        "http://www.w3.org/2000/svg",
+        "http://www.w3.org/1999/xlink",
+    }
 
 
 def test_html_is_well_formed_and_every_chart_is_valid_svg_with_unique_ids(html, page) -> None:
@@ -151,7 +158,7 @@ def test_html_is_well_formed_and_every_chart_is_valid_svg_with_unique_ids(html, 
     charts = svgs(html)
     assert len(charts) == 5
     for svg in charts:
-        root = ET.fromstring(svg)      # raises on malformed XML
+        root = ET.fromstring(svg)  # raises on malformed XML
         assert root.tag == "{http://www.w3.org/2000/svg}svg" and root.get("role") == "img" and root.get("aria-label")
         own = {e.get("id") for e in root.iter() if e.get("id")}
         referenced = re.findall(r'href="#([^"]+)"|url\(#([^)]+)\)', svg)
@@ -167,19 +174,32 @@ def test_asr_table_and_heatmap_show_the_analytics_numbers(wh, html, page) -> Non
     heatmap = svgs(section_html(html, "asr"))[0]
     for e in expected.iter_rows(named=True):
         r = rows[(e["agent"], e["attack"])]
-        assert int(r["n"]) == e["n"] == 6 * SAMPLES * 2                 # two datasets
+        assert int(r["n"]) == e["n"] == 6 * SAMPLES * 2  # two datasets
         assert close(r["asr"], e["asr"]) and close(r["utility"], e["utility"])
-        assert f"{100 * e['asr']:.0f}%" in heatmap and f"[{100 * e['asr_low']:.0f}, {100 * e['asr_high']:.0f}]" in heatmap
+        assert (
+            f"{100 * e['asr']:.0f}%" in heatmap and f"[{100 * e['asr_low']:.0f}, {100 * e['asr_high']:.0f}]" in heatmap
+        )
     # independently, from the raw rows
-    raw = (wh.scan("executions").filter(pl.col("attack") != "none").group_by("agent", "attack")
-           .agg(pl.col("attack_score").mean()).collect())
+    raw = (
+        wh.scan("executions")
+        .filter(pl.col("attack") != "none")
+        .group_by("agent", "attack")
+        .agg(pl.col("attack_score").mean())
+        .collect()
+    )
     for agent, attack, asr in raw.iter_rows():
         assert close(rows[(agent, attack)]["asr"], asr)
 
 
 def test_utility_without_attack_is_the_benign_runs_mean(wh, page) -> None:
     rows = {r["agent"]: r for r in page.rows("utility")}
-    raw = wh.scan("executions").filter(pl.col("attack") == "none").group_by("agent").agg(pl.col("benign_score").mean(), pl.len()).collect()
+    raw = (
+        wh.scan("executions")
+        .filter(pl.col("attack") == "none")
+        .group_by("agent")
+        .agg(pl.col("benign_score").mean(), pl.len())
+        .collect()
+    )
     assert set(rows) == set(raw["agent"]) == {"plain", "react", "tool_filter"}
     for agent, utility, n in raw.iter_rows():
         assert close(rows[agent]["utility"], utility) and int(rows[agent]["n"]) == n
@@ -210,10 +230,17 @@ def test_pass_at_k_table_matches_analytics_and_pass_at_1_is_the_plain_rate(wh, p
 def test_most_compromised_tasks_are_the_top_of_the_raw_counts(wh, page) -> None:
     rows = page.rows("tasks")
     assert len(rows) == 5
-    raw = (wh.scan("executions").filter(pl.col("attack") != "none").group_by("dataset", "task_id")
-           .agg(pl.len().alias("runs"), (pl.col("attack_score") >= 1).sum().alias("compromised"),
-                pl.col("agent").filter(pl.col("attack_score") >= 1).unique().sort().str.join(", ").alias("agents"))
-           .collect())
+    raw = (
+        wh.scan("executions")
+        .filter(pl.col("attack") != "none")
+        .group_by("dataset", "task_id")
+        .agg(
+            pl.len().alias("runs"),
+            (pl.col("attack_score") >= 1).sum().alias("compromised"),
+            pl.col("agent").filter(pl.col("attack_score") >= 1).unique().sort().str.join(", ").alias("agents"),
+        )
+        .collect()
+    )
     by_task = {(d, t): (n, c, a) for d, t, n, c, a in raw.iter_rows()}
     shown = [(r["dataset"], r["task_id"]) for r in rows]
     rates = [float(r["asr"]) for r in rows]
@@ -227,7 +254,12 @@ def test_most_compromised_tasks_are_the_top_of_the_raw_counts(wh, page) -> None:
 
 def test_cost_table_sums_to_the_raw_cost_of_every_execution(wh, page) -> None:
     rows = page.rows("cost")
-    raw = wh.scan("executions").group_by("config_hash").agg(pl.col("cost").sum(), pl.len(), pl.col("total_tokens").sum()).collect()
+    raw = (
+        wh.scan("executions")
+        .group_by("config_hash")
+        .agg(pl.col("cost").sum(), pl.len(), pl.col("total_tokens").sum())
+        .collect()
+    )
     assert {r["config_hash"] for r in rows} == set(raw["config_hash"]) and len(rows) == 18
     for h, cost, n, tokens in raw.iter_rows():
         r = next(r for r in rows if r["config_hash"] == h)
@@ -240,10 +272,16 @@ def test_names_are_escaped_in_the_page_and_literal_in_the_charts(tmp_path) -> No
     wh = warehouse.open(str(tmp_path / "w"), create=True)
     agent = '<b>"$x$" & co</b>'
     for attack in (None, {"type": "important_instructions", "config": {}}):
-        with wh.writer(dataset="agentdojo", agent={"type": agent, "config": {}}, attack=attack, flush_interval=None) as w:
+        with wh.writer(
+            dataset="agentdojo", agent={"type": agent, "config": {}}, attack=attack, flush_interval=None
+        ) as w:
             for task in range(3):
-                w.add_execution(task_id=f"t{task}", benign_score=float(task > 0), attack_score=float(task == 0) if attack else None,
-                                usage={"input_tokens": 10, "output_tokens": 5, "cost": 0.5})
+                w.add_execution(
+                    task_id=f"t{task}",
+                    benign_score=float(task > 0),
+                    attack_score=float(task == 0) if attack else None,
+                    usage={"input_tokens": 10, "output_tokens": 5, "cost": 0.5},
+                )
     html = build_report(wh, tmp_path / "r.html").read_text()
     page = parse(html)
     assert not page.errors and "b" not in page.tags
@@ -251,7 +289,7 @@ def test_names_are_escaped_in_the_page_and_literal_in_the_charts(tmp_path) -> No
     assert {r["agent"] for r in page.rows("asr")} == {agent}
     for svg in svgs(html):
         ET.fromstring(svg)
-    assert "$x$" in "".join(svgs(html))          # drawn as written, not as TeX
+    assert "$x$" in "".join(svgs(html))  # drawn as written, not as TeX
     assert "Every task ran once per configuration here, so only k = 1 exists" in html
 
 

@@ -9,7 +9,7 @@ import random
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,7 +20,7 @@ from warehouse.ops.retention import commit_expire, parse_duration, plan_expire
 from warehouse.write.live import EVENT_ROW, SNAPSHOT_ROW
 from warehouse.write.writer import EXECUTION_LIVE_ROW
 
-UTC = timezone.utc
+UTC = UTC
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 MONTH = timedelta(days=30)
 CUTOFF = NOW - MONTH
@@ -32,8 +32,23 @@ OTHER_AGENT = {"type": "react", "config": {"max_steps": 5}}
 
 def event(eid: str | None, seq: int, ts: datetime, message: str | None = None) -> tuple:
     """A row of `events` (non-partition columns, schema order)."""
-    return (eid, seq, ts, "log", "info", "step", message or f"event {seq}", 1.5, "trace", f"span{seq}", None,
-            "agent", json.dumps({"seq": seq}), None, None)
+    return (
+        eid,
+        seq,
+        ts,
+        "log",
+        "info",
+        "step",
+        message or f"event {seq}",
+        1.5,
+        "trace",
+        f"span{seq}",
+        None,
+        "agent",
+        json.dumps({"seq": seq}),
+        None,
+        None,
+    )
 
 
 def snapshot(sid: str, eid: str | None, ts: datetime, kind: str = "checkpoint", step: int = 0) -> tuple:
@@ -48,10 +63,18 @@ def running(w: warehouse.Writer, eid: str, started: datetime = OLD) -> None:
 
 def finished(w: warehouse.Writer, eid: str, at: datetime, status: str = "completed", **kw: Any) -> None:
     """A final row of `eid` with one message and one attack."""
-    w.add_execution(execution_id=eid, task_id=f"task_{eid}", started_at=at - timedelta(minutes=5), finished_at=at,
-                    status=status, error="boom" if status == "failed" else None, benign_score=1.0,
-                    messages=[{"role": "user", "content": f"hello from {eid}"}],
-                    attacks=[{"vector_id": "v1", "type": "injection", "content": "ignore"}], **kw)
+    w.add_execution(
+        execution_id=eid,
+        task_id=f"task_{eid}",
+        started_at=at - timedelta(minutes=5),
+        finished_at=at,
+        status=status,
+        error="boom" if status == "failed" else None,
+        benign_score=1.0,
+        messages=[{"role": "user", "content": f"hello from {eid}"}],
+        attacks=[{"vector_id": "v1", "type": "injection", "content": "ignore"}],
+        **kw,
+    )
 
 
 def only_file(wh: warehouse.Warehouse, table: str) -> str:
@@ -95,14 +118,20 @@ def test_old_file_is_dropped_by_its_stats_without_being_read(wh, root, config, o
 
 def test_straddling_file_is_rewritten_with_its_kept_rows_identical(wh, config, open_writer) -> None:
     w = open_writer(wh, **config)
-    w._add_rows(EVENT_ROW, [event(None, i, (OLD if i % 2 else NEW) + timedelta(seconds=i), f"msg é {i}")
-                           for i in range(10)])
-    w._add_rows(SNAPSHOT_ROW, [snapshot(f"s{i}", None, OLD if i < 3 else NEW, kind="snapshot", step=i)
-                              for i in range(5)])
+    w._add_rows(
+        EVENT_ROW, [event(None, i, (OLD if i % 2 else NEW) + timedelta(seconds=i), f"msg é {i}") for i in range(10)]
+    )
+    w._add_rows(
+        SNAPSHOT_ROW, [snapshot(f"s{i}", None, OLD if i < 3 else NEW, kind="snapshot", step=i) for i in range(5)]
+    )
     w.flush()
     old_paths = {f.path for f in wh.snapshot.files.values()}
-    kept_events = wh.sql(f"select * from events where timestamp >= '{CUTOFF.isoformat()}' order by seq").to_arrow_table()
-    kept_snaps = wh.sql(f"select * from snapshots where created_at >= '{CUTOFF.isoformat()}' order by step").to_arrow_table()
+    kept_events = wh.sql(
+        f"select * from events where timestamp >= '{CUTOFF.isoformat()}' order by seq"
+    ).to_arrow_table()
+    kept_snaps = wh.sql(
+        f"select * from snapshots where created_at >= '{CUTOFF.isoformat()}' order by step"
+    ).to_arrow_table()
     assert kept_events.num_rows == 5 and kept_snaps.num_rows == 2
 
     result = wh.expire(MONTH, tables=("events", "snapshots"), now=NOW)
@@ -144,10 +173,24 @@ def test_running_executions_keep_their_rows_events_and_checkpoints(wh, config, o
     finished(w, "done-live", OLD + timedelta(hours=1))
     w.flush()
     # One file per table holding old rows of all three plus rows without an execution.
-    w._add_rows(EVENT_ROW, [event("run-1", 0, OLD), event("run-1", 1, OLD), event("done-1", 2, OLD),
-                           event("done-live", 3, OLD), event(None, 4, OLD)])
-    w._add_rows(SNAPSHOT_ROW, [snapshot("cp-run", "run-1", OLD, step=1), snapshot("cp-done", "done-1", OLD),
-                              snapshot("sim", None, OLD, kind="snapshot")])
+    w._add_rows(
+        EVENT_ROW,
+        [
+            event("run-1", 0, OLD),
+            event("run-1", 1, OLD),
+            event("done-1", 2, OLD),
+            event("done-live", 3, OLD),
+            event(None, 4, OLD),
+        ],
+    )
+    w._add_rows(
+        SNAPSHOT_ROW,
+        [
+            snapshot("cp-run", "run-1", OLD, step=1),
+            snapshot("cp-done", "done-1", OLD),
+            snapshot("sim", None, OLD, kind="snapshot"),
+        ],
+    )
     w.flush()
     w._add_rows(EVENT_ROW, [event("run-1", 5, OLD)])  # a file of the running execution alone
     w.flush()
@@ -160,14 +203,22 @@ def test_running_executions_keep_their_rows_events_and_checkpoints(wh, config, o
     assert ids(wh, "raw_executions_live") == {"run-1"}
     assert ids(wh, "messages") == set() and ids(wh, "attacks") == set()
     assert result.executions_expired == 2
-    assert result.rows_removed == {"attacks": 2, "events": 3, "executions": 2, "executions_live": 1,
-                                   "messages": 2, "snapshots": 2}
+    assert result.rows_removed == {
+        "attacks": 2,
+        "events": 3,
+        "executions": 2,
+        "executions_live": 1,
+        "messages": 2,
+        "snapshots": 2,
+    }
     # It can still be resumed from its checkpoint: the state is intact.
     [(state,)] = wh.sql("select state from snapshots where snapshot_id = 'cp-run'").fetchall()
     assert json.loads(state) == {"step": 1, "memory": ["a", "b"]}
 
 
-def test_a_running_execution_elsewhere_does_not_stop_old_files_being_dropped_unread(wh, root, config, open_writer) -> None:
+def test_a_running_execution_elsewhere_does_not_stop_old_files_being_dropped_unread(
+    wh, root, config, open_writer
+) -> None:
     busy = open_writer(wh, **{**config, "agent": OTHER_AGENT})
     running(busy, "run-1")
     busy._add_rows(EVENT_ROW, [event("run-1", 0, OLD)])
@@ -208,8 +259,14 @@ def test_expiring_executions_cascades_to_the_rows_of_those_ids_only(wh, config, 
     assert rows(wh, "select snapshot_id from snapshots") == [("cp-kept",)]
     assert ids(wh, "messages") == ids(wh, "attacks") == {"kept", "other"}
     assert result.executions_expired == 1
-    assert result.rows_removed == {"attacks": 1, "events": 1, "executions": 1, "executions_live": 1,
-                                   "messages": 1, "snapshots": 1}
+    assert result.rows_removed == {
+        "attacks": 1,
+        "events": 1,
+        "executions": 1,
+        "executions_live": 1,
+        "messages": 1,
+        "snapshots": 1,
+    }
     [other_file] = [f for f in wh.files("executions") if f.partition["agent"] == "react"]
     assert other_file.path in {f.path for f in wh.snapshot.files.values()}
 
@@ -252,9 +309,13 @@ def _mixed(wh: warehouse.Warehouse, config: dict[str, Any], open_writer: Callabl
         for k, at in enumerate((OLD, NEW)):
             finished(w, f"{a}-{k}", at)
             running(w, f"{a}-run-{k}")
-            w._add_rows(EVENT_ROW, [event(f"{a}-{k}", i, at) for i in range(3)]
-                        + [event(f"{a}-run-{k}", 10 + i, OLD) for i in range(2)])
-            w._add_rows(SNAPSHOT_ROW, [snapshot(f"{a}-cp-{k}", f"{a}-{k}", at), snapshot(f"{a}-rcp-{k}", f"{a}-run-{k}", OLD)])
+            w._add_rows(
+                EVENT_ROW,
+                [event(f"{a}-{k}", i, at) for i in range(3)] + [event(f"{a}-run-{k}", 10 + i, OLD) for i in range(2)],
+            )
+            w._add_rows(
+                SNAPSHOT_ROW, [snapshot(f"{a}-cp-{k}", f"{a}-{k}", at), snapshot(f"{a}-rcp-{k}", f"{a}-run-{k}", OLD)]
+            )
             w.flush()
         w._add_rows(EVENT_ROW, [event(None, 100 + i, OLD if i % 2 else NEW) for i in range(6)])
         w.flush()
@@ -275,8 +336,9 @@ def test_one_call_makes_one_commit_recording_what_it_expired(wh, config, open_wr
     assert set(last.tables) == {"events", "snapshots", "executions", "messages", "attacks"}
 
 
-def test_dry_run_changes_nothing_and_reports_what_the_real_run_removes(wh, root, config, open_writer,
-                                                                       snapshot_tree) -> None:
+def test_dry_run_changes_nothing_and_reports_what_the_real_run_removes(
+    wh, root, config, open_writer, snapshot_tree
+) -> None:
     _mixed(wh, config, open_writer)
     before_tree, before = snapshot_tree(root), wh.version
     dry = wh.expire(MONTH, tables=ALL, now=NOW, dry_run=True)
@@ -293,8 +355,10 @@ def test_dry_run_changes_nothing_and_reports_what_the_real_run_removes(wh, root,
 def test_time_travel_still_sees_the_expired_rows(wh, root, config, open_writer) -> None:
     _mixed(wh, config, open_writer)
     before = wh.version
-    counts = {v: wh.sql(f"select count(*) from {v}").fetchall()[0][0]
-              for v in ("executions", "messages", "attacks", "events", "snapshots", "raw_executions_live")}
+    counts = {
+        v: wh.sql(f"select count(*) from {v}").fetchall()[0][0]
+        for v in ("executions", "messages", "attacks", "events", "snapshots", "raw_executions_live")
+    }
     wh.expire(MONTH, tables=ALL, now=NOW)
     past = warehouse.open(str(root), version=before)
     assert {v: past.sql(f"select count(*) from {v}").fetchall()[0][0] for v in counts} == counts
@@ -320,7 +384,7 @@ def test_every_view_answers_like_a_python_reference_after_expire(wh, config, ope
                     status = rng.choice(["completed", "failed"])
                     finished(w, eid, at, status=status)
                     written["final"].append({"eid": eid, "part": part, "at": at, "status": status})
-                for i in range(rng.randint(0, 3)):
+                for _ in range(rng.randint(0, 3)):
                     ts = rng.choice([OLD, NEW, CUTOFF, CUTOFF - timedelta(microseconds=1)])
                     e = None if rng.random() < 0.2 else eid
                     seq = len(written["events"])
@@ -347,12 +411,17 @@ def test_every_view_answers_like_a_python_reference_after_expire(wh, config, ope
 
     assert ids(wh, "executions") == (set(finals) - gone) | run
     assert rows(wh, "select execution_id from executions_all") == sorted(
-        [(e,) for e in finals if e not in gone] + [(r["eid"],) for r in written["live"] if r["eid"] not in gone], key=_key)
+        [(e,) for e in finals if e not in gone] + [(r["eid"],) for r in written["live"] if r["eid"] not in gone],
+        key=_key,
+    )
     assert ids(wh, "raw_executions_live") == {r["eid"] for r in written["live"]} - gone
     assert ids(wh, "messages") == ids(wh, "attacks") == set(finals) - gone
-    assert rows(wh, "select seq from events") == sorted(((r["seq"],) for r in written["events"] if stays(r["eid"], r["ts"])), key=_key)
+    assert rows(wh, "select seq from events") == sorted(
+        ((r["seq"],) for r in written["events"] if stays(r["eid"], r["ts"])), key=_key
+    )
     assert rows(wh, "select snapshot_id from snapshots") == sorted(
-        ((r["sid"],) for r in written["snapshots"] if stays(r["eid"], r["ts"])), key=_key)
+        ((r["sid"],) for r in written["snapshots"] if stays(r["eid"], r["ts"])), key=_key
+    )
     assert wh.sql("select sum(n) from scores").fetchall() == [(len(set(finals) - gone),)]  # finished ones
     assert result.executions_expired == len(gone)
     assert result.rows_removed["executions"] == len(gone)
@@ -364,9 +433,17 @@ def test_expire_on_s3_removes_what_it_removes_on_disk(wh, config, open_writer, s
         _mixed(target, config, open_writer)
     local_result = wh.expire(MONTH, tables=ALL, now=NOW)
     remote_result = remote.expire(MONTH, tables=ALL, now=NOW)
-    assert (remote_result.rows_removed, remote_result.files_by_table) == (local_result.rows_removed, local_result.files_by_table)
-    for view, key in (("events", "execution_id, seq"), ("snapshots", "snapshot_id"), ("executions", "execution_id"),
-                      ("messages", "execution_id, seq"), ("raw_executions_live", "execution_id")):
+    assert (remote_result.rows_removed, remote_result.files_by_table) == (
+        local_result.rows_removed,
+        local_result.files_by_table,
+    )
+    for view, key in (
+        ("events", "execution_id, seq"),
+        ("snapshots", "snapshot_id"),
+        ("executions", "execution_id"),
+        ("messages", "execution_id, seq"),
+        ("raw_executions_live", "execution_id"),
+    ):
         q = f"select {key} from {view}"
         assert rows(remote, q) == rows(wh, q), view
 
@@ -418,17 +495,23 @@ def test_a_dry_run_plan_cannot_be_committed(wh, config, open_writer) -> None:
 
 
 # -- bad input -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kwargs, message", [
-    ({"older_than": timedelta(0)}, "positive timedelta"),
-    ({"older_than": timedelta(days=-1)}, "positive timedelta"),
-    ({"older_than": 30}, "positive timedelta"),
-    ({"tables": ("sessions",)}, "'sessions' (sessions have their own delete); choose from events, snapshots, executions"),
-    ({"tables": ("events", "logs")}, "'logs'"),
-    ({"tables": ()}, "no table given"),
-    ({"statuses": ("running",)}, "'running' (running executions are never expired); choose from completed, failed"),
-    ({"statuses": "done"}, "'done'"),
-    ({"now": "yesterday"}, "now must be a datetime"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"older_than": timedelta(0)}, "positive timedelta"),
+        ({"older_than": timedelta(days=-1)}, "positive timedelta"),
+        ({"older_than": 30}, "positive timedelta"),
+        (
+            {"tables": ("sessions",)},
+            "'sessions' (sessions have their own delete); choose from events, snapshots, executions",
+        ),
+        ({"tables": ("events", "logs")}, "'logs'"),
+        ({"tables": ()}, "no table given"),
+        ({"statuses": ("running",)}, "'running' (running executions are never expired); choose from completed, failed"),
+        ({"statuses": "done"}, "'done'"),
+        ({"now": "yesterday"}, "now must be a datetime"),
+    ],
+)
 def test_bad_arguments_raise_a_warehouse_error_naming_them(wh, kwargs, message) -> None:
     kwargs = {"older_than": MONTH, **kwargs}
     with pytest.raises(WarehouseError) as exc:
@@ -447,9 +530,16 @@ def test_a_time_travel_snapshot_can_only_dry_run(wh, root, config, open_writer) 
         past.expire(MONTH, now=NOW)
 
 
-@pytest.mark.parametrize("text, age", [("30d", timedelta(days=30)), ("12h", timedelta(hours=12)),
-                                       ("90m", timedelta(minutes=90)), ("3600s", timedelta(hours=1)),
-                                       (" 1.5d ", timedelta(hours=36))])
+@pytest.mark.parametrize(
+    "text, age",
+    [
+        ("30d", timedelta(days=30)),
+        ("12h", timedelta(hours=12)),
+        ("90m", timedelta(minutes=90)),
+        ("3600s", timedelta(hours=1)),
+        (" 1.5d ", timedelta(hours=36)),
+    ],
+)
 def test_durations_parse(text: str, age: timedelta) -> None:
     assert parse_duration(text) == age
 
@@ -462,8 +552,9 @@ def test_bad_durations_are_refused(text: str) -> None:
 
 # -- CLI -------------------------------------------------------------------------------------------
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "warehouse", *args], capture_output=True, text=True,
-                          env=dict(os.environ), timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "warehouse", *args], capture_output=True, text=True, env=dict(os.environ), timeout=120
+    )
 
 
 def test_cli_expire_dry_run_then_for_real(wh, root, config, open_writer, snapshot_tree) -> None:
@@ -471,8 +562,15 @@ def test_cli_expire_dry_run_then_for_real(wh, root, config, open_writer, snapsho
     long_ago = datetime(2020, 1, 1, tzinfo=UTC)  # older than 30 days whenever the test runs
     finished(w, "old", long_ago)
     running(w, "busy", long_ago)
-    w._add_rows(EVENT_ROW, [event("old", 0, long_ago), event("busy", 1, long_ago), event(None, 2, long_ago),
-                           event(None, 3, datetime.now(UTC))])
+    w._add_rows(
+        EVENT_ROW,
+        [
+            event("old", 0, long_ago),
+            event("busy", 1, long_ago),
+            event(None, 2, long_ago),
+            event(None, 3, datetime.now(UTC)),
+        ],
+    )
     w.flush()
     url, before = str(root), snapshot_tree(root)
 
@@ -481,12 +579,15 @@ def test_cli_expire_dry_run_then_for_real(wh, root, config, open_writer, snapsho
     assert "would remove" in dry.stdout and "dry run: 5 rows of 1 execution would be removed" in dry.stdout
     assert "messages" in dry.stdout and snapshot_tree(root) == before
 
-    as_json = cli("expire", "-u", url, "--older-than", "30d", "--tables", "events,executions", "--dry-run", "-f", "json")
+    as_json = cli(
+        "expire", "-u", url, "--older-than", "30d", "--tables", "events,executions", "--dry-run", "-f", "json"
+    )
     assert json.loads(as_json.stdout) == [
         {"table": "attacks", "rows": 1, "files dropped": 1, "files rewritten": 0},
         {"table": "events", "rows": 2, "files dropped": 0, "files rewritten": 1},
         {"table": "executions", "rows": 1, "files dropped": 1, "files rewritten": 0},
-        {"table": "messages", "rows": 1, "files dropped": 1, "files rewritten": 0}]
+        {"table": "messages", "rows": 1, "files dropped": 1, "files rewritten": 0},
+    ]
 
     real = cli("expire", "--url", url, "--older-than", "30d", "--tables", "events,executions")
     assert real.returncode == 0, real.stderr
@@ -499,11 +600,14 @@ def test_cli_expire_dry_run_then_for_real(wh, root, config, open_writer, snapsho
     assert again.returncode == 0 and "nothing older than" in again.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--older-than", "30x"], "bad duration '30x'"),
-    (["--older-than", "30d", "--tables", "events,sessions"], "'sessions'"),
-    (["--older-than", "30d", "--statuses", "running"], "'running'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--older-than", "30x"], "bad duration '30x'"),
+        (["--older-than", "30d", "--tables", "events,sessions"], "'sessions'"),
+        (["--older-than", "30d", "--statuses", "running"], "'running'"),
+    ],
+)
 def test_cli_expire_errors_are_one_line(wh, root, args, message) -> None:
     res = cli("expire", "--url", str(root), *args)
     assert res.returncode == 1

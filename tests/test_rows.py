@@ -15,15 +15,24 @@ from warehouse.interop.importers.base import IMPORT_ROW
 from warehouse.write.live import EVENT_ROW, SNAPSHOT_ROW
 from warehouse.write.writer import EXECUTION_LIVE_ROW, EXECUTION_ROW
 
-SHAPES = [EXECUTION_ROW, EXECUTION_LIVE_ROW, MESSAGE_ROW, ATTACK_ROW, CONFIG_ROW, EVENT_ROW, SNAPSHOT_ROW,
-          SESSION_ROW, IMPORT_ROW]
+SHAPES = [
+    EXECUTION_ROW,
+    EXECUTION_LIVE_ROW,
+    MESSAGE_ROW,
+    ATTACK_ROW,
+    CONFIG_ROW,
+    EVENT_ROW,
+    SNAPSHOT_ROW,
+    SESSION_ROW,
+    IMPORT_ROW,
+]
 PARTITION = {"dataset": "d", "agent": "a", "attack": "none", "config_hash": "0" * 16}
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: s.table)
 def test_each_builders_columns_are_its_tables_non_partition_columns(shape):
     cat = catalog()
-    assert list(shape.columns) == cat.table(shape.table).column_names[len(cat.partition_columns):]
+    assert list(shape.columns) == cat.table(shape.table).column_names[len(cat.partition_columns) :]
 
 
 def test_every_table_a_writer_buffers_has_a_builder_shape():
@@ -47,7 +56,9 @@ def test_rows_of_one_table_are_refused_by_another_tables_buffer():
     with pytest.raises(warehouse.SchemaMismatch, match="executions"):
         buf.append(EXECUTION_ROW, ())
     with pytest.raises(warehouse.SchemaMismatch, match="3 columns"):
-        TableBuffer(catalog().table("attacks"), PARTITION).extend(RowShape("attacks", ("execution_id", "vector_id", "type")), [])
+        TableBuffer(catalog().table("attacks"), PARTITION).extend(
+            RowShape("attacks", ("execution_id", "vector_id", "type")), []
+        )
 
 
 def test_a_buffer_checks_a_shape_once():

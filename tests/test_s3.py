@@ -11,23 +11,23 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 from botocore.exceptions import BotoCoreError
-
-import warehouse
 from conftest import AGENT, ATTACK, DATASET, build_messages
 from faultproxy import FaultProxy
 from s3_server import S3Endpoint, free_port, start_moto, stop
+
+import warehouse
 from warehouse.core.errors import ConditionalWritesUnsupported
 from warehouse.manifest import writer_info
 
 PROCS = Path(__file__).resolve().parent / "procs"
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 AGENT_B = {"type": "plain_agent", "config": {"model": "gpt-5"}}
 
 
@@ -35,17 +35,29 @@ def write_runs(wh: warehouse.Warehouse, n: int = 6, flushes: int = 2) -> list[st
     """Deterministic executions of two run configurations (two partitions), in `flushes` flushes."""
     ids = []
     for cfg, agent in (("a", AGENT), ("b", AGENT_B)):
-        with wh.writer(dataset=DATASET, agent=agent, attack=ATTACK if cfg == "a" else None, run_id=f"job-{cfg}",
-                       flush_interval=None) as w:
+        with wh.writer(
+            dataset=DATASET,
+            agent=agent,
+            attack=ATTACK if cfg == "a" else None,
+            run_id=f"job-{cfg}",
+            flush_interval=None,
+        ) as w:
             for i in range(n):
-                ids.append(w.add_execution(
-                    execution_id=f"{cfg}-{i:03d}", task_id=f"user_task_{i}", messages=build_messages(turns=1 + i % 2),
-                    benign_score=float(i % 2), attack_score=float(i % 3 == 0) if cfg == "a" else None,
-                    usage={"input_tokens": 100 + i, "output_tokens": 10 * i, "cost": 0.001 * i},
-                    started_at=T0 + timedelta(minutes=i), finished_at=T0 + timedelta(minutes=i, seconds=30),
-                    metadata={"difficulty": "easy" if i % 2 else "hard"}, model="gpt-5",
-                    attacks=[{"vector_id": "v0", "type": "str", "content": f"ignore {i}"}] if cfg == "a" else None,
-                ))
+                ids.append(
+                    w.add_execution(
+                        execution_id=f"{cfg}-{i:03d}",
+                        task_id=f"user_task_{i}",
+                        messages=build_messages(turns=1 + i % 2),
+                        benign_score=float(i % 2),
+                        attack_score=float(i % 3 == 0) if cfg == "a" else None,
+                        usage={"input_tokens": 100 + i, "output_tokens": 10 * i, "cost": 0.001 * i},
+                        started_at=T0 + timedelta(minutes=i),
+                        finished_at=T0 + timedelta(minutes=i, seconds=30),
+                        metadata={"difficulty": "easy" if i % 2 else "hard"},
+                        model="gpt-5",
+                        attacks=[{"vector_id": "v0", "type": "str", "content": f"ignore {i}"}] if cfg == "a" else None,
+                    )
+                )
                 if (i + 1) % max(1, n // flushes) == 0:
                     w.flush()
     return ids
@@ -64,8 +76,13 @@ QUERIES = [
 
 def answers(wh: warehouse.Warehouse) -> list[Any]:
     out: list[Any] = [wh.sql(q).fetchall() for q in QUERIES]
-    out.append(wh.scan("executions").select("execution_id", "task_id", "benign_score").sort("execution_id").collect()
-               .to_dicts())
+    out.append(
+        wh.scan("executions")
+        .select("execution_id", "task_id", "benign_score")
+        .sort("execution_id")
+        .collect()
+        .to_dicts()
+    )
     out.append(wh.scan("messages", where={"agent": "plain_agent"}).select(pl.len()).collect().item())
     out.append(wh.execution("a-001")["messages"])
     return out
@@ -78,7 +95,8 @@ def commit_names(fs: Any, url: str) -> list[str]:
 
 # -- every feature, on S3 as on disk ---------------------------------------------------------------
 def test_warehouse_on_s3_answers_every_query_like_the_same_warehouse_on_disk(
-        s3_url: str, s3_options: dict, tmp_path: Path) -> None:
+    s3_url: str, s3_options: dict, tmp_path: Path
+) -> None:
     remote = warehouse.open(s3_url, storage_options=s3_options, create=True)
     local = warehouse.open(str(tmp_path / "wh"), create=True)
     ids = write_runs(remote)
@@ -88,14 +106,15 @@ def test_warehouse_on_s3_answers_every_query_like_the_same_warehouse_on_disk(
     assert answers(remote) == answers(local)
     assert answers(remote)[0], "the comparison must not be vacuous"
     assert [c.operation for c in remote.history()] == ["append"] * 4 + ["create"]
+
     # Files, rows and partitions alike; sizes within a few bytes (the rows hold the time they were
     # written, and zstd does not compress two different times to the same length every time).
     def summary(wh: warehouse.Warehouse) -> list[dict]:
         return [{k: v for k, v in r.items() if k != "bytes"} for r in wh.table_summary()]
 
     assert summary(remote) == summary(local)
-    for r, l in zip(remote.table_summary(), local.table_summary()):
-        assert abs(r["bytes"] - l["bytes"]) <= 16 * r["files"], (r, l)
+    for r, loc in zip(remote.table_summary(), local.table_summary()):
+        assert abs(r["bytes"] - loc["bytes"]) <= 16 * r["files"], (r, loc)
 
     # A second process-like handle sees the same; time travel works on S3 too.
     again = warehouse.open(s3_url, storage_options=s3_options)
@@ -130,8 +149,16 @@ def test_duckdb_and_polars_read_only_the_filtered_partitions_files_on_s3(s3: S3E
 
 def run_cli(calls: list[list[str]], env: dict[str, str]) -> list[subprocess.CompletedProcess]:
     """Run several `warehouse ...` command lines at once (each is a process start-up of ~1 s)."""
-    procs = [subprocess.Popen([sys.executable, "-m", "warehouse", *args], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for args in calls]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "warehouse", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in calls
+    ]
     out = []
     for args, p in zip(calls, procs):
         stdout, stderr = p.communicate(timeout=120)
@@ -146,13 +173,16 @@ def test_cli_works_on_s3_with_the_aws_environment_variables(s3: S3Endpoint, s3_u
     assert r.returncode == 0 and "version 0" in r.stdout, r.stderr
     wh = warehouse.open(s3_url, storage_options=s3.options())
     write_runs(wh, n=3, flushes=1)
-    sql, scores, history, ls, show = run_cli([
-        ["sql", "--url", s3_url, "--format", "json", "select count(*) as n from executions"],
-        ["scores", "--url", s3_url, "--by", "agent", "--format", "csv"],
-        ["history", "--url", s3_url, "--format", "json"],
-        ["ls", "--url", s3_url, "--format", "json"],
-        ["show", "--url", s3_url, "a-002"],
-    ], env)
+    sql, scores, history, ls, show = run_cli(
+        [
+            ["sql", "--url", s3_url, "--format", "json", "select count(*) as n from executions"],
+            ["scores", "--url", s3_url, "--by", "agent", "--format", "csv"],
+            ["history", "--url", s3_url, "--format", "json"],
+            ["ls", "--url", s3_url, "--format", "json"],
+            ["show", "--url", s3_url, "a-002"],
+        ],
+        env,
+    )
     for r in (sql, scores, history, ls, show):
         assert r.returncode == 0, r.stderr
     assert json.loads(sql.stdout) == [{"n": 6}]
@@ -195,7 +225,8 @@ def test_a_store_without_conditional_writes_is_refused_for_writing(s3: S3Endpoin
 
 
 def test_lost_answers_during_the_conditional_write_probe_are_retried_not_taken_for_refusals(
-        s3: S3Endpoint, s3_url: str) -> None:
+    s3: S3Endpoint, s3_url: str
+) -> None:
     # The answer to the first create of every probe object is lost: the object was created, and
     # the retry is refused because it exists. That is our own create, not a store without
     # conditional writes.
@@ -212,12 +243,15 @@ def test_lost_answers_during_the_conditional_write_probe_are_retried_not_taken_f
         assert proxy.stats.faults["drop"] >= 1
         with wh.writer(dataset=DATASET, agent=AGENT, flush_interval=None) as w:
             w.add_execution(task_id="t", benign_score=1.0)
-    assert warehouse.open(s3_url, storage_options=s3.options()).sql("select count(*) from executions").fetchall() == [(1,)]
+    assert warehouse.open(s3_url, storage_options=s3.options()).sql("select count(*) from executions").fetchall() == [
+        (1,)
+    ]
     assert not [p for p in s3.fs().find(s3_url.removeprefix("s3://")) if "/.probe-" in p]  # probes cleaned up
 
 
 def test_forty_percent_of_put_answers_lost_never_reads_as_unsupported_conditional_writes(
-        s3: S3Endpoint, s3_url: str) -> None:
+    s3: S3Endpoint, s3_url: str
+) -> None:
     with FaultProxy(s3.url, rate=0.4, faults=("drop",), seed=3) as proxy:
         for i in range(6):  # six fresh stores, each probed once
             wh = warehouse.open(f"{s3_url}/{i}", storage_options=s3.options(proxy.url), create=True)
@@ -230,12 +264,30 @@ def test_forty_percent_of_put_answers_lost_never_reads_as_unsupported_conditiona
 
 
 # -- many processes --------------------------------------------------------------------------------
-def run_flush_writers(url: str, env: dict[str, str], n_procs: int, flushes: int, per_flush: int,
-                      timeout: float = 240) -> list[str]:
+def run_flush_writers(
+    url: str, env: dict[str, str], n_procs: int, flushes: int, per_flush: int, timeout: float = 240
+) -> list[str]:
     """Start `procs/flush_writer.py` n_procs times against `url`, release them together, return stdout."""
-    procs = [subprocess.Popen([sys.executable, str(PROCS / "flush_writer.py"), url, str(p), str(flushes),
-                               str(per_flush), "2", "ab"[p % 2]], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env={**os.environ, **env}) for p in procs_range(n_procs)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(PROCS / "flush_writer.py"),
+                url,
+                str(p),
+                str(flushes),
+                str(per_flush),
+                "2",
+                "ab"[p % 2],
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
+        for p in procs_range(n_procs)
+    ]
     try:
         for p in procs:
             line = p.stdout.readline()
@@ -261,8 +313,9 @@ def procs_range(n: int) -> range:
     return range(n)
 
 
-def test_four_processes_fifty_flushes_into_one_s3_warehouse_lose_nothing(s3: S3Endpoint, s3_url: str,
-                                                                           capsys: pytest.CaptureFixture) -> None:
+def test_four_processes_fifty_flushes_into_one_s3_warehouse_lose_nothing(
+    s3: S3Endpoint, s3_url: str, capsys: pytest.CaptureFixture
+) -> None:
     n_procs, flushes, per_flush = 4, 50, 5
     warehouse.open(s3_url, storage_options=s3.options(), create=True)
     started = time.perf_counter()
@@ -283,7 +336,8 @@ def test_four_processes_fifty_flushes_into_one_s3_warehouse_lose_nothing(s3: S3E
 
 # -- faults ----------------------------------------------------------------------------------------
 def test_a_campaign_through_a_faulty_network_ends_with_exactly_the_rows_written(
-        s3: S3Endpoint, s3_url: str, capsys: pytest.CaptureFixture) -> None:
+    s3: S3Endpoint, s3_url: str, capsys: pytest.CaptureFixture
+) -> None:
     n_procs, flushes, per_flush = 2, 20, 5
     warehouse.open(s3_url, storage_options=s3.options(), create=True)
     with FaultProxy(s3.url, rate=0.15, seed=7) as proxy:
@@ -295,8 +349,10 @@ def test_a_campaign_through_a_faulty_network_ends_with_exactly_the_rows_written(
         assert through.scan("messages").select(pl.len()).collect().item() == 2 * n_procs * flushes * per_flush
         stats = proxy.stats
     with capsys.disabled():
-        print(f"\n[s3 faults] {stats.requests} requests, {stats.failed} failed on purpose "
-              f"({dict(stats.faults)}), {stats.forwarded} reached the server")
+        print(
+            f"\n[s3 faults] {stats.requests} requests, {stats.failed} failed on purpose "
+            f"({dict(stats.faults)}), {stats.forwarded} reached the server"
+        )
     assert stats.failed >= 20 and set(stats.faults) == {"500", "503", "reset", "drop"}
 
     acked = sorted(int(line.split()[2]) for out in outs for line in out.splitlines() if line.startswith("committed"))
@@ -326,7 +382,8 @@ def test_a_commit_whose_answer_is_lost_is_recognised_by_its_token(s3: S3Endpoint
 
 
 def test_a_re_added_id_whose_commit_answer_was_lost_supersedes_only_the_earlier_add(
-        s3: S3Endpoint, s3_url: str) -> None:
+    s3: S3Endpoint, s3_url: str
+) -> None:
     """Execution ids are keys on S3 too: a flush re-adding known ids whose commit answer is lost is
     recognised by its token on retry, and its own rows are never taken for earlier adds."""
     warehouse.open(s3_url, storage_options=s3.options(), create=True)
@@ -339,21 +396,27 @@ def test_a_re_added_id_whose_commit_answer_was_lost_supersedes_only_the_earlier_
         wh = warehouse.open(s3_url, storage_options=s3.options(proxy.url))
         with wh.writer(dataset=DATASET, agent=AGENT, flush_interval=None) as w:
             for i in range(5):
-                w.add_execution(execution_id=f"job-{i}", task_id=f"t{i}", benign_score=1.0,
-                                messages=[{"role": "user", "content": f"retry {i}"}])
+                w.add_execution(
+                    execution_id=f"job-{i}",
+                    task_id=f"t{i}",
+                    benign_score=1.0,
+                    messages=[{"role": "user", "content": f"retry {i}"}],
+                )
             assert w.flush() == 2
         assert proxy.stats.faults["drop"] == 2
     wh = warehouse.open(s3_url, storage_options=s3.options())
     assert [c.version for c in wh.log.commits()] == [0, 1, 2]
     assert wh.sql("select count(*), min(benign_score) from executions").fetchall() == [(5, 1.0)]
-    assert wh.sql("select count(*) from superseded s join executions e using (execution_id, write_id)").fetchall() == [(0,)]
+    assert wh.sql("select count(*) from superseded s join executions e using (execution_id, write_id)").fetchall() == [
+        (0,)
+    ]
     assert wh.sql("select count(*) from superseded").fetchall() == [(5,)]
-    assert sorted(m["content"] for i in range(5) for m in wh.execution(f"job-{i}")["messages"]) == \
-        [f"retry {i}" for i in range(5)]
+    assert sorted(m["content"] for i in range(5) for m in wh.execution(f"job-{i}")["messages"]) == [
+        f"retry {i}" for i in range(5)
+    ]
 
 
-def test_data_files_of_a_failed_flush_are_never_visible_and_the_batch_commits_once(
-        s3: S3Endpoint, s3_url: str) -> None:
+def test_data_files_of_a_failed_flush_are_never_visible_and_the_batch_commits_once(s3: S3Endpoint, s3_url: str) -> None:
     warehouse.open(s3_url, storage_options=s3.options(), create=True)
     is_commit = lambda method, path: method == "PUT" and "/_manifest/0" in path  # noqa: E731
     with FaultProxy(s3.url, rate=1.0, faults=("500", "503", "reset"), only=is_commit) as proxy:
@@ -396,18 +459,20 @@ def bad_inputs(s3: S3Endpoint, strict_endpoint: str, tmp_url: str) -> dict[str, 
     """case -> (url, storage_options, words the one-line error must contain)."""
     return {
         "missing bucket": (f"s3://no-such-bucket-{os.getpid()}/results", s3.options(), "does not exist"),
-        "wrong credentials": (f"s3://{s3.bucket}/results",
-                              {**s3.options(strict_endpoint), "key": "AKIAWRONGWRONGWRONG", "secret": "wrong"},
-                              "access denied"),
-        "endpoint down": (f"s3://{s3.bucket}/results", s3.options(f"http://127.0.0.1:{free_port()}"),
-                          "cannot connect"),
+        "wrong credentials": (
+            f"s3://{s3.bucket}/results",
+            {**s3.options(strict_endpoint), "key": "AKIAWRONGWRONGWRONG", "secret": "wrong"},
+            "access denied",
+        ),
+        "endpoint down": (f"s3://{s3.bucket}/results", s3.options(f"http://127.0.0.1:{free_port()}"), "cannot connect"),
         "not a warehouse": (tmp_url, s3.options(), "no warehouse manifest"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing bucket", "wrong credentials", "endpoint down", "not a warehouse"])
-def test_bad_s3_locations_fail_with_one_line_naming_the_url(s3: S3Endpoint, strict_endpoint: str, s3_url: str,
-                                                            case: str) -> None:
+def test_bad_s3_locations_fail_with_one_line_naming_the_url(
+    s3: S3Endpoint, strict_endpoint: str, s3_url: str, case: str
+) -> None:
     s3.fs().pipe_file(s3_url.removeprefix("s3://") + "/notes.txt", b"someone else's files")
     url, options, words = bad_inputs(s3, strict_endpoint, s3_url)[case]
     fs = s3.fs()
@@ -422,15 +487,29 @@ def test_bad_s3_locations_fail_with_one_line_naming_the_url(s3: S3Endpoint, stri
     assert [sorted(fs.find(t)) for t in touched] == before, "a failed open must write nothing"
 
 
-def test_bad_s3_locations_on_the_command_line_print_one_line(s3: S3Endpoint, strict_endpoint: str,
-                                                             s3_url: str) -> None:
+def test_bad_s3_locations_on_the_command_line_print_one_line(s3: S3Endpoint, strict_endpoint: str, s3_url: str) -> None:
     s3.fs().pipe_file(s3_url.removeprefix("s3://") + "/notes.txt", b"someone else's files")
     cases = bad_inputs(s3, strict_endpoint, s3_url)
-    envs = [{**os.environ, "AWS_ENDPOINT_URL": opts["endpoint_url"], "AWS_ACCESS_KEY_ID": opts["key"],
-             "AWS_SECRET_ACCESS_KEY": opts["secret"], "AWS_DEFAULT_REGION": s3.region} for _, opts, _ in cases.values()]
-    procs = [subprocess.Popen([sys.executable, "-m", "warehouse", "init", "--url", url], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for (url, _, _), env in zip(cases.values(), envs)]
+    envs = [
+        {
+            **os.environ,
+            "AWS_ENDPOINT_URL": opts["endpoint_url"],
+            "AWS_ACCESS_KEY_ID": opts["key"],
+            "AWS_SECRET_ACCESS_KEY": opts["secret"],
+            "AWS_DEFAULT_REGION": s3.region,
+        }
+        for _, opts, _ in cases.values()
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "warehouse", "init", "--url", url],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for (url, _, _), env in zip(cases.values(), envs)
+    ]
     for (case, (url, _, words)), p in zip(cases.items(), procs):
         _, stderr = p.communicate(timeout=60)
         assert p.returncode == 1, (case, stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -12,32 +13,56 @@ import pyarrow.parquet as pq
 import pytest
 
 import warehouse
+from warehouse.agent.sessions import AGENT, DATASET, SESSION_ROW
 from warehouse.core import records
 from warehouse.core.errors import InvalidRecord, SessionNotFound, WarehouseError
-from warehouse.agent.sessions import AGENT, DATASET
 from warehouse.core.records import MESSAGE_ROW
-from warehouse.agent.sessions import SESSION_ROW
 
 # agent-runner's messages.jsonl, verbatim (ids, explicit nulls, per-message `meta`).
 REFERENCE_MESSAGES: list[dict[str, Any]] = [
-    {"id": "msg1", "role": "user", "content": "Write a function", "tool_calls": None, "tool_call_id": None,
-     "meta": {"ts": "2025-01-15T10:00:00"}},
-    {"id": "msg2", "role": "assistant", "content": "I'll write that function",
-     "tool_calls": [{"id": "tc1", "name": "write_file", "arguments": {"path": "f.py", "content": "def f(): ..."}}],
-     "tool_call_id": None, "meta": {"ts": "2025-01-15T10:00:05"}},
-    {"id": "msg3", "role": "tool", "content": "File created", "tool_calls": None, "tool_call_id": "tc1",
-     "meta": {"ts": "2025-01-15T10:00:10", "tool_name": "write_file"}},
+    {
+        "id": "msg1",
+        "role": "user",
+        "content": "Write a function",
+        "tool_calls": None,
+        "tool_call_id": None,
+        "meta": {"ts": "2025-01-15T10:00:00"},
+    },
+    {
+        "id": "msg2",
+        "role": "assistant",
+        "content": "I'll write that function",
+        "tool_calls": [{"id": "tc1", "name": "write_file", "arguments": {"path": "f.py", "content": "def f(): ..."}}],
+        "tool_call_id": None,
+        "meta": {"ts": "2025-01-15T10:00:05"},
+    },
+    {
+        "id": "msg3",
+        "role": "tool",
+        "content": "File created",
+        "tool_calls": None,
+        "tool_call_id": "tc1",
+        "meta": {"ts": "2025-01-15T10:00:10", "tool_name": "write_file"},
+    },
 ]
 REFERENCE_CONFIG = {"model": "gpt-4o", "temperature": 0.7, "max_tokens": 2000, "timeout": 120}
-REFERENCE_META = {"schema_version": 1, "created_at": "2025-01-15T10:00:00", "updated_at": "2025-01-15T10:05:00",
-                  "total_tokens": 1542, "total_cost": 0.0234, "model": "gpt-4o"}
+REFERENCE_META = {
+    "schema_version": 1,
+    "created_at": "2025-01-15T10:00:00",
+    "updated_at": "2025-01-15T10:05:00",
+    "total_tokens": 1542,
+    "total_cost": 0.0234,
+    "model": "gpt-4o",
+}
 
 
 def session_files(wh: warehouse.Warehouse, table: str) -> set[str]:
     return {f.path for f in wh.files(table)}
 
 
-def test_save_then_load_returns_messages_config_and_meta_as_written(wh: warehouse.Warehouse, make_messages: Any) -> None:
+def test_save_then_load_returns_messages_config_and_meta_as_written(
+    wh: warehouse.Warehouse, make_messages: Any
+) -> None:
     msgs = make_messages(task="Résumé des e-mails non lus 📬, s'il te plaît", turns=3)
     sent = copy.deepcopy(msgs)
     sid = wh.sessions.save(msgs, config=REFERENCE_CONFIG, meta={"total_tokens": 10, "who": "Zoë"})
@@ -50,15 +75,17 @@ def test_save_then_load_returns_messages_config_and_meta_as_written(wh: warehous
 
 
 def test_reference_style_messages_round_trip_exactly(wh: warehouse.Warehouse) -> None:
-    sid = wh.sessions.save(copy.deepcopy(REFERENCE_MESSAGES), config=REFERENCE_CONFIG, meta=REFERENCE_META,
-                           session_id="abc123")
+    sid = wh.sessions.save(
+        copy.deepcopy(REFERENCE_MESSAGES), config=REFERENCE_CONFIG, meta=REFERENCE_META, session_id="abc123"
+    )
     assert sid == "abc123"
     loaded, config, meta = wh.sessions.load("abc123")
     assert loaded == REFERENCE_MESSAGES
     assert (config, meta) == (REFERENCE_CONFIG, REFERENCE_META)
     # The columns SQL sees are still the plain ones.
-    rows = wh.sql("select seq, role, tool_call_id, tool_calls from messages where execution_id = 'abc123' "
-                  "order by seq").fetchall()
+    rows = wh.sql(
+        "select seq, role, tool_call_id, tool_calls from messages where execution_id = 'abc123' order by seq"
+    ).fetchall()
     assert [r[:3] for r in rows] == [(0, "user", None), (1, "assistant", None), (2, "tool", "tc1")]
     assert rows[0][3] is None and json.loads(rows[1][3])[0]["name"] == "write_file"
 
@@ -70,9 +97,12 @@ def test_save_is_one_commit_in_the_sessions_partition(wh: warehouse.Warehouse, m
     assert commit.operation == "append" and set(commit.tables) == {"configs", "messages", "sessions"}
     part = warehouse.RunConfig.of(DATASET, AGENT).partition
     assert {(f.table, tuple(sorted(f.partition.items()))) for f in wh.snapshot.files.values()} == {
-        (t, tuple(sorted(part.items()))) for t in ("configs", "messages", "sessions")}
+        (t, tuple(sorted(part.items()))) for t in ("configs", "messages", "sessions")
+    }
     assert part["dataset"] == "sessions" and part["agent"] == "session" and part["attack"] == "none"
-    assert wh.sql("select session_id, revision, message_count from sessions").fetchall() == [(sid, 0, len(make_messages()))]
+    assert wh.sql("select session_id, revision, message_count from sessions").fetchall() == [
+        (sid, 0, len(make_messages()))
+    ]
 
 
 def test_append_adds_messages_without_rewriting_earlier_files(wh: warehouse.Warehouse, make_messages: Any) -> None:
@@ -81,10 +111,15 @@ def test_append_adds_messages_without_rewriting_earlier_files(wh: warehouse.Ware
     before = session_files(wh, "messages")
     version = wh.version
 
-    more = [{"role": "user", "content": "Et maintenant, réponds à Bob 🙂"},
-            {"role": "assistant", "content": None,
-             "tool_calls": [{"id": "call_9", "type": "function", "function": {"name": "send_email", "arguments": "{}"}}]},
-            {"role": "tool", "tool_call_id": "call_9", "name": "send_email", "content": "sent"}]
+    more = [
+        {"role": "user", "content": "Et maintenant, réponds à Bob 🙂"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "call_9", "type": "function", "function": {"name": "send_email", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": "call_9", "name": "send_email", "content": "sent"},
+    ]
     count = wh.sessions.append(sid, copy.deepcopy(more), meta={"b": {"y": 2}, "c": 3})
 
     assert count == len(first) + len(more)
@@ -119,8 +154,12 @@ def test_list_has_one_row_per_session_newest_first_with_titles(wh: warehouse.War
     long_text = "Please  write\na parser " + "for JSON documents " * 10
     s_title = wh.sessions.save([{"role": "user", "content": "ignored"}], title="Given title")
     s_meta = wh.sessions.save([{"role": "user", "content": "ignored too"}], meta={"title": "From meta", "k": [1]})
-    s_text = wh.sessions.save([{"role": "system", "content": "You are terse."},
-                               {"role": "user", "content": [{"type": "text", "text": long_text}]}])
+    s_text = wh.sessions.save(
+        [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": [{"type": "text", "text": long_text}]},
+        ]
+    )
     s_none = wh.sessions.save([])
 
     df = wh.sessions.list()
@@ -169,13 +208,14 @@ def test_delete_removes_one_session_in_one_commit(wh: warehouse.Warehouse, make_
 
 def test_delete_rewrites_files_shared_with_other_sessions(wh: warehouse.Warehouse, open_writer: Any) -> None:
     # One file holding two sessions' rows (as a compaction would leave them).
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     w = open_writer(wh, dataset=DATASET, agent=AGENT)
     for sid in ("s1", "s2"):
-        rows, size = records.messages(sid, [{"role": "user", "content": f"hello from {sid}"},
-                                            {"role": "assistant", "content": "hi"}])
+        rows, size = records.messages(
+            sid, [{"role": "user", "content": f"hello from {sid}"}, {"role": "assistant", "content": "hi"}]
+        )
         w._add_rows(MESSAGE_ROW, rows, size)
         w._add_rows(SESSION_ROW, [(sid, 0, now, now, None, 2, None, None)])
     w.flush()
@@ -187,7 +227,10 @@ def test_delete_rewrites_files_shared_with_other_sessions(wh: warehouse.Warehous
     assert commit.operation == "delete" and commit.files_removed == 2 and commit.files_added == 2
     with pytest.raises(SessionNotFound):
         wh.sessions.load("s1")
-    assert wh.sessions.load("s2")[0] == [{"role": "user", "content": "hello from s2"}, {"role": "assistant", "content": "hi"}]
+    assert wh.sessions.load("s2")[0] == [
+        {"role": "user", "content": "hello from s2"},
+        {"role": "assistant", "content": "hi"},
+    ]
     assert wh.sql("select distinct execution_id from raw_messages").fetchall() == [("s2",)]
 
 

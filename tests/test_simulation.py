@@ -6,19 +6,19 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import warehouse
-from warehouse.core.errors import InvalidRecord, RunNotFound, WarehouseError
 from warehouse.agent.simulation import sanitize_scenario
+from warehouse.core.errors import InvalidRecord, RunNotFound, WarehouseError
 
 PROCS = Path(__file__).resolve().parent / "procs"
 REPO = Path(__file__).resolve().parents[1]
-T0 = datetime(2025, 11, 22, 14, 30, 52, 123456, tzinfo=timezone.utc)
+T0 = datetime(2025, 11, 22, 14, 30, 52, 123456, tzinfo=UTC)
 STAMP = "2025-11-22_14-30-52"
 
 
@@ -52,12 +52,27 @@ def test_run_id_is_scenario_and_utc_start_time(wh: warehouse.Warehouse, root: Pa
     assert wh.run_recorder("config", started_at="2025-11-22T14:30:52Z").run_id == f"run_config_{STAMP}_3"
 
 
-@pytest.mark.parametrize("scenario", ["../../etc", "a/b\\c", "x" * 200, "シナリオ 🚀 é", "..", ".", "a\x00b",
-                                      "scenarios/my scenario.yaml", "%2e%2e", "C:\\temp\\x"])
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "../../etc",
+        "a/b\\c",
+        "x" * 200,
+        "シナリオ 🚀 é",
+        "..",
+        ".",
+        "a\x00b",
+        "scenarios/my scenario.yaml",
+        "%2e%2e",
+        "C:\\temp\\x",
+    ],
+)
 def test_scenario_names_never_leave_the_runs_directory(wh: warehouse.Warehouse, root: Path, scenario: str) -> None:
     rec = wh.run_recorder(scenario, save_frequency=1, started_at=T0)
     name = sanitize_scenario(scenario)
-    assert len(name) == min(len(scenario), 50) and set(name) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+    assert len(name) == min(len(scenario), 50) and set(name) <= set(
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+    )
     assert rec.run_id == f"run_{name}_{STAMP}"
     assert sorted(os.listdir(root / "runs")) == [f"{rec.run_id}.json"]
     assert sorted(os.listdir(root)) == ["_manifest", "configs", "runs"]  # nothing written elsewhere
@@ -67,7 +82,9 @@ def test_scenario_names_never_leave_the_runs_directory(wh: warehouse.Warehouse, 
     runs = wh.runs()
     assert runs["run_id"].to_list() == [rec.run_id] and runs["scenario"].to_list() == [scenario]
     assert wh.snapshots(rec.run_id)[0]["game_state"] == {"s": scenario}
-    assert wh.sql("select distinct json_extract_string(metadata, '$.scenario') from snapshots").fetchall() == [(scenario,)]
+    assert wh.sql("select distinct json_extract_string(metadata, '$.scenario') from snapshots").fetchall() == [
+        (scenario,)
+    ]
 
 
 def test_sanitising_follows_the_legacy_rule() -> None:
@@ -128,17 +145,21 @@ def test_run_ids_claimed_by_racing_processes_are_unique(root: Path, children: Ch
 
 
 # -- save frequency --------------------------------------------------------------------------------
-@pytest.mark.parametrize("frequency, max_steps, saved", [
-    (0, None, []),
-    (1, None, list(range(10))),
-    (3, None, [0, 3, 6, 9]),
-    (4, 10, [0, 4, 8]),
-    (10, 10, [0]),
-    (11, 10, []),  # save_frequency > max_steps: only the final snapshot
-    (5, 4, []),
-])
-def test_save_frequency_decides_which_steps_are_saved(wh: warehouse.Warehouse, frequency: int, max_steps: int | None,
-                                                      saved: list[int]) -> None:
+@pytest.mark.parametrize(
+    "frequency, max_steps, saved",
+    [
+        (0, None, []),
+        (1, None, list(range(10))),
+        (3, None, [0, 3, 6, 9]),
+        (4, 10, [0, 4, 8]),
+        (10, 10, [0]),
+        (11, 10, []),  # save_frequency > max_steps: only the final snapshot
+        (5, 4, []),
+    ],
+)
+def test_save_frequency_decides_which_steps_are_saved(
+    wh: warehouse.Warehouse, frequency: int, max_steps: int | None, saved: list[int]
+) -> None:
     rec = wh.run_recorder("freq", save_frequency=frequency, max_steps=max_steps)
     returned = [n for n in range(10) if rec.step(n, game_state={"round": n}, agent_vars={"A": {"n": n}})]
     assert returned == saved == [n for n in range(10) if rec.should_save(n)]
@@ -151,7 +172,9 @@ def test_save_frequency_decides_which_steps_are_saved(wh: warehouse.Warehouse, f
 
 
 @pytest.mark.parametrize("frequency", [-1, 1.5, "2", True, None])
-def test_bad_save_frequency_is_refused_before_anything_is_claimed(wh: warehouse.Warehouse, root: Path, frequency: Any) -> None:
+def test_bad_save_frequency_is_refused_before_anything_is_claimed(
+    wh: warehouse.Warehouse, root: Path, frequency: Any
+) -> None:
     with pytest.raises(InvalidRecord, match="save_frequency"):
         wh.run_recorder("config", save_frequency=frequency)
     assert not (root / "runs").exists() and wh.version == 0
@@ -177,11 +200,19 @@ def test_snapshots_hold_the_state_as_saved_in_step_order(wh: warehouse.Warehouse
         assert s["created_at"].utcoffset() == timedelta(0)
     assert [s["created_at"] for s in snaps] == sorted(s["created_at"] for s in snaps)
     ids = wh.sql("select snapshot_id from snapshots order by step, kind").fetchall()
-    assert ids == [(f"{rec.run_id}:snapshot:{n}",) for n in (0, 2, 4)] + [(f"{rec.run_id}:final:6",),
-                                                                          (f"{rec.run_id}:snapshot:6",)]
+    assert ids == [(f"{rec.run_id}:snapshot:{n}",) for n in (0, 2, 4)] + [
+        (f"{rec.run_id}:final:6",),
+        (f"{rec.run_id}:snapshot:6",),
+    ]
     run = wh.runs().row(0, named=True)
-    assert run == {"run_id": rec.run_id, "scenario": "scenarios/config.yaml", "started_at": T0, "snapshots": 5,
-                   "last_step": 6, "finished": True}
+    assert run == {
+        "run_id": rec.run_id,
+        "scenario": "scenarios/config.yaml",
+        "started_at": T0,
+        "snapshots": 5,
+        "last_step": 6,
+        "finished": True,
+    }
 
 
 def test_each_save_is_committed_before_it_returns(wh: warehouse.Warehouse, root: Path) -> None:
@@ -203,16 +234,20 @@ def test_empty_and_missing_state_fields_are_saved(wh: warehouse.Warehouse) -> No
     snaps = wh.snapshots(rec.run_id)
     assert [{k: s[k] for k in ("game_state", "global_vars", "agent_vars", "messages")} for s in snaps] == [
         {"game_state": {"r": 1}, "global_vars": {}, "agent_vars": {}, "messages": []},
-        {"game_state": {}, "global_vars": {}, "agent_vars": {}, "messages": []}]
+        {"game_state": {}, "global_vars": {}, "agent_vars": {}, "messages": []},
+    ]
 
 
-@pytest.mark.parametrize("field, value", [
-    ("game_state", {"x": object()}),
-    ("global_vars", {"rate": float("nan")}),
-    ("agent_vars", {"A": {"cash": float("inf")}}),
-    ("messages", [{"content": "lone \ud800 surrogate"}]),
-    ("messages", "not a list"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("game_state", {"x": object()}),
+        ("global_vars", {"rate": float("nan")}),
+        ("agent_vars", {"A": {"cash": float("inf")}}),
+        ("messages", [{"content": "lone \ud800 surrogate"}]),
+        ("messages", "not a list"),
+    ],
+)
 def test_state_that_is_not_json_is_refused_naming_the_field(wh: warehouse.Warehouse, field: str, value: Any) -> None:
     rec = wh.run_recorder("bad")
     version = wh.version
@@ -272,15 +307,17 @@ def test_runs_lists_each_run_newest_first(wh: warehouse.Warehouse) -> None:
     new.finish(5)
     df = wh.runs()
     assert df.columns == ["run_id", "scenario", "started_at", "snapshots", "last_step", "finished"]
-    assert df.rows() == [(new.run_id, "beta", T0 + timedelta(hours=1), 2, 5, True),
-                         (old.run_id, "alpha", T0, 2, 1, False)]
+    assert df.rows() == [
+        (new.run_id, "beta", T0 + timedelta(hours=1), 2, 5, True),
+        (old.run_id, "alpha", T0, 2, 1, False),
+    ]
 
 
 # -- kill -9 ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("acks", [1, 7])
 def test_killed_simulation_keeps_every_acknowledged_snapshot(root: Path, children: Children, acks: int) -> None:
     warehouse.open(str(root), create=True)
-    proc = children.start("sim_crash.py", root, "crash test/é", datetime.now(timezone.utc).isoformat(), 0)
+    proc = children.start("sim_crash.py", root, "crash test/é", datetime.now(UTC).isoformat(), 0)
     with watchdog([proc], 120):
         children.line(proc, "ready")
         proc.stdin.write("go\n")

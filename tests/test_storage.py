@@ -11,13 +11,55 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import warehouse
-from warehouse.core.storage import MAX_PARTITION_VALUE_BYTES, Store, escape_partition_value, parse_partition_path, partition_dir, unescape_partition_value
+from warehouse.core.storage import (
+    MAX_PARTITION_VALUE_BYTES,
+    Store,
+    escape_partition_value,
+    parse_partition_path,
+    partition_dir,
+    unescape_partition_value,
+)
 
 NASTY = [
-    "a/b", "/", "//", "../../etc", "a\\b", "\\", "..", ".", "...", "=", "k=v", "%", "%2F", "%41", "100%",
-    "nul\x00byte", "\x00", "tab\tnew\nline", "café", "Réunion n°1", "日本語", "🙂", "👩‍💻 emoji zwj",
-    "with space", " leading", "trailing ", "quote'single", 'quote"double', "semi;colon", "*?<>|:",
-    "__HIVE_DEFAULT_PARTITION__", "__private", "_x", "-", "~", "+plus", "null", "NULL", "none",
+    "a/b",
+    "/",
+    "//",
+    "../../etc",
+    "a\\b",
+    "\\",
+    "..",
+    ".",
+    "...",
+    "=",
+    "k=v",
+    "%",
+    "%2F",
+    "%41",
+    "100%",
+    "nul\x00byte",
+    "\x00",
+    "tab\tnew\nline",
+    "café",
+    "Réunion n°1",
+    "日本語",
+    "🙂",
+    "👩‍💻 emoji zwj",
+    "with space",
+    " leading",
+    "trailing ",
+    "quote'single",
+    'quote"double',
+    "semi;colon",
+    "*?<>|:",
+    "__HIVE_DEFAULT_PARTITION__",
+    "__private",
+    "_x",
+    "-",
+    "~",
+    "+plus",
+    "null",
+    "NULL",
+    "none",
 ]
 
 PARTITION_COLUMNS = ["dataset", "agent", "attack", "config_hash"]
@@ -53,8 +95,10 @@ def test_escape_is_safe_and_inverted_by_unescape(value):
     assert unescape_partition_value(escaped) == value
 
 
-@given(st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=8),
-       st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=8))
+@given(
+    st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=8),
+    st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=8),
+)
 def test_different_values_never_share_a_directory(a, b):
     if a != b:
         assert escape_partition_value(a) != escape_partition_value(b)
@@ -120,14 +164,32 @@ def files_under(path: Path) -> list[Path]:
 def test_hostile_type_names_stay_inside_the_root_and_read_back_unchanged(tmp_path, open_writer):
     root = tmp_path / "deep" / "wh"
     wh = warehouse.open(str(root), create=True)
-    values = ["../../escaped", "/abs", "a\\..\\b", "..", ".", "x=y/z=w", "%2e%2e", "nul\x00x", "🙂 'q\"",
-              "__HIVE_DEFAULT_PARTITION__", "NULL"]
+    values = [
+        "../../escaped",
+        "/abs",
+        "a\\..\\b",
+        "..",
+        ".",
+        "x=y/z=w",
+        "%2e%2e",
+        "nul\x00x",
+        "🙂 'q\"",
+        "__HIVE_DEFAULT_PARTITION__",
+        "NULL",
+    ]
     ids = {}
     for v in values:
-        w = open_writer(wh, dataset={"type": v, "config": {}}, agent={"type": v, "config": {}},
-                        attack={"type": v, "config": {}})
-        ids[v] = {w.add_execution(task_id="t0", benign_score=1.0, attacks=[{"vector_id": "v", "content": "x"}],
-                                  messages=[{"role": "user", "content": "hi"}])}
+        w = open_writer(
+            wh, dataset={"type": v, "config": {}}, agent={"type": v, "config": {}}, attack={"type": v, "config": {}}
+        )
+        ids[v] = {
+            w.add_execution(
+                task_id="t0",
+                benign_score=1.0,
+                attacks=[{"vector_id": "v", "content": "x"}],
+                messages=[{"role": "user", "content": "hi"}],
+            )
+        }
         w.close()
 
     resolved_root = root.resolve()
@@ -146,7 +208,8 @@ def test_hostile_type_names_stay_inside_the_root_and_read_back_unchanged(tmp_pat
             assert {r[0] for r in got} == ids[v], (col, v)
         assert wh.sql("select count(*) from messages where agent = ?", [v]).fetchall() == [(1,)]
         assert wh.sql("select count(*) from attacks where attack = ?", [v]).fetchall() == [(1,)]
-        assert wh.sql("select dataset_type, agent_type, attack_type from configs where agent = ?", [v]).fetchall() \
-            == [(v, v, v)]
+        assert wh.sql("select dataset_type, agent_type, attack_type from configs where agent = ?", [v]).fetchall() == [
+            (v, v, v)
+        ]
     scanned = wh.scan("executions").collect()
     assert sorted(scanned.select("dataset", "agent", "attack").rows()) == sorted((v, v, v) for v in values)

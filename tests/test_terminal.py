@@ -19,10 +19,10 @@ import pytest
 from rich.cells import cell_len
 
 import warehouse
-from warehouse.read import analytics, report
 from warehouse.core.errors import InvalidArgument
 from warehouse.core.schemas import catalog
 from warehouse.core.terminal import LiteralLogFormatter, literal_excepthook
+from warehouse.read import analytics, report
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 # An OSC 8 hyperlink, an SGR colour, a carriage return, BEL, an 8-bit CSI (clear screen), a
@@ -34,10 +34,36 @@ HOSTILE = f"{MARKUP} {CONTROLS}"
 PART = "[/oops] [link=http://evil.example]m[/link] \x1b[31mred\x1b[0m \u202eevil"
 PART_SHOWN = ["[/oops]", "[link=http://evil.example]m[/link]", "\\x1b[31mred", "\\u202eevil"]
 RAW = [b"\x1b", b"\x07", b"\r", "\x9b".encode(), "\u202e".encode()]  # none of these may reach the terminal
-SHOWN = ["[/oops]", "[link=http://evil.example]m[/link]", ":warning:",
-         "\\x1b]8;;http://evil.example\\x07X", "\\x1b[31mred", "\\rover", "\\x9b2J", "\\u202eevil"]
-COMMANDS = ["init", "demo", "ls", "show", "sql", "scores", "compare", "history", "sync", "tail", "bench", "expire",
-            "compact", "vacuum", "doctor", "report", "import", "export"]
+SHOWN = [
+    "[/oops]",
+    "[link=http://evil.example]m[/link]",
+    ":warning:",
+    "\\x1b]8;;http://evil.example\\x07X",
+    "\\x1b[31mred",
+    "\\rover",
+    "\\x9b2J",
+    "\\u202eevil",
+]
+COMMANDS = [
+    "init",
+    "demo",
+    "ls",
+    "show",
+    "sql",
+    "scores",
+    "compare",
+    "history",
+    "sync",
+    "tail",
+    "bench",
+    "expire",
+    "compact",
+    "vacuum",
+    "doctor",
+    "report",
+    "import",
+    "export",
+]
 
 
 SGR = re.compile(rb"\x1b\[[0-9;]*m")  # the styles (bold, dim) rich writes to a terminal
@@ -47,12 +73,16 @@ def run(*args: str, env: dict[str, str] | None = None, width: int | None = None)
     """The CLI as a real process; stdout and stderr as bytes, exactly as they leave it. Output goes to a
     pipe (200 columns wide), or with `width` to a terminal that many columns wide (TTY_COMPATIBLE:
     rich then writes as to a terminal, styles included; NO_COLOR: without colours)."""
-    base = {k: v for k, v in os.environ.items()
-            if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+    }
     if width is not None:
         base.update(TTY_COMPATIBLE="1", TTY_INTERACTIVE="0", NO_COLOR="1", COLUMNS=str(width))
-    return subprocess.run([sys.executable, "-m", "warehouse", *args], capture_output=True,
-                          env={**base, **(env or {})}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "warehouse", *args], capture_output=True, env={**base, **(env or {})}, timeout=300
+    )
 
 
 def text(res: subprocess.CompletedProcess[bytes]) -> str:
@@ -81,20 +111,40 @@ def hostile(tmp_path_factory) -> dict[str, str]:
     wh = warehouse.open(url, create=True)
     ids = {}
     for agent in ("a", "b"):
-        with wh.writer(dataset="ds" + PART, agent=agent + PART,
-                       attack={"type": "inj" + PART, "config": {"k" + HOSTILE: HOSTILE}}) as w:
+        with wh.writer(
+            dataset="ds" + PART, agent=agent + PART, attack={"type": "inj" + PART, "config": {"k" + HOSTILE: HOSTILE}}
+        ) as w:
             for t in range(3):
                 w.add_execution(
-                    execution_id=f"{agent}{t}-{HOSTILE}-end{agent}{t}", task_id=f"task{t}{HOSTILE}",
-                    benign_score=1.0, attack_score=1.0 if agent == "b" else 0.0, model="m" + HOSTILE,
-                    metadata={"note": HOSTILE, "k" + MARKUP: 1}, error=None,
-                    messages=[{"role": "user", "content": HOSTILE},
-                              {"role": "assistant", "content": None, "tool_calls": [
-                                  {"id": "c" + HOSTILE, "type": "function",
-                                   "function": {"name": "f" + HOSTILE, "arguments": HOSTILE}}]},
-                              {"role": "tool", "tool_call_id": "c" + HOSTILE, "name": "f" + HOSTILE,
-                               "content": [{"type": "text", "text": HOSTILE}]}],
-                    attacks=[{"vector_id": "v" + HOSTILE, "type": "t" + HOSTILE, "content": HOSTILE}])
+                    execution_id=f"{agent}{t}-{HOSTILE}-end{agent}{t}",
+                    task_id=f"task{t}{HOSTILE}",
+                    benign_score=1.0,
+                    attack_score=1.0 if agent == "b" else 0.0,
+                    model="m" + HOSTILE,
+                    metadata={"note": HOSTILE, "k" + MARKUP: 1},
+                    error=None,
+                    messages=[
+                        {"role": "user", "content": HOSTILE},
+                        {
+                            "role": "assistant",
+                            "content": None,
+                            "tool_calls": [
+                                {
+                                    "id": "c" + HOSTILE,
+                                    "type": "function",
+                                    "function": {"name": "f" + HOSTILE, "arguments": HOSTILE},
+                                }
+                            ],
+                        },
+                        {
+                            "role": "tool",
+                            "tool_call_id": "c" + HOSTILE,
+                            "name": "f" + HOSTILE,
+                            "content": [{"type": "text", "text": HOSTILE}],
+                        },
+                    ],
+                    attacks=[{"vector_id": "v" + HOSTILE, "type": "t" + HOSTILE, "content": HOSTILE}],
+                )
             ids[agent] = w.config_hash
     with wh.writer(dataset="ds" + PART, agent="live" + PART) as w:
         ex = w.start_execution(task_id="live" + HOSTILE)
@@ -105,13 +155,24 @@ def hostile(tmp_path_factory) -> dict[str, str]:
     return {"url": url, "a": ids["a"], "b": ids["b"], "live": ex.execution_id}
 
 
-@pytest.mark.parametrize("args, shown", [
-    (["scores"], PART_SHOWN), (["scores", "--by", "agent,metadata.note"], SHOWN), (["scores", "--k", "1,2"], PART_SHOWN),
-    (["sql", "select * from executions"], SHOWN), (["sql", "select * from messages"], SHOWN),
-    (["sql", "select * from attacks"], SHOWN), (["sql", "select * from configs"], PART_SHOWN),
-    (["sql", "select * from events"], SHOWN), (["show", "enda0"], SHOWN), (["show", "enda0", "--full"], SHOWN),
-    (["ls", "--partitions"], PART_SHOWN), (["tail", "-n", "50"], SHOWN), (["compare", "{a}", "{b}"], SHOWN),
-])
+@pytest.mark.parametrize(
+    "args, shown",
+    [
+        (["scores"], PART_SHOWN),
+        (["scores", "--by", "agent,metadata.note"], SHOWN),
+        (["scores", "--k", "1,2"], PART_SHOWN),
+        (["sql", "select * from executions"], SHOWN),
+        (["sql", "select * from messages"], SHOWN),
+        (["sql", "select * from attacks"], SHOWN),
+        (["sql", "select * from configs"], PART_SHOWN),
+        (["sql", "select * from events"], SHOWN),
+        (["show", "enda0"], SHOWN),
+        (["show", "enda0", "--full"], SHOWN),
+        (["ls", "--partitions"], PART_SHOWN),
+        (["tail", "-n", "50"], SHOWN),
+        (["compare", "{a}", "{b}"], SHOWN),
+    ],
+)
 def test_stored_values_print_as_literal_text(hostile, args, shown) -> None:
     # to a terminal, wide enough that no value is wrapped inside a table cell; and to a pipe
     res = run(*[a.format(**hostile) for a in args], "--url", hostile["url"], width=200 if args[0] == "show" else 5000)
@@ -127,8 +188,9 @@ def test_json_and_csv_output_hold_no_control_character(hostile, fmt) -> None:
         res = run(*args, "--url", hostile["url"], "--format", fmt)
         assert res.returncode == 0, res.stderr.decode()
         assert_literal(res, ["[/oops]", "[link=http://evil.example]m[/link]"])
-    rows = json.loads(run("sql", "select agent from executions where agent like 'a%'", "--url", hostile["url"],
-                          "-f", "json").stdout)
+    rows = json.loads(
+        run("sql", "select agent from executions where agent like 'a%'", "--url", hostile["url"], "-f", "json").stdout
+    )
     assert {r["agent"] for r in rows} == {"a" + PART}  # JSON escapes controls and keeps the exact value
 
 
@@ -199,8 +261,16 @@ def demo_wh(tmp_path_factory) -> str:
 
 
 @pytest.mark.parametrize("columns", [80, 120])
-@pytest.mark.parametrize("args", [["scores", "--k", "1,2"], ["scores", "--by", "dataset,agent,attack,model"],
-                                  ["sql", "select * from executions limit 5"], ["ls", "--partitions"], ["history"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["scores", "--k", "1,2"],
+        ["scores", "--by", "dataset,agent,attack,model"],
+        ["sql", "select * from executions limit 5"],
+        ["ls", "--partitions"],
+        ["history"],
+    ],
+)
 def test_tables_fit_the_terminal_and_never_cut_a_number(demo_wh, columns, args) -> None:
     res = run(*args, "--url", demo_wh, width=columns)
     assert res.returncode == 0, res.stderr.decode()
@@ -221,10 +291,12 @@ def test_tables_fit_the_terminal_and_never_cut_a_number(demo_wh, columns, args) 
 # -- grouping keys and pass@k exclusions ---------------------------------------------------------------
 def test_grouping_by_a_key_no_execution_has_is_an_error_listing_the_keys(demo_wh) -> None:
     wh = warehouse.open(demo_wh)
-    for call in (lambda: wh.scores(by="metadata.difficulty_typo"),
-                 lambda: analytics.attack_success_rates(wh, by=["agent", "metadata.difficulty_typo"]),
-                 lambda: analytics.pass_at_k(wh, by="metadata.difficulty_typo"),
-                 lambda: analytics.usage(wh, by="metadata.difficulty_typo")):
+    for call in (
+        lambda: wh.scores(by="metadata.difficulty_typo"),
+        lambda: analytics.attack_success_rates(wh, by=["agent", "metadata.difficulty_typo"]),
+        lambda: analytics.pass_at_k(wh, by="metadata.difficulty_typo"),
+        lambda: analytics.usage(wh, by="metadata.difficulty_typo"),
+    ):
         with pytest.raises(InvalidArgument, match="difficulty_typo") as info:
             call()
         assert isinstance(info.value, ValueError) and "metadata.difficulty" in str(info.value)
@@ -250,8 +322,9 @@ def test_pass_at_k_over_too_few_runs_says_why_it_is_empty(demo_wh) -> None:
 
 # -- README and show -----------------------------------------------------------------------------------
 def test_readme_compare_runs_on_the_demo(demo_wh) -> None:
-    commands = re.findall(r"^warehouse compare ([0-9a-f]{4,8}) ([0-9a-f]{4,8}) --url demo-warehouse", README.read_text(),
-                          flags=re.M)
+    commands = re.findall(
+        r"^warehouse compare ([0-9a-f]{4,8}) ([0-9a-f]{4,8}) --url demo-warehouse", README.read_text(), flags=re.M
+    )
     assert commands
     for a, b in commands:
         res = run("compare", a, b, "--url", demo_wh)
@@ -275,10 +348,21 @@ def long_message(tmp_path_factory) -> tuple[str, str]:
     wh = warehouse.open(url, create=True)
     body = "".join(f"line {i:07d} " + "x" * 40 + "\n" for i in range(40_000))  # 2 MB, 40,000 lines
     with wh.writer(dataset="ds", agent="ag") as w:
-        w.add_execution(execution_id="long-1", task_id="t", benign_score=1.0, duration_ms=12020.0,
-                        messages=[{"role": "user", "content": "hi"}, {"role": "tool", "content": body},
-                                  {"role": "assistant", "content": None, "tool_calls": [
-                                      {"id": "c1", "type": "function", "function": {"name": "f", "arguments": body}}]}])
+        w.add_execution(
+            execution_id="long-1",
+            task_id="t",
+            benign_score=1.0,
+            duration_ms=12020.0,
+            messages=[
+                {"role": "user", "content": "hi"},
+                {"role": "tool", "content": body},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": body}}],
+                },
+            ],
+        )
     return url, body
 
 
@@ -353,7 +437,9 @@ def test_report_tables_scroll_and_the_scatter_axes_fit_the_data(demo_wh) -> None
     [svg] = re.findall(r'<section id="utility">.*?(<svg\b.*?</svg>)', page, flags=re.S)
     assert page.count("<table>") == page.count('<div class="table-wrap"><table>') == 5
     css = re.sub(r"\s+", " ", report.CSS)
-    assert re.search(r"\.table-wrap \{[^}]*overflow-x: auto", css) and re.search(r"\.table-wrap \{[^}]*max-width: 100%", css)
+    assert re.search(r"\.table-wrap \{[^}]*overflow-x: auto", css) and re.search(
+        r"\.table-wrap \{[^}]*max-width: 100%", css
+    )
     assert re.findall(r"([^{}]+)\{[^}]*white-space: nowrap", css) == [" td.n "]  # only numbers never wrap
     # the demo's attack success rates stay below 70 %: the x axis ends there, not at 100 %
     xticks = [int(t) for t in re.findall(r'id="scatter-xtick_\d+">.*?<text[^>]*>(\d+)%</text>', svg, flags=re.S)]

@@ -29,8 +29,6 @@ def records(rel: duckdb.DuckDBPyRelation) -> list[dict[str, Any]]:
     return [dict(zip(cols, r)) for r in rel.fetchall()]
 
 
-
-
 def reference_scores(rows: list[dict[str, Any]]) -> dict[str, Any]:
     benign = [r["benign_score"] for r in rows if r["benign_score"] is not None]
     attack = [r["attack_score"] for r in rows if r["attack_score"] is not None]
@@ -38,10 +36,19 @@ def reference_scores(rows: list[dict[str, Any]]) -> dict[str, Any]:
     costs = [r["cost"] for r in rows if r["cost"] is not None]
     u, a = mean(benign), mean(attack)
     (ul, uh), (al, ah) = wilson(u, len(benign)), wilson(a, len(attack))
-    return {"n": len(rows), "n_tasks": len({r["task_id"] for r in rows}), "utility": u, "utility_low": ul,
-            "utility_high": uh, "asr": a, "asr_low": al, "asr_high": ah,
-            "n_failed": sum(r["status"] == "failed" for r in rows),
-            "total_tokens": sum(tokens) if tokens else None, "cost": sum(costs) if costs else None}
+    return {
+        "n": len(rows),
+        "n_tasks": len({r["task_id"] for r in rows}),
+        "utility": u,
+        "utility_low": ul,
+        "utility_high": uh,
+        "asr": a,
+        "asr_low": al,
+        "asr_high": ah,
+        "n_failed": sum(r["status"] == "failed" for r in rows),
+        "total_tokens": sum(tokens) if tokens else None,
+        "cost": sum(costs) if costs else None,
+    }
 
 
 def assert_close(got: dict[str, Any], want: dict[str, Any]) -> None:
@@ -68,8 +75,10 @@ class Campaign:
                     rc = RunConfig.of(d, a, k)
                     self.configs[rc.hash] = rc
                     # Two writers of one config opened before either flushes: both buffer its config row.
-                    writers = [wh.writer(dataset=d, agent=a, attack=k, run_id=f"run-{rc.hash}-{i}", flush_interval=None)
-                               for i in range(2 if d is DATASETS[0] and a is AGENTS[0] else 1)]
+                    writers = [
+                        wh.writer(dataset=d, agent=a, attack=k, run_id=f"run-{rc.hash}-{i}", flush_interval=None)
+                        for i in range(2 if d is DATASETS[0] and a is AGENTS[0] else 1)
+                    ]
                     for i in range(rng.randint(5, 9)):
                         self._add(rng, writers[i % len(writers)], rc, k is not None, i)
                     for w in writers:
@@ -78,22 +87,47 @@ class Campaign:
     def _add(self, rng: random.Random, w: warehouse.Writer, rc: RunConfig, attacked: bool, i: int) -> None:
         failed = rng.random() < 0.2
         row = {
-            "task_id": rng.choice(TASKS), "model": rng.choice(MODELS), "status": "failed" if failed else "completed",
+            "task_id": rng.choice(TASKS),
+            "model": rng.choice(MODELS),
+            "status": "failed" if failed else "completed",
             "error": "TimeoutError: tool call" if failed else None,
             "benign_score": None if failed else rng.choice([0.0, 1.0, rng.random()]),
             "attack_score": (rng.choice([0.0, 1.0]) if attacked and not failed else None),
-            "input_tokens": rng.randint(100, 5000), "output_tokens": rng.randint(10, 900),
-            "cost": round(rng.random() / 100, 6), "scores": {"f1": rng.random()}, "metadata": {"i": i, "tag": rng.choice("xyz")},
+            "input_tokens": rng.randint(100, 5000),
+            "output_tokens": rng.randint(10, 900),
+            "cost": round(rng.random() / 100, 6),
+            "scores": {"f1": rng.random()},
+            "metadata": {"i": i, "tag": rng.choice("xyz")},
         }
-        msgs = [{"role": "user", "content": f"do {row['task_id']}"}, {"role": "assistant", "content": "done"}][: rng.randint(1, 2)]
-        attacks = [{"vector_id": f"inj_{j}", "type": "email", "content": f"Ignore and do {j}"} for j in range(rng.randint(0, 2))]
-        eid = w.add_execution(task_id=row["task_id"], model=row["model"], status=row["status"], error=row["error"],
-                              benign_score=row["benign_score"], attack_score=row["attack_score"],
-                              usage={"input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"],
-                                     "cost": row["cost"]},
-                              scores=row["scores"], metadata=row["metadata"], messages=msgs, attacks=attacks, sample=i)
-        row.update(execution_id=eid, run_id=w.run_id, sample=i, revision=0, total_tokens=row["input_tokens"] + row["output_tokens"],
-                   **rc.partition)
+        msgs = [{"role": "user", "content": f"do {row['task_id']}"}, {"role": "assistant", "content": "done"}][
+            : rng.randint(1, 2)
+        ]
+        attacks = [
+            {"vector_id": f"inj_{j}", "type": "email", "content": f"Ignore and do {j}"}
+            for j in range(rng.randint(0, 2))
+        ]
+        eid = w.add_execution(
+            task_id=row["task_id"],
+            model=row["model"],
+            status=row["status"],
+            error=row["error"],
+            benign_score=row["benign_score"],
+            attack_score=row["attack_score"],
+            usage={"input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"], "cost": row["cost"]},
+            scores=row["scores"],
+            metadata=row["metadata"],
+            messages=msgs,
+            attacks=attacks,
+            sample=i,
+        )
+        row.update(
+            execution_id=eid,
+            run_id=w.run_id,
+            sample=i,
+            revision=0,
+            total_tokens=row["input_tokens"] + row["output_tokens"],
+            **rc.partition,
+        )
         self.executions.append(row)
         self.messages += len(msgs)
         self.attacks += [(eid, a["vector_id"], a["type"], a["content"], rc.partition["agent"]) for a in attacks]
@@ -105,9 +139,28 @@ def campaign(tmp_path_factory) -> tuple[warehouse.Warehouse, Campaign]:
     return wh, Campaign(wh)
 
 
-EXECUTION_COLUMNS = ["execution_id", "task_id", "run_id", "sample", "dataset", "agent", "attack", "config_hash", "model",
-                     "status", "error", "revision", "benign_score", "attack_score", "input_tokens", "output_tokens",
-                     "total_tokens", "cost", "scores", "metadata"]
+EXECUTION_COLUMNS = [
+    "execution_id",
+    "task_id",
+    "run_id",
+    "sample",
+    "dataset",
+    "agent",
+    "attack",
+    "config_hash",
+    "model",
+    "status",
+    "error",
+    "revision",
+    "benign_score",
+    "attack_score",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cost",
+    "scores",
+    "metadata",
+]
 
 
 def test_executions_view_equals_what_was_written(campaign):
@@ -123,17 +176,24 @@ def test_executions_view_equals_what_was_written(campaign):
 def test_messages_attacks_and_configs_views_equal_what_was_written(campaign):
     wh, c = campaign
     assert wh.sql("select count(*) from messages").fetchall() == [(c.messages,)]
-    assert sorted(wh.sql("select execution_id, vector_id, type, content, agent from attacks").fetchall()) == sorted(c.attacks)
+    assert sorted(wh.sql("select execution_id, vector_id, type, content, agent from attacks").fetchall()) == sorted(
+        c.attacks
+    )
     got = records(wh.sql("select * from configs"))
     assert len(got) == len(c.configs) == 8  # one row per config, though one config had two first writers
     for row in got:
         rc = c.configs[row["config_hash"]]
         assert (row["dataset"], row["agent"], row["attack"], row["config_hash"]) == tuple(rc.partition.values())
         assert (row["dataset_type"], row["agent_type"], row["attack_type"]) == (
-            rc.dataset["type"], rc.agent["type"], rc.attack["type"] if rc.attack else None)
+            rc.dataset["type"],
+            rc.agent["type"],
+            rc.attack["type"] if rc.attack else None,
+        )
         assert json.loads(row["dataset_config"]) == rc.dataset["config"]
         assert json.loads(row["agent_config"]) == rc.agent["config"]
-        assert (json.loads(row["attack_config"]) if row["attack_config"] else None) == (rc.attack["config"] if rc.attack else None)
+        assert (json.loads(row["attack_config"]) if row["attack_config"] else None) == (
+            rc.attack["config"] if rc.attack else None
+        )
         assert json.loads(row["config"]) == rc.as_dict()
 
 
@@ -156,8 +216,20 @@ def test_scores_view_equals_python_reference(campaign):
             assert got[key]["asr"] is None and got[key]["asr_low"] is None
 
 
-@pytest.mark.parametrize("by", [["dataset"], ["agent", "attack"], ["config_hash"], ["model"], ["task_id"], ["run_id"],
-                                ["status"], ["dataset", "agent", "attack"], []])
+@pytest.mark.parametrize(
+    "by",
+    [
+        ["dataset"],
+        ["agent", "attack"],
+        ["config_hash"],
+        ["model"],
+        ["task_id"],
+        ["run_id"],
+        ["status"],
+        ["dataset", "agent", "attack"],
+        [],
+    ],
+)
 def test_scores_by_grouping_equals_python_reference(campaign, by):
     wh, c = campaign
     got = records(wh.scores(by=by))
@@ -210,8 +282,12 @@ def test_warehouse_queried_while_empty_sees_later_commits(wh, open_writer, confi
     for table in ("executions", "messages", "attacks", "configs", "scores"):
         assert wh.sql(f"select count(*) from {table}").fetchall() == [(0,)]
     w = open_writer(wh, **config)
-    eid = w.add_execution(task_id="t0", benign_score=1.0, messages=[{"role": "user", "content": "hi"}],
-                          attacks=[{"vector_id": "v", "content": "x"}])
+    eid = w.add_execution(
+        task_id="t0",
+        benign_score=1.0,
+        messages=[{"role": "user", "content": "hi"}],
+        attacks=[{"vector_id": "v", "content": "x"}],
+    )
     w.flush()
     assert wh.version == 1
     assert wh.sql("select execution_id from executions").fetchall() == [(eid,)]
@@ -225,13 +301,16 @@ def test_root_directory_named_like_a_partition_changes_nothing(tmp_path, open_wr
     w = open_writer(wh, dataset="agentdojo", agent="tool_agent")
     eid = w.add_execution(task_id="t0", benign_score=1.0)
     w.flush()
-    assert wh.sql("select execution_id, dataset, agent from executions").fetchall() == [(eid, "agentdojo", "tool_agent")]
+    assert wh.sql("select execution_id, dataset, agent from executions").fetchall() == [
+        (eid, "agentdojo", "tool_agent")
+    ]
     assert wh.sql("select count(*) from executions where agent = 'tool_agent'").fetchall() == [(1,)]
     assert sorted(wh.sql("select * from executions").columns) == sorted(catalog().table("executions").column_names)
     assert [(r["agent"], r["n"]) for r in records(wh.sql("select * from scores"))] == [("tool_agent", 1)]
 
 
 # -- partition pruning ----------------------------------------------------------------------------
+
 
 @pytest.fixture
 def pruning_wh(tmp_path) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
@@ -243,8 +322,13 @@ def pruning_wh(tmp_path) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
             for k in ATTACKS:
                 with wh.writer(dataset=d, agent=a, attack=k, flush_interval=None) as w:
                     for t in TASKS:
-                        w.add_execution(task_id=t, benign_score=1.0, attack_score=0.0 if k else None,
-                                        messages=[{"role": "user", "content": t}], attacks=[{"vector_id": "v", "content": t}])
+                        w.add_execution(
+                            task_id=t,
+                            benign_score=1.0,
+                            attack_score=0.0 if k else None,
+                            messages=[{"role": "user", "content": t}],
+                            attacks=[{"vector_id": "v", "content": t}],
+                        )
     return root, {t: [dict(f.partition) for f in wh.files(t)] for t in wh.tables}
 
 

@@ -20,21 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import Children, watchdog
 
 import warehouse
-from warehouse.write import wal as wal_module
 from warehouse.core.storage import Store
+from warehouse.write import wal as wal_module
 from warehouse.write.wal import WalError, WalLocked
-
-from processes import Children, watchdog
 
 CONFIG = {"dataset": {"type": "agentdojo", "config": {}}, "agent": {"type": "walled", "config": {}}}
 N = 12
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def run_until_kill(children: Children, root: Any, wal: Path, tag: str, mode: str, n: int = N,
-                   options: dict | None = None) -> tuple[list[str], subprocess.Popen, list[str]]:
+def run_until_kill(
+    children: Children, root: Any, wal: Path, tag: str, mode: str, n: int = N, options: dict | None = None
+) -> tuple[list[str], subprocess.Popen, list[str]]:
     """Start a WAL writer, read what it acknowledged until its kill point, kill -9 it.
     Returns (acknowledged execution ids, the process, other lines it printed)."""
     args = [root, wal, tag, mode, n] + ([json.dumps(options)] if options else [])
@@ -68,17 +68,22 @@ def assert_each_once(wh: warehouse.Warehouse, ids: list[str]) -> None:
     counts = execution_counts(wh)
     assert {i: counts.get(i, 0) for i in ids} == {i: 1 for i in ids}
     messages = dict(wh.sql("select execution_id, count(*) from raw_messages group by 1").fetchall())
-    assert {i: messages.get(i, 0) for i in ids if not i.endswith("-live")} == \
-        {i: 2 for i in ids if not i.endswith("-live")}
+    assert {i: messages.get(i, 0) for i in ids if not i.endswith("-live")} == {
+        i: 2 for i in ids if not i.endswith("-live")
+    }
     tokens = [c.token for c in wh.log.commits()]
     assert [t for t, k in Counter(tokens).items() if k > 1] == [], "a token was committed twice"
 
 
 def live_revisions(wh: warehouse.Warehouse, eid: str) -> tuple[list[int], int]:
     """(in-flight revisions, log events) recorded for a live execution."""
-    revs = [r for (r,) in wh.sql("select revision from raw_executions_live where execution_id = ? order by 1",
-                                 [eid]).fetchall()]
-    (logs,), = wh.sql("select count(*) from raw_events where execution_id = ? and kind = 'log'", [eid]).fetchall()
+    revs = [
+        r
+        for (r,) in wh.sql(
+            "select revision from raw_executions_live where execution_id = ? order by 1", [eid]
+        ).fetchall()
+    ]
+    ((logs,),) = wh.sql("select count(*) from raw_events where execution_id = ? and kind = 'log'", [eid]).fetchall()
     return revs, logs
 
 
@@ -101,8 +106,11 @@ def recover(wh: warehouse.Warehouse, wal: Path, **config: Any) -> list[int]:
 
 def add(w: warehouse.Writer, eid: str) -> None:
     """One execution with two messages, as the writer processes add them."""
-    w.add_execution(task_id="t", execution_id=eid, messages=[{"role": "user", "content": f"{eid} q"},
-                                                              {"role": "assistant", "content": f"{eid} a"}])
+    w.add_execution(
+        task_id="t",
+        execution_id=eid,
+        messages=[{"role": "user", "content": f"{eid} q"}, {"role": "assistant", "content": f"{eid} a"}],
+    )
 
 
 def abandon(w: warehouse.Writer) -> None:
@@ -113,8 +121,9 @@ def abandon(w: warehouse.Writer) -> None:
 
 # -- kill -9 ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["unflushed", "before_commit", "after_commit", "torn"])
-def test_killed_writer_acknowledged_records_are_committed_exactly_once(tmp_path: Path, children: Children,
-                                                                      mode: str) -> None:
+def test_killed_writer_acknowledged_records_are_committed_exactly_once(
+    tmp_path: Path, children: Children, mode: str
+) -> None:
     root, wal = tmp_path / "wh", tmp_path / "wal"
     warehouse.open(str(root), create=True)
     acked, proc, _ = run_until_kill(children, root, wal, "k", mode)
@@ -164,7 +173,9 @@ def test_a_chain_of_killed_writers_and_recoveries_loses_and_repeats_nothing(tmp_
     assert kinds_of_trouble(wh) == set()
 
 
-def test_two_writers_on_one_wal_directory_is_a_clear_error(tmp_path: Path, children: Children, wh: warehouse.Warehouse) -> None:
+def test_two_writers_on_one_wal_directory_is_a_clear_error(
+    tmp_path: Path, children: Children, wh: warehouse.Warehouse
+) -> None:
     wal = tmp_path / "wal"
     proc = children.start("wal_writer.py", wh.url, wal, "p", "unflushed", 3)
     with watchdog([proc], 60):
@@ -208,22 +219,54 @@ def test_wal_recovers_into_an_s3_warehouse(tmp_path: Path, children: Children, s
 # -- in-process behaviour ------------------------------------------------------------------------------
 def varied_records(w: warehouse.Writer, tz: timezone) -> None:
     t0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=tz)
-    w.add_execution(task_id="ünïcode-task", execution_id="v-1", messages=[
-        {"role": "system", "content": "Réponds en français 🙂"},
-        {"role": "user", "content": [{"type": "text", "text": "line\nbreak \u2028 and \"quotes\""}],
-         "timestamp": t0},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
-                                                             "function": {"name": "f", "arguments": "{\"a\": 1}"}}]},
-        {"role": "tool", "tool_call_id": "c1", "name": "f", "content": "42", "tokens": 3, "step": 1,
-         "metadata": {"k": [1, 2.5, None]}},
-    ], usage={"input_tokens": 2**40, "output_tokens": 7, "cost": 0.1 + 0.2}, benign_score=1.0, attack_score=0.0,
+    w.add_execution(
+        task_id="ünïcode-task",
+        execution_id="v-1",
+        messages=[
+            {"role": "system", "content": "Réponds en français 🙂"},
+            {"role": "user", "content": [{"type": "text", "text": 'line\nbreak \u2028 and "quotes"'}], "timestamp": t0},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}],
+            },
+            {
+                "role": "tool",
+                "tool_call_id": "c1",
+                "name": "f",
+                "content": "42",
+                "tokens": 3,
+                "step": 1,
+                "metadata": {"k": [1, 2.5, None]},
+            },
+        ],
+        usage={"input_tokens": 2**40, "output_tokens": 7, "cost": 0.1 + 0.2},
+        benign_score=1.0,
+        attack_score=0.0,
         attacks=[{"vector_id": "v1", "type": "inject", "content": "ignore all", "metadata": {"x": 1}}],
-        metadata={"difficulty": "hard", "nested": {"list": [1, "two"]}}, started_at=t0,
-        finished_at=t0 + timedelta(seconds=1.5), model="m", scores={"f1": 0.25, "exact": 1.0}, sample=3,
-        group="g", reward=-1.5, advantages=[0.1, -0.2, 1e-300], trace_id="tr", span_id="sp")
+        metadata={"difficulty": "hard", "nested": {"list": [1, "two"]}},
+        started_at=t0,
+        finished_at=t0 + timedelta(seconds=1.5),
+        model="m",
+        scores={"f1": 0.25, "exact": 1.0},
+        sample=3,
+        group="g",
+        reward=-1.5,
+        advantages=[0.1, -0.2, 1e-300],
+        trace_id="tr",
+        span_id="sp",
+    )
     w.add_execution(task_id="t2", execution_id="v-2", status="failed", error="Boom: ✗", finished_at=t0)
-    w.add_trajectory(messages=[{"role": "user", "content": "hi"}], completions=[{"text": "c"}], rewards=0.5,
-                     group=7, replica=1, advantages=0.3, metadata={"task_id": "traj"}, execution_id="v-3")
+    w.add_trajectory(
+        messages=[{"role": "user", "content": "hi"}],
+        completions=[{"text": "c"}],
+        rewards=0.5,
+        group=7,
+        replica=1,
+        advantages=0.3,
+        metadata={"task_id": "traj"},
+        execution_id="v-3",
+    )
     ex = w.start_execution("live", execution_id="v-live", started_at=t0, metadata={"a": 1}, trace_id="tr-live")
     ex.update(scores={"progress": 0.5}, usage={"input_tokens": 10})
     ex.fail(ValueError("nope"), messages=[{"role": "user", "content": "x"}])
@@ -275,13 +318,15 @@ def test_each_flush_deletes_its_segment_and_close_leaves_an_empty_wal(tmp_path: 
 
 
 def test_a_commit_that_fails_leaves_the_records_in_the_wal_for_the_next_writer(
-        tmp_path: Path, wh: warehouse.Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, wh: warehouse.Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
     wal = tmp_path / "wal"
     w = wh.writer(**CONFIG, flush_interval=None, wal=wal)
     add(w, "x")
 
     def refuse(self, rel, data):
         raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(Store, "put_if_absent", refuse)
     with pytest.raises(OSError):
         w.close()
@@ -333,7 +378,12 @@ def test_async_writer_passes_the_wal_through(tmp_path: Path, wh: warehouse.Wareh
     async def main() -> None:
         async with wh.async_writer(**CONFIG, wal=wal, wal_sync="never") as aw:
             assert [c.version for c in aw.writer._wal.recovered] == [1]
-            aw.add_execution(task_id="t", execution_id="async-1", messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}])
+            aw.add_execution(
+                task_id="t",
+                execution_id="async-1",
+                messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+            )
+
     asyncio.run(main())
     assert_each_once(wh, ["before-crash", "async-1"])
     assert segments(wal) == []
@@ -360,7 +410,8 @@ def damage_line(segment: Path, index: int) -> bytes:
 
 
 def test_a_damaged_middle_line_loses_only_its_record_and_the_segment_is_kept_aside(
-        tmp_path: Path, children: Children, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, children: Children, caplog: pytest.LogCaptureFixture
+) -> None:
     root, wal, acked, segment = killed_with_twenty(children, tmp_path)
     assert len(acked) == 21
     damaged = damage_line(segment, 3)  # line 4: the third execution, d-2
@@ -415,7 +466,9 @@ def test_a_damaged_last_whole_line_is_damage_not_a_torn_tail(tmp_path: Path, chi
     assert (wal / "damaged" / segment.name).read_bytes() == damaged
 
 
-def test_a_record_whose_values_do_not_fit_its_table_is_set_aside_with_its_line(tmp_path: Path, children: Children) -> None:
+def test_a_record_whose_values_do_not_fit_its_table_is_set_aside_with_its_line(
+    tmp_path: Path, children: Children
+) -> None:
     root, wal, acked, segment = killed_with_twenty(children, tmp_path)
     lines = segment.read_bytes().splitlines(keepends=True)
     # Valid JSON, wrong type: a bit flip that turned a score into text.
@@ -434,7 +487,9 @@ def test_a_record_whose_values_do_not_fit_its_table_is_set_aside_with_its_line(t
     assert (wal / "damaged" / segment.name).exists()
 
 
-def test_a_damaged_segment_whose_batch_was_committed_is_deleted_losing_nothing(tmp_path: Path, children: Children) -> None:
+def test_a_damaged_segment_whose_batch_was_committed_is_deleted_losing_nothing(
+    tmp_path: Path, children: Children
+) -> None:
     root, wal = tmp_path / "wh", tmp_path / "wal"
     warehouse.open(str(root), create=True)
     acked, _, _ = run_until_kill(children, root, wal, "c", "after_commit", 6)

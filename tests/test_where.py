@@ -8,19 +8,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import duckdb
 import pytest
 
 import warehouse
-from warehouse import InvalidCondition, WarehouseError
-from warehouse.read import analytics
-from warehouse.engine import reader
-from warehouse.core.condition import condition
-
 from tests.conftest import AGENT, ATTACK, DATASET
+from warehouse import InvalidCondition, WarehouseError
+from warehouse.core.condition import condition
+from warehouse.engine import reader
+from warehouse.read import analytics
 
 BENIGN_AGENT = {"type": "react", "config": {"model": "claude"}}
 
@@ -31,9 +31,13 @@ def seeded(wh: warehouse.Warehouse) -> warehouse.Warehouse:
     for agent, attack in ((AGENT, ATTACK), (BENIGN_AGENT, ATTACK)):
         with wh.writer(dataset=DATASET, agent=agent, attack=attack) as w:
             for i in range(3):
-                w.add_execution(task_id=f"user_task_{i}", benign_score=1.0, attack_score=float(i == 0),
-                                metadata={"difficulty": "hard" if i == 2 else "easy"},
-                                messages=[{"role": "user", "content": "hi"}])
+                w.add_execution(
+                    task_id=f"user_task_{i}",
+                    benign_score=1.0,
+                    attack_score=float(i == 0),
+                    metadata={"difficulty": "hard" if i == 2 else "easy"},
+                    messages=[{"role": "user", "content": "hi"}],
+                )
     with wh.writer(dataset=DATASET, agent=AGENT, attack=ATTACK) as w:
         w.start_execution(task_id="user_task_9")
     wh.refresh()
@@ -48,20 +52,22 @@ def hostile(tmp_path: Path) -> list[str]:
     """Conditions from the report: a second statement that writes a file, file reads, and an
     escape from the finished-only filter."""
     target = tmp_path / "owned.txt"
-    return [f"true) group by agent; copy (select 'owned') to '{target}'; select 1 where (true",
-            f"true; copy (select 'owned') to '{target}'",
-            "exists (select * from read_text('/etc/passwd'))",
-            "(select count(*) from read_text('/etc/passwd')) > 0",
-            "read_text('/etc/passwd') is not null",
-            "true) or (status = 'running'",
-            "agent in (select agent from executions)",
-            "current_setting('enable_external_access')",
-            "getvariable('x') is null",
-            "agent = ?",
-            "true order by 1",
-            "true limit 1",
-            "count(*) > 0",
-            "row_number() over () > 0"]
+    return [
+        f"true) group by agent; copy (select 'owned') to '{target}'; select 1 where (true",
+        f"true; copy (select 'owned') to '{target}'",
+        "exists (select * from read_text('/etc/passwd'))",
+        "(select count(*) from read_text('/etc/passwd')) > 0",
+        "read_text('/etc/passwd') is not null",
+        "true) or (status = 'running'",
+        "agent in (select agent from executions)",
+        "current_setting('enable_external_access')",
+        "getvariable('x') is null",
+        "agent = ?",
+        "true order by 1",
+        "true limit 1",
+        "count(*) > 0",
+        "row_number() over () > 0",
+    ]
 
 
 CALLS: dict[str, Callable[[warehouse.Warehouse, str], Any]] = {
@@ -116,15 +122,24 @@ def test_where_can_not_reach_running_executions(seeded) -> None:
 @pytest.mark.slow
 def test_conditions_filter_like_the_same_sql_written_by_hand(seeded) -> None:
     def by_hand(cond: str) -> list[tuple]:
-        return seeded.sql(f"select agent, count(*) from executions where status <> 'running' and ({cond}\n) "
-                          "group by agent order by agent").fetchall()
+        return seeded.sql(
+            f"select agent, count(*) from executions where status <> 'running' and ({cond}\n) "
+            "group by agent order by agent"
+        ).fetchall()
 
-    for cond in ["metadata->>'$.difficulty' = 'hard'", "agent like 'pl%' or task_id in ('user_task_1')",
-                 "attack_score between 0.5 and 1", "lower(agent) = 'react' and benign_score >= 1.0 -- a comment",
-                 "started_at > now() - interval '1 day'", "json_extract_string(metadata, '$.difficulty') <> 'easy'",
-                 "suite = 'workspace' and agent_model = 'claude'"]:
+    for cond in [
+        "metadata->>'$.difficulty' = 'hard'",
+        "agent like 'pl%' or task_id in ('user_task_1')",
+        "attack_score between 0.5 and 1",
+        "lower(agent) = 'react' and benign_score >= 1.0 -- a comment",
+        "started_at > now() - interval '1 day'",
+        "json_extract_string(metadata, '$.difficulty') <> 'easy'",
+        "suite = 'workspace' and agent_model = 'claude'",
+    ]:
         if "suite" in cond:
-            got = [(r["agent"], r["n"]) for r in analytics.attack_success_rates(seeded, by="agent", where=cond).to_dicts()]
+            got = [
+                (r["agent"], r["n"]) for r in analytics.attack_success_rates(seeded, by="agent", where=cond).to_dicts()
+            ]
             assert got == [("react", 3)]
             continue
         got = [(r["agent"], r["n"]) for r in analytics.attack_success_rates(seeded, by="agent", where=cond).to_dicts()]
@@ -143,17 +158,37 @@ def test_cli_scores_and_compare_refuse_a_where_that_writes_a_file(seeded, root, 
     target = tmp_path / "owned.txt"
     attack = f"true) group by agent; copy (select 'owned') to '{target}'; select 1 where (true"
     a, b = config_hashes(seeded)
-    for args in (["scores", "--by", "agent", "--where", attack], ["compare", a, b, "--where", attack],
-                 ["scores", "--where", "read_text('/etc/passwd') is not null"]):
-        res = subprocess.run([sys.executable, "-m", "warehouse", *args, "--url", str(root)], capture_output=True,
-                             text=True, timeout=120)
+    for args in (
+        ["scores", "--by", "agent", "--where", attack],
+        ["compare", a, b, "--where", attack],
+        ["scores", "--where", "read_text('/etc/passwd') is not null"],
+    ):
+        res = subprocess.run(
+            [sys.executable, "-m", "warehouse", *args, "--url", str(root)], capture_output=True, text=True, timeout=120
+        )
         assert res.returncode == 1, res.stdout
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: where") and "is not a condition" in lines[0]
     assert not target.exists()
-    ok = subprocess.run([sys.executable, "-m", "warehouse", "scores", "--by", "agent", "--where",
-                         "metadata->>'$.difficulty' = 'hard'", "--format", "csv", "--url", str(root)],
-                        capture_output=True, text=True, timeout=120)
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "warehouse",
+            "scores",
+            "--by",
+            "agent",
+            "--where",
+            "metadata->>'$.difficulty' = 'hard'",
+            "--format",
+            "csv",
+            "--url",
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stderr
     assert [line.split(",")[:2] for line in ok.stdout.splitlines()[1:]] == [["react", "1"], ["tool_agent", "1"]]
 
@@ -164,10 +199,15 @@ def test_files_only_connection_reads_the_warehouse_and_nothing_else(seeded, tmp_
     assert con.sql("select count(*) from executions").fetchall() == [(7,)]
     outside = tmp_path / "outside.txt"
     outside.write_text("secret")
-    for sql in (f"select * from read_text('{outside}')", f"copy (select 1) to '{tmp_path / 'x.csv'}'",
-                f"attach '{tmp_path / 'x.duckdb'}'", "set enable_external_access = true",
-                f"set allowed_directories = ['{tmp_path}']", "install httpfs",
-                f"select * from read_parquet('{seeded.store.root}/../outside.txt')"):
+    for sql in (
+        f"select * from read_text('{outside}')",
+        f"copy (select 1) to '{tmp_path / 'x.csv'}'",
+        f"attach '{tmp_path / 'x.duckdb'}'",
+        "set enable_external_access = true",
+        f"set allowed_directories = ['{tmp_path}']",
+        "install httpfs",
+        f"select * from read_parquet('{seeded.store.root}/../outside.txt')",
+    ):
         with pytest.raises(duckdb.Error):
             con.sql(sql).fetchall()
     assert not (tmp_path / "x.csv").exists() and not (tmp_path / "x.duckdb").exists()

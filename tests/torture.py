@@ -86,15 +86,24 @@ class Summary:
         return not (self.lost or self.duplicated or self.partial_batches or self.doctor_problems)
 
     def table(self) -> str:
-        rows = [("kills", f"{self.kills} ({', '.join(f'{r} {n}' for r, n in sorted(self.kills_by_role.items()))})"),
-                ("acknowledged flushes", self.acknowledged_batches), ("rows checked", self.rows_checked),
-                ("lost", self.lost), ("duplicated", self.duplicated), ("partly visible flushes", self.partial_batches),
-                ("maintenance operations done", ", ".join(f"{r} {n}" for r, n in sorted(self.maintenance_ops.items())) or "none"),
-                ("orphans found, then vacuumed", self.orphans_found),
-                ("commits stalled in flight (taken by vacuum)", f"{self.stalls} ({self.stalls_taken_by_vacuum})"),
-                ("commits refusing stale files", self.stale_refused),
-                ("doctor problems besides orphans", len(self.doctor_problems)),
-                ("rows in the sync target", self.sync_target_rows), ("seconds", f"{self.seconds:.1f}")]
+        rows = [
+            ("kills", f"{self.kills} ({', '.join(f'{r} {n}' for r, n in sorted(self.kills_by_role.items()))})"),
+            ("acknowledged flushes", self.acknowledged_batches),
+            ("rows checked", self.rows_checked),
+            ("lost", self.lost),
+            ("duplicated", self.duplicated),
+            ("partly visible flushes", self.partial_batches),
+            (
+                "maintenance operations done",
+                ", ".join(f"{r} {n}" for r, n in sorted(self.maintenance_ops.items())) or "none",
+            ),
+            ("orphans found, then vacuumed", self.orphans_found),
+            ("commits stalled in flight (taken by vacuum)", f"{self.stalls} ({self.stalls_taken_by_vacuum})"),
+            ("commits refusing stale files", self.stale_refused),
+            ("doctor problems besides orphans", len(self.doctor_problems)),
+            ("rows in the sync target", self.sync_target_rows),
+            ("seconds", f"{self.seconds:.1f}"),
+        ]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"| {k:<{width}} | {v} |" for k, v in rows)
 
@@ -143,8 +152,17 @@ class Stalls:
             pass  # killed meanwhile
 
 
-def _start(role: str, tag: str, root: str, seed: int, dst: str, options: dict[str, Any] | None, logs: Path,
-           short_window: float | None = None, stalls: Stalls | None = None) -> Worker:
+def _start(
+    role: str,
+    tag: str,
+    root: str,
+    seed: int,
+    dst: str,
+    options: dict[str, Any] | None,
+    logs: Path,
+    short_window: float | None = None,
+    stalls: Stalls | None = None,
+) -> Worker:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     if options:
@@ -152,8 +170,15 @@ def _start(role: str, tag: str, root: str, seed: int, dst: str, options: dict[st
     if short_window:
         env["TORTURE_SHORT_WINDOW"] = str(short_window)
     with open(logs / f"{tag}.stderr", "wb") as err:
-        proc = subprocess.Popen([sys.executable, str(WORKER), role, root, tag, str(seed), dst],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, str(WORKER), role, root, tag, str(seed), dst],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            bufsize=1,
+            env=env,
+        )
     w = Worker(role, tag, proc)
 
     def read() -> None:
@@ -172,9 +197,18 @@ def _start(role: str, tag: str, root: str, seed: int, dst: str, options: dict[st
     return w
 
 
-def run(root: str, kills: int, *, seed: int = 1, dst: str | None = None, storage_options: dict[str, Any] | None = None,
-        logs: Path | None = None, roles: dict[str, int] | None = None, max_pause: float = 0.4,
-        short_window: float | None = None) -> Summary:
+def run(
+    root: str,
+    kills: int,
+    *,
+    seed: int = 1,
+    dst: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    logs: Path | None = None,
+    roles: dict[str, int] | None = None,
+    max_pause: float = 0.4,
+    short_window: float | None = None,
+) -> Summary:
     """Torture the warehouse at `root` (created if absent) with `kills` kills; returns the summary.
     `short_window` (seconds): the short-window case (see the module docstring)."""
     t0 = time.monotonic()
@@ -193,8 +227,19 @@ def run(root: str, kills: int, *, seed: int = 1, dst: str | None = None, storage
     def spawn(role: str) -> None:
         nonlocal counter
         counter += 1
-        live.append(_start(role, f"{role[0]}{counter}", root, rng.randrange(1 << 30), dst, storage_options, logs,
-                           short_window, stalls))
+        live.append(
+            _start(
+                role,
+                f"{role[0]}{counter}",
+                root,
+                rng.randrange(1 << 30),
+                dst,
+                storage_options,
+                logs,
+                short_window,
+                stalls,
+            )
+        )
 
     for role, n in roles.items():
         for _ in range(n):
@@ -249,8 +294,9 @@ def _check(root: str, dst: str, options: dict[str, Any] | None, workers: list[Wo
     s.acknowledged_batches = len(acked)
     for w in workers:  # every worker ends by the harness's kill -9; any other end is a failure it hit
         if w.proc.returncode != -signal.SIGKILL:
-            s.doctor_problems.append(f"{w.tag} ({w.role}) exited by itself with status {w.proc.returncode}; "
-                                     f"see {w.tag}.stderr")
+            s.doctor_problems.append(
+                f"{w.tag} ({w.role}) exited by itself with status {w.proc.returncode}; see {w.tag}.stderr"
+            )
     wh = warehouse.open(root, storage_options=options)  # it opens
     try:
         ids = Counter(r[0] for r in wh.sql("select execution_id from executions").fetchall())
@@ -303,8 +349,12 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workdir", default=None)
-    ap.add_argument("--short-window", type=float, default=4.0,
-                    help="then run the short-window case with this minimum window, in seconds (0: skip it)")
+    ap.add_argument(
+        "--short-window",
+        type=float,
+        default=4.0,
+        help="then run the short-window case with this minimum window, in seconds (0: skip it)",
+    )
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="torture-"))
     ok = True
@@ -315,11 +365,19 @@ def main() -> None:
         print("problem:", p)
     ok = ok and s.ok
     if args.short_window:
-        print(f"\ntorture, short-window case: {args.kills} kills, vacuum at the minimum orphan window scaled to "
-              f"{args.short_window:g} s (commit deadline {args.short_window / 2:g} s), roles {SHORT_WINDOW_ROLES}",
-              flush=True)
-        s = run(str(work / "wh-short"), args.kills, seed=args.seed, logs=work / "logs-short",
-                short_window=args.short_window, max_pause=1.0)
+        print(
+            f"\ntorture, short-window case: {args.kills} kills, vacuum at the minimum orphan window scaled to "
+            f"{args.short_window:g} s (commit deadline {args.short_window / 2:g} s), roles {SHORT_WINDOW_ROLES}",
+            flush=True,
+        )
+        s = run(
+            str(work / "wh-short"),
+            args.kills,
+            seed=args.seed,
+            logs=work / "logs-short",
+            short_window=args.short_window,
+            max_pause=1.0,
+        )
         print(s.table())
         for p in s.doctor_problems:
             print("problem:", p)

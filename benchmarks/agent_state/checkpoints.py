@@ -32,20 +32,54 @@ def checkpoint_state(i: int, rng: random.Random) -> dict[str, Any]:
         call = {"id": f"tc{i}_{t}", "name": rng.choice(tool_names), "args": {"query": text(rng, 30), "limit": 10}}
         messages.append({"role": "assistant", "content": text(rng, 200), "tool_calls": [call]})
         messages.append({"role": "tool", "tool_call_id": call["id"], "content": text(rng, 350)})
-    tools = [{"type": "function", "function": {"name": n, "description": text(rng, 80), "parameters": {
-        "type": "object", "properties": {"query": {"type": "string"}, "limit": {"type": "integer"}},
-        "required": ["query"]}}} for n in tool_names]
-    env = {"class_name": "WorkspaceEnvironment", "data": {"state": {
-        "inbox": [{"id": k, "from": f"user{k}@example.com", "subject": text(rng, 40), "read": rng.random() > 0.5}
-                  for k in range(5)],
-        "calendar": [{"day": f"2025-01-{10 + k:02d}", "title": text(rng, 25)} for k in range(3)],
-        "cwd": "/home/agent", "budget_left": round(rng.uniform(0, 5), 2)}}}
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": n,
+                "description": text(rng, 80),
+                "parameters": {
+                    "type": "object",
+                    "properties": {"query": {"type": "string"}, "limit": {"type": "integer"}},
+                    "required": ["query"],
+                },
+            },
+        }
+        for n in tool_names
+    ]
+    env = {
+        "class_name": "WorkspaceEnvironment",
+        "data": {
+            "state": {
+                "inbox": [
+                    {"id": k, "from": f"user{k}@example.com", "subject": text(rng, 40), "read": rng.random() > 0.5}
+                    for k in range(5)
+                ],
+                "calendar": [{"day": f"2025-01-{10 + k:02d}", "title": text(rng, 25)} for k in range(3)],
+                "cwd": "/home/agent",
+                "budget_left": round(rng.uniform(0, 5), 2),
+            }
+        },
+    }
     pending = [{"id": f"tc{i}_p", "name": rng.choice(tool_names), "args": {"query": text(rng, 30)}}]
-    return {"actor": {"endpoint": {"base_url": "https://api.openai.com/v1", "model": "gpt-4o", "max_tokens": 2000,
-                                   "temperature": 0.7},
-                      "messages": messages, "tools": tools},
-            "environment": env, "turn_idx": i, "max_turns": 50, "stop": None, "pending_tool_calls": pending,
-            "next_tool_idx": 0}
+    return {
+        "actor": {
+            "endpoint": {
+                "base_url": "https://api.openai.com/v1",
+                "model": "gpt-4o",
+                "max_tokens": 2000,
+                "temperature": 0.7,
+            },
+            "messages": messages,
+            "tools": tools,
+        },
+        "environment": env,
+        "turn_idx": i,
+        "max_turns": 50,
+        "stop": None,
+        "pending_tool_calls": pending,
+        "next_tool_idx": 0,
+    }
 
 
 class FileCheckpointStore:
@@ -58,8 +92,14 @@ class FileCheckpointStore:
 
     def save(self, checkpoint_id: str, state: dict[str, Any]) -> None:
         now = time.time()
-        doc = {"_metadata": {"checkpoint_id": checkpoint_id, "timestamp": now,
-                             "iso_time": datetime.fromtimestamp(now).isoformat()}, **state}
+        doc = {
+            "_metadata": {
+                "checkpoint_id": checkpoint_id,
+                "timestamp": now,
+                "iso_time": datetime.fromtimestamp(now).isoformat(),
+            },
+            **state,
+        }
         path = self.directory / f"{checkpoint_id}.json"
         tmp = self.directory / f".{checkpoint_id}.json.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
@@ -82,9 +122,16 @@ class FileCheckpointStore:
 def _save_stats(seconds: list[float]) -> dict[str, Any]:
     s = sorted(seconds)
     k = max(1, len(seconds) // 10)
-    return {"n": len(s), "p50_ms": ms(nearest_rank(s, 0.5)), "p90_ms": ms(nearest_rank(s, 0.9)), "p99_ms": ms(nearest_rank(s, 0.99)),
-            "mean_ms": ms(sum(s) / len(s)), "first_10pct_p50_ms": ms(statistics.median(seconds[:k])),
-            "last_10pct_p50_ms": ms(statistics.median(seconds[-k:])), "total_s": round(sum(s), 3)}
+    return {
+        "n": len(s),
+        "p50_ms": ms(nearest_rank(s, 0.5)),
+        "p90_ms": ms(nearest_rank(s, 0.9)),
+        "p99_ms": ms(nearest_rank(s, 0.99)),
+        "mean_ms": ms(sum(s) / len(s)),
+        "first_10pct_p50_ms": ms(statistics.median(seconds[:k])),
+        "last_10pct_p50_ms": ms(statistics.median(seconds[-k:])),
+        "total_s": round(sum(s), 3),
+    }
 
 
 def bench_checkpoints(tmp: Path, n: int) -> dict[str, Any]:
@@ -109,8 +156,15 @@ def bench_checkpoints(tmp: Path, n: int) -> dict[str, Any]:
         open_load_s, cp2 = median_time(lambda: warehouse.open(str(root)).latest_checkpoint(ex.execution_id), 3)
         ok = ok and cp2 is not None and cp2.step == n - 1
         w.close()
-        res.update({"load_latest_ms": ms(load_s), "open_and_load_latest_ms": ms(open_load_s), "loaded_ok": ok,
-                    "commits": wh.version, "disk": disk_usage(root)})
+        res.update(
+            {
+                "load_latest_ms": ms(load_s),
+                "open_and_load_latest_ms": ms(open_load_s),
+                "loaded_ok": ok,
+                "commits": wh.version,
+                "disk": disk_usage(root),
+            }
+        )
         out["warehouse"] = res
 
         # the reference: turn_{i}.json, atomically, without and with fsync

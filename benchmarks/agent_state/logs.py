@@ -13,7 +13,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,16 @@ def _log_inputs(n: int, seed: int = 1) -> tuple[list[str], list[str], list[dict[
     pool = min(n, 1000) or 1
     messages = [text(rng, rng.randint(30, 150)) for _ in range(pool)]
     levels = [rng.choice(("info", "info", "info", "debug", "warn", "error")) for _ in range(pool)]
-    attrs = [{"tool": rng.choice(("search_emails", "send_email", "read_file", "calendar")), "step": i,
-              "tokens": rng.randint(50, 4000), "latency_ms": round(rng.uniform(5, 900), 1), "ok": rng.random() > 0.1}
-             for i in range(pool)]
+    attrs = [
+        {
+            "tool": rng.choice(("search_emails", "send_email", "read_file", "calendar")),
+            "step": i,
+            "tokens": rng.randint(50, 4000),
+            "latency_ms": round(rng.uniform(5, 900), 1),
+            "ok": rng.random() > 0.1,
+        }
+        for i in range(pool)
+    ]
     return messages, levels, attrs
 
 
@@ -52,10 +59,17 @@ def _time_calls(n: int, call: Callable[[int], Any]) -> list[int]:
 def _call_stats(ns: list[int]) -> dict[str, Any]:
     s = sorted(ns)
     slow = [t for t in s if t >= SLOW_NS]
-    return {"n": len(s), "median_us": round(nearest_rank(s, 0.5) / 1000, 3), "p90_us": round(nearest_rank(s, 0.9) / 1000, 3),
-            "p99_us": round(nearest_rank(s, 0.99) / 1000, 3), "p999_us": round(nearest_rank(s, 0.999) / 1000, 3),
-            "max_ms": round(s[-1] / 1e6, 3), "mean_us": round(sum(s) / len(s) / 1000, 3),
-            "calls_over_1ms": len(slow), "share_of_time_in_calls_over_1ms": round(sum(slow) / max(1, sum(s)), 4)}
+    return {
+        "n": len(s),
+        "median_us": round(nearest_rank(s, 0.5) / 1000, 3),
+        "p90_us": round(nearest_rank(s, 0.9) / 1000, 3),
+        "p99_us": round(nearest_rank(s, 0.99) / 1000, 3),
+        "p999_us": round(nearest_rank(s, 0.999) / 1000, 3),
+        "max_ms": round(s[-1] / 1e6, 3),
+        "mean_us": round(sum(s) / len(s) / 1000, 3),
+        "calls_over_1ms": len(slow),
+        "share_of_time_in_calls_over_1ms": round(sum(slow) / max(1, sum(s)), 4),
+    }
 
 
 def _timer_overhead_ns(n: int = 100_000) -> float:
@@ -67,8 +81,9 @@ def _timer_overhead_ns(n: int = 100_000) -> float:
     return statistics.median(out)
 
 
-def _warehouse_logs(root: Path, n: int, messages: list[str], levels: list[str],
-                    attrs: list[dict[str, Any]] | None) -> dict[str, Any]:
+def _warehouse_logs(
+    root: Path, n: int, messages: list[str], levels: list[str], attrs: list[dict[str, Any]] | None
+) -> dict[str, Any]:
     wh = warehouse.open(str(root), create=True)
     w = wh.writer(dataset=DATASET, agent=AGENT, flush_interval=1.0)
     ex = w.start_execution("log-task")
@@ -77,30 +92,45 @@ def _warehouse_logs(root: Path, n: int, messages: list[str], levels: list[str],
     if attrs is None:
         ns = _time_calls(n, lambda i: log(levels[i % pool], messages[i % pool], source="agent-callback"))
     else:
-        ns = _time_calls(n, lambda i: log(levels[i % pool], messages[i % pool], source="agent-callback",
-                                          attrs=attrs[i % pool]))
+        ns = _time_calls(
+            n, lambda i: log(levels[i % pool], messages[i % pool], source="agent-callback", attrs=attrs[i % pool])
+        )
     t0 = time.perf_counter()
     w.close()
     close_s = time.perf_counter() - t0
-    committed = wh.sql("select count(*) from events where execution_id = ? and kind = 'log'",
-                       [ex.execution_id]).fetchall()[0][0]
-    return {**_call_stats(ns), "close_ms": ms(close_s), "logged": n, "committed": committed,
-            "dropped": sum(w.dropped_events.values()), "dropped_by_reason": w.dropped_events,
-            "commits": wh.version, "disk": disk_usage(root)}
+    committed = wh.sql(
+        "select count(*) from events where execution_id = ? and kind = 'log'", [ex.execution_id]
+    ).fetchall()[0][0]
+    return {
+        **_call_stats(ns),
+        "close_ms": ms(close_s),
+        "logged": n,
+        "committed": committed,
+        "dropped": sum(w.dropped_events.values()),
+        "dropped_by_reason": w.dropped_events,
+        "commits": wh.version,
+        "disk": disk_usage(root),
+    }
 
 
-def _jsonl_logs(root: Path, n: int, messages: list[str], levels: list[str],
-                attrs: list[dict[str, Any]] | None) -> dict[str, Any]:
+def _jsonl_logs(
+    root: Path, n: int, messages: list[str], levels: list[str], attrs: list[dict[str, Any]] | None
+) -> dict[str, Any]:
     """One JSON line per log appended to a file, flushed at once (what a JSONL logger does)."""
     root.mkdir(parents=True)
     path = root / "logs.jsonl"
-    pool, dumps, now, utc = len(messages), json.dumps, datetime.now, timezone.utc
+    pool, dumps, now, utc = len(messages), json.dumps, datetime.now, UTC
     with open(path, "a", encoding="utf-8") as f:
         write, flush = f.write, f.flush
 
         def call(i: int) -> None:
-            rec = {"executionId": "exec-1", "timestamp": now(utc).isoformat(), "level": levels[i % pool],
-                   "message": messages[i % pool], "source": "agent-callback"}
+            rec = {
+                "executionId": "exec-1",
+                "timestamp": now(utc).isoformat(),
+                "level": levels[i % pool],
+                "message": messages[i % pool],
+                "source": "agent-callback",
+            }
             if attrs is not None:
                 rec["attributes"] = attrs[i % pool]
             write(dumps(rec) + "\n")
@@ -116,10 +146,13 @@ class _JsonFormatter(logging.Formatter):
     """One JSON object per record, with the fields the results service stores."""
 
     def format(self, record: logging.LogRecord) -> str:
-        doc = {"executionId": getattr(record, "execution_id", None),
-               "timestamp": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
-               "level": record.levelname.lower(), "message": record.getMessage(),
-               "source": getattr(record, "source", None)}
+        doc = {
+            "executionId": getattr(record, "execution_id", None),
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "message": record.getMessage(),
+            "source": getattr(record, "source", None),
+        }
         a = getattr(record, "attributes", None)
         if a is not None:
             doc["attributes"] = a
@@ -129,8 +162,9 @@ class _JsonFormatter(logging.Formatter):
 _LOGGING_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
 
-def _logging_logs(root: Path, n: int, messages: list[str], levels: list[str],
-                  attrs: list[dict[str, Any]] | None) -> dict[str, Any]:
+def _logging_logs(
+    root: Path, n: int, messages: list[str], levels: list[str], attrs: list[dict[str, Any]] | None
+) -> dict[str, Any]:
     """`logging` with a FileHandler (which flushes after every record) and a JSON formatter."""
     root.mkdir(parents=True)
     path = root / "agent.log"
@@ -144,12 +178,21 @@ def _logging_logs(root: Path, n: int, messages: list[str], levels: list[str],
     lv = [_LOGGING_LEVELS[x] for x in levels]
     try:
         if attrs is None:
-            ns = _time_calls(n, lambda i: logger.log(lv[i % pool], messages[i % pool],
-                                                     extra={"execution_id": "exec-1", "source": "agent-callback"}))
+            ns = _time_calls(
+                n,
+                lambda i: logger.log(
+                    lv[i % pool], messages[i % pool], extra={"execution_id": "exec-1", "source": "agent-callback"}
+                ),
+            )
         else:
-            ns = _time_calls(n, lambda i: logger.log(lv[i % pool], messages[i % pool],
-                                                     extra={"execution_id": "exec-1", "source": "agent-callback",
-                                                            "attributes": attrs[i % pool]}))
+            ns = _time_calls(
+                n,
+                lambda i: logger.log(
+                    lv[i % pool],
+                    messages[i % pool],
+                    extra={"execution_id": "exec-1", "source": "agent-callback", "attributes": attrs[i % pool]},
+                ),
+            )
     finally:
         logger.removeHandler(handler)
         handler.close()

@@ -19,14 +19,20 @@ from ..workers import spawn, tail
 from .workload import Context, wh_counts
 
 
-def run_concurrent(competitor: str, root: Path, procs: int, flushes: int, per_flush: int, seed: int) -> tuple[float, list[dict]]:
+def run_concurrent(
+    competitor: str, root: Path, procs: int, flushes: int, per_flush: int, seed: int
+) -> tuple[float, list[dict]]:
     """Start `procs` writer processes, release them at once, wait for all; (wall seconds, their reports)."""
     children: list[tuple[subprocess.Popen[str], Path]] = []
     try:
         for i in range(procs):
             log = root.parent / f"{competitor}-{i}.stderr"
-            children.append((spawn(["concurrent", competitor, str(root), str(i), str(flushes), str(per_flush),
-                                     str(seed)], log), log))
+            children.append(
+                (
+                    spawn(["concurrent", competitor, str(root), str(i), str(flushes), str(per_flush), str(seed)], log),
+                    log,
+                )
+            )
         for c, log in children:
             line = c.stdout.readline()
             if line.strip() != "ready":
@@ -68,8 +74,13 @@ def concurrency(ctx: Context) -> CaseResult:
     p, f, s = sc.processes, sc.process_flushes, sc.process_flush_size
     res = CaseResult(3, "concurrency", f"Concurrency: {p} processes x {f} flushes of {s} executions, one store")
     total, flushes = p * f * s, p * f
-    res.params = {"processes": p, "flushes_per_process": f, "executions_per_flush": s, "messages_per_execution": 10,
-                  "competitors": list(sc.concurrency_competitors)}
+    res.params = {
+        "processes": p,
+        "flushes_per_process": f,
+        "executions_per_flush": s,
+        "messages_per_execution": 10,
+        "competitors": list(sc.concurrency_competitors),
+    }
     comps = sc.concurrency_competitors
     walls: dict[str, list[float]] = {c: [] for c in comps}
     commits: dict[str, list[int]] = {c: [] for c in comps}
@@ -97,25 +108,33 @@ def concurrency(ctx: Context) -> CaseResult:
         res.add(comp, "wall time", "s", walls[comp])
     lost = [c for c in res.checks if c.name.startswith("warehouse") and not c.ok]
     res.goal("0 rows lost or duplicated (warehouse)", "0" if not lost else lost[0].detail, not lost)
-    res.notes.append("A commit is: warehouse = one manifest commit per flush; delta = one append per table "
-                     "(3 per flush); legacy = one locked index.jsonl append per execution. Wall time runs from "
-                     "the start signal (all writers have generated their records and imported everything) until "
-                     "the last writer reports it is done; it includes opening the store and the writer.")
+    res.notes.append(
+        "A commit is: warehouse = one manifest commit per flush; delta = one append per table "
+        "(3 per flush); legacy = one locked index.jsonl append per execution. Wall time runs from "
+        "the start signal (all writers have generated their records and imported everything) until "
+        "the last writer reports it is done; it includes opening the store and the writer."
+    )
     if "delta" not in comps:
-        res.notes.append("delta is left out at this scale: its 2,400 concurrent appends (3 tables x 800 flushes) take "
-                         "about two minutes per repetition on 2 cores; it runs at --scale small.")
+        res.notes.append(
+            "delta is left out at this scale: its 2,400 concurrent appends (3 tables x 800 flushes) take "
+            "about two minutes per repetition on 2 cores; it runs at --scale small."
+        )
     return res
 
 
-def _concurrency_check(res: CaseResult, comp: str, root: Path, reports: list[dict], total: int, flushes: int, rep: int) -> None:
+def _concurrency_check(
+    res: CaseResult, comp: str, root: Path, reports: list[dict], total: int, flushes: int, rep: int
+) -> None:
     failed = sum(r["errors"] for r in reports)
     if comp == "warehouse":
         wh = warehouse.open(str(root))
         n, ids, m = wh_counts(wh)
         tokens = [c.token for c in wh.log.commits() if c.operation == "append"]
         ok = n == ids == total and m == 10 * total and len(tokens) == len(set(tokens)) == flushes
-        detail = (f"executions {n} (distinct {ids}) of {total}, messages {m} of {10 * total}, "
-                  f"append commits {len(tokens)} (distinct tokens {len(set(tokens))}) of {flushes}")
+        detail = (
+            f"executions {n} (distinct {ids}) of {total}, messages {m} of {10 * total}, "
+            f"append commits {len(tokens)} (distinct tokens {len(set(tokens))}) of {flushes}"
+        )
     elif comp == "legacy":
         lines, ids, files = legacy.count(root)
         ok = lines == ids == files == total
@@ -127,8 +146,10 @@ def _concurrency_check(res: CaseResult, comp: str, root: Path, reports: list[dic
         ids = delta.distinct(root, "executions", "execution_id") if n else 0
         m = delta.count_rows(root, "messages")
         ok = n == ids == done and m == 10 * done
-        detail = (f"executions {n} (distinct {ids}) of {done} acknowledged ({total} attempted), messages {m} of "
-                  f"{10 * done}; flushes that raised: {failed}")
+        detail = (
+            f"executions {n} (distinct {ids}) of {done} acknowledged ({total} attempted), messages {m} of "
+            f"{10 * done}; flushes that raised: {failed}"
+        )
         errs = [r["error"] for r in reports if r["error"]]
         if errs:
             detail += f"; first error: {errs[0]}"

@@ -32,16 +32,24 @@ def query_warehouse(ctx: Context) -> tuple[Path, float]:
 def scores_query(ctx: Context) -> CaseResult:
     """Case 4: scores by agent x attack, on an open handle and from a fresh open, against every competitor."""
     sc = ctx.scale
-    res = CaseResult(4, "scores_query", f"Scores (ASR, utility) by agent x attack over {sc.query_executions:,} executions")
+    res = CaseResult(
+        4, "scores_query", f"Scores (ASR, utility) by agent x attack over {sc.query_executions:,} executions"
+    )
     root, write_s = query_warehouse(ctx)
     batches = query_batches(ctx)
     cap = sc.legacy_query_cap
     legacy_n = min(sc.query_executions, cap) if cap else sc.query_executions
-    res.params = {"executions": sc.query_executions, "configs": sc.configs, "messages_per_execution": 0,
-                  "legacy_executions": legacy_n}
+    res.params = {
+        "executions": sc.query_executions,
+        "configs": sc.configs,
+        "messages_per_execution": 0,
+        "legacy_executions": legacy_n,
+    }
     leg_root = ctx.dir("query", "legacy")
     per_cfg = split(legacy_n, len(batches))
-    seconds_leg, _ = timed(lambda: legacy.write(leg_root, [(d, a, k, ex[:c]) for (d, a, k, ex), c in zip(batches, per_cfg)]))
+    seconds_leg, _ = timed(
+        lambda: legacy.write(leg_root, [(d, a, k, ex[:c]) for (d, a, k, ex), c in zip(batches, per_cfg)])
+    )
     one = ctx.workdir / "query" / "one.parquet"
     wh = warehouse.open(str(root))
     one_bytes = raw_duckdb.write_one_file(wh, one)
@@ -78,56 +86,83 @@ def scores_query(ctx: Context) -> CaseResult:
             seconds, out = timed(fn)
             times[(comp, metric)].append(seconds)
             answers[(comp, metric)] = out
-        ctx.say(f"case 4 rep {rep + 1}: " + ", ".join(f"{c} [{m}] {v[-1] * 1000:.1f} ms" for (c, m), v in times.items()))
+        ctx.say(
+            f"case 4 rep {rep + 1}: " + ", ".join(f"{c} [{m}] {v[-1] * 1000:.1f} ms" for (c, m), v in times.items())
+        )
     scale_up = sc.query_executions / legacy_n
     for (comp, metric), values in times.items():
         res.add(comp, metric, "s", values)
     if scale_up != 1:
         for comp in ("legacy (index.jsonl)", "legacy (index + JSON files)"):
-            res.add(f"{comp} x{scale_up:g} extrapolated", "open + query", "s",
-                    [v * scale_up for v in times[(comp, "open + query")]],
-                    note=f"measured on {legacy_n:,} executions, scaled linearly")
+            res.add(
+                f"{comp} x{scale_up:g} extrapolated",
+                "open + query",
+                "s",
+                [v * scale_up for v in times[(comp, "open + query")]],
+                note=f"measured on {legacy_n:,} executions, scaled linearly",
+            )
 
     cols = [c for c in wh.scores(by=by).columns]
     ref = keyed(answers[("warehouse", "query (open handle)")], cols, len(by))
-    res.compare("raw duckdb answers equal the warehouse's", ref,
-                keyed(answers[("raw duckdb (1 file)", "query (open handle)")], cols, len(by)),
-                [c for c in cols if c not in by])
+    res.compare(
+        "raw duckdb answers equal the warehouse's",
+        ref,
+        keyed(answers[("raw duckdb (1 file)", "query (open handle)")], cols, len(by)),
+        [c for c in cols if c not in by],
+    )
     n_total = sum(r["n"] for r in ref.values())
     res.check("warehouse holds every execution", n_total == sc.query_executions, f"{n_total} of {sc.query_executions}")
     leg_ref, against = ref, "the warehouse's"
     if legacy_n != sc.query_executions:
         # legacy holds the first `per_cfg` tasks of each configuration: compare with the same slice
-        leg_ref = keyed(wh.scores(by=by, where=f"cast(substr(task_id, 11) as integer) < {min(per_cfg)}").fetchall(),
-                        cols, len(by))
+        leg_ref = keyed(
+            wh.scores(by=by, where=f"cast(substr(task_id, 11) as integer) < {min(per_cfg)}").fetchall(), cols, len(by)
+        )
         against = f"the warehouse's over the same {legacy_n:,} executions"
-        res.notes.append(f"Legacy holds only {legacy_n:,} of the {sc.query_executions:,} executions (capped: the "
-                         f"first {min(per_cfg):,} tasks of each configuration); its answers are compared with the "
-                         "warehouse's over the same tasks, and its times are also shown scaled linearly to the full size.")
+        res.notes.append(
+            f"Legacy holds only {legacy_n:,} of the {sc.query_executions:,} executions (capped: the "
+            f"first {min(per_cfg):,} tasks of each configuration); its answers are compared with the "
+            "warehouse's over the same tasks, and its times are also shown scaled linearly to the full size."
+        )
     if len(set(per_cfg)) == 1 or legacy_n == sc.query_executions:
         basic = ["n", "n_tasks", "utility", "asr"]
-        res.compare(f"legacy (index.jsonl) answers equal {against}", leg_ref,
-                    legacy.scores_by_group(answers[("legacy (index.jsonl)", "open + query")], basic), basic)
+        res.compare(
+            f"legacy (index.jsonl) answers equal {against}",
+            leg_ref,
+            legacy.scores_by_group(answers[("legacy (index.jsonl)", "open + query")], basic),
+            basic,
+        )
         full = basic + ["total_tokens", "cost"]
-        res.compare(f"legacy (index + JSON files) answers equal {against}", leg_ref,
-                    legacy.scores_by_group(answers[("legacy (index + JSON files)", "open + query")], full), full)
+        res.compare(
+            f"legacy (index + JSON files) answers equal {against}",
+            leg_ref,
+            legacy.scores_by_group(answers[("legacy (index + JSON files)", "open + query")], full),
+            full,
+        )
     leg_name = "legacy (index.jsonl)" + (f" x{scale_up:g} extrapolated" if scale_up != 1 else "")
     leg = res.get(leg_name, "open + query")
     wh_cold_t = res.get("warehouse", "open + query")
-    res.goal(">= 50x faster than legacy/pandas (open + query, legacy reading index.jsonl only)",
-             f"{leg / wh_cold_t:.2f}x (with JSON files: "
-             f"{res.get(leg_name.replace('index.jsonl', 'index + JSON files'), 'open + query') / wh_cold_t:.2f}x)",
-             leg / wh_cold_t >= 50)
+    res.goal(
+        ">= 50x faster than legacy/pandas (open + query, legacy reading index.jsonl only)",
+        f"{leg / wh_cold_t:.2f}x (with JSON files: "
+        f"{res.get(leg_name.replace('index.jsonl', 'index + JSON files'), 'open + query') / wh_cold_t:.2f}x)",
+        leg / wh_cold_t >= 50,
+    )
     wh_q, duck_q = res.get("warehouse", "query (open handle)"), res.get("raw duckdb (1 file)", "query (open handle)")
-    res.goal("<= 1.25x raw DuckDB on one file (query on an open handle)", f"{wh_q / duck_q:.2f}x "
-             f"(open + query: {wh_cold_t / res.get('raw duckdb (1 file)', 'open + query'):.2f}x)", wh_q / duck_q <= 1.25)
-    res.notes.append(f"Executions carry no messages here (generation of full conversations at this size takes too "
-                     f"long); each of the {sc.configs} configurations repeats a pool of up to 50 demo executions with "
-                     f"fresh task ids. The warehouse holds {res.params['warehouse_files']} executions files (one flush "
-                     "per configuration); raw DuckDB reads one file with the same rows. 'open handle' reuses an "
-                     "opened Warehouse / DuckDB connection (first query excluded); 'open + query' starts from "
-                     "warehouse.open() / duckdb.connect(). The legacy analysis has no handle: pandas reads the files "
-                     "every time. Caches: the OS page cache is warm for every competitor.")
+    res.goal(
+        "<= 1.25x raw DuckDB on one file (query on an open handle)",
+        f"{wh_q / duck_q:.2f}x (open + query: {wh_cold_t / res.get('raw duckdb (1 file)', 'open + query'):.2f}x)",
+        wh_q / duck_q <= 1.25,
+    )
+    res.notes.append(
+        f"Executions carry no messages here (generation of full conversations at this size takes too "
+        f"long); each of the {sc.configs} configurations repeats a pool of up to 50 demo executions with "
+        f"fresh task ids. The warehouse holds {res.params['warehouse_files']} executions files (one flush "
+        "per configuration); raw DuckDB reads one file with the same rows. 'open handle' reuses an "
+        "opened Warehouse / DuckDB connection (first query excluded); 'open + query' starts from "
+        "warehouse.open() / duckdb.connect(). The legacy analysis has no handle: pandas reads the files "
+        "every time. Caches: the OS page cache is warm for every competitor."
+    )
     return res
 
 
@@ -155,7 +190,9 @@ def _profiled_bytes(wh: warehouse.Warehouse, query: Callable[[], Any], path: Pat
 def partition_pruning(ctx: Context) -> CaseResult:
     """Case 5: the same scores query over every partition and over one config_hash: time and bytes read."""
     sc = ctx.scale
-    res = CaseResult(5, "partition_pruning", f"Partition pruning: one config_hash of {sc.configs}", baseline="full scan")
+    res = CaseResult(
+        5, "partition_pruning", f"Partition pruning: one config_hash of {sc.configs}", baseline="full scan"
+    )
     root, _ = query_warehouse(ctx)
     wh = warehouse.open(str(root))
     hashes = sorted(f.partition["config_hash"] for f in wh.files("configs"))
@@ -178,10 +215,14 @@ def partition_pruning(ctx: Context) -> CaseResult:
             t[name].append(t1 - t0)
     # Profiled on `wh.sql`'s connection, running the same SQL text as `scores`: the connection
     # `scores` runs on cannot write files (not even a profile).
-    prof = {"full scan": _profiled_bytes(wh, lambda: wh.sql(analytics.scores_sql(by)).fetchall(),
-                                         ctx.workdir / "profile-full.json"),
-            "one config": _profiled_bytes(wh, lambda: wh.sql(analytics.scores_sql(by, where)).fetchall(),
-                                          ctx.workdir / "profile-one.json")}
+    prof = {
+        "full scan": _profiled_bytes(
+            wh, lambda: wh.sql(analytics.scores_sql(by)).fetchall(), ctx.workdir / "profile-full.json"
+        ),
+        "one config": _profiled_bytes(
+            wh, lambda: wh.sql(analytics.scores_sql(by, where)).fetchall(), ctx.workdir / "profile-one.json"
+        ),
+    }
     files_all = wh.files("executions")
     files_one = wh.files("executions", {"config_hash": target})
     manifest = {"full scan": sum(f.bytes for f in files_all), "one config": sum(f.bytes for f in files_one)}
@@ -194,20 +235,36 @@ def partition_pruning(ctx: Context) -> CaseResult:
     for name in t:
         res.add(name, "bytes of the files the manifest selects", "bytes", [manifest[name]])
     ok_answer = sum(row[2] for row in one()) == sum(f.rows for f in files_one)
-    res.check("filtered query counts exactly the selected partition's rows", ok_answer,
-              f"{sum(row[2] for row in one())} rows vs {sum(f.rows for f in files_one)} in the manifest")
+    res.check(
+        "filtered query counts exactly the selected partition's rows",
+        ok_answer,
+        f"{sum(row[2] for row in one())} rows vs {sum(f.rows for f in files_one)} in the manifest",
+    )
     frac = res.get("one config", "bytes read (rchar)") / res.get("full scan", "bytes read (rchar)")
     frac_t = res.get("one config", "query time") / res.get("full scan", "query time")
     frac_p = prof["one config"] / prof["full scan"] if prof["full scan"] > 0 else float("nan")
-    res.params = {"configs": sc.configs, "config_hash": target, "files_full": len(files_all), "files_selected": len(files_one)}
-    res.goal("filtered query reads <= 2% of the bytes of the full scan", f"{100 * frac:.2f}% (rchar), "
-             f"{100 * frac_p:.2f}% (DuckDB profile)", frac <= 0.02)
-    res.goal("and takes proportionally less time (<= 2%)", f"{100 * frac_t:.1f}% of the time "
-             f"({1000 * res.get('one config', 'query time'):.1f} ms vs {1000 * res.get('full scan', 'query time'):.1f} ms)",
-             frac_t <= 0.02)
-    res.notes.append("Query: Warehouse.scores(by=[agent, attack]) with and without where config_hash = ... on an open "
-                     "handle. 'rchar' is the bytes the process read through read/pread during the query "
-                     "(/proc/self/io, all threads; page-cache hits count too); 'DuckDB profile' is DuckDB's own "
-                     "io.total_bytes_read; the manifest line is the sizes of the executions files that the "
-                     "manifest selects for the filter (what a perfectly pruning reader would open).")
+    res.params = {
+        "configs": sc.configs,
+        "config_hash": target,
+        "files_full": len(files_all),
+        "files_selected": len(files_one),
+    }
+    res.goal(
+        "filtered query reads <= 2% of the bytes of the full scan",
+        f"{100 * frac:.2f}% (rchar), {100 * frac_p:.2f}% (DuckDB profile)",
+        frac <= 0.02,
+    )
+    res.goal(
+        "and takes proportionally less time (<= 2%)",
+        f"{100 * frac_t:.1f}% of the time "
+        f"({1000 * res.get('one config', 'query time'):.1f} ms vs {1000 * res.get('full scan', 'query time'):.1f} ms)",
+        frac_t <= 0.02,
+    )
+    res.notes.append(
+        "Query: Warehouse.scores(by=[agent, attack]) with and without where config_hash = ... on an open "
+        "handle. 'rchar' is the bytes the process read through read/pread during the query "
+        "(/proc/self/io, all threads; page-cache hits count too); 'DuckDB profile' is DuckDB's own "
+        "io.total_bytes_read; the manifest line is the sizes of the executions files that the "
+        "manifest selects for the filter (what a perfectly pruning reader would open)."
+    )
     return res

@@ -21,32 +21,67 @@ from ..harness import settle, split
 @dataclass(frozen=True)
 class Scale:
     """How big every case runs: `warehouse bench --scale small|medium|large`."""
+
     name: str
-    bulk_executions: int          # case 1 (10 messages each)
-    flushes: int                  # case 2
+    bulk_executions: int  # case 1 (10 messages each)
+    flushes: int  # case 2
     flush_size: int
-    processes: int                # case 3
+    processes: int  # case 3
     process_flushes: int
     process_flush_size: int
-    query_executions: int         # cases 4 and 5 (no messages)
+    query_executions: int  # cases 4 and 5 (no messages)
     legacy_query_cap: int | None  # at most this many legacy JSON files in case 4 (None: all)
-    configs: int                  # cases 4 and 5: configurations (partitions)
-    commits: int                  # case 6
-    memory_messages: int          # case 7
+    configs: int  # cases 4 and 5: configurations (partitions)
+    commits: int  # case 6
+    memory_messages: int  # case 7
     concurrency_competitors: tuple[str, ...] = ("warehouse", "legacy")  # delta takes ~110 s a repetition at medium
     reps: int = 3
 
 
 SCALES = {
-    "small": Scale("small", bulk_executions=2_000, flushes=50, flush_size=20, processes=8, process_flushes=10,
-                   process_flush_size=10, query_executions=5_000, legacy_query_cap=None, configs=100, commits=500,
-                   memory_messages=20_000, concurrency_competitors=("warehouse", "legacy", "delta")),
-    "medium": Scale("medium", bulk_executions=20_000, flushes=200, flush_size=100, processes=8, process_flushes=100,
-                    process_flush_size=10, query_executions=100_000, legacy_query_cap=None, configs=100, commits=10_000,
-                    memory_messages=200_000),
-    "large": Scale("large", bulk_executions=200_000, flushes=200, flush_size=100, processes=8, process_flushes=100,
-                   process_flush_size=10, query_executions=1_000_000, legacy_query_cap=100_000, configs=100,
-                   commits=10_000, memory_messages=1_000_000),
+    "small": Scale(
+        "small",
+        bulk_executions=2_000,
+        flushes=50,
+        flush_size=20,
+        processes=8,
+        process_flushes=10,
+        process_flush_size=10,
+        query_executions=5_000,
+        legacy_query_cap=None,
+        configs=100,
+        commits=500,
+        memory_messages=20_000,
+        concurrency_competitors=("warehouse", "legacy", "delta"),
+    ),
+    "medium": Scale(
+        "medium",
+        bulk_executions=20_000,
+        flushes=200,
+        flush_size=100,
+        processes=8,
+        process_flushes=100,
+        process_flush_size=10,
+        query_executions=100_000,
+        legacy_query_cap=None,
+        configs=100,
+        commits=10_000,
+        memory_messages=200_000,
+    ),
+    "large": Scale(
+        "large",
+        bulk_executions=200_000,
+        flushes=200,
+        flush_size=100,
+        processes=8,
+        process_flushes=100,
+        process_flush_size=10,
+        query_executions=1_000_000,
+        legacy_query_cap=100_000,
+        configs=100,
+        commits=10_000,
+        memory_messages=1_000_000,
+    ),
 }
 
 
@@ -54,6 +89,7 @@ SCALES = {
 class Context:
     """What a case is given: its scale, a work directory, a progress line printer, and a cache of
     the generated records shared by the cases of one run."""
+
     scale: Scale
     workdir: Path
     say: Callable[[str], None] = lambda s: None
@@ -86,8 +122,14 @@ def grid_batches(ctx: Context, n: int) -> list[Batch]:
         out = []
         for (d, a, k), count in zip(grid, split(n, len(grid))):
             rng = random.Random(f"{ctx.seed}:{d['type']}:{a['type']}:{k['type'] if k else None}")
-            out.append((d, a, k, [demo.execution(rng, d["type"], a["type"], k["type"] if k else None, t)
-                                  for t in range(count)]))
+            out.append(
+                (
+                    d,
+                    a,
+                    k,
+                    [demo.execution(rng, d["type"], a["type"], k["type"] if k else None, t) for t in range(count)],
+                )
+            )
         ctx.cache[key] = out
         settle()
     return ctx.cache[key]
@@ -141,12 +183,12 @@ def arrow_write(root: Path, batches: Sequence[Batch], write: Callable, chunk: in
     for d, a, k, executions in batches:
         partition = warehouse.RunConfig.of(d, a, k).partition
         for i in range(0, len(executions), chunk):
-            write(root, raw_pyarrow.to_arrow(executions[i:i + chunk], partition))
+            write(root, raw_pyarrow.to_arrow(executions[i : i + chunk], partition))
 
 
 def wh_counts(wh: warehouse.Warehouse) -> tuple[int, int, int]:
     """(executions, distinct execution ids, messages) in the warehouse's current snapshot."""
     wh.refresh()
-    (n, ids), = wh.sql("select count(*), count(distinct execution_id) from executions").fetchall()
-    (m,), = wh.sql("select count(*) from messages").fetchall()
+    ((n, ids),) = wh.sql("select count(*), count(distinct execution_id) from executions").fetchall()
+    ((m,),) = wh.sql("select count(*) from messages").fetchall()
     return n, ids, m

@@ -10,8 +10,8 @@ Reads commands from stdin: `prep V` rebuilds the snapshot at version V from the 
 
 import sys
 
-from warehouse.manifest import Log
 from warehouse.core.storage import Store
+from warehouse.manifest import Log
 
 
 def main() -> None:

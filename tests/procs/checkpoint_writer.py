@@ -22,8 +22,8 @@ import os
 import sys
 
 import warehouse
-import warehouse.manifest.checkpoint as mc
 import warehouse.core.storage as storage
+import warehouse.manifest.checkpoint as mc
 
 CONFIG = {"dataset": {"type": "agentdojo", "config": {}}, "agent": {"type": "checkpointer", "config": {}}}
 
@@ -40,8 +40,10 @@ def main() -> None:
     step = sys.argv[6:7] == ["step"]
 
     if mode == "before_write":
+
         def hooked_encode(snapshot, *args, **kwargs):
             pause(mode, snapshot.version)
+
         mc.encode = hooked_encode
     elif mode == "mid_write":
         real_open, put_if_absent = open, storage.Store.put_if_absent
@@ -52,7 +54,7 @@ def main() -> None:
                 self.f = f
 
             def write(self, data):
-                self.f.write(data[:len(data) // 2])
+                self.f.write(data[: len(data) // 2])
                 self.f.flush()
                 pause(mode, checkpointing[0])
 
@@ -70,6 +72,7 @@ def main() -> None:
         def hooked_open(path, *args, **kwargs):
             f = real_open(path, *args, **kwargs)
             return HalfFile(f) if checkpointing and "/_manifest/.tmp-" in str(path) else f
+
         storage.Store.put_if_absent = hooked_put_if_absent
         storage.open = hooked_open  # the module's `open` (the builtin until now)
     elif mode == "before_link":
@@ -79,10 +82,13 @@ def main() -> None:
             if str(dst).endswith(".checkpoint.parquet"):
                 pause(mode, os.path.basename(str(dst))[:20])
             return link(src, dst, *args, **kwargs)
+
         os.link = hooked_link
     elif mode == "before_hint":
+
         def hooked_hint(store, version, nbytes):
             pause(mode, version)
+
         mc.write_hint = hooked_hint
     elif mode != "none":
         sys.exit(f"unknown mode {mode!r}")

@@ -33,8 +33,23 @@ def main() -> None:
     compaction.commit_rewrite = hooked_commit_rewrite
     wh = warehouse.open(root)
     result = wh.compact(None if table == "all" else table)
-    print("done " + json.dumps([{"table": p.table, "status": p.status, "files_in": p.files_in, "files_out": p.files_out,
-                                 "rows": p.rows, "version": p.version} for p in result.partitions]), flush=True)
+    print(
+        "done "
+        + json.dumps(
+            [
+                {
+                    "table": p.table,
+                    "status": p.status,
+                    "files_in": p.files_in,
+                    "files_out": p.files_out,
+                    "rows": p.rows,
+                    "version": p.version,
+                }
+                for p in result.partitions
+            ]
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ def main() -> None:
             if armed():
                 pause()
             return written
+
         writer_module.write_data_file = hooked_write_data_file
     elif mode in ("before_commit", "after_commit"):
         put_if_absent = Store.put_if_absent
@@ -58,6 +59,7 @@ def main() -> None:
             if armed() and manifest and created and mode == "after_commit":
                 pause()
             return created
+
         Store.put_if_absent = hooked_put_if_absent
     elif mode == "before_link":
         link = os.link
@@ -66,6 +68,7 @@ def main() -> None:
             if armed() and "/_manifest/" in str(dst):
                 pause()
             return link(src, dst, *args, **kwargs)
+
         os.link = hooked_link
     elif mode != "free":
         sys.exit(f"unknown mode {mode!r}")
@@ -76,9 +79,14 @@ def main() -> None:
         current += 1
         for i in range(per_flush):
             eid = f"{tag}-f{current}-{i}"
-            w.add_execution(task_id=f"task-{i}", execution_id=eid, benign_score=1.0,
-                            messages=[{"role": "user" if j % 2 == 0 else "assistant", "content": f"{eid} #{j}"}
-                                      for j in range(n_messages)])
+            w.add_execution(
+                task_id=f"task-{i}",
+                execution_id=eid,
+                benign_score=1.0,
+                messages=[
+                    {"role": "user" if j % 2 == 0 else "assistant", "content": f"{eid} #{j}"} for j in range(n_messages)
+                ],
+            )
         version = w.flush()
         print(f"committed {current} {version}", flush=True)
 

@@ -14,8 +14,11 @@ import warehouse
 
 CONFIGS = {
     "a": {"dataset": {"type": "agentdojo", "config": {"suite": "workspace"}}, "agent": {"type": "plain", "config": {}}},
-    "b": {"dataset": {"type": "agentdojo", "config": {"suite": "slack"}}, "agent": {"type": "plain", "config": {}},
-          "attack": {"type": "important_instructions", "config": {"n": 1}}},
+    "b": {
+        "dataset": {"type": "agentdojo", "config": {"suite": "slack"}},
+        "agent": {"type": "plain", "config": {}},
+        "attack": {"type": "important_instructions", "config": {"n": 1}},
+    },
 }
 
 
@@ -32,9 +35,13 @@ def main() -> None:
             for i in range(per_flush):
                 eid = f"p{proc}-f{f}-{i}"
                 w.add_execution(
-                    task_id=f"task-{i}", execution_id=eid, benign_score=float(i % 2),
-                    messages=[{"role": "user" if j % 2 == 0 else "assistant", "content": f"{eid} message {j}"}
-                              for j in range(n_messages)],
+                    task_id=f"task-{i}",
+                    execution_id=eid,
+                    benign_score=float(i % 2),
+                    messages=[
+                        {"role": "user" if j % 2 == 0 else "assistant", "content": f"{eid} message {j}"}
+                        for j in range(n_messages)
+                    ],
                 )
             version = w.flush()
             print(f"committed {f} {version}", flush=True)

@@ -56,8 +56,11 @@ def caught(fn) -> dict:
     try:
         fn()
     except Exception as exc:  # reported to the test, which asserts the type and message
-        return {"type": type(exc).__name__, "storage_error": isinstance(exc, warehouse.StorageError),
-                "message": str(exc)}
+        return {
+            "type": type(exc).__name__,
+            "storage_error": isinstance(exc, warehouse.StorageError),
+            "message": str(exc),
+        }
     return {"type": None}
 
 

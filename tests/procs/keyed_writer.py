@@ -15,8 +15,11 @@ import warehouse
 
 CONFIGS = {
     "a": {"dataset": {"type": "agentdojo", "config": {"suite": "workspace"}}, "agent": {"type": "plain", "config": {}}},
-    "b": {"dataset": {"type": "agentdojo", "config": {"suite": "workspace"}}, "agent": {"type": "react", "config": {}},
-          "attack": {"type": "important_instructions", "config": {}}},
+    "b": {
+        "dataset": {"type": "agentdojo", "config": {"suite": "workspace"}},
+        "agent": {"type": "react", "config": {}},
+        "attack": {"type": "important_instructions", "config": {}},
+    },
 }
 
 
@@ -30,11 +33,18 @@ def main() -> None:
         for r in range(int(rounds)):
             for i in range(int(ids)):
                 tag = f"p{proc}-r{r}"
-                w.add_execution(execution_id=f"shared-{i}", task_id=f"task-{i}", benign_score=1.0,
-                                attack_score=float(i % 2), metadata={"tag": tag},
-                                messages=[{"role": "user", "content": f"{tag} question"},
-                                          {"role": "assistant", "content": f"{tag} answer"}],
-                                attacks=[{"vector_id": "v0", "type": "str", "content": f"{tag} injection"}])
+                w.add_execution(
+                    execution_id=f"shared-{i}",
+                    task_id=f"task-{i}",
+                    benign_score=1.0,
+                    attack_score=float(i % 2),
+                    metadata={"tag": tag},
+                    messages=[
+                        {"role": "user", "content": f"{tag} question"},
+                        {"role": "assistant", "content": f"{tag} answer"},
+                    ],
+                    attacks=[{"vector_id": "v0", "type": "str", "content": f"{tag} injection"}],
+                )
             print(f"committed {r} {w.flush()}", flush=True)
     print("done", flush=True)
 

@@ -18,11 +18,15 @@ import warehouse
 
 def state(step: int) -> dict:
     """The state saved at `step`: what the test expects to read back."""
-    return {"game_state": {"round": step, "resources": 150 - step},
-            "global_vars": {"interest_rate": 0.05, "simulation_active": True},
-            "agent_vars": {"Agent Alpha": {"action_count": step}, "Agent Beta": {"action_count": step // 2}},
-            "messages": [{"from": "Orchestrator", "to": "Agent Alpha", "content": f"proceed with step {step}"},
-                         {"from": "Agent Alpha", "to": "Orchestrator", "content": "Acknowledged ✓"}]}
+    return {
+        "game_state": {"round": step, "resources": 150 - step},
+        "global_vars": {"interest_rate": 0.05, "simulation_active": True},
+        "agent_vars": {"Agent Alpha": {"action_count": step}, "Agent Beta": {"action_count": step // 2}},
+        "messages": [
+            {"from": "Orchestrator", "to": "Agent Alpha", "content": f"proceed with step {step}"},
+            {"from": "Agent Alpha", "to": "Orchestrator", "content": "Acknowledged ✓"},
+        ],
+    }
 
 
 def main() -> None:
@@ -34,7 +38,7 @@ def main() -> None:
         sys.exit("no go")
     rec = wh.run_recorder(scenario, save_frequency=1, started_at=started_at)
     print(f"run {rec.run_id}", flush=True)
-    for n in (range(steps) if steps else itertools.count()):
+    for n in range(steps) if steps else itertools.count():
         rec.step(n, **state(n))
         print(f"step {n}", flush=True)
     rec.finish(steps, **state(steps))

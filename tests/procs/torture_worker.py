@@ -30,13 +30,16 @@ import sys
 from datetime import timedelta
 
 import warehouse
-from warehouse.manifest import model as manifest
 from warehouse.core.errors import StaleDataFile
 from warehouse.manifest import Log
+from warehouse.manifest import model as manifest
 
 CONFIGS = [
-    {"dataset": {"type": "agentdojo", "config": {}}, "agent": {"type": f"agent{a}", "config": {}},
-     "attack": None if a == 0 else {"type": "injection", "config": {}}}
+    {
+        "dataset": {"type": "agentdojo", "config": {}},
+        "agent": {"type": f"agent{a}", "config": {}},
+        "attack": None if a == 0 else {"type": "injection", "config": {}},
+    }
     for a in range(3)
 ]
 
@@ -84,10 +87,16 @@ def main() -> None:
                 n += 1
                 size = rng.randint(1, 25)
                 for i in range(size):
-                    w.add_execution(task_id=f"task-{i}", execution_id=f"{tag}-{n}-{size}-{i}",
-                                    benign_score=float(i % 2), attack_score=float(i % 3 == 0),
-                                    messages=[{"role": "user", "content": f"q {n} {i}"},
-                                              {"role": "assistant", "content": "a" * rng.randint(0, 200)}])
+                    w.add_execution(
+                        task_id=f"task-{i}",
+                        execution_id=f"{tag}-{n}-{size}-{i}",
+                        benign_score=float(i % 2),
+                        attack_score=float(i % 3 == 0),
+                        messages=[
+                            {"role": "user", "content": f"q {n} {i}"},
+                            {"role": "assistant", "content": "a" * rng.randint(0, 200)},
+                        ],
+                    )
                 version = w.flush()
                 print(f"ack {n} {size} {version}", flush=True)
     ops = {

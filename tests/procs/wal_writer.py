@@ -27,8 +27,8 @@ import sys
 import threading
 
 import warehouse
-from warehouse.write import wal as wal_module
 from warehouse.core.storage import Store
+from warehouse.write import wal as wal_module
 
 CONFIG = {"dataset": {"type": "agentdojo", "config": {}}, "agent": {"type": "walled", "config": {}}}
 
@@ -40,8 +40,12 @@ def pause(mode: str) -> None:
 
 
 def add(w: warehouse.Writer, eid: str) -> None:
-    w.add_execution(task_id="t", execution_id=eid, benign_score=1.0,
-                    messages=[{"role": "user", "content": f"{eid} q"}, {"role": "assistant", "content": f"{eid} a"}])
+    w.add_execution(
+        task_id="t",
+        execution_id=eid,
+        benign_score=1.0,
+        messages=[{"role": "user", "content": f"{eid} q"}, {"role": "assistant", "content": f"{eid} a"}],
+    )
     print(f"added {eid}", flush=True)
 
 
@@ -58,11 +62,14 @@ def main() -> None:
             if rel.startswith("_manifest/0"):
                 pause(mode)
             return put_if_absent(self, rel, data)
+
         Store.put_if_absent = hooked_put_if_absent
     elif mode == "after_commit":
+
         def hooked_committed(self, token):
             committed_paused.set()
             threading.Event().wait()  # this flush never finishes; the main thread goes on adding
+
         wal_module.WriteAheadLog.committed = hooked_committed
     elif mode == "recovering":
         recover_segment = wal_module.WriteAheadLog._recover_segment
@@ -73,6 +80,7 @@ def main() -> None:
                 print(f"recovered {commit.version}", flush=True)
                 pause(mode)
             return commit
+
         wal_module.WriteAheadLog._recover_segment = hooked_recover_segment
     elif mode not in ("unflushed", "torn"):
         sys.exit(f"unknown mode {mode!r}")
@@ -99,9 +107,11 @@ def main() -> None:
             add(w, f"{tag}-late-{i}")
         pause(mode)
     elif mode == "torn":
+
         def hooked_write(self, line):
-            os.write(self._fd, line[:len(line) // 2])
+            os.write(self._fd, line[: len(line) // 2])
             pause(mode)
+
         wal_module.WriteAheadLog._write = hooked_write
         add(w, f"{tag}-torn")
     sys.exit("not killed")
