@@ -30,7 +30,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
