@@ -8,6 +8,7 @@ import io
 import os
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -125,7 +126,7 @@ def check_pages(store: "Store", f: DataFile) -> int:
     """Read (and so decompress, decode and checksum) every page of `f`, a row group at a time;
     returns its rows. Raises CorruptDataFile naming the file if any page is damaged."""
     pf = parquet_file(store, f)
-    return sum(checked(f, lambda i=i: pf.read_row_group(i).num_rows) for i in range(pf.num_row_groups))
+    return sum(checked(f, partial(pf.read_row_group, i)).num_rows for i in range(pf.num_row_groups))
 
 
 def read_data_file(wh: HasStore, f: DataFile, columns: list[str] | None = None) -> pa.Table:
