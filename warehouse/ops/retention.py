@@ -376,6 +376,7 @@ def plan_expire(wh: "Engine", older_than: timedelta, *, tables: Iterable[str] | 
                 assert gone is not None
                 counts = {f.path: pc.sum(_is_in(facts.final_rows(f).column("execution_id"), gone)).as_py() or 0
                           for f in files}
+
                 def whole_by_count(f: DataFile, counts: dict[str, int] = counts) -> bool | None:
                     return True if counts[f.path] == f.rows else (False if counts[f.path] == 0 else None)
 
