@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import partial
 from typing import Any, Protocol
@@ -31,8 +31,10 @@ class HasStore(Protocol):
 #: Parquet settings: zstd, row groups large enough for scans, and a CRC-32 in every page header, so
 #: that damage inside a page is found (by pyarrow's reads and `doctor --deep`) rather than decoded
 #: into other values. Every data file the warehouse writes uses these.
-PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "row_group_size": 256 * 1024,
-                   "write_page_checksum": True}
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 3, "row_group_size": 256 * 1024,
+                                   "write_page_checksum": True}
+
+
 def _stat_value(v: Any) -> Any:
     return v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v
 
@@ -47,7 +49,7 @@ def file_stats(table: pa.Table, columns: list[str]) -> dict[str, dict[str, Any]]
     return out
 
 
-def write_data_file(wh: HasStore, table_name: str, partition: dict[str, str], table: pa.Table) -> DataFile:
+def write_data_file(wh: HasStore, table_name: str, partition: Mapping[str, str], table: pa.Table) -> DataFile:
     """Write one immutable Parquet file; it stays invisible until a commit adds it, which must come
     within `manifest.COMMIT_DEADLINE` (else StaleDataFile: write it again)."""
     schema = catalog().table(table_name)

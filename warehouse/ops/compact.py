@@ -211,7 +211,7 @@ class _Output:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
         else:  # written locally, uploaded whole when complete
             self.path = os.path.join(tmp, self.rel.rsplit("/", 1)[-1])
-        self.row_group = PARQUET_OPTIONS["row_group_size"]
+        self.row_group: int = PARQUET_OPTIONS["row_group_size"]
         # A row group is cut at the writer's row count, or at a quarter of the target in decoded
         # bytes, so that a file overshoots the target by at most about one row group.
         self.group_bytes = max(1, min(ROW_GROUP_BYTES, target // 4))
