@@ -31,6 +31,12 @@ ATTACK_FIELDS = frozenset({"vector_id", "type", "content", "metadata"})
 MAX_ID_LENGTH = 512
 
 
+@overload
+def text(field: str, value: Any, *, required: Literal[True]) -> str: ...
+@overload
+def text(field: str, value: Any, *, required: bool = False) -> str | None: ...
+
+
 def text(field: str, value: Any, *, required: bool = False) -> str | None:
     """A string that is valid UTF-8 (no lone surrogates); None allowed unless required."""
     if value is None:
