@@ -31,25 +31,24 @@ from fsspec.implementations.local import LocalFileSystem
 from warehouse.core.errors import ConditionalWritesUnsupported, StorageError, WarehouseError
 
 # Partition paths, failure classification and the snapshot view live in their own modules; their
-# names stay importable from here, where callers have always found them (`X as X`: an explicit
-# re-export).
-from warehouse.core.partition_paths import (
-    MAX_PARTITION_VALUE_BYTES as MAX_PARTITION_VALUE_BYTES,
-    escape_partition_value as escape_partition_value,
-    new_data_file_name as new_data_file_name,
-    parse_partition_path as parse_partition_path,
-    partition_dir as partition_dir,
-    unescape_partition_value as unescape_partition_value,
+# names stay importable from here, where callers have always found them.
+from warehouse.core.partition_paths import (  # noqa: F401
+    MAX_PARTITION_VALUE_BYTES,
+    escape_partition_value,
+    new_data_file_name,
+    parse_partition_path,
+    partition_dir,
+    unescape_partition_value,
 )
-from warehouse.core.snapshot_fs import SnapshotFileSystem as SnapshotFileSystem
-from warehouse.core.store_failures import (
-    DISK_ERRORS as DISK_ERRORS,
-    client_error as client_error,
-    disk_error as disk_error,
-    disk_errors as disk_errors,
-    is_transient as is_transient,
-    precondition_failed as precondition_failed,
-    unreachable as unreachable,
+from warehouse.core.snapshot_fs import SnapshotFileSystem  # noqa: F401
+from warehouse.core.store_failures import (  # noqa: F401
+    DISK_ERRORS,
+    client_error,
+    disk_error,
+    disk_errors,
+    is_transient,
+    precondition_failed,
+    unreachable,
 )
 
 T = TypeVar("T")

@@ -16,8 +16,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from warehouse.core.errors import CorruptDataFile
+from warehouse.core.partition_paths import new_data_file_name, partition_dir
 from warehouse.core.schemas import catalog
-from warehouse.core.storage import Store, arrow_reader, new_data_file_name, partition_dir
+from warehouse.core.storage import Store, arrow_reader
 from warehouse.manifest import DataFile, staging_clock
 
 

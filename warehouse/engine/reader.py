@@ -19,7 +19,8 @@ from warehouse.engine import keys
 from warehouse.manifest import DataFile, Snapshot
 from warehouse.core.partition_filter import check_partition
 from warehouse.core.schemas import TableSchema, catalog
-from warehouse.core.storage import SnapshotFileSystem, Store
+from warehouse.core.snapshot_fs import SnapshotFileSystem
+from warehouse.core.storage import Store
 
 if TYPE_CHECKING:
     import polars as pl

@@ -50,8 +50,10 @@ import pyarrow.parquet as pq
 from warehouse.core import arguments
 from warehouse.core.errors import CommitConflict, CorruptDataFile, InvalidArgument, StorageError
 from warehouse.core.partition_filter import PartitionFilter, partition_filter, values_of
+from warehouse.core.partition_paths import new_data_file_name, partition_dir
 from warehouse.core.schemas import catalog
-from warehouse.core.storage import SnapshotFileSystem, disk_errors, new_data_file_name, partition_dir
+from warehouse.core.snapshot_fs import SnapshotFileSystem
+from warehouse.core.store_failures import disk_errors
 from warehouse.engine import keys
 from warehouse.engine.datafiles import check_pages
 from warehouse.engine.reader import table_sql

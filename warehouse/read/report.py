@@ -539,7 +539,7 @@ def build_report(wh: HasEngine, out_path: str | os.PathLike[str] = "report.html"
     Raises InvalidArgument for `top` < 1 or a `title` that is not a string, StorageError naming the
     file if the disk is full, read-only or not writable, OSError for other failures to write it.
     """
-    from warehouse.core.storage import disk_errors
+    from warehouse.core.store_failures import disk_errors
 
     if not isinstance(title, str):
         raise InvalidArgumentType(f"title must be a string, got {type(title).__name__} {title!r:.80}")

@@ -34,7 +34,7 @@ from warehouse.core.schemas import catalog
 from warehouse.core.buffer import PENDING_ROW_BYTES, TableBuffer
 from warehouse.write.live import Execution
 from warehouse.write.options import WriterOptions
-from warehouse.core.storage import partition_dir
+from warehouse.core.partition_paths import partition_dir
 
 if TYPE_CHECKING:
     from warehouse.write.wal import WriteAheadLog

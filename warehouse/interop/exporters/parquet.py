@@ -35,7 +35,8 @@ from warehouse.engine import keys
 from warehouse.core.errors import ExportFailed
 from warehouse.manifest import DataFile
 from warehouse.core.schemas import catalog
-from warehouse.core.storage import arrow_reader, parse_partition_path
+from warehouse.core.partition_paths import parse_partition_path
+from warehouse.core.storage import arrow_reader
 from warehouse.interop.exporters import ExportReport
 
 if TYPE_CHECKING:
