@@ -13,6 +13,7 @@ both number their messages from the same `seq` (the warehouse does not lock a se
 
 from __future__ import annotations
 
+import builtins
 import json
 import secrets
 import time
@@ -157,7 +158,7 @@ class Sessions:
             f"where {where} order by updated_at desc, session_id desc", params).pl()
 
     # -- writing -------------------------------------------------------------------------------
-    def _commit(self, session_row: tuple, msg_rows: list[tuple], text_bytes: int) -> None:
+    def _commit(self, session_row: tuple, msg_rows: builtins.list[tuple], text_bytes: int) -> None:
         """The session revision and its new messages in one commit (no size-triggered flush)."""
         w = Writer(self.wh.engine, dataset=DATASET, agent=AGENT, flush_interval=None, flush_rows=1 << 62, flush_bytes=1 << 62)
         try:

@@ -19,7 +19,7 @@ import numbers
 import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from warehouse.core import records
 from warehouse.core.errors import InvalidRecord, RunNotFound, StateError, WriterClosed
@@ -57,6 +57,12 @@ def sanitize_scenario(scenario: str) -> str:
 def dataset_config(scenario: str) -> dict[str, Any]:
     """The `dataset` component of the run configuration of a scenario's runs."""
     return {"type": "simulation", "config": {"scenario": scenario}}
+
+
+@overload
+def _nonnegative_int(field: str, value: Any, *, optional: Literal[False] = False) -> int: ...
+@overload
+def _nonnegative_int(field: str, value: Any, *, optional: bool) -> int | None: ...
 
 
 def _nonnegative_int(field: str, value: Any, *, optional: bool = False) -> int | None:

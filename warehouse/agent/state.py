@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -265,7 +265,8 @@ def trajectories(wh: "Engine", where: Mapping[str, Any] | str | None = None, *, 
         columns = {c.name: c.duckdb_type for c in catalog().table("executions").columns}
         cond = condition(where, columns, over="executions")
         keys = wh.engine.sql_sandboxed(f"select execution_id, config_hash from executions where reward is not null and {cond}")
-        lf = lf.join(pl.from_arrow(keys.arrow()).lazy(), on=["execution_id", "config_hash"], how="semi")
+        matching = cast("pl.DataFrame", pl.from_arrow(keys.arrow()))  # a Table gives a DataFrame
+        lf = lf.join(matching.lazy(), on=["execution_id", "config_hash"], how="semi")
     elif where is not None and not isinstance(where, Mapping):
         raise InvalidCondition(f"where must be a dict of metadata key -> value or an SQL condition, got "
                                f"{type(where).__name__} {where!r:.80}")

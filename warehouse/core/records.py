@@ -13,7 +13,7 @@ import math
 import numbers
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, overload
 
 import orjson
 
@@ -29,6 +29,12 @@ MESSAGE_FIELDS = frozenset({"role", "content", "tool_calls", "tool_call_id", "na
                             "timestamp", "tokens", "metadata"})
 ATTACK_FIELDS = frozenset({"vector_id", "type", "content", "metadata"})
 MAX_ID_LENGTH = 512
+
+
+@overload
+def text(field: str, value: Any, *, required: Literal[True]) -> str: ...
+@overload
+def text(field: str, value: Any, *, required: bool = False) -> str | None: ...
 
 
 def text(field: str, value: Any, *, required: bool = False) -> str | None:
@@ -61,6 +67,12 @@ def opt_score(field: str, value: Any) -> float | None:
     if value is None or (value.__class__ is float and value - value == 0.0):
         return value
     return score(field, value)
+
+
+@overload
+def ident(field: str, value: Any, *, required: Literal[True] = True) -> str: ...
+@overload
+def ident(field: str, value: Any, *, required: bool) -> str | None: ...
 
 
 def ident(field: str, value: Any, *, required: bool = True) -> str | None:

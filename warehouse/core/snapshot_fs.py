@@ -8,7 +8,7 @@ from typing import Any
 import fsspec
 
 
-class SnapshotFileSystem(fsspec.AbstractFileSystem):
+class SnapshotFileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspec ships no types
     """A read-only view of a remote filesystem, for DuckDB: the data files of one snapshot are
     answered from the manifest (they are immutable, and their sizes are recorded), so that listing,
     `info` and `open` cost no request and a query reads only the files it scans. Anything else is
@@ -37,7 +37,8 @@ class SnapshotFileSystem(fsspec.AbstractFileSystem):
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         size = self._known(path)
         if size is None:
-            return self.fs.info(path, **kwargs)
+            info: dict[str, Any] = self.fs.info(path, **kwargs)
+            return info
         return {"name": self.fs._strip_protocol(path), "size": size, "type": "file"}
 
     def size(self, path: str) -> int:
@@ -70,7 +71,7 @@ class SnapshotFileSystem(fsspec.AbstractFileSystem):
         if size is not None and isinstance(f, fsspec.spec.AbstractBufferedFile):
             f.details = self.info(path)  # else s3fs asks the server (HEAD) before the first read
         cache = getattr(f, "cache", None)
-        if self.call is not None and callable(getattr(cache, "fetcher", None)):
+        if self.call is not None and cache is not None and callable(getattr(cache, "fetcher", None)):
             fetch, call = cache.fetcher, self.call
             cache.fetcher = lambda start, end: call(fetch, start, end)
         return f

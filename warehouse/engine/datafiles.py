@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -15,8 +16,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from warehouse.core.errors import CorruptDataFile
+from warehouse.core.partition_paths import new_data_file_name, partition_dir
 from warehouse.core.schemas import catalog
-from warehouse.core.storage import Store, arrow_reader, new_data_file_name, partition_dir
+from warehouse.core.storage import Store, arrow_reader
 from warehouse.manifest import DataFile, staging_clock
 
 
@@ -30,8 +32,10 @@ class HasStore(Protocol):
 #: Parquet settings: zstd, row groups large enough for scans, and a CRC-32 in every page header, so
 #: that damage inside a page is found (by pyarrow's reads and `doctor --deep`) rather than decoded
 #: into other values. Every data file the warehouse writes uses these.
-PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "row_group_size": 256 * 1024,
-                   "write_page_checksum": True}
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 3, "row_group_size": 256 * 1024,
+                                   "write_page_checksum": True}
+
+
 def _stat_value(v: Any) -> Any:
     return v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v
 
@@ -46,7 +50,7 @@ def file_stats(table: pa.Table, columns: list[str]) -> dict[str, dict[str, Any]]
     return out
 
 
-def write_data_file(wh: HasStore, table_name: str, partition: dict[str, str], table: pa.Table) -> DataFile:
+def write_data_file(wh: HasStore, table_name: str, partition: Mapping[str, str], table: pa.Table) -> DataFile:
     """Write one immutable Parquet file; it stays invisible until a commit adds it, which must come
     within `manifest.COMMIT_DEADLINE` (else StaleDataFile: write it again)."""
     schema = catalog().table(table_name)
@@ -125,7 +129,7 @@ def check_pages(store: "Store", f: DataFile) -> int:
     """Read (and so decompress, decode and checksum) every page of `f`, a row group at a time;
     returns its rows. Raises CorruptDataFile naming the file if any page is damaged."""
     pf = parquet_file(store, f)
-    return sum(checked(f, lambda i=i: pf.read_row_group(i).num_rows) for i in range(pf.num_row_groups))
+    return sum(checked(f, partial(pf.read_row_group, i)).num_rows for i in range(pf.num_row_groups))
 
 
 def read_data_file(wh: HasStore, f: DataFile, columns: list[str] | None = None) -> pa.Table:

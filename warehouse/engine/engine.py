@@ -24,7 +24,7 @@ from warehouse.core.partition_filter import check_partition
 from warehouse.core.schemas import catalog
 from warehouse.core.storage import Store
 from warehouse.engine import keys, reader
-from warehouse.manifest import MANIFEST_DIR, Commit, DataFile, Log, Snapshot, replay, vacuum_hint, writer_info
+from warehouse.manifest import MANIFEST_DIR, Commit, DataFile, Listing, Log, Snapshot, replay, vacuum_hint, writer_info
 
 if TYPE_CHECKING:
     import polars as pl
@@ -237,6 +237,7 @@ def open_engine(url: "str | os.PathLike[str]" = "warehouse-data", *, create: boo
     log = Log(store, checkpoint_interval=checkpoint_interval)
     with store.errors():
         listing = log.listing()  # commits and checkpoints: a warehouse whose old commits were folded has both
+        known: Listing | None = listing
         if listing.empty:
             if not create:
                 raise WarehouseNotFound(f"no warehouse at {url!r}; create one with `warehouse init` or open(..., create=True)")
@@ -245,8 +246,8 @@ def open_engine(url: "str | os.PathLike[str]" = "warehouse-data", *, create: boo
                 raise NotAWarehouse(f"{url!r} holds files but no warehouse manifest; choose an empty or new location")
             store.check_conditional_writes(MANIFEST_DIR)
             log.create(writer_info(uuid.uuid4().hex))
-            listing = None
-        snapshot = log.snapshot(version=version, as_of=as_of, listing=listing)
+            known = None
+        snapshot = log.snapshot(version=version, as_of=as_of, listing=known)
         if version is not None or as_of is not None:
             vacuum_hint.check_readable(store, snapshot.version)  # vacuum may have deleted its data files
     return Engine(store, snapshot, read_only=version is not None or as_of is not None,

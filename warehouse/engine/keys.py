@@ -172,7 +172,8 @@ def split(files: Sequence[DataFile], superseded: Sequence[DataFile],
     for s in superseded:
         v = added_in(s.path) if added_in is not None else None
         by_part[tuple(s.partition[c] for c in pcols)].append((*_range(s), v if v is not None and v >= 0 else 1 << 62))
-    clean, maybe = [], []
+    clean: list[DataFile] = []
+    maybe: list[DataFile] = []
     for f in files:
         ranges = by_part.get(tuple(f.partition[c] for c in pcols))
         lo, hi, nulls = _range(f)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import duckdb
 
@@ -19,7 +19,8 @@ from warehouse.engine import keys
 from warehouse.manifest import DataFile, Snapshot
 from warehouse.core.partition_filter import check_partition
 from warehouse.core.schemas import TableSchema, catalog
-from warehouse.core.storage import SnapshotFileSystem, Store
+from warehouse.core.snapshot_fs import SnapshotFileSystem
+from warehouse.core.storage import Store
 
 if TYPE_CHECKING:
     import polars as pl
@@ -167,10 +168,11 @@ def scan(store: Store, snapshot: Snapshot, table: str, where: Mapping[str, str] 
 
     schema = catalog().table(table)
     paths = file_list(store, snapshot, table, where)
+    empty = cast("pl.DataFrame", pl.from_arrow(schema.arrow.empty_table()))  # a Table gives a DataFrame
     if not paths:
-        return pl.from_arrow(schema.arrow.empty_table()).lazy()
+        return empty.lazy()
     opts = store.polars_storage_options()
     # glob=False: the paths are the snapshot's files, read as they are ('[', '*', '?' in the root
     # are characters of a name, not a pattern).
-    return pl.scan_parquet(paths, schema=pl.from_arrow(schema.arrow.empty_table()).schema, hive_partitioning=False,
+    return pl.scan_parquet(paths, schema=empty.schema, hive_partitioning=False,
                            storage_options=opts, missing_columns="insert", glob=False)

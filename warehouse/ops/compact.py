@@ -50,8 +50,10 @@ import pyarrow.parquet as pq
 from warehouse.core import arguments
 from warehouse.core.errors import CommitConflict, CorruptDataFile, InvalidArgument, StorageError
 from warehouse.core.partition_filter import PartitionFilter, partition_filter, values_of
+from warehouse.core.partition_paths import new_data_file_name, partition_dir
 from warehouse.core.schemas import catalog
-from warehouse.core.storage import SnapshotFileSystem, disk_errors, new_data_file_name, partition_dir
+from warehouse.core.snapshot_fs import SnapshotFileSystem
+from warehouse.core.store_failures import disk_errors
 from warehouse.engine import keys
 from warehouse.engine.datafiles import check_pages
 from warehouse.engine.reader import table_sql
@@ -211,7 +213,7 @@ class _Output:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
         else:  # written locally, uploaded whole when complete
             self.path = os.path.join(tmp, self.rel.rsplit("/", 1)[-1])
-        self.row_group = PARQUET_OPTIONS["row_group_size"]
+        self.row_group: int = PARQUET_OPTIONS["row_group_size"]
         # A row group is cut at the writer's row count, or at a quarter of the target in decoded
         # bytes, so that a file overshoots the target by at most about one row group.
         self.group_bytes = max(1, min(ROW_GROUP_BYTES, target // 4))

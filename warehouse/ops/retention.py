@@ -43,6 +43,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -275,7 +276,7 @@ class _Facts:
         if set(self.statuses) != set(FINAL_STATUSES):
             keep = pa.array(self.statuses, pa.string())
             ids |= self.final_ids(p, lambda t: pc.invert(pc.is_in(t.column("status"), value_set=keep)))
-        ids.discard(None)  # type: ignore[arg-type]
+        ids.discard(None)
         return ids
 
     def expiring(self, p: PartitionKey) -> set[str]:
@@ -296,6 +297,11 @@ class _Facts:
 
 def _is_in(col: Any, value_set: pa.Array) -> Any:
     return pc.is_in(col, value_set=value_set)
+
+
+def _drop_ids(t: pa.Table, gone: pa.Array) -> Any:
+    """The mask of `t`'s rows whose execution is in `gone`."""
+    return _is_in(t.column("execution_id"), gone)
 
 
 def _id_set(ids: set[str] | None) -> pa.Array | None:
@@ -370,12 +376,14 @@ def plan_expire(wh: "Engine", older_than: timedelta, *, tables: Iterable[str] | 
                 assert gone is not None
                 counts = {f.path: pc.sum(_is_in(facts.final_rows(f).column("execution_id"), gone)).as_py() or 0
                           for f in files}
-                add(table, files, lambda t, gone=gone: _is_in(t.column("execution_id"), gone),
-                    lambda f, counts=counts: True if counts[f.path] == f.rows else (False if counts[f.path] == 0 else None))
+
+                def whole_by_count(f: DataFile, counts: dict[str, int] = counts) -> bool | None:
+                    return True if counts[f.path] == f.rows else (False if counts[f.path] == 0 else None)
+
+                add(table, files, partial(_drop_ids, gone=gone), whole_by_count)
                 continue
             if age_col is None:  # only the rows of expiring executions go
-                add(table, files, lambda t, gone=gone: _is_in(t.column("execution_id"), gone),
-                    lambda f, gone=gone: by_ids(f, gone))
+                add(table, files, partial(_drop_ids, gone=gone), partial(by_ids, value_set=gone))
                 continue
 
             def drop(t: pa.Table, col: str = age_col, gone: pa.Array | None = gone, keep: pa.Array | None = keep) -> Any:

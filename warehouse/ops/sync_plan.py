@@ -198,8 +198,8 @@ def _from_log(src: "Engine", dst: "Engine", snap: Snapshot, dst_log: "_DstLog", 
     if (len(known.taken), len(known.mirrored)) == before:
         return
     for p, root in sorted(known.taken.items()):
-        f = have.files.get(p)
-        known.record.append((TAKEN, root, p, f.bytes if f else 0, f.rows if f else 0))
+        held = have.files.get(p)
+        known.record.append((TAKEN, root, p, held.bytes if held else 0, held.rows if held else 0))
     known.record += [(MIRRORED, None, p, 0, 0) for p in sorted(known.mirrored)]
 
 

@@ -37,18 +37,17 @@ import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from warehouse.core import arguments
 from warehouse.core.condition import condition
 from warehouse.core.errors import InvalidArgument, InvalidArgumentType
 from warehouse.core.schemas import catalog
+from warehouse.engine.engine import HasEngine, of
 
 if TYPE_CHECKING:
     import duckdb
     import polars as pl
-
-    from warehouse.engine.engine import Engine
 
 #: Columns of the `executions` view that results may be grouped by.
 EXECUTION_GROUPS = ("dataset", "agent", "attack", "config_hash", "model", "run_id", "task_id", "status")
@@ -253,12 +252,19 @@ _UNPIVOT = ("case m.metric when 'benign_score' then benign_runs else attack_runs
             "case m.metric when 'benign_score' then benign_successes else attack_successes end as c")
 
 
+def _groups_of(by: str | Sequence[str] | Sequence[Group] | None) -> list[Group]:
+    """`by` as groups: a sequence of `Group`s as given, anything else parsed by `groups`."""
+    if by and not isinstance(by, str) and all(isinstance(g, Group) for g in by):
+        return list(cast("Sequence[Group]", by))
+    return groups(cast("str | Sequence[str] | None", by))
+
+
 def pass_at_k_sql(by: str | Sequence[str] | Sequence[Group] | None = ("agent",), k: int | Sequence[int] | None = None,
                   threshold: float = 1.0, where: str | None = None, *, checks: bool = False) -> str:
     """pass@k per group and metric: columns by..., metric, k, pass_at_k, n_tasks (tasks with at least
     k scored runs), n_excluded (tasks with fewer). `k=None`: k = 1 .. the most runs of a task in the group.
     Checks are left out unless `checks`."""
-    gs = list(by) if by and all(isinstance(g, Group) for g in by) else groups(by)  # type: ignore[arg-type]
+    gs = _groups_of(by)
     ks = _ks(k)
     names = [_quote(g.name) for g in gs]
     # A task is a task_id within one configuration (and the groups).
@@ -287,7 +293,7 @@ def usage_sql(by: str | Sequence[str] | None = ("config_hash", "model"), where: 
     return sql
 
 
-def check_keys(wh: "Engine", by: str | Sequence[str] | None, where: str | None = None) -> None:
+def check_keys(wh: HasEngine, by: str | Sequence[str] | None, where: str | None = None) -> None:
     """Raise InvalidArgument when a `metadata.KEY` or `<part>_config.KEY` grouping names a key that none
     of the finished executions `where` selects has (in its metadata, or its configuration), listing
     the keys there are: a typo would otherwise give one row of NULLs. One query per such grouping,
@@ -295,6 +301,7 @@ def check_keys(wh: "Engine", by: str | Sequence[str] | None, where: str | None =
     the other groupings; no error when no execution is selected at all."""
     from warehouse.core.errors import InvalidArgument
 
+    eng = of(wh)
     for g in groups(by):
         prefix, _, key = g.name.partition(".")
         if not key or prefix not in JSON_PREFIXES:
@@ -303,12 +310,12 @@ def check_keys(wh: "Engine", by: str | Sequence[str] | None, where: str | None =
         has = f"json_exists(metadata, {_json_path(key)})" if prefix == "metadata" else f"{_quote(g.name)} is not null"
         # (two plain `limit 1` queries, the second only on a miss: ~7 ms at 300k executions, where one
         # query of two EXISTS took twice that)
-        if wh.engine.sql_sandboxed(f"{rows} and {has} limit 1").fetchall() or not wh.engine.sql_sandboxed(f"{rows} limit 1").fetchall():
+        if eng.sql_sandboxed(f"{rows} and {has} limit 1").fetchall() or not eng.sql_sandboxed(f"{rows} limit 1").fetchall():
             continue
         parent, _, leaf = key.rpartition(".")
         at = _json_path(parent) if parent else "'$'"
         source = f"{_source([], where)} {_filter(where)}" if prefix == "metadata" else "raw_configs where true"
-        keys = [r[0] for r in wh.engine.sql_sandboxed(f"select distinct unnest(json_keys({prefix}, {at})) as k from {source} "
+        keys = [r[0] for r in eng.sql_sandboxed(f"select distinct unnest(json_keys({prefix}, {at})) as k from {source} "
                                      f"and json_type({prefix}, {at}) = 'OBJECT' order by k limit 51").fetchall()]
         path = f"{prefix}.{parent}" if parent else prefix
         listed = ", ".join(f"{path}.{k}" for k in keys[:50]) + (", ..." if len(keys) > 50 else "")
@@ -339,45 +346,45 @@ def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
 
 # -- DataFrames ----------------------------------------------------------------------------------------
 @_checks_keys
-def attack_success_rates(wh: "Engine", by: str | Sequence[str] | None = ("agent", "attack"),
+def attack_success_rates(wh: HasEngine, by: str | Sequence[str] | None = ("agent", "attack"),
                          where: str | None = None, *, checks: bool = False) -> "pl.DataFrame":
     """ASR (mean attack_score) and utility (mean benign_score) with 95% Wilson intervals per group:
     the columns of `Warehouse.scores` (n, n_tasks, utility, utility_low, utility_high, asr, asr_low,
     asr_high, n_failed, n_errors, utility_under_attack, tokens, cost, ...). `where` is an SQL condition
     over `executions`; checks are left out unless `checks`. Raises InvalidArgument for an unknown grouping."""
-    return wh.engine.sql_sandboxed(scores_sql(by, where, checks=checks)).pl()
+    return of(wh).sql_sandboxed(scores_sql(by, where, checks=checks)).pl()
 
 
 @_checks_keys
-def pass_at_k(wh: "Engine", k: int | Sequence[int] | None = None, by: str | Sequence[str] | None = ("agent",),
+def pass_at_k(wh: HasEngine, k: int | Sequence[int] | None = None, by: str | Sequence[str] | None = ("agent",),
               threshold: float = 1.0, where: str | None = None, *, checks: bool = False) -> "pl.DataFrame":
     """pass@k of benign and attack scores per group: by..., metric ('benign_score'/'attack_score'), k,
     pass_at_k, n_tasks, n_excluded. A run succeeds when its score >= `threshold`; `k=None` gives
     k = 1 .. the most scored runs of a task in the group; checks are left out unless `checks`. Raises
     WarehouseError for a bad k or grouping."""
-    return wh.engine.sql_sandboxed(pass_at_k_sql(by, k, threshold, where, checks=checks)).pl()
+    return of(wh).sql_sandboxed(pass_at_k_sql(by, k, threshold, where, checks=checks)).pl()
 
 
 @_checks_keys
-def task_scores(wh: "Engine", by: str | Sequence[str] | None = ("dataset", "agent", "attack", "config_hash"),
+def task_scores(wh: HasEngine, by: str | Sequence[str] | None = ("dataset", "agent", "attack", "config_hash"),
                 where: str | None = None, threshold: float = 1.0, *, checks: bool = False) -> "pl.DataFrame":
     """One row per task within each group: runs, n_failed, benign_runs, benign_successes, utility,
     attack_runs, attack_successes, asr, attacked, total_tokens, cost; checks left out unless `checks`."""
-    return wh.engine.sql_sandboxed(task_scores_sql(by, where, threshold, checks=checks)).pl()
+    return of(wh).sql_sandboxed(task_scores_sql(by, where, threshold, checks=checks)).pl()
 
 
 @_checks_keys
-def usage(wh: "Engine", by: str | Sequence[str] | None = ("config_hash", "model"),
+def usage(wh: HasEngine, by: str | Sequence[str] | None = ("config_hash", "model"),
           where: str | None = None) -> "pl.DataFrame":
     """Token, request, tool-call and cost sums (and means per execution) per group, checks included."""
-    return wh.engine.sql_sandboxed(usage_sql(by, where)).pl()
+    return of(wh).sql_sandboxed(usage_sql(by, where)).pl()
 
 
 @_checks_keys
-def scores(wh: "Engine", by: str | Sequence[str] | None = ("dataset", "agent", "attack"), where: str | None = None,
+def scores(wh: HasEngine, by: str | Sequence[str] | None = ("dataset", "agent", "attack"), where: str | None = None,
            k: int | Sequence[int] | None = None, threshold: float = 1.0, *, checks: bool = False) -> "duckdb.DuckDBPyRelation":
     """`Warehouse.scores`: the scores of each group as a DuckDB relation (see `scores_sql`)."""
-    return wh.engine.sql_sandboxed(scores_sql(by, where, k, threshold, checks=checks))
+    return of(wh).sql_sandboxed(scores_sql(by, where, k, threshold, checks=checks))
 
 
 # -- paired comparison ------------------------------------------------------------------------------
@@ -427,12 +434,13 @@ class Comparison:
                                     "n_only_a": pl.Int64, "n_only_b": pl.Int64})
 
 
-def resolve_config(wh: "Engine", ref: str) -> str:
+def resolve_config(wh: HasEngine, ref: str) -> str:
     """The config hash that `ref` (a hash or a unique prefix of one) names, from the manifest.
     Raises InvalidArgument if none or several match."""
+    eng = of(wh)
     ref = ref.strip()
-    hashes = sorted({f.partition["config_hash"] for f in wh.files("executions")}
-                    | {f.partition["config_hash"] for f in wh.files("configs")})
+    hashes = sorted({f.partition["config_hash"] for f in eng.files("executions")}
+                    | {f.partition["config_hash"] for f in eng.files("configs")})
     if ref in hashes:
         return ref
     found = [h for h in hashes if ref and h.startswith(ref)]
@@ -454,7 +462,7 @@ def mcnemar_exact(up: int, down: int) -> float:
     return min(1.0, 2 * tail / 2 ** n)
 
 
-def compare(wh: "Engine", a: str, b: str, metric: str = "attack_score", threshold: float = 1.0,
+def compare(wh: HasEngine, a: str, b: str, metric: str = "attack_score", threshold: float = 1.0,
             n_boot: int = 10_000, seed: int = 0, where: str | None = None) -> Comparison:
     """Compare configurations `a` and `b` (hashes or unique prefixes) on `metric` (attack_score or
     benign_score), paired by task_id; see `Comparison`. Tasks whose runs in one of them all lack the
@@ -462,11 +470,12 @@ def compare(wh: "Engine", a: str, b: str, metric: str = "attack_score", threshol
     Raises WarehouseError for an unknown or ambiguous configuration, an unknown metric or n_boot < 1."""
     import polars as pl
 
+    eng = of(wh)
     m = _metric(metric)
     n_boot = arguments.integer("n_boot", n_boot, minimum=1)
-    ha, hb = resolve_config(wh, a), resolve_config(wh, b)
+    ha, hb = resolve_config(eng, a), resolve_config(eng, b)
     t = _threshold(threshold)
-    per_task = wh.engine.sql_sandboxed(f"select config_hash, task_id, count({m}) as runs, count(*) filter (where {m} >= {t}) as successes "
+    per_task = eng.sql_sandboxed(f"select config_hash, task_id, count({m}) as runs, count(*) filter (where {m} >= {t}) as successes "
                       f"from executions {_filter(where, checks=True)} and config_hash in (?, ?) group by config_hash, task_id",
                       [ha, hb]).fetchall()
     side: dict[str, dict[str, tuple[int, int]]] = {ha: {}, hb: {}}
@@ -476,7 +485,7 @@ def compare(wh: "Engine", a: str, b: str, metric: str = "attack_score", threshol
     if ha == hb:
         side[hb] = side[ha]
     paired = sorted(set(side[ha]) & set(side[hb]), key=natural_key)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for task in paired:
         (na, ca), (nb, cb) = side[ha][task], side[hb][task]
         ra, rb = ca / na, cb / nb
@@ -516,4 +525,7 @@ def bootstrap_mean_interval(values: Sequence[float], n_boot: int = 10_000, seed:
     means = (pl.DataFrame({"v": draws, "b": pl.int_range(0, n * n_boot, eager=True) // n})
              .group_by("b").agg(pl.col("v").mean())["v"])
     alpha = (1 - level) / 2
-    return float(means.quantile(alpha, "linear")), float(means.quantile(1 - alpha, "linear"))
+    low, high = means.quantile(alpha, "linear"), means.quantile(1 - alpha, "linear")
+    if low is None or high is None:  # no values: no means to take quantiles of
+        raise InvalidArgument("bootstrap_mean_interval needs at least one value")
+    return low, high

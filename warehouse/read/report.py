@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import io
 import math
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,11 +27,11 @@ from warehouse.core.version import VERSION as package_version
 from warehouse.read import analytics
 from warehouse.core import arguments
 from warehouse.core.errors import InvalidArgumentType
+from warehouse.engine.engine import HasEngine, of
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-
-    from warehouse.engine.engine import Engine
+    from matplotlib.typing import RcKeyType
 
 from warehouse.core.literal import escape_controls
 
@@ -40,7 +41,7 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 #: Sequential, colour-blind safe (ColorBrewer); fixed to [0, 1] so the same rate is the same colour in every report.
 HEATMAP_CMAP = "YlOrRd"
 #: Chart settings: labels are data (an agent called "$x$" is not TeX), SVG text stays text (small, searchable).
-RC = {"text.parse_math": False, "svg.fonttype": "none", "font.size": 10}
+RC: dict[RcKeyType, Any] = {"text.parse_math": False, "svg.fonttype": "none", "font.size": 10}
 BENIGN = "none"  # the attack partition value of benign runs
 
 
@@ -65,10 +66,11 @@ class ReportData:
 ATTACKED = "attack <> 'none'"
 
 
-def collect(wh: Engine, *, top: int = 10) -> ReportData:
+def collect(wh: HasEngine, *, top: int = 10) -> ReportData:
     """Read everything a report shows from `wh`'s current snapshot (finished executions only), through
     `warehouse.analytics`. Raises WarehouseError for `top` < 1."""
     top = arguments.integer("top", top, minimum=1, maximum=(1 << 31) - 1)
+    wh = of(wh)
     scores = analytics.attack_success_rates(wh, by=("agent", "attack"))
     # pass@k: a task is a task_id within one configuration; utility from benign runs, ASR from attacked runs.
     pass_at_k = pl.concat([
@@ -173,10 +175,16 @@ def shown_ks(max_k: int) -> list[int]:
     return sorted(set(ks + [max_k]))
 
 
+def _max_k(passk: pl.DataFrame) -> int:
+    """The largest k of a pass@k frame (0 if it has none)."""
+    top = passk["k"].max()
+    return int(top) if isinstance(top, int) else 0
+
+
 def _pass_at_k_table(passk: pl.DataFrame) -> str:
     """pass@k per metric and agent, one column per k (see `shown_ks`), with the tasks counted at k = 1
     and the most excluded at any k."""
-    max_k = int(passk["k"].max() or 0)
+    max_k = _max_k(passk)
     ks = shown_ks(max_k)
     if passk.is_empty():
         wide = pl.DataFrame(schema={"metric": pl.String, "agent": pl.String, "n_tasks": pl.Int64, "n_excluded": pl.Int64})
@@ -343,7 +351,7 @@ def pass_at_k_svg(passk: pl.DataFrame) -> str | None:
                ("attack_score", "attack: pass@k (compromised in ≥1 of k runs)")]
     fig = Figure(figsize=(10, 3.8))
     axes = fig.subplots(1, 2, sharey=True)
-    max_k = int(passk["k"].max())
+    max_k = _max_k(passk)
     for ax, (metric, title) in zip(axes, metrics):
         sub = passk.filter(pl.col("metric") == metric)
         for i, agent in enumerate(sorted(sub["agent"].unique())):
@@ -524,19 +532,20 @@ def render(data: ReportData, *, url: str, version: int, title: str = "Evaluation
 """
 
 
-def build_report(wh: Engine, out_path: str | Path = "report.html", *, title: str = "Evaluation report",
+def build_report(wh: HasEngine, out_path: str | os.PathLike[str] = "report.html", *, title: str = "Evaluation report",
                  top: int = 10) -> Path:
     """Write the report of `wh`'s current snapshot to `out_path` (one self-contained HTML file); returns its path.
 
     Raises InvalidArgument for `top` < 1 or a `title` that is not a string, StorageError naming the
     file if the disk is full, read-only or not writable, OSError for other failures to write it.
     """
-    from warehouse.core.storage import disk_errors
+    from warehouse.core.store_failures import disk_errors
 
     if not isinstance(title, str):
         raise InvalidArgumentType(f"title must be a string, got {type(title).__name__} {title!r:.80}")
-    data = collect(wh, top=top)
-    page = render(data, url=wh.url, version=wh.version, title=title)
+    eng = of(wh)
+    data = collect(eng, top=top)
+    page = render(data, url=eng.url, version=eng.version, title=title)
     out = Path(out_path)
     tmp = out.with_name(f".{out.name}.tmp")
     with disk_errors(str(out)):

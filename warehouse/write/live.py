@@ -32,6 +32,20 @@ class RowSink(Protocol):
 
     #: The shape of `_execution_row`'s tuples in `executions_live`.
     LIVE_ROW: RowShape
+    #: The run id every row of this writer carries (None: none given).
+    run_id: str | None
+    #: The cut-off for an event's message and attributes, in characters.
+    event_limit: int
+
+    def _new_id(self) -> str: ...
+
+    def _add_event(self, shape: RowShape, row: tuple) -> None: ...
+
+    def _drop_event(self, reason: str) -> None: ...
+
+    def _next_event_seq(self) -> int: ...
+
+    def flush(self) -> int | None: ...
 
     def _span_id(self) -> str: ...
 

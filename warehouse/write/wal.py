@@ -316,9 +316,10 @@ class WriteAheadLog:
     # -- flushing (under the writer's flush lock) ----------------------------------------------------
     def before_commit(self, token: str) -> None:
         """Make a taken segment durable (policies always and flush) before its batch is committed."""
-        fd, path = self._sealed.get(token, (-1, None))
-        if fd < 0:
+        sealed = self._sealed.get(token)
+        if sealed is None or sealed[0] < 0:
             return
+        fd, path = sealed
         try:
             if self.sync != "never":
                 os.fdatasync(fd)
@@ -375,14 +376,16 @@ class WriteAheadLog:
         segments = [Segment.read(p) for p in self.pending_segments if not p.name.startswith(self.writer_id)]
         newer = [s for s in segments if s.header and int(s.header.get("format", 0)) > WAL_FORMAT]
         if newer:
+            header = newer[0].header or {}
             raise WalError(f"{newer[0].path} was written by a newer warehouse library (WAL format "
-                           f"{newer[0].header['format']}; this one reads {WAL_FORMAT}): upgrade the package")
+                           f"{header['format']}; this one reads {WAL_FORMAT}): upgrade the package")
         foreign = [s for s in segments if s.header and s.records and s.header["warehouse"] != store_id(self.wh)]
         if foreign:
             s = foreign[0]
+            header = s.header or {}
             raise WalError(
                 f"the WAL directory {self.dir} holds {sum(len(f.records) for f in foreign)} unflushed record(s) of warehouse "
-                f"{s.header['url']!r} (writer {s.writer_id[:8]}), not of {self.wh.url!r}; open a writer on that "
+                f"{header['url']!r} (writer {s.writer_id[:8]}), not of {self.wh.url!r}; open a writer on that "
                 "warehouse with this wal= to commit them, or move the directory away to discard them")
         # Oldest run first; within a run, batch order (a retried batch precedes the next one).
         segments.sort(key=lambda s: (s.header["created_at"] if s.header else "", s.writer_id, s.seq))

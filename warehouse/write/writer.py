@@ -34,7 +34,7 @@ from warehouse.core.schemas import catalog
 from warehouse.core.buffer import PENDING_ROW_BYTES, TableBuffer
 from warehouse.write.live import Execution
 from warehouse.write.options import WriterOptions
-from warehouse.core.storage import partition_dir
+from warehouse.core.partition_paths import partition_dir
 
 if TYPE_CHECKING:
     from warehouse.write.wal import WriteAheadLog
@@ -220,7 +220,7 @@ class Writer:
 
     # -- adding --------------------------------------------------------------------------------
     def add_execution(
-        self, *, task_id: str | None = None, messages: Any = None, usage: dict[str, Any] | None = None,
+        self, *, task_id: str | None = None, messages: Any = None, usage: Mapping[str, Any] | None = None,
         benign_score: float | None = None, attack_score: float | None = None, attacks: Any = None,
         metadata: Any = None, trace_id: str | None = None, span_id: str | None = None,
         started_at: Any = None, finished_at: Any = None, model: str | None = None,

@@ -39,7 +39,7 @@ class ExportReport:
 
 def export(wh: "Engine", kind: str, out: str, **options: Any) -> ExportReport:
     """Export the current snapshot of `wh` as `kind` to `out` (see the module docstring)."""
-    from warehouse.core.storage import disk_errors
+    from warehouse.core.store_failures import disk_errors
 
     if not isinstance(kind, str) or kind not in KINDS:
         raise ExportFailed(f"unknown export kind {kind!r}; choose from {', '.join(KINDS)}")

@@ -120,7 +120,7 @@ def exported_files(dt: "DeltaTable", where: Mapping[str, str]) -> dict[str, int]
 
 def _exported_in_scope(dt: "DeltaTable", where: "Mapping[str, str] | PartitionFilter | None") -> dict[str, int]:
     """`exported_files` of the partitions `where` selects."""
-    from warehouse.core.storage import parse_partition_path
+    from warehouse.core.partition_paths import parse_partition_path
 
     if where is None or isinstance(where, Mapping):
         return exported_files(dt, where or {})
@@ -204,7 +204,7 @@ def export_table(wh: "Engine", table: str, uri: str, where: "Mapping[str, str] |
         if removed:
             # Every row of a removed or added file, in the partitions they belong to: the rows of the
             # removed files go, the added files' rows (which match too) come in, in one commit.
-            from warehouse.core.storage import parse_partition_path
+            from warehouse.core.partition_paths import parse_partition_path
 
             parts: dict[tuple[tuple[str, str], ...], list[str]] = {}
             for p in removed + added:

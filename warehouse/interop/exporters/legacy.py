@@ -228,8 +228,8 @@ def export(wh: "Engine", out: str, *, where: str | Mapping[str, str] | None = No
             params = [dataset, agent, attack, chash]
             rel = wh.engine.sql_sandboxed(f"select * from executions where {where} and status <> 'running'{extra} "
                                     "order by finished_at, execution_id", params)
-            cols = rel.columns
-            execs = [dict(zip(cols, r)) for r in rel.fetchall()]
+            names = rel.columns
+            execs = [dict(zip(names, r)) for r in rel.fetchall()]
             execs = [e for e in execs if e["execution_id"] not in done]
             if not execs:
                 continue

@@ -23,6 +23,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from functools import partial
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,8 @@ from warehouse.engine import keys
 from warehouse.core.errors import ExportFailed
 from warehouse.manifest import DataFile
 from warehouse.core.schemas import catalog
-from warehouse.core.storage import arrow_reader, parse_partition_path
+from warehouse.core.partition_paths import parse_partition_path
+from warehouse.core.storage import arrow_reader
 from warehouse.interop.exporters import ExportReport
 
 if TYPE_CHECKING:
@@ -148,7 +150,7 @@ def _file_bytes(wh: "Engine", f: DataFile, hidden: "keys.Hidden", hide: int) -> 
         data = wh.store.read_bytes(f.path)
     pf = checked(f, lambda: pq.ParquetFile(arrow_reader(data), page_checksum_verification=True))
     for i in range(pf.num_row_groups):  # every page read, checksums checked: an export never publishes damage
-        checked(f, lambda i=i: pf.read_row_group(i))
+        checked(f, partial(pf.read_row_group, i))
     names = pf.schema_arrow.names
     if names == catalog().table(f.table).column_names and not hide:
         return data

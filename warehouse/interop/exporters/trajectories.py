@@ -91,8 +91,8 @@ def _lines(wh: "Engine", rows: list[dict[str, Any]]) -> Iterator[tuple[bytes, in
                               "order by m.execution_id, m.seq")
             cols = [d[0] for d in cur.description]
             by_id: dict[str, list[dict[str, Any]]] = {}
-            for r in cur.fetchall():
-                m = dict(zip(cols, r))
+            for values in cur.fetchall():
+                m = dict(zip(cols, values))
                 by_id.setdefault(m["execution_id"], []).append(records.message_from_row(m))
             con.unregister("_export_ids")
             for r in chunk:
@@ -111,8 +111,8 @@ def _where(where: Mapping[str, Any] | str | None) -> tuple[dict[str, str], dict[
     if isinstance(where, str):
         pairs = column_value_pairs(where)
         if pairs is None:
-            columns = {c.name: c.duckdb_type for c in catalog().table("executions").columns}
-            return {}, {}, condition(where, columns, over="executions")
+            types = {c.name: c.duckdb_type for c in catalog().table("executions").columns}
+            return {}, {}, condition(where, types, over="executions")
         where = pairs
     if not isinstance(where, Mapping):
         raise ExportFailed(f"where must be an SQL condition or a dict of metadata key -> value, got "

@@ -167,14 +167,14 @@ def _sample(out: SourceRecorder, w: Any, log: dict[str, Any], sample: dict[str, 
 
 
 # -- configuration ----------------------------------------------------------------------------------
-def run_config(log: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+def run_config(log: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Mapping[str, Any] | None]:
     """(dataset, agent, attack) of an eval log (its JSON; see the module docstring)."""
     spec, plan = log["eval"], log.get("plan") or {}
     ds = spec.get("dataset") or {}
-    dataset = {"type": ds.get("name") or spec["task"], "config": {
+    dataset: dict[str, Any] = {"type": ds.get("name") or spec["task"], "config": {
         "name": ds.get("name"), "location": ds.get("location"), "samples": ds.get("samples"),
         "shuffled": ds.get("shuffled"), "task": spec["task"]}}
-    agent = {"type": AGENT_TYPE, "config": {
+    agent: dict[str, Any] = {"type": AGENT_TYPE, "config": {
         "model": spec.get("model"), "model_base_url": spec.get("model_base_url"),
         "model_args": spec.get("model_args"), "model_roles": _drop_none(spec.get("model_roles")),
         "generate_config": _drop_none(spec.get("model_generate_config") or {}),
@@ -298,8 +298,9 @@ def _inspect_event_row(eid: str, seq: int, event: Mapping[str, Any]) -> tuple:
     if not isinstance(duration, (int, float)):
         duration = None
         if e.get("completed") and e.get("timestamp"):
-            duration = (records.timestamp("completed", e["completed"])
-                        - records.timestamp("timestamp", e["timestamp"])).total_seconds()
+            done, began = records.timestamp("completed", e["completed"]), records.timestamp("timestamp", e["timestamp"])
+            if done is not None and began is not None:  # both given, so both are times
+                duration = (done - began).total_seconds()
     span_id, parent = (e.get("id"), e.get("parent_id")) if kind in ("span_begin", "span_end") else (None, e.get("span_id"))
     return _event_row(eid, seq, e.get("timestamp"), kind, level, name, message,
                       duration * 1000.0 if duration is not None else None, span_id, parent, e)

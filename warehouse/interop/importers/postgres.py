@@ -124,7 +124,7 @@ def _clean(message: str, url: str) -> str:
         password = conninfo_to_dict(url.split("?", 1)[0]).get("password")
     except Exception:
         password = None
-    return text.replace(password, "***") if password else text
+    return text.replace(str(password), "***") if password else text
 
 
 def _connect(url: str) -> tuple[Any, str, str]:
@@ -139,7 +139,10 @@ def _connect(url: str) -> tuple[Any, str, str]:
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     conn.read_only = True
     if schema is None:
-        schema = conn.execute("select current_schema()").fetchone()[0]
+        row = conn.execute("select current_schema()").fetchone()
+        if row is None:  # a query of one value returns a row; never seen otherwise
+            raise ImportFailed(f"PostgreSQL at {where} did not name its current schema")
+        schema = row[0]
     return conn, schema, where
 
 

@@ -143,7 +143,7 @@ def to_rows(messages: Sequence[Any]) -> list[dict[str, Any]]:
         else:
             given = m.get("instructions")
             if isinstance(given, str) and given and given != instructions:
-                row = {"role": "system", "content": given}
+                row: dict[str, Any] = {"role": "system", "content": given}
                 if m.get("timestamp") is not None:
                     row["timestamp"] = m["timestamp"]
                 rows.append((row, "instructions"))

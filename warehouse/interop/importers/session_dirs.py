@@ -166,7 +166,7 @@ class SessionDirImporter:
                 messages = gzip.decompress(messages)
             except (OSError, EOFError, zlib.error) as exc:
                 raise ImportFailed(f"{name} is not a complete gzip file ({exc})") from None
-        parts = {"messages": messages}
+        parts: dict[str, bytes | None] = {"messages": messages}
         for name in ("config", "meta"):
             p = d / f"{name}.json"
             parts[name] = p.read_bytes() if p.is_file() else None

@@ -102,7 +102,7 @@ class SimulationRunImporter(FileImporter):
         if not scenario:
             raise InvalidRecord("scenario must be a non-empty string")
         started = _started_at(doc, run_id, source.path)  # type: ignore[arg-type]
-        meta: dict[str, Any] = {"scenario": scenario, "started_at": simulation._iso(started)}
+        meta: dict[str, Any] = {"scenario": scenario, "started_at": records.iso_utc(started)}
         extra = {k: v for k, v in doc.items() if k not in TOP_FIELDS}
         if extra:
             meta["extra"] = extra

@@ -29,6 +29,8 @@ def set_aside_strays(store: Store, report: DoctorReport) -> None:
     still |= {c for c in checkpoints if real and c > real[-1]}
     moved: list[Finding] = []
     for f in strays:
+        if f.path is None:  # a stray's finding always names its file
+            continue
         if f.version not in still:
             report.notes.append(f"{f.path} is no longer beyond a gap: not moved")
             continue
