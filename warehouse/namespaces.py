@@ -34,9 +34,15 @@ class Maintenance:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def compact(self, table: str | Iterable[str] | None = None, partition: str | Mapping[str, str] | None = None, *,
-                target_file_size: int = 128 << 20, min_files: int = 2,
-                dry_run: bool = False) -> "maintenance_mod.CompactResult":
+    def compact(
+        self,
+        table: str | Iterable[str] | None = None,
+        partition: str | Mapping[str, str] | None = None,
+        *,
+        target_file_size: int = 128 << 20,
+        min_files: int = 2,
+        dry_run: bool = False,
+    ) -> maintenance_mod.CompactResult:
         """Rewrite the small files of each (table, partition) into few files of about
         `target_file_size` bytes, rows sorted by the table's `sort_by`, one commit (operation
         `compact`) per partition; query answers do not change. Only partitions with at least
@@ -53,11 +59,18 @@ class Maintenance:
         """
         from warehouse.ops import maintenance as maintenance_mod
 
-        return maintenance_mod.compact(self._engine, table, partition, target_file_size=target_file_size,
-                                       min_files=min_files, dry_run=dry_run)
+        return maintenance_mod.compact(
+            self._engine, table, partition, target_file_size=target_file_size, min_files=min_files, dry_run=dry_run
+        )
 
-    def vacuum(self, retain: timedelta | None = None, orphan_window: timedelta | None = None, *,
-               dry_run: bool = False, now: datetime | None = None) -> "maintenance_mod.VacuumResult":
+    def vacuum(
+        self,
+        retain: timedelta | None = None,
+        orphan_window: timedelta | None = None,
+        *,
+        dry_run: bool = False,
+        now: datetime | None = None,
+    ) -> maintenance_mod.VacuumResult:
         """Delete from storage the data files removed from the snapshot more than `retain` (default
         7 days) before `now` (default: the current time), files no commit ever added (crashed
         writers) last modified more than `orphan_window` (default and minimum 1 hour,
@@ -71,13 +84,23 @@ class Maintenance:
         """
         from warehouse.ops import maintenance as maintenance_mod
 
-        return maintenance_mod.vacuum(self._engine, timedelta(days=7) if retain is None else retain,
-                                      timedelta(hours=1) if orphan_window is None else orphan_window,
-                                      dry_run=dry_run, now=now)
+        return maintenance_mod.vacuum(
+            self._engine,
+            timedelta(days=7) if retain is None else retain,
+            timedelta(hours=1) if orphan_window is None else orphan_window,
+            dry_run=dry_run,
+            now=now,
+        )
 
-    def expire(self, older_than: timedelta, *, tables: Iterable[str] = ("events",),
-               statuses: Iterable[str] = ("completed", "failed"), dry_run: bool = False,
-               now: datetime | None = None) -> "retention.ExpireResult":
+    def expire(
+        self,
+        older_than: timedelta,
+        *,
+        tables: Iterable[str] = ("events",),
+        statuses: Iterable[str] = ("completed", "failed"),
+        dry_run: bool = False,
+        now: datetime | None = None,
+    ) -> retention.ExpireResult:
         """Remove rows older than `older_than` in one commit (operation `delete`), dropping whole
         files where the manifest's stats allow and rewriting files that straddle the cutoff.
 
@@ -94,7 +117,7 @@ class Maintenance:
 
         return retention.expire(self._engine, older_than, tables=tables, statuses=statuses, dry_run=dry_run, now=now)
 
-    def doctor(self, repair: bool = False, *, footers: bool = True, deep: bool = False) -> "doctor_mod.DoctorReport":
+    def doctor(self, repair: bool = False, *, footers: bool = True, deep: bool = False) -> doctor_mod.DoctorReport:
         """Check the whole log and every active data file against storage: commit files that do
         not parse, gaps in the log, data files missing or with another size or row count than the
         manifest records (`footers=False` skips reading Parquet footers), checkpoints that disagree
@@ -107,8 +130,12 @@ class Maintenance:
         """
         from warehouse.ops import doctor as doctor_mod
 
-        return doctor_mod.run(self._engine, repair=arguments.boolean("repair", repair),
-                              footers=arguments.boolean("footers", footers), deep=arguments.boolean("deep", deep))
+        return doctor_mod.run(
+            self._engine,
+            repair=arguments.boolean("repair", repair),
+            footers=arguments.boolean("footers", footers),
+            deep=arguments.boolean("deep", deep),
+        )
 
     def checkpoint_manifest(self) -> int:
         """Write a manifest checkpoint (the whole snapshot in one file) at the current version
@@ -148,34 +175,50 @@ class Executions:
 
         return agent_state.latest_checkpoint(self._engine, execution_id, owner)
 
-    def load_checkpoint(self, checkpoint_id: str, *, execution_id: str | None = None,
-                        owner: str | None = None) -> Checkpoint:
+    def load_checkpoint(
+        self, checkpoint_id: str, *, execution_id: str | None = None, owner: str | None = None
+    ) -> Checkpoint:
         """One checkpoint by id (e.g. "turn_2"), within `execution_id` if given. Raises
         CheckpointNotFound (none, or an id shared by several executions), PermissionDenied."""
         from warehouse.agent import state as agent_state
 
         return agent_state.load_checkpoint(self._engine, checkpoint_id, execution_id, owner)
 
-    def resume_plan(self, config: Any, task_ids: Sequence[str], *, runs: int = 1,
-                    retry_failed: bool = True) -> "list[agent_state.TaskPlan]":
+    def resume_plan(
+        self, config: Any, task_ids: Sequence[str], *, runs: int = 1, retry_failed: bool = True
+    ) -> list[agent_state.TaskPlan]:
         """Per task: completed and failed runs under `config`, runs still needed, and the
         interrupted execution (with its latest checkpoint) to resume; see `warehouse.agent.state.resume_plan`."""
         from warehouse.agent import state as agent_state
 
         return agent_state.resume_plan(self._engine, config, task_ids, runs=runs, retry_failed=retry_failed)
 
-    def follow(self, execution_id: str | None = None, *, follow: bool = True, last: int | None = None,
-               poll_interval: float = 0.5, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+    def follow(
+        self,
+        execution_id: str | None = None,
+        *,
+        follow: bool = True,
+        last: int | None = None,
+        poll_interval: float = 0.5,
+        timeout: float | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """The event stream (logs, spans, status changes) as dicts in time order: committed events
         (the `last` N), then, with `follow`, new ones as their commits appear, until `timeout`
         seconds pass without one (None: forever). `warehouse tail` prints it."""
         from warehouse.agent import state as agent_state
 
-        return agent_state.follow(self._engine, execution_id, follow=follow, last=last, poll_interval=poll_interval,
-                                  timeout=timeout)
+        return agent_state.follow(
+            self._engine, execution_id, follow=follow, last=last, poll_interval=poll_interval, timeout=timeout
+        )
 
-    def trajectories(self, where: str | Mapping[str, Any] | None = None, *, metadata: Mapping[str, Any] | None = None,
-                     metadata_keys: Sequence[str] = (), with_messages: bool = False) -> "pl.LazyFrame":
+    def trajectories(
+        self,
+        where: str | Mapping[str, Any] | None = None,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        metadata_keys: Sequence[str] = (),
+        with_messages: bool = False,
+    ) -> pl.LazyFrame:
         """RL trajectories (`Writer.add_trajectory`) as a Polars LazyFrame, kept where `where` (an
         SQL condition over `executions`, e.g. `"reward > 0"`) holds and the metadata has every
         key -> value of `metadata` (`{"difficulty": "hard"}`; `a.b` is key b inside key a);
@@ -184,8 +227,9 @@ class Executions:
         condition or a metadata key that is not a key name."""
         from warehouse.agent import state as agent_state
 
-        return agent_state.trajectories(self._engine, where, metadata=metadata, metadata_keys=metadata_keys,
-                                        with_messages=with_messages)
+        return agent_state.trajectories(
+            self._engine, where, metadata=metadata, metadata_keys=metadata_keys, with_messages=with_messages
+        )
 
 
 class Simulations:
@@ -194,15 +238,21 @@ class Simulations:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def recorder(self, scenario: str, save_frequency: int = 1, max_steps: int | None = None,
-                 started_at: datetime | str | None = None) -> "RunRecorder":
+    def recorder(
+        self,
+        scenario: str,
+        save_frequency: int = 1,
+        max_steps: int | None = None,
+        started_at: datetime | str | None = None,
+    ) -> RunRecorder:
         """A recorder of one simulation run, with a fresh unique run id `run_<scenario>_<UTC start>`
         (see `warehouse.agent.simulation.RunRecorder`). Raises InvalidRecord for a bad scenario,
         save_frequency (< 0 or not an int) or max_steps; ReadOnlyWarehouse on a time-travel snapshot."""
         from warehouse.agent.simulation import RunRecorder
 
-        return RunRecorder(self._engine, scenario, save_frequency=save_frequency, max_steps=max_steps,
-                           started_at=started_at)
+        return RunRecorder(
+            self._engine, scenario, save_frequency=save_frequency, max_steps=max_steps, started_at=started_at
+        )
 
     def snapshots(self, run_id: str) -> list[dict[str, Any]]:
         """A simulation run's saved states in step order: dicts of step, kind ("snapshot" or
@@ -212,7 +262,7 @@ class Simulations:
 
         return snapshots(self._engine, run_id)
 
-    def runs(self) -> "pl.DataFrame":
+    def runs(self) -> pl.DataFrame:
         """Simulation runs, newest first: run_id, scenario, started_at, snapshots, last_step, finished."""
         from warehouse.agent.simulation import runs
 

@@ -12,33 +12,32 @@ import duckdb
 
 from warehouse.agent import state as agent_state
 from warehouse.core import arguments
-from warehouse.ops import sync as sync_mod
-from warehouse.read import analytics
 from warehouse.core.errors import InvalidArgument, WarehouseNotFound
+from warehouse.core.schemas import catalog
+from warehouse.core.storage import Store
 from warehouse.engine.engine import Engine, open_engine
 from warehouse.manifest import Commit, DataFile, Log, Snapshot, replay
 from warehouse.namespaces import Executions, Maintenance, Simulations
-from warehouse.core.schemas import catalog
-from warehouse.core.storage import Store
+from warehouse.ops import sync as sync_mod
+from warehouse.read import analytics
 from warehouse.write.live import EVENT_LIMIT, Checkpoint
-from warehouse.write.writer import Writer
 from warehouse.write.options import WriterOptions
+from warehouse.write.writer import Writer
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
-    from warehouse.interop.exporters import ExportReport
-    from warehouse.interop.importers import ImportReport
     from datetime import timedelta
+    from pathlib import Path
 
     import polars as pl
 
+    from warehouse.agent.sessions import Sessions
+    from warehouse.agent.simulation import RunRecorder
+    from warehouse.interop.exporters import ExportReport
+    from warehouse.interop.importers import ImportReport
     from warehouse.ops import doctor as doctor_mod
     from warehouse.ops import maintenance as maintenance_mod
     from warehouse.ops import retention
     from warehouse.write.aio import AsyncWriter
-    from warehouse.agent.sessions import Sessions
-    from warehouse.agent.simulation import RunRecorder
 
 #: Columns `Warehouse.scores(by=...)` may group by: the execution columns, then the configuration's
 #: (also `metadata.KEY`, `dataset_config.KEY`, `agent_config.KEY`, `attack_config.KEY` and `all`;
@@ -60,7 +59,7 @@ class CommitInfo:
     tables: tuple[str, ...]
 
     @classmethod
-    def of(cls, c: Commit) -> "CommitInfo":
+    def of(cls, c: Commit) -> CommitInfo:
         tables = tuple(sorted({a.table for a in c.add} | {r.table for r in c.remove}))
         return cls(c.version, c.committed_at, c.operation, c.writer, len(c.add), c.rows_added, len(c.remove), tables)
 
@@ -79,11 +78,13 @@ class Warehouse:
     written before 0.2.
     """
 
-    def __init__(self, store: Store, snapshot: Snapshot, *, read_only: bool, checkpoint_interval: int | None = None) -> None:
+    def __init__(
+        self, store: Store, snapshot: Snapshot, *, read_only: bool, checkpoint_interval: int | None = None
+    ) -> None:
         self._engine = Engine(store, snapshot, read_only=read_only, checkpoint_interval=checkpoint_interval)
 
     @classmethod
-    def of(cls, engine: Engine) -> "Warehouse":
+    def of(cls, engine: Engine) -> Warehouse:
         """The facade over an open engine."""
         wh = cls.__new__(cls)
         wh._engine = engine
@@ -165,8 +166,9 @@ class Warehouse:
                     continue
         return self.snapshot.committed_at
 
-    def files(self, table: str, partition: Mapping[str, str] | None = None, *,
-              where: Mapping[str, str] | None = None) -> list[DataFile]:
+    def files(
+        self, table: str, partition: Mapping[str, str] | None = None, *, where: Mapping[str, str] | None = None
+    ) -> list[DataFile]:
         """The active data files of `table`, optionally only partitions matching `partition` (a dict
         of partition column -> value; InvalidArgument for a key that is not a partition column).
         `where=` is the same dict under its name before 0.2, kept as an alias (elsewhere `where` is SQL)."""
@@ -177,11 +179,22 @@ class Warehouse:
         return list(catalog().tables)
 
     # -- writing -------------------------------------------------------------------------------
-    def writer(self, *, dataset: Any, agent: Any, attack: Any = None, run_id: str | None = None,
-               flush_rows: int = 10_000, flush_bytes: int = 64 << 20, flush_interval: float | None = 30.0,
-               event_limit: int = EVENT_LIMIT, max_buffered_events: int = 200_000,
-               wal: str | os.PathLike[str] | None = None, wal_sync: str = "flush",
-               config_hash: str | None = None) -> Writer:
+    def writer(
+        self,
+        *,
+        dataset: Any,
+        agent: Any,
+        attack: Any = None,
+        run_id: str | None = None,
+        flush_rows: int = 10_000,
+        flush_bytes: int = 64 << 20,
+        flush_interval: float | None = 30.0,
+        event_limit: int = EVENT_LIMIT,
+        max_buffered_events: int = 200_000,
+        wal: str | os.PathLike[str] | None = None,
+        wal_sync: str = "flush",
+        config_hash: str | None = None,
+    ) -> Writer:
         """A buffered writer for one run configuration ({type, config} dicts; attack None = benign).
 
         `flush_rows` records or `flush_bytes` buffered, or `flush_interval` seconds, trigger a
@@ -198,26 +211,56 @@ class Warehouse:
         records of another warehouse.
         """
         # The options are the WriterOptions fields (tests/test_writer.py checks the two lists match).
-        return Writer(self._engine, dataset=dataset, agent=agent, attack=attack, run_id=run_id,
-                      options=WriterOptions.pick(locals()))
+        return Writer(
+            self._engine,
+            dataset=dataset,
+            agent=agent,
+            attack=attack,
+            run_id=run_id,
+            options=WriterOptions.pick(locals()),
+        )
 
-    def async_writer(self, *, dataset: Any, agent: Any, attack: Any = None, run_id: str | None = None,
-                     flush_rows: int = 10_000, flush_bytes: int = 64 << 20, flush_interval: float = 5.0,
-                     event_limit: int = EVENT_LIMIT, max_buffered_events: int = 200_000,
-                     wal: str | os.PathLike[str] | None = None, wal_sync: str = "flush",
-                     config_hash: str | None = None) -> "AsyncWriter":
+    def async_writer(
+        self,
+        *,
+        dataset: Any,
+        agent: Any,
+        attack: Any = None,
+        run_id: str | None = None,
+        flush_rows: int = 10_000,
+        flush_bytes: int = 64 << 20,
+        flush_interval: float = 5.0,
+        event_limit: int = EVENT_LIMIT,
+        max_buffered_events: int = 200_000,
+        wal: str | os.PathLike[str] | None = None,
+        wal_sync: str = "flush",
+        config_hash: str | None = None,
+    ) -> AsyncWriter:
         """A writer for asyncio code: `async with wh.async_writer(...) as w:`. Same arguments as
         `writer`; every flush and commit runs on a worker thread, never on the event loop (so
         does the WAL's recovery, when the writer opens)."""
         from warehouse.write.aio import AsyncWriter
 
-        return AsyncWriter(self._engine, dataset=dataset, agent=agent, attack=attack, run_id=run_id,
-                           options=WriterOptions.pick(locals()))
+        return AsyncWriter(
+            self._engine,
+            dataset=dataset,
+            agent=agent,
+            attack=attack,
+            run_id=run_id,
+            options=WriterOptions.pick(locals()),
+        )
 
-    def sync_to(self, dst: "str | Warehouse", *, storage_options: Mapping[str, Any] | None = None,
-                dry_run: bool = False, workers: int = 16, batch_files: int = sync_mod.BATCH_FILES,
-                on_progress: "Callable[[sync_mod.Progress], None] | None" = None,
-                progress: "Callable[[sync_mod.Progress], None] | None" = None) -> "sync_mod.SyncResult":
+    def sync_to(
+        self,
+        dst: str | Warehouse,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        dry_run: bool = False,
+        workers: int = 16,
+        batch_files: int = sync_mod.BATCH_FILES,
+        on_progress: Callable[[sync_mod.Progress], None] | None = None,
+        progress: Callable[[sync_mod.Progress], None] | None = None,
+    ) -> sync_mod.SyncResult:
         """Copy to `dst` (a URL, created if absent, or an open Warehouse) the data files its snapshot
         lacks from this warehouse's current snapshot, and commit them there (operation `sync`, at most
         `batch_files` files per commit, whole source commits at a time), so that `dst` answers every
@@ -243,9 +286,14 @@ class Warehouse:
             target = dst
         if on_progress is not None and progress is not None:
             raise InvalidArgument("give on_progress or its old name progress, not both")
-        return sync_mod.sync(self._engine, target.engine, dry_run=dry_run, workers=workers,
-                             progress=on_progress if on_progress is not None else progress,
-                             batch_files=batch_files)
+        return sync_mod.sync(
+            self._engine,
+            target.engine,
+            dry_run=dry_run,
+            workers=workers,
+            progress=on_progress if on_progress is not None else progress,
+            batch_files=batch_files,
+        )
 
     # -- reading -------------------------------------------------------------------------------
     def connect(self) -> duckdb.DuckDBPyConnection:
@@ -260,8 +308,9 @@ class Warehouse:
         (`warehouse.core.condition`)."""
         return self._engine.sql(query, params)
 
-    def scan(self, table: str, partition: Mapping[str, str] | None = None, *,
-             where: Mapping[str, str] | None = None) -> "pl.LazyFrame":
+    def scan(
+        self, table: str, partition: Mapping[str, str] | None = None, *, where: Mapping[str, str] | None = None
+    ) -> pl.LazyFrame:
         """A Polars LazyFrame over `table`'s files in the cached snapshot (only partitions matching
         `partition`, a dict of partition column -> value); for executions, messages and attacks without
         the rows of superseded adds (an execution id added again shows its last add only, as in the
@@ -299,9 +348,15 @@ class Warehouse:
             out.append(row)
         return out
 
-    def scores(self, by: str | Sequence[str] | None = ("dataset", "agent", "attack"), where: str | None = None,
-               k: int | Sequence[int] | None = None, threshold: float = 1.0, *,
-               checks: bool = False) -> duckdb.DuckDBPyRelation:
+    def scores(
+        self,
+        by: str | Sequence[str] | None = ("dataset", "agent", "attack"),
+        where: str | None = None,
+        k: int | Sequence[int] | None = None,
+        threshold: float = 1.0,
+        *,
+        checks: bool = False,
+    ) -> duckdb.DuckDBPyRelation:
         """Utility and attack success rate with 95% Wilson intervals, grouped by `by` (a list or a
         comma-separated string; empty or 'all' = overall), over finished executions (running ones are
         not counted until they complete or fail).
@@ -321,8 +376,9 @@ class Warehouse:
         return analytics.scores(self._engine, by, where, k, threshold, checks=checks)
 
     # -- report (report.py) --------------------------------------------------------------------------
-    def report(self, out: "str | os.PathLike[str]" = "report.html", *, title: str = "Evaluation report",
-               top: int = 10) -> "Path":
+    def report(
+        self, out: str | os.PathLike[str] = "report.html", *, title: str = "Evaluation report", top: int = 10
+    ) -> Path:
         """Write the self-contained HTML report of this snapshot (ASR heatmap, utility vs ASR,
         pass@k curves, most compromised tasks, tokens and cost; see `warehouse.report`); returns
         its path."""
@@ -331,8 +387,9 @@ class Warehouse:
         return report.build_report(self._engine, out, title=title, top=top)
 
     # -- import and export (importers/, exporters/) -----------------------------------------------
-    def import_(self, kind: str, path: "str | os.PathLike[str]", *, strict: bool = False,
-                progress: bool = False) -> "ImportReport":
+    def import_(
+        self, kind: str, path: str | os.PathLike[str], *, strict: bool = False, progress: bool = False
+    ) -> ImportReport:
         """Import every new source of `kind` under `path` (a directory, file, or for `postgres` a
         connection URL): legacy, sessions, checkpoints, trajectories, simulation, postgres,
         agentdojo, inspect (see `warehouse.importers`).
@@ -347,7 +404,7 @@ class Warehouse:
 
         return run_import(self._engine, importer(kind), path, strict=strict, progress=progress)
 
-    def export(self, kind: str, out: str, **options: Any) -> "ExportReport":
+    def export(self, kind: str, out: str, **options: Any) -> ExportReport:
         """Export the current snapshot as `kind` (delta, parquet, trajectories, legacy) to `out`;
         see `warehouse.exporters`. Raises ExportFailed for an unknown kind or an unusable target."""
         from warehouse.interop.exporters import export
@@ -371,7 +428,7 @@ class Warehouse:
         return Simulations(self._engine)
 
     @property
-    def sessions(self) -> "Sessions":
+    def sessions(self) -> Sessions:
         """The conversation sessions: `save`, `append`, `load`, `list`, `delete` (see warehouse.agent.sessions)."""
         from warehouse.agent.sessions import Sessions
 
@@ -400,29 +457,50 @@ class Warehouse:
         """Alias of `wh.executions.latest_checkpoint`; kept for scripts written before 0.2."""
         return self.executions.latest_checkpoint(execution_id, owner)
 
-    def load_checkpoint(self, checkpoint_id: str, *, execution_id: str | None = None,
-                        owner: str | None = None) -> Checkpoint:
+    def load_checkpoint(
+        self, checkpoint_id: str, *, execution_id: str | None = None, owner: str | None = None
+    ) -> Checkpoint:
         """Alias of `wh.executions.load_checkpoint`; kept for scripts written before 0.2."""
         return self.executions.load_checkpoint(checkpoint_id, execution_id=execution_id, owner=owner)
 
-    def resume_plan(self, config: Any, task_ids: Sequence[str], *, runs: int = 1,
-                    retry_failed: bool = True) -> "list[agent_state.TaskPlan]":
+    def resume_plan(
+        self, config: Any, task_ids: Sequence[str], *, runs: int = 1, retry_failed: bool = True
+    ) -> list[agent_state.TaskPlan]:
         """Alias of `wh.executions.resume_plan`; kept for scripts written before 0.2."""
         return self.executions.resume_plan(config, task_ids, runs=runs, retry_failed=retry_failed)
 
-    def follow(self, execution_id: str | None = None, *, follow: bool = True, last: int | None = None,
-               poll_interval: float = 0.5, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+    def follow(
+        self,
+        execution_id: str | None = None,
+        *,
+        follow: bool = True,
+        last: int | None = None,
+        poll_interval: float = 0.5,
+        timeout: float | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """Alias of `wh.executions.follow`; kept for scripts written before 0.2."""
-        return self.executions.follow(execution_id, follow=follow, last=last, poll_interval=poll_interval, timeout=timeout)
+        return self.executions.follow(
+            execution_id, follow=follow, last=last, poll_interval=poll_interval, timeout=timeout
+        )
 
-    def trajectories(self, where: Mapping[str, Any] | str | None = None, *, metadata_keys: Sequence[str] = (),
-                     with_messages: bool = False) -> "pl.LazyFrame":
+    def trajectories(
+        self,
+        where: Mapping[str, Any] | str | None = None,
+        *,
+        metadata_keys: Sequence[str] = (),
+        with_messages: bool = False,
+    ) -> pl.LazyFrame:
         """Alias of `wh.executions.trajectories`; kept for scripts written before 0.2 (there, a
         metadata dict goes in `metadata=`; `where` is for SQL)."""
         return self.executions.trajectories(where, metadata_keys=metadata_keys, with_messages=with_messages)
 
-    def run_recorder(self, scenario: str, save_frequency: int = 1, max_steps: int | None = None,
-                     started_at: datetime | str | None = None) -> "RunRecorder":
+    def run_recorder(
+        self,
+        scenario: str,
+        save_frequency: int = 1,
+        max_steps: int | None = None,
+        started_at: datetime | str | None = None,
+    ) -> RunRecorder:
         """Alias of `wh.simulations.recorder`; kept for scripts written before 0.2."""
         return self.simulations.recorder(scenario, save_frequency, max_steps, started_at)
 
@@ -430,28 +508,48 @@ class Warehouse:
         """Alias of `wh.simulations.snapshots`; kept for scripts written before 0.2."""
         return self.simulations.snapshots(run_id)
 
-    def runs(self) -> "pl.DataFrame":
+    def runs(self) -> pl.DataFrame:
         """Alias of `wh.simulations.runs`; kept for scripts written before 0.2."""
         return self.simulations.runs()
 
-    def expire(self, older_than: "timedelta", *, tables: Iterable[str] = ("events",),
-               statuses: Iterable[str] = ("completed", "failed"), dry_run: bool = False,
-               now: datetime | None = None) -> "retention.ExpireResult":
+    def expire(
+        self,
+        older_than: timedelta,
+        *,
+        tables: Iterable[str] = ("events",),
+        statuses: Iterable[str] = ("completed", "failed"),
+        dry_run: bool = False,
+        now: datetime | None = None,
+    ) -> retention.ExpireResult:
         """Alias of `wh.maintenance.expire`; kept for scripts written before 0.2."""
         return self.maintenance.expire(older_than, tables=tables, statuses=statuses, dry_run=dry_run, now=now)
 
-    def compact(self, table: str | Iterable[str] | None = None, partition: str | Mapping[str, str] | None = None, *,
-                target_file_size: int = 128 << 20, min_files: int = 2, dry_run: bool = False) -> "maintenance_mod.CompactResult":
+    def compact(
+        self,
+        table: str | Iterable[str] | None = None,
+        partition: str | Mapping[str, str] | None = None,
+        *,
+        target_file_size: int = 128 << 20,
+        min_files: int = 2,
+        dry_run: bool = False,
+    ) -> maintenance_mod.CompactResult:
         """Alias of `wh.maintenance.compact`; kept for scripts written before 0.2."""
-        return self.maintenance.compact(table, partition, target_file_size=target_file_size, min_files=min_files,
-                                        dry_run=dry_run)
+        return self.maintenance.compact(
+            table, partition, target_file_size=target_file_size, min_files=min_files, dry_run=dry_run
+        )
 
-    def vacuum(self, retain: "timedelta | None" = None, orphan_window: "timedelta | None" = None, *,
-               dry_run: bool = False, now: datetime | None = None) -> "maintenance_mod.VacuumResult":
+    def vacuum(
+        self,
+        retain: timedelta | None = None,
+        orphan_window: timedelta | None = None,
+        *,
+        dry_run: bool = False,
+        now: datetime | None = None,
+    ) -> maintenance_mod.VacuumResult:
         """Alias of `wh.maintenance.vacuum`; kept for scripts written before 0.2."""
         return self.maintenance.vacuum(retain, orphan_window, dry_run=dry_run, now=now)
 
-    def doctor(self, repair: bool = False, *, footers: bool = True, deep: bool = False) -> "doctor_mod.DoctorReport":
+    def doctor(self, repair: bool = False, *, footers: bool = True, deep: bool = False) -> doctor_mod.DoctorReport:
         """Alias of `wh.maintenance.doctor`; kept for scripts written before 0.2."""
         return self.maintenance.doctor(repair, footers=footers, deep=deep)
 
@@ -463,8 +561,15 @@ def _partition_alias(partition: Mapping[str, str] | None, where: Mapping[str, st
     return where if partition is None else partition
 
 
-def open(url: str = "warehouse-data", *, create: bool = False, version: int | None = None, as_of: datetime | None = None,
-         storage_options: Mapping[str, Any] | None = None, checkpoint_interval: int | None = None) -> Warehouse:
+def open(
+    url: str = "warehouse-data",
+    *,
+    create: bool = False,
+    version: int | None = None,
+    as_of: datetime | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    checkpoint_interval: int | None = None,
+) -> Warehouse:
     """Open the warehouse at `url` (a local path, `s3://bucket/prefix`, or any fsspec URL).
 
     `storage_options` go to the fsspec filesystem (for S3: `endpoint_url`, `key`, `secret`, ...; by
@@ -480,5 +585,13 @@ def open(url: str = "warehouse-data", *, create: bool = False, version: int | No
     InvalidArgument/InvalidArgumentType for a bad argument (a version that is not an int, an
     `as_of` that is not a datetime or ISO-8601 string).
     """
-    return Warehouse.of(open_engine(url, create=create, version=version, as_of=as_of, storage_options=storage_options,
-                                    checkpoint_interval=checkpoint_interval))
+    return Warehouse.of(
+        open_engine(
+            url,
+            create=create,
+            version=version,
+            as_of=as_of,
+            storage_options=storage_options,
+            checkpoint_interval=checkpoint_interval,
+        )
+    )

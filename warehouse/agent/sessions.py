@@ -18,7 +18,7 @@ import json
 import secrets
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -27,12 +27,11 @@ import pyarrow.compute as pc
 from warehouse.core import records
 from warehouse.core.config import RunConfig
 from warehouse.core.errors import CommitConflict, InvalidRecord, SessionNotFound, StateError
-from warehouse.engine.rewrite import RewritePlan, commit_rewrite, plan_rewrite
-from warehouse.core.schemas import catalog
-
-from warehouse.write.writer import Writer
 from warehouse.core.records import MESSAGE_ROW
 from warehouse.core.rows import RowShape
+from warehouse.core.schemas import catalog
+from warehouse.engine.rewrite import RewritePlan, commit_rewrite, plan_rewrite
+from warehouse.write.writer import Writer
 
 if TYPE_CHECKING:
     import polars as pl
@@ -43,8 +42,9 @@ if TYPE_CHECKING:
 DATASET = {"type": "sessions", "config": {}}
 AGENT = {"type": "session", "config": {}}
 #: The tuples of a session revision (`save`, `rename`, the session-dirs importer), by name.
-SESSION_ROW = RowShape("sessions", ("session_id", "revision", "created_at", "updated_at", "title", "message_count",
-                                    "config", "meta"))
+SESSION_ROW = RowShape(
+    "sessions", ("session_id", "revision", "created_at", "updated_at", "title", "message_count", "config", "meta")
+)
 #: Longest title taken from the first user message, in characters.
 TITLE_CHARS = 80
 
@@ -74,8 +74,12 @@ def _keep_nulls(messages: Any) -> Any:
     out = []
     for m in messages:
         if isinstance(m, Mapping) and any(k in m and m[k] is None for k in _DROPPED_IF_NONE):
-            known = {k: v for k, v in m.items() if k in records.MESSAGE_FIELDS and not (k in _DROPPED_IF_NONE and v is None)}
-            extra = {k: v for k, v in m.items() if k not in records.MESSAGE_FIELDS or (k in _DROPPED_IF_NONE and v is None)}
+            known = {
+                k: v for k, v in m.items() if k in records.MESSAGE_FIELDS and not (k in _DROPPED_IF_NONE and v is None)
+            }
+            extra = {
+                k: v for k, v in m.items() if k not in records.MESSAGE_FIELDS or (k in _DROPPED_IF_NONE and v is None)
+            }
             meta = m.get("metadata")
             if meta is not None and not isinstance(meta, Mapping):
                 out.append(m)  # let records name the bad metadata
@@ -113,7 +117,7 @@ class Sessions:
     any number of processes at once.
     """
 
-    def __init__(self, wh: "Engine") -> None:
+    def __init__(self, wh: Engine) -> None:
         self.wh = wh
         self.partition = _partition()
 
@@ -124,7 +128,9 @@ class Sessions:
 
     def _latest(self, session_id: str) -> dict[str, Any] | None:
         where, params = self._where()
-        found = self.wh.engine.records(f"select * from sessions where {where} and session_id = ?", [*params, session_id])
+        found = self.wh.engine.records(
+            f"select * from sessions where {where} and session_id = ?", [*params, session_id]
+        )
         return found[0] if found else None
 
     def _require(self, session_id: Any) -> dict[str, Any]:
@@ -133,8 +139,10 @@ class Sessions:
         self.wh.refresh()
         row = self._latest(session_id)
         if row is None:
-            raise SessionNotFound(f"no session with id {session_id!r} at version {self.wh.version}; "
-                                  "see wh.sessions.list() for the sessions there are")
+            raise SessionNotFound(
+                f"no session with id {session_id!r} at version {self.wh.version}; "
+                "see wh.sessions.list() for the sessions there are"
+            )
         return row
 
     def load(self, session_id: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, Any] | None]:
@@ -142,25 +150,30 @@ class Sessions:
         other processes. Raises SessionNotFound for an unknown id."""
         row = self._require(session_id)
         where, params = self._where()
-        msgs = self.wh.engine.records(f"select * from messages where {where} and execution_id = ? order by seq",
-                                [*params, session_id])
+        msgs = self.wh.engine.records(
+            f"select * from messages where {where} and execution_id = ? order by seq", [*params, session_id]
+        )
         config = json.loads(row["config"]) if row["config"] is not None else None
         meta = json.loads(row["meta"]) if row["meta"] is not None else None
         return [records.message_from_row(m) for m in msgs], config, meta
 
-    def list(self) -> "pl.DataFrame":
+    def list(self) -> pl.DataFrame:
         """Every session, most recently updated first: columns id, created_at, updated_at (UTC
         timestamps), message_count, title, meta (the merged meta as JSON text, or null)."""
         self.wh.refresh()
         where, params = self._where()
         return self.wh.sql(
             "select session_id as id, created_at, updated_at, message_count, title, meta from sessions "
-            f"where {where} order by updated_at desc, session_id desc", params).pl()
+            f"where {where} order by updated_at desc, session_id desc",
+            params,
+        ).pl()
 
     # -- writing -------------------------------------------------------------------------------
     def _commit(self, session_row: tuple, msg_rows: builtins.list[tuple], text_bytes: int) -> None:
         """The session revision and its new messages in one commit (no size-triggered flush)."""
-        w = Writer(self.wh.engine, dataset=DATASET, agent=AGENT, flush_interval=None, flush_rows=1 << 62, flush_bytes=1 << 62)
+        w = Writer(
+            self.wh.engine, dataset=DATASET, agent=AGENT, flush_interval=None, flush_rows=1 << 62, flush_bytes=1 << 62
+        )
         try:
             if msg_rows:
                 w._add_rows(MESSAGE_ROW, msg_rows, text_bytes)
@@ -168,8 +181,14 @@ class Sessions:
         finally:
             w.close()
 
-    def save(self, messages: Any, config: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None,
-             session_id: str | None = None, title: str | None = None) -> str:
+    def save(
+        self,
+        messages: Any,
+        config: Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
+        title: str | None = None,
+    ) -> str:
         """Create a session holding `messages` (dicts in OpenAI chat form; other keys are kept), the
         agent `config` and `meta` (JSON-serialisable dicts); returns its id, a new time-ordered
         32-hex-digit id unless `session_id` is given. One commit.
@@ -186,8 +205,9 @@ class Sessions:
         if sid is not None:
             self.wh.refresh()
             if self._latest(sid) is not None:
-                raise StateError(f"session {sid!r} already exists; add messages to it with "
-                                     "wh.sessions.append(session_id, messages)")
+                raise StateError(
+                    f"session {sid!r} already exists; add messages to it with wh.sessions.append(session_id, messages)"
+                )
         else:
             sid = _new_id()
         rows, size = records.messages(sid, _keep_nulls(messages), 0)
@@ -195,7 +215,7 @@ class Sessions:
             title = records.text("meta.title", meta["title"])
         if title is None:
             title = _first_user_text(rows)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         row = (sid, 0, now, now, title, len(rows), records.json_text("config", config), records.json_text("meta", meta))
         self._commit(row, rows, size)
         return sid
@@ -220,8 +240,16 @@ class Sessions:
         elif title is None:
             title = _first_user_text(rows)
         count = start + len(rows)
-        row = (session_id, int(prev["revision"]) + 1, prev["created_at"], datetime.now(timezone.utc), title, count,
-               prev["config"], records.json_text("meta", merged))
+        row = (
+            session_id,
+            int(prev["revision"]) + 1,
+            prev["created_at"],
+            datetime.now(UTC),
+            title,
+            count,
+            prev["config"],
+            records.json_text("meta", merged),
+        )
         self._commit(row, rows, size)
         return count
 
@@ -237,10 +265,18 @@ class Sessions:
         sid = pa.scalar(session_id, pa.string())
         for attempt in range(_DELETE_ATTEMPTS):
             plan = RewritePlan()
-            plan.merge(plan_rewrite(self.wh, self.wh.files("sessions", self.partition),
-                                    lambda t: pc.equal(t.column("session_id"), sid)))
-            plan.merge(plan_rewrite(self.wh, self.wh.files("messages", self.partition),
-                                    lambda t: pc.equal(t.column("execution_id"), sid)))
+            plan.merge(
+                plan_rewrite(
+                    self.wh, self.wh.files("sessions", self.partition), lambda t: pc.equal(t.column("session_id"), sid)
+                )
+            )
+            plan.merge(
+                plan_rewrite(
+                    self.wh,
+                    self.wh.files("messages", self.partition),
+                    lambda t: pc.equal(t.column("execution_id"), sid),
+                )
+            )
             try:
                 commit_rewrite(self.wh, plan, operation="delete", info={"session_id": session_id})
                 return

@@ -18,15 +18,14 @@ import json
 import numbers
 import re
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from warehouse.core import records
 from warehouse.core.errors import InvalidRecord, RunNotFound, StateError, WriterClosed
 from warehouse.manifest import writer_info
-
-from warehouse.write.writer import Writer
 from warehouse.write.live import SNAPSHOT_ROW
+from warehouse.write.writer import Writer
 
 if TYPE_CHECKING:
     import polars as pl
@@ -93,25 +92,38 @@ class RunRecorder:
     or max_steps; ReadOnlyWarehouse on a time-travel snapshot.
     """
 
-    def __init__(self, wh: "Engine", scenario: str, save_frequency: int = 1, max_steps: int | None = None,
-                 started_at: datetime | str | None = None) -> None:
+    def __init__(
+        self,
+        wh: Engine,
+        scenario: str,
+        save_frequency: int = 1,
+        max_steps: int | None = None,
+        started_at: datetime | str | None = None,
+    ) -> None:
         self.scenario = records.text("scenario", scenario, required=True)
         if not self.scenario:
             raise InvalidRecord("scenario must be a non-empty string")
         self.save_frequency = _nonnegative_int("save_frequency", save_frequency)
         self.max_steps = _nonnegative_int("max_steps", max_steps, optional=True)
-        started = records.timestamp("started_at", started_at) or datetime.now(timezone.utc)
-        self.started_at: datetime = started.astimezone(timezone.utc)
+        started = records.timestamp("started_at", started_at) or datetime.now(UTC)
+        self.started_at: datetime = started.astimezone(UTC)
         self.wh = wh
-        self._writer: Writer = Writer(wh.engine, dataset=dataset_config(self.scenario), agent=AGENT, flush_interval=None,
-                                         flush_rows=1 << 62, flush_bytes=1 << 62)
+        self._writer: Writer = Writer(
+            wh.engine,
+            dataset=dataset_config(self.scenario),
+            agent=AGENT,
+            flush_interval=None,
+            flush_rows=1 << 62,
+            flush_bytes=1 << 62,
+        )
         try:
             self.run_id: str = self._claim()
         except BaseException:
             self._writer.close()
             raise
-        self._metadata = records.json_text("metadata", {"scenario": self.scenario,
-                                                        "started_at": records.iso_utc(self.started_at)})
+        self._metadata = records.json_text(
+            "metadata", {"scenario": self.scenario, "started_at": records.iso_utc(self.started_at)}
+        )
         self._last_step: int | None = None
         self._finished = False
 
@@ -121,8 +133,11 @@ class RunRecorder:
     def _claim(self) -> str:
         """`run_<scenario>_<UTC start>`, with `_1`, `_2`, ... appended while another run holds it."""
         base = f"run_{sanitize_scenario(self.scenario)}_{self.started_at.strftime('%Y-%m-%d_%H-%M-%S')}"
-        doc = {"scenario": self.scenario, "started_at": records.iso_utc(self.started_at),
-               "claimed_by": writer_info(self._writer.writer_id)}
+        doc = {
+            "scenario": self.scenario,
+            "started_at": records.iso_utc(self.started_at),
+            "claimed_by": writer_info(self._writer.writer_id),
+        }
         store = self.wh.store
         with store.errors():
             for n in range(MAX_CLAIMS):
@@ -143,11 +158,21 @@ class RunRecorder:
     def should_save(self, step: int) -> bool:
         """True if `step(step, ...)` saves a snapshot: save_frequency > 0, step divisible by it,
         and save_frequency not above max_steps."""
-        return (self.save_frequency > 0 and step % self.save_frequency == 0
-                and (self.max_steps is None or self.save_frequency <= self.max_steps))
+        return (
+            self.save_frequency > 0
+            and step % self.save_frequency == 0
+            and (self.max_steps is None or self.save_frequency <= self.max_steps)
+        )
 
-    def step(self, step: int, *, game_state: Any = None, global_vars: Any = None, agent_vars: Any = None,
-             messages: Any = None) -> bool:
+    def step(
+        self,
+        step: int,
+        *,
+        game_state: Any = None,
+        global_vars: Any = None,
+        agent_vars: Any = None,
+        messages: Any = None,
+    ) -> bool:
         """End of step `step`: save a snapshot (kind `snapshot`) if `should_save(step)`; returns
         whether it did. Steps must increase from call to call. The state is checked only when
         saved: each field must be JSON-serialisable (None is stored as {} / [] for messages).
@@ -162,8 +187,15 @@ class RunRecorder:
         self._save("snapshot", n, game_state, global_vars, agent_vars, messages)
         return True
 
-    def finish(self, step: int, *, game_state: Any = None, global_vars: Any = None, agent_vars: Any = None,
-               messages: Any = None) -> None:
+    def finish(
+        self,
+        step: int,
+        *,
+        game_state: Any = None,
+        global_vars: Any = None,
+        agent_vars: Any = None,
+        messages: Any = None,
+    ) -> None:
         """Save the final snapshot (kind `final`, whatever the save frequency) and close the recorder.
 
         `step` may equal the last step given to `step()`. Raises as `step()` does.
@@ -178,7 +210,7 @@ class RunRecorder:
         self._finished = True
         self._writer.close()
 
-    def __enter__(self) -> "RunRecorder":
+    def __enter__(self) -> RunRecorder:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -197,8 +229,9 @@ class RunRecorder:
 
     def _save(self, kind: str, step: int, game_state: Any, global_vars: Any, agent_vars: Any, messages: Any) -> None:
         """Validate, buffer and commit one snapshot row."""
-        row, size = snapshot_row(self.run_id, kind, step, game_state, global_vars, agent_vars, messages,
-                                 datetime.now(timezone.utc), self._metadata)
+        row, size = snapshot_row(
+            self.run_id, kind, step, game_state, global_vars, agent_vars, messages, datetime.now(UTC), self._metadata
+        )
         self._writer._add_rows(SNAPSHOT_ROW, [row], size)
         # Buffered: from here a failed flush stays pending in the writer and is retried, once, by
         # the next save; so the step counts as taken.
@@ -206,8 +239,17 @@ class RunRecorder:
         self._writer.flush()
 
 
-def snapshot_row(run_id: str, kind: str, step: int, game_state: Any, global_vars: Any, agent_vars: Any,
-                 messages: Any, created_at: datetime, metadata: str | None) -> tuple[tuple, int]:
+def snapshot_row(
+    run_id: str,
+    kind: str,
+    step: int,
+    game_state: Any,
+    global_vars: Any,
+    agent_vars: Any,
+    messages: Any,
+    created_at: datetime,
+    metadata: str | None,
+) -> tuple[tuple, int]:
     """One validated row of `snapshots` (non-partition columns) for a simulation snapshot, and its
     text size: the state is the JSON of {game_state, global_vars, agent_vars, messages} (None
     becomes {}, or [] for messages); `metadata` is JSON text. Raises InvalidRecord naming a field
@@ -227,7 +269,7 @@ def _partition_filter() -> tuple[str, list[str]]:
     return " and ".join(f"{c} = ?" for c in _PARTITION), list(_PARTITION.values())
 
 
-def snapshots(wh: "Engine", run_id: str) -> list[dict[str, Any]]:
+def snapshots(wh: Engine, run_id: str) -> list[dict[str, Any]]:
     """The saved snapshots of a run, after reading other processes' commits, in step order (a
     final snapshot after a snapshot of the same step): dicts of step, kind, game_state,
     global_vars, agent_vars, messages, created_at (UTC datetime).
@@ -238,20 +280,34 @@ def snapshots(wh: "Engine", run_id: str) -> list[dict[str, Any]]:
         raise RunNotFound(f"no simulation run with id {run_id!r}: run ids are made of A-Z, a-z, 0-9, _ and -")
     wh.refresh()
     where, params = _partition_filter()
-    rows = wh.engine.lookup("snapshots", "run_id", run_id, f"select kind, step, state, created_at from t where {where} "
-                      "and run_id = ? order by step, kind = 'final', created_at", [*params, run_id])
+    rows = wh.engine.lookup(
+        "snapshots",
+        "run_id",
+        run_id,
+        f"select kind, step, state, created_at from t where {where} "
+        "and run_id = ? order by step, kind = 'final', created_at",
+        [*params, run_id],
+    )
     if not rows:
-        raise RunNotFound(f"no simulation run {run_id!r} with a saved snapshot at version {wh.version}; "
-                          "see wh.simulations.runs() for the runs there are")
+        raise RunNotFound(
+            f"no simulation run {run_id!r} with a saved snapshot at version {wh.version}; "
+            "see wh.simulations.runs() for the runs there are"
+        )
     out = []
     for r in rows:
         state = json.loads(r["state"])
-        out.append({"step": r["step"], "kind": r["kind"], **{f: state.get(f) for f in STATE_FIELDS},
-                    "created_at": r["created_at"]})
+        out.append(
+            {
+                "step": r["step"],
+                "kind": r["kind"],
+                **{f: state.get(f) for f in STATE_FIELDS},
+                "created_at": r["created_at"],
+            }
+        )
     return out
 
 
-def runs(wh: "Engine") -> "pl.DataFrame":
+def runs(wh: Engine) -> pl.DataFrame:
     """Every simulation run with a saved snapshot, newest first (after reading other processes'
     commits): run_id, scenario (as given), started_at (UTC), snapshots (rows saved), last_step,
     finished (a final snapshot was saved)."""
@@ -262,7 +318,9 @@ def runs(wh: "Engine") -> "pl.DataFrame":
         "min(cast(json_extract_string(metadata, '$.started_at') as timestamptz)) as started_at, "
         "count(*) as snapshots, max(step) as last_step, bool_or(kind = 'final') as finished "
         f"from snapshots where {where} and run_id is not null group by run_id "
-        "order by started_at desc, run_id desc", params).pl()
+        "order by started_at desc, run_id desc",
+        params,
+    ).pl()
 
 
 __all__ = ["RunRecorder", "snapshots", "runs", "sanitize_scenario", "dataset_config", "snapshot_row"]

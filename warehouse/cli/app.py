@@ -15,11 +15,20 @@ from warehouse.cli.output import err
 from warehouse.core.errors import WarehouseError
 from warehouse.core.terminal import styled
 
-app = typer.Typer(help="A results warehouse for AI-agent evaluations.", no_args_is_help=True, rich_markup_mode=None,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="A results warehouse for AI-agent evaluations.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 
-UrlOpt = Annotated[str, typer.Option("--url", "-u", envvar="WAREHOUSE_URL",
-                                     help="Warehouse location: a path or an fsspec URL (env WAREHOUSE_URL).")]
+UrlOpt = Annotated[
+    str,
+    typer.Option(
+        "--url", "-u", envvar="WAREHOUSE_URL", help="Warehouse location: a path or an fsspec URL (env WAREHOUSE_URL)."
+    ),
+]
 DEFAULT_URL = "warehouse-data"
 
 

@@ -45,11 +45,18 @@ def load_runner(start: Path | None = None) -> ModuleType:
     try:
         return importlib.import_module("benchmarks.runner")
     except ModuleNotFoundError as exc:
-        raise WarehouseError(f"the benchmark suite needs {exc.name!r}: pip install deltalake pandas filelock psutil") from None
+        raise WarehouseError(
+            f"the benchmark suite needs {exc.name!r}: pip install deltalake pandas filelock psutil"
+        ) from None
 
 
-def run(scale: str = "medium", out: str | Path | None = "bench-results.json", *, workdir: str | Path | None = None,
-        console: Any = None) -> dict[str, Any]:
+def run(
+    scale: str = "medium",
+    out: str | Path | None = "bench-results.json",
+    *,
+    workdir: str | Path | None = None,
+    console: Any = None,
+) -> dict[str, Any]:
     """Run every benchmark case at `scale` (small, medium or large), print the tables, write `out` (JSON).
 
     Raises WarehouseError if there is no source checkout, a dependency of the suite is missing, or

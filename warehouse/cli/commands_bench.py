@@ -17,9 +17,15 @@ class Scale(str, Enum):
     large = "large"
 
 
-def bench(scale: Annotated[Scale, typer.Option(help="Data sizes: small (~2 min), medium (~8 min, `make bench`) or large.")] = Scale.medium,
-          out: Annotated[str, typer.Option(help="Write the results to this JSON file.")] = "bench-results.json",
-          workdir: Annotated[str | None, typer.Option(help="Directory for the benchmark data (default: the system temp dir).")] = None) -> None:
+def bench(
+    scale: Annotated[
+        Scale, typer.Option(help="Data sizes: small (~2 min), medium (~8 min, `make bench`) or large.")
+    ] = Scale.medium,
+    out: Annotated[str, typer.Option(help="Write the results to this JSON file.")] = "bench-results.json",
+    workdir: Annotated[
+        str | None, typer.Option(help="Directory for the benchmark data (default: the system temp dir).")
+    ] = None,
+) -> None:
     """Benchmark the warehouse against the legacy layout, raw pyarrow, Delta Lake and raw DuckDB (source checkout only)."""
     from rich.console import Console
 

@@ -13,10 +13,15 @@ from warehouse.core.terminal import line, styled
 from warehouse.warehouse import open as open_warehouse
 
 
-def import_cmd(kind: Annotated[str, typer.Argument(help="legacy, sessions, checkpoints, trajectories, simulation, postgres, agentdojo or inspect.")],
-               path: Annotated[str, typer.Argument(help="The directory or file to import (for postgres: a connection URL).")],
-               url: UrlOpt = DEFAULT_URL,
-               strict: Annotated[bool, typer.Option("--strict", help="Stop at the first source that cannot be imported.")] = False) -> None:
+def import_cmd(
+    kind: Annotated[
+        str,
+        typer.Argument(help="legacy, sessions, checkpoints, trajectories, simulation, postgres, agentdojo or inspect."),
+    ],
+    path: Annotated[str, typer.Argument(help="The directory or file to import (for postgres: a connection URL).")],
+    url: UrlOpt = DEFAULT_URL,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first source that cannot be imported.")] = False,
+) -> None:
     """Import results from the legacy layouts and other tools' logs; sources already imported are skipped (exit 1 if any failed)."""
     with user_errors():
         wh = open_warehouse(url, create=True)
@@ -29,10 +34,24 @@ def import_cmd(kind: Annotated[str, typer.Argument(help="legacy, sessions, check
     raise typer.Exit(0 if report.ok else 1)
 
 
-def export_cmd(kind: Annotated[str, typer.Argument(help="delta, parquet, trajectories or legacy.")],
-               out: Annotated[str, typer.Argument(help="Where to write: a directory or URL (for delta: one Delta table per warehouse table under it).")],
-               url: UrlOpt = DEFAULT_URL,
-               where: Annotated[str | None, typer.Option(help="SQL condition: on dataset, agent, attack, config_hash for delta and parquet (whole partitions), on any executions column for trajectories and legacy; e.g. \"dataset = 'agentdojo'\" (agent=tool_agent,attack=none also works).")] = None) -> None:
+def export_cmd(
+    kind: Annotated[str, typer.Argument(help="delta, parquet, trajectories or legacy.")],
+    out: Annotated[
+        str,
+        typer.Argument(
+            help="Where to write: a directory or URL (for delta: one Delta table per warehouse table under it)."
+        ),
+    ],
+    url: UrlOpt = DEFAULT_URL,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            help="SQL condition: on dataset, agent, attack, config_hash for delta and parquet (whole partitions), "
+            "on any executions column for trajectories and legacy; e.g. \"dataset = 'agentdojo'\" "
+            "(agent=tool_agent,attack=none also works)."
+        ),
+    ] = None,
+) -> None:
     """Export the current snapshot for other engines or tools; run again to export only what is new."""
     options = {"where": where} if where else {}
     with user_errors():
@@ -42,12 +61,14 @@ def export_cmd(kind: Annotated[str, typer.Argument(help="delta, parquet, traject
     console.print(styled(report.summary(), "green"), soft_wrap=True)
 
 
-def sync_cmd(src: Annotated[str, typer.Argument(help="Source warehouse: a path or URL (s3://bucket/prefix).")],
-             dst: Annotated[str, typer.Argument(help="Destination: a path or URL; created if absent.")],
-             dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be copied; copy nothing.")] = False,
-             workers: Annotated[int, typer.Option(min=1, help="Files copied in parallel.")] = 16,
-             batch_files: Annotated[int, typer.Option(min=1, help="At most this many files per commit in DST.")] = 2000,
-             fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table) -> None:
+def sync_cmd(
+    src: Annotated[str, typer.Argument(help="Source warehouse: a path or URL (s3://bucket/prefix).")],
+    dst: Annotated[str, typer.Argument(help="Destination: a path or URL; created if absent.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be copied; copy nothing.")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Files copied in parallel.")] = 16,
+    batch_files: Annotated[int, typer.Option(min=1, help="At most this many files per commit in DST.")] = 2000,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+) -> None:
     """Copy to DST the data files its snapshot lacks from SRC and commit them there (operation `sync`).
 
     Incremental (a second run copies nothing), idempotent, and safe to interrupt: run it again to resume.
@@ -58,14 +79,22 @@ def sync_cmd(src: Annotated[str, typer.Argument(help="Source warehouse: a path o
         if dry_run:
             result = wh.sync_to(dst, dry_run=True, batch_files=batch_files)
         else:
-            with Progress(TextColumn("sync"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                          TextColumn("{task.fields[files]} files"), TimeRemainingColumn(), console=err,
-                          transient=True) as bar:
+            with Progress(
+                TextColumn("sync"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TextColumn("{task.fields[files]} files"),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
+            ) as bar:
                 job = bar.add_task("sync", total=None, files="0/?")
 
                 def tick(p) -> None:  # called from the copying threads; rich's Progress is thread-safe
-                    bar.update(job, completed=p.bytes_done, total=p.bytes_total,
-                               files=f"{p.files_done}/{p.files_total}")
+                    bar.update(
+                        job, completed=p.bytes_done, total=p.bytes_total, files=f"{p.files_done}/{p.files_total}"
+                    )
 
                 result = wh.sync_to(dst, on_progress=tick, workers=workers, batch_files=batch_files)
     rows = [[t, v["files"], v["rows"], v["bytes"]] for t, v in sorted(result.tables.items())]
@@ -73,18 +102,39 @@ def sync_cmd(src: Annotated[str, typer.Argument(help="Source warehouse: a path o
         emit(["table", "files", "rows", "bytes"], rows, fmt)
         return
     if rows:
-        emit(["table", "files", "rows", "bytes"], rows, fmt,
-             title=("would copy" if dry_run else "copied") + f" from {src} (version {result.src_version})")
+        emit(
+            ["table", "files", "rows", "bytes"],
+            rows,
+            fmt,
+            title=("would copy" if dry_run else "copied") + f" from {src} (version {result.src_version})",
+        )
     if result.up_to_date:
         console.print(line(dst, " is up to date with ", src, f" (version {result.src_version}): nothing to copy"))
     elif dry_run:
-        console.print(line(f"dry run: {result.files} files ({human_size(result.bytes)}) would be copied"
-                           + (f", {result.removed} removed" if result.removed else "") + "; nothing was written to ", dst))
+        console.print(
+            line(
+                f"dry run: {result.files} files ({human_size(result.bytes)}) would be copied"
+                + (f", {result.removed} removed" if result.removed else "")
+                + "; nothing was written to ",
+                dst,
+            )
+        )
     else:
-        console.print(line(f"synced {result.files} files ({human_size(result.bytes)}"
-                           + (f", {result.reused} already copied by an interrupted run" if result.reused else "") + ")"
-                           + (f", removed {result.removed}" if result.removed else ""),
-                           *((f" ({result.replaced} of them ", dst, "'s own rewrites of files ", src, " rewrote too)")
-                             if result.replaced else ()),
-                           " from ", src, f" (version {result.src_version}) to ", dst, f" in {len(result.commits)} commit(s), "
-                           f"now at version {result.dst_version}; {result.seconds:.1f} s"))
+        console.print(
+            line(
+                f"synced {result.files} files ({human_size(result.bytes)}"
+                + (f", {result.reused} already copied by an interrupted run" if result.reused else "")
+                + ")"
+                + (f", removed {result.removed}" if result.removed else ""),
+                *(
+                    (f" ({result.replaced} of them ", dst, "'s own rewrites of files ", src, " rewrote too)")
+                    if result.replaced
+                    else ()
+                ),
+                " from ",
+                src,
+                f" (version {result.src_version}) to ",
+                dst,
+                f" in {len(result.commits)} commit(s), now at version {result.dst_version}; {result.seconds:.1f} s",
+            )
+        )

@@ -13,8 +13,21 @@ from warehouse.cli.app import DEFAULT_URL, UrlOpt, app, user_errors
 from warehouse.cli.output import Col, Format, console, emit, emit_relation, err, print_scores, print_table
 from warehouse.core.terminal import install_log_handler, literal_excepthook
 
-__all__ = ["DEFAULT_URL", "Col", "Format", "UrlOpt", "app", "console", "emit", "emit_relation", "err", "main",
-           "print_scores", "print_table", "user_errors"]
+__all__ = [
+    "DEFAULT_URL",
+    "Col",
+    "Format",
+    "UrlOpt",
+    "app",
+    "console",
+    "emit",
+    "emit_relation",
+    "err",
+    "main",
+    "print_scores",
+    "print_table",
+    "user_errors",
+]
 
 # typer lists commands in the order they are added: this is the order of `warehouse --help`.
 app.command("init")(commands_data.init)

@@ -98,8 +98,13 @@ class Col:
     drop: int = 1
 
 
-def print_table(columns: Sequence[Col], *, title: str | None = None, table_box: box.Box | None = box.HEAVY_HEAD,
-                note: str = ALL_COLUMNS_HINT) -> None:
+def print_table(
+    columns: Sequence[Col],
+    *,
+    title: str | None = None,
+    table_box: box.Box | None = box.HEAVY_HEAD,
+    note: str = ALL_COLUMNS_HINT,
+) -> None:
     """Print `columns` as a table that fits the console: text columns wrap down to 10 characters,
     number columns keep their width; what still does not fit is left out and named under the table."""
     kept = list(columns)
@@ -128,8 +133,10 @@ def print_table(columns: Sequence[Col], *, title: str | None = None, table_box: 
     console.print(t)
     if dropped:
         names = [c.header for c in columns if any(c is d for d in dropped)]
-        console.print(f"{len(names)} column{'s' * (len(names) != 1)} not shown in {console.width} terminal columns: "
-                      f"{', '.join(names)}; {note}")
+        console.print(
+            f"{len(names)} column{'s' * (len(names) != 1)} not shown in {console.width} terminal columns: "
+            f"{', '.join(names)}; {note}"
+        )
 
 
 def emit(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: Format, title: str | None = None) -> None:
@@ -141,8 +148,9 @@ def emit(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: Format, tit
     else:
         cols = []
         for j, c in enumerate(columns):
-            number = bool(rows) and all(isinstance(r[j], (int, float, Decimal)) and not isinstance(r[j], bool)
-                                        for r in rows if r[j] is not None)
+            number = bool(rows) and all(
+                isinstance(r[j], (int, float, Decimal)) and not isinstance(r[j], bool) for r in rows if r[j] is not None
+            )
             cols.append(Col(c, [cell_text(r[j]) for r in rows], number=number, drop=0 if j == 0 else 1))
         print_table(cols, title=title)
 
@@ -152,8 +160,15 @@ def emit_relation(rel: duckdb.DuckDBPyRelation, fmt: Format, title: str | None =
     emit(rel.columns, rel.fetchall(), fmt, title)
 
 
-def print_scores(wh: Warehouse, by: Sequence[str], where: str | None, fmt: Format, k: Sequence[int] | None = None,
-                 threshold: float = 1.0, checks: bool = False) -> None:
+def print_scores(
+    wh: Warehouse,
+    by: Sequence[str],
+    where: str | None,
+    fmt: Format,
+    k: Sequence[int] | None = None,
+    threshold: float = 1.0,
+    checks: bool = False,
+) -> None:
     """The scores table: utility and attack success rate with 95% Wilson intervals (and pass@k with `k`)."""
     from warehouse.read.analytics import groups
 
@@ -176,15 +191,19 @@ def print_scores(wh: Warehouse, by: Sequence[str], where: str | None, fmt: Forma
     def column(header: str, values: list[Text | str], drop: int, number: bool = True) -> Col:
         return Col(header, values, number=number, drop=drop)
 
-    table = [Col(key, ["—" if r[idx[key]] is None else escape_controls(str(r[idx[key]])) for r in rows], drop=0)
-             for key in keys]
-    table += [column("n", [str(r[idx["n"]]) for r in rows], 0),
-              column("tasks", [str(r[idx["n_tasks"]]) for r in rows], 4),
-              column("utility %", [rate(r[idx["utility"]], r[idx["utility_low"]], r[idx["utility_high"]]) for r in rows], 0),
-              column("ASR %", [rate(r[idx["asr"]], r[idx["asr_low"]], r[idx["asr_high"]]) for r in rows], 0),
-              column("failed", [str(r[idx["n_failed"]]) for r in rows], 3),
-              column("tokens", [compact_count(r[idx["total_tokens"]]) for r in rows], 6),
-              column("cost $", ["—" if r[idx["cost"]] is None else f"{r[idx['cost']]:.2f}" for r in rows], 5)]
+    table = [
+        Col(key, ["—" if r[idx[key]] is None else escape_controls(str(r[idx[key]])) for r in rows], drop=0)
+        for key in keys
+    ]
+    table += [
+        column("n", [str(r[idx["n"]]) for r in rows], 0),
+        column("tasks", [str(r[idx["n_tasks"]]) for r in rows], 4),
+        column("utility %", [rate(r[idx["utility"]], r[idx["utility_low"]], r[idx["utility_high"]]) for r in rows], 0),
+        column("ASR %", [rate(r[idx["asr"]], r[idx["asr_low"]], r[idx["asr_high"]]) for r in rows], 0),
+        column("failed", [str(r[idx["n_failed"]]) for r in rows], 3),
+        column("tokens", [compact_count(r[idx["total_tokens"]]) for r in rows], 6),
+        column("cost $", ["—" if r[idx["cost"]] is None else f"{r[idx['cost']]:.2f}" for r in rows], 5),
+    ]
     empty_at: list[int] = []
     for x in k or ():
         for prefix, header in (("", f"pass@{x} %"), ("attack_", f"ASR@{x} %")):
@@ -194,14 +213,20 @@ def print_scores(wh: Warehouse, by: Sequence[str], where: str | None, fmt: Forma
                 empty_at.append(x)
     print_table(table, title=f"Scores at version {wh.version}", table_box=box.SIMPLE_HEAD)
     if any(r[idx["asr"]] is not None for r in rows):
-        console.print("utility = mean benign_score; ASR = attack success rate = mean attack_score; "
-                      "[low–high] = 95% Wilson interval")
+        console.print(
+            "utility = mean benign_score; ASR = attack success rate = mean attack_score; "
+            "[low–high] = 95% Wilson interval"
+        )
     if k:
-        console.print(f"pass@k = unbiased estimate of P(at least one of k runs succeeds), success = score ≥ {threshold:g}, "
-                      "mean over tasks with ≥ k scored runs (the others are excluded and counted: \"(n excl.)\")")
+        console.print(
+            f"pass@k = unbiased estimate of P(at least one of k runs succeeds), success = score ≥ {threshold:g}, "
+            'mean over tasks with ≥ k scored runs (the others are excluded and counted: "(n excl.)")'
+        )
     for x in empty_at:
-        console.print(f"pass@{x} is — where every task of the group has fewer than {x} scored runs "
-                      f"(all of them excluded); run tasks at least {x} times, or choose a smaller k")
+        console.print(
+            f"pass@{x} is — where every task of the group has fewer than {x} scored runs "
+            f"(all of them excluded); run tasks at least {x} times, or choose a smaller k"
+        )
 
 
 def compact_count(n: Any) -> str:
@@ -242,8 +267,14 @@ def fold(text: str, full: bool) -> tuple[str, str | None, bool]:
     if full:
         return text, None, True
     lines = text.count("\n", cut) + 1
-    return text[:cut], (f"… folded: {len(text) - cut:,} more characters on {lines:,} line{'s' * (lines != 1)} "
-                        "(--full shows everything)"), True
+    return (
+        text[:cut],
+        (
+            f"… folded: {len(text) - cut:,} more characters on {lines:,} line{'s' * (lines != 1)} "
+            "(--full shows everything)"
+        ),
+        True,
+    )
 
 
 def content_text(content: Any) -> str:
@@ -277,7 +308,10 @@ def print_body(title: Text, parts: list[tuple[str, str]], border: str, full: boo
 def event_line(e: dict[str, Any]) -> Text:
     """One event as a line: time, execution, kind, level, name, message, duration."""
     ts = e["timestamp"].strftime("%H:%M:%S.%f")[:-3] if e.get("timestamp") else ""
-    style = {"error": "red", "warn": "yellow", "warning": "yellow", "critical": "bold red", "debug": "dim"}.get(e.get("level") or "", "")
+    style = {"error": "red", "warn": "yellow", "warning": "yellow", "critical": "bold red", "debug": "dim"}.get(
+        e.get("level") or "", ""
+    )
+
     # every stored value on one line, literal (an event's message is whatever the agent logged)
     def lit(v: Any) -> str:
         return literal_str(v, newlines=False)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,7 +31,9 @@ def integer(name: str, value: Any, *, minimum: int | None = None, maximum: int |
         raise InvalidArgumentType(f"{name} must be an integer, got {_shown(value)}")
     n = int(value)
     if (minimum is not None and n < minimum) or (maximum is not None and n > maximum):
-        bounds = f">= {minimum}" if maximum is None else f"<= {maximum}" if minimum is None else f"in {minimum}..{maximum}"
+        bounds = (
+            f">= {minimum}" if maximum is None else f"<= {maximum}" if minimum is None else f"in {minimum}..{maximum}"
+        )
         raise InvalidArgument(f"{name} must be an integer {bounds}, got {n}")
     return n
 
@@ -41,8 +43,9 @@ def optional_integer(name: str, value: Any, *, minimum: int | None = None, maxim
     return None if value is None else integer(name, value, minimum=minimum, maximum=maximum)
 
 
-def number(name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
-           above: float | None = None) -> float:
+def number(
+    name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None, above: float | None = None
+) -> float:
     """`value` as a finite float within [minimum, maximum] (and > `above`, if given)."""
     from warehouse.core.records import real
 
@@ -54,11 +57,20 @@ def number(name: str, value: Any, *, minimum: float | None = None, maximum: floa
         f = math.inf
     if f is None:
         raise InvalidArgumentType(f"{name} must be a number, got {_shown(value)}")
-    if not math.isfinite(f) or (minimum is not None and f < minimum) or (maximum is not None and f > maximum) \
-            or (above is not None and f <= above):
-        parts = ([f">= {minimum}"] if minimum is not None else []) + ([f"> {above}"] if above is not None else []) \
+    if (
+        not math.isfinite(f)
+        or (minimum is not None and f < minimum)
+        or (maximum is not None and f > maximum)
+        or (above is not None and f <= above)
+    ):
+        parts = (
+            ([f">= {minimum}"] if minimum is not None else [])
+            + ([f"> {above}"] if above is not None else [])
             + ([f"<= {maximum}"] if maximum is not None else [])
-        raise InvalidArgument(f"{name} must be a finite number{' ' + ' and '.join(parts) if parts else ''}, got {value!r}")
+        )
+        raise InvalidArgument(
+            f"{name} must be a finite number{' ' + ' and '.join(parts) if parts else ''}, got {value!r}"
+        )
     return f
 
 

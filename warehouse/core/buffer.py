@@ -119,7 +119,7 @@ class TableBuffer:
         # events a flush converts on the flusher thread) must not stall the caller's threads for long.
         pending = self.pending
         for i in range(0, len(pending), CHUNK_ROWS):
-            batch = rows_to_batch(self.schema, self.partition, pending[i:i + CHUNK_ROWS])
+            batch = rows_to_batch(self.schema, self.partition, pending[i : i + CHUNK_ROWS])
             self.batches.append(batch)
             self.arrow_bytes += batch.nbytes
         self.pending = []

@@ -36,8 +36,19 @@ _TABLE = "__condition"
 _PREFIX = f"SELECT 1 FROM {_TABLE} WHERE "
 # Expression node classes a condition may contain; every other one (SUBQUERY, WINDOW, STAR,
 # PARAMETER, LAMBDA, LAMBDA_REF, POSITIONAL_REFERENCE, DEFAULT, ...) is refused.
-_NODES = {"BETWEEN", "CASE", "CAST", "COLLATE", "COLUMN_REF", "COMPARISON", "CONJUNCTION", "CONSTANT",
-          "FUNCTION", "OPERATOR", "TYPE"}
+_NODES = {
+    "BETWEEN",
+    "CASE",
+    "CAST",
+    "COLLATE",
+    "COLUMN_REF",
+    "COMPARISON",
+    "CONJUNCTION",
+    "CONSTANT",
+    "FUNCTION",
+    "OPERATOR",
+    "TYPE",
+}
 _WHY = {
     "SUBQUERY": "a subquery (a condition reads the columns of its own rows only)",
     "WINDOW": "a window function",
@@ -49,28 +60,41 @@ _WHY = {
 }
 # Scalar functions that read the session rather than the row (settings, variables, catalog,
 # the query text) are not part of a condition, even though they are deterministic.
-_DENIED = re.compile(r"^(current_(?!date$|time$|timestamp$|localtime$|localtimestamp$)|getvariable$|in_search_path$|"
-                     r"txid_|pg_|has_|inet_|which_secret|json_(de)?serialize_sql$|json_execute|parse_duckdb_log|"
-                     r"col_description$|obj_description$|shobj_description$|get_block_size$|session_user$|user$|"
-                     r"format_pg_type$|format_type$|map_to_pg_oid$|map_type_id_to_pg_oid$|__internal)")
+_DENIED = re.compile(
+    r"^(current_(?!date$|time$|timestamp$|localtime$|localtimestamp$)|getvariable$|in_search_path$|"
+    r"txid_|pg_|has_|inet_|which_secret|json_(de)?serialize_sql$|json_execute|parse_duckdb_log|"
+    r"col_description$|obj_description$|shobj_description$|get_block_size$|session_user$|user$|"
+    r"format_pg_type$|format_type$|map_to_pg_oid$|map_type_id_to_pg_oid$|__internal)"
+)
 
 
 @functools.cache
 def _parser() -> duckdb.DuckDBPyConnection:
     """An empty in-memory DuckDB without file or network access, used only to parse and bind
     conditions (through a cursor per call). Kept for the process: opening one costs about 25 ms."""
-    return duckdb.connect(config={"enable_external_access": False, "autoload_known_extensions": False,
-                                  "autoinstall_known_extensions": False})
+    return duckdb.connect(
+        config={
+            "enable_external_access": False,
+            "autoload_known_extensions": False,
+            "autoinstall_known_extensions": False,
+        }
+    )
 
 
 @functools.cache
 def _functions() -> frozenset[str]:
     """The built-in scalar functions and macros a condition may call: deterministic, without side
     effects, and not reading the session's state."""
-    rows = _parser().cursor().execute(
-        "select distinct function_name from duckdb_functions() where (function_type = 'scalar' "
-        "and stability in ('CONSISTENT', 'CONSISTENT_WITHIN_QUERY') and not has_side_effects) "
-        "or function_type = 'macro'").fetchall()
+    rows = (
+        _parser()
+        .cursor()
+        .execute(
+            "select distinct function_name from duckdb_functions() where (function_type = 'scalar' "
+            "and stability in ('CONSISTENT', 'CONSISTENT_WITHIN_QUERY') and not has_side_effects) "
+            "or function_type = 'macro'"
+        )
+        .fetchall()
+    )
     return frozenset(n for (n,) in rows if not _DENIED.match(n))
 
 
@@ -100,8 +124,12 @@ def _check(node: Any, text: str, over: str, columns: Mapping[str, str]) -> None:
         elif cls == "FUNCTION":
             name = str(node.get("function_name", ""))
             if node.get("schema") or node.get("catalog") or name.lower() not in _functions():
-                raise _fail(text, over, f"function {name!r} cannot be used in a condition (only deterministic "
-                                        "scalar functions: no aggregates, table functions or session state)")
+                raise _fail(
+                    text,
+                    over,
+                    f"function {name!r} cannot be used in a condition (only deterministic "
+                    "scalar functions: no aggregates, table functions or session state)",
+                )
             if node.get("filter") or node.get("order_bys", {}).get("orders") or node.get("distinct"):
                 raise _fail(text, over, f"{name}(...) with FILTER, ORDER BY or DISTINCT is an aggregate")
     for key, value in node.items():
@@ -119,8 +147,9 @@ def condition(text: str, columns: Mapping[str, str], *, over: str = "the table")
     construct or function a condition may not use, or not a boolean.
     """
     if not isinstance(text, str):
-        raise InvalidCondition(f"where must be SQL text (a condition such as \"agent = 'plain'\"), "
-                               f"got {type(text).__name__} {text!r:.80}")
+        raise InvalidCondition(
+            f"where must be SQL text (a condition such as \"agent = 'plain'\"), got {type(text).__name__} {text!r:.80}"
+        )
     if not text.strip():
         raise InvalidCondition("where is empty: give a condition such as \"agent = 'plain'\", or no where")
     return _checked(text, tuple((str(k).lower(), str(v)) for k, v in columns.items()), over)
@@ -154,7 +183,7 @@ def _checked(text: str, columns: tuple[tuple[str, str], ...], over: str) -> str:
         printed = cur.execute("select json_deserialize_sql(?)", [json.dumps(tree)]).fetchall()[0][0]
         if not printed.startswith(_PREFIX):
             raise _fail(text, over, "it cannot be printed back as a condition")
-        canonical = f"({printed[len(_PREFIX):]})"
+        canonical = f"({printed[len(_PREFIX) :]})"
         typed = ", ".join(f"cast(null as {t}) as {_quote(name)}" for name, t in cols.items())
         try:
             rel = cur.sql(f"select {canonical} as c from (select {typed}) as {_TABLE}")

@@ -14,9 +14,9 @@ from typing import Any, Literal, overload
 
 import yaml
 
-from warehouse.core.rows import RowShape
 from warehouse.core import records
 from warehouse.core.errors import InvalidRecord
+from warehouse.core.rows import RowShape
 
 HASH_SCHEME = "sha256-8"
 # libyaml's safe loader and dumper when PyYAML was built with it (10x faster), else the Python ones.
@@ -69,8 +69,11 @@ class RunConfig:
     @classmethod
     def of(cls, dataset: Any, agent: Any, attack: Any = None) -> RunConfig:
         """Normalise user input (a dict or a bare type name per component) and validate it."""
-        rc = cls(_component("dataset", dataset, optional=False), _component("agent", agent, optional=False),
-                 _component("attack", attack, optional=True))
+        rc = cls(
+            _component("dataset", dataset, optional=False),
+            _component("agent", agent, optional=False),
+            _component("attack", attack, optional=True),
+        )
         for name, comp in (("dataset", rc.dataset), ("agent", rc.agent), ("attack", rc.attack)):
             try:
                 canonical_json(comp).encode("utf-8")
@@ -138,13 +141,32 @@ def config_hash(dataset: dict[str, Any], agent: dict[str, Any], attack: dict[str
 
 
 #: The tuple of `config_row`, by name.
-CONFIG_ROW = RowShape("configs", ("dataset_type", "agent_type", "attack_type", "dataset_config", "agent_config",
-                                  "attack_config", "config", "hash_scheme", "created_at"))
+CONFIG_ROW = RowShape(
+    "configs",
+    (
+        "dataset_type",
+        "agent_type",
+        "attack_type",
+        "dataset_config",
+        "agent_config",
+        "attack_config",
+        "config",
+        "hash_scheme",
+        "created_at",
+    ),
+)
 
 
 def config_row(c: RunConfig, created_at: datetime) -> tuple[Any, ...]:
     """The row of table `configs` (non-partition columns) of a run configuration."""
-    return (c.dataset["type"], c.agent["type"], c.attack["type"] if c.attack else None,
-            records.json_text("dataset", c.dataset["config"]), records.json_text("agent", c.agent["config"]),
-            records.json_text("attack", c.attack["config"]) if c.attack else None,
-            c.canonical(), c.hash_scheme, created_at)
+    return (
+        c.dataset["type"],
+        c.agent["type"],
+        c.attack["type"] if c.attack else None,
+        records.json_text("dataset", c.dataset["config"]),
+        records.json_text("agent", c.agent["config"]),
+        records.json_text("attack", c.attack["config"]) if c.attack else None,
+        c.canonical(),
+        c.hash_scheme,
+        created_at,
+    )

@@ -17,9 +17,13 @@ from typing import Any
 #: terminals take 0x9b as CSI), the Unicode bidirectional controls (LRM, RLM, ALM, the embeddings,
 #: overrides and isolates), the line and paragraph separators, and lone surrogates (undecodable bytes
 #: of a command-line argument, which no terminal encoding can write).
-CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]")
+CONTROL = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]"
+)
 #: The same, and newline: for values that must stay on one line.
-CONTROL_OR_NEWLINE = re.compile("[\x00-\x08\n\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]")
+CONTROL_OR_NEWLINE = re.compile(
+    "[\x00-\x08\n\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]"
+)
 _NAMED = {"\n": "\\n", "\r": "\\r"}
 
 
@@ -43,5 +47,4 @@ def escape_controls(text: str, *, newlines: bool = True) -> str:
 
 def literal_str(value: Any, *, newlines: bool = True) -> str:
     """Any value as literal text: `str(value)` (None as the empty string) with controls escaped."""
-    return escape_controls("" if value is None else value if isinstance(value, str) else str(value),
-                           newlines=newlines)
+    return escape_controls("" if value is None else value if isinstance(value, str) else str(value), newlines=newlines)

@@ -51,9 +51,11 @@ def parse_partition(text: str) -> dict[str, str]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, eq, value = part.partition("=")
         if not eq or not key.strip() or not value.strip():
-            raise InvalidCondition(f"bad partition filter {part!r}: give an SQL condition on the partition columns, "
-                                 "e.g. \"agent = 'tool_agent' and attack = 'none'\" (or column=value pairs "
-                                 "separated by commas, e.g. agent=tool_agent,attack=none)")
+            raise InvalidCondition(
+                f"bad partition filter {part!r}: give an SQL condition on the partition columns, "
+                "e.g. \"agent = 'tool_agent' and attack = 'none'\" (or column=value pairs "
+                "separated by commas, e.g. agent=tool_agent,attack=none)"
+            )
         out[key.strip()] = value.strip()
     return check_partition(out) or {}
 
@@ -84,20 +86,27 @@ class PartitionFilter:
     """A partition filter (see the module docstring): `matches(partition)`, `require(partitions)`."""
 
     def __init__(self, where: str | Mapping[str, str]) -> None:
-        self.text = where if isinstance(where, str) else repr(dict(where)) if isinstance(where, Mapping) else repr(where)
+        self.text = (
+            where if isinstance(where, str) else repr(dict(where)) if isinstance(where, Mapping) else repr(where)
+        )
         self.pairs: dict[str, str] | None = None
         self.sql: str | None = None
         if isinstance(where, str) and column_value_pairs(where) is not None:
             self.pairs = parse_partition(where)
         elif isinstance(where, str):
             try:
-                self.sql = condition(where, {c: "VARCHAR" for c in catalog().partition_columns},
-                                     over="partitions (dataset, agent, attack, config_hash)")
+                self.sql = condition(
+                    where,
+                    {c: "VARCHAR" for c in catalog().partition_columns},
+                    over="partitions (dataset, agent, attack, config_hash)",
+                )
             except InvalidCondition as exc:
                 if _LOOSE_PAIRS.match(where):  # meant as column=value pairs, with a value SQL cannot read bare
-                    raise InvalidCondition(f"{exc}. column=value pairs are read as such only when no value holds a "
-                                           "quote, space, comma, parenthesis, '=', '<', '>' or '!'; otherwise write "
-                                           "SQL with quoted values: agent = 'my agent' and attack = 'none'") from None
+                    raise InvalidCondition(
+                        f"{exc}. column=value pairs are read as such only when no value holds a "
+                        "quote, space, comma, parenthesis, '=', '<', '>' or '!'; otherwise write "
+                        "SQL with quoted values: agent = 'my agent' and attack = 'none'"
+                    ) from None
                 raise
         else:
             self.pairs = check_partition(where)
@@ -119,11 +128,18 @@ class PartitionFilter:
             unnest = ", ".join(f"unnest(?::VARCHAR[]) as {c}" for c in cols)
             # No file, network or setting is reachable from this connection: the condition was
             # checked already, this is the second wall.
-            con = duckdb.connect(config={"enable_external_access": False, "autoload_known_extensions": False,
-                                         "autoinstall_known_extensions": False})
+            con = duckdb.connect(
+                config={
+                    "enable_external_access": False,
+                    "autoload_known_extensions": False,
+                    "autoinstall_known_extensions": False,
+                }
+            )
             try:
-                hits = con.execute(f"select {', '.join(cols)} from (select {unnest}) as partitions where {self.sql}",
-                                   [[k[i] for k in todo] for i in range(len(cols))]).fetchall()
+                hits = con.execute(
+                    f"select {', '.join(cols)} from (select {unnest}) as partitions where {self.sql}",
+                    [[k[i] for k in todo] for i in range(len(cols))],
+                ).fetchall()
             except duckdb.Error as exc:
                 raise InvalidCondition(f"partition filter {self.text!r}: {str(exc).splitlines()[0]}") from None
             finally:
@@ -153,8 +169,10 @@ class PartitionFilter:
             values = sorted({values_of(p)[i] or "" for p in partitions})
             shown = ", ".join(repr(v) for v in values[:_SHOWN]) + (", ..." if len(values) > _SHOWN else "")
             have.append(f"{c} in ({shown})")
-        raise InvalidArgument(f"where {self.text!r} matches no partition" +
-                             (f"; the partitions have {'; '.join(have)}" if partitions else ": the warehouse is empty"))
+        raise InvalidArgument(
+            f"where {self.text!r} matches no partition"
+            + (f"; the partitions have {'; '.join(have)}" if partitions else ": the warehouse is empty")
+        )
 
 
 def partition_filter(where: str | Mapping[str, str] | PartitionFilter | None) -> PartitionFilter | None:
@@ -166,10 +184,18 @@ def partition_filter(where: str | Mapping[str, str] | PartitionFilter | None) ->
     if isinstance(where, (str, Mapping)) and not where:
         return None
     if not isinstance(where, (str, Mapping)):
-        raise InvalidArgumentType(f"a partition filter is an SQL condition on {', '.join(catalog().partition_columns)} "
-                             f"or a dict of them, got {type(where).__name__} {where!r:.80}")
+        raise InvalidArgumentType(
+            f"a partition filter is an SQL condition on {', '.join(catalog().partition_columns)} "
+            f"or a dict of them, got {type(where).__name__} {where!r:.80}"
+        )
     return PartitionFilter(where)
 
 
-__all__ = ["PartitionFilter", "partition_filter", "column_value_pairs", "parse_partition", "check_partition",
-           "values_of"]
+__all__ = [
+    "PartitionFilter",
+    "partition_filter",
+    "column_value_pairs",
+    "parse_partition",
+    "check_partition",
+    "values_of",
+]

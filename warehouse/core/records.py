@@ -22,11 +22,20 @@ from warehouse.core.rows import RowShape
 
 _orjson_dumps = orjson.dumps
 
-USAGE_INT_FIELDS = ("input_tokens", "output_tokens", "total_tokens", "cache_read_tokens",
-                    "cache_write_tokens", "reasoning_tokens", "requests", "tool_calls")
+USAGE_INT_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "requests",
+    "tool_calls",
+)
 USAGE_FIELDS = USAGE_INT_FIELDS + ("cost",)
-MESSAGE_FIELDS = frozenset({"role", "content", "tool_calls", "tool_call_id", "name", "step",
-                            "timestamp", "tokens", "metadata"})
+MESSAGE_FIELDS = frozenset(
+    {"role", "content", "tool_calls", "tool_call_id", "name", "step", "timestamp", "tokens", "metadata"}
+)
 ATTACK_FIELDS = frozenset({"vector_id", "type", "content", "metadata"})
 MAX_ID_LENGTH = 512
 
@@ -93,7 +102,12 @@ def real(value: Any) -> float | None:
     if isinstance(value, decimal.Decimal):
         return math.nan if value.is_nan() else float(value)  # float() refuses a signalling NaN
     # NumPy bools (not registered as numbers.Real) and 0-d arrays, without importing NumPy.
-    if getattr(value, "ndim", None) == 0 and getattr(getattr(value, "dtype", None), "kind", None) in ("b", "i", "u", "f"):
+    if getattr(value, "ndim", None) == 0 and getattr(getattr(value, "dtype", None), "kind", None) in (
+        "b",
+        "i",
+        "u",
+        "f",
+    ):
         return float(value.item())
     return None
 
@@ -103,7 +117,9 @@ def is_number(value: Any) -> bool:
     kind = getattr(getattr(value, "dtype", None), "kind", None)
     if isinstance(value, bool) or kind == "b":
         return False
-    return isinstance(value, (numbers.Real, decimal.Decimal)) or (kind in ("i", "u", "f") and getattr(value, "ndim", None) == 0)
+    return isinstance(value, (numbers.Real, decimal.Decimal)) or (
+        kind in ("i", "u", "f") and getattr(value, "ndim", None) == 0
+    )
 
 
 def score(field: str, value: Any) -> float | None:
@@ -212,10 +228,13 @@ def _epoch(field: str, value: Any) -> datetime:
     if math.isfinite(f):
         for unit, per_second in (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9)):
             if _EPOCH_MIN <= f / per_second <= _EPOCH_MAX:
-                hint = f"; as epoch {unit} it would be {datetime.fromtimestamp(f / per_second, UTC).isoformat()}: divide by {per_second:.0f}"
+                as_epoch = datetime.fromtimestamp(f / per_second, UTC).isoformat()
+                hint = f"; as epoch {unit} it would be {as_epoch}: divide by {per_second:.0f}"
                 break
-    raise InvalidRecord(f"{field} = {value!r:.80} is not a time: epoch seconds must be within years 1..9999 "
-                        f"({_EPOCH_MIN:.0f}..{_EPOCH_MAX:.0f}){hint}")
+    raise InvalidRecord(
+        f"{field} = {value!r:.80} is not a time: epoch seconds must be within years 1..9999 "
+        f"({_EPOCH_MIN:.0f}..{_EPOCH_MAX:.0f}){hint}"
+    )
 
 
 def _in_utc(field: str, dt: datetime, given: Any) -> datetime:
@@ -265,8 +284,9 @@ def timestamp(field: str, value: Any) -> datetime | None:
             raise InvalidRecord(f"{field} = {value!r:.80} is not a time within years 1..9999")
         return item.replace(tzinfo=UTC)
     else:
-        raise InvalidRecord(f"{field} must be a datetime, an ISO-8601 string or epoch seconds, "
-                            f"got {type(value).__name__} {value!r:.80}")
+        raise InvalidRecord(
+            f"{field} must be a datetime, an ISO-8601 string or epoch seconds, got {type(value).__name__} {value!r:.80}"
+        )
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return _in_utc(field, dt, value)
@@ -342,8 +362,14 @@ def _content(field: str, content: Any) -> tuple[str | None, str | None]:
         return text(field, content), None
     if isinstance(content, (list, Mapping)):
         parts = [content] if isinstance(content, Mapping) else content
-        if (isinstance(content, list) and len(parts) == 1 and type(parts[0]) is dict
-                and parts[0].keys() == {"type", "text"} and parts[0]["type"] == "text" and type(parts[0]["text"]) is str):
+        if (
+            isinstance(content, list)
+            and len(parts) == 1
+            and type(parts[0]) is dict
+            and parts[0].keys() == {"type", "text"}
+            and parts[0]["type"] == "text"
+            and type(parts[0]["text"]) is str
+        ):
             return text(field, parts[0]["text"]), ONE_TEXT_PART
         texts = []
         for p in parts:
@@ -356,8 +382,24 @@ def _content(field: str, content: Any) -> tuple[str | None, str | None]:
 
 
 #: The tuples of `message_row` and `messages`, by name.
-MESSAGE_ROW = RowShape("messages", ("execution_id", "seq", "role", "content", "content_parts", "tool_calls",
-                                    "tool_call_id", "name", "step", "timestamp", "tokens", "metadata", "write_id"))
+MESSAGE_ROW = RowShape(
+    "messages",
+    (
+        "execution_id",
+        "seq",
+        "role",
+        "content",
+        "content_parts",
+        "tool_calls",
+        "tool_call_id",
+        "name",
+        "step",
+        "timestamp",
+        "tokens",
+        "metadata",
+        "write_id",
+    ),
+)
 #: The tuples of `attacks`, by name.
 ATTACK_ROW = RowShape("attacks", ("execution_id", "vector_id", "type", "content", "metadata", "write_id"))
 
@@ -378,15 +420,25 @@ def message_row(execution_id: str, seq: int, m: Any, write_id: int | None = None
     if extra:
         meta = {**(meta or {}), "extra": {k: m[k] for k in extra}}
     return (
-        execution_id, seq, text(f"{f}.role", role), content, parts,
+        execution_id,
+        seq,
+        text(f"{f}.role", role),
+        content,
+        parts,
         fast_json(f"{f}.tool_calls", m.get("tool_calls")),
-        text(f"{f}.tool_call_id", m.get("tool_call_id")), text(f"{f}.name", m.get("name")),
-        integer(f"{f}.step", m.get("step"), INT32), timestamp(f"{f}.timestamp", m.get("timestamp")),
-        integer(f"{f}.tokens", m.get("tokens")), json_text(f"{f}.metadata", meta), write_id,
+        text(f"{f}.tool_call_id", m.get("tool_call_id")),
+        text(f"{f}.name", m.get("name")),
+        integer(f"{f}.step", m.get("step"), INT32),
+        timestamp(f"{f}.timestamp", m.get("timestamp")),
+        integer(f"{f}.tokens", m.get("tokens")),
+        json_text(f"{f}.metadata", meta),
+        write_id,
     )
 
 
-def messages(execution_id: str, value: Any, start: int = 0, write_id: int | None = None) -> tuple[list[tuple[Any, ...]], int]:
+def messages(
+    execution_id: str, value: Any, start: int = 0, write_id: int | None = None
+) -> tuple[list[tuple[Any, ...]], int]:
     """Message dicts -> (rows of the `messages` table without partition columns, text bytes);
     their `seq` numbers start at `start`; `write_id` is the add of the execution they belong to
     (None for a session's messages).
@@ -422,18 +474,28 @@ def messages(execution_id: str, value: Any, start: int = 0, write_id: int | None
         tool_calls = m.get("tool_calls")
         parts = None
         try:
-            if (type(role) is not str or not role or not role.isascii()
-                    or not (tool_call_id is None or (type(tool_call_id) is str and tool_call_id.isascii()))
-                    or not (name is None or (type(name) is str and name.isascii()))
-                    or not (step is None or (type(step) is int and -(1 << 31) <= step < (1 << 31)))
-                    or not (tokens is None or (type(tokens) is int and -(1 << 63) <= tokens < (1 << 63)))
-                    or not (ts is None or (type(ts) is datetime and 1 < ts.year < 9999))):
+            if (
+                type(role) is not str
+                or not role
+                or not role.isascii()
+                or not (tool_call_id is None or (type(tool_call_id) is str and tool_call_id.isascii()))
+                or not (name is None or (type(name) is str and name.isascii()))
+                or not (step is None or (type(step) is int and -(1 << 31) <= step < (1 << 31)))
+                or not (tokens is None or (type(tokens) is int and -(1 << 63) <= tokens < (1 << 63)))
+                or not (ts is None or (type(ts) is datetime and 1 < ts.year < 9999))
+            ):
                 raise TypeError
             if type(content) is str:
                 if not content.isascii():
                     content.encode("utf-8")
-            elif (type(content) is list and len(content) == 1 and type(first := content[0]) is dict
-                    and len(first) == 2 and first.get("type") == "text" and type(first.get("text")) is str):
+            elif (
+                type(content) is list
+                and len(content) == 1
+                and type(first := content[0]) is dict
+                and len(first) == 2
+                and first.get("type") == "text"
+                and type(first.get("text")) is str
+            ):
                 content = first["text"]  # one text part: its text is stored once (ONE_TEXT_PART)
                 parts = ONE_TEXT_PART
                 if not content.isascii():
@@ -441,8 +503,11 @@ def messages(execution_id: str, value: Any, start: int = 0, write_id: int | None
             elif type(content) is list:
                 parts = _orjson_dumps(content, option=_ORJSON_OPTS).decode()
                 # the filter admits only str and dict parts; an exact-type test does not narrow the else branch
-                content = "\n".join(p if type(p) is str else p["text"] for p in content  # type: ignore[index]
-                                    if type(p) is str or (type(p) is dict and type(p.get("text")) is str))
+                content = "\n".join(
+                    p if type(p) is str else p["text"]  # type: ignore[index]
+                    for p in content
+                    if type(p) is str or (type(p) is dict and type(p.get("text")) is str)
+                )
                 size += len(parts)
             elif content is not None:
                 raise TypeError
@@ -456,8 +521,9 @@ def messages(execution_id: str, value: Any, start: int = 0, write_id: int | None
             continue
         if content is not None:
             size += len(content)
-        append((execution_id, seq, role, content, parts, tool_calls, tool_call_id, name, step, ts, tokens, None,
-                write_id))
+        append(
+            (execution_id, seq, role, content, parts, tool_calls, tool_call_id, name, step, ts, tokens, None, write_id)
+        )
     return rows, size
 
 
@@ -470,7 +536,9 @@ def attacks(execution_id: str, value: Any, write_id: int | None = None) -> list[
     if value is None:
         return []
     if isinstance(value, Mapping):
-        items: list[Any] = [{"vector_id": k, **(v if isinstance(v, Mapping) else {"content": v})} for k, v in value.items()]
+        items: list[Any] = [
+            {"vector_id": k, **(v if isinstance(v, Mapping) else {"content": v})} for k, v in value.items()
+        ]
     elif isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise InvalidRecord(f"attacks must be a list or a dict of vectors, got {type(value).__name__}")
     else:
@@ -487,9 +555,16 @@ def attacks(execution_id: str, value: Any, write_id: int | None = None) -> list[
         if content is not None and not isinstance(content, str):
             content = json_text(f"{f}.content", content)
         vector_id = a.get("vector_id", str(i))
-        rows.append((execution_id, ident(f"{f}.vector_id", str(vector_id) if isinstance(vector_id, int) else vector_id),
-                     text(f"{f}.type", a.get("type")), text(f"{f}.content", content), json_text(f"{f}.metadata", meta),
-                     write_id))
+        rows.append(
+            (
+                execution_id,
+                ident(f"{f}.vector_id", str(vector_id) if isinstance(vector_id, int) else vector_id),
+                text(f"{f}.type", a.get("type")),
+                text(f"{f}.content", content),
+                json_text(f"{f}.metadata", meta),
+                write_id,
+            )
+        )
     return rows
 
 

@@ -21,7 +21,7 @@ class RowShape:
     table: str
     columns: tuple[str, ...]
 
-    def on(self, table: str) -> "RowShape":
+    def on(self, table: str) -> RowShape:
         """The same columns for another table (a side table with the same columns)."""
         return RowShape(table, self.columns)
 
@@ -29,18 +29,22 @@ class RowShape:
         """Raise SchemaMismatch, naming the first difference, unless `columns` are the table's
         non-partition columns in catalog order."""
         cat = catalog()
-        expected = tuple(cat.table(self.table).column_names[len(cat.partition_columns):])
+        expected = tuple(cat.table(self.table).column_names[len(cat.partition_columns) :])
         if self.columns == expected:
             return
         for i, (got, want) in enumerate(zip(self.columns, expected)):
             if got != want:
-                raise SchemaMismatch(f"{self.table}: a row builder puts {got!r} at position {i}, where the "
-                                     f"schema has {want!r}; its columns are {list(expected)}")
-        raise SchemaMismatch(f"{self.table}: a row builder emits {len(self.columns)} columns, the schema has "
-                             f"{len(expected)}: {list(expected)}")
+                raise SchemaMismatch(
+                    f"{self.table}: a row builder puts {got!r} at position {i}, where the "
+                    f"schema has {want!r}; its columns are {list(expected)}"
+                )
+        raise SchemaMismatch(
+            f"{self.table}: a row builder emits {len(self.columns)} columns, the schema has "
+            f"{len(expected)}: {list(expected)}"
+        )
 
 
 def catalog_shape(table: str) -> RowShape:
     """The shape of rows already in catalog order (read back from a write-ahead log, say)."""
     cat = catalog()
-    return RowShape(table, tuple(cat.table(table).column_names[len(cat.partition_columns):]))
+    return RowShape(table, tuple(cat.table(table).column_names[len(cat.partition_columns) :]))

@@ -67,9 +67,12 @@ class TableSchema:
     @functools.cached_property
     def arrow(self) -> pa.Schema:
         """The Arrow schema; each field carries its Parquet field id (its 1-based position)."""
-        return pa.schema([pa.field(c.name, c.arrow_type, nullable=c.nullable,
-                                   metadata={b"PARQUET:field_id": str(i).encode()})
-                          for i, c in enumerate(self.columns, start=1)])
+        return pa.schema(
+            [
+                pa.field(c.name, c.arrow_type, nullable=c.nullable, metadata={b"PARQUET:field_id": str(i).encode()})
+                for i, c in enumerate(self.columns, start=1)
+            ]
+        )
 
     @functools.cached_property
     def duckdb_schema(self) -> str:
@@ -78,8 +81,10 @@ class TableSchema:
         Giving it means DuckDB never opens a file just to learn the schema (so partition pruning
         skips every other file), and files written before a column was added read it as NULL.
         """
-        entries = ", ".join(f"{i}: {{name: '{c.name}', type: '{c.duckdb_type}', default_value: NULL}}"
-                            for i, c in enumerate(self.columns, start=1))
+        entries = ", ".join(
+            f"{i}: {{name: '{c.name}', type: '{c.duckdb_type}', default_value: NULL}}"
+            for i, c in enumerate(self.columns, start=1)
+        )
         return "map {" + entries + "}"
 
     @functools.cached_property
@@ -109,8 +114,10 @@ class Catalog:
 
     def table(self, name: str) -> TableSchema:
         if not isinstance(name, str):
-            raise InvalidArgumentType(f"a table name must be a string, got {type(name).__name__} {name!r:.80}; "
-                                      f"tables are {sorted(self.tables)}")
+            raise InvalidArgumentType(
+                f"a table name must be a string, got {type(name).__name__} {name!r:.80}; "
+                f"tables are {sorted(self.tables)}"
+            )
         try:
             return self.tables[name]
         except KeyError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import UTC
 from typing import Any
 
 import fsspec
@@ -17,8 +18,9 @@ class SnapshotFileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fs
 
     cachable = False  # one per snapshot; never shared through fsspec's instance cache
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, sizes: Mapping[str, int],
-                 call: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self, fs: fsspec.AbstractFileSystem, sizes: Mapping[str, int], call: Callable[..., Any] | None = None
+    ) -> None:
         super().__init__()
         self.fs = fs
         self.call = call  # runs a read with the store's retries
@@ -56,9 +58,9 @@ class SnapshotFileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fs
 
     def modified(self, path: str) -> Any:
         if self._known(path) is not None:
-            from datetime import datetime, timezone
+            from datetime import datetime
 
-            return datetime(2000, 1, 1, tzinfo=timezone.utc)  # immutable: any fixed time will do
+            return datetime(2000, 1, 1, tzinfo=UTC)  # immutable: any fixed time will do
         return self.fs.modified(path)
 
     def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:

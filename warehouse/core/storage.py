@@ -60,8 +60,11 @@ T = TypeVar("T")
 #: that is down at once.
 S3_DEFAULTS: dict[str, Any] = {
     "use_listings_cache": False,
-    "config_kwargs": {"retries": {"total_max_attempts": 1, "mode": "standard"}, "connect_timeout": 5,
-                      "read_timeout": 60},
+    "config_kwargs": {
+        "retries": {"total_max_attempts": 1, "mode": "standard"},
+        "connect_timeout": 5,
+        "read_timeout": 60,
+    },
 }
 
 
@@ -169,14 +172,19 @@ class Store:
                         raise
                 with self._lock:
                     self.retried += 1
-                time.sleep(random.uniform(0.5, 1.0) * min(0.025 * 2 ** attempt, 2.0))
+                time.sleep(random.uniform(0.5, 1.0) * min(0.025 * 2**attempt, 2.0))
         raise AssertionError("unreachable")
 
     def endpoint(self) -> str:
         """The endpoint URL the store talks to (for messages)."""
         opts = getattr(self.fs, "storage_options", {}) or {}
         ep = opts.get("endpoint_url") or (opts.get("client_kwargs") or {}).get("endpoint_url")
-        return ep or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "the default AWS endpoint"
+        return (
+            ep
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
+            or "the default AWS endpoint"
+        )
 
     def bucket(self) -> str:
         return self.root.lstrip("/").split("/", 1)[0]
@@ -187,22 +195,33 @@ class Store:
             return None
         status, code = client_error(exc)
         if code == "NoSuchBucket" or (self.is_s3 and status == 404 and code in (None, "404")):
-            return StorageError(f"{self.url}: the bucket {self.bucket()!r} does not exist at {self.endpoint()}; "
-                                f"create it first (e.g. `aws s3 mb s3://{self.bucket()}`) or fix the URL")
-        if isinstance(exc, PermissionError) or status == 403 or code in (
-                "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
+            return StorageError(
+                f"{self.url}: the bucket {self.bucket()!r} does not exist at {self.endpoint()}; "
+                f"create it first (e.g. `aws s3 mb s3://{self.bucket()}`) or fix the URL"
+            )
+        if (
+            isinstance(exc, PermissionError)
+            or status == 403
+            or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken")
+        ):
             why = code or "access denied"
-            return StorageError(f"{self.url}: access denied ({why}) by {self.endpoint()}; check the credentials "
-                                "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or storage_options key/secret) and that "
-                                "they may read and write this bucket and prefix")
+            return StorageError(
+                f"{self.url}: access denied ({why}) by {self.endpoint()}; check the credentials "
+                "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or storage_options key/secret) and that "
+                "they may read and write this bucket and prefix"
+            )
         if unreachable(exc):
-            return StorageError(f"{self.url}: cannot connect to the endpoint {self.endpoint()}; check that it is "
-                                "running and that the endpoint URL (AWS_ENDPOINT_URL or storage_options endpoint_url) "
-                                "is right")
+            return StorageError(
+                f"{self.url}: cannot connect to the endpoint {self.endpoint()}; check that it is "
+                "running and that the endpoint URL (AWS_ENDPOINT_URL or storage_options endpoint_url) "
+                "is right"
+            )
         if is_transient(exc):
-            return StorageError(f"{self.url}: the store kept failing after {self.retries} retries "
-                                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                                "try again later")
+            return StorageError(
+                f"{self.url}: the store kept failing after {self.retries} retries "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                "try again later"
+            )
         return None
 
     @contextmanager
@@ -414,7 +433,7 @@ class Store:
         for p, info in found.items():
             p = p if p.startswith("/") or not self.root.startswith("/") else "/" + p
             if p.startswith(prefix) and info.get("type", "file") == "file":
-                out[p[len(prefix):]] = (int(info.get("size") or 0), file_mtime(info))
+                out[p[len(prefix) :]] = (int(info.get("size") or 0), file_mtime(info))
         return out
 
     def reader_path(self, rel: str) -> str:
@@ -439,8 +458,12 @@ class Store:
         key = opts.get("key") or client.get("aws_access_key_id")
         secret = opts.get("secret") or client.get("aws_secret_access_key")
         token = opts.get("token") or client.get("aws_session_token")
-        endpoint = opts.get("endpoint_url") or client.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL_S3") \
+        endpoint = (
+            opts.get("endpoint_url")
+            or client.get("endpoint_url")
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
             or os.environ.get("AWS_ENDPOINT_URL")
+        )
         region = client.get("region_name") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         if key and secret:
             out["aws_access_key_id"], out["aws_secret_access_key"] = str(key), str(secret)

@@ -17,9 +17,18 @@ from warehouse.core.errors import StorageError, WarehouseError
 
 # HTTP statuses and S3 error codes worth retrying: the server or the network, not the request.
 _RETRY_STATUS = frozenset({500, 502, 503, 504})
-_RETRY_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "RequestTimeTooSkewed",
-                          "OperationAborted", "ThrottlingException", "Throttling"})
-
+_RETRY_CODES = frozenset(
+    {
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "OperationAborted",
+        "ThrottlingException",
+        "Throttling",
+    }
+)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -59,8 +68,10 @@ def unreachable(exc: BaseException) -> bool:
 
 def is_transient(exc: BaseException) -> bool:
     """True for failures that retrying may cure: 5xx/throttling answers, resets, timeouts, lost answers."""
-    if isinstance(exc, (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
-                        NotADirectoryError, WarehouseError)):
+    if isinstance(
+        exc,
+        (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError, WarehouseError),
+    ):
         return False
     status, code = client_error(exc)
     if status is not None or code is not None:
@@ -70,19 +81,39 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EACCES, errno.EPERM, errno.ENOSPC):
         return False
     names = {type(e).__name__ for e in _chain(exc)}
-    return bool(names & {"ConnectionClosedError", "EndpointConnectionError", "ReadTimeoutError", "ConnectTimeoutError",
-                         "HTTPClientError", "IncompleteRead", "ResponseParserError", "ClientPayloadError",
-                         "ServerDisconnectedError", "ClientOSError", "ConnectionResetError", "BrokenPipeError",
-                         "TimeoutError", "FSTimeoutError", "timeout"}) or (
-        isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.EBUSY, getattr(errno, "EREMOTEIO", 121)))
+    return bool(
+        names
+        & {
+            "ConnectionClosedError",
+            "EndpointConnectionError",
+            "ReadTimeoutError",
+            "ConnectTimeoutError",
+            "HTTPClientError",
+            "IncompleteRead",
+            "ResponseParserError",
+            "ClientPayloadError",
+            "ServerDisconnectedError",
+            "ClientOSError",
+            "ConnectionResetError",
+            "BrokenPipeError",
+            "TimeoutError",
+            "FSTimeoutError",
+            "timeout",
+        }
+    ) or (isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.EBUSY, getattr(errno, "EREMOTEIO", 121)))
 
 
 #: Failures of a local disk that no retry in place cures, but a person can (free space, remount
 #: read-write, fix permissions): errno -> what it means.
-DISK_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
-               errno.EROFS: "the file system is read-only", errno.EFBIG: "the file is too large for the file system",
-               errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
-               errno.EIO: "an I/O error of the device"}
+DISK_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EFBIG: "the file is too large for the file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EIO: "an I/O error of the device",
+}
 
 
 def disk_error(exc: BaseException, path: str) -> StorageError | None:
@@ -92,9 +123,11 @@ def disk_error(exc: BaseException, path: str) -> StorageError | None:
     if not isinstance(exc, OSError) or code not in DISK_ERRORS:
         return None
     path = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes, os.PathLike)) else path
-    return StorageError(f"{path}: {DISK_ERRORS[code]} ({errno.errorcode.get(code, code)}); fix that "
-                        "(free space, remount read-write, fix permissions) and try again: nothing committed was "
-                        "changed, and a writer keeps the rows it could not write for its next flush() or close()")
+    return StorageError(
+        f"{path}: {DISK_ERRORS[code]} ({errno.errorcode.get(code, code)}); fix that "
+        "(free space, remount read-write, fix permissions) and try again: nothing committed was "
+        "changed, and a writer keeps the rows it could not write for its next flush() or close()"
+    )
 
 
 @contextmanager

@@ -32,8 +32,12 @@ class HasStore(Protocol):
 #: Parquet settings: zstd, row groups large enough for scans, and a CRC-32 in every page header, so
 #: that damage inside a page is found (by pyarrow's reads and `doctor --deep`) rather than decoded
 #: into other values. Every data file the warehouse writes uses these.
-PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 3, "row_group_size": 256 * 1024,
-                                   "write_page_checksum": True}
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "row_group_size": 256 * 1024,
+    "write_page_checksum": True,
+}
 
 
 def _stat_value(v: Any) -> Any:
@@ -80,8 +84,9 @@ def write_data_file(wh: HasStore, table_name: str, partition: Mapping[str, str],
         size = buf.tell()
         staged = staging_clock()
         store.write_bytes(rel, buf.getbuffer())
-    return DataFile(table_name, rel, dict(partition), table.num_rows, size, file_stats(table, schema.stats_columns),
-                    staged=staged)
+    return DataFile(
+        table_name, rel, dict(partition), table.num_rows, size, file_stats(table, schema.stats_columns), staged=staged
+    )
 
 
 def damaged(path: str, exc: BaseException) -> CorruptDataFile | None:
@@ -93,12 +98,14 @@ def damaged(path: str, exc: BaseException) -> CorruptDataFile | None:
     if not isinstance(exc, (OSError, pa.ArrowException)):
         return None
     why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return CorruptDataFile(f"data file {path} is damaged ({why}); its rows cannot be trusted: run "
-                           "`warehouse doctor --deep --repair` to take it out of the snapshot, or restore it "
-                           "from a backup or a replica")
+    return CorruptDataFile(
+        f"data file {path} is damaged ({why}); its rows cannot be trusted: run "
+        "`warehouse doctor --deep --repair` to take it out of the snapshot, or restore it "
+        "from a backup or a replica"
+    )
 
 
-def parquet_file(store: "Store", f: DataFile) -> pq.ParquetFile:
+def parquet_file(store: Store, f: DataFile) -> pq.ParquetFile:
     """`f` opened for reading with page checksum verification: every page read is checked against
     the CRC-32 in its header (files written before the warehouse wrote checksums have none, and are
     read unchecked). Reads raise CorruptDataFile naming the file, through `checked`."""
@@ -125,7 +132,7 @@ def checked(f: DataFile, read: Callable[[], Any]) -> Any:
         raise translated from exc
 
 
-def check_pages(store: "Store", f: DataFile) -> int:
+def check_pages(store: Store, f: DataFile) -> int:
     """Read (and so decompress, decode and checksum) every page of `f`, a row group at a time;
     returns its rows. Raises CorruptDataFile naming the file if any page is damaged."""
     pf = parquet_file(store, f)

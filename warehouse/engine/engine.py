@@ -18,8 +18,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 import duckdb
 
 from warehouse.core import arguments, records
-from warehouse.core.errors import (ExecutionNotFound, InvalidArgument, InvalidArgumentType, NotAWarehouse, ReadOnlyWarehouse,
-                                   WarehouseNotFound)
+from warehouse.core.errors import (
+    ExecutionNotFound,
+    InvalidArgument,
+    InvalidArgumentType,
+    NotAWarehouse,
+    ReadOnlyWarehouse,
+    WarehouseNotFound,
+)
 from warehouse.core.partition_filter import check_partition
 from warehouse.core.schemas import catalog
 from warehouse.core.storage import Store
@@ -37,8 +43,9 @@ class Engine:
     methods may change; use the `Warehouse` facade.
     """
 
-    def __init__(self, store: Store, snapshot: Snapshot, *, read_only: bool,
-                 checkpoint_interval: int | None = None) -> None:
+    def __init__(
+        self, store: Store, snapshot: Snapshot, *, read_only: bool, checkpoint_interval: int | None = None
+    ) -> None:
         self.store = store
         self.log = Log(store, checkpoint_interval=checkpoint_interval)
         self._snapshot = snapshot
@@ -55,7 +62,7 @@ class Engine:
         return f"<Engine {self.store.url!r} version={self.version}{ro}>"
 
     @property
-    def engine(self) -> "Engine":
+    def engine(self) -> Engine:
         """Itself: an engine can be passed wherever a `Warehouse` can."""
         return self
 
@@ -111,14 +118,33 @@ class Engine:
         with self.store.errors():
             self.store.check_conditional_writes(MANIFEST_DIR)
 
-    def commit(self, *, operation: str, writer: Mapping[str, Any], token: str | None, add: Iterable[DataFile] = (),
-               remove: Iterable[Any] = (), token_since: int | None = None, info: Mapping[str, Any] | None = None,
-               conflict: "Callable[[Commit], str | None] | None" = None) -> Commit:
+    def commit(
+        self,
+        *,
+        operation: str,
+        writer: Mapping[str, Any],
+        token: str | None,
+        add: Iterable[DataFile] = (),
+        remove: Iterable[Any] = (),
+        token_since: int | None = None,
+        info: Mapping[str, Any] | None = None,
+        conflict: Callable[[Commit], str | None] | None = None,
+    ) -> Commit:
         """Commit through the log, then bring the cached snapshot up to (at least) that commit."""
         self.require_writable()
         seen: list[Commit] = []
-        commit = self.log.commit(self._snapshot, operation=operation, writer=writer, token=token, add=add,
-                                 remove=remove, token_since=token_since, info=info, seen=seen, conflict=conflict)
+        commit = self.log.commit(
+            self._snapshot,
+            operation=operation,
+            writer=writer,
+            token=token,
+            add=add,
+            remove=remove,
+            token_since=token_since,
+            info=info,
+            seen=seen,
+            conflict=conflict,
+        )
         with self._lock:
             base = self._snapshot
             if commit.version > base.version:
@@ -152,7 +178,9 @@ class Engine:
         con = self.connection()
         return con.sql(query, params=params) if params is not None else con.sql(query)
 
-    def sql_sandboxed(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> duckdb.DuckDBPyRelation:
+    def sql_sandboxed(
+        self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> duckdb.DuckDBPyRelation:
         """`sql` on a connection that reads this warehouse's files and nothing else, its
         configuration locked (`reader.connect(files_only=True)`): for the queries that embed a
         caller's `where` condition (analytics, compare, the exports' filters)."""
@@ -165,7 +193,7 @@ class Engine:
             con = self._sandbox
         return con.sql(query, params=params) if params is not None else con.sql(query)
 
-    def scan(self, table: str, where: Mapping[str, str] | None = None) -> "pl.LazyFrame":
+    def scan(self, table: str, where: Mapping[str, str] | None = None) -> pl.LazyFrame:
         """A Polars LazyFrame over `table`'s files in the cached snapshot (only partitions matching
         `where`), without the rows of superseded adds (see `warehouse.engine.keys`)."""
         lf = reader.scan(self.store, self._snapshot, table, where)
@@ -179,13 +207,17 @@ class Engine:
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r)) for r in cur.fetchall()]
 
-    def lookup(self, table: str, column: str, value: str, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    def lookup(
+        self, table: str, column: str, value: str, query: str, params: Sequence[Any] = ()
+    ) -> list[dict[str, Any]]:
         """Run `query` (which reads `t`, the rows of `table`) over only the files whose manifest
         min/max of `column` can hold `value`: an id lookup opens a few files, not every file."""
         files = reader.files_holding(self._snapshot.table_files(table), column, value)
         return self.query_files(table, files, query, params)
 
-    def query_files(self, table: str, files: list[DataFile], query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    def query_files(
+        self, table: str, files: list[DataFile], query: str, params: Sequence[Any] = ()
+    ) -> list[dict[str, Any]]:
         """Run `query`, which reads `t`, over the rows of the given files of `table` only."""
         self.connection()  # on a remote store, registers the filesystem that serves the files
         rows_sql = reader.table_sql(self.store, catalog().table(table), files)
@@ -193,36 +225,52 @@ class Engine:
 
     def find_execution(self, execution_id: str) -> dict[str, Any]:
         """The latest revision of the execution whose id is, starts with or ends with `execution_id`."""
-        found = self.records("select * from executions where starts_with(execution_id, $id) or ends_with(execution_id, $id) "
-                             "order by execution_id <> $id, execution_id limit 4", {"id": execution_id})
+        found = self.records(
+            "select * from executions where starts_with(execution_id, $id) or ends_with(execution_id, $id) "
+            "order by execution_id <> $id, execution_id limit 4",
+            {"id": execution_id},
+        )
         if not found:
             raise ExecutionNotFound(f"no execution with id {execution_id!r} at version {self.version}")
         if len(found) > 1 and found[0]["execution_id"] != execution_id:
             ids = ", ".join(repr(f["execution_id"]) for f in found[:3])
-            raise ExecutionNotFound(f"execution id part {execution_id!r} is ambiguous: it starts or ends {ids}"
-                                    f"{', ...' if len(found) > 3 else ''}; give more of the id's first or last "
-                                    "characters (ids are time-ordered, so their ends tell executions apart)")
+            raise ExecutionNotFound(
+                f"execution id part {execution_id!r} is ambiguous: it starts or ends {ids}"
+                f"{', ...' if len(found) > 3 else ''}; give more of the id's first or last "
+                "characters (ids are time-ordered, so their ends tell executions apart)"
+            )
         return found[0]
 
     def execution(self, execution_id: str) -> dict[str, Any]:
         """One execution (latest revision) by id or unique id prefix/suffix, with `messages` and
         `attacks`; see `Warehouse.execution`."""
         if not isinstance(execution_id, str):
-            raise InvalidArgumentType(f"execution_id must be a string, got {type(execution_id).__name__} {execution_id!r:.80}")
+            raise InvalidArgumentType(
+                f"execution_id must be a string, got {type(execution_id).__name__} {execution_id!r:.80}"
+            )
         ex = self.find_execution(execution_id)
         eid = ex["execution_id"]
         part = [ex[c] for c in catalog().partition_columns]
         pfilter = " and ".join(f"{c} = ?" for c in catalog().partition_columns)
         msgs = self.records(f"select * from messages where {pfilter} and execution_id = ? order by seq", [*part, eid])
         ex["messages"] = [records.message_from_row(m) for m in msgs]
-        ex["attacks"] = self.records(f"select vector_id, type, content, metadata from attacks where {pfilter} "
-                                     "and execution_id = ? order by vector_id", [*part, eid])
+        ex["attacks"] = self.records(
+            f"select vector_id, type, content, metadata from attacks where {pfilter} "
+            "and execution_id = ? order by vector_id",
+            [*part, eid],
+        )
         return ex
 
 
-def open_engine(url: "str | os.PathLike[str]" = "warehouse-data", *, create: bool = False, version: int | None = None,
-                as_of: "datetime | str | None" = None, storage_options: Mapping[str, Any] | None = None,
-                checkpoint_interval: int | None = None) -> Engine:
+def open_engine(
+    url: str | os.PathLike[str] = "warehouse-data",
+    *,
+    create: bool = False,
+    version: int | None = None,
+    as_of: datetime | str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    checkpoint_interval: int | None = None,
+) -> Engine:
     """The engine of the warehouse at `url`; see `warehouse.open` for the arguments and errors."""
     if not isinstance(url, (str, os.PathLike)):
         raise InvalidArgumentType(f"url must be a path or URL string, got {type(url).__name__} {url!r:.80}")
@@ -240,7 +288,9 @@ def open_engine(url: "str | os.PathLike[str]" = "warehouse-data", *, create: boo
         known: Listing | None = listing
         if listing.empty:
             if not create:
-                raise WarehouseNotFound(f"no warehouse at {url!r}; create one with `warehouse init` or open(..., create=True)")
+                raise WarehouseNotFound(
+                    f"no warehouse at {url!r}; create one with `warehouse init` or open(..., create=True)"
+                )
             names = store.list_names(".")
             if names and names != [MANIFEST_DIR]:
                 raise NotAWarehouse(f"{url!r} holds files but no warehouse manifest; choose an empty or new location")
@@ -250,8 +300,9 @@ def open_engine(url: "str | os.PathLike[str]" = "warehouse-data", *, create: boo
         snapshot = log.snapshot(version=version, as_of=as_of, listing=known)
         if version is not None or as_of is not None:
             vacuum_hint.check_readable(store, snapshot.version)  # vacuum may have deleted its data files
-    return Engine(store, snapshot, read_only=version is not None or as_of is not None,
-                  checkpoint_interval=checkpoint_interval)
+    return Engine(
+        store, snapshot, read_only=version is not None or as_of is not None, checkpoint_interval=checkpoint_interval
+    )
 
 
 class HasEngine(Protocol):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -21,8 +21,9 @@ from warehouse.manifest import Commit, DataFile, Snapshot
 log = logging.getLogger("warehouse")
 
 
-def earlier_adds(wh: "Engine", snapshot: Snapshot,
-                 batch: Sequence[tuple[Mapping[str, str], pa.Table]]) -> dict[tuple[str, ...], set[tuple[str, int | None]]]:
+def earlier_adds(
+    wh: Engine, snapshot: Snapshot, batch: Sequence[tuple[Mapping[str, str], pa.Table]]
+) -> dict[tuple[str, ...], set[tuple[str, int | None]]]:
     """The adds that a commit's rows replace, by partition. `batch`: per partition, (execution_id,
     write_id) of its rows whose ids may be stored already, in add order (a later partition's rows
     count as added later). Replaced: the earlier adds of the same ids in `snapshot` that are not
@@ -56,24 +57,33 @@ def earlier_adds(wh: "Engine", snapshot: Snapshot,
     return {p: s for p, s in out.items() if s}
 
 
-def _superseded_table(part: Mapping[str, str], pairs: Iterable[tuple[str, int | None]], by: Mapping[str, int],
-                      now: datetime) -> pa.Table:
+def _superseded_table(
+    part: Mapping[str, str], pairs: Iterable[tuple[str, int | None]], by: Mapping[str, int], now: datetime
+) -> pa.Table:
     rows = sorted(pairs, key=lambda p: (p[0], -1 if p[1] is None else p[1]))
     schema = catalog().table(SUPERSEDED).arrow
     n = len(rows)
     cols = {c: pa.array([part[c]] * n, pa.string()) for c in catalog().partition_columns}
-    cols.update(execution_id=pa.array([r[0] for r in rows], pa.string()),
-                write_id=pa.array([r[1] for r in rows], pa.int64()),
-                by_write_id=pa.array([by.get(r[0]) for r in rows], pa.int64()),
-                superseded_at=pa.array([now] * n, pa.timestamp("us", tz="UTC")))
+    cols.update(
+        execution_id=pa.array([r[0] for r in rows], pa.string()),
+        write_id=pa.array([r[1] for r in rows], pa.int64()),
+        by_write_id=pa.array([by.get(r[0]) for r in rows], pa.int64()),
+        superseded_at=pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+    )
     return pa.Table.from_pydict(cols, schema=schema)
 
 
 # -- committing ----------------------------------------------------------------------------------
-def commit(wh: "Engine", *, keys: Sequence[tuple[Mapping[str, str], pa.Table | None]], add: Sequence[DataFile],
-           write: Callable[[str, Mapping[str, str], pa.Table], DataFile],
-           conflict: Callable[[Commit], str | None] | None = None,
-           already: Container[tuple[str, int | None]] = frozenset(), **commit_args: Any) -> Commit:
+def commit(
+    wh: Engine,
+    *,
+    keys: Sequence[tuple[Mapping[str, str], pa.Table | None]],
+    add: Sequence[DataFile],
+    write: Callable[[str, Mapping[str, str], pa.Table], DataFile],
+    conflict: Callable[[Commit], str | None] | None = None,
+    already: Container[tuple[str, int | None]] = frozenset(),
+    **commit_args: Any,
+) -> Commit:
     """`wh.engine.commit(add=add, conflict=conflict, ...)` of rows whose executions include, per partition,
     `keys` (execution_id, write_id of the rows whose ids may be stored already, in add order; None
     or empty: none), together with the `superseded` rows of the adds they replace (written with
@@ -95,9 +105,12 @@ def commit(wh: "Engine", *, keys: Sequence[tuple[Mapping[str, str], pa.Table | N
     # older than a vacuum fold would let the log skip the folded commits).
     _catch_up(wh, conflict)
     while True:
-        replaced = {p: left for p, pairs in earlier_adds(wh, wh.snapshot, batch).items()
-                    if (left := {x for x in pairs if x not in already})}
-        now = datetime.now(timezone.utc)
+        replaced = {
+            p: left
+            for p, pairs in earlier_adds(wh, wh.snapshot, batch).items()
+            if (left := {x for x in pairs if x not in already})
+        }
+        now = datetime.now(UTC)
         extra = []
         try:
             for part, pairs in sorted(replaced.items()):
@@ -112,7 +125,7 @@ def commit(wh: "Engine", *, keys: Sequence[tuple[Mapping[str, str], pa.Table | N
             if conflict is not None and (why := conflict(other)):
                 return why
             for _, t in _matching(wh.engine.keys, wh.store, other.add, id_set, sorted_ids):
-                if _pairs(t) - known:
+                if _pairs(t) - known:  # noqa: B023 - the commit below calls check within this iteration
                     raise KeysMoved()
             return None
 
@@ -130,7 +143,7 @@ def commit(wh: "Engine", *, keys: Sequence[tuple[Mapping[str, str], pa.Table | N
         return done
 
 
-def _catch_up(wh: "Engine", conflict: Callable[[Commit], str | None] | None) -> None:
+def _catch_up(wh: Engine, conflict: Callable[[Commit], str | None] | None) -> None:
     """Refresh `wh`, asking the caller's `conflict` about every commit read on the way (which the
     commit would otherwise no longer meet)."""
     _, new = wh.engine.refresh_commits()
@@ -139,7 +152,7 @@ def _catch_up(wh: "Engine", conflict: Callable[[Commit], str | None] | None) -> 
             raise CommitConflict(why)
 
 
-def _discard(wh: "Engine", files: Iterable[DataFile]) -> None:
+def _discard(wh: Engine, files: Iterable[DataFile]) -> None:
     """Delete data files of ours that no commit took (best effort: vacuum removes what stays)."""
     for f in files:
         try:

@@ -37,9 +37,9 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from warehouse.manifest import DataFile, Snapshot
-from warehouse.engine.datafiles import checked, parquet_file
 from warehouse.core.schemas import catalog
+from warehouse.engine.datafiles import checked, parquet_file
+from warehouse.manifest import DataFile, Snapshot
 
 if TYPE_CHECKING:
     import polars as pl
@@ -80,7 +80,7 @@ class KeysMoved(Exception):
 
 
 # -- finding earlier adds -------------------------------------------------------------------------
-def _read_keys(store: "Store", f: DataFile) -> pa.Table:
+def _read_keys(store: Store, f: DataFile) -> pa.Table:
     """(execution_id, write_id) of every row of a file of a keyed table or of `superseded` (write_id
     NULL in files written before it existed). Raises CorruptDataFile naming a damaged file."""
     pf = parquet_file(store, f)  # pages checked against their checksums
@@ -98,7 +98,7 @@ class KeyCache:
         self._tables: dict[str, pa.Table] = {}
         self._lock = threading.Lock()
 
-    def keys(self, store: "Store", f: DataFile) -> pa.Table:
+    def keys(self, store: Store, f: DataFile) -> pa.Table:
         with self._lock:
             t = self._tables.get(f.path)
         if t is None:
@@ -107,7 +107,7 @@ class KeyCache:
                 self._tables[f.path] = t
         return t
 
-    def forget_except(self, paths: "Container[str]") -> None:
+    def forget_except(self, paths: Container[str]) -> None:
         """Drop the cached files that are not in `paths` (files that left the snapshot)."""
         with self._lock:
             for p in [p for p in self._tables if p not in paths]:
@@ -126,8 +126,9 @@ def _may_hold(f: DataFile, sorted_ids: Sequence[str]) -> bool:
     return i < len(sorted_ids) and sorted_ids[i] <= st["max"]
 
 
-def _matching(cache: KeyCache, store: "Store", files: Iterable[DataFile], id_set: pa.Array,
-              sorted_ids: Sequence[str]) -> list[tuple[tuple[str, ...], pa.Table]]:
+def _matching(
+    cache: KeyCache, store: Store, files: Iterable[DataFile], id_set: pa.Array, sorted_ids: Sequence[str]
+) -> list[tuple[tuple[str, ...], pa.Table]]:
     """(partition, rows of keys among `id_set`) of each file of `files` that holds some."""
     pcols = catalog().partition_columns
     out = []
@@ -159,8 +160,9 @@ def _range(f: DataFile) -> tuple[Any, Any, bool]:
 APPLIED = "_superseded"
 
 
-def split(files: Sequence[DataFile], superseded: Sequence[DataFile],
-          added_in: Callable[[str], int | None] | None = None) -> tuple[list[DataFile], list[DataFile]]:
+def split(
+    files: Sequence[DataFile], superseded: Sequence[DataFile], added_in: Callable[[str], int | None] | None = None
+) -> tuple[list[DataFile], list[DataFile]]:
     """`files` of a keyed table -> (files that hold no superseded add, files that may), by partition
     and the manifest's write_id ranges; a file compaction rewrote without the adds superseded up to
     a version is only checked against later ones (their versions from `added_in`, the snapshot's).
@@ -180,7 +182,8 @@ def split(files: Sequence[DataFile], superseded: Sequence[DataFile],
         applied = (f.stats.get(APPLIED) or {}).get("applied", -1)
         hit = ranges is not None and any(
             v > applied and ((snulls and nulls) or (slo is not None and lo is not None and lo <= shi and slo <= hi))
-            for slo, shi, snulls, v in ranges)
+            for slo, shi, snulls, v in ranges
+        )
         (maybe if hit else clean).append(f)
     return clean, maybe
 
@@ -191,18 +194,20 @@ def hide_sql(rows_sql: str) -> str:
     The join hashes the write id alone (an integer; -1 stands for NULL in rows written before write
     ids existed) and compares execution ids only on a match, as a residual range condition: hashing
     both keys made a scores query over 200,000 executions a quarter slower."""
-    return (f"select k.* from ({rows_sql}) as k anti join raw_superseded as s "
-            "on coalesce(s.write_id, -1) = coalesce(k.write_id, -1) "
-            "and s.execution_id >= k.execution_id and s.execution_id <= k.execution_id")
+    return (
+        f"select k.* from ({rows_sql}) as k anti join raw_superseded as s "
+        "on coalesce(s.write_id, -1) = coalesce(k.write_id, -1) "
+        "and s.execution_id >= k.execution_id and s.execution_id <= k.execution_id"
+    )
 
 
-def hide_polars(lf: "pl.LazyFrame", superseded: "pl.LazyFrame") -> "pl.LazyFrame":
+def hide_polars(lf: pl.LazyFrame, superseded: pl.LazyFrame) -> pl.LazyFrame:
     """`lf` without the rows of superseded adds."""
     return lf.join(superseded.select(_KEY_COLUMNS).unique(), on=_KEY_COLUMNS, how="anti", nulls_equal=True)
 
 
 # -- exports: the rows of one file without those of superseded adds ---------------------------------
-def _flat(eids: "pa.Array | pa.ChunkedArray", wids: "pa.Array | pa.ChunkedArray") -> "pa.Array | pa.ChunkedArray":
+def _flat(eids: pa.Array | pa.ChunkedArray, wids: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """One string per (execution_id, write_id): write ids are positive, so -1 stands for NULL."""
     return pc.binary_join_element_wise(eids, pc.cast(pc.fill_null(wids, -1), pa.string()), "\x00")
 
@@ -210,7 +215,7 @@ def _flat(eids: "pa.Array | pa.ChunkedArray", wids: "pa.Array | pa.ChunkedArray"
 class Hidden:
     """The superseded adds of one snapshot, to drop their rows from data files being exported."""
 
-    def __init__(self, cache: KeyCache, store: "Store", snapshot: Snapshot) -> None:
+    def __init__(self, cache: KeyCache, store: Store, snapshot: Snapshot) -> None:
         self.superseded = snapshot.table_files(SUPERSEDED)
         self.version = snapshot.version
         self._added_in = snapshot.added_in
@@ -222,8 +227,11 @@ class Hidden:
     def _value_set(self) -> pa.Array:
         if self._set is None:
             parts = [self._cache.keys(self._store, f) for f in self.superseded]
-            t = pa.concat_tables(parts) if parts else pa.table({"execution_id": pa.array([], pa.string()),
-                                                                 "write_id": pa.array([], pa.int64())})
+            t = (
+                pa.concat_tables(parts)
+                if parts
+                else pa.table({"execution_id": pa.array([], pa.string()), "write_id": pa.array([], pa.int64())})
+            )
             self._set = pc.unique(_flat(t.column("execution_id"), t.column("write_id")).combine_chunks())
         return self._set
 
@@ -231,7 +239,7 @@ class Hidden:
         """Whether `f` (of any table) may hold rows of a superseded add."""
         return f.table in KEYED_TABLES and bool(split([f], self.superseded, self._added_in)[1])
 
-    def mask(self, rows: pa.Table) -> "pa.Array | pa.ChunkedArray":
+    def mask(self, rows: pa.Table) -> pa.Array | pa.ChunkedArray:
         """True for the rows (of a keyed table, with execution_id and write_id) of superseded adds."""
         return pc.is_in(_flat(rows.column("execution_id"), rows.column("write_id")), value_set=self._value_set())
 

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, cast
 
 import duckdb
 
-from warehouse.engine import keys
-from warehouse.manifest import DataFile, Snapshot
 from warehouse.core.partition_filter import check_partition
 from warehouse.core.schemas import TableSchema, catalog
 from warehouse.core.snapshot_fs import SnapshotFileSystem
 from warehouse.core.storage import Store
+from warehouse.engine import keys
+from warehouse.manifest import DataFile, Snapshot
 
 if TYPE_CHECKING:
     import polars as pl
@@ -80,7 +80,9 @@ def table_sql(store: Store, schema: TableSchema, files: list[DataFile]) -> str:
     branches = []
     for values, paths in sorted(by_partition.items()):
         consts = ", ".join(f"{_sql_str(v)} as {c}" for c, v in zip(pcols, values))
-        branches.append(f"select {consts}, * exclude ({', '.join(pcols)}) from {_read_parquet(sorted(paths), schema, hive=False)}")
+        branches.append(
+            f"select {consts}, * exclude ({', '.join(pcols)}) from {_read_parquet(sorted(paths), schema, hive=False)}"
+        )
     return " union all ".join(branches)
 
 
@@ -122,14 +124,18 @@ def define_views(con: duckdb.DuckDBPyConnection, store: Store, snapshot: Snapsho
     superseded = snapshot.table_files(keys.SUPERSEDED)
     tables = catalog().tables
     for name in sorted(tables, key=lambda t: t != keys.SUPERSEDED):  # (the others' views read it)
-        con.execute(f"create or replace view raw_{name} as {keyed_table_sql(store, tables[name], snapshot, superseded)}")
+        con.execute(
+            f"create or replace view raw_{name} as {keyed_table_sql(store, tables[name], snapshot, superseded)}"
+        )
     # The final rows of the partitions that have in-flight revisions: what the `executions` view
     # anti-joins those revisions with. Usually no partition has any, and then the anti-join reads
     # nothing (a filter on a partition column still prunes every other partition's files).
     live = {tuple(sorted(f.partition.items())) for f in snapshot.table_files("executions_live")}
     finals = [f for f in snapshot.table_files("executions") if tuple(sorted(f.partition.items())) in live]
-    con.execute("create or replace view raw_executions_final_of_live as "
-                f"{table_sql(store, catalog().table('executions'), finals)}")
+    con.execute(
+        "create or replace view raw_executions_final_of_live as "
+        f"{table_sql(store, catalog().table('executions'), finals)}"
+    )
     for _, sql in catalog().views:
         con.execute(sql)
     if not live:
@@ -162,7 +168,7 @@ def connect(store: Store, snapshot: Snapshot, *, files_only: bool = False) -> du
     return con
 
 
-def scan(store: Store, snapshot: Snapshot, table: str, where: Mapping[str, str] | None = None) -> "pl.LazyFrame":
+def scan(store: Store, snapshot: Snapshot, table: str, where: Mapping[str, str] | None = None) -> pl.LazyFrame:
     """A Polars LazyFrame over the active files of `table` (only matching partitions if `where`)."""
     import polars as pl  # imported on first use: it costs the CLI a quarter second at start-up
 
@@ -174,5 +180,6 @@ def scan(store: Store, snapshot: Snapshot, table: str, where: Mapping[str, str] 
     opts = store.polars_storage_options()
     # glob=False: the paths are the snapshot's files, read as they are ('[', '*', '?' in the root
     # are characters of a name, not a pattern).
-    return pl.scan_parquet(paths, schema=empty.schema, hive_partitioning=False,
-                           storage_options=opts, missing_columns="insert", glob=False)
+    return pl.scan_parquet(
+        paths, schema=empty.schema, hive_partitioning=False, storage_options=opts, missing_columns="insert", glob=False
+    )

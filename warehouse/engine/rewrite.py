@@ -36,7 +36,7 @@ class RewritePlan:
     files_rewritten: int = 0  # some rows kept: rewritten into a new file
     by_table: dict[str, int] = field(default_factory=dict)  # rows removed per table
 
-    def merge(self, other: "RewritePlan") -> None:
+    def merge(self, other: RewritePlan) -> None:
         self.remove += other.remove
         self.add += other.add
         self.rows_removed += other.rows_removed
@@ -46,8 +46,14 @@ class RewritePlan:
             self.by_table[t] = self.by_table.get(t, 0) + n
 
 
-def plan_rewrite(wh: "Engine", files: Iterable[DataFile], drop: DropMask, *, dry_run: bool = False,
-                 whole_file: Callable[[DataFile], bool | None] | None = None) -> RewritePlan:
+def plan_rewrite(
+    wh: Engine,
+    files: Iterable[DataFile],
+    drop: DropMask,
+    *,
+    dry_run: bool = False,
+    whole_file: Callable[[DataFile], bool | None] | None = None,
+) -> RewritePlan:
     """Apply `drop` to each file: plan to drop it whole, rewrite it, or leave it.
 
     `whole_file(f)` may decide from the manifest alone (True: every row goes, False: none does,
@@ -81,12 +87,19 @@ def plan_rewrite(wh: "Engine", files: Iterable[DataFile], drop: DropMask, *, dry
     return plan
 
 
-def commit_rewrite(wh: "Engine", plan: RewritePlan, *, operation: str = "delete",
-                   info: dict[str, Any] | None = None) -> Commit | None:
+def commit_rewrite(
+    wh: Engine, plan: RewritePlan, *, operation: str = "delete", info: dict[str, Any] | None = None
+) -> Commit | None:
     """Commit a plan (None if it changes nothing). Raises CommitConflict if another commit removed
     one of its files meanwhile (a concurrent delete or compaction); the plan's new files are then
     left as orphans for vacuum, and the caller may plan again from a refreshed snapshot."""
     if not plan.remove and not plan.add:
         return None
-    return wh.engine.commit(operation=operation, writer=writer_info(uuid.uuid4().hex), token=None,
-                      add=plan.add, remove=plan.remove, info=info)
+    return wh.engine.commit(
+        operation=operation,
+        writer=writer_info(uuid.uuid4().hex),
+        token=None,
+        add=plan.add,
+        remove=plan.remove,
+        info=info,
+    )

@@ -20,8 +20,8 @@ This package re-exports the names its callers use. The tunables (`model.MIN_ORPH
 change them there, not here.
 """
 
-from warehouse.manifest.log import CHECKPOINT_INTERVAL, PROBE_LIMIT, Log
 from warehouse.manifest.listing import Listing
+from warehouse.manifest.log import CHECKPOINT_INTERVAL, PROBE_LIMIT, Log
 from warehouse.manifest.model import (
     CHECKPOINT_SUFFIX,
     COMMIT_DEADLINE,
@@ -42,8 +42,27 @@ from warehouse.manifest.model import (
 from warehouse.manifest.snapshot import OVERLAY_LIMIT, FileMap, Snapshot, replay
 
 __all__ = [
-    "CHECKPOINT_INTERVAL", "CHECKPOINT_SUFFIX", "COMMIT_DEADLINE", "FORMAT_VERSION", "MANIFEST_DIR",
-    "MIN_ORPHAN_WINDOW", "OPERATIONS", "OVERLAY_LIMIT", "PROBE_LIMIT", "Commit", "DataFile", "FileMap", "Listing",
-    "Log", "RemovedFile", "Snapshot", "Staged", "commit_name", "replay", "staged_age", "staging_clock", "utcnow",
+    "CHECKPOINT_INTERVAL",
+    "CHECKPOINT_SUFFIX",
+    "COMMIT_DEADLINE",
+    "FORMAT_VERSION",
+    "MANIFEST_DIR",
+    "MIN_ORPHAN_WINDOW",
+    "OPERATIONS",
+    "OVERLAY_LIMIT",
+    "PROBE_LIMIT",
+    "Commit",
+    "DataFile",
+    "FileMap",
+    "Listing",
+    "Log",
+    "RemovedFile",
+    "Snapshot",
+    "Staged",
+    "commit_name",
+    "replay",
+    "staged_age",
+    "staging_clock",
+    "utcnow",
     "writer_info",
 ]

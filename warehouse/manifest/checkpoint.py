@@ -30,7 +30,7 @@ import logging
 import warnings
 import zlib
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
@@ -44,9 +44,26 @@ from warehouse.manifest.model import CHECKPOINT_SUFFIX, LAST_CHECKPOINT, MANIFES
 from warehouse.manifest.snapshot import FileMap, Snapshot
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "COMMIT_COLUMNS", "COMMIT_SCHEMA", "FILE_COLUMNS", "FILE_SCHEMA", "LAST_CHECKPOINT", "SCHEMA",
-    "SUFFIX", "CheckpointFile", "CheckpointWarning", "CorruptCheckpoint", "checkpoint_name", "commit_rows", "encode",
-    "hint_state", "load", "read_checkpoint", "read_hint", "warn", "write_hint",
+    "CHECKPOINT_FORMAT",
+    "COMMIT_COLUMNS",
+    "COMMIT_SCHEMA",
+    "FILE_COLUMNS",
+    "FILE_SCHEMA",
+    "LAST_CHECKPOINT",
+    "SCHEMA",
+    "SUFFIX",
+    "CheckpointFile",
+    "CheckpointWarning",
+    "CorruptCheckpoint",
+    "checkpoint_name",
+    "commit_rows",
+    "encode",
+    "hint_state",
+    "load",
+    "read_checkpoint",
+    "read_hint",
+    "warn",
+    "write_hint",
 ]
 
 log = logging.getLogger("warehouse.manifest")
@@ -60,8 +77,15 @@ SUFFIX = CHECKPOINT_SUFFIX
 
 COMMIT_COLUMNS = ("version", "committed_at", "operation", "token", "info")
 #: Both sections in one schema: the files section's columns, then the commits section's others.
-SCHEMA = pa.schema([*FILE_SCHEMA, ("committed_at", pa.timestamp("us", tz="UTC")), ("operation", pa.string()),
-                    ("token", pa.string()), ("info", pa.string())])
+SCHEMA = pa.schema(
+    [
+        *FILE_SCHEMA,
+        ("committed_at", pa.timestamp("us", tz="UTC")),
+        ("operation", pa.string()),
+        ("token", pa.string()),
+        ("info", pa.string()),
+    ]
+)
 COMMIT_SCHEMA = pa.schema([SCHEMA.field(c) for c in COMMIT_COLUMNS])
 
 
@@ -79,17 +103,21 @@ def checkpoint_name(version: int) -> str:
     """The path of the checkpoint file of `version`, relative to the warehouse root."""
     return f"{MANIFEST_DIR}/{version:020d}{SUFFIX}"
 
+
 # -- the file ----------------------------------------------------------------------------------------
 def commit_rows(commits: Iterable[Commit]) -> pa.Table:
     """The commits section rows of `commits`."""
     commits = list(commits)
-    return pa.table([
-        pa.array([c.version for c in commits], pa.int64()),
-        pa.array([c.committed_at.astimezone(timezone.utc) for c in commits], pa.timestamp("us", tz="UTC")),
-        pa.array([c.operation for c in commits], pa.string()),
-        pa.array([c.token for c in commits], pa.string()),
-        pa.array([dump_json(dict(c.info)) if c.info else None for c in commits], pa.string()),
-    ], schema=COMMIT_SCHEMA)
+    return pa.table(
+        [
+            pa.array([c.version for c in commits], pa.int64()),
+            pa.array([c.committed_at.astimezone(UTC) for c in commits], pa.timestamp("us", tz="UTC")),
+            pa.array([c.operation for c in commits], pa.string()),
+            pa.array([c.token for c in commits], pa.string()),
+            pa.array([dump_json(dict(c.info)) if c.info else None for c in commits], pa.string()),
+        ],
+        schema=COMMIT_SCHEMA,
+    )
 
 
 def encode(snapshot: Snapshot, files: FrozenFiles, commits: pa.Table, *, writer: Mapping[str, Any]) -> bytes:
@@ -115,20 +143,28 @@ def encode(snapshot: Snapshot, files: FrozenFiles, commits: pa.Table, *, writer:
         "bytes": pc.sum(fa.column("bytes")).as_py() or 0,
         "commits": commits.num_rows,
         "oldest_commit": oldest,
-        "written_at": iso(datetime.now(timezone.utc)),
+        "written_at": iso(datetime.now(UTC)),
         "writer": dict(writer),
     }
     schema = SCHEMA.with_metadata({META_KEY: dump_json(meta).encode("utf-8")})
     sink = io.BytesIO()
-    w = pq.ParquetWriter(sink, schema, compression="zstd", write_page_checksum=True, write_statistics=False,
-                         use_dictionary=["table", "partition", "operation"])
+    w = pq.ParquetWriter(
+        sink,
+        schema,
+        compression="zstd",
+        write_page_checksum=True,
+        write_statistics=False,
+        use_dictionary=["table", "partition", "operation"],
+    )
     try:
         # Two sections, each in its own row groups (files first): a reader reads only what it needs.
         for section, cols in ((fa, FILE_COLUMNS), (commits, COMMIT_COLUMNS)):
             if section.num_rows:
                 full = {c: section.column(c) for c in cols}
-                w.write_table(pa.table([full.get(f.name, pa.nulls(section.num_rows, f.type)) for f in SCHEMA],
-                                       schema=schema), row_group_size=max(section.num_rows, 1))
+                w.write_table(
+                    pa.table([full.get(f.name, pa.nulls(section.num_rows, f.type)) for f in SCHEMA], schema=schema),
+                    row_group_size=max(section.num_rows, 1),
+                )
         # A seal: the CRC-32 of the whole file, footer included, computed with the seal's own 16
         # bytes holding a placeholder and then written over it. Opening checks it in a few
         # milliseconds and then decodes only the columns it needs, when it needs them.
@@ -137,7 +173,7 @@ def encode(snapshot: Snapshot, files: FrozenFiles, commits: pa.Table, *, writer:
         w.close()
     data = bytearray(sink.getvalue())
     pos = _seal_position(data, SEAL_PLACEHOLDER)
-    data[pos:pos + 16] = b"%016x" % zlib.crc32(data)
+    data[pos : pos + 16] = b"%016x" % zlib.crc32(data)
     _check_seal(bytes(data))  # what a reader will check
     return bytes(data)
 
@@ -168,7 +204,7 @@ def _check_seal(data: bytes, pf: pq.ParquetFile | None = None) -> None:
         raise ValueError("no seal in the footer")
     pos = _seal_position(data, seal)
     view = memoryview(data)
-    crc = zlib.crc32(view[pos + 16:], zlib.crc32(SEAL_PLACEHOLDER, zlib.crc32(view[:pos])))
+    crc = zlib.crc32(view[pos + 16 :], zlib.crc32(SEAL_PLACEHOLDER, zlib.crc32(view[:pos])))
     if int(seal, 16) != crc:
         raise ValueError("checksum mismatch: the file was damaged")
 
@@ -191,8 +227,10 @@ class CheckpointFile:
         except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
             raise CorruptCheckpoint(self._why(exc)) from None
         if fmt > CHECKPOINT_FORMAT:
-            raise UnsupportedFormatVersion(f"{name} was written in checkpoint format {fmt}; this library reads up to "
-                                           f"{CHECKPOINT_FORMAT}: upgrade the warehouse package")
+            raise UnsupportedFormatVersion(
+                f"{name} was written in checkpoint format {fmt}; this library reads up to "
+                f"{CHECKPOINT_FORMAT}: upgrade the warehouse package"
+            )
         try:
             if int(meta["version"]) != version:
                 raise ValueError(f"it claims version {meta['version']}")
@@ -218,15 +256,16 @@ class CheckpointFile:
                 total += sizes[len(groups)]
                 groups.append(len(groups))
             if total != self.n_files or sum(sizes) != self.n_files + self.n_commits:
-                raise ValueError(f"its row groups hold {sum(sizes)} rows, not {self.n_files} files + "
-                                 f"{self.n_commits} commits")
+                raise ValueError(
+                    f"its row groups hold {sum(sizes)} rows, not {self.n_files} files + {self.n_commits} commits"
+                )
             self._file_groups = groups
             self._commit_groups = list(range(len(groups), len(sizes)))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CorruptCheckpoint(self._why(exc)) from None
 
     def _why(self, exc: BaseException) -> str:
-        return (f"checkpoint {self.name} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+        return f"checkpoint {self.name} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
 
     def files(self) -> ArrowFiles:
         """The files section, its columns decoded when first used (the checksum was verified)."""
@@ -244,10 +283,17 @@ class CheckpointFile:
         else:
             t = COMMIT_SCHEMA.empty_table()
         v = t.column("version")
-        if (t.num_rows != self.n_commits or v.null_count or not t.num_rows or v[0].as_py() != self.oldest_commit
-                or v[-1].as_py() != self.version or t.num_rows != self.version - self.oldest_commit + 1):
-            raise CorruptCheckpoint(self._why(ValueError("its commits section does not run from "
-                                                         f"{self.oldest_commit} to {self.version}")))
+        if (
+            t.num_rows != self.n_commits
+            or v.null_count
+            or not t.num_rows
+            or v[0].as_py() != self.oldest_commit
+            or v[-1].as_py() != self.version
+            or t.num_rows != self.version - self.oldest_commit + 1
+        ):
+            raise CorruptCheckpoint(
+                self._why(ValueError(f"its commits section does not run from {self.oldest_commit} to {self.version}"))
+            )
         return t
 
     def snapshot(self) -> Snapshot:
@@ -299,7 +345,7 @@ def write_hint(store: Store, version: int, nbytes: int | None = None) -> None:
     current = read_hint(store)
     if current is not None and current > version and store.exists(checkpoint_name(current)):
         return
-    doc: dict[str, Any] = {"version": version, "written_at": iso(datetime.now(timezone.utc))}
+    doc: dict[str, Any] = {"version": version, "written_at": iso(datetime.now(UTC))}
     if nbytes is not None:
         doc["bytes"] = nbytes
     store.write_bytes(LAST_CHECKPOINT, dump_json(doc).encode("utf-8"))

@@ -24,10 +24,17 @@ from warehouse.manifest.model import DataFile, dump_json
 
 #: The columns of a files section (of a checkpoint, and of an `ArrowFiles` in memory).
 FILE_COLUMNS = ("table", "path", "partition", "rows", "bytes", "stats", "version")
-FILE_SCHEMA = pa.schema([
-    ("table", pa.string()), ("path", pa.string()), ("partition", pa.string()), ("rows", pa.int64()),
-    ("bytes", pa.int64()), ("stats", pa.string()), ("version", pa.int64()),
-])
+FILE_SCHEMA = pa.schema(
+    [
+        ("table", pa.string()),
+        ("path", pa.string()),
+        ("partition", pa.string()),
+        ("rows", pa.int64()),
+        ("bytes", pa.int64()),
+        ("stats", pa.string()),
+        ("version", pa.int64()),
+    ]
+)
 
 
 class LazyStats(Mapping[str, Any]):
@@ -69,8 +76,9 @@ def _stats_text(stats: Mapping[str, Any]) -> str:
     return dump_json(dict(stats)) if stats else "{}"
 
 
-def _new_datafile(table: str, path: str, partition: Mapping[str, str], rows: int, nbytes: int,
-                  stats: Mapping[str, Any]) -> DataFile:
+def _new_datafile(
+    table: str, path: str, partition: Mapping[str, str], rows: int, nbytes: int, stats: Mapping[str, Any]
+) -> DataFile:
     # DataFile is a frozen dataclass: filling its __dict__ skips six object.__setattr__ calls.
     obj: DataFile = object.__new__(DataFile)
     obj.__dict__.update(table=table, path=path, partition=partition, rows=rows, bytes=nbytes, stats=stats)
@@ -99,7 +107,7 @@ class FrozenFiles:
     n: int
 
     @staticmethod
-    def empty() -> "DictFiles":
+    def empty() -> DictFiles:
         return DictFiles({}, {})
 
     def get(self, path: str) -> DataFile | None:
@@ -125,11 +133,11 @@ class FrozenFiles:
         """How many of `paths` (distinct) are files of this set."""
         return sum(1 for p in paths if self.has(p))
 
-    def arrow_files(self) -> "ArrowFiles":
+    def arrow_files(self) -> ArrowFiles:
         """The same files as an ArrowFiles (its Arrow table is the checkpoint's files section)."""
         raise NotImplementedError
 
-    def merged(self, added: Mapping[str, DataFile], versions: Mapping[str, int], removed: Iterable[str]) -> "FrozenFiles":
+    def merged(self, added: Mapping[str, DataFile], versions: Mapping[str, int], removed: Iterable[str]) -> FrozenFiles:
         """A new set: these files minus `removed` and minus those `added` replaces, plus `added`."""
         raise NotImplementedError
 
@@ -141,8 +149,12 @@ class DictFiles(FrozenFiles):
 
     __slots__ = ("files", "n", "_versions", "_segments", "_by_table", "_arrow")
 
-    def __init__(self, files: dict[str, DataFile], versions: dict[str, int] | None = None,
-                 segments: Iterable[tuple[int, Iterable[DataFile]]] = ()) -> None:
+    def __init__(
+        self,
+        files: dict[str, DataFile],
+        versions: dict[str, int] | None = None,
+        segments: Iterable[tuple[int, Iterable[DataFile]]] = (),
+    ) -> None:
         self.files = files  # owned: never changed after construction
         self.n = len(files)
         self._versions = versions
@@ -194,7 +206,7 @@ class DictFiles(FrozenFiles):
     def table_objs(self, table: str) -> list[DataFile]:
         return self._groups().get(table, [])
 
-    def arrow_files(self) -> "ArrowFiles":
+    def arrow_files(self) -> ArrowFiles:
         a = self._arrow
         if a is None:
             objs = [f for t in sorted(self._groups()) for f in self._groups()[t]]
@@ -220,8 +232,9 @@ class ArrowFiles(FrozenFiles):
 
     __slots__ = ("n", "ranges", "_cols", "_objs", "_paths", "_index", "_versions", "_parts", "_lock")
 
-    def __init__(self, n: int, ranges: Mapping[str, tuple[int, int]], cols: "Columns",
-                 objs: list[Any] | None = None) -> None:
+    def __init__(
+        self, n: int, ranges: Mapping[str, tuple[int, int]], cols: Columns, objs: list[Any] | None = None
+    ) -> None:
         self.n = n
         self.ranges = dict(ranges)
         self._cols = cols
@@ -249,13 +262,13 @@ class ArrowFiles(FrozenFiles):
         return ranges
 
     @classmethod
-    def from_table(cls, table: pa.Table, objs: list[Any] | None = None) -> "ArrowFiles":
+    def from_table(cls, table: pa.Table, objs: list[Any] | None = None) -> ArrowFiles:
         """From a files section in memory (columns FILE_COLUMNS, sorted by table)."""
         cols = Columns(table)
         return cls(table.num_rows, cls.table_ranges(cols.column("table")), cols, objs)
 
     @classmethod
-    def from_objects(cls, objs: list[DataFile], versions: list[int]) -> "ArrowFiles":
+    def from_objects(cls, objs: list[DataFile], versions: list[int]) -> ArrowFiles:
         """From DataFiles already sorted by table, and the version that added each."""
         part_text: dict[int, str] = {}
         parts = []
@@ -265,15 +278,18 @@ class ArrowFiles(FrozenFiles):
             if t is None:
                 t = part_text[key] = dump_json(dict(f.partition))
             parts.append(t)
-        table = pa.table([
-            pa.array([f.table for f in objs], pa.string()),
-            pa.array([f.path for f in objs], pa.string()),
-            pa.array(parts, pa.string()),
-            pa.array([f.rows for f in objs], pa.int64()),
-            pa.array([f.bytes for f in objs], pa.int64()),
-            pa.array([_stats_text(f.stats) for f in objs], pa.string()),
-            pa.array(versions, pa.int64()),
-        ], schema=FILE_SCHEMA)
+        table = pa.table(
+            [
+                pa.array([f.table for f in objs], pa.string()),
+                pa.array([f.path for f in objs], pa.string()),
+                pa.array(parts, pa.string()),
+                pa.array([f.rows for f in objs], pa.int64()),
+                pa.array([f.bytes for f in objs], pa.int64()),
+                pa.array([_stats_text(f.stats) for f in objs], pa.string()),
+                pa.array(versions, pa.int64()),
+            ],
+            schema=FILE_SCHEMA,
+        )
         return cls.from_table(table, list(objs))
 
     # -- reading -------------------------------------------------------------------------------
@@ -344,8 +360,10 @@ class ArrowFiles(FrozenFiles):
         stats = c.column("stats").slice(lo, n).to_pylist()
         part = self._partition
         with _no_gc():
-            out = [_new_datafile(table, p, part(pt), r, b, _stats(st))
-                   for p, pt, r, b, st in zip(paths, parts, rows, nbytes, stats)]
+            out = [
+                _new_datafile(table, p, part(pt), r, b, _stats(st))
+                for p, pt, r, b, st in zip(paths, parts, rows, nbytes, stats)
+            ]
         if keep:
             with self._lock:
                 if self._objs is None:
@@ -362,14 +380,14 @@ class ArrowFiles(FrozenFiles):
         ix = self.index()
         return sum(1 for p in paths if p in ix)
 
-    def arrow_files(self) -> "ArrowFiles":
+    def arrow_files(self) -> ArrowFiles:
         return self
 
     def to_arrow(self) -> pa.Table:
         return self._cols.table()
 
     # -- extending -----------------------------------------------------------------------------
-    def merged(self, added: Mapping[str, DataFile], versions: Mapping[str, int], removed: Iterable[str]) -> "ArrowFiles":
+    def merged(self, added: Mapping[str, DataFile], versions: Mapping[str, int], removed: Iterable[str]) -> ArrowFiles:
         # Filter and concatenate columns: only the added files become Arrow rows here, and the
         # objects built so far are carried over.
         drop = set(removed) | set(added)
@@ -393,8 +411,14 @@ class Columns:
     """The files section as Arrow columns, each decoded on first use: from a checkpoint's Parquet
     bytes (whose checksum was verified when it was opened), or from a table already in memory."""
 
-    def __init__(self, table: pa.Table | None = None, *, parquet: pq.ParquetFile | None = None,
-                 groups: list[int] | None = None, name: str = "") -> None:
+    def __init__(
+        self,
+        table: pa.Table | None = None,
+        *,
+        parquet: pq.ParquetFile | None = None,
+        groups: list[int] | None = None,
+        name: str = "",
+    ) -> None:
         self._table = table
         self._pf, self._groups, self.name = parquet, groups or [], name
         self._cols: dict[str, pa.Array] = {}
@@ -409,7 +433,9 @@ class Columns:
                     t = self._pf.read_row_groups(self._groups, columns=[name], use_threads=False)  # type: ignore[union-attr]
                     col = t.column(0).combine_chunks().cast(FILE_SCHEMA.field(name).type)
                 except (OSError, ValueError, pa.ArrowException) as exc:
-                    raise CorruptCheckpoint(f"checkpoint {self.name} is unreadable ({type(exc).__name__}: {exc})") from None
+                    raise CorruptCheckpoint(
+                        f"checkpoint {self.name} is unreadable ({type(exc).__name__}: {exc})"
+                    ) from None
             self._cols[name] = col
         return col
 
@@ -420,9 +446,10 @@ class Columns:
                 try:
                     t = self._pf.read_row_groups(self._groups, columns=missing, use_threads=True)  # type: ignore[union-attr]
                 except (OSError, ValueError, pa.ArrowException) as exc:
-                    raise CorruptCheckpoint(f"checkpoint {self.name} is unreadable ({type(exc).__name__}: {exc})") from None
+                    raise CorruptCheckpoint(
+                        f"checkpoint {self.name} is unreadable ({type(exc).__name__}: {exc})"
+                    ) from None
                 for c in missing:
                     self._cols[c] = t.column(c).combine_chunks().cast(FILE_SCHEMA.field(c).type)
             self._table = pa.table([self.column(c) for c in FILE_COLUMNS], schema=FILE_SCHEMA)
         return self._table
-

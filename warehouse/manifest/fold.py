@@ -10,7 +10,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
@@ -68,11 +68,14 @@ def find_token(reader: LogReader, token: str, after: int, upto: int) -> Commit |
         hit = rows.filter(_token_is(rows.column("token"), token)).to_pylist()
         for row in hit:
             if after < row["version"] <= upto:
-                return Commit(row["version"], row["committed_at"], row["operation"], {}, row["token"],
-                              info={"folded_into": cp})
+                return Commit(
+                    row["version"], row["committed_at"], row["operation"], {}, row["token"], info={"folded_into": cp}
+                )
         return None
-    raise CorruptCommit(f"cannot tell whether token {token!r} was committed in {reader.store.url}: versions "
-                        f"{missing[0]}..{missing[-1]} were folded and no readable checkpoint holds their tokens")
+    raise CorruptCommit(
+        f"cannot tell whether token {token!r} was committed in {reader.store.url}: versions "
+        f"{missing[0]}..{missing[-1]} were folded and no readable checkpoint holds their tokens"
+    )
 
 
 def operations(reader: LogReader, versions: Iterable[int]) -> dict[int, tuple[str, Mapping[str, Any]]]:
@@ -161,8 +164,7 @@ def write_checkpoint(reader: LogReader, snapshot: Snapshot) -> bool:
     rows = _commit_rows(reader, listing, snapshot.version)
     files = FileMap.of(snapshot.files)
     files.base.arrow_files()  # kept by the base, which later snapshots share: the next checkpoint reuses it
-    data = mc.encode(snapshot, files.flattened(), rows,
-                     writer=writer_info(f"checkpoint-{uuid.uuid4().hex[:8]}"))
+    data = mc.encode(snapshot, files.flattened(), rows, writer=writer_info(f"checkpoint-{uuid.uuid4().hex[:8]}"))
     created = reader.store.put_if_absent(mc.checkpoint_name(snapshot.version), data)
     if created:
         try:
@@ -171,7 +173,8 @@ def write_checkpoint(reader: LogReader, snapshot: Snapshot) -> bool:
             log.warning("could not update %s: %s", mc.LAST_CHECKPOINT, exc)
     return created
 
-def _commit_rows(reader: LogReader, listing: Listing, version: int) -> "Any":
+
+def _commit_rows(reader: LogReader, listing: Listing, version: int) -> Any:
     """The commits section of a checkpoint at `version`: the previous checkpoint's, plus the commits since."""
     for cp in listing.checkpoints_desc(version - 1):
         if not listing.has_commit(cp + 1):
@@ -183,8 +186,11 @@ def _commit_rows(reader: LogReader, listing: Listing, version: int) -> "Any":
         return pa.concat_tables([prev, mc.commit_rows(reader.read_range(listing, cp + 1, version))])
     if listing.has_commit(0):
         return mc.commit_rows(reader.read_range(listing, 0, version))
-    raise CorruptCommit(f"cannot checkpoint version {version} of {reader.store.url}: the commits before "
-                        f"{listing.log_start} were folded and no readable checkpoint holds them")
+    raise CorruptCommit(
+        f"cannot checkpoint version {version} of {reader.store.url}: the commits before "
+        f"{listing.log_start} were folded and no readable checkpoint holds them"
+    )
+
 
 def verify_checkpoint(reader: LogReader, version: int) -> list[str]:
     """How the checkpoint at `version` disagrees with the log (empty if it agrees): its files
@@ -209,8 +215,10 @@ def verify_checkpoint(reader: LogReader, version: int) -> list[str]:
         except (FileNotFoundError, CorruptCheckpoint, UnsupportedFormatVersion):
             continue
     if base is None and not listing.has_commit(0):
-        raise CorruptCommit(f"the checkpoint at {version} cannot be checked: the commits before it were folded "
-                            "and no older readable checkpoint is left")
+        raise CorruptCommit(
+            f"the checkpoint at {version} cannot be checked: the commits before it were folded "
+            "and no older readable checkpoint is left"
+        )
     tail = reader.read_many(list(range(start, version + 1)))
     expected = replay(tail, base)
     problems = []
@@ -224,6 +232,7 @@ def verify_checkpoint(reader: LogReader, version: int) -> list[str]:
             problems.append(f"its commits section disagrees with the log at version {r['version']}")
             break
     return problems
+
 
 def fold_commits(reader: LogReader, older_than: datetime) -> list[int]:
     """Delete the commit files older than the newest checkpoint and committed before
@@ -240,26 +249,31 @@ def fold_commits(reader: LogReader, older_than: datetime) -> list[int]:
     commits section. Raises CorruptCommit if the hint cannot be raised (nothing is deleted).
     """
     if older_than.tzinfo is None:
-        older_than = older_than.replace(tzinfo=timezone.utc)
+        older_than = older_than.replace(tzinfo=UTC)
     listing = reader.listing()
     if not listing.checkpoints or listing.oldest_commit is None or listing.oldest_commit >= listing.checkpoints[-1]:
         return []
     newest = listing.checkpoints[-1]
     try:
         problems = verify_checkpoint(reader, newest)
-        times = dict(zip(*(mc.load(reader.store, newest).commits().column(c).to_pylist()
-                           for c in ("version", "committed_at"))))
+        times = dict(
+            zip(*(mc.load(reader.store, newest).commits().column(c).to_pylist() for c in ("version", "committed_at")))
+        )
     except (FileNotFoundError, CorruptCommit, UnsupportedFormatVersion, VersionNotFound) as exc:
         problems = [f"{type(exc).__name__}: {exc}"]
     if problems:
-        mc.warn(f"not folding commits into checkpoint {newest} of {reader.store.url}: it does not agree with the "
-              f"log ({problems[0]}); run `warehouse doctor`")
+        mc.warn(
+            f"not folding commits into checkpoint {newest} of {reader.store.url}: it does not agree with the "
+            f"log ({problems[0]}); run `warehouse doctor`"
+        )
         return []
     # First the floor: `_landed_in_fold` and `_folded_away` rely on the hint naming a checkpoint
     # at least this new before any commit below it is gone. If it cannot be written, nothing is.
     mc.write_hint(reader.store, newest)
     if (mc.read_hint(reader.store) or -1) < newest:
-        raise CorruptCommit(f"cannot fold: {mc.LAST_CHECKPOINT} of {reader.store.url} does not name checkpoint {newest}")
+        raise CorruptCommit(
+            f"cannot fold: {mc.LAST_CHECKPOINT} of {reader.store.url} does not name checkpoint {newest}"
+        )
     folded: list[int] = []
     for v in listing.commits:
         t = times.get(v)
@@ -296,7 +310,9 @@ def _compare_files(got: pa.Table, want: pa.Table) -> list[str]:
     for p in sorted(g.keys() & w.keys()):
         a, b = g[p], w[p]
         for k in ("table", "rows", "bytes", "version", "partition", "stats"):
-            same = a[k] == b[k] or (k in ("partition", "stats") and json.loads(a[k] or "{}") == json.loads(b[k] or "{}"))
+            same = a[k] == b[k] or (
+                k in ("partition", "stats") and json.loads(a[k] or "{}") == json.loads(b[k] or "{}")
+            )
             if not same and not (k == "version" and -1 in (a[k], b[k])):
                 out.append(f"{p}: {k} {a[k]!r} in the checkpoint, {b[k]!r} in the log")
                 break

@@ -9,6 +9,7 @@ from functools import cached_property
 from warehouse.core.errors import CorruptCommit
 from warehouse.manifest.model import CHECKPOINT_SUFFIX
 
+
 class Listing:
     """One listing of `_manifest/`: which commits and checkpoints it holds.
 
@@ -36,13 +37,16 @@ class Listing:
     def commits(self) -> list[int]:
         """Every commit version listed, ascending."""
         parse = self._commit_version
-        return [v for n in self.names[self._lo:self._hi] if (v := parse(n)) is not None]
+        return [v for n in self.names[self._lo : self._hi] if (v := parse(n)) is not None]
 
     @cached_property
     def checkpoints(self) -> list[int]:
         """Every checkpoint version listed, ascending."""
-        return [v for n in self.names[self._lo:self._hi] if n.endswith(CHECKPOINT_SUFFIX)
-                and (v := self._checkpoint_version(n)) is not None]
+        return [
+            v
+            for n in self.names[self._lo : self._hi]
+            if n.endswith(CHECKPOINT_SUFFIX) and (v := self._checkpoint_version(n)) is not None
+        ]
 
     def _scan(self, parse: Callable[[str], int | None], descending: bool) -> int | None:
         rng = range(self._hi - 1, self._lo - 1, -1) if descending else range(self._lo, self._hi)
@@ -87,8 +91,10 @@ class Listing:
     @property
     def latest(self) -> int:
         """The newest version (a checkpoint is never newer than the commit it was made at)."""
-        return max(-1 if self.latest_commit is None else self.latest_commit,
-                   -1 if self.newest_checkpoint is None else self.newest_checkpoint)
+        return max(
+            -1 if self.latest_commit is None else self.latest_commit,
+            -1 if self.newest_checkpoint is None else self.newest_checkpoint,
+        )
 
     def checkpoints_desc(self, upto: int | None = None) -> Iterator[int]:
         """Checkpoint versions at or before `upto` (default: all), newest first (found lazily)."""
@@ -131,12 +137,15 @@ def gap(name: str, url: str, listing: Listing | None = None) -> CorruptCommit:
         return CorruptCommit(f"manifest file {name} is missing from {url}; the log has a gap: restore it from a backup")
     below = [v for v in listing.commits if v < version]
     upto = f"runs from {below[0]} to {below[-1]}" if below else "has no commit before it"
-    shown = ", ".join(f"{v:020d}.json" for v in beyond[:3]) + (f" and {len(beyond) - 3} more" if len(beyond) > 3 else "")
+    shown = ", ".join(f"{v:020d}.json" for v in beyond[:3]) + (
+        f" and {len(beyond) - 3} more" if len(beyond) > 3 else ""
+    )
     return CorruptCommit(
         f"the log of {url} has a gap: commits {version}..{beyond[0] - 1} are missing; it {upto}, and "
         f"{len(beyond)} commit file(s) lie beyond the gap ({shown}). Run `warehouse doctor`: commit files "
         "that do not belong to this warehouse (copied into _manifest/ by mistake) are set aside by "
-        "`warehouse doctor --repair`; if the missing commits were lost, restore them from a backup")
+        "`warehouse doctor --repair`; if the missing commits were lost, restore them from a backup"
+    )
 
 
 def vanished(name: str, url: str) -> Vanished:

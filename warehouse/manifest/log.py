@@ -19,7 +19,16 @@ from warehouse.core.errors import CommitConflict
 from warehouse.core.storage import Store
 from warehouse.manifest import fold
 from warehouse.manifest.listing import Vanished
-from warehouse.manifest.model import FORMAT_VERSION, OPERATIONS, Commit, DataFile, RemovedFile, check_deadline, commit_name, utcnow
+from warehouse.manifest.model import (
+    FORMAT_VERSION,
+    OPERATIONS,
+    Commit,
+    DataFile,
+    RemovedFile,
+    check_deadline,
+    commit_name,
+    utcnow,
+)
 from warehouse.manifest.reader import LogReader
 from warehouse.manifest.snapshot import Snapshot, replay
 
@@ -66,8 +75,12 @@ class Log(LogReader):
                 if v > listing.latest:
                     continue
                 behind = listing.latest - v
-                if catch_up and self.checkpoint_interval and behind > self.checkpoint_interval and \
-                        (listing.newest_checkpoint or -1) >= v:
+                if (
+                    catch_up
+                    and self.checkpoint_interval
+                    and behind > self.checkpoint_interval
+                    and (listing.newest_checkpoint or -1) >= v
+                ):
                     return self.snapshot(listing=listing), []
                 try:
                     new += self.read_range(listing, v, listing.latest)
@@ -78,11 +91,15 @@ class Log(LogReader):
             # Commit v is not missing for being in the future: vacuum folded it (this process was
             # behind a checkpoint and a fold). Rebuild from the checkpoint.
             fresh = self.snapshot()
-            log.warning("the commits after version %d of %s were folded into a checkpoint while this process "
-                        "was behind; reloaded at version %d", v - 1, self.store.url, fresh.version)
+            log.warning(
+                "the commits after version %d of %s were folded into a checkpoint while this process "
+                "was behind; reloaded at version %d",
+                v - 1,
+                self.store.url,
+                fresh.version,
+            )
             return fresh, []
         return (replay(new, snap) if new else snap), new
-
 
     # -- writing ---------------------------------------------------------------------------------
     def create(self, writer: Mapping[str, Any]) -> bool:
@@ -150,8 +167,11 @@ class Log(LogReader):
                 if fold.landed_in_fold(self, version, token):
                     # Our snapshot was older than a fold: take our commit back and go on from the
                     # newest checkpoint. The caller's snapshot is stale too: `seen` no longer leads to it.
-                    log.warning("version %d of %s had been folded into a checkpoint; committing after the "
-                                "newest one instead", version, self.store.url)
+                    log.warning(
+                        "version %d of %s had been folded into a checkpoint; committing after the newest one instead",
+                        version,
+                        self.store.url,
+                    )
                     again = self.read(version)
                     if again is not None and again.token == token:
                         self.store.remove(commit_name(version))
@@ -190,7 +210,6 @@ class Log(LogReader):
             version += 1
         raise CommitConflict(f"gave up after {max_attempts} attempts to commit; the log is too contended")
 
-
     def _checkpoint_after(self, base: Snapshot, chain: list[Commit]) -> None:
         """Best effort: write the checkpoint of the version the last of `chain` committed."""
         version = chain[-1].version
@@ -202,8 +221,13 @@ class Log(LogReader):
                 snap = self.snapshot(version)
             self.write_checkpoint(snap)
         except Exception as exc:  # never fail the commit, which has landed
-            log.warning("could not write the checkpoint of version %d of %s (%s: %s); readers replay the log "
-                        "instead", version, self.store.url, type(exc).__name__, exc)
+            log.warning(
+                "could not write the checkpoint of version %d of %s (%s: %s); readers replay the log instead",
+                version,
+                self.store.url,
+                type(exc).__name__,
+                exc,
+            )
 
     # -- checkpoints and folded commits (see `fold`) ---------------------------------------------
     def find_token(self, token: str, after: int, upto: int) -> Commit | None:

@@ -10,7 +10,7 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from warehouse.core.errors import CorruptCommit, StaleDataFile, UnsupportedFormatVersion
@@ -44,7 +44,7 @@ def commit_name(version: int) -> str:
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 Staged = tuple[float | None, float]
@@ -65,7 +65,7 @@ def staged_age(staged: Staged) -> float:
 
 def iso(ts: datetime) -> str:
     """`ts` in UTC as ISO 8601 text ending in "Z", as the manifest files store times."""
-    return ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_iso(text: str) -> datetime:
@@ -93,11 +93,17 @@ class DataFile:
     staged: Staged | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"table": self.table, "path": self.path, "partition": dict(self.partition),
-                "rows": self.rows, "bytes": self.bytes, "stats": dict(self.stats)}
+        return {
+            "table": self.table,
+            "path": self.path,
+            "partition": dict(self.partition),
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "stats": dict(self.stats),
+        }
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "DataFile":
+    def from_json(cls, d: Mapping[str, Any]) -> DataFile:
         return cls(d["table"], d["path"], d.get("partition", {}), int(d["rows"]), int(d["bytes"]), d.get("stats", {}))
 
 
@@ -143,7 +149,7 @@ class Commit:
         return dump_json(doc).encode("utf-8")
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, name: str) -> "Commit":
+    def from_bytes(cls, data: bytes, *, name: str) -> Commit:
         """Parse a commit file; CorruptCommit naming the file if it is not a valid commit."""
         try:
             doc = json.loads(data)
@@ -193,4 +199,5 @@ def check_deadline(staged: list[tuple[Staged, str]]) -> None:
         raise StaleDataFile(
             f"{path} began to be written {age:.0f} s ago, more than the commit deadline ({deadline:.0f} s): a "
             f"vacuum (orphan window at least {MIN_ORPHAN_WINDOW}) may have deleted it as an orphan, so it is not "
-            "committed; nothing was: write the data again")
+            "committed; nothing was: write the data again"
+        )

@@ -6,19 +6,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 
-from warehouse.core.errors import CorruptCheckpoint, CorruptCommit, UnsupportedFormatVersion, VersionNotFound, WarehouseNotFound
+from warehouse.core.errors import (
+    CorruptCheckpoint,
+    CorruptCommit,
+    UnsupportedFormatVersion,
+    VersionNotFound,
+    WarehouseNotFound,
+)
 from warehouse.core.storage import Store
 from warehouse.manifest import checkpoint as mc
 from warehouse.manifest.listing import Listing, Vanished, gap, vanished
 from warehouse.manifest.model import MANIFEST_DIR, Commit, commit_name, iso
 from warehouse.manifest.snapshot import Snapshot, replay
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class LogReader:
@@ -99,7 +105,9 @@ class LogReader:
         commit 0, unless vacuum folded the older ones into a checkpoint (see `versions`)."""
         listing = self.listing()
         if listing.empty:
-            raise WarehouseNotFound(f"no warehouse at {self.store.url!r} (no {MANIFEST_DIR}/); open it with create=True")
+            raise WarehouseNotFound(
+                f"no warehouse at {self.store.url!r} (no {MANIFEST_DIR}/); open it with create=True"
+            )
         latest = listing.latest
         if upto is not None and (upto < 0 or upto > latest):
             raise VersionNotFound(f"version {upto} does not exist; the latest version is {latest}")
@@ -107,8 +115,9 @@ class LogReader:
         return self.read_many([v for v in listing.retained if v <= upto])
 
     # -- snapshots -------------------------------------------------------------------------------
-    def snapshot(self, version: int | None = None, as_of: datetime | None = None, *,
-                 listing: Listing | None = None) -> Snapshot:
+    def snapshot(
+        self, version: int | None = None, as_of: datetime | None = None, *, listing: Listing | None = None
+    ) -> Snapshot:
         """The snapshot at `version` (default: the latest), or at the last commit at or before
         `as_of` (a commit time earlier than one before it counts as that one's: a clock that went
         backwards never makes time travel skip commits).
@@ -124,8 +133,9 @@ class LogReader:
             if listing is None or attempt:
                 listing = self.listing()
             if listing.empty:
-                raise WarehouseNotFound(f"no warehouse at {self.store.url!r} (no {MANIFEST_DIR}/); "
-                                        "open it with create=True")
+                raise WarehouseNotFound(
+                    f"no warehouse at {self.store.url!r} (no {MANIFEST_DIR}/); open it with create=True"
+                )
             stray = listing.newest_checkpoint
             if listing.latest_commit is not None and stray is not None and stray > listing.latest_commit:
                 # A checkpoint is written after its commit, which vacuum never folds: this one is not
@@ -133,7 +143,8 @@ class LogReader:
                 raise CorruptCommit(
                     f"{mc.checkpoint_name(stray)} of {self.store.url} is newer than the newest commit "
                     f"({listing.latest_commit}), so it is not this log's (copied in by mistake?); "
-                    "`warehouse doctor --repair` sets it aside; if commits were lost, restore them from a backup")
+                    "`warehouse doctor --repair` sets it aside; if commits were lost, restore them from a backup"
+                )
             try:
                 if as_of is not None:
                     return self._as_of(listing, as_of)
@@ -178,18 +189,21 @@ class LogReader:
         if unreadable:
             raise CorruptCommit(
                 f"cannot rebuild version {target} of {self.store.url}: checkpoint {mc.checkpoint_name(unreadable[0])} "
-                "is unreadable and the commits before it were folded by vacuum; restore it from a backup")
+                "is unreadable and the commits before it were folded by vacuum; restore it from a backup"
+            )
         raise self._folded(listing, target)
 
     def _folded(self, listing: Listing, target: int) -> VersionNotFound:
         into = next((c for c in listing.checkpoints if c >= target), None)
         where = f"checkpoint {into}" if into is not None else "a checkpoint"
-        return VersionNotFound(f"version {target} was folded into {where} by vacuum (its commit file is gone); "
-                               f"the oldest version you can open is {listing.oldest_openable()}")
+        return VersionNotFound(
+            f"version {target} was folded into {where} by vacuum (its commit file is gone); "
+            f"the oldest version you can open is {listing.oldest_openable()}"
+        )
 
     def _as_of(self, listing: Listing, as_of: datetime) -> Snapshot:
         if as_of.tzinfo is None:
-            as_of = as_of.replace(tzinfo=timezone.utc)
+            as_of = as_of.replace(tzinfo=UTC)
         unreadable: list[int] = []
         for cp in listing.checkpoints_desc():
             ck = self._checkpoint(cp)
@@ -217,16 +231,22 @@ class LogReader:
             if target is None:
                 if rows.column("version")[0].as_py() == 0:
                     raise VersionNotFound(f"the warehouse did not exist yet at {iso(as_of)}")
-                raise VersionNotFound(f"at {iso(as_of)} the warehouse was at a version folded by vacuum; the "
-                                      f"oldest version you can open is {listing.oldest_openable()}")
+                raise VersionNotFound(
+                    f"at {iso(as_of)} the warehouse was at a version folded by vacuum; the "
+                    f"oldest version you can open is {listing.oldest_openable()}"
+                )
             return self._load(listing, target)
         if not listing.has_commit(0):
             if unreadable:
-                raise CorruptCommit(f"cannot tell the version of {self.store.url} at {iso(as_of)}: checkpoint "
-                                    f"{mc.checkpoint_name(unreadable[0])} is unreadable and the commits before it "
-                                    "were folded by vacuum; restore it from a backup")
-            raise VersionNotFound(f"at {iso(as_of)} the warehouse was at a version folded by vacuum; the oldest "
-                                  f"version you can open is {listing.oldest_openable()}")
+                raise CorruptCommit(
+                    f"cannot tell the version of {self.store.url} at {iso(as_of)}: checkpoint "
+                    f"{mc.checkpoint_name(unreadable[0])} is unreadable and the commits before it "
+                    "were folded by vacuum; restore it from a backup"
+                )
+            raise VersionNotFound(
+                f"at {iso(as_of)} the warehouse was at a version folded by vacuum; the oldest "
+                f"version you can open is {listing.oldest_openable()}"
+            )
         commits = self._commits_until(listing, 0, as_of)
         if not commits:
             raise VersionNotFound(f"the warehouse did not exist yet at {iso(as_of)}")
@@ -243,4 +263,3 @@ class LogReader:
                 out.append(c)
             v += chunk
         return out
-

@@ -31,8 +31,13 @@ class FileMap(Mapping[str, DataFile]):
 
     __slots__ = ("base", "added", "segments", "removed", "_overlay_files", "_len", "_tables", "_by_table")
 
-    def __init__(self, base: FrozenFiles | None = None, added: dict[str, DataFile] | None = None,
-                 segments: tuple[tuple[int, tuple[DataFile, ...]], ...] = (), removed: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        base: FrozenFiles | None = None,
+        added: dict[str, DataFile] | None = None,
+        segments: tuple[tuple[int, tuple[DataFile, ...]], ...] = (),
+        removed: frozenset[str] = frozenset(),
+    ) -> None:
         self.base = base if base is not None else FrozenFiles.empty()
         self.added = added or {}  # path -> file added (or replaced) since the base
         self.segments = segments  # (version, files it added) of each commit since the base, in order
@@ -43,7 +48,7 @@ class FileMap(Mapping[str, DataFile]):
         self._by_table: dict[str, list[DataFile]] | None = None
 
     @classmethod
-    def of(cls, files: Mapping[str, DataFile]) -> "FileMap":
+    def of(cls, files: Mapping[str, DataFile]) -> FileMap:
         """`files` as a FileMap (the version that added each file is unknown: -1)."""
         if isinstance(files, FileMap):
             return files
@@ -54,9 +59,8 @@ class FileMap(Mapping[str, DataFile]):
 
     def __getitem__(self, path: str) -> DataFile:
         f = self.added.get(path)
-        if f is None:
-            if path in self.removed or (f := self.base.get(path)) is None:
-                raise KeyError(path)
+        if f is None and (path in self.removed or (f := self.base.get(path)) is None):
+            raise KeyError(path)
         return f
 
     def __contains__(self, path: object) -> bool:

@@ -43,7 +43,6 @@ def write(store: Store, readable_from: int, now: datetime, retain: str) -> None:
     old = read(store)
     if old is not None and old["readable_from"] >= readable_from:
         return
-    doc = {"readable_from": readable_from, "vacuumed_at": now.isoformat().replace("+00:00", "Z"),
-           "retain": retain}
+    doc = {"readable_from": readable_from, "vacuumed_at": now.isoformat().replace("+00:00", "Z"), "retain": retain}
     with store.errors():
         store.write_bytes(VACUUM_HINT, json.dumps(doc).encode("utf-8"))

@@ -88,7 +88,6 @@ def _tables(table: str | Iterable[str] | None) -> list[str]:
     return names
 
 
-
 def _pkey(f: DataFile) -> PartitionKey:
     return tuple(sorted(f.partition.items()))
 
@@ -160,8 +159,9 @@ class _Plan:
         return sum(f.rows for f in self.inputs)
 
 
-def _plan_partition(table: str, partition: dict[str, str], files: list[DataFile], target: int,
-                    min_files: int) -> _Plan | None:
+def _plan_partition(
+    table: str, partition: dict[str, str], files: list[DataFile], target: int, min_files: int
+) -> _Plan | None:
     """The partition's files under `target` bytes, if there are at least `min_files` of them and
     they make fewer files of about `target` bytes than they are; else None."""
     small = [f for f in files if f.bytes < target]
@@ -173,9 +173,14 @@ def _plan_partition(table: str, partition: dict[str, str], files: list[DataFile]
     return _Plan(table, partition, small, files_out)
 
 
-def plan_compaction(snapshot: Snapshot, *, table: str | Iterable[str] | None = None,
-                    partition: str | Mapping[str, str] | PartitionFilter | None = None,
-                    target_file_size: int = TARGET_FILE_SIZE, min_files: int = 2) -> list[_Plan]:
+def plan_compaction(
+    snapshot: Snapshot,
+    *,
+    table: str | Iterable[str] | None = None,
+    partition: str | Mapping[str, str] | PartitionFilter | None = None,
+    target_file_size: int = TARGET_FILE_SIZE,
+    min_files: int = 2,
+) -> list[_Plan]:
     """Every partition worth compacting in `snapshot`, in table then partition order, with its
     input files and the number of output files. Reads nothing but the snapshot. `partition`
     selects partitions (an SQL condition on the partition columns, or a dict; see
@@ -201,13 +206,15 @@ class _Output:
     """One output file being written: a ParquetWriter fed a row group at a time, full once its
     bytes on disk reach the target."""
 
-    def __init__(self, wh: "Engine", plan: _Plan, target: int, tmp: str, applied: int | None = None) -> None:
+    def __init__(self, wh: Engine, plan: _Plan, target: int, tmp: str, applied: int | None = None) -> None:
         from warehouse.engine.datafiles import PARQUET_OPTIONS
 
         self.wh, self.plan, self.target = wh, plan, target
         self.applied = applied  # the version up to which superseded adds were left out (keyed tables)
         self.schema = catalog().table(plan.table)
-        self.rel = f"{partition_dir(plan.table, plan.partition, list(catalog().partition_columns))}/{new_data_file_name()}"
+        self.rel = (
+            f"{partition_dir(plan.table, plan.partition, list(catalog().partition_columns))}/{new_data_file_name()}"
+        )
         if wh.store.is_local:
             self.path = wh.store.full(self.rel)
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
@@ -256,10 +263,14 @@ class _Output:
             self.writer.close()
         written = pq.read_metadata(self.path).num_rows
         if written != self.rows:
-            raise StorageError(f"compaction of {self.plan.table} {self.plan.partition}: {self.rel} holds {written} "
-                                 f"rows, {self.rows} were written; nothing was committed")
-        stats = file_stats(pq.read_table(self.path, columns=self.schema.stats_columns, page_checksum_verification=True),
-                           self.schema.stats_columns)
+            raise StorageError(
+                f"compaction of {self.plan.table} {self.plan.partition}: {self.rel} holds {written} "
+                f"rows, {self.rows} were written; nothing was committed"
+            )
+        stats = file_stats(
+            pq.read_table(self.path, columns=self.schema.stats_columns, page_checksum_verification=True),
+            self.schema.stats_columns,
+        )
         if self.applied is not None:
             stats[keys.APPLIED] = {"applied": self.applied}
         size = os.path.getsize(self.path)
@@ -286,7 +297,7 @@ def _arrow_reader(rel: duckdb.DuckDBPyRelation, batch_rows: int) -> pa.RecordBat
     return to_reader(batch_rows)
 
 
-def _rewrite(wh: "Engine", con: duckdb.DuckDBPyConnection, plan: _Plan, target: int, tmp: str) -> list[DataFile]:
+def _rewrite(wh: Engine, con: duckdb.DuckDBPyConnection, plan: _Plan, target: int, tmp: str) -> list[DataFile]:
     """The partition's input files as one stream sorted by the table's `sort_by`, cut into files
     of about `target` bytes. Raises CorruptDataFile if the rows read differ from the manifest's
     count; nothing written is left behind on failure."""
@@ -302,8 +313,9 @@ def _rewrite(wh: "Engine", con: duckdb.DuckDBPyConnection, plan: _Plan, target: 
         # DuckDB reads the inputs through the store's filesystem, their sizes known from the manifest.
         if store.protocol in con.list_filesystems():
             con.unregister_filesystem(store.protocol)
-        con.register_filesystem(SnapshotFileSystem(store.fs, {store.full(f.path): f.bytes for f in plan.inputs},
-                                                   call=store.call))
+        con.register_filesystem(
+            SnapshotFileSystem(store.fs, {store.full(f.path): f.bytes for f in plan.inputs}, call=store.call)
+        )
     cols = ", ".join(schema.column_names)
     order = ", ".join(f"{c} asc nulls last" for c in schema.sort_by)
     query = f"select {cols} from ({table_sql(store, schema, plan.inputs)})" + (f" order by {order}" if order else "")
@@ -334,8 +346,14 @@ def _rewrite(wh: "Engine", con: duckdb.DuckDBPyConnection, plan: _Plan, target: 
                         out = _Output(wh, plan, target, tmp, applied=applied)
                     # At most one row group's worth at a time, so that a full file is noticed in time.
                     per_row = max(1, rows.nbytes // rows.num_rows)
-                    take = max(1, min(rows.num_rows, out.row_group - out.pending_rows,
-                                      (out.group_bytes - out.pending_bytes) // per_row))
+                    take = max(
+                        1,
+                        min(
+                            rows.num_rows,
+                            out.row_group - out.pending_rows,
+                            (out.group_bytes - out.pending_bytes) // per_row,
+                        ),
+                    )
                     out.add(rows.slice(0, take))
                     rows = rows.slice(take)
                     if out.full:
@@ -351,12 +369,14 @@ def _rewrite(wh: "Engine", con: duckdb.DuckDBPyConnection, plan: _Plan, target: 
         raise
     if read != expected or sum(f.rows for f in done) != expected - dropped:
         _discard(wh, done)
-        raise CorruptDataFile(f"compaction of {plan.table} {plan.partition}: the manifest counts {expected} rows in "
-                             f"{len(plan.inputs)} files but {read} were read; nothing was committed: run `warehouse doctor`")
+        raise CorruptDataFile(
+            f"compaction of {plan.table} {plan.partition}: the manifest counts {expected} rows in "
+            f"{len(plan.inputs)} files but {read} were read; nothing was committed: run `warehouse doctor`"
+        )
     return done
 
 
-def _discard(wh: "Engine", files: list[DataFile]) -> None:
+def _discard(wh: Engine, files: list[DataFile]) -> None:
     """Delete outputs that were never committed (best effort: what stays is an orphan for vacuum)."""
     for f in files:
         try:
@@ -373,8 +393,9 @@ def _connection(tmp: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _compact_partition(wh: "Engine", con: duckdb.DuckDBPyConnection, plan: _Plan, target: int,
-                       min_files: int, tmp: str) -> PartitionCompaction:
+def _compact_partition(
+    wh: Engine, con: duckdb.DuckDBPyConnection, plan: _Plan, target: int, min_files: int, tmp: str
+) -> PartitionCompaction:
     last: CommitConflict | None = None
     table, partition = plan.table, plan.partition
     for attempt in range(ATTEMPTS):
@@ -397,13 +418,23 @@ def _compact_partition(wh: "Engine", con: duckdb.DuckDBPyConnection, plan: _Plan
             continue
         gone = [f.path for f in outputs if not wh.store.exists(f.path)]
         if gone:  # not vacuum (the commit deadline keeps files in flight out of its reach): never commit that
-            raise StorageError(f"compaction of {table} {partition}: its output {gone[0]} was deleted before it "
-                                 "could be committed (by something other than vacuum); nothing was committed: "
-                                 "run compact again")
+            raise StorageError(
+                f"compaction of {table} {partition}: its output {gone[0]} was deleted before it "
+                "could be committed (by something other than vacuum); nothing was committed: "
+                "run compact again"
+            )
         rewrite = RewritePlan(remove=[RemovedFile(f.table, f.path) for f in plan.inputs], add=outputs)
-        info = {"compact": {"table": table, "partition": partition, "planned_at_version": wh.version,
-                            "files_in": len(plan.inputs), "files_out": len(outputs), "rows": plan.rows,
-                            "target_file_size": target}}
+        info = {
+            "compact": {
+                "table": table,
+                "partition": partition,
+                "planned_at_version": wh.version,
+                "files_in": len(plan.inputs),
+                "files_out": len(outputs),
+                "rows": plan.rows,
+                "target_file_size": target,
+            }
+        }
         try:
             commit = commit_rewrite(wh, rewrite, operation="compact", info=info)
         except CommitConflict as exc:
@@ -412,14 +443,28 @@ def _compact_partition(wh: "Engine", con: duckdb.DuckDBPyConnection, plan: _Plan
             last = exc
             continue
         assert commit is not None
-        return PartitionCompaction(table, partition, "compacted", len(plan.inputs), len(outputs), plan.rows,
-                                   sum(f.bytes for f in plan.inputs), sum(f.bytes for f in outputs), commit.version)
+        return PartitionCompaction(
+            table,
+            partition,
+            "compacted",
+            len(plan.inputs),
+            len(outputs),
+            plan.rows,
+            sum(f.bytes for f in plan.inputs),
+            sum(f.bytes for f in outputs),
+            commit.version,
+        )
     return PartitionCompaction(table, partition, "conflict", error=f"gave up after {ATTEMPTS} plans: {last}")
 
 
-def compact(wh: "Engine", table: str | Iterable[str] | None = None,
-            partition: str | Mapping[str, str] | None = None, target_file_size: int = TARGET_FILE_SIZE,
-            min_files: int = 2, dry_run: bool = False) -> CompactResult:
+def compact(
+    wh: Engine,
+    table: str | Iterable[str] | None = None,
+    partition: str | Mapping[str, str] | None = None,
+    target_file_size: int = TARGET_FILE_SIZE,
+    min_files: int = 2,
+    dry_run: bool = False,
+) -> CompactResult:
     """Rewrite the small files of each (table, partition) into few sorted files of about
     `target_file_size` bytes, one commit per partition; see the module docstring.
 
@@ -440,11 +485,16 @@ def compact(wh: "Engine", table: str | Iterable[str] | None = None,
     if not dry_run:
         wh.engine.require_writable()
     wh.refresh()
-    plans = plan_compaction(wh.snapshot, table=table, partition=partition, target_file_size=target_file_size,
-                            min_files=min_files)
+    plans = plan_compaction(
+        wh.snapshot, table=table, partition=partition, target_file_size=target_file_size, min_files=min_files
+    )
     if dry_run:
-        done = [PartitionCompaction(p.table, p.partition, "planned", len(p.inputs), p.files_out, p.rows,
-                                    sum(f.bytes for f in p.inputs)) for p in plans]
+        done = [
+            PartitionCompaction(
+                p.table, p.partition, "planned", len(p.inputs), p.files_out, p.rows, sum(f.bytes for f in p.inputs)
+            )
+            for p in plans
+        ]
         return CompactResult(tuple(done), target_file_size, True, time.perf_counter() - t0)
     done = []
     if plans:

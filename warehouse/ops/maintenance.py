@@ -11,6 +11,18 @@ from warehouse.manifest.vacuum_hint import VACUUM_HINT, check_readable
 from warehouse.ops.compact import TARGET_FILE_SIZE, CompactResult, PartitionCompaction, compact, plan_compaction
 from warehouse.ops.vacuum import VacuumResult, check_orphan_window, is_data_path, vacuum
 
-__all__ = ["compact", "plan_compaction", "vacuum", "check_readable", "check_orphan_window", "is_data_path",
-           "parse_size", "parse_partition", "CompactResult", "PartitionCompaction", "VacuumResult",
-           "TARGET_FILE_SIZE", "VACUUM_HINT"]
+__all__ = [
+    "compact",
+    "plan_compaction",
+    "vacuum",
+    "check_readable",
+    "check_orphan_window",
+    "is_data_path",
+    "parse_size",
+    "parse_partition",
+    "CompactResult",
+    "PartitionCompaction",
+    "VacuumResult",
+    "TARGET_FILE_SIZE",
+    "VACUUM_HINT",
+]

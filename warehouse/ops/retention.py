@@ -43,8 +43,8 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import partial
-from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -52,9 +52,9 @@ import pyarrow.compute as pc
 
 from warehouse.core import arguments
 from warehouse.core.errors import CommitConflict, InvalidArgument, InvalidArgumentType
-from warehouse.manifest import DataFile, Snapshot, utcnow
-from warehouse.engine.rewrite import RewritePlan, commit_rewrite, plan_rewrite
 from warehouse.core.schemas import catalog
+from warehouse.engine.rewrite import RewritePlan, commit_rewrite, plan_rewrite
+from warehouse.manifest import DataFile, Snapshot, utcnow
 
 if TYPE_CHECKING:
     from warehouse.engine.engine import Engine
@@ -116,17 +116,29 @@ class ExpirePlan:
     files_by_table: dict[str, tuple[int, int]]
 
     def result(self, version: int | None) -> ExpireResult:
-        return ExpireResult(self.cutoff, dict(sorted(self.rewrite.by_table.items())), self.rewrite.files_dropped,
-                            self.rewrite.files_rewritten, version, self.dry_run, self.executions_expired,
-                            dict(sorted(self.files_by_table.items())))
+        return ExpireResult(
+            self.cutoff,
+            dict(sorted(self.rewrite.by_table.items())),
+            self.rewrite.files_dropped,
+            self.rewrite.files_rewritten,
+            version,
+            self.dry_run,
+            self.executions_expired,
+            dict(sorted(self.files_by_table.items())),
+        )
 
     def info(self) -> dict[str, Any]:
         """The commit's `info.expire` record."""
-        return {"cutoff": self.cutoff.isoformat().replace("+00:00", "Z"), "tables": list(self.tables),
-                "statuses": list(self.statuses), "planned_at_version": self.base_version,
-                "rows_removed": dict(sorted(self.rewrite.by_table.items())),
-                "executions_expired": self.executions_expired,
-                "files_dropped": self.rewrite.files_dropped, "files_rewritten": self.rewrite.files_rewritten}
+        return {
+            "cutoff": self.cutoff.isoformat().replace("+00:00", "Z"),
+            "tables": list(self.tables),
+            "statuses": list(self.statuses),
+            "planned_at_version": self.base_version,
+            "rows_removed": dict(sorted(self.rewrite.by_table.items())),
+            "executions_expired": self.executions_expired,
+            "files_dropped": self.rewrite.files_dropped,
+            "files_rewritten": self.rewrite.files_rewritten,
+        }
 
 
 # -- input ---------------------------------------------------------------------------------------
@@ -136,7 +148,9 @@ def parse_duration(text: str, *, zero: bool = False) -> timedelta:
     Raises WarehouseError naming the text otherwise."""
     m = _DURATION.match(text) if isinstance(text, str) else None
     if m is None:
-        raise InvalidArgument(f"bad duration {text!r}: give a number and a unit d, h, m or s, e.g. 30d, 12h, 90m, 3600s")
+        raise InvalidArgument(
+            f"bad duration {text!r}: give a number and a unit d, h, m or s, e.g. 30d, 12h, 90m, 3600s"
+        )
     age = timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
     if age < timedelta(0) or (age == timedelta(0) and not zero):
         raise InvalidArgument(f"bad duration {text!r}: it must be more than 0")
@@ -160,10 +174,14 @@ def _names(kind: str, given: Any, valid: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(values))
 
 
-def _validate(older_than: Any, tables: Any, statuses: Any, now: datetime | None) -> tuple[datetime, tuple[str, ...], tuple[str, ...]]:
+def _validate(
+    older_than: Any, tables: Any, statuses: Any, now: datetime | None
+) -> tuple[datetime, tuple[str, ...], tuple[str, ...]]:
     """The cutoff and the de-duplicated tables and statuses; WarehouseError for anything invalid."""
     if not isinstance(older_than, timedelta) or older_than <= timedelta(0):
-        raise (InvalidArgument if isinstance(older_than, timedelta) else InvalidArgumentType)(f"older_than must be a positive timedelta (e.g. timedelta(days=30)), got {older_than!r}")
+        raise (InvalidArgument if isinstance(older_than, timedelta) else InvalidArgumentType)(
+            f"older_than must be a positive timedelta (e.g. timedelta(days=30)), got {older_than!r}"
+        )
     tables = _names("table", tables, EXPIRABLE_TABLES)
     statuses = _names("status", statuses, FINAL_STATUSES)
     if now is None:
@@ -171,7 +189,7 @@ def _validate(older_than: Any, tables: Any, statuses: Any, now: datetime | None)
     elif not isinstance(now, datetime):
         raise InvalidArgumentType(f"now must be a datetime, got {now!r}")
     elif now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)  # naive = UTC, as everywhere in the warehouse
+        now = now.replace(tzinfo=UTC)  # naive = UTC, as everywhere in the warehouse
     return arguments.before(now, older_than), tables, statuses
 
 
@@ -183,7 +201,7 @@ def _stat_ts(v: Any) -> datetime | None:
         ts = datetime.fromisoformat(v.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=timezone.utc)
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
 def _age_from_stats(f: DataFile, column: str, cutoff: datetime) -> bool | None:
@@ -221,7 +239,7 @@ def _no_old_final_rows(f: DataFile, cutoff: datetime) -> bool:
 
 
 # -- planning ------------------------------------------------------------------------------------
-def read_columns(wh: "Engine", f: DataFile, columns: list[str]) -> pa.Table:
+def read_columns(wh: Engine, f: DataFile, columns: list[str]) -> pa.Table:
     """Only `columns` of a data file (Parquet reads just their column chunks), typed by the table's
     schema; a column the file predates reads as NULL."""
     from warehouse.engine.datafiles import checked, parquet_file
@@ -231,15 +249,17 @@ def read_columns(wh: "Engine", f: DataFile, columns: list[str]) -> pa.Table:
     names = set(pf.schema_arrow.names)
     present = [c for c in columns if c in names]
     t = checked(f, lambda: pf.read(columns=present))
-    arrays = [t.column(c).cast(schema.field(c).type) if c in present else pa.nulls(t.num_rows, schema.field(c).type)
-              for c in columns]
+    arrays = [
+        t.column(c).cast(schema.field(c).type) if c in present else pa.nulls(t.num_rows, schema.field(c).type)
+        for c in columns
+    ]
     return pa.table(arrays, names=columns)
 
 
 class _Facts:
     """What planning needs to know about executions, read once per file and per partition."""
 
-    def __init__(self, wh: "Engine", snap: Snapshot, cutoff: datetime, statuses: tuple[str, ...]) -> None:
+    def __init__(self, wh: Engine, snap: Snapshot, cutoff: datetime, statuses: tuple[str, ...]) -> None:
         self.wh, self.snap, self.cutoff, self.statuses = wh, snap, cutoff, statuses
         self._final: dict[str, pa.Table] = {}
         self.finals: dict[PartitionKey, list[DataFile]] = defaultdict(list)
@@ -259,8 +279,11 @@ class _Facts:
         out: set[str] = set()
         for f in self.finals.get(p, ()):
             t = self.final_rows(f)
-            ids = t.column("execution_id") if where is None else t.column("execution_id").filter(
-                pc.fill_null(where(t), False))
+            ids = (
+                t.column("execution_id")
+                if where is None
+                else t.column("execution_id").filter(pc.fill_null(where(t), False))
+            )
             out.update(ids.unique().to_pylist())
         return out
 
@@ -308,9 +331,15 @@ def _id_set(ids: set[str] | None) -> pa.Array | None:
     return pa.array(sorted(ids), pa.string()) if ids else None
 
 
-def plan_expire(wh: "Engine", older_than: timedelta, *, tables: Iterable[str] | str = ("events",),
-                statuses: Iterable[str] | str = FINAL_STATUSES, dry_run: bool = False,
-                now: datetime | None = None) -> ExpirePlan:
+def plan_expire(
+    wh: Engine,
+    older_than: timedelta,
+    *,
+    tables: Iterable[str] | str = ("events",),
+    statuses: Iterable[str] | str = FINAL_STATUSES,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> ExpirePlan:
     """Work out an expire against `wh`'s cached snapshot (see the module docstring for what goes).
 
     Unless `dry_run`, writes the rewritten files now (invisible until `commit_expire`). Raises
@@ -328,9 +357,8 @@ def plan_expire(wh: "Engine", older_than: timedelta, *, tables: Iterable[str] | 
     expiring: dict[PartitionKey, set[str]] = {}
     if "executions" in tables:
         for p, files in facts.finals.items():
-            if any(not _no_old_final_rows(f, cutoff) for f in files):
-                if ids := facts.expiring(p):
-                    expiring[p] = ids
+            if any(not _no_old_final_rows(f, cutoff) for f in files) and (ids := facts.expiring(p)):
+                expiring[p] = ids
 
     # Protected ids, only for partitions whose events/snapshots may hold old rows.
     protected: dict[PartitionKey, set[str]] = {}
@@ -344,8 +372,12 @@ def plan_expire(wh: "Engine", older_than: timedelta, *, tables: Iterable[str] | 
     plan = RewritePlan()
     files_by_table: dict[str, tuple[int, int]] = {}
 
-    def add(table: str, files: list[DataFile], drop: Callable[[pa.Table], Any],
-            whole_file: Callable[[DataFile], bool | None]) -> None:
+    def add(
+        table: str,
+        files: list[DataFile],
+        drop: Callable[[pa.Table], Any],
+        whole_file: Callable[[DataFile], bool | None],
+    ) -> None:
         sub = plan_rewrite(wh, files, drop, dry_run=dry_run, whole_file=whole_file)
         if sub.remove:
             d, r = files_by_table.get(table, (0, 0))
@@ -374,8 +406,9 @@ def plan_expire(wh: "Engine", older_than: timedelta, *, tables: Iterable[str] | 
                 continue
             if table == "executions":
                 assert gone is not None
-                counts = {f.path: pc.sum(_is_in(facts.final_rows(f).column("execution_id"), gone)).as_py() or 0
-                          for f in files}
+                counts = {
+                    f.path: pc.sum(_is_in(facts.final_rows(f).column("execution_id"), gone)).as_py() or 0 for f in files
+                }
 
                 def whole_by_count(f: DataFile, counts: dict[str, int] = counts) -> bool | None:
                     return True if counts[f.path] == f.rows else (False if counts[f.path] == 0 else None)
@@ -386,7 +419,9 @@ def plan_expire(wh: "Engine", older_than: timedelta, *, tables: Iterable[str] | 
                 add(table, files, partial(_drop_ids, gone=gone), partial(by_ids, value_set=gone))
                 continue
 
-            def drop(t: pa.Table, col: str = age_col, gone: pa.Array | None = gone, keep: pa.Array | None = keep) -> Any:
+            def drop(
+                t: pa.Table, col: str = age_col, gone: pa.Array | None = gone, keep: pa.Array | None = keep
+            ) -> Any:
                 old = pc.less(t.column(col), cut)
                 if gone is not None:
                     old = pc.or_(pc.fill_null(old, False), _is_in(t.column("execution_id"), gone))
@@ -394,8 +429,9 @@ def plan_expire(wh: "Engine", older_than: timedelta, *, tables: Iterable[str] | 
                     old = pc.and_(old, pc.invert(_is_in(t.column("execution_id"), keep)))
                 return old
 
-            def whole(f: DataFile, col: str = age_col, gone: pa.Array | None = gone,
-                      keep: pa.Array | None = keep) -> bool | None:
+            def whole(
+                f: DataFile, col: str = age_col, gone: pa.Array | None = gone, keep: pa.Array | None = keep
+            ) -> bool | None:
                 decided = _age_from_stats(f, col, cutoff)
                 if decided is True:  # every row is old: all go unless a protected execution has some
                     return True if keep is None or by_ids(f, keep) is False else None
@@ -405,26 +441,40 @@ def plan_expire(wh: "Engine", older_than: timedelta, *, tables: Iterable[str] | 
 
             add(table, files, drop, whole)
 
-    return ExpirePlan(cutoff, tables, statuses, snap.version, dry_run, plan,
-                      sum(len(ids) for ids in expiring.values()), files_by_table)
+    return ExpirePlan(
+        cutoff,
+        tables,
+        statuses,
+        snap.version,
+        dry_run,
+        plan,
+        sum(len(ids) for ids in expiring.values()),
+        files_by_table,
+    )
 
 
-def commit_expire(wh: "Engine", plan: ExpirePlan) -> ExpireResult:
+def commit_expire(wh: Engine, plan: ExpirePlan) -> ExpireResult:
     """Commit a plan made by `plan_expire` (one commit, operation `delete`; none if nothing goes).
 
     Raises InvalidArgument for a dry-run plan (it wrote no replacement files), CommitConflict if a
     commit since the plan's snapshot removed one of its files (plan again from a refreshed snapshot).
     """
     if plan.dry_run:
-        raise InvalidArgument("a dry-run expire plan cannot be committed (it wrote no rewritten files); plan again "
-                             "without dry_run")
+        raise InvalidArgument(
+            "a dry-run expire plan cannot be committed (it wrote no rewritten files); plan again without dry_run"
+        )
     commit = commit_rewrite(wh, plan.rewrite, operation="delete", info={"expire": plan.info()})
     return plan.result(commit.version if commit is not None else None)
 
 
-def expire(wh: "Engine", older_than: timedelta, tables: Iterable[str] | str = ("events",),
-           statuses: Iterable[str] | str = FINAL_STATUSES, dry_run: bool = False,
-           now: datetime | None = None) -> ExpireResult:
+def expire(
+    wh: Engine,
+    older_than: timedelta,
+    tables: Iterable[str] | str = ("events",),
+    statuses: Iterable[str] | str = FINAL_STATUSES,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> ExpireResult:
     """Remove rows older than `older_than` (before `now`, default the current time) from `tables`
     (`events`, `snapshots`, `executions` with everything of the expired executions) in one commit;
     running executions are never touched. See the module docstring for exactly what goes.
@@ -446,9 +496,19 @@ def expire(wh: "Engine", older_than: timedelta, tables: Iterable[str] | str = ("
             return commit_expire(wh, plan)
         except CommitConflict as exc:  # a file it removes was removed meanwhile: plan again
             last = exc
-    raise CommitConflict(f"expire gave up after {ATTEMPTS} attempts: concurrent deletes or compactions kept "
-                         f"removing the files it rewrites (last: {last}); run it again") from last
+    raise CommitConflict(
+        f"expire gave up after {ATTEMPTS} attempts: concurrent deletes or compactions kept "
+        f"removing the files it rewrites (last: {last}); run it again"
+    ) from last
 
 
-__all__ = ["expire", "plan_expire", "commit_expire", "parse_duration", "ExpireResult", "ExpirePlan",
-           "EXPIRABLE_TABLES", "FINAL_STATUSES"]
+__all__ = [
+    "expire",
+    "plan_expire",
+    "commit_expire",
+    "parse_duration",
+    "ExpireResult",
+    "ExpirePlan",
+    "EXPIRABLE_TABLES",
+    "FINAL_STATUSES",
+]

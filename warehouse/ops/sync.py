@@ -69,10 +69,9 @@ import pyarrow as pa
 
 from warehouse.core import arguments
 from warehouse.core.config import RunConfig
-from warehouse.manifest import model as manifest_model
-from warehouse.core.buffer import rows_to_batch
 from warehouse.core.errors import CommitConflict, ConfigHashCollision, StaleDataFile, SyncDiverged
 from warehouse.manifest import Commit, DataFile, Staged, staged_age, staging_clock, writer_info
+from warehouse.manifest import model as manifest_model
 
 # Planning and the ledger have modules of their own; the names callers import from here stay here.
 from warehouse.ops.sync_ledger import (  # noqa: F401
@@ -113,13 +112,13 @@ class SyncResult:
     src_url: str
     dst_url: str
     src_version: int
-    dst_version: int                      # DST's version after the sync (before it, for a dry run)
-    files: int = 0                        # data files DST lacked (copied, or reused from a killed run)
+    dst_version: int  # DST's version after the sync (before it, for a dry run)
+    files: int = 0  # data files DST lacked (copied, or reused from a killed run)
     bytes: int = 0
-    reused: int = 0                       # of those, found already copied by an interrupted run
-    removed: int = 0                      # files removed in DST because SRC removed them
-    replaced: int = 0                     # of those, DST's own rewrites of SRC's files (see the module doc)
-    configs: int = 0                      # config snapshots (configs/<hash>.yaml) copied
+    reused: int = 0  # of those, found already copied by an interrupted run
+    removed: int = 0  # files removed in DST because SRC removed them
+    replaced: int = 0  # of those, DST's own rewrites of SRC's files (see the module doc)
+    configs: int = 0  # config snapshots (configs/<hash>.yaml) copied
     commits: list[int] = field(default_factory=list)
     tables: dict[str, dict[str, int]] = field(default_factory=dict)  # table -> {"files", "bytes", "rows"}
     dry_run: bool = False
@@ -130,12 +129,18 @@ class SyncResult:
         return not self.files and not self.removed
 
 
-
 class _Copier:
     """Copies data files from SRC to DST on a thread pool, counting files and bytes for progress."""
 
-    def __init__(self, src: "Engine", dst: "Engine", workers: int, total_files: int, total_bytes: int,
-                 progress: Callable[[Progress], None] | None) -> None:
+    def __init__(
+        self,
+        src: Engine,
+        dst: Engine,
+        workers: int,
+        total_files: int,
+        total_bytes: int,
+        progress: Callable[[Progress], None] | None,
+    ) -> None:
         self.src, self.dst = src.store, dst.store
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="warehouse-sync")
         self.lock = threading.Lock()
@@ -197,11 +202,14 @@ class _Copier:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _copy_configs(src: "Engine", dst: "Engine", dry_run: bool) -> int:
+def _copy_configs(src: Engine, dst: Engine, dry_run: bool) -> int:
     """Copy the config snapshots DST lacks; ConfigHashCollision if DST has another config under a hash."""
     with src.store.errors():
-        ours = {n: src.store.read_bytes(f"{CONFIGS_DIR}/{n}")
-                for n in sorted(src.store.list_names(CONFIGS_DIR)) if n.endswith(".yaml")}
+        ours = {
+            n: src.store.read_bytes(f"{CONFIGS_DIR}/{n}")
+            for n in sorted(src.store.list_names(CONFIGS_DIR))
+            if n.endswith(".yaml")
+        }
     copied = 0
     with dst.store.errors():
         theirs = {n for n in dst.store.list_names(CONFIGS_DIR) if n.endswith(".yaml")}
@@ -211,8 +219,10 @@ def _copy_configs(src: "Engine", dst: "Engine", dry_run: bool) -> int:
                 copied += 1
                 continue
             other = dst.store.read_bytes(rel) if not dry_run or name in theirs else data
-            if other != data and RunConfig.from_yaml(other.decode()).canonical() != \
-                    RunConfig.from_yaml(data.decode()).canonical():
+            if (
+                other != data
+                and RunConfig.from_yaml(other.decode()).canonical() != RunConfig.from_yaml(data.decode()).canonical()
+            ):
                 raise ConfigHashCollision(
                     f"config hash {name[:-5]} names different configs in {src.url} and {dst.url} "
                     f"(see {rel} in each); sync cannot merge them: rename one configuration"
@@ -222,7 +232,6 @@ def _copy_configs(src: "Engine", dst: "Engine", dry_run: bool) -> int:
 
 class _Replan(Exception):
     """A file the batch removes left DST's snapshot meanwhile (DST rewrote it): plan again."""
-
 
 
 def _tally(result: SyncResult, batches: list[Batch]) -> SyncResult:
@@ -239,9 +248,16 @@ def _tally(result: SyncResult, batches: list[Batch]) -> SyncResult:
     return result
 
 
-def sync(src: "Engine", dst: "Engine", *, dry_run: bool = False, workers: int = 16,
-         progress: Callable[[Progress], None] | None = None, batch_files: int = BATCH_FILES,
-         batch_bytes: int = BATCH_BYTES) -> SyncResult:
+def sync(
+    src: Engine,
+    dst: Engine,
+    *,
+    dry_run: bool = False,
+    workers: int = 16,
+    progress: Callable[[Progress], None] | None = None,
+    batch_files: int = BATCH_FILES,
+    batch_bytes: int = BATCH_BYTES,
+) -> SyncResult:
     """Copy to `dst` the data files of `src`'s current snapshot that `dst` never took in and commit
     them there (one `sync` commit per batch of whole SRC commits, with the ledger rows that record
     them). See the module docstring.
@@ -263,8 +279,11 @@ def sync(src: "Engine", dst: "Engine", *, dry_run: bool = False, workers: int = 
         try:
             snap, batches = plan_all(src, dst, batch_files, batch_bytes)
         except SyncDiverged as exc:
-            done = (f"This sync committed versions {commits[0]}..{commits[-1]} before {dst.url} changed, nothing since"
-                    if commits else "Nothing was committed")
+            done = (
+                f"This sync committed versions {commits[0]}..{commits[-1]} before {dst.url} changed, nothing since"
+                if commits
+                else "Nothing was committed"
+            )
             raise SyncDiverged(f"{exc} {done}.") from None
         result = _tally(SyncResult(src.url, dst.url, snap.version, dst.version, dry_run=dry_run), committed + batches)
         if dry_run:
@@ -307,12 +326,13 @@ def sync(src: "Engine", dst: "Engine", *, dry_run: bool = False, workers: int = 
         result.dst_version = dst.version
         result.seconds = time.perf_counter() - started
         return result
-    raise CommitConflict(f"{dst.url}: files this sync from {src.url} was removing kept leaving the snapshot "
-                         f"(a compaction or an expire in {dst.url} meanwhile; last: {last}); run the sync again")
+    raise CommitConflict(
+        f"{dst.url}: files this sync from {src.url} was removing kept leaving the snapshot "
+        f"(a compaction or an expire in {dst.url} meanwhile; last: {last}); run the sync again"
+    )
 
 
-
-def _batch_keys(dst: "Engine", b: Batch, src_files: Container[str]) -> tuple[list[tuple[Any, pa.Table]], set]:
+def _batch_keys(dst: Engine, b: Batch, src_files: Container[str]) -> tuple[list[tuple[Any, pa.Table]], set]:
     """Execution ids are keys: (partition, execution_id and write_id) of the live adds the batch's
     executions files hold (DST's copies, read once copied), and the adds not to replace (the batch's
     own, and those already replaced by `superseded` rows, the batch's or DST's: a file copied again
@@ -344,8 +364,9 @@ def _batch_keys(dst: "Engine", b: Batch, src_files: Container[str]) -> tuple[lis
     return out, hidden | ours
 
 
-def _commit_batch(src: "Engine", dst: "Engine", b: Batch, writer: dict,
-                  staged: dict[str, Staged], src_files: Container[str] = frozenset()) -> Commit | None:
+def _commit_batch(
+    src: Engine, dst: Engine, b: Batch, writer: dict, staged: dict[str, Staged], src_files: Container[str] = frozenset()
+) -> Commit | None:
     """Commit one batch in DST, with its ledger rows and, if DST holds other adds of its execution
     ids (its own, an import's), the `superseded` rows that replace those; drops what DST gained
     meanwhile (a concurrent sync) and retries when other commits land first. None if nothing was
@@ -354,8 +375,16 @@ def _commit_batch(src: "Engine", dst: "Engine", b: Batch, writer: dict,
     from warehouse.engine.datafiles import write_data_file
     from warehouse.engine.keyed import commit as keyed_commit
 
-    digest = hashlib.sha256("\n".join([src.url, *sorted(f.path for f in b.add), *sorted(r.path for r in b.remove),
-                                       *sorted(e[2] for e in b.record)]).encode()).hexdigest()[:32]
+    digest = hashlib.sha256(
+        "\n".join(
+            [
+                src.url,
+                *sorted(f.path for f in b.add),
+                *sorted(r.path for r in b.remove),
+                *sorted(e[2] for e in b.record),
+            ]
+        ).encode()
+    ).hexdigest()[:32]
     token = f"sync:{digest}"
     since = dst.version
     ledger: DataFile | None = None
@@ -372,15 +401,25 @@ def _commit_batch(src: "Engine", dst: "Engine", b: Batch, writer: dict,
             if ledger is None:
                 ledger = ledger_file(src, dst, b.add, b.remove, b.record)
             keyed, already = _batch_keys(dst, b, src_files)
-            args: dict[str, Any] = dict(operation="sync", writer=writer, token=token, remove=b.remove,
-                                        token_since=since, info={"source": src.url, "source_versions":
-                                                                 [b.versions[0], b.versions[-1]]})
+            args: dict[str, Any] = dict(
+                operation="sync",
+                writer=writer,
+                token=token,
+                remove=b.remove,
+                token_since=since,
+                info={"source": src.url, "source_versions": [b.versions[0], b.versions[-1]]},
+            )
             try:
                 with dst.store.errors():
                     if keyed:
-                        commit = keyed_commit(dst, keys=keyed, already=already, add=[*add, *([ledger] if ledger else [])],
-                                             write=lambda t, part, rows: write_data_file(dst, t, dict(part), rows),
-                                             **args)
+                        commit = keyed_commit(
+                            dst,
+                            keys=keyed,
+                            already=already,
+                            add=[*add, *([ledger] if ledger else [])],
+                            write=lambda t, part, rows: write_data_file(dst, t, dict(part), rows),
+                            **args,
+                        )
                     else:
                         commit = dst.engine.commit(add=[*add, *([ledger] if ledger else [])], **args)
             except StaleDataFile:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -46,15 +46,15 @@ def is_ledger_file(f: DataFile) -> bool:
     return f.table == "imports" and dict(f.partition) == ledger_partition()
 
 
-def location(wh: "Engine") -> str:
+def location(wh: Engine) -> str:
     """Where `wh` is, normalised (an absolute path on local disk), as its ledger rows name SRC."""
     store = wh.store
     return store.root if store.is_local else f"{store.protocol}://{store.root.lstrip('/')}"
 
 
-
-def ledger_rows(wh: "Engine", kinds: Iterable[str] = (TAKEN, MIRRORED),
-                roots: Iterable[str] | None = None) -> list[tuple[str, "str | None", str]]:
+def ledger_rows(
+    wh: Engine, kinds: Iterable[str] = (TAKEN, MIRRORED), roots: Iterable[str] | None = None
+) -> list[tuple[str, str | None, str]]:
     """(kind, root, path) of the rows of `wh`'s sync ledger of `kinds` (and of `roots`, if given).
     Reads the ledger's files only (at once on a remote store), not a view over every file: DuckDB's
     views over 3,000 files cost a repeated sync 0.3 s to define."""
@@ -78,19 +78,22 @@ def ledger_rows(wh: "Engine", kinds: Iterable[str] = (TAKEN, MIRRORED),
     return list(zip(*(t.column(c).to_pylist() for c in cols)))
 
 
-
-def ledger_file(src: "Engine", dst: "Engine", add: Iterable[DataFile], remove: Iterable[RemovedFile],
-                record: Iterable[Entry] = ()) -> DataFile | None:
+def ledger_file(
+    src: Engine, dst: Engine, add: Iterable[DataFile], remove: Iterable[RemovedFile], record: Iterable[Entry] = ()
+) -> DataFile | None:
     """The ledger rows of one sync commit (the files it takes in and removes, and `record`) as a
     data file of DST; None if there are none."""
     from warehouse.engine.datafiles import write_data_file
 
     root = location(src)
-    entries = [*((TAKEN, root, f.path, f.bytes, f.rows) for f in add),
-               *((MIRRORED, root, r.path, 0, 0) for r in remove), *record]
+    entries = [
+        *((TAKEN, root, f.path, f.bytes, f.rows) for f in add),
+        *((MIRRORED, root, r.path, 0, 0) for r in remove),
+        *record,
+    ]
     if not entries:
         return None
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     schema = catalog().table("imports")
     rows = [(kind, r, path, path, size, n, now) for kind, r, path, size, n in entries]
     part = ledger_partition()

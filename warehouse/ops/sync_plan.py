@@ -65,7 +65,7 @@ class Batch:
     def bytes(self) -> int:
         return sum(f.bytes for f in self.add)
 
-    def merge(self, other: "Batch") -> None:
+    def merge(self, other: Batch) -> None:
         adding, removing = {a.path for a in self.add}, {r.path for r in self.remove}
         self.add += [f for f in other.add if f.path not in adding]
         self.remove += [r for r in other.remove if r.path not in removing]
@@ -74,9 +74,16 @@ class Batch:
         self.again |= other.again
 
 
-def plan(src_commits: list[Commit], src_files: set[str], dst_files: set[str],
-         batch_files: int = BATCH_FILES, batch_bytes: int = BATCH_BYTES, *, taken: Iterable[str] = (),
-         together: tuple[int, int] | None = None) -> list[Batch]:
+def plan(
+    src_commits: list[Commit],
+    src_files: set[str],
+    dst_files: set[str],
+    batch_files: int = BATCH_FILES,
+    batch_bytes: int = BATCH_BYTES,
+    *,
+    taken: Iterable[str] = (),
+    together: tuple[int, int] | None = None,
+) -> list[Batch]:
     """Batches of whole SRC commits: the files each adds that are still active in SRC, absent from
     DST and not `taken` by DST before (it may have rewritten them since), and the DST files it
     removed; never a file of SRC's own sync ledger. The commits of versions `together` (first,
@@ -85,8 +92,11 @@ def plan(src_commits: list[Commit], src_files: set[str], dst_files: set[str],
     batches: list[Batch] = []
     current = Batch()
     for c in src_commits:
-        add = [a for a in c.add if a.path in src_files and a.path not in dst_files and a.path not in taken
-               and not is_ledger_file(a)]
+        add = [
+            a
+            for a in c.add
+            if a.path in src_files and a.path not in dst_files and a.path not in taken and not is_ledger_file(a)
+        ]
         remove = [r for r in c.remove if r.path in dst_files]
         if not add and not remove:
             continue
@@ -117,7 +127,7 @@ def _place(batches: list[Batch], extra: Batch, versions: tuple[int, int] | None,
     home.merge(extra)
 
 
-def _folded_commits(snap: "Snapshot", src_commits: list[Commit]) -> list[Commit]:
+def _folded_commits(snap: Snapshot, src_commits: list[Commit]) -> list[Commit]:
     """Stand-ins for the SRC commits vacuum folded into a checkpoint: one per version, holding the
     files still active that it added (from the snapshot, which knows which version added each)."""
     first = src_commits[0].version if src_commits else snap.version + 1
@@ -138,14 +148,19 @@ class _Known:
     and those whose removal by their source it mirrored; `record`: what only DST's log said (a DST
     synced before the ledger existed), to be written into the ledger by the next commit."""
 
-    taken: dict[str, "str | None"] = field(default_factory=dict)
+    taken: dict[str, str | None] = field(default_factory=dict)
     mirrored: set[str] = field(default_factory=set)
     record: list[Entry] = field(default_factory=list)
 
 
-
-def _known(src: "Engine", dst: "Engine", snap: Snapshot, dst_log: "_DstLog",
-           rows: list[tuple[str, "str | None", str]], src_rows: list[tuple[str, "str | None", str]]) -> _Known:
+def _known(
+    src: Engine,
+    dst: Engine,
+    snap: Snapshot,
+    dst_log: _DstLog,
+    rows: list[tuple[str, str | None, str]],
+    src_rows: list[tuple[str, str | None, str]],
+) -> _Known:
     """DST's ledger (`rows`); for a DST without one (synced before it existed, or never), what its
     log says; and the files SRC's ledger (`src_rows`) says it took in from DST."""
     known = _Known()
@@ -163,7 +178,7 @@ def _known(src: "Engine", dst: "Engine", snap: Snapshot, dst_log: "_DstLog",
     return known
 
 
-def _from_log(src: "Engine", dst: "Engine", snap: Snapshot, dst_log: "_DstLog", known: _Known) -> None:
+def _from_log(src: Engine, dst: Engine, snap: Snapshot, dst_log: _DstLog, known: _Known) -> None:
     """What DST's log still says of the files its `sync` commits added and removed (any source), and
     the files of its snapshot that a folded `sync` commit added or that SRC also has; each becomes a
     ledger row of the next commit."""
@@ -206,7 +221,7 @@ def _from_log(src: "Engine", dst: "Engine", snap: Snapshot, dst_log: "_DstLog", 
 class _DstLog:
     """DST's commits still in its log, read once, on first use."""
 
-    def __init__(self, dst: "Engine") -> None:
+    def __init__(self, dst: Engine) -> None:
         self.dst = dst
         self._commits: list[Commit] | None = None
 
@@ -221,11 +236,11 @@ class _DstLog:
         first, a chunk at a time (every commit the log still has, if there is none)."""
         if self._commits is not None:
             done = [i for i, c in enumerate(self._commits) if c.operation == "sync" and c.info.get("source") in roots]
-            return self._commits[done[-1] + 1:] if done else list(self._commits)
+            return self._commits[done[-1] + 1 :] if done else list(self._commits)
         versions = [v for v in self.dst.log.listing().retained if v <= self.dst.version]
         out: list[Commit] = []
         for end in range(len(versions), 0, -chunk):
-            for c in reversed(self.dst.log.read_many(versions[max(0, end - chunk):end])):
+            for c in reversed(self.dst.log.read_many(versions[max(0, end - chunk) : end])):
                 if c.operation == "sync" and c.info.get("source") in roots:
                     return out[::-1]
                 out.append(c)
@@ -240,7 +255,7 @@ class _DstLog:
         return {a.path: c for c in self.commits for a in c.add}
 
 
-def _repaired(src: "Engine", dst: "Engine", snap: Snapshot, known: _Known, dst_log: _DstLog) -> list[DataFile]:
+def _repaired(src: Engine, dst: Engine, snap: Snapshot, known: _Known, dst_log: _DstLog) -> list[DataFile]:
     """Files DST took in that its doctor removed since DST's last sync from SRC (a `repair` commit:
     damaged or missing, not DST's decision) and that SRC still has: they are copied again."""
     have = dst.snapshot.files
@@ -251,8 +266,9 @@ def _repaired(src: "Engine", dst: "Engine", snap: Snapshot, known: _Known, dst_l
     return [snap.files[p] for p in sorted(candidates & lost)]
 
 
-def _removed_while_folded(src: "Engine", dst: "Engine", snap: "Snapshot", src_commits: list[Commit],
-                          known: _Known) -> list[RemovedFile]:
+def _removed_while_folded(
+    src: Engine, dst: Engine, snap: Snapshot, src_commits: list[Commit], known: _Known
+) -> list[RemovedFile]:
     """The DST files that SRC removed in commits it has folded since: files DST took in from SRC
     (its ledger says so, or its log did: see `_from_log`) that SRC's snapshot no longer has. The
     commits SRC still has say for themselves which files they removed. (A file a `sync` commit
@@ -260,13 +276,23 @@ def _removed_while_folded(src: "Engine", dst: "Engine", snap: "Snapshot", src_co
     removed_later = {r.path for c in src_commits for r in c.remove}
     roots = {location(src), src.url}
     have = dst.snapshot
-    return [RemovedFile(have.files[p].table, p) for p in sorted(have.files)
-            if p not in snap.files and p not in removed_later and known.taken.get(p, "") in roots]
+    return [
+        RemovedFile(have.files[p].table, p)
+        for p in sorted(have.files)
+        if p not in snap.files and p not in removed_later and known.taken.get(p, "") in roots
+    ]
 
 
 # -- files both sides rewrote ----------------------------------------------------------------------
-def _resolve(src: "Engine", dst: "Engine", snap: Snapshot, commits: list[Commit], src_commits: list[Commit],
-             known: _Known, dst_log: _DstLog) -> tuple[Batch, tuple[int, int] | None]:
+def _resolve(
+    src: Engine,
+    dst: Engine,
+    snap: Snapshot,
+    commits: list[Commit],
+    src_commits: list[Commit],
+    known: _Known,
+    dst_log: _DstLog,
+) -> tuple[Batch, tuple[int, int] | None]:
     """The files SRC removed that DST had taken in and already rewrote or deleted itself (not by a
     sync): what replaces DST's files holding their rows by SRC's, exactly, and the SRC versions
     whose commits must land with it in one DST commit. Raises SyncDiverged when that cannot be
@@ -280,13 +306,23 @@ def _resolve(src: "Engine", dst: "Engine", snap: Snapshot, commits: list[Commit]
         c = removed_at.get(p)
         return c is not None and c.operation == "sync" and c.info.get("source") in dst_roots
 
-    gone = sorted(p for p, root in known.taken.items()
-                  if p not in have and p not in snap.files and p not in known.mirrored and not mirrored_by_src(p)
-                  and (p in removed_at or root in src_roots or root == location(dst)))
+    gone = sorted(
+        p
+        for p, root in known.taken.items()
+        if p not in have
+        and p not in snap.files
+        and p not in known.mirrored
+        and not mirrored_by_src(p)
+        and (p in removed_at or root in src_roots or root == location(dst))
+    )
     if not gone:
         return extra, None
-    to_copy = {a.path: c.version for c in commits for a in c.add
-               if a.path in snap.files and a.path not in have and a.path not in known.taken and not is_ledger_file(a)}
+    to_copy = {
+        a.path: c.version
+        for c in commits
+        for a in c.add
+        if a.path in snap.files and a.path not in have and a.path not in known.taken and not is_ledger_file(a)
+    }
     groups: dict[str, list[str]] = defaultdict(list)
     for p in gone:
         groups[_dir(p)].append(p)
@@ -301,7 +337,8 @@ def _resolve(src: "Engine", dst: "Engine", snap: Snapshot, commits: list[Commit]
             f"cannot sync {src.url} into {dst.url}: {src.url} removed {p} ({at_src}), which {dst.url} had taken in "
             f"and already rewritten or deleted itself ({at_dst}), and {detail}. Compact, expire and delete in the "
             f"source only (sync carries that to its replicas), or sync into a new, empty warehouse instead of "
-            f"{dst.url}.")
+            f"{dst.url}."
+        )
 
     for d, paths in sorted(groups.items()):
         gone_here = set(paths)
@@ -323,8 +360,11 @@ def _resolve(src: "Engine", dst: "Engine", snap: Snapshot, commits: list[Commit]
                 return []
             k = dst_log.removed_by.get(q)
             if k is None:
-                raise diverged(p, f"{dst.url}'s log no longer says which of its files hold the rows of {q} "
-                                  "(vacuum folded the commit that removed it)")
+                raise diverged(
+                    p,
+                    f"{dst.url}'s log no longer says which of its files hold the rows of {q} "
+                    "(vacuum folded the commit that removed it)",
+                )
             if k.operation in ("sync", "repair"):  # (doctor removed a damaged copy: SRC's rows come back)
                 return []
             return through(k, k.add)
@@ -346,8 +386,13 @@ def _resolve(src: "Engine", dst: "Engine", snap: Snapshot, commits: list[Commit]
                 return []
             k = dst_log.added_by.get(q)
             if k is None or k.operation not in REWRITES:
-                why = ("which it wrote itself" if k is not None and k.operation != "sync" else
-                       "which no sync can tell apart" if k is None else f"which {src.url} did not remove")
+                why = (
+                    "which it wrote itself"
+                    if k is not None and k.operation != "sync"
+                    else "which no sync can tell apart"
+                    if k is None
+                    else f"which {src.url} did not remove"
+                )
                 raise diverged(paths[0], f"{dst.url}'s {h} holds those rows together with rows of {q}, {why}")
             return through(k, k.remove)
 
@@ -383,8 +428,11 @@ def _resolve(src: "Engine", dst: "Engine", snap: Snapshot, commits: list[Commit]
                     touching.append(v)
         if lossy and (replacements or recopy):
             shown = sorted(replacements or recopy)[0]
-            raise diverged(paths[0], f"copying {src.url}'s {shown} would bring back rows that {dst.url} deleted "
-                                     f"(version {lossy[0].version}, {lossy[0].operation})")
+            raise diverged(
+                paths[0],
+                f"copying {src.url}'s {shown} would bring back rows that {dst.url} deleted "
+                f"(version {lossy[0].version}, {lossy[0].operation})",
+            )
         extra.remove += [RemovedFile(have[h].table, h) for h in sorted(holders)]
         extra.replaced += len(holders)
         extra.add += [snap.files[p] for p in sorted(recopy)]
@@ -393,8 +441,7 @@ def _resolve(src: "Engine", dst: "Engine", snap: Snapshot, commits: list[Commit]
     return extra, (min(touching), max(touching)) if touching else None
 
 
-
-def plan_all(src: "Engine", dst: "Engine", batch_files: int, batch_bytes: int) -> tuple[Snapshot, list[Batch]]:
+def plan_all(src: Engine, dst: Engine, batch_files: int, batch_bytes: int) -> tuple[Snapshot, list[Batch]]:
     """SRC's snapshot and the batches that bring DST up to it (see the module docstring)."""
     with src.store.errors():
         src.refresh()
@@ -412,8 +459,15 @@ def plan_all(src: "Engine", dst: "Engine", batch_files: int, batch_bytes: int) -
         commits = folded + src_commits
         extra, together = _resolve(src, dst, snap, commits, src_commits, known, dst_log)
         restore = _repaired(src, dst, snap, known, dst_log)
-    batches = plan(commits, set(snap.files), set(dst.snapshot.files), batch_files, batch_bytes,
-                   taken=known.taken, together=together)
+    batches = plan(
+        commits,
+        set(snap.files),
+        set(dst.snapshot.files),
+        batch_files,
+        batch_bytes,
+        taken=known.taken,
+        together=together,
+    )
     _place(batches, extra, together, snap.version)
     if restore:  # with the first commit too: the next sync looks for repairs after it only
         if not batches:

@@ -34,7 +34,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from warehouse.core import arguments
@@ -67,7 +67,8 @@ def check_orphan_window(window: timedelta) -> None:
             f"orphan_window {_describe(window)} is shorter than the minimum, {_describe(minimum)}: files that "
             f"writers have written but not yet committed could be deleted (commits refuse files older than "
             f"{_describe(manifest_model.COMMIT_DEADLINE)}, and the rest is the margin for slow requests and "
-            f"clock skew); give {_describe(minimum)} or more")
+            f"clock skew); give {_describe(minimum)} or more"
+        )
 
 
 def _now(now: datetime | None) -> datetime:
@@ -75,8 +76,7 @@ def _now(now: datetime | None) -> datetime:
         return utcnow()
     if not isinstance(now, datetime):
         raise InvalidArgumentType(f"now must be a datetime, got {now!r}")
-    return now if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)  # naive = UTC
-
+    return now if now.tzinfo is not None else now.replace(tzinfo=UTC)  # naive = UTC
 
 
 # -- vacuum --------------------------------------------------------------------------------------
@@ -138,7 +138,7 @@ def _describe(td: timedelta) -> str:
     return f"{s}s"
 
 
-def _commits(wh: "Engine", upto: int) -> list[Commit]:
+def _commits(wh: Engine, upto: int) -> list[Commit]:
     """The commits still in the log up to `upto` (older ones may have been folded into checkpoints;
     one that a concurrent vacuum folds between the listing and the read is listed again, once)."""
     with wh.store.errors():
@@ -161,8 +161,13 @@ def _delete(store: Store, paths: list[str]) -> None:
             list(pool.map(store.remove, paths))
 
 
-def vacuum(wh: "Engine", retain: timedelta = timedelta(days=7), orphan_window: timedelta = timedelta(hours=1),
-           dry_run: bool = False, now: datetime | None = None) -> VacuumResult:
+def vacuum(
+    wh: Engine,
+    retain: timedelta = timedelta(days=7),
+    orphan_window: timedelta = timedelta(hours=1),
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> VacuumResult:
     """Delete data files removed from the snapshot more than `retain` (0 or more) before `now`
     (default: the current time), orphans and stale temp files last modified more than
     `orphan_window` before it (or before the real time, if `now` is later), then fold old commits
@@ -250,5 +255,17 @@ def vacuum(wh: "Engine", retain: timedelta = timedelta(days=7), orphan_window: t
             counts[kind] += 1
             by_table[t] = (counts[0], counts[1])
     size = sum(listed[p][0] for p in removed + orphans) + sum(manifest[p][0] for p in temp)
-    return VacuumResult(cutoff, orphan_cutoff, tuple(removed), tuple(orphans), tuple(temp), size, young,
-                        readable_from, folded, dry_run, time.perf_counter() - t0, dict(sorted(by_table.items())))
+    return VacuumResult(
+        cutoff,
+        orphan_cutoff,
+        tuple(removed),
+        tuple(orphans),
+        tuple(temp),
+        size,
+        young,
+        readable_from,
+        folded,
+        dry_run,
+        time.perf_counter() - t0,
+        dict(sorted(by_table.items())),
+    )

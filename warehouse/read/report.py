@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,11 +23,11 @@ import matplotlib
 import polars as pl
 from matplotlib.figure import Figure
 
-from warehouse.core.version import VERSION as package_version
-from warehouse.read import analytics
 from warehouse.core import arguments
 from warehouse.core.errors import InvalidArgumentType
+from warehouse.core.version import VERSION as package_version
 from warehouse.engine.engine import HasEngine, of
+from warehouse.read import analytics
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -73,24 +73,37 @@ def collect(wh: HasEngine, *, top: int = 10) -> ReportData:
     wh = of(wh)
     scores = analytics.attack_success_rates(wh, by=("agent", "attack"))
     # pass@k: a task is a task_id within one configuration; utility from benign runs, ASR from attacked runs.
-    pass_at_k = pl.concat([
-        analytics.pass_at_k(wh, by=("agent",), where="attack = 'none'").filter(pl.col("metric") == "benign_score"),
-        analytics.pass_at_k(wh, by=("agent",), where=ATTACKED).filter(pl.col("metric") == "attack_score"),
-    ]).sort("metric", "agent", "k")
+    pass_at_k = pl.concat(
+        [
+            analytics.pass_at_k(wh, by=("agent",), where="attack = 'none'").filter(pl.col("metric") == "benign_score"),
+            analytics.pass_at_k(wh, by=("agent",), where=ATTACKED).filter(pl.col("metric") == "attack_score"),
+        ]
+    ).sort("metric", "agent", "k")
     # Most compromised tasks: counts (success = attack_score >= 1) from task_scores, rate and interval from the rates.
     counts = analytics.task_scores(wh, by=("dataset",), where=ATTACKED).filter(pl.col("attack_runs") > 0)
     rates = analytics.attack_success_rates(wh, by=("dataset", "task_id"), where=ATTACKED)
-    agents = (analytics.task_scores(wh, by=("dataset", "agent"), where=ATTACKED).filter(pl.col("attack_successes") > 0)
-              .group_by("dataset", "task_id").agg(pl.col("agent").unique().sort().str.join(", ").alias("agents")))
-    top_tasks = (counts.select("dataset", "task_id", runs="attack_runs", compromised="attack_successes")
-                 .join(rates.select("dataset", "task_id", "asr", "asr_low", "asr_high"), on=["dataset", "task_id"])
-                 .sort(["asr", "compromised", "dataset", "task_id"], descending=[True, True, False, False]).head(top)
-                 .join(agents, on=["dataset", "task_id"], how="left", maintain_order="left")
-                 .select("dataset", "task_id", "runs", "compromised", "asr", "asr_low", "asr_high", "agents"))
+    agents = (
+        analytics.task_scores(wh, by=("dataset", "agent"), where=ATTACKED)
+        .filter(pl.col("attack_successes") > 0)
+        .group_by("dataset", "task_id")
+        .agg(pl.col("agent").unique().sort().str.join(", ").alias("agents"))
+    )
+    top_tasks = (
+        counts.select("dataset", "task_id", runs="attack_runs", compromised="attack_successes")
+        .join(rates.select("dataset", "task_id", "asr", "asr_low", "asr_high"), on=["dataset", "task_id"])
+        .sort(["asr", "compromised", "dataset", "task_id"], descending=[True, True, False, False])
+        .head(top)
+        .join(agents, on=["dataset", "task_id"], how="left", maintain_order="left")
+        .select("dataset", "task_id", "runs", "compromised", "asr", "asr_low", "asr_high", "agents")
+    )
     usage = analytics.usage(wh, by=("dataset", "agent", "attack", "config_hash", "model"))
     tasks = int(analytics.attack_success_rates(wh, by="all")["n_tasks"][0] or 0)  # n_tasks of `scores`: one definition
-    totals = {"executions": int(usage["n"].sum()), "configs": usage["config_hash"].n_unique(), "tasks": tasks,
-              "max_runs": int(pass_at_k["k"].max() or 0)}
+    totals = {
+        "executions": int(usage["n"].sum()),
+        "configs": usage["config_hash"].n_unique(),
+        "tasks": tasks,
+        "max_runs": int(pass_at_k["k"].max() or 0),
+    }
     return ReportData(scores, pass_at_k, top_tasks, usage, totals)
 
 
@@ -159,8 +172,10 @@ def _table(df: pl.DataFrame, cols: Sequence[Col], caption: str, *, interval: str
         body.append("<tr>" + "".join(cells) + "</tr>")
     if not body:
         body.append(f'<tr><td colspan="{len(cols)}" class="empty">no rows</td></tr>')
-    return (f'<div class="table-wrap"><table><caption>{_esc(caption)}</caption><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>')
+    return (
+        f'<div class="table-wrap"><table><caption>{_esc(caption)}</caption><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def shown_ks(max_k: int) -> list[int]:
@@ -187,17 +202,29 @@ def _pass_at_k_table(passk: pl.DataFrame) -> str:
     max_k = _max_k(passk)
     ks = shown_ks(max_k)
     if passk.is_empty():
-        wide = pl.DataFrame(schema={"metric": pl.String, "agent": pl.String, "n_tasks": pl.Int64, "n_excluded": pl.Int64})
+        wide = pl.DataFrame(
+            schema={"metric": pl.String, "agent": pl.String, "n_tasks": pl.Int64, "n_excluded": pl.Int64}
+        )
     else:
-        wide = (passk.filter(pl.col("k").is_in(ks))
-                .pivot(on="k", index=["metric", "agent"], values="pass_at_k", sort_columns=True)
-                .rename({str(k): f"pass_at_{k}" for k in ks})
-                .join(passk.group_by("metric", "agent").agg(pl.col("n_tasks").filter(pl.col("k") == 1).first(),
-                                                           pl.col("n_excluded").max()),
-                      on=["metric", "agent"])
-                .sort(pl.col("metric") == "attack_score", "agent"))
-    cols = [Col("metric", "metric", "text"), Col("agent", "agent", "text"), Col("n_tasks", "tasks"),
-            *(Col(f"pass_at_{k}", f"pass@{k}", "pct") for k in ks), Col("n_excluded", "excluded (max)")]
+        wide = (
+            passk.filter(pl.col("k").is_in(ks))
+            .pivot(on="k", index=["metric", "agent"], values="pass_at_k", sort_columns=True)
+            .rename({str(k): f"pass_at_{k}" for k in ks})
+            .join(
+                passk.group_by("metric", "agent").agg(
+                    pl.col("n_tasks").filter(pl.col("k") == 1).first(), pl.col("n_excluded").max()
+                ),
+                on=["metric", "agent"],
+            )
+            .sort(pl.col("metric") == "attack_score", "agent")
+        )
+    cols = [
+        Col("metric", "metric", "text"),
+        Col("agent", "agent", "text"),
+        Col("n_tasks", "tasks"),
+        *(Col(f"pass_at_{k}", f"pass@{k}", "pct") for k in ks),
+        Col("n_excluded", "excluded (max)"),
+    ]
     return _table(wide, cols, "pass@k per agent")
 
 
@@ -210,15 +237,23 @@ def _svg(fig: Figure, name: str, label: str) -> str:
     several charts on one page never share an id, text kept as text (small, searchable)."""
     buf = io.StringIO()
     with matplotlib.rc_context({"svg.hashsalt": name}):
-        fig.savefig(buf, format="svg", bbox_inches="tight",
-                    metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+        fig.savefig(
+            buf,
+            format="svg",
+            bbox_inches="tight",
+            metadata={"Date": None, "Creator": None, "Format": None, "Type": None},
+        )
     svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]
+    svg = svg[svg.index("<svg") :]
     svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)
     svg = re.sub(r"<!--.*?-->\s*", "", svg, flags=re.S)
     for old in set(_SVG_IDS.findall(svg)):
         new = f"{name}-{old}"
-        svg = svg.replace(f'id="{old}"', f'id="{new}"').replace(f'"#{old}"', f'"#{new}"').replace(f"(#{old})", f"(#{new})")
+        svg = (
+            svg.replace(f'id="{old}"', f'id="{new}"')
+            .replace(f'"#{old}"', f'"#{new}"')
+            .replace(f"(#{old})", f"(#{new})")
+        )
     return svg.replace("<svg ", f'<svg role="img" aria-label="{_esc(label)}" ', 1).strip()
 
 
@@ -256,8 +291,15 @@ def heatmap_svg(scores: pl.DataFrame) -> str | None:
                 continue
             rgb = cmap(r["asr"])[:3]
             dark = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2] < 0.5
-            ax.text(j + 0.5, i + 0.5, f"{_pct(r['asr'], 0)}\n{_interval(r['asr_low'], r['asr_high'])}  n={r['n']}",
-                    ha="center", va="center", fontsize=9, color="white" if dark else "black")
+            ax.text(
+                j + 0.5,
+                i + 0.5,
+                f"{_pct(r['asr'], 0)}\n{_interval(r['asr_low'], r['asr_high'])}  n={r['n']}",
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="white" if dark else "black",
+            )
     ax.set_xticks([j + 0.5 for j in range(len(attacks))], [_label(k) for k in attacks])
     ax.set_yticks([i + 0.5 for i in range(len(agents))], [_label(a) for a in agents])
     ax.tick_params(length=0)
@@ -279,7 +321,9 @@ def _error_bar(value: float, low: float | None, high: float | None) -> tuple[flo
 
 def scatter_svg(scores: pl.DataFrame) -> str | None:
     """Utility under attack (y) against ASR (x), one point per agent x attack with 95% intervals on both axes."""
-    attacked = scores.filter((pl.col("attack") != BENIGN) & pl.col("asr").is_not_null() & pl.col("utility").is_not_null())
+    attacked = scores.filter(
+        (pl.col("attack") != BENIGN) & pl.col("asr").is_not_null() & pl.col("utility").is_not_null()
+    )
     if attacked.is_empty():
         return None
     colour = _colours(attacked["agent"])
@@ -289,18 +333,34 @@ def scatter_svg(scores: pl.DataFrame) -> str | None:
     for r in attacked.sort("agent", "attack").iter_rows(named=True):
         xerr = _error_bar(r["asr"], r["asr_low"], r["asr_high"])
         yerr = _error_bar(r["utility"], r["utility_low"], r["utility_high"])
-        ax.errorbar(r["asr"], r["utility"], xerr=[[xerr[0]], [xerr[1]]], yerr=[[yerr[0]], [yerr[1]]],
-                    fmt=marker[r["attack"]], color=colour[r["agent"]], ecolor=colour[r["agent"]],
-                    elinewidth=0.9, capsize=2, markersize=7, alpha=0.9)
-    benign = [r for r in scores.filter((pl.col("attack") == BENIGN) & pl.col("agent").is_in(list(colour)))
-              .iter_rows(named=True) if r["utility"] is not None]
+        ax.errorbar(
+            r["asr"],
+            r["utility"],
+            xerr=[[xerr[0]], [xerr[1]]],
+            yerr=[[yerr[0]], [yerr[1]]],
+            fmt=marker[r["attack"]],
+            color=colour[r["agent"]],
+            ecolor=colour[r["agent"]],
+            elinewidth=0.9,
+            capsize=2,
+            markersize=7,
+            alpha=0.9,
+        )
+    benign = [
+        r
+        for r in scores.filter((pl.col("attack") == BENIGN) & pl.col("agent").is_in(list(colour))).iter_rows(named=True)
+        if r["utility"] is not None
+    ]
     for r in benign:
         ax.axhline(r["utility"], color=colour[r["agent"]], linestyle="--", linewidth=1, alpha=0.7)
     # Axes span the points with their intervals (and the dashed lines), not all of [0, 1]: rates that
     # sit in 5-60 % would otherwise leave half the plot empty.
     ax.set_xlim(*axis_range([*attacked["asr"], *attacked["asr_low"], *attacked["asr_high"]]))
-    ax.set_ylim(*axis_range([*attacked["utility"], *attacked["utility_low"], *attacked["utility_high"],
-                             *(r["utility"] for r in benign)]))
+    ax.set_ylim(
+        *axis_range(
+            [*attacked["utility"], *attacked["utility_low"], *attacked["utility_high"], *(r["utility"] for r in benign)]
+        )
+    )
     ax.xaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
     ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
     ax.set_xlabel("attack success rate (lower is better)")
@@ -308,15 +368,26 @@ def scatter_svg(scores: pl.DataFrame) -> str | None:
     ax.annotate("better", xy=(0.03, 0.97), xycoords="axes fraction", ha="left", va="top", color="#555555")
     _style(ax)
     from matplotlib.lines import Line2D
-
     from matplotlib.patches import Patch
 
-    agents = ax.legend(handles=[Patch(color=c, label=_label(a)) for a, c in colour.items()], title="agent",
-                       loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    agents = ax.legend(
+        handles=[Patch(color=c, label=_label(a)) for a, c in colour.items()],
+        title="agent",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        frameon=False,
+    )
     ax.add_artist(agents)
-    ax.legend(handles=[*(Line2D([], [], color="#555555", marker=m, linestyle="", label=_label(k)) for k, m in marker.items()),
-                       Line2D([], [], color="#555555", linestyle="--", label="utility without attack")],
-              title="attack", loc="lower left", bbox_to_anchor=(1.01, 0.0), frameon=False)
+    ax.legend(
+        handles=[
+            *(Line2D([], [], color="#555555", marker=m, linestyle="", label=_label(k)) for k, m in marker.items()),
+            Line2D([], [], color="#555555", linestyle="--", label="utility without attack"),
+        ],
+        title="attack",
+        loc="lower left",
+        bbox_to_anchor=(1.01, 0.0),
+        frameon=False,
+    )
     return _svg(fig, "scatter", "Scatter of utility under attack against attack success rate per agent")
 
 
@@ -327,7 +398,7 @@ def axis_range(values: Sequence[float | None], *, min_span: float = 0.2) -> tupl
     every value is a rate."""
     shown = [v for v in values if v is not None and math.isfinite(v)]
     lo, hi = (min(shown), max(shown)) if shown else (0.0, 1.0)
-    rates = 0.0 <= lo and hi <= 1.0
+    rates = lo >= 0.0 and hi <= 1.0
     pad = 0.08 * (hi - lo)
     lo, hi = lo - pad, hi + pad
     if hi - lo < min_span:
@@ -347,8 +418,10 @@ def pass_at_k_svg(passk: pl.DataFrame) -> str | None:
     if passk.is_empty():
         return None
     colour = _colours(passk["agent"])
-    metrics = [("benign_score", "utility: pass@k (task solved in ≥1 of k runs)"),
-               ("attack_score", "attack: pass@k (compromised in ≥1 of k runs)")]
+    metrics = [
+        ("benign_score", "utility: pass@k (task solved in ≥1 of k runs)"),
+        ("attack_score", "attack: pass@k (compromised in ≥1 of k runs)"),
+    ]
     fig = Figure(figsize=(10, 3.8))
     axes = fig.subplots(1, 2, sharey=True)
     max_k = _max_k(passk)
@@ -356,8 +429,13 @@ def pass_at_k_svg(passk: pl.DataFrame) -> str | None:
         sub = passk.filter(pl.col("metric") == metric)
         for i, agent in enumerate(sorted(sub["agent"].unique())):
             g = sub.filter(pl.col("agent") == agent).sort("k")
-            ax.plot(g["k"].to_list(), g["pass_at_k"].to_list(), marker=MARKERS[i % len(MARKERS)],
-                    color=colour[agent], label=_label(agent))
+            ax.plot(
+                g["k"].to_list(),
+                g["pass_at_k"].to_list(),
+                marker=MARKERS[i % len(MARKERS)],
+                color=colour[agent],
+                label=_label(agent),
+            )
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("k (runs per task)")
         ax.set_xticks(range(1, max_k + 1))
@@ -378,8 +456,10 @@ def top_tasks_svg(tasks: pl.DataFrame) -> str | None:
         return None
     labels = [_label(f"{d} / {t}") for d, t in zip(tasks["dataset"], tasks["task_id"])][::-1]
     asr = tasks["asr"].to_list()[::-1]
-    bars = [_error_bar(a, lo, hi) for a, lo, hi in zip(asr, tasks["asr_low"].to_list()[::-1],
-                                                         tasks["asr_high"].to_list()[::-1])]
+    bars = [
+        _error_bar(a, lo, hi)
+        for a, lo, hi in zip(asr, tasks["asr_low"].to_list()[::-1], tasks["asr_high"].to_list()[::-1])
+    ]
     lo, hi = [b[0] for b in bars], [b[1] for b in bars]
     fig = Figure(figsize=(6.4, 0.9 + 0.32 * len(labels)))
     ax = fig.subplots()
@@ -402,14 +482,20 @@ def cost_svg(usage: pl.DataFrame) -> str | None:
     fig = Figure(figsize=(6.4, 0.9 + 0.28 * len(rows)))
     ax = fig.subplots()
     ax.barh(range(len(rows)), [r["cost"] or 0.0 for r in rows], color=[colour[r["agent"]] for r in rows], height=0.65)
-    ax.set_yticks(range(len(rows)), [_label(f"{r['dataset']} · {r['agent']} · {r['attack']}") for r in rows], fontsize=8)
+    ax.set_yticks(
+        range(len(rows)), [_label(f"{r['dataset']} · {r['agent']} · {r['attack']}") for r in rows], fontsize=8
+    )
     ax.set_xlabel("total cost (USD)")
     _style(ax)
     ax.grid(False, axis="y")
     from matplotlib.patches import Patch
 
-    ax.legend(handles=[Patch(color=c, label=_label(a)) for a, c in colour.items()], frameon=False, loc="lower right",
-              title="agent")
+    ax.legend(
+        handles=[Patch(color=c, label=_label(a)) for a, c in colour.items()],
+        frameon=False,
+        loc="lower right",
+        title="agent",
+    )
     return _svg(fig, "cost", "Bar chart of total cost per configuration")
 
 
@@ -440,72 +526,137 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowra
 """
 
 
-def _section(anchor: str, title: str, intro: str, svg: str | None, table: str, empty: str, *, wide: bool = False) -> str:
+def _section(
+    anchor: str, title: str, intro: str, svg: str | None, table: str, empty: str, *, wide: bool = False
+) -> str:
     """One section: heading, a sentence on what it shows, the chart and its table side by side
     (`wide`: the chart on a line of its own, the table under it)."""
-    figure = (f"<figure>{svg}</figure>" if svg else f'<p class="empty">{_esc(empty)}</p>')
-    return (f'<section id="{anchor}"><h2>{_esc(title)}</h2><p class="note">{intro}</p>'
-            f'<div class="row{" wide" if wide else ""}">{figure}{table}</div></section>')
+    figure = f"<figure>{svg}</figure>" if svg else f'<p class="empty">{_esc(empty)}</p>'
+    return (
+        f'<section id="{anchor}"><h2>{_esc(title)}</h2><p class="note">{intro}</p>'
+        f'<div class="row{" wide" if wide else ""}">{figure}{table}</div></section>'
+    )
 
 
-SECTIONS = (("asr", "Attack success rate"), ("utility", "Utility vs. ASR"), ("pass-at-k", "pass@k"),
-            ("tasks", "Most compromised tasks"), ("cost", "Tokens and cost"))
+SECTIONS = (
+    ("asr", "Attack success rate"),
+    ("utility", "Utility vs. ASR"),
+    ("pass-at-k", "pass@k"),
+    ("tasks", "Most compromised tasks"),
+    ("cost", "Tokens and cost"),
+)
 
 
-def render(data: ReportData, *, url: str, version: int, title: str = "Evaluation report",
-           generated_at: datetime | None = None) -> str:
+def render(
+    data: ReportData, *, url: str, version: int, title: str = "Evaluation report", generated_at: datetime | None = None
+) -> str:
     """The report page for `data` as an HTML string."""
-    when = (generated_at or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    when = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
     t = data.totals
     attacked = data.scores.filter(pl.col("attack") != BENIGN)
     benign = data.scores.filter(pl.col("attack") == BENIGN)
-    rate_cols = [Col("agent", "agent", "text"), Col("attack", "attack", "text"), Col("n", "runs"),
-                 Col("asr", "ASR [95% CI]", "pct"), Col("utility", "utility [95% CI]", "pct")]
+    rate_cols = [
+        Col("agent", "agent", "text"),
+        Col("attack", "attack", "text"),
+        Col("n", "runs"),
+        Col("asr", "ASR [95% CI]", "pct"),
+        Col("utility", "utility [95% CI]", "pct"),
+    ]
     single_run = t["max_runs"] <= 1
-    passk_note = ("Unbiased estimator 1 − C(n−c, k) / C(n, k) per task (n runs, c successes, success = score ≥ 1), "
-                  "averaged over tasks; tasks with fewer than k runs are left out of that k (<em>excluded</em>).")
+    passk_note = (
+        "Unbiased estimator 1 − C(n−c, k) / C(n, k) per task (n runs, c successes, success = score ≥ 1), "
+        "averaged over tasks; tasks with fewer than k runs are left out of that k (<em>excluded</em>)."
+    )
     if single_run:
-        passk_note += (" <strong>Every task ran once per configuration here, so only k = 1 exists</strong> "
-                       "(pass@1 is the plain success rate); run tasks several times for longer curves.")
+        passk_note += (
+            " <strong>Every task ran once per configuration here, so only k = 1 exists</strong> "
+            "(pass@1 is the plain success rate); run tasks several times for longer curves."
+        )
     with matplotlib.rc_context(RC):
-        charts = {"asr": heatmap_svg(data.scores), "utility": scatter_svg(data.scores),
-                  "pass-at-k": pass_at_k_svg(data.pass_at_k), "tasks": top_tasks_svg(data.top_tasks),
-                  "cost": cost_svg(data.usage)}
+        charts = {
+            "asr": heatmap_svg(data.scores),
+            "utility": scatter_svg(data.scores),
+            "pass-at-k": pass_at_k_svg(data.pass_at_k),
+            "tasks": top_tasks_svg(data.top_tasks),
+            "cost": cost_svg(data.usage),
+        }
     sections = [
-        _section("asr", "Attack success rate by agent × attack",
-                 "Share of attacked runs in which the injected goal was carried out (mean <code>attack_score</code>), "
-                 "with 95% Wilson intervals and the number of runs; darker is worse.",
-                 charts["asr"], _table(attacked, rate_cols, "ASR and utility per agent × attack"),
-                 "No attacked executions yet."),
-        _section("utility", "Utility vs. attack success rate",
-                 "Each point is one agent under one attack: utility under attack (mean <code>benign_score</code>) "
-                 "against ASR, with 95% intervals on both axes; dashed lines mark each agent's utility without attack (the table). Top left is best.",
-                 charts["utility"],
-                 _table(benign, [Col("agent", "agent", "text"), Col("n", "runs"), Col("utility", "utility [95% CI]", "pct")],
-                        "Utility without attack"),
-                 "No attacked executions with both scores yet."),
-        _section("pass-at-k", "pass@k", passk_note, charts["pass-at-k"],
-                 _pass_at_k_table(data.pass_at_k),
-                 "No scored executions yet.", wide=True),
-        _section("tasks", f"The {len(data.top_tasks)} tasks most often compromised",
-                 "Over every attacked run of a task (all agents and attacks), the share that was compromised, "
-                 "with 95% Wilson intervals, and the agents that were compromised on it.",
-                 charts["tasks"],
-                 _table(data.top_tasks, [Col("dataset", "dataset", "text"), Col("task_id", "task", "text"),
-                                         Col("runs", "runs"), Col("compromised", "compromised"),
-                                         Col("asr", "rate [95% CI]", "pct"), Col("agents", "agents", "text")],
-                        "Most compromised tasks"),
-                 "No attacked executions yet."),
-        _section("cost", "Tokens and cost per configuration",
-                 "Sums over finished executions of each configuration (<code>config_hash</code>); cost in USD as recorded.",
-                 charts["cost"],
-                 _table(data.usage, [Col("config_hash", "config", "text"), Col("dataset", "dataset", "text"),
-                                     Col("agent", "agent", "text"), Col("attack", "attack", "text"),
-                                     Col("model", "model", "text"), Col("n", "runs"),
-                                     Col("input_tokens", "input tokens"), Col("output_tokens", "output tokens"),
-                                     Col("total_tokens", "total tokens"), Col("cost", "cost", "usd"),
-                                     Col("mean_cost", "cost / run", "usd")], "Tokens and cost per configuration"),
-                 "No executions yet."),
+        _section(
+            "asr",
+            "Attack success rate by agent × attack",
+            "Share of attacked runs in which the injected goal was carried out (mean <code>attack_score</code>), "
+            "with 95% Wilson intervals and the number of runs; darker is worse.",
+            charts["asr"],
+            _table(attacked, rate_cols, "ASR and utility per agent × attack"),
+            "No attacked executions yet.",
+        ),
+        _section(
+            "utility",
+            "Utility vs. attack success rate",
+            "Each point is one agent under one attack: utility under attack (mean <code>benign_score</code>) "
+            "against ASR, with 95% intervals on both axes; dashed lines mark each agent's utility without attack "
+            "(the table). Top left is best.",
+            charts["utility"],
+            _table(
+                benign,
+                [Col("agent", "agent", "text"), Col("n", "runs"), Col("utility", "utility [95% CI]", "pct")],
+                "Utility without attack",
+            ),
+            "No attacked executions with both scores yet.",
+        ),
+        _section(
+            "pass-at-k",
+            "pass@k",
+            passk_note,
+            charts["pass-at-k"],
+            _pass_at_k_table(data.pass_at_k),
+            "No scored executions yet.",
+            wide=True,
+        ),
+        _section(
+            "tasks",
+            f"The {len(data.top_tasks)} tasks most often compromised",
+            "Over every attacked run of a task (all agents and attacks), the share that was compromised, "
+            "with 95% Wilson intervals, and the agents that were compromised on it.",
+            charts["tasks"],
+            _table(
+                data.top_tasks,
+                [
+                    Col("dataset", "dataset", "text"),
+                    Col("task_id", "task", "text"),
+                    Col("runs", "runs"),
+                    Col("compromised", "compromised"),
+                    Col("asr", "rate [95% CI]", "pct"),
+                    Col("agents", "agents", "text"),
+                ],
+                "Most compromised tasks",
+            ),
+            "No attacked executions yet.",
+        ),
+        _section(
+            "cost",
+            "Tokens and cost per configuration",
+            "Sums over finished executions of each configuration (<code>config_hash</code>); cost in USD as recorded.",
+            charts["cost"],
+            _table(
+                data.usage,
+                [
+                    Col("config_hash", "config", "text"),
+                    Col("dataset", "dataset", "text"),
+                    Col("agent", "agent", "text"),
+                    Col("attack", "attack", "text"),
+                    Col("model", "model", "text"),
+                    Col("n", "runs"),
+                    Col("input_tokens", "input tokens"),
+                    Col("output_tokens", "output tokens"),
+                    Col("total_tokens", "total tokens"),
+                    Col("cost", "cost", "usd"),
+                    Col("mean_cost", "cost / run", "usd"),
+                ],
+                "Tokens and cost per configuration",
+            ),
+            "No executions yet.",
+        ),
     ]
     nav = "".join(f'<a href="#{a}">{_esc(n)}</a>' for a, n in SECTIONS)
     return f"""<!DOCTYPE html>
@@ -521,7 +672,7 @@ def render(data: ReportData, *, url: str, version: int, title: str = "Evaluation
 <header>
 <h1>{_esc(title)}</h1>
 <p class="meta">Warehouse <code>{_esc(url)}</code> at version {version} · generated {when} by warehouse {_esc(package_version)}
-· {t['executions']:,} finished executions of {t['configs']:,} configurations over {t['tasks']:,} tasks</p>
+· {t["executions"]:,} finished executions of {t["configs"]:,} configurations over {t["tasks"]:,} tasks</p>
 <nav>{nav}</nav>
 </header>
 <main>
@@ -532,8 +683,9 @@ def render(data: ReportData, *, url: str, version: int, title: str = "Evaluation
 """
 
 
-def build_report(wh: HasEngine, out_path: str | os.PathLike[str] = "report.html", *, title: str = "Evaluation report",
-                 top: int = 10) -> Path:
+def build_report(
+    wh: HasEngine, out_path: str | os.PathLike[str] = "report.html", *, title: str = "Evaluation report", top: int = 10
+) -> Path:
     """Write the report of `wh`'s current snapshot to `out_path` (one self-contained HTML file); returns its path.
 
     Raises InvalidArgument for `top` < 1 or a `title` that is not a string, StorageError naming the

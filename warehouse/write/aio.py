@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from warehouse.core.errors import InvalidArgument
 from warehouse.write.live import Execution, Span
-
 from warehouse.write.options import WriterOptions
 from warehouse.write.writer import Writer
 
@@ -35,8 +34,9 @@ class AsyncExecution:
     def __repr__(self) -> str:
         return f"<Async{self.sync!r}"
 
-    def log(self, level: str, message: Any, *, source: str | None = None, attrs: Any = None,
-            name: str | None = None) -> None:
+    def log(
+        self, level: str, message: Any, *, source: str | None = None, attrs: Any = None, name: str | None = None
+    ) -> None:
         """As `Execution.log`: buffered, never raises, never waits."""
         self.sync.log(level, message, source=source, attrs=attrs, name=name)
 
@@ -60,7 +60,7 @@ class AsyncExecution:
         """As `Execution.checkpoint`, committing on a worker thread; durable when awaited."""
         return await asyncio.to_thread(self.sync.checkpoint, state, **kw)
 
-    async def __aenter__(self) -> "AsyncExecution":
+    async def __aenter__(self) -> AsyncExecution:
         return self
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
@@ -70,27 +70,38 @@ class AsyncExecution:
 class AsyncWriter:
     """`async with wh.async_writer(dataset=..., agent=...) as w:`; see the module docstring."""
 
-    def __init__(self, wh: "Engine", *, dataset: Any, agent: Any, attack: Any = None, run_id: str | None = None,
-                 options: WriterOptions | None = None, **option_values: Any) -> None:
+    def __init__(
+        self,
+        wh: Engine,
+        *,
+        dataset: Any,
+        agent: Any,
+        attack: Any = None,
+        run_id: str | None = None,
+        options: WriterOptions | None = None,
+        **option_values: Any,
+    ) -> None:
         """As `Writer` (options given as `options` or as keywords); raises InvalidArgument without
         a `flush_interval` > 0. Nothing touches storage until `open()`."""
         if options is None or option_values:
             options = dataclasses.replace(options or WriterOptions(), **option_values)
         if not options.flush_interval:
-            raise InvalidArgument(f"an async writer needs a flush_interval > 0 (its flushes run on the flusher thread), "
-                                  f"got {options.flush_interval!r}")
+            raise InvalidArgument(
+                f"an async writer needs a flush_interval > 0 (its flushes run on the flusher thread), "
+                f"got {options.flush_interval!r}"
+            )
         self.wh = wh
         self._config = {"dataset": dataset, "agent": agent, "attack": attack, "run_id": run_id}
         self.options = options
         self._w: Writer | None = None
 
     @property
-    def writer(self) -> "Writer":
+    def writer(self) -> Writer:
         if self._w is None:
             raise RuntimeError("use the async writer inside `async with` (or await open() first)")
         return self._w
 
-    async def open(self) -> "AsyncWriter":
+    async def open(self) -> AsyncWriter:
         """Create the underlying writer (registers the config: storage I/O, on a worker thread)."""
         if self._w is None:
             w = await asyncio.to_thread(Writer, self.wh.engine, **self._config, options=self.options)
@@ -128,7 +139,7 @@ class AsyncWriter:
             return None
         return await asyncio.to_thread(self._w.close)
 
-    async def __aenter__(self) -> "AsyncWriter":
+    async def __aenter__(self) -> AsyncWriter:
         return await self.open()
 
     async def __aexit__(self, *exc_info: Any) -> None:

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -23,7 +23,6 @@ import orjson
 from warehouse.core import records
 from warehouse.core.errors import InvalidRecord, StateError
 from warehouse.core.rows import RowShape
-
 
 
 class RowSink(Protocol):
@@ -49,23 +48,51 @@ class RowSink(Protocol):
 
     def _span_id(self) -> str: ...
 
-    def _execution_row(self, eid: str, task_id: Any, revision: int, status: str, fields: Mapping[str, Any],
-                       finished_at: datetime | None = None) -> tuple: ...
+    def _execution_row(
+        self,
+        eid: str,
+        task_id: Any,
+        revision: int,
+        status: str,
+        fields: Mapping[str, Any],
+        finished_at: datetime | None = None,
+    ) -> tuple: ...
 
     def _add_rows(self, shape: RowShape, rows: list[tuple], text_bytes: int = 0, *, flush: bool = True) -> None: ...
 
-    def _add_final(self, row: tuple, eid: str, messages: Any, attacks: Any, seq_start: int = 0, *,
-                   keyed: bool = True) -> None: ...
+    def _add_final(
+        self, row: tuple, eid: str, messages: Any, attacks: Any, seq_start: int = 0, *, keyed: bool = True
+    ) -> None: ...
+
 
 log = logging.getLogger("warehouse")
 
 #: The tuples of `Execution._event` (and the importers' events), by name.
-EVENT_ROW = RowShape("events", ("execution_id", "seq", "timestamp", "kind", "level", "name", "message", "duration_ms",
-                                "trace_id", "span_id", "parent_span_id", "source", "attributes", "message_length",
-                                "attributes_length"))
+EVENT_ROW = RowShape(
+    "events",
+    (
+        "execution_id",
+        "seq",
+        "timestamp",
+        "kind",
+        "level",
+        "name",
+        "message",
+        "duration_ms",
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "source",
+        "attributes",
+        "message_length",
+        "attributes_length",
+    ),
+)
 #: The tuples of `Execution.checkpoint` (and of simulation snapshots), by name.
-SNAPSHOT_ROW = RowShape("snapshots", ("snapshot_id", "execution_id", "run_id", "kind", "step", "thread_id", "owner",
-                                      "state", "created_at", "metadata"))
+SNAPSHOT_ROW = RowShape(
+    "snapshots",
+    ("snapshot_id", "execution_id", "run_id", "kind", "step", "thread_id", "owner", "state", "created_at", "metadata"),
+)
 
 #: Default cut-off for an event's message and attributes, in characters.
 EVENT_LIMIT = 8192
@@ -115,19 +142,26 @@ class Span:
     `tool_error` (with the exception) on exit, both with the span id, the end with `duration_ms`.
     Usable as `with` and `async with`; exceptions pass through."""
 
-    def __init__(self, ex: "Execution", name: str, attrs: Any, kind: str) -> None:
+    def __init__(self, ex: Execution, name: str, attrs: Any, kind: str) -> None:
         self.ex, self.name, self.attrs, self.kind = ex, name, attrs, kind
         self.span_id = ex._writer._span_id()
         self.parent_span_id: str | None = None
         self._token: contextvars.Token | None = None
         self._t0 = 0.0
 
-    def __enter__(self) -> "Span":
+    def __enter__(self) -> Span:
         self.parent_span_id = _current_span.get()
         self._token = _current_span.set(self.span_id)
         self._t0 = time.perf_counter()
-        self.ex._event(f"{self.kind}_start", "info", self.name, None, self.attrs, span_id=self.span_id,
-                       parent_span_id=self.parent_span_id)
+        self.ex._event(
+            f"{self.kind}_start",
+            "info",
+            self.name,
+            None,
+            self.attrs,
+            span_id=self.span_id,
+            parent_span_id=self.parent_span_id,
+        )
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
@@ -138,13 +172,29 @@ class Span:
             except ValueError:  # exited in another context than entered (e.g. another task)
                 pass
         if exc is None:
-            self.ex._event(f"{self.kind}_end", "info", self.name, None, None, span_id=self.span_id,
-                           parent_span_id=self.parent_span_id, duration_ms=ms)
+            self.ex._event(
+                f"{self.kind}_end",
+                "info",
+                self.name,
+                None,
+                None,
+                span_id=self.span_id,
+                parent_span_id=self.parent_span_id,
+                duration_ms=ms,
+            )
         else:
-            self.ex._event(f"{self.kind}_error", "error", self.name, f"{type(exc).__name__}: {exc}", None,
-                           span_id=self.span_id, parent_span_id=self.parent_span_id, duration_ms=ms)
+            self.ex._event(
+                f"{self.kind}_error",
+                "error",
+                self.name,
+                f"{type(exc).__name__}: {exc}",
+                None,
+                span_id=self.span_id,
+                parent_span_id=self.parent_span_id,
+                duration_ms=ms,
+            )
 
-    async def __aenter__(self) -> "Span":
+    async def __aenter__(self) -> Span:
         return self.__enter__()
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
@@ -161,8 +211,17 @@ class Execution:
     block left normally finishes it (if neither was done explicitly).
     """
 
-    def __init__(self, writer: RowSink, execution_id: str, task_id: str, *, owner: str | None,
-                 revision: int, fields: dict[str, Any], keyed: bool = True) -> None:
+    def __init__(
+        self,
+        writer: RowSink,
+        execution_id: str,
+        task_id: str,
+        *,
+        owner: str | None,
+        revision: int,
+        fields: dict[str, Any],
+        keyed: bool = True,
+    ) -> None:
         self._writer = writer
         self._keyed = keyed  # False for an id its writer generated: no earlier add of it can exist
         self.execution_id = execution_id
@@ -180,9 +239,19 @@ class Execution:
         return self._fields.get("trace_id")
 
     # -- events (never raise) --------------------------------------------------------------------
-    def _event(self, kind: str, level: str | None, name: str | None, message: Any, attrs: Any, *,
-               span_id: str | None = None, parent_span_id: str | None = None, duration_ms: float | None = None,
-               source: str | None = None) -> None:
+    def _event(
+        self,
+        kind: str,
+        level: str | None,
+        name: str | None,
+        message: Any,
+        attrs: Any,
+        *,
+        span_id: str | None = None,
+        parent_span_id: str | None = None,
+        duration_ms: float | None = None,
+        source: str | None = None,
+    ) -> None:
         w = self._writer
         try:
             limit = w.event_limit
@@ -200,21 +269,43 @@ class Execution:
             if name is not None and name.__class__ is not str:
                 name = str(name)
             # the time as integer microseconds: Arrow converts those 7x faster than datetimes
-            w._add_event(EVENT_ROW, (self.execution_id, w._next_event_seq(), time.time_ns() // 1000, kind, level, name,
-                          message, duration_ms, self._fields.get("trace_id"), span_id, parent_span_id, source,
-                          attrs, mlen, alen))
+            w._add_event(
+                EVENT_ROW,
+                (
+                    self.execution_id,
+                    w._next_event_seq(),
+                    time.time_ns() // 1000,
+                    kind,
+                    level,
+                    name,
+                    message,
+                    duration_ms,
+                    self._fields.get("trace_id"),
+                    span_id,
+                    parent_span_id,
+                    source,
+                    attrs,
+                    mlen,
+                    alen,
+                ),
+            )
         except Exception as exc:  # logging must never break the agent
             w._drop_event(f"{type(exc).__name__}: {exc}")
 
-    def log(self, level: str, message: Any, *, source: str | None = None, attrs: Any = None,
-            name: str | None = None) -> None:
+    def log(
+        self, level: str, message: Any, *, source: str | None = None, attrs: Any = None, name: str | None = None
+    ) -> None:
         """Record a log line (level debug/info/warn/error/critical; others are kept as given).
 
         Never raises and never waits for I/O: the event is buffered and committed by the writer's
         next flush. A message or attributes longer than the writer's `event_limit` characters is
         cut, with a marker, keeping its original length in message_length/attributes_length.
         """
-        lv = level if level.__class__ is str and level in _LEVELS else (str(level).lower() if level is not None else None)
+        lv = (
+            level
+            if level.__class__ is str and level in _LEVELS
+            else (str(level).lower() if level is not None else None)
+        )
         self._event("log", lv, name, message, attrs, parent_span_id=_current_span.get(), source=source)
 
     def span(self, name: str, attrs: Any = None, *, kind: str = "tool") -> Span:
@@ -227,12 +318,25 @@ class Execution:
         if self.status != "running":
             raise StateError(f"cannot {what} execution {self.execution_id}: it is already {self.status}")
 
-    def _row(self, revision: int, status: str, fields: Mapping[str, Any], *, error: Any = None,
-             finished_at: datetime | None = None) -> tuple:
+    def _row(
+        self,
+        revision: int,
+        status: str,
+        fields: Mapping[str, Any],
+        *,
+        error: Any = None,
+        finished_at: datetime | None = None,
+    ) -> tuple:
         # `fields` holds what start/update/finish/resume set: add_execution's names, none of them
         # messages or attacks (those go with the final row).
-        return self._writer._execution_row(self.execution_id, self.task_id, revision, status,
-                                           {**fields, "owner": self.owner, "error": error}, finished_at)
+        return self._writer._execution_row(
+            self.execution_id,
+            self.task_id,
+            revision,
+            status,
+            {**fields, "owner": self.owner, "error": error},
+            finished_at,
+        )
 
     @staticmethod
     def _merged(fields: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -240,28 +344,55 @@ class Execution:
         for key, value in changes.items():
             if value is None:
                 continue
-            if key in ("metadata", "scores", "usage") and isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            if (
+                key in ("metadata", "scores", "usage")
+                and isinstance(value, Mapping)
+                and isinstance(out.get(key), Mapping)
+            ):
                 out[key] = {**out[key], **value}
             else:
                 out[key] = value
         return out
 
-    def update(self, *, metadata: Any = None, scores: Mapping[str, float] | None = None,
-               usage: Mapping[str, Any] | None = None, result: str | None = None, model: str | None = None,
-               benign_score: float | None = None, attack_score: float | None = None) -> int:
+    def update(
+        self,
+        *,
+        metadata: Any = None,
+        scores: Mapping[str, float] | None = None,
+        usage: Mapping[str, Any] | None = None,
+        result: str | None = None,
+        model: str | None = None,
+        benign_score: float | None = None,
+        attack_score: float | None = None,
+    ) -> int:
         """Record progress as a new revision (status still running); dicts are merged into the
         previous revision's. Returns the new revision number. Raises InvalidRecord for bad values."""
         self._require_running("update")
-        fields = self._merged(self._fields, metadata=metadata, scores=scores, usage=usage, result=result,
-                              model=model, benign_score=benign_score, attack_score=attack_score)
+        fields = self._merged(
+            self._fields,
+            metadata=metadata,
+            scores=scores,
+            usage=usage,
+            result=result,
+            model=model,
+            benign_score=benign_score,
+            attack_score=attack_score,
+        )
         row = self._row(self.revision + 1, "running", fields)
         self._writer._add_rows(self._writer.LIVE_ROW, [row])
         self._fields = fields
         self.revision += 1
         return self.revision
 
-    def checkpoint(self, state: Any, *, step: int | None = None, thread_id: str | None = None,
-                   checkpoint_id: str | None = None, metadata: Any = None) -> str:
+    def checkpoint(
+        self,
+        state: Any,
+        *,
+        step: int | None = None,
+        thread_id: str | None = None,
+        checkpoint_id: str | None = None,
+        metadata: Any = None,
+    ) -> str:
         """Save `state` (anything JSON can hold) and commit it, with everything else buffered,
         before returning its checkpoint id. Raises InvalidRecord if the state is not JSON, and the
         storage error if the commit fails (the checkpoint then stays buffered for the next flush)."""
@@ -271,9 +402,18 @@ class Execution:
         if state_json is None:
             raise InvalidRecord("state is required (a JSON-serialisable value), got None")
         cid = records.ident("checkpoint_id", checkpoint_id, required=False) or w._new_id()
-        row = (cid, self.execution_id, w.run_id, "checkpoint", records.integer("step", step),
-               records.opt_text("thread_id", thread_id), self.owner, state_json, datetime.now(timezone.utc),
-               records.json_text("metadata", metadata))
+        row = (
+            cid,
+            self.execution_id,
+            w.run_id,
+            "checkpoint",
+            records.integer("step", step),
+            records.opt_text("thread_id", thread_id),
+            self.owner,
+            state_json,
+            datetime.now(UTC),
+            records.json_text("metadata", metadata),
+        )
         w._add_rows(SNAPSHOT_ROW, [row], len(state_json), flush=False)
         w.flush()
         return cid
@@ -281,32 +421,68 @@ class Execution:
     def _final(self, status: str, *, error: str | None, messages: Any, attacks: Any, **changes: Any) -> None:
         self._require_running("finish" if status == "completed" else "fail")
         fields = self._merged(self._fields, **changes)
-        row = self._row(self.revision + 1, status, fields, error=error, finished_at=datetime.now(timezone.utc))
+        row = self._row(self.revision + 1, status, fields, error=error, finished_at=datetime.now(UTC))
         self._writer._add_final(row, self.execution_id, messages, attacks, keyed=self._keyed)
         self._fields = fields
         self.revision += 1
         self.status = status
         self._event("status", "error" if status == "failed" else "info", status, error, None)
 
-    def finish(self, *, benign_score: float | None = None, attack_score: float | None = None, messages: Any = None,
-               usage: Mapping[str, Any] | None = None, attacks: Any = None, result: str | None = None,
-               scores: Mapping[str, float] | None = None, metadata: Any = None, reward: float | None = None,
-               model: str | None = None) -> None:
+    def finish(
+        self,
+        *,
+        benign_score: float | None = None,
+        attack_score: float | None = None,
+        messages: Any = None,
+        usage: Mapping[str, Any] | None = None,
+        attacks: Any = None,
+        result: str | None = None,
+        scores: Mapping[str, float] | None = None,
+        metadata: Any = None,
+        reward: float | None = None,
+        model: str | None = None,
+    ) -> None:
         """Complete the execution: its final revision (status completed) with scores, messages,
         usage and attacks. Raises InvalidRecord for bad values (the execution then stays running)."""
-        self._final("completed", error=None, messages=messages, attacks=attacks, benign_score=benign_score,
-                    attack_score=attack_score, usage=usage, result=result, scores=scores, metadata=metadata,
-                    reward=reward, model=model)
+        self._final(
+            "completed",
+            error=None,
+            messages=messages,
+            attacks=attacks,
+            benign_score=benign_score,
+            attack_score=attack_score,
+            usage=usage,
+            result=result,
+            scores=scores,
+            metadata=metadata,
+            reward=reward,
+            model=model,
+        )
 
-    def fail(self, error: Any, *, messages: Any = None, usage: Mapping[str, Any] | None = None,
-             attacks: Any = None, metadata: Any = None, result: str | None = None) -> None:
+    def fail(
+        self,
+        error: Any,
+        *,
+        messages: Any = None,
+        usage: Mapping[str, Any] | None = None,
+        attacks: Any = None,
+        metadata: Any = None,
+        result: str | None = None,
+    ) -> None:
         """Fail the execution: its final revision with status failed and `error` (text or exception)."""
         if isinstance(error, BaseException):
             error = f"{type(error).__name__}: {error}"
-        self._final("failed", error=records.opt_text("error", error), messages=messages, attacks=attacks,
-                    usage=usage, metadata=metadata, result=result)
+        self._final(
+            "failed",
+            error=records.opt_text("error", error),
+            messages=messages,
+            attacks=attacks,
+            usage=usage,
+            metadata=metadata,
+            result=result,
+        )
 
-    def __enter__(self) -> "Execution":
+    def __enter__(self) -> Execution:
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:

@@ -46,8 +46,7 @@ class WriterOptions:
         set_(self, "flush_bytes", arguments.integer("flush_bytes", self.flush_bytes, minimum=1))
         if self.flush_interval is not None:  # 0: like None
             set_(self, "flush_interval", arguments.number("flush_interval", self.flush_interval, minimum=0))
-        set_(self, "max_buffered_events",
-             arguments.integer("max_buffered_events", self.max_buffered_events, minimum=1))
+        set_(self, "max_buffered_events", arguments.integer("max_buffered_events", self.max_buffered_events, minimum=1))
         if self.wal is None:  # (with a WAL, the WAL refuses a bad policy itself, as WalError)
             arguments.choice("wal_sync", self.wal_sync, ("always", "flush", "never"))
         if not isinstance(self.event_limit, int) or self.event_limit < 16:
@@ -59,7 +58,7 @@ class WriterOptions:
         return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
-    def pick(cls, arguments: Mapping[str, Any]) -> "WriterOptions":
+    def pick(cls, arguments: Mapping[str, Any]) -> WriterOptions:
         """The options among `arguments` (e.g. the `locals()` of a function taking them as keywords);
         names missing from it keep their defaults, other names are ignored."""
         return cls(**{name: arguments[name] for name in cls.names() if name in arguments})

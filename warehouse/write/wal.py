@@ -50,7 +50,7 @@ import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,8 +59,8 @@ import pyarrow as pa
 
 from warehouse.core.buffer import rows_to_batch
 from warehouse.core.errors import SchemaMismatch, WalError, WalLocked, WarehouseError  # noqa: F401 (re-exported)
-from warehouse.manifest import Commit, writer_info
 from warehouse.core.schemas import catalog
+from warehouse.manifest import Commit, writer_info
 
 if TYPE_CHECKING:
     from warehouse.core.config import RunConfig
@@ -83,7 +83,7 @@ def segment_name(writer_id: str, seq: int) -> str:
     return f"{writer_id}-{seq:08d}.wal"
 
 
-def store_id(wh: "Engine") -> str:
+def store_id(wh: Engine) -> str:
     """The warehouse a WAL belongs to: protocol and absolute root (a relative local URL and its
     absolute form are the same warehouse)."""
     return f"{wh.store.protocol}://{wh.store.root}"
@@ -120,7 +120,7 @@ class Segment:
         return int(self.header["version"]) if self.header else -1
 
     @classmethod
-    def read(cls, path: Path) -> "Segment":
+    def read(cls, path: Path) -> Segment:
         """Read a segment: every whole line that is a valid record, the damaged whole lines (by
         number), and the torn tail after the last newline (a crash mid-append)."""
         m = _SEGMENT.match(path.name)
@@ -177,8 +177,16 @@ class Segment:
 
 
 #: What a header must hold for its records to be recovered.
-_HEADER_FIELDS: dict[str, type] = {"writer_id": str, "warehouse": str, "url": str, "config": dict, "partition": dict,
-                                   "version": int, "created_at": str, "columns": dict}
+_HEADER_FIELDS: dict[str, type] = {
+    "writer_id": str,
+    "warehouse": str,
+    "url": str,
+    "config": dict,
+    "partition": dict,
+    "version": int,
+    "created_at": str,
+    "columns": dict,
+}
 
 
 def _why(exc: BaseException) -> str:
@@ -194,8 +202,9 @@ class WriteAheadLog:
     but `recover` is called by the writer under its buffer lock or flush lock.
     """
 
-    def __init__(self, path: str | os.PathLike[str], wh: "Engine", writer_id: str, config: "RunConfig",
-                 *, sync: str = "flush") -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], wh: Engine, writer_id: str, config: RunConfig, *, sync: str = "flush"
+    ) -> None:
         if sync not in SYNC_POLICIES:
             raise WalError(f"wal_sync must be one of {', '.join(SYNC_POLICIES)}, got {sync!r}")
         self.dir = Path(path).expanduser().absolute()
@@ -232,15 +241,29 @@ class WriteAheadLog:
             except ValueError:
                 holder = {}
             os.close(fd)
-            who = f"writer {holder.get('writer_id', '?')[:8]} (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, " \
-                  f"since {holder.get('since', '?')})" if holder else "another writer"
-            raise WalLocked(f"the WAL directory {self.dir} is in use by {who}; a WAL directory serves one writer "
-                            "at a time: close that writer first, or give this one its own wal= directory") from None
+            who = (
+                f"writer {holder.get('writer_id', '?')[:8]} (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
+                f"since {holder.get('since', '?')})"
+                if holder
+                else "another writer"
+            )
+            raise WalLocked(
+                f"the WAL directory {self.dir} is in use by {who}; a WAL directory serves one writer "
+                "at a time: close that writer first, or give this one its own wal= directory"
+            ) from None
         except OSError as exc:
             os.close(fd)
-            raise WalError(f"cannot lock the WAL directory {self.dir} ({exc}); it must be on a local filesystem") from None
-        note = json.dumps({"writer_id": self.writer_id, "pid": os.getpid(), "host": socket.gethostname(),
-                           "since": datetime.now(timezone.utc).isoformat()}).encode()
+            raise WalError(
+                f"cannot lock the WAL directory {self.dir} ({exc}); it must be on a local filesystem"
+            ) from None
+        note = json.dumps(
+            {
+                "writer_id": self.writer_id,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "since": datetime.now(UTC).isoformat(),
+            }
+        ).encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, note, 0)
         return fd
@@ -262,11 +285,20 @@ class WriteAheadLog:
         self._seq, self._rows = seq, 0
         path = self.dir / segment_name(self.writer_id, seq)
         npart = len(catalog().partition_columns)
-        header = {"format": WAL_FORMAT, "writer_id": self.writer_id, "seq": seq, "warehouse": store_id(self.wh),
-                  "url": self.wh.url, "config": self.config.as_dict(), "partition": dict(self.config.partition),
-                  "version": version, "created_at": datetime.now(timezone.utc).isoformat(),
-                  "columns": {name: [c.name for c in t.columns[npart:]] for name, t in catalog().tables.items()},
-                  "host": socket.gethostname(), "pid": os.getpid()}
+        header = {
+            "format": WAL_FORMAT,
+            "writer_id": self.writer_id,
+            "seq": seq,
+            "warehouse": store_id(self.wh),
+            "url": self.wh.url,
+            "config": self.config.as_dict(),
+            "partition": dict(self.config.partition),
+            "version": version,
+            "created_at": datetime.now(UTC).isoformat(),
+            "columns": {name: [c.name for c in t.columns[npart:]] for name, t in catalog().tables.items()},
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         self._size = 0
         self._write(_line(("header", header)))
@@ -281,7 +313,7 @@ class WriteAheadLog:
             if n < len(line):  # a short write (a full disk, a signal): finish it or fail
                 view = memoryview(line)[n:]
                 while view:
-                    view = view[os.write(self._fd, view):]
+                    view = view[os.write(self._fd, view) :]
         except OSError as exc:
             try:
                 os.ftruncate(self._fd, self._size)
@@ -371,14 +403,21 @@ class WriteAheadLog:
         """
         kept = self.damaged_segments
         if kept:
-            log.warning("WAL %s: %d damaged segment(s) set aside in %s await a decision: %s", self.dir, len(kept),
-                        self.dir / DAMAGED_DIR, ", ".join(p.name for p in kept[:5]))
+            log.warning(
+                "WAL %s: %d damaged segment(s) set aside in %s await a decision: %s",
+                self.dir,
+                len(kept),
+                self.dir / DAMAGED_DIR,
+                ", ".join(p.name for p in kept[:5]),
+            )
         segments = [Segment.read(p) for p in self.pending_segments if not p.name.startswith(self.writer_id)]
         newer = [s for s in segments if s.header and int(s.header.get("format", 0)) > WAL_FORMAT]
         if newer:
             header = newer[0].header or {}
-            raise WalError(f"{newer[0].path} was written by a newer warehouse library (WAL format "
-                           f"{header['format']}; this one reads {WAL_FORMAT}): upgrade the package")
+            raise WalError(
+                f"{newer[0].path} was written by a newer warehouse library (WAL format "
+                f"{header['format']}; this one reads {WAL_FORMAT}): upgrade the package"
+            )
         foreign = [s for s in segments if s.header and s.records and s.header["warehouse"] != store_id(self.wh)]
         if foreign:
             s = foreign[0]
@@ -386,14 +425,18 @@ class WriteAheadLog:
             raise WalError(
                 f"the WAL directory {self.dir} holds {sum(len(f.records) for f in foreign)} unflushed record(s) of warehouse "
                 f"{header['url']!r} (writer {s.writer_id[:8]}), not of {self.wh.url!r}; open a writer on that "
-                "warehouse with this wal= to commit them, or move the directory away to discard them")
+                "warehouse with this wal= to commit them, or move the directory away to discard them"
+            )
         # Oldest run first; within a run, batch order (a retried batch precedes the next one).
         segments.sort(key=lambda s: (s.header["created_at"] if s.header else "", s.writer_id, s.seq))
         damage: list[str] = []
         for seg in segments:
             if seg.torn_bytes:
-                log.warning("WAL segment %s ends with %d torn byte(s) (a crash mid-append); ignored",
-                            seg.path.name, seg.torn_bytes)
+                log.warning(
+                    "WAL segment %s ends with %d torn byte(s) (a crash mid-append); ignored",
+                    seg.path.name,
+                    seg.torn_bytes,
+                )
             commit = None
             if seg.records or seg.damaged:
                 self.wh.refresh()
@@ -401,9 +444,13 @@ class WriteAheadLog:
                 if commit is not None and seg.damaged:
                     # The batch was committed from the crashed writer's memory: every record of it,
                     # the damaged lines' too, is in the warehouse. Nothing is left to decide.
-                    log.warning("WAL segment %s has damaged line(s) %s, but its batch was committed in version %d "
-                                "before the crash: nothing is lost; deleted", seg.path.name,
-                                ", ".join(str(n) for n, _ in seg.damaged), commit.version)
+                    log.warning(
+                        "WAL segment %s has damaged line(s) %s, but its batch was committed in version %d "
+                        "before the crash: nothing is lost; deleted",
+                        seg.path.name,
+                        ", ".join(str(n) for n, _ in seg.damaged),
+                        commit.version,
+                    )
                     seg.damaged.clear()
                 if commit is None and seg.records and seg.header is not None:
                     try:
@@ -418,15 +465,20 @@ class WriteAheadLog:
             else:
                 seg.path.unlink(missing_ok=True)
         if self.recovered:
-            log.info("WAL %s: recovered %d crashed batch(es) in version(s) %s", self.dir, len(self.recovered),
-                     ", ".join(str(c.version) for c in self.recovered))
+            log.info(
+                "WAL %s: recovered %d crashed batch(es) in version(s) %s",
+                self.dir,
+                len(self.recovered),
+                ", ".join(str(c.version) for c in self.recovered),
+            )
         if damage:
             raise WalError(
                 f"the WAL {self.dir} had damaged lines (whole lines that are not valid records: damage, not a "
                 f"crash's torn tail): {'; '.join(damage)}. Every readable record was committed; the damaged "
                 f"segment(s) were moved unchanged to {self.dir / DAMAGED_DIR} and are kept: inspect the lines named, "
                 "re-add by hand (with a writer) what they held if it matters, then delete the file(s). A writer "
-                "can use this WAL directory again now")
+                "can use this WAL directory again now"
+            )
         return self.recovered
 
     @property
@@ -446,8 +498,9 @@ class WriteAheadLog:
             target = d / f"{seg.path.name}.{n}"
         os.replace(seg.path, target)
         self._sync_dir()
-        lines = ", ".join(f"line {n} ({why})" for n, why in seg.damaged[:5]) + \
-            (f" and {len(seg.damaged) - 5} more" if len(seg.damaged) > 5 else "")
+        lines = ", ".join(f"line {n} ({why})" for n, why in seg.damaged[:5]) + (
+            f" and {len(seg.damaged) - 5} more" if len(seg.damaged) > 5 else ""
+        )
         if seg.header is None:
             held = f"{seg.unplaced} record line(s) after it could not be placed without the header"
         elif commit is not None:
@@ -462,9 +515,8 @@ class WriteAheadLog:
         A record whose values do not fit its table (a damaged line that is still valid JSON) is
         added to `seg.damaged` and left out; raises _DamagedHeader if the header contradicts itself.
         """
-        from warehouse.core.config import RunConfig
+        from warehouse.core.config import RunConfig, config_row
         from warehouse.engine import keyed
-        from warehouse.core.config import config_row
         from warehouse.engine.datafiles import write_data_file
 
         wh = self.wh
@@ -485,16 +537,27 @@ class WriteAheadLog:
             if config.hash != h:
                 raise _DamagedHeader(f"the header's config hashes to {config.hash}, not {h}")
             tables["configs"] = rows_to_batch(catalog().table("configs"), partition, [config_row(config, created)])
-        files = [write_data_file(wh, table, partition, pa.Table.from_batches([batch]))
-                 for table, batch in tables.items() if batch.num_rows]
+        files = [
+            write_data_file(wh, table, partition, pa.Table.from_batches([batch]))
+            for table, batch in tables.items()
+            if batch.num_rows
+        ]
         # Which ids the crashed writer generated is not logged: every recovered row is checked.
         finals = tables.get("executions")
-        batch_keys = pa.Table.from_batches([finals]).select(["execution_id", "write_id"]) if finals is not None else None
-        return keyed.commit(wh, keys=[(partition, batch_keys)], add=files,
-                           write=lambda t, part, rows: write_data_file(wh, t, part, rows),
-                           operation="append", writer=writer_info(self.writer_id), token=seg.token,
-                           token_since=seg.since,
-                           info={"wal": {"writer_id": seg.writer_id, "seq": seg.seq, "records": len(seg.records)}})
+        batch_keys = (
+            pa.Table.from_batches([finals]).select(["execution_id", "write_id"]) if finals is not None else None
+        )
+        return keyed.commit(
+            wh,
+            keys=[(partition, batch_keys)],
+            add=files,
+            write=lambda t, part, rows: write_data_file(wh, t, part, rows),
+            operation="append",
+            writer=writer_info(self.writer_id),
+            token=seg.token,
+            token_since=seg.since,
+            info={"wal": {"writer_id": seg.writer_id, "seq": seg.seq, "records": len(seg.records)}},
+        )
 
     @staticmethod
     def _tables(seg: Segment, partition: dict[str, Any]) -> dict[str, pa.RecordBatch]:
@@ -533,7 +596,7 @@ class _DamagedHeader(Exception):
     """A header that parses but contradicts itself: its records cannot be placed."""
 
 
-def _find_token(wh: "Engine", token: str, since: int) -> Commit | None:
+def _find_token(wh: Engine, token: str, since: int) -> Commit | None:
     """The commit after version `since` that carries `token`, if any (also among commits that
     vacuum folded into a checkpoint, where the log can look there)."""
     return wh.log.find_token(token, since, wh.version)

@@ -4,41 +4,41 @@ per (table, partition) and commits them all in one manifest commit (all or nothi
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import inspect
 import itertools
+import json
 import logging
 import os
 import random
 import threading
 import time
 import uuid
-import dataclasses
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from warehouse.core import records
-from warehouse.engine import keyed, keys
-from warehouse.engine.datafiles import write_data_file
+from warehouse.core.buffer import PENDING_ROW_BYTES, TableBuffer
 from warehouse.core.config import CONFIG_ROW, RunConfig, config_row
 from warehouse.core.errors import ConfigHashCollision, InvalidRecord, StaleDataFile, StateError, WriterClosed
+from warehouse.core.partition_paths import partition_dir
 from warehouse.core.rows import RowShape
-from warehouse.manifest import DataFile, writer_info
 from warehouse.core.schemas import catalog
-from warehouse.core.buffer import PENDING_ROW_BYTES, TableBuffer
+from warehouse.engine import keyed, keys
+from warehouse.engine.datafiles import write_data_file
+from warehouse.manifest import DataFile, writer_info
 from warehouse.write.live import Execution
 from warehouse.write.options import WriterOptions
-from warehouse.core.partition_paths import partition_dir
 
 if TYPE_CHECKING:
-    from warehouse.write.wal import WriteAheadLog
     from warehouse.engine.engine import Engine
+    from warehouse.write.wal import WriteAheadLog
 
 #: Times a flush writes a batch's files afresh after the commit refused them as too old (StaleDataFile).
 STALE_ATTEMPTS = 3
@@ -46,8 +46,17 @@ _STATUSES = ("completed", "failed")
 log = logging.getLogger("warehouse")
 
 
-def trajectory_execution(*, messages: Any, completions: Any, rewards: Any, group: Any, replica: Any,
-                         advantages: Any, metadata: Any, task_id: Any) -> dict[str, Any]:
+def trajectory_execution(
+    *,
+    messages: Any,
+    completions: Any,
+    rewards: Any,
+    group: Any,
+    replica: Any,
+    advantages: Any,
+    metadata: Any,
+    task_id: Any,
+) -> dict[str, Any]:
     """The `add_execution` arguments of one RL trajectory (see `Writer.add_trajectory`, and the
     trajectories importer): rewards -> reward, group -> group (text), replica -> sample, a single
     advantage -> a one-element list, task_id defaulting to metadata["task_id"]."""
@@ -55,14 +64,19 @@ def trajectory_execution(*, messages: Any, completions: Any, rewards: Any, group
         advantages = [advantages]
     if task_id is None and isinstance(metadata, Mapping):
         task_id = metadata.get("task_id")
-    return {"task_id": str(task_id) if task_id is not None else "trajectory", "messages": messages,
-            "completions": completions if completions is not None else [],
-            "reward": records.score("rewards", rewards), "group": str(group),
-            "sample": records.integer("replica", replica, records.INT32), "advantages": advantages,
-            "metadata": metadata}
+    return {
+        "task_id": str(task_id) if task_id is not None else "trajectory",
+        "messages": messages,
+        "completions": completions if completions is not None else [],
+        "reward": records.score("rewards", rewards),
+        "group": str(group),
+        "sample": records.integer("replica", replica, records.INT32),
+        "advantages": advantages,
+        "metadata": metadata,
+    }
 
 
-def keyed_rows(buffers: "_Buffers") -> pa.Table | None:
+def keyed_rows(buffers: _Buffers) -> pa.Table | None:
     """(execution_id, write_id) of the buffered final rows whose ids may be stored already (the
     buffers' `keyed` ids), in add order; None if there are none."""
     buf = buffers.get("executions")
@@ -92,10 +106,36 @@ class _Buffers(dict):
 
 
 #: The tuples of `Writer._execution_row`, by name (final rows; revisions of live ones in executions_live).
-EXECUTION_ROW = RowShape("executions", (
-    "execution_id", "task_id", "run_id", "sample", "group_id", "status", "error", "revision", "started_at",
-    "finished_at", "duration_ms", "trace_id", "span_id", "model", *records.USAGE_FIELDS, "benign_score",
-    "attack_score", "reward", "advantages", "scores", "metadata", "owner", "result", "completions", "write_id"))
+EXECUTION_ROW = RowShape(
+    "executions",
+    (
+        "execution_id",
+        "task_id",
+        "run_id",
+        "sample",
+        "group_id",
+        "status",
+        "error",
+        "revision",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+        "trace_id",
+        "span_id",
+        "model",
+        *records.USAGE_FIELDS,
+        "benign_score",
+        "attack_score",
+        "reward",
+        "advantages",
+        "scores",
+        "metadata",
+        "owner",
+        "result",
+        "completions",
+        "write_id",
+    ),
+)
 EXECUTION_LIVE_ROW = EXECUTION_ROW.on("executions_live")
 
 
@@ -140,8 +180,17 @@ class Writer:
 
     LIVE_ROW = EXECUTION_LIVE_ROW  # (for live.Execution, which cannot import this module)
 
-    def __init__(self, wh: "Engine", *, dataset: Any, agent: Any, attack: Any = None,
-                 run_id: str | None = None, options: WriterOptions | None = None, **option_values: Any) -> None:
+    def __init__(
+        self,
+        wh: Engine,
+        *,
+        dataset: Any,
+        agent: Any,
+        attack: Any = None,
+        run_id: str | None = None,
+        options: WriterOptions | None = None,
+        **option_values: Any,
+    ) -> None:
         """`options` (default: WriterOptions()), with any of its fields given as keywords instead
         (`Writer(engine, dataset=..., agent=..., flush_rows=100)`); see `WriterOptions`."""
         wh.engine.require_writable()
@@ -166,7 +215,7 @@ class Writer:
         self._event_seq = itertools.count()
         self._dropped: Counter[str] = Counter()
         self._caller_flushes = True  # False: size-triggered flushes only ever run on the flusher thread
-        self._lock = threading.Lock()        # guards the buffers
+        self._lock = threading.Lock()  # guards the buffers
         self._flush_lock = threading.Lock()  # serialises flushes (one commit at a time, in order)
         self._buffers = self._new_buffers()
         self._retry: _Batch | None = None
@@ -189,10 +238,12 @@ class Writer:
         self._stopping = False
         self._thread: threading.Thread | None = None
         if flush_interval:
-            self._thread = threading.Thread(target=self._flusher, name=f"warehouse-flusher-{self.writer_id[:8]}", daemon=True)
+            self._thread = threading.Thread(
+                target=self._flusher, name=f"warehouse-flusher-{self.writer_id[:8]}", daemon=True
+            )
             self._thread.start()
 
-    def _new_buffers(self) -> "_Buffers":
+    def _new_buffers(self) -> _Buffers:
         return _Buffers(self.partition)
 
     # -- config --------------------------------------------------------------------------------
@@ -200,7 +251,7 @@ class Writer:
         """Store configs/<hash>.yaml once; a different config under the same hash is an error."""
         path = f"configs/{self.config_hash}.yaml"
         store = self.wh.store
-        created_at = datetime.now(timezone.utc)
+        created_at = datetime.now(UTC)
         if not store.exists(path):
             store.put_if_absent(path, self.config.to_yaml(created_at).encode("utf-8"))
         existing = RunConfig.from_yaml(store.read_bytes(path).decode("utf-8"))
@@ -220,14 +271,32 @@ class Writer:
 
     # -- adding --------------------------------------------------------------------------------
     def add_execution(
-        self, *, task_id: str | None = None, messages: Any = None, usage: Mapping[str, Any] | None = None,
-        benign_score: float | None = None, attack_score: float | None = None, attacks: Any = None,
-        metadata: Any = None, trace_id: str | None = None, span_id: str | None = None,
-        started_at: Any = None, finished_at: Any = None, model: str | None = None,
-        scores: dict[str, float] | None = None, execution_id: str | None = None, sample: int | None = None,
-        group: str | None = None, status: str | None = None, error: str | None = None,
-        reward: float | None = None, advantages: Any = None, duration_ms: float | None = None,
-        owner: str | None = None, result: str | None = None, completions: Any = None,
+        self,
+        *,
+        task_id: str | None = None,
+        messages: Any = None,
+        usage: Mapping[str, Any] | None = None,
+        benign_score: float | None = None,
+        attack_score: float | None = None,
+        attacks: Any = None,
+        metadata: Any = None,
+        trace_id: str | None = None,
+        span_id: str | None = None,
+        started_at: Any = None,
+        finished_at: Any = None,
+        model: str | None = None,
+        scores: dict[str, float] | None = None,
+        execution_id: str | None = None,
+        sample: int | None = None,
+        group: str | None = None,
+        status: str | None = None,
+        error: str | None = None,
+        reward: float | None = None,
+        advantages: Any = None,
+        duration_ms: float | None = None,
+        owner: str | None = None,
+        result: str | None = None,
+        completions: Any = None,
         **unknown: Any,
     ) -> str:
         """Buffer one finished task execution with its messages and attacks; returns its execution_id.
@@ -244,13 +313,13 @@ class Writer:
         self._maybe_flush()
         return prepared.execution_id
 
-    def prepare_execution(self, **fields: Any) -> "PreparedExecution":
+    def prepare_execution(self, **fields: Any) -> PreparedExecution:
         """Validate one execution (the keywords of `add_execution`) into its rows without buffering
         anything: importers validate every record of a source file before adding any of them.
         Raises InvalidRecord naming the field."""
         return self._prepare(fields, fields.keys() - _EXECUTION_FIELD_SET)
 
-    def _prepare(self, f: Mapping[str, Any], unknown: Any) -> "PreparedExecution":
+    def _prepare(self, f: Mapping[str, Any], unknown: Any) -> PreparedExecution:
         """`prepare_execution` of the fields in `f` (keys outside EXECUTION_FIELDS are ignored;
         `unknown`: those the caller was given, refused here)."""
         if self._closed:
@@ -264,15 +333,23 @@ class Writer:
             status = "failed" if error else "completed"
         if status not in _STATUSES:
             raise InvalidRecord(f"status must be one of {_STATUSES}, got {status!r}")
-        finished = records.timestamp("finished_at", f.get("finished_at")) or datetime.now(timezone.utc)
+        finished = records.timestamp("finished_at", f.get("finished_at")) or datetime.now(UTC)
         row = self._row_of(eid, f.get("task_id"), 0, status, f, finished)
         write_id = row[-1]
         msg_rows, size = records.messages(eid, f.get("messages"), 0, write_id)
-        return PreparedExecution(eid, row, msg_rows, size, records.attacks(eid, f.get("attacks"), write_id),
-                                 execution_id is not None)
+        return PreparedExecution(
+            eid, row, msg_rows, size, records.attacks(eid, f.get("attacks"), write_id), execution_id is not None
+        )
 
-    def _execution_row(self, eid: str, task_id: Any, revision: int, status: str, fields: Mapping[str, Any],
-                       finished_at: datetime | None = None) -> tuple:
+    def _execution_row(
+        self,
+        eid: str,
+        task_id: Any,
+        revision: int,
+        status: str,
+        fields: Mapping[str, Any],
+        finished_at: datetime | None = None,
+    ) -> tuple:
         """One validated row of `executions`/`executions_live` (non-partition columns, schema order)
         of the execution `fields` (keywords of `add_execution`; `finished_at`, validated, is given
         apart, and `messages`/`attacks` are not part of the row). Raises InvalidRecord for a bad value
@@ -281,8 +358,9 @@ class Writer:
             raise InvalidRecord(f"unknown execution field(s) {sorted(fields.keys() - _EXECUTION_FIELD_SET)}")
         return self._row_of(eid, task_id, revision, status, fields, finished_at)
 
-    def _row_of(self, eid: str, task_id: Any, revision: int, status: str, f: Mapping[str, Any],
-                finished_at: datetime | None) -> tuple:
+    def _row_of(
+        self, eid: str, task_id: Any, revision: int, status: str, f: Mapping[str, Any], finished_at: datetime | None
+    ) -> tuple:
         get = f.get
         started = records.timestamp("started_at", get("started_at"))
         duration_ms = get("duration_ms")
@@ -292,27 +370,43 @@ class Writer:
             task_id = records.ident("task_id", task_id)
         opt_text, opt_score = records.opt_text, records.opt_score
         return (
-            eid, task_id, self.run_id, records.integer("sample", get("sample"), records.INT32),
-            opt_text("group", get("group")), status, opt_text("error", get("error")), revision, started, finished_at,
-            opt_score("duration_ms", duration_ms), opt_text("trace_id", get("trace_id")),
-            opt_text("span_id", get("span_id")), opt_text("model", get("model")),
-            *records.usage(get("usage")), opt_score("benign_score", get("benign_score")),
-            opt_score("attack_score", get("attack_score")), opt_score("reward", get("reward")),
-            records.float_list("advantages", get("advantages")), records.score_map(get("scores")),
-            records.json_text("metadata", get("metadata")), opt_text("owner", get("owner")),
-            opt_text("result", get("result")), records.json_text("completions", get("completions")),
+            eid,
+            task_id,
+            self.run_id,
+            records.integer("sample", get("sample"), records.INT32),
+            opt_text("group", get("group")),
+            status,
+            opt_text("error", get("error")),
+            revision,
+            started,
+            finished_at,
+            opt_score("duration_ms", duration_ms),
+            opt_text("trace_id", get("trace_id")),
+            opt_text("span_id", get("span_id")),
+            opt_text("model", get("model")),
+            *records.usage(get("usage")),
+            opt_score("benign_score", get("benign_score")),
+            opt_score("attack_score", get("attack_score")),
+            opt_score("reward", get("reward")),
+            records.float_list("advantages", get("advantages")),
+            records.score_map(get("scores")),
+            records.json_text("metadata", get("metadata")),
+            opt_text("owner", get("owner")),
+            opt_text("result", get("result")),
+            records.json_text("completions", get("completions")),
             self._write_ids.next(),
         )
 
-    def _add_final(self, row: tuple, eid: str, messages: Any, attacks: Any, seq_start: int = 0, *,
-                   keyed: bool = True) -> None:
+    def _add_final(
+        self, row: tuple, eid: str, messages: Any, attacks: Any, seq_start: int = 0, *, keyed: bool = True
+    ) -> None:
         """Buffer a final execution row with its messages and attacks (validated first); may flush.
         `keyed`: the id may have been stored before (not one this writer generated)."""
         msg_rows, size = records.messages(eid, messages, seq_start, row[-1])
         self._buffer_final(PreparedExecution(eid, row, msg_rows, size, records.attacks(eid, attacks, row[-1]), keyed))
         self._maybe_flush()
 
-    def _buffer_final(self, p: "PreparedExecution") -> None:
+    def _buffer_final(self, p: PreparedExecution) -> None:
         with self._lock:
             if self._wal is not None:
                 self._wal.append((("executions", [p.row]), ("messages", p.message_rows), ("attacks", p.attack_rows)))
@@ -339,9 +433,19 @@ class Writer:
             self._maybe_flush()
 
     # -- live executions and events (live.py) ---------------------------------------------------------
-    def start_execution(self, task_id: str, *, owner: str | None = None, metadata: Any = None,
-                        execution_id: str | None = None, trace_id: str | None = None, model: str | None = None,
-                        sample: int | None = None, group: str | None = None, started_at: Any = None) -> Execution:
+    def start_execution(
+        self,
+        task_id: str,
+        *,
+        owner: str | None = None,
+        metadata: Any = None,
+        execution_id: str | None = None,
+        trace_id: str | None = None,
+        model: str | None = None,
+        sample: int | None = None,
+        group: str | None = None,
+        started_at: Any = None,
+    ) -> Execution:
         """Start a live execution (status running, revision 1); see `Execution` for what it offers.
 
         Its revisions, events and checkpoints are committed by this writer's flushes. Raises
@@ -350,9 +454,14 @@ class Writer:
         eid = records.ident("execution_id", execution_id, required=False) or self._new_id()
         task_id = records.ident("task_id", task_id)
         owner = records.ident("owner", owner, required=False)
-        fields = {"started_at": records.timestamp("started_at", started_at) or datetime.now(timezone.utc),
-                  "trace_id": records.ident("trace_id", trace_id, required=False) or self._new_id(),
-                  "model": model, "sample": sample, "group": group, "metadata": metadata}
+        fields = {
+            "started_at": records.timestamp("started_at", started_at) or datetime.now(UTC),
+            "trace_id": records.ident("trace_id", trace_id, required=False) or self._new_id(),
+            "model": model,
+            "sample": sample,
+            "group": group,
+            "metadata": metadata,
+        }
         ex = Execution(self, eid, task_id, owner=owner, revision=1, fields=fields, keyed=execution_id is not None)
         self._add_rows(EXECUTION_LIVE_ROW, [ex._row(1, "running", fields)])
         ex._event("status", "info", "running", None, None)
@@ -374,20 +483,31 @@ class Writer:
             raise ExecutionNotFound(f"no execution with id {execution_id!r} at version {self.wh.version}")
         row = found[0]
         if row["config_hash"] != self.config_hash:
-            raise StateError(f"execution {execution_id} belongs to config {row['config_hash']}, not this writer's "
-                                 f"{self.config_hash}; resume it with a writer of that config")
+            raise StateError(
+                f"execution {execution_id} belongs to config {row['config_hash']}, not this writer's "
+                f"{self.config_hash}; resume it with a writer of that config"
+            )
         if row["status"] != "running":
             raise StateError(f"cannot resume execution {execution_id}: it is already {row['status']}")
         if row["owner"] is not None and owner is not None and owner != row["owner"]:
             raise PermissionDenied(f"execution {execution_id} belongs to owner {row['owner']!r}, not {owner!r}")
         usage = {k: row[k] for k in records.USAGE_FIELDS if row.get(k) is not None}
-        fields = {"started_at": row["started_at"], "trace_id": row["trace_id"], "model": row["model"],
-                  "sample": row["sample"], "group": row["group_id"], "result": row["result"],
-                  "metadata": json.loads(row["metadata"]) if row["metadata"] else None,
-                  "scores": dict(row["scores"]) if row["scores"] else None, "usage": usage or None,
-                  "benign_score": row["benign_score"], "attack_score": row["attack_score"]}
-        ex = Execution(self, execution_id, row["task_id"], owner=row["owner"] or owner, revision=row["revision"],
-                       fields=fields)
+        fields = {
+            "started_at": row["started_at"],
+            "trace_id": row["trace_id"],
+            "model": row["model"],
+            "sample": row["sample"],
+            "group": row["group_id"],
+            "result": row["result"],
+            "metadata": json.loads(row["metadata"]) if row["metadata"] else None,
+            "scores": dict(row["scores"]) if row["scores"] else None,
+            "usage": usage or None,
+            "benign_score": row["benign_score"],
+            "attack_score": row["attack_score"],
+        }
+        ex = Execution(
+            self, execution_id, row["task_id"], owner=row["owner"] or owner, revision=row["revision"], fields=fields
+        )
         ex._event("status", "info", "running", f"resumed at revision {row['revision']}", None)
         return ex
 
@@ -429,10 +549,20 @@ class Writer:
         return dict(self._dropped)
 
     # -- trajectories ------------------------------------------------------------------------------
-    def add_trajectory(self, *, messages: Any = None, completions: Any = None, rewards: float = 0.0,
-                       group: int | str = 0, replica: int = 0, advantages: Any = 0.0, metadata: Any = None,
-                       task_id: str | None = None, usage: Mapping[str, Any] | None = None,
-                       execution_id: str | None = None) -> str:
+    def add_trajectory(
+        self,
+        *,
+        messages: Any = None,
+        completions: Any = None,
+        rewards: float = 0.0,
+        group: int | str = 0,
+        replica: int = 0,
+        advantages: Any = 0.0,
+        metadata: Any = None,
+        task_id: str | None = None,
+        usage: Mapping[str, Any] | None = None,
+        execution_id: str | None = None,
+    ) -> str:
         """Buffer one RL trajectory (the rollouts `Trajectory`: completions, messages, rewards, group,
         replica, advantages, metadata) as a completed execution; returns its execution_id.
 
@@ -440,9 +570,20 @@ class Writer:
         of numbers) -> `advantages` (a list), completions -> `completions` (JSON), task_id defaults
         to metadata["task_id"]. Read them back with `Warehouse.trajectories()`.
         """
-        return self.add_execution(**trajectory_execution(
-            messages=messages, completions=completions, rewards=rewards, group=group, replica=replica,
-            advantages=advantages, metadata=metadata, task_id=task_id), usage=usage, execution_id=execution_id)
+        return self.add_execution(
+            **trajectory_execution(
+                messages=messages,
+                completions=completions,
+                rewards=rewards,
+                group=group,
+                replica=replica,
+                advantages=advantages,
+                metadata=metadata,
+                task_id=task_id,
+            ),
+            usage=usage,
+            execution_id=execution_id,
+        )
 
     def _maybe_flush(self) -> None:
         with self._lock:
@@ -453,8 +594,12 @@ class Writer:
             # With a flusher thread, the flush (whose Parquet encoding releases the GIL) runs beside
             # the caller; if that thread is still busy with the previous batch and this one is twice
             # over the limit, or an earlier background flush failed, flush here and now.
-            if self._caller_flushes and (self._thread is None or self._background_error is not None or
-                                         rows >= 2 * self.flush_rows or nbytes >= 2 * self.flush_bytes):
+            if self._caller_flushes and (
+                self._thread is None
+                or self._background_error is not None
+                or rows >= 2 * self.flush_rows
+                or nbytes >= 2 * self.flush_bytes
+            ):
                 self.flush()
             else:
                 with self._wake:
@@ -481,8 +626,9 @@ class Writer:
             if self._wal is not None:  # the records after this point go to the next batch's segment
                 self._wal.take(f"{self.writer_id}:{self._seq + 1}", self.wh.version)
         self._seq += 1
-        return _Batch(buffers, f"{self.writer_id}:{self._seq}", self.wh.version, _record_count(buffers),
-                      keys=keyed_rows(buffers))
+        return _Batch(
+            buffers, f"{self.writer_id}:{self._seq}", self.wh.version, _record_count(buffers), keys=keyed_rows(buffers)
+        )
 
     def _commit_batch(self, batch: _Batch) -> int:
         if self._wal is not None:
@@ -496,10 +642,16 @@ class Writer:
                 if len(buf) and table_name not in written:
                     batch.files.append(write_data_file(self.wh, table_name, self.partition, buf.table()))
             try:
-                commit = keyed.commit(self.wh, keys=[(self.partition, batch.keys)], add=batch.files,
-                                     write=lambda t, part, rows: write_data_file(self.wh, t, part, rows),
-                                     operation="append", writer=writer_info(self.writer_id), token=batch.token,
-                                     token_since=batch.seen_version)
+                commit = keyed.commit(
+                    self.wh,
+                    keys=[(self.partition, batch.keys)],
+                    add=batch.files,
+                    write=lambda t, part, rows: write_data_file(self.wh, t, part, rows),
+                    operation="append",
+                    writer=writer_info(self.writer_id),
+                    token=batch.token,
+                    token_since=batch.seen_version,
+                )
                 break
             except StaleDataFile:
                 batch.files = []  # left for vacuum as orphans
@@ -563,10 +715,14 @@ class Writer:
             if self._wal is not None:  # what the flush could not commit stays in the WAL for the next writer
                 self._wal.close()
             if self._dropped:
-                log.warning("warehouse writer %s dropped %d event(s): %s", self.writer_id[:8],
-                            sum(self._dropped.values()), dict(self._dropped.most_common(5)))
+                log.warning(
+                    "warehouse writer %s dropped %d event(s): %s",
+                    self.writer_id[:8],
+                    sum(self._dropped.values()),
+                    dict(self._dropped.most_common(5)),
+                )
 
-    def __enter__(self) -> "Writer":
+    def __enter__(self) -> Writer:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -575,5 +731,6 @@ class Writer:
 
 #: The fields of an execution: the keywords of `Writer.add_execution`, its one definition.
 EXECUTION_FIELDS: tuple[str, ...] = tuple(
-    name for name, p in inspect.signature(Writer.add_execution).parameters.items() if p.kind is p.KEYWORD_ONLY)
+    name for name, p in inspect.signature(Writer.add_execution).parameters.items() if p.kind is p.KEYWORD_ONLY
+)
 _EXECUTION_FIELD_SET = frozenset(EXECUTION_FIELDS)

@@ -26,7 +26,7 @@ class ExportReport:
 
     kind: str
     out: str
-    version: int                                        #: the warehouse version exported
+    version: int  #: the warehouse version exported
     rows: dict[str, int] = field(default_factory=dict)  #: rows written, per table (or file kind)
     files: int = 0
     seconds: float = 0.0
@@ -37,7 +37,7 @@ class ExportReport:
         return f"{self.kind} export of version {self.version} to {self.out}: {rows}; {self.files:,} file(s) in {self.seconds:.1f} s"
 
 
-def export(wh: "Engine", kind: str, out: str, **options: Any) -> ExportReport:
+def export(wh: Engine, kind: str, out: str, **options: Any) -> ExportReport:
     """Export the current snapshot of `wh` as `kind` to `out` (see the module docstring)."""
     from warehouse.core.store_failures import disk_errors
 

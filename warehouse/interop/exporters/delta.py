@@ -38,17 +38,17 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from warehouse.engine import keys
 from warehouse.core.errors import ExportFailed
-from warehouse.manifest import DataFile
 from warehouse.core.schemas import catalog
+from warehouse.engine import keys
 from warehouse.interop.exporters import ExportReport
 from warehouse.interop.exporters.parquet import in_scope, require, scope, warehouse_id
+from warehouse.manifest import DataFile
 
 if TYPE_CHECKING:
-    from warehouse.core.partition_filter import PartitionFilter
     from deltalake import DeltaTable
 
+    from warehouse.core.partition_filter import PartitionFilter
     from warehouse.engine.engine import Engine
 
 #: The lineage column: the warehouse data file (path relative to the warehouse root) of each row.
@@ -86,12 +86,14 @@ def _check_local_path(out: str) -> None:
     path = os.path.abspath(out)
     bad = _BAD_LOCAL_PATH.search(path)
     if bad:
-        raise ExportFailed(f"the Delta writer (delta-rs) cannot use the local path {path!r}: it reads "
-                           f"{bad.group(0)!r} in it as URL syntax; export to a path without '[', ']', '^', '|', "
-                           "'\\' or %XX (or use the parquet export)")
+        raise ExportFailed(
+            f"the Delta writer (delta-rs) cannot use the local path {path!r}: it reads "
+            f"{bad.group(0)!r} in it as URL syntax; export to a path without '[', ']', '^', '|', "
+            "'\\' or %XX (or use the parquet export)"
+        )
 
 
-def _open(uri: str, storage_options: Mapping[str, str] | None) -> "DeltaTable | None":
+def _open(uri: str, storage_options: Mapping[str, str] | None) -> DeltaTable | None:
     """The Delta table at `uri`, or None if there is none."""
     from deltalake import DeltaTable
 
@@ -101,7 +103,7 @@ def _open(uri: str, storage_options: Mapping[str, str] | None) -> "DeltaTable | 
     return DeltaTable(uri, storage_options=opts)
 
 
-def exported_files(dt: "DeltaTable", where: Mapping[str, str]) -> dict[str, int]:
+def exported_files(dt: DeltaTable, where: Mapping[str, str]) -> dict[str, int]:
     """Rows per `_warehouse_file` in the Delta table (only partitions matching `where`).
 
     Runs in delta-rs' own query engine: it reads one dictionary-encoded column, and (unlike a
@@ -118,7 +120,7 @@ def exported_files(dt: "DeltaTable", where: Mapping[str, str]) -> dict[str, int]
     return out
 
 
-def _exported_in_scope(dt: "DeltaTable", where: "Mapping[str, str] | PartitionFilter | None") -> dict[str, int]:
+def _exported_in_scope(dt: DeltaTable, where: Mapping[str, str] | PartitionFilter | None) -> dict[str, int]:
     """`exported_files` of the partitions `where` selects."""
     from warehouse.core.partition_paths import parse_partition_path
 
@@ -130,7 +132,7 @@ def _exported_in_scope(dt: "DeltaTable", where: "Mapping[str, str] | PartitionFi
     return {p: n for p, n in done.items() if where.matches(parts[p])}
 
 
-def _batches(wh: "Engine", files: list[DataFile], schema: pa.Schema, hidden: "keys.Hidden") -> Iterator[pa.RecordBatch]:
+def _batches(wh: Engine, files: list[DataFile], schema: pa.Schema, hidden: keys.Hidden) -> Iterator[pa.RecordBatch]:
     """The rows of `files` (without those of superseded adds), each batch with its file's path in
     `_warehouse_file`; one file in memory at a time."""
     from warehouse.engine.datafiles import read_data_file
@@ -141,7 +143,7 @@ def _batches(wh: "Engine", files: list[DataFile], schema: pa.Schema, hidden: "ke
             yield pa.RecordBatch.from_arrays([*rb.columns, pa.repeat(f.path, rb.num_rows)], schema=schema)
 
 
-def _check_target(uri: str, dt: "DeltaTable | None", wh: "Engine", table: str) -> None:
+def _check_target(uri: str, dt: DeltaTable | None, wh: Engine, table: str) -> None:
     """Refuse a location that holds something else than an export of a warehouse table."""
     if dt is None:
         if "://" not in uri and os.path.isdir(uri) and os.listdir(uri):
@@ -149,11 +151,13 @@ def _check_target(uri: str, dt: "DeltaTable | None", wh: "Engine", table: str) -
         return
     names = [f.name for f in dt.schema().fields]
     if FILE_COLUMN not in names:
-        raise ExportFailed(f"{uri!r} is a Delta table without a {FILE_COLUMN} column, not an export of "
-                           f"warehouse table {table!r}; export to an empty or new location")
+        raise ExportFailed(
+            f"{uri!r} is a Delta table without a {FILE_COLUMN} column, not an export of "
+            f"warehouse table {table!r}; export to an empty or new location"
+        )
 
 
-def _history_url(dt: "DeltaTable") -> str | None:
+def _history_url(dt: DeltaTable) -> str | None:
     """The warehouse URL recorded by the newest export commit (other engines may commit in between)."""
     for h in dt.history(limit=100):
         if "warehouse.url" in h:
@@ -161,8 +165,14 @@ def _history_url(dt: "DeltaTable") -> str | None:
     return None
 
 
-def export_table(wh: "Engine", table: str, uri: str, where: "Mapping[str, str] | PartitionFilter | None", *,
-                 storage_options: Mapping[str, str] | None = None) -> tuple[int, int, list[str]]:
+def export_table(
+    wh: Engine,
+    table: str,
+    uri: str,
+    where: Mapping[str, str] | PartitionFilter | None,
+    *,
+    storage_options: Mapping[str, str] | None = None,
+) -> tuple[int, int, list[str]]:
     """Bring the Delta table at `uri` up to the cached snapshot's `table` (partitions matching
     `where`: a dict of partition values or a PartitionFilter) in one Delta commit; returns (rows
     written, files written, notes)."""
@@ -179,28 +189,46 @@ def export_table(wh: "Engine", table: str, uri: str, where: "Mapping[str, str] |
         dt = _open(uri, storage_options)
         _check_target(uri, dt, wh, table)
         done = _exported_in_scope(dt, where) if dt is not None else {}
-        if dt is not None and done and not (done.keys() & current.keys()) and _history_url(dt) not in (None, warehouse_id(wh)):
-            raise ExportFailed(f"{uri!r} holds an export of warehouse {_history_url(dt)!r}, none of whose files is in "
-                               f"{wh.url!r}; export to another location")
+        if (
+            dt is not None
+            and done
+            and not (done.keys() & current.keys())
+            and _history_url(dt) not in (None, warehouse_id(wh))
+        ):
+            raise ExportFailed(
+                f"{uri!r} holds an export of warehouse {_history_url(dt)!r}, none of whose files is in "
+                f"{wh.url!r}; export to another location"
+            )
         # (an exported file also goes again when one of its adds has been superseded since)
         short = sorted(p for p, n in done.items() if p in current and n != current[p].rows - hidden.count(current[p]))
         removed = sorted(p for p in done if p not in current) + short
         added = sorted(p for p in current if p not in done) + short
         notes = []
         if short:
-            notes.append(f"{table}: {len(short)} exported file(s) had another row count than the warehouse records "
-                         "(rows changed in the Delta table?): exported again")
+            notes.append(
+                f"{table}: {len(short)} exported file(s) had another row count than the warehouse records "
+                "(rows changed in the Delta table?): exported again"
+            )
         if dt is not None and not removed and not added:
             return 0, 0, notes
         files = [current[p] for p in added]
         txn = (dt.transaction_version(APP_ID) or 0) + 1 if dt is not None else 1
-        meta = {"warehouse.url": warehouse_id(wh), "warehouse.version": str(snap.version), "warehouse.table": table,
-                "warehouse.files_added": json.dumps(added), "warehouse.files_removed": json.dumps(removed)}
+        meta = {
+            "warehouse.url": warehouse_id(wh),
+            "warehouse.version": str(snap.version),
+            "warehouse.table": table,
+            "warehouse.files_added": json.dumps(added),
+            "warehouse.files_removed": json.dumps(removed),
+        }
         props = CommitProperties(custom_metadata=meta, app_transactions=[Transaction(APP_ID, txn)])
         data = pa.RecordBatchReader.from_batches(schema, _batches(wh, files, schema, hidden))
-        kwargs: dict[str, Any] = dict(partition_by=pcols, schema_mode="merge", commit_properties=props,
-                                      writer_properties=WriterProperties(compression="ZSTD", compression_level=3),
-                                      storage_options=dict(storage_options) if storage_options else None)
+        kwargs: dict[str, Any] = dict(
+            partition_by=pcols,
+            schema_mode="merge",
+            commit_properties=props,
+            writer_properties=WriterProperties(compression="ZSTD", compression_level=3),
+            storage_options=dict(storage_options) if storage_options else None,
+        )
         if removed:
             # Every row of a removed or added file, in the partitions they belong to: the rows of the
             # removed files go, the added files' rows (which match too) come in, in one commit.
@@ -209,11 +237,15 @@ def export_table(wh: "Engine", table: str, uri: str, where: "Mapping[str, str] |
             parts: dict[tuple[tuple[str, str], ...], list[str]] = {}
             for p in removed + added:
                 parts.setdefault(tuple(sorted(parse_partition_path(p).items())), []).append(p)
-            predicate = " or ".join(f"({_partition_sql(dict(k))} and {FILE_COLUMN} in ({', '.join(map(_sql_str, v))}))"
-                                    for k, v in sorted(parts.items()))
+            predicate = " or ".join(
+                f"({_partition_sql(dict(k))} and {FILE_COLUMN} in ({', '.join(map(_sql_str, v))}))"
+                for k, v in sorted(parts.items())
+            )
             kwargs.update(mode="overwrite", predicate=predicate)
-            notes.append(f"{table}: {len(set(removed))} exported file(s) left the snapshot (compaction, expire or delete): "
-                         "their rows were deleted, and the rows of the files that replaced them (if any) appended, in the same Delta commit")
+            notes.append(
+                f"{table}: {len(set(removed))} exported file(s) left the snapshot (compaction, expire or delete): "
+                "their rows were deleted, and the rows of the files that replaced them (if any) appended, in the same Delta commit"
+            )
         else:
             kwargs.update(mode="append")
             if dt is None:
@@ -222,15 +254,22 @@ def export_table(wh: "Engine", table: str, uri: str, where: "Mapping[str, str] |
             write_deltalake(dt if dt is not None else uri, data, **kwargs)
         except CommitFailedError:
             if attempt == RETRIES - 1:
-                raise ExportFailed(f"{uri!r}: other exports kept committing to this Delta table; run the export again") from None
+                raise ExportFailed(
+                    f"{uri!r}: other exports kept committing to this Delta table; run the export again"
+                ) from None
             continue
         return sum(f.rows - hidden.count(f) for f in files), len(files), notes
     raise AssertionError("unreachable")
 
 
-def export(wh: "Engine", out: str, *, tables: str | Iterable[str] | None = None,
-           where: str | Mapping[str, str] | None = None,
-           storage_options: Mapping[str, str] | None = None) -> ExportReport:
+def export(
+    wh: Engine,
+    out: str,
+    *,
+    tables: str | Iterable[str] | None = None,
+    where: str | Mapping[str, str] | None = None,
+    storage_options: Mapping[str, str] | None = None,
+) -> ExportReport:
     """Export the current snapshot (of `tables`, in partitions matching `where`) to `out/<table>`
     as Delta tables, appending only what earlier exports lack; see the module docstring.
 

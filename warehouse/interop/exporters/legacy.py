@@ -25,9 +25,9 @@ import json
 import os
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
-from pathlib import Path
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -37,8 +37,8 @@ from warehouse.core import records
 from warehouse.core.config import RunConfig
 from warehouse.core.errors import ExportFailed, InvalidCondition
 from warehouse.core.schemas import catalog
-from warehouse.interop.importers.legacy import BENIGN, INDEX, default_agent_name
 from warehouse.interop.exporters import ExportReport
+from warehouse.interop.importers.legacy import BENIGN, INDEX, default_agent_name
 
 if TYPE_CHECKING:
     from warehouse.core.partition_filter import PartitionFilter
@@ -47,8 +47,18 @@ if TYPE_CHECKING:
 #: Longest task-id part of a file name, in characters (file names are limited to 255 bytes).
 MAX_NAME_TASK = 120
 #: Execution columns written, when they hold a value, under the same key (the reference has none for them).
-EXTENSION_COLUMNS = ("run_id", "model", "error", "started_at", "duration_ms", "sample", "reward", "advantages",
-                     "owner", "result")
+EXTENSION_COLUMNS = (
+    "run_id",
+    "model",
+    "error",
+    "started_at",
+    "duration_ms",
+    "sample",
+    "reward",
+    "advantages",
+    "owner",
+    "result",
+)
 
 
 def _json_default(v: Any) -> Any:
@@ -70,7 +80,7 @@ def _file_name(finished: datetime, task_id: str) -> str:
     if len(safe) > MAX_NAME_TASK:
         safe = safe[:MAX_NAME_TASK] + "_" + hashlib.sha256(task_id.encode("utf-8")).hexdigest()[:8]
     safe = quote(safe, safe="_-.~ ")
-    return f"{finished.astimezone(timezone.utc):%Y%m%d_%H%M%S}_{safe}"
+    return f"{finished.astimezone(UTC):%Y%m%d_%H%M%S}_{safe}"
 
 
 def _exported_ids(index: Path) -> set[str]:
@@ -85,8 +95,9 @@ def _exported_ids(index: Path) -> set[str]:
     return ids
 
 
-def execution_document(ex: dict[str, Any], config: RunConfig, messages: list[dict[str, Any]],
-                       attacks: list[dict[str, Any]]) -> dict[str, Any]:
+def execution_document(
+    ex: dict[str, Any], config: RunConfig, messages: list[dict[str, Any]], attacks: list[dict[str, Any]]
+) -> dict[str, Any]:
     """One execution (a row of the `executions` view) as the legacy JSON document."""
     meta = json.loads(ex["metadata"]) if ex.get("metadata") is not None else None
     legacy = meta.pop("legacy", None) if isinstance(meta, dict) else None
@@ -116,9 +127,14 @@ def execution_document(ex: dict[str, Any], config: RunConfig, messages: list[dic
         "messages": messages,
         "usage": usage,
         "results": results,
-        "attacks": {a["vector_id"]: {k: v for k, v in (("type", a["type"]), ("content", a["content"]),
-                                                      ("metadata", a["metadata"])) if k != "metadata" or v is not None}
-                    for a in attacks},
+        "attacks": {
+            a["vector_id"]: {
+                k: v
+                for k, v in (("type", a["type"]), ("content", a["content"]), ("metadata", a["metadata"]))
+                if k != "metadata" or v is not None
+            }
+            for a in attacks
+        },
     }
     for col in EXTENSION_COLUMNS:
         if ex.get(col) is not None:
@@ -138,8 +154,9 @@ def execution_document(ex: dict[str, Any], config: RunConfig, messages: list[dic
     return doc
 
 
-def _run_config(chash: str, dtype: str, dcfg: str | None, atype: str, acfg: str | None, ktype: str | None,
-                kcfg: str | None) -> RunConfig:
+def _run_config(
+    chash: str, dtype: str, dcfg: str | None, atype: str, acfg: str | None, ktype: str | None, kcfg: str | None
+) -> RunConfig:
     def component(typ: str, cfg: str | None) -> dict[str, Any]:
         return {"type": typ, "config": json.loads(cfg) if cfg is not None else {}}
 
@@ -152,8 +169,9 @@ def _attack_dict(row: dict[str, Any]) -> dict[str, Any]:
     return {"vector_id": row["vector_id"], "type": row["type"], "content": row["content"], "metadata": meta}
 
 
-def _by_execution(wh: "Engine", sql: str, params: Any, wanted: set[str],
-                  convert: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def _by_execution(
+    wh: Engine, sql: str, params: Any, wanted: set[str], convert: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, list[dict[str, Any]]]:
     """The rows of `sql` whose execution is in `wanted`, converted, grouped by execution id (in order)."""
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     rel = wh.sql(sql, params)
@@ -165,7 +183,7 @@ def _by_execution(wh: "Engine", sql: str, params: Any, wanted: set[str],
     return out
 
 
-def _filter(wh: "Engine", where: str | Mapping[str, str] | None) -> tuple["PartitionFilter | None", str | None]:
+def _filter(wh: Engine, where: str | Mapping[str, str] | None) -> tuple[PartitionFilter | None, str | None]:
     """(partition filter, SQL condition over the executions) of `where`: a dict or `column=value`
     pairs select partitions (and must select one), other text is a checked condition."""
     from warehouse.core.condition import condition
@@ -188,7 +206,7 @@ def _filter(wh: "Engine", where: str | Mapping[str, str] | None) -> tuple["Parti
     return flt, None
 
 
-def export(wh: "Engine", out: str, *, where: str | Mapping[str, str] | None = None, **options: Any) -> ExportReport:
+def export(wh: Engine, out: str, *, where: str | Mapping[str, str] | None = None, **options: Any) -> ExportReport:
     """Write the finished executions of `wh`'s current snapshot to `out` in the legacy layout
     (see the module docstring). `where`: only the executions this SQL condition over the columns
     of `executions` selects (`"dataset = 'agentdojo'"`), or the partitions a dict or
@@ -209,11 +227,18 @@ def export(wh: "Engine", out: str, *, where: str | Mapping[str, str] | None = No
         return report
     done = _exported_ids(index)
     # The per-component columns keep the key order the config was written with (`config` is canonical).
-    configs = {r[0]: r[1:] for r in wh.sql("select config_hash, dataset_type, dataset_config, agent_type, agent_config, "
-                                           "attack_type, attack_config from configs").fetchall()}
+    configs = {
+        r[0]: r[1:]
+        for r in wh.sql(
+            "select config_hash, dataset_type, dataset_config, agent_type, agent_config, "
+            "attack_type, attack_config from configs"
+        ).fetchall()
+    }
     extra = f" and {cond}" if cond else ""
-    partitions = wh.engine.sql_sandboxed("select distinct dataset, agent, attack, config_hash from executions "
-                                   f"where status <> 'running'{extra} order by all").fetchall()
+    partitions = wh.engine.sql_sandboxed(
+        "select distinct dataset, agent, attack, config_hash from executions "
+        f"where status <> 'running'{extra} order by all"
+    ).fetchall()
     if flt is not None:
         cols = catalog().partition_columns
         partitions = [p for p in partitions if flt.matches(dict(zip(cols, p)))]
@@ -226,19 +251,34 @@ def export(wh: "Engine", out: str, *, where: str | Mapping[str, str] | None = No
             config = _run_config(chash, *configs[chash])
             where = "dataset = ? and agent = ? and attack = ? and config_hash = ?"
             params = [dataset, agent, attack, chash]
-            rel = wh.engine.sql_sandboxed(f"select * from executions where {where} and status <> 'running'{extra} "
-                                    "order by finished_at, execution_id", params)
+            rel = wh.engine.sql_sandboxed(
+                f"select * from executions where {where} and status <> 'running'{extra} "
+                "order by finished_at, execution_id",
+                params,
+            )
             names = rel.columns
             execs = [dict(zip(names, r)) for r in rel.fetchall()]
             execs = [e for e in execs if e["execution_id"] not in done]
             if not execs:
                 continue
             wanted = {e["execution_id"] for e in execs}
-            msgs = _by_execution(wh, f"select * from messages where {where} order by execution_id, seq", params,
-                                 wanted, records.message_from_row)
-            atts = _by_execution(wh, f"select * from attacks where {where} order by execution_id, vector_id", params,
-                                 wanted, _attack_dict)
-            directory = root.joinpath(*map(_component, (dataset, agent, BENIGN if config.attack is None else attack, chash)))
+            msgs = _by_execution(
+                wh,
+                f"select * from messages where {where} order by execution_id, seq",
+                params,
+                wanted,
+                records.message_from_row,
+            )
+            atts = _by_execution(
+                wh,
+                f"select * from attacks where {where} order by execution_id, vector_id",
+                params,
+                wanted,
+                _attack_dict,
+            )
+            directory = root.joinpath(
+                *map(_component, (dataset, agent, BENIGN if config.attack is None else attack, chash))
+            )
             directory.mkdir(parents=True, exist_ok=True)
             cfg_file = directory / "config.yaml"
             if not cfg_file.exists():
@@ -259,12 +299,20 @@ def export(wh: "Engine", out: str, *, where: str | Mapping[str, str] | None = No
                 report.files += 1
                 n_exec += 1
                 n_msgs += len(doc["messages"])
-                entry = {"execution_id": eid, "task_id": e["task_id"], "timestamp": doc["timestamp"],
-                         "dataset": config.dataset["type"], "dataset_config": config.dataset["config"],
-                         "agent_type": config.agent["type"], "agent_name": doc["agent"],
-                         "attack_type": BENIGN if config.attack is None else config.attack["type"],
-                         "config_hash": chash, "benign_score": e["benign_score"], "attack_score": e["attack_score"],
-                         "path": os.path.join(out, path.relative_to(root).as_posix())}
+                entry = {
+                    "execution_id": eid,
+                    "task_id": e["task_id"],
+                    "timestamp": doc["timestamp"],
+                    "dataset": config.dataset["type"],
+                    "dataset_config": config.dataset["config"],
+                    "agent_type": config.agent["type"],
+                    "agent_name": doc["agent"],
+                    "attack_type": BENIGN if config.attack is None else config.attack["type"],
+                    "config_hash": chash,
+                    "benign_score": e["benign_score"],
+                    "attack_score": e["attack_score"],
+                    "path": os.path.join(out, path.relative_to(root).as_posix()),
+                }
                 lines.append(json.dumps(entry, separators=(",", ":"), ensure_ascii=False) + "\n")
             # The index lines of a configuration go in once its files exist: a line never names a missing file.
             with open(index, "a", encoding="utf-8") as f:

@@ -23,21 +23,21 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from functools import partial
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import fsspec
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from warehouse.engine import keys
 from warehouse.core.errors import ExportFailed
-from warehouse.manifest import DataFile
-from warehouse.core.schemas import catalog
 from warehouse.core.partition_paths import parse_partition_path
+from warehouse.core.schemas import catalog
 from warehouse.core.storage import arrow_reader
+from warehouse.engine import keys
 from warehouse.interop.exporters import ExportReport
+from warehouse.manifest import DataFile
 
 if TYPE_CHECKING:
     from warehouse.core.partition_filter import PartitionFilter
@@ -47,8 +47,9 @@ MARKER = "_warehouse_export.json"
 
 
 # -- what to export (shared with the Delta exporter) ---------------------------------------------
-def scope(tables: str | Iterable[str] | None,
-          where: str | Mapping[str, str] | None) -> tuple[list[str], "PartitionFilter | None"]:
+def scope(
+    tables: str | Iterable[str] | None, where: str | Mapping[str, str] | None
+) -> tuple[list[str], PartitionFilter | None]:
     """The tables to export (default: every table) and the partition filter (an SQL condition on
     the partition columns, `"agent=x,attack=none"` or a dict; default: every partition; see
     `warehouse.partition_filter`). Raises ExportFailed naming an unknown table, a bad filter or
@@ -70,7 +71,7 @@ def scope(tables: str | Iterable[str] | None,
     return chosen, flt
 
 
-def require(flt: "PartitionFilter | None", partitions: Iterable[Mapping[str, str]]) -> None:
+def require(flt: PartitionFilter | None, partitions: Iterable[Mapping[str, str]]) -> None:
     """Evaluate the filter over `partitions` at once; ExportFailed if it selects none of them."""
     from warehouse.core.errors import WarehouseError
 
@@ -82,7 +83,7 @@ def require(flt: "PartitionFilter | None", partitions: Iterable[Mapping[str, str
         raise ExportFailed(str(exc)) from None
 
 
-def in_scope(partition: Mapping[str, str], where: "PartitionFilter | Mapping[str, str] | None") -> bool:
+def in_scope(partition: Mapping[str, str], where: PartitionFilter | Mapping[str, str] | None) -> bool:
     """True if a file of `partition` matches the filter `where` (a PartitionFilter, or a dict of
     partition column -> value)."""
     if where is None:
@@ -100,7 +101,7 @@ def target(out: str, storage_options: Mapping[str, Any] | None) -> tuple[fsspec.
     return fs, root.rstrip("/") or "/"
 
 
-def warehouse_id(wh: "Engine") -> str:
+def warehouse_id(wh: Engine) -> str:
     """The warehouse's location, normalised (absolute for a local path), as recorded in exports."""
     return wh.store.root if wh.store.is_local else f"{wh.store.protocol}://{wh.store.root.lstrip('/')}"
 
@@ -110,8 +111,10 @@ def _read_marker(fs: fsspec.AbstractFileSystem, root: str, out: str) -> dict[str
     path = f"{root}/{MARKER}"
     if not fs.exists(path):
         if fs.exists(root) and fs.ls(root, detail=False):
-            raise ExportFailed(f"{out!r} holds files but no {MARKER}: it is not a Parquet export of a warehouse; "
-                               "choose an empty or new location")
+            raise ExportFailed(
+                f"{out!r} holds files but no {MARKER}: it is not a Parquet export of a warehouse; "
+                "choose an empty or new location"
+            )
         return None
     try:
         marker = json.loads(fs.cat_file(path))
@@ -139,12 +142,11 @@ def _put(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
         fs.pipe_file(path, data)
 
 
-def _file_bytes(wh: "Engine", f: DataFile, hidden: "keys.Hidden", hide: int) -> bytes:
+def _file_bytes(wh: Engine, f: DataFile, hidden: keys.Hidden, hide: int) -> bytes:
     """The file as it should appear in the export: its own bytes, or, if it lacks columns its table
     has gained since it was written or holds `hide` rows of superseded adds (execution ids are keys:
     see `warehouse.keys`), rewritten with the current schema and without those rows."""
-    from warehouse.engine.datafiles import checked, read_data_file
-    from warehouse.engine.datafiles import PARQUET_OPTIONS
+    from warehouse.engine.datafiles import PARQUET_OPTIONS, checked, read_data_file
 
     with wh.store.errors():
         data = wh.store.read_bytes(f.path)
@@ -159,9 +161,14 @@ def _file_bytes(wh: "Engine", f: DataFile, hidden: "keys.Hidden", hide: int) -> 
     return buf.getvalue()
 
 
-def export(wh: "Engine", out: str, *, tables: str | Iterable[str] | None = None,
-           where: str | Mapping[str, str] | None = None,
-           storage_options: Mapping[str, Any] | None = None) -> ExportReport:
+def export(
+    wh: Engine,
+    out: str,
+    *,
+    tables: str | Iterable[str] | None = None,
+    where: str | Mapping[str, str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> ExportReport:
     """Mirror the current snapshot (of `tables`, in partitions matching `where`) into `out` as
     hive-partitioned Parquet; see the module docstring.
 
@@ -183,14 +190,16 @@ def export(wh: "Engine", out: str, *, tables: str | Iterable[str] | None = None,
     require(part, [f.partition for f in snap.files.values()] + [parse_partition_path(p) for p in owned])
     wanted = {f.path: f for t in chosen for f in snap.table_files(t) if in_scope(f.partition, part)}
     if marker and marker.get("warehouse") != warehouse_id(wh) and owned and not (owned.keys() & snap.files.keys()):
-        raise ExportFailed(f"{out!r} holds an export of warehouse {marker.get('warehouse')!r}, none of whose files "
-                           f"is in {wh.url!r}; export to another location")
+        raise ExportFailed(
+            f"{out!r} holds an export of warehouse {marker.get('warehouse')!r}, none of whose files "
+            f"is in {wh.url!r}; export to another location"
+        )
     chosen_set = set(chosen)
 
     def ours(path: str) -> bool:  # an exported file within this export's tables and partitions
         return path.split("/", 1)[0] in chosen_set and in_scope(parse_partition_path(path), part)
 
-    present = {p[len(root) + 1:] for p in fs.find(root)} if fs.exists(root) else set()
+    present = {p[len(root) + 1 :] for p in fs.find(root)} if fs.exists(root) else set()
     gone = sorted(p for p in owned if ours(p) and p not in wanted)
     # Rows of superseded adds are left out: a file exported before one of its adds was superseded
     # is exported again without it.
@@ -203,8 +212,16 @@ def export(wh: "Engine", out: str, *, tables: str | Iterable[str] | None = None,
     # Claimed before copying: a crash leaves every file it wrote known, so a later export deletes
     # those that leave the snapshot meanwhile instead of leaving duplicates behind.
     if new:
-        _write_marker(fs, root, {**base, "version": marker.get("version") if marker else None,
-                                 "files": {**owned, **{p: -1 for p in new}}, "hidden": was_hidden})
+        _write_marker(
+            fs,
+            root,
+            {
+                **base,
+                "version": marker.get("version") if marker else None,
+                "files": {**owned, **{p: -1 for p in new}},
+                "hidden": was_hidden,
+            },
+        )
     for p in new:
         f = wanted[p]
         data = _file_bytes(wh, f, hidden, hide.get(p, 0))
@@ -217,12 +234,22 @@ def export(wh: "Engine", out: str, *, tables: str | Iterable[str] | None = None,
             fs.rm_file(f"{root}/{p}")
         del owned[p]
     if gone:
-        report.notes.append(f"deleted {len(gone)} file(s) that left the snapshot (compaction, expire or delete); "
-                            "the files that replaced them, if any, were copied")
+        report.notes.append(
+            f"deleted {len(gone)} file(s) that left the snapshot (compaction, expire or delete); "
+            "the files that replaced them, if any, were copied"
+        )
     if new or gone or not marker or marker.get("version") != snap.version:
-        _write_marker(fs, root, {**base, "version": snap.version, "files": owned,
-                                 "hidden": {**{p: n for p, n in was_hidden.items() if p in owned and not ours(p)}, **hide},
-                                 "exported_at": datetime.now(timezone.utc).isoformat()})
+        _write_marker(
+            fs,
+            root,
+            {
+                **base,
+                "version": snap.version,
+                "files": owned,
+                "hidden": {**{p: n for p, n in was_hidden.items() if p in owned and not ours(p)}, **hide},
+                "exported_at": datetime.now(UTC).isoformat(),
+            },
+        )
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -36,9 +36,9 @@ from warehouse.core import records
 from warehouse.core.condition import condition
 from warehouse.core.errors import ExportFailed
 from warehouse.core.partition_filter import column_value_pairs
-from warehouse.interop.importers.trajectory_files import EXTRA
 from warehouse.core.schemas import catalog
 from warehouse.interop.exporters import ExportReport
+from warehouse.interop.importers.trajectory_files import EXTRA
 
 if TYPE_CHECKING:
     from warehouse.engine.engine import Engine
@@ -69,26 +69,34 @@ def trajectory(row: Mapping[str, Any], messages: list[dict[str, Any]]) -> dict[s
     """One reference-format trajectory from a `wh.executions.trajectories()` row and its messages."""
     meta = orjson.loads(row["metadata"]) if row["metadata"] is not None else None
     extra = meta.pop(EXTRA, None) if isinstance(meta, dict) else None
-    out = {"completions": orjson.loads(row["completions"]) if row["completions"] is not None else [],
-           "messages": messages, "rewards": row["rewards"], "group": _group(row["group"]),
-           "replica": row["replica"] if row["replica"] is not None else 0,
-           "advantages": _advantages(row["advantages"]), "metadata": meta}
+    out = {
+        "completions": orjson.loads(row["completions"]) if row["completions"] is not None else [],
+        "messages": messages,
+        "rewards": row["rewards"],
+        "group": _group(row["group"]),
+        "replica": row["replica"] if row["replica"] is not None else 0,
+        "advantages": _advantages(row["advantages"]),
+        "metadata": meta,
+    }
     if isinstance(extra, dict):
         out.update(extra)
     return out
 
 
-def _lines(wh: "Engine", rows: list[dict[str, Any]]) -> Iterator[tuple[bytes, int]]:
+def _lines(wh: Engine, rows: list[dict[str, Any]]) -> Iterator[tuple[bytes, int]]:
     """(JSONL line, message count) of each trajectory row, reading messages CHUNK trajectories at a time."""
     con = wh.connect()
     try:
         for start in range(0, len(rows), CHUNK):
-            chunk = rows[start:start + CHUNK]
-            keys = pa.table({"execution_id": [r["execution_id"] for r in chunk],
-                             "config_hash": [r["config_hash"] for r in chunk]})
+            chunk = rows[start : start + CHUNK]
+            keys = pa.table(
+                {"execution_id": [r["execution_id"] for r in chunk], "config_hash": [r["config_hash"] for r in chunk]}
+            )
             con.register("_export_ids", keys)
-            cur = con.execute("select m.* from messages m join _export_ids k using (execution_id, config_hash) "
-                              "order by m.execution_id, m.seq")
+            cur = con.execute(
+                "select m.* from messages m join _export_ids k using (execution_id, config_hash) "
+                "order by m.execution_id, m.seq"
+            )
             cols = [d[0] for d in cur.description]
             by_id: dict[str, list[dict[str, Any]]] = {}
             for values in cur.fetchall():
@@ -115,8 +123,10 @@ def _where(where: Mapping[str, Any] | str | None) -> tuple[dict[str, str], dict[
             return {}, {}, condition(where, types, over="executions")
         where = pairs
     if not isinstance(where, Mapping):
-        raise ExportFailed(f"where must be an SQL condition or a dict of metadata key -> value, got "
-                           f"{type(where).__name__} {where!r:.80}")
+        raise ExportFailed(
+            f"where must be an SQL condition or a dict of metadata key -> value, got "
+            f"{type(where).__name__} {where!r:.80}"
+        )
     columns = set(catalog().partition_columns)
     partition, meta = {}, {}
     for key, value in where.items():
@@ -129,8 +139,13 @@ def _where(where: Mapping[str, Any] | str | None) -> tuple[dict[str, str], dict[
     return partition, meta, None
 
 
-def export(wh: "Engine", out: str, *, where: Mapping[str, Any] | str | None = None,
-           storage_options: Mapping[str, Any] | None = None) -> ExportReport:
+def export(
+    wh: Engine,
+    out: str,
+    *,
+    where: Mapping[str, Any] | str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> ExportReport:
     """Write the trajectories of `wh`'s current snapshot (those whose metadata matches `where`) to
     `out` as JSONL; see the module docstring. Raises ExportFailed for a bad `where` dict or an
     unusable target (the target is left as it was), InvalidCondition for SQL that is not one
@@ -156,8 +171,9 @@ def export(wh: "Engine", out: str, *, where: Mapping[str, Any] | str | None = No
     try:
         if local:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with fsspec.open(tmp, "wb", compression=fsspec.utils.infer_compression(path),
-                         **dict(storage_options or {})) as f:
+        with fsspec.open(
+            tmp, "wb", compression=fsspec.utils.infer_compression(path), **dict(storage_options or {})
+        ) as f:
             for line, n in _lines(wh, rows):
                 f.write(line)
                 n_messages += n
@@ -167,5 +183,11 @@ def export(wh: "Engine", out: str, *, where: Mapping[str, Any] | str | None = No
         if local and os.path.exists(tmp):
             os.unlink(tmp)
         raise ExportFailed(f"cannot write {path}: {exc}") from None
-    return ExportReport("trajectories", str(out), wh.version, {"trajectories": len(rows), "messages": n_messages},
-                        1, time.perf_counter() - t0)
+    return ExportReport(
+        "trajectories",
+        str(out),
+        wh.version,
+        {"trajectories": len(rows), "messages": n_messages},
+        1,
+        time.perf_counter() - t0,
+    )

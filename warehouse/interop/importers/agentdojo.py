@@ -44,12 +44,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from warehouse.read.analytics import CHECKS_SUFFIX
 from warehouse.core.errors import ImportFailed
 from warehouse.interop.importers.base import FileImporter, Source, SourceRecorder
+from warehouse.read.analytics import CHECKS_SUFFIX
 
 KIND = "agentdojo"
 BENIGN = "none"
@@ -59,8 +59,22 @@ CHECKS_DATASET = DATASET + CHECKS_SUFFIX
 #: AgentDojo's ids of injection tasks (`TaskSuite.register_injection_task`): injection_task_<n>.
 INJECTION_TASK_PREFIX = "injection_task_"
 #: Keys of a log that map to columns or to the configuration; every other key goes to metadata.
-MAPPED = frozenset({"suite_name", "pipeline_name", "user_task_id", "injection_task_id", "attack_type", "injections",
-                    "messages", "error", "utility", "security", "duration", "benchmark_version"})
+MAPPED = frozenset(
+    {
+        "suite_name",
+        "pipeline_name",
+        "user_task_id",
+        "injection_task_id",
+        "attack_type",
+        "injections",
+        "messages",
+        "error",
+        "utility",
+        "security",
+        "duration",
+        "benchmark_version",
+    }
+)
 REQUIRED = ("suite_name", "pipeline_name", "user_task_id", "messages")
 
 
@@ -72,8 +86,12 @@ def _content(field: str, content: Any) -> Any:
         raise ImportFailed(f"{field} must be a string, a list of content blocks or null, got {type(content).__name__}")
     parts = []
     for block in content:
-        if (isinstance(block, Mapping) and block.get("type") == "text" and block.keys() <= {"type", "content"}
-                and isinstance(block.get("content"), str)):
+        if (
+            isinstance(block, Mapping)
+            and block.get("type") == "text"
+            and block.keys() <= {"type", "content"}
+            and isinstance(block.get("content"), str)
+        ):
             parts.append({"type": "text", "text": block["content"]})
         else:
             parts.append(block)
@@ -84,8 +102,11 @@ def _tool_call(field: str, call: Any) -> dict[str, Any]:
     """An AgentDojo FunctionCall {function, args, id, placeholder_args} as an OpenAI-style tool call."""
     if not isinstance(call, Mapping) or not isinstance(call.get("function"), str):
         raise ImportFailed(f"{field} must be a function call with a 'function' name, got {str(call)[:120]!r}")
-    out: dict[str, Any] = {"id": call.get("id"), "type": "function",
-                           "function": {"name": call["function"], "arguments": call.get("args", {})}}
+    out: dict[str, Any] = {
+        "id": call.get("id"),
+        "type": "function",
+        "function": {"name": call["function"], "arguments": call.get("args", {})},
+    }
     for k, v in call.items():
         if k not in ("function", "args", "id") and v is not None:
             out[k] = v  # placeholder_args and anything newer
@@ -121,13 +142,13 @@ def _started(value: Any) -> datetime | None:
     if not isinstance(value, str):
         raise ImportFailed(f"evaluation_timestamp must be a string, got {type(value).__name__}")
     try:
-        return datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+        return datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
     except ValueError:
         try:
             t = datetime.fromisoformat(value)
         except ValueError:
             raise ImportFailed(f"evaluation_timestamp is not a time: {value!r}") from None
-        return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+        return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _score(name: str, value: Any) -> float | None:
@@ -153,8 +174,10 @@ class AgentDojoImporter(FileImporter):
         if missing:
             raise ImportFailed(f"not an AgentDojo task log: missing key {missing[0]!r}")
         if "utility" not in log:
-            raise ImportFailed("the run has not finished (no 'utility' yet; AgentDojo rewrites the log at every "
-                               "step): import again once it has")
+            raise ImportFailed(
+                "the run has not finished (no 'utility' yet; AgentDojo rewrites the log at every "
+                "step): import again once it has"
+            )
         out.execution(self.writer(log, out), **execution_fields(log, out))
 
     @staticmethod
@@ -166,14 +189,20 @@ class AgentDojoImporter(FileImporter):
         attack_type = log.get("attack_type")
         attack = None if attack_type in (None, BENIGN) else {"type": attack_type, "config": {}}
         dataset = CHECKS_DATASET if is_injection_task_check(log) else DATASET
-        return out.writer({"type": dataset, "config": dataset_cfg}, {"type": log["pipeline_name"], "config": {}}, attack)
+        return out.writer(
+            {"type": dataset, "config": dataset_cfg}, {"type": log["pipeline_name"], "config": {}}, attack
+        )
 
 
 def is_injection_task_check(log: Mapping[str, Any]) -> bool:
     """Whether the log is an injection task run alone, without attack (to check it can be achieved)."""
     user_task = log.get("user_task_id")
-    return (log.get("attack_type") in (None, BENIGN) and log.get("injection_task_id") is None
-            and isinstance(user_task, str) and user_task.startswith(INJECTION_TASK_PREFIX))
+    return (
+        log.get("attack_type") in (None, BENIGN)
+        and log.get("injection_task_id") is None
+        and isinstance(user_task, str)
+        and user_task.startswith(INJECTION_TASK_PREFIX)
+    )
 
 
 def execution_fields(log: Mapping[str, Any], out: SourceRecorder) -> dict[str, Any]:
@@ -201,16 +230,27 @@ def execution_fields(log: Mapping[str, Any], out: SourceRecorder) -> dict[str, A
     finished = started + timedelta(seconds=duration) if started is not None and duration is not None else None
     error = log.get("error")
     return dict(
-        execution_id=out.stable_id(log["pipeline_name"], log["suite_name"], user_task, attack_type, injection_task,
-                                   log.get("evaluation_timestamp")),
+        execution_id=out.stable_id(
+            log["pipeline_name"],
+            log["suite_name"],
+            user_task,
+            attack_type,
+            injection_task,
+            log.get("evaluation_timestamp"),
+        ),
         task_id=task_id,
         messages=[message(i, m) for i, m in enumerate(messages)],
         benign_score=_score("utility", log.get("utility")),
         attack_score=_score("security", log.get("security")) if attacked else None,
-        attacks=[{"vector_id": k, "type": attack_type, "content": v, "metadata": {"injection_task_id": injection_task}}
-                 for k, v in injections.items()] or None,
-        error=error, status="failed" if error else "completed",
-        started_at=started, finished_at=finished,
+        attacks=[
+            {"vector_id": k, "type": attack_type, "content": v, "metadata": {"injection_task_id": injection_task}}
+            for k, v in injections.items()
+        ]
+        or None,
+        error=error,
+        status="failed" if error else "completed",
+        started_at=started,
+        finished_at=finished,
         duration_ms=duration * 1000.0 if duration is not None else None,
         metadata=meta,
     )

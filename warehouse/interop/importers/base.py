@@ -16,22 +16,21 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from warehouse.engine import keyed, keys
 from warehouse.core.buffer import TableBuffer
 from warehouse.core.config import RunConfig
 from warehouse.core.errors import CommitConflict, ImportFailed, WarehouseError
-from warehouse.manifest import Commit, writer_info
-from warehouse.core.schemas import catalog
-from warehouse.engine.datafiles import read_data_file
-from warehouse.write.writer import PreparedExecution, Writer
-from warehouse.engine.datafiles import write_data_file
 from warehouse.core.rows import RowShape
+from warehouse.core.schemas import catalog
+from warehouse.engine import keyed
+from warehouse.engine.datafiles import read_data_file, write_data_file
+from warehouse.manifest import Commit, writer_info
+from warehouse.write.writer import PreparedExecution, Writer
 
 if TYPE_CHECKING:
     from warehouse.engine.engine import Engine
@@ -70,7 +69,7 @@ class Importer(Protocol):
         """The source's content; its SHA-256 is the fingerprint that makes imports idempotent."""
         ...
 
-    def read(self, source: Source, data: bytes, out: "SourceRecorder") -> None:
+    def read(self, source: Source, data: bytes, out: SourceRecorder) -> None:
         """Map the source's content to records through `out`. Any exception rejects the source
         (nothing of it is stored) and is reported with the source's path."""
         ...
@@ -115,10 +114,10 @@ class ImportReport:
 
     kind: str
     path: str
-    sources: int = 0                 #: sources found
-    imported: int = 0                #: sources read and committed now
-    skipped: int = 0                 #: already imported (same content fingerprint)
-    changed: list[str] = field(default_factory=list)   #: known keys whose content changed (imported again)
+    sources: int = 0  #: sources found
+    imported: int = 0  #: sources read and committed now
+    skipped: int = 0  #: already imported (same content fingerprint)
+    changed: list[str] = field(default_factory=list)  #: known keys whose content changed (imported again)
     failed: list[Failure] = field(default_factory=list)
     records: Counter = field(default_factory=Counter)  #: rows added, per table
     versions: list[int] = field(default_factory=list)  #: commits made
@@ -130,8 +129,10 @@ class ImportReport:
 
     def summary(self) -> str:
         rows = ", ".join(f"{n:,} {t}" for t, n in sorted(self.records.items()) if n) or "no rows"
-        s = (f"{self.kind}: {self.sources:,} source(s), {self.imported:,} imported, {self.skipped:,} already imported, "
-             f"{len(self.failed):,} failed; {rows} in {len(self.versions)} commit(s), {self.seconds:.1f} s")
+        s = (
+            f"{self.kind}: {self.sources:,} source(s), {self.imported:,} imported, {self.skipped:,} already imported, "
+            f"{len(self.failed):,} failed; {rows} in {len(self.versions)} commit(s), {self.seconds:.1f} s"
+        )
         if self.changed:
             s += f"; {len(self.changed)} changed since imported (imported again)"
         return s
@@ -144,7 +145,7 @@ def fingerprint(data: bytes) -> str:
 class SourceRecorder:
     """Collects the records of one source; they are buffered only once the whole source is read."""
 
-    def __init__(self, run: "_Run", source: Source, changed: bool) -> None:
+    def __init__(self, run: _Run, source: Source, changed: bool) -> None:
         self._run = run
         self.source = source
         #: True when this source's key was imported before with other content.
@@ -152,12 +153,13 @@ class SourceRecorder:
         self._staged: list[tuple[Writer, RowShape | None, Any]] = []
 
     @property
-    def warehouse(self) -> "Engine":
+    def warehouse(self) -> Engine:
         """The warehouse being imported into (read it to see what is stored already)."""
         return self._run.wh
 
-    def writer(self, dataset: Any, agent: Any, attack: Any = None, *, run_id: str | None = None,
-               config_hash: str | None = None) -> Writer:
+    def writer(
+        self, dataset: Any, agent: Any, attack: Any = None, *, run_id: str | None = None, config_hash: str | None = None
+    ) -> Writer:
         """The writer of one run configuration (shared by every source of the import). Give
         `config_hash` to keep a hash computed by another scheme (legacy results)."""
         return self._run.writer(dataset, agent, attack, run_id=run_id, config_hash=config_hash)
@@ -184,9 +186,14 @@ class SourceRecorder:
         if rest:
             cols = list(w.partition)
             cond = " and ".join(f"{c} = ?" for c in cols)
-            found.update(i for (i,) in self._run.wh.sql(
-                f"select distinct execution_id from executions where {cond} "
-                "and execution_id in (select unnest(?::varchar[]))", [*(w.partition[c] for c in cols), rest]).fetchall())
+            found.update(
+                i
+                for (i,) in self._run.wh.sql(
+                    f"select distinct execution_id from executions where {cond} "
+                    "and execution_id in (select unnest(?::varchar[]))",
+                    [*(w.partition[c] for c in cols), rest],
+                ).fetchall()
+            )
         return found
 
     def stable_id(self, *parts: Any) -> str:
@@ -213,7 +220,7 @@ class SourceRecorder:
 
 
 class _Run:
-    def __init__(self, wh: "Engine", importer: Importer) -> None:
+    def __init__(self, wh: Engine, importer: Importer) -> None:
         self.wh, self.kind = wh, importer.kind
         self.id = uuid.uuid4().hex
         self.writers: dict[tuple, Writer] = {}
@@ -221,13 +228,15 @@ class _Run:
         self.ledger_partition = RunConfig.of({"type": "imports"}, {"type": importer.kind}).partition
         self.ledger = TableBuffer(catalog().table("imports"), self.ledger_partition)
         self.pending: list[str] = []  # fingerprints of the sources in the batch being built
-        self.version = wh.version     # the version whose ledger this import has checked
+        self.version = wh.version  # the version whose ledger this import has checked
         self.seq = 0
         self.execution_ids: set[str] = set()  # of the executions read so far (`known_executions`)
 
     def writer(self, dataset: Any, agent: Any, attack: Any, *, run_id: str | None, config_hash: str | None) -> Writer:
         try:
-            fast: bytes | None = orjson.dumps([dataset, agent, attack, run_id, config_hash], option=orjson.OPT_SORT_KEYS)
+            fast: bytes | None = orjson.dumps(
+                [dataset, agent, attack, run_id, config_hash], option=orjson.OPT_SORT_KEYS
+            )
         except TypeError:
             fast = None
         if fast is not None and (w := self.by_args.get(fast)) is not None:
@@ -236,9 +245,17 @@ class _Run:
         key = (cfg.canonical(), cfg.hash, run_id)
         w = self.writers.get(key)
         if w is None:
-            w = self.writers[key] = Writer(self.wh.engine,
-                dataset=cfg.dataset, agent=cfg.agent, attack=cfg.attack, run_id=run_id, config_hash=config_hash,
-                flush_rows=1 << 62, flush_bytes=1 << 62, flush_interval=None)
+            w = self.writers[key] = Writer(
+                self.wh.engine,
+                dataset=cfg.dataset,
+                agent=cfg.agent,
+                attack=cfg.attack,
+                run_id=run_id,
+                config_hash=config_hash,
+                flush_rows=1 << 62,
+                flush_bytes=1 << 62,
+                flush_interval=None,
+            )
         if fast is not None:
             self.by_args[fast] = w
         return w
@@ -252,17 +269,23 @@ class _Run:
         batch is stored, and running the import again imports what is left."""
         if not self.pending or self.wh.refresh() == self.version:
             return
-        taken = [f for (f,) in self.wh.sql(
-            "select fingerprint from imports where kind = ? and fingerprint in (select unnest(?::varchar[]))",
-            [self.kind, self.pending]).fetchall()]
+        taken = [
+            f
+            for (f,) in self.wh.sql(
+                "select fingerprint from imports where kind = ? and fingerprint in (select unnest(?::varchar[]))",
+                [self.kind, self.pending],
+            ).fetchall()
+        ]
         self.version = self.wh.version
         if taken:
             raise ImportFailed(self._taken_message(len(taken)))
 
     def _taken_message(self, n: int) -> str:
-        return (f"another {self.kind} import committed {n} of the {len(self.pending)} sources of this batch "
-                "while this one ran (two imports of the same files at once); nothing of this batch was stored: "
-                "run the import again to import what is left")
+        return (
+            f"another {self.kind} import committed {n} of the {len(self.pending)} sources of this batch "
+            "while this one ran (two imports of the same files at once); nothing of this batch was stored: "
+            "run the import again to import what is left"
+        )
 
     def _taken_by(self, other: Commit) -> str | None:
         """Why this batch must not be committed after `other` (another writer's commit that landed
@@ -297,10 +320,17 @@ class _Run:
         self.seq += 1
         try:
             # (imported execution ids are keys too: an id imported again replaces its earlier add)
-            commit = keyed.commit(self.wh, keys=batch_keys, add=files,
-                                 write=lambda t, part, rows: write_data_file(self.wh, t, part, rows),
-                                 operation="import", writer=writer_info(self.id), token=f"import:{self.id}:{self.seq}",
-                                 info={"kind": self.kind, "sources": sources}, conflict=self._taken_by)
+            commit = keyed.commit(
+                self.wh,
+                keys=batch_keys,
+                add=files,
+                write=lambda t, part, rows: write_data_file(self.wh, t, part, rows),
+                operation="import",
+                writer=writer_info(self.id),
+                token=f"import:{self.id}:{self.seq}",
+                info={"kind": self.kind, "sources": sources},
+                conflict=self._taken_by,
+            )
         except CommitConflict as exc:  # another import landed its copy of these sources first
             raise ImportFailed(str(exc)) from None
         self.pending = []
@@ -308,7 +338,7 @@ class _Run:
         return commit.version
 
 
-def imported_fingerprints(wh: "Engine", kind: str) -> tuple[set[str], dict[str, str]]:
+def imported_fingerprints(wh: Engine, kind: str) -> tuple[set[str], dict[str, str]]:
     """(fingerprints, key -> newest fingerprint) of every source of `kind` already imported."""
     if not wh.snapshot.table_files("imports"):
         return set(), {}
@@ -324,8 +354,15 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def run_import(wh: "Engine", importer: Importer, path: str | os.PathLike[str], *, strict: bool = False,
-               batch_sources: int = BATCH_SOURCES, progress: bool = False) -> ImportReport:
+def run_import(
+    wh: Engine,
+    importer: Importer,
+    path: str | os.PathLike[str],
+    *,
+    strict: bool = False,
+    batch_sources: int = BATCH_SOURCES,
+    progress: bool = False,
+) -> ImportReport:
     """Import every new source of `importer` under `path` (see the package docstring)."""
     t0 = time.perf_counter()
     path = os.fspath(path)
@@ -364,8 +401,9 @@ def run_import(wh: "Engine", importer: Importer, path: str | os.PathLike[str], *
             counts = out._apply()
             report.records.update(counts)
             known.add(fp)
-            run.ledger.append(IMPORT_ROW, (importer.kind, shown, source.key, fp, len(data), sum(counts.values()),
-                               datetime.now(timezone.utc)))
+            run.ledger.append(
+                IMPORT_ROW, (importer.kind, shown, source.key, fp, len(data), sum(counts.values()), datetime.now(UTC))
+            )
             run.pending.append(fp)
             report.imported += 1
             pending += 1
@@ -403,8 +441,9 @@ class _Bar:
     def __init__(self, kind: str, total: int) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.p = Progress(TextColumn(f"importing {kind}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                          transient=True)
+        self.p = Progress(
+            TextColumn(f"importing {kind}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+        )
         self.task = self.p.add_task(kind, total=total)
         self.p.start()
 

@@ -25,7 +25,7 @@ directory is reused by the next rollout) is imported again as a newer checkpoint
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -33,8 +33,8 @@ from warehouse.core import records
 from warehouse.core.errors import ImportFailed, InvalidRecord
 from warehouse.interop.importers.base import FileImporter, Source, SourceRecorder
 from warehouse.interop.importers.session_dirs import _loads, tag, untag
-from warehouse.write.writer import EXECUTION_LIVE_ROW, EXECUTION_ROW
 from warehouse.write.live import SNAPSHOT_ROW
+from warehouse.write.writer import EXECUTION_LIVE_ROW, EXECUTION_ROW
 
 #: Endpoint keys whose values are secrets, stored as REDACTED.
 SECRET_KEYS = frozenset({"api_key", "apikey", "api-key", "authorization", "auth_token", "access_token"})
@@ -56,8 +56,7 @@ def _redact(endpoint: Any) -> tuple[Any, list[str]]:
     if not isinstance(endpoint, dict):
         return endpoint, []
     hidden = sorted(k for k, v in endpoint.items() if k.lower() in SECRET_KEYS and v is not None)
-    return ({k: (REDACTED if k in hidden else v) for k, v in endpoint.items()},
-            [f"actor.endpoint.{k}" for k in hidden])
+    return ({k: (REDACTED if k in hidden else v) for k, v in endpoint.items()}, [f"actor.endpoint.{k}" for k in hidden])
 
 
 def _created_at(meta: dict[str, Any], path: str) -> datetime:
@@ -69,7 +68,7 @@ def _created_at(meta: dict[str, Any], path: str) -> datetime:
                 raise ImportFailed(str(exc)) from None
             if ts is not None:
                 return ts
-    return datetime.fromtimestamp(os.stat(path).st_mtime, timezone.utc)
+    return datetime.fromtimestamp(os.stat(path).st_mtime, UTC)
 
 
 class CheckpointFileImporter(FileImporter):
@@ -91,8 +90,7 @@ class CheckpointFileImporter(FileImporter):
             raise ImportFailed(f"a checkpoint must be a JSON object, got {type(doc).__name__}")
         missing = [k for k in ("actor", "turn_idx") if k not in doc]
         if missing:
-            raise ImportFailed(f"not a rollouts checkpoint: missing key(s) {missing} "
-                               f"(found {sorted(doc)[:12]})")
+            raise ImportFailed(f"not a rollouts checkpoint: missing key(s) {missing} (found {sorted(doc)[:12]})")
         actor = doc["actor"]
         if not isinstance(actor, dict):
             raise ImportFailed(f"actor must be a JSON object, got {type(actor).__name__}")
@@ -119,15 +117,43 @@ class CheckpointFileImporter(FileImporter):
         w = out.writer({"type": DATASET_TYPE, "config": {"environment": env_class}}, AGENT)
         state_json = records.json_text("state", state)
         assert state_json is not None
-        out.rows(w, SNAPSHOT_ROW, [(cid, eid, None, "checkpoint", turn, None, None, state_json, created,
-                                   records.json_text("_metadata", meta))], len(state_json))
+        out.rows(
+            w,
+            SNAPSHOT_ROW,
+            [
+                (
+                    cid,
+                    eid,
+                    None,
+                    "checkpoint",
+                    turn,
+                    None,
+                    None,
+                    state_json,
+                    created,
+                    records.json_text("_metadata", meta),
+                )
+            ],
+            len(state_json),
+        )
         stop = doc.get("stop")
-        summary = {"rollout": rollout, "environment": env_class, "turn_idx": turn, "max_turns": doc.get("max_turns"),
-                   "stop": stop, "checkpoint_id": cid}
+        summary = {
+            "rollout": rollout,
+            "environment": env_class,
+            "turn_idx": turn,
+            "max_turns": doc.get("max_turns"),
+            "stop": stop,
+            "checkpoint_id": cid,
+        }
         final = stop is not None
-        row = w._execution_row(eid, rollout, turn + 1, "completed" if final else "running",
-                               {"model": model if isinstance(model, str) else None, "metadata": summary},
-                               created if final else None)
+        row = w._execution_row(
+            eid,
+            rollout,
+            turn + 1,
+            "completed" if final else "running",
+            {"model": model if isinstance(model, str) else None, "metadata": summary},
+            created if final else None,
+        )
         out.rows(w, EXECUTION_ROW if final else EXECUTION_LIVE_ROW, [row])
 
 

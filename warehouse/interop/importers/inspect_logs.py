@@ -60,12 +60,27 @@ ATTACHMENT = "attachment://"
 AGENT_TYPE = "inspect"
 
 #: ModelUsage field -> warehouse usage field.
-_USAGE = {"input_tokens": "input_tokens", "output_tokens": "output_tokens", "total_tokens": "total_tokens",
-          "input_tokens_cache_read": "cache_read_tokens", "input_tokens_cache_write": "cache_write_tokens",
-          "reasoning_tokens": "reasoning_tokens", "total_cost": "cost"}
+_USAGE = {
+    "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+    "total_tokens": "total_tokens",
+    "input_tokens_cache_read": "cache_read_tokens",
+    "input_tokens_cache_write": "cache_write_tokens",
+    "reasoning_tokens": "reasoning_tokens",
+    "total_cost": "cost",
+}
 #: Sample fields that become columns, messages or events rather than metadata["sample"].
-_MAPPED = {"id", "epoch", "messages", "events", "events_data", "attachments", "started_at", "completed_at",
-           "total_time"}
+_MAPPED = {
+    "id",
+    "epoch",
+    "messages",
+    "events",
+    "events_data",
+    "attachments",
+    "started_at",
+    "completed_at",
+    "total_time",
+}
 
 
 def _inspect_log() -> Any:
@@ -103,21 +118,40 @@ class InspectImporter(FileImporter):
         log = json.loads(data, parse_constant=str)
         spec = log["eval"]
         if log.get("status") == "started":
-            raise ImportFailed(f"eval {spec.get('eval_id')} is still running (status 'started'); "
-                               "import it once it has finished")
+            raise ImportFailed(
+                f"eval {spec.get('eval_id')} is still running (status 'started'); import it once it has finished"
+            )
         samples = log.get("samples") or []
         if out.changed:
             raise ImportFailed(
                 "this log was imported before with other content (edited since: scores, tags or "
                 f"metadata?); importing it again would duplicate its {len(samples)} sample(s), so the "
-                "imported version is kept")
+                "imported version is kept"
+            )
         dataset, agent, attack = run_config(log)
         w = out.writer(dataset, agent, attack, run_id=spec.get("run_id") or None)
         eval_info = _eval_info(log, source.key)
         header = {k: v for k, v in log.items() if k != "samples"}
         error = (log.get("error") or {}).get("message")
-        out.rows(w, EVENT_ROW, [_event_row(None, 0, spec["created"], "eval", "error" if error else "info",
-                                          spec.get("task"), error, None, None, None, header)])
+        out.rows(
+            w,
+            EVENT_ROW,
+            [
+                _event_row(
+                    None,
+                    0,
+                    spec["created"],
+                    "eval",
+                    "error" if error else "info",
+                    spec.get("task"),
+                    error,
+                    None,
+                    None,
+                    None,
+                    header,
+                )
+            ],
+        )
         ids = [sample_execution_id(out, spec, sample) for sample in samples]
         known = out.known_executions(w, ids)
         for eid, sample in zip(ids, samples):
@@ -136,8 +170,9 @@ def sample_execution_id(out: SourceRecorder, spec: Mapping[str, Any], sample: Ma
     return out.stable_id(spec["eval_id"], repr(sample["id"]), sample["epoch"])
 
 
-def _sample(out: SourceRecorder, w: Any, log: dict[str, Any], sample: dict[str, Any],
-            eval_info: dict[str, Any], eid: str) -> None:
+def _sample(
+    out: SourceRecorder, w: Any, log: dict[str, Any], sample: dict[str, Any], eval_info: dict[str, Any], eid: str
+) -> None:
     """One sample (one epoch of it) as an execution with its messages and events."""
     spec = log["eval"]
     attachments = sample.get("attachments") or {}
@@ -152,17 +187,40 @@ def _sample(out: SourceRecorder, w: Any, log: dict[str, Any], sample: dict[str, 
     finished = sample.get("completed_at") or (log.get("stats") or {}).get("completed_at") or spec["created"]
     total_time = sample.get("total_time")
     out.execution(
-        w, execution_id=eid, task_id=str(sample["id"]), sample=sample["epoch"], model=spec.get("model"),
-        status="failed" if sample.get("error") else "completed", error=error,
-        started_at=sample.get("started_at") or None, finished_at=finished,
+        w,
+        execution_id=eid,
+        task_id=str(sample["id"]),
+        sample=sample["epoch"],
+        model=spec.get("model"),
+        status="failed" if sample.get("error") else "completed",
+        error=error,
+        started_at=sample.get("started_at") or None,
+        finished_at=finished,
         duration_ms=total_time * 1000.0 if isinstance(total_time, (int, float)) else None,
-        usage=_usage(sample, events, messages), scores=scores, benign_score=benign,
-        result=(sample.get("output") or {}).get("completion"), messages=messages,
-        metadata={"eval": eval_info, "sample": meta})
+        usage=_usage(sample, events, messages),
+        scores=scores,
+        benign_score=benign,
+        result=(sample.get("output") or {}).get("completion"),
+        messages=messages,
+        metadata={"eval": eval_info, "sample": meta},
+    )
     rows = [_inspect_event_row(eid, i, e) for i, e in enumerate(events)]
     if attachments or sample.get("events_data"):
-        rows.append(_event_row(eid, len(rows), finished, "attachments", "info", None, None, None, None, None,
-                               {"attachments": attachments, "events_data": sample.get("events_data")}))
+        rows.append(
+            _event_row(
+                eid,
+                len(rows),
+                finished,
+                "attachments",
+                "info",
+                None,
+                None,
+                None,
+                None,
+                None,
+                {"attachments": attachments, "events_data": sample.get("events_data")},
+            )
+        )
     out.rows(w, EVENT_ROW, rows, sum(len(r[12] or "") for r in rows))
 
 
@@ -171,20 +229,38 @@ def run_config(log: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], 
     """(dataset, agent, attack) of an eval log (its JSON; see the module docstring)."""
     spec, plan = log["eval"], log.get("plan") or {}
     ds = spec.get("dataset") or {}
-    dataset: dict[str, Any] = {"type": ds.get("name") or spec["task"], "config": {
-        "name": ds.get("name"), "location": ds.get("location"), "samples": ds.get("samples"),
-        "shuffled": ds.get("shuffled"), "task": spec["task"]}}
-    agent: dict[str, Any] = {"type": AGENT_TYPE, "config": {
-        "model": spec.get("model"), "model_base_url": spec.get("model_base_url"),
-        "model_args": spec.get("model_args"), "model_roles": _drop_none(spec.get("model_roles")),
-        "generate_config": _drop_none(spec.get("model_generate_config") or {}),
-        "task": spec["task"], "task_args": spec.get("task_args"), "task_version": spec.get("task_version"),
-        "solver": spec.get("solver"), "solver_args": spec.get("solver_args"),
-        "plan": {"steps": [{"solver": s.get("solver"), "params": s.get("params")} for s in plan.get("steps") or ()],
-                 "finish": {"solver": plan["finish"].get("solver"), "params": plan["finish"].get("params")}
-                 if plan.get("finish") else None,
-                 "config": _drop_none(plan.get("config") or {})},
-    }}
+    dataset: dict[str, Any] = {
+        "type": ds.get("name") or spec["task"],
+        "config": {
+            "name": ds.get("name"),
+            "location": ds.get("location"),
+            "samples": ds.get("samples"),
+            "shuffled": ds.get("shuffled"),
+            "task": spec["task"],
+        },
+    }
+    agent: dict[str, Any] = {
+        "type": AGENT_TYPE,
+        "config": {
+            "model": spec.get("model"),
+            "model_base_url": spec.get("model_base_url"),
+            "model_args": spec.get("model_args"),
+            "model_roles": _drop_none(spec.get("model_roles")),
+            "generate_config": _drop_none(spec.get("model_generate_config") or {}),
+            "task": spec["task"],
+            "task_args": spec.get("task_args"),
+            "task_version": spec.get("task_version"),
+            "solver": spec.get("solver"),
+            "solver_args": spec.get("solver_args"),
+            "plan": {
+                "steps": [{"solver": s.get("solver"), "params": s.get("params")} for s in plan.get("steps") or ()],
+                "finish": {"solver": plan["finish"].get("solver"), "params": plan["finish"].get("params")}
+                if plan.get("finish")
+                else None,
+                "config": _drop_none(plan.get("config") or {}),
+            },
+        },
+    }
     attack = (spec.get("metadata") or {}).get("attack")
     if isinstance(attack, str):
         attack = {"type": attack, "config": {}}
@@ -196,11 +272,18 @@ def run_config(log: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], 
 def _eval_info(log: Mapping[str, Any], key: str) -> dict[str, Any]:
     spec = log["eval"]
     return {
-        "eval_id": spec.get("eval_id"), "run_id": spec.get("run_id"), "eval_set_id": spec.get("eval_set_id"),
-        "task": spec.get("task"), "task_id": spec.get("task_id"), "task_args": spec.get("task_args"),
-        "created": spec.get("created"), "status": log.get("status"),
+        "eval_id": spec.get("eval_id"),
+        "run_id": spec.get("run_id"),
+        "eval_set_id": spec.get("eval_set_id"),
+        "task": spec.get("task"),
+        "task_id": spec.get("task_id"),
+        "task_args": spec.get("task_args"),
+        "created": spec.get("created"),
+        "status": log.get("status"),
         "tags": sorted(set(spec.get("tags") or []) | set(log.get("tags") or [])),
-        "metadata": {**(spec.get("metadata") or {}), **(log.get("metadata") or {})}, "log": key}
+        "metadata": {**(spec.get("metadata") or {}), **(log.get("metadata") or {})},
+        "log": key,
+    }
 
 
 # -- scores and usage -------------------------------------------------------------------------------
@@ -301,22 +384,59 @@ def _inspect_event_row(eid: str, seq: int, event: Mapping[str, Any]) -> tuple:
             done, began = records.timestamp("completed", e["completed"]), records.timestamp("timestamp", e["timestamp"])
             if done is not None and began is not None:  # both given, so both are times
                 duration = (done - began).total_seconds()
-    span_id, parent = (e.get("id"), e.get("parent_id")) if kind in ("span_begin", "span_end") else (None, e.get("span_id"))
-    return _event_row(eid, seq, e.get("timestamp"), kind, level, name, message,
-                      duration * 1000.0 if duration is not None else None, span_id, parent, e)
+    span_id, parent = (
+        (e.get("id"), e.get("parent_id")) if kind in ("span_begin", "span_end") else (None, e.get("span_id"))
+    )
+    return _event_row(
+        eid,
+        seq,
+        e.get("timestamp"),
+        kind,
+        level,
+        name,
+        message,
+        duration * 1000.0 if duration is not None else None,
+        span_id,
+        parent,
+        e,
+    )
 
 
-def _event_row(eid: str | None, seq: int, ts: Any, kind: str, level: str | None, name: Any, message: Any,
-               duration_ms: float | None, span_id: Any, parent_span_id: Any, attributes: Any) -> tuple:
+def _event_row(
+    eid: str | None,
+    seq: int,
+    ts: Any,
+    kind: str,
+    level: str | None,
+    name: Any,
+    message: Any,
+    duration_ms: float | None,
+    span_id: Any,
+    parent_span_id: Any,
+    attributes: Any,
+) -> tuple:
     """A validated `events` row (non-partition columns in schema order)."""
     when = records.timestamp("event timestamp", ts)
     if when is None:
         raise ImportFailed(f"event {seq} ({kind}) has no timestamp")
     f = f"events[{seq}]"
-    return (eid, seq, when, kind, records.text(f"{f}.level", _str(level)), records.text(f"{f}.name", _str(name)),
-            records.text(f"{f}.message", _str(message)), records.score(f"{f}.duration_ms", duration_ms), None,
-            records.text(f"{f}.span_id", _str(span_id)), records.text(f"{f}.parent_span_id", _str(parent_span_id)),
-            "inspect", records.json_text(f"{f}.attributes", attributes), None, None)
+    return (
+        eid,
+        seq,
+        when,
+        kind,
+        records.text(f"{f}.level", _str(level)),
+        records.text(f"{f}.name", _str(name)),
+        records.text(f"{f}.message", _str(message)),
+        records.score(f"{f}.duration_ms", duration_ms),
+        None,
+        records.text(f"{f}.span_id", _str(span_id)),
+        records.text(f"{f}.parent_span_id", _str(parent_span_id)),
+        "inspect",
+        records.json_text(f"{f}.attributes", attributes),
+        None,
+        None,
+    )
 
 
 def _str(v: Any) -> str | None:
@@ -330,7 +450,7 @@ def _resolve(value: Any, attachments: Mapping[str, str]) -> Any:
         return value
     if isinstance(value, str):
         if value.startswith(ATTACHMENT):
-            return attachments.get(value[len(ATTACHMENT):], value)
+            return attachments.get(value[len(ATTACHMENT) :], value)
         return value
     if isinstance(value, dict):
         return {k: _resolve(v, attachments) for k, v in value.items()}

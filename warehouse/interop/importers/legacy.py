@@ -46,11 +46,41 @@ KIND = "legacy"
 BENIGN = "benign"
 INDEX = "index.jsonl"
 #: Keys of the reference's execution files that have a place of their own.
-REFERENCE_FIELDS = frozenset({"execution_id", "task_id", "dataset_type", "dataset_config", "agent", "config_hash",
-                              "timestamp", "trace_id", "span_id", "messages", "usage", "results", "attacks"})
+REFERENCE_FIELDS = frozenset(
+    {
+        "execution_id",
+        "task_id",
+        "dataset_type",
+        "dataset_config",
+        "agent",
+        "config_hash",
+        "timestamp",
+        "trace_id",
+        "span_id",
+        "messages",
+        "usage",
+        "results",
+        "attacks",
+    }
+)
 #: Warehouse fields the legacy exporter adds to each file; they map back to their columns.
-EXTENSION_FIELDS = ("run_id", "model", "status", "error", "started_at", "duration_ms", "sample", "group", "reward",
-                    "advantages", "scores", "metadata", "owner", "result", "completions")
+EXTENSION_FIELDS = (
+    "run_id",
+    "model",
+    "status",
+    "error",
+    "started_at",
+    "duration_ms",
+    "sample",
+    "group",
+    "reward",
+    "advantages",
+    "scores",
+    "metadata",
+    "owner",
+    "result",
+    "completions",
+)
 #: Path components of an execution file under the root: dataset/agent/attack/hash/file.
 DEPTH = 5
 
@@ -65,11 +95,11 @@ def default_agent_name(agent: Mapping[str, Any]) -> str:
 class _Context:
     """What `sources` found for one execution: its directory's config and its index line."""
 
-    config: dict[str, Any] | None = None       #: {dataset, agent, attack} of config.yaml
-    config_error: str | None = None            #: why config.yaml could not be read
-    index: dict[str, Any] | None = None        #: the execution's index.jsonl line
-    index_error: str | None = None             #: an index.jsonl line that is not JSON
-    index_only: bool = False                   #: the line's execution file is missing
+    config: dict[str, Any] | None = None  #: {dataset, agent, attack} of config.yaml
+    config_error: str | None = None  #: why config.yaml could not be read
+    index: dict[str, Any] | None = None  #: the execution's index.jsonl line
+    index_error: str | None = None  #: an index.jsonl line that is not JSON
+    index_only: bool = False  #: the line's execution file is missing
 
 
 def _file_execution_id(path: Path) -> Any:
@@ -135,11 +165,17 @@ class LegacyImporter:
             yield Source(rel, str(p), p.stat().st_size, _Context(cfg, err, entry))
         for lineno, reason in bad_lines:
             yield Source(f"{INDEX}:{lineno}", f"{root / INDEX} line {lineno}", None, _Context(index_error=reason))
-        missing = [(root / Path(tail).parent, e) for tail, entries in index.items() if tail not in seen for e in entries]
+        missing = [
+            (root / Path(tail).parent, e) for tail, entries in index.items() if tail not in seen for e in entries
+        ]
         for directory, entry in [*overwritten, *missing]:
             cfg, err = configs.get(directory) or _read_config(directory)
-            yield Source(f"{INDEX}#{entry.get('execution_id')}", f"{root / INDEX} (execution {entry.get('execution_id')})",
-                         None, _Context(cfg, err, entry, index_only=True))
+            yield Source(
+                f"{INDEX}#{entry.get('execution_id')}",
+                f"{root / INDEX} (execution {entry.get('execution_id')})",
+                None,
+                _Context(cfg, err, entry, index_only=True),
+            )
 
     @staticmethod
     def _index(root: Path) -> tuple[dict[str, list[dict[str, Any]]], list[tuple[int, str]]]:
@@ -191,8 +227,13 @@ class LegacyImporter:
         config = _config(source, ctx, doc)
         given_hash = doc.get("config_hash") or (ctx.index or {}).get("config_hash")
         fields = execution_fields(doc, config, index_only=ctx.index_only)
-        w = out.writer(config["dataset"], config["agent"], config["attack"], run_id=fields.pop("run_id", None),
-                       config_hash=given_hash)
+        w = out.writer(
+            config["dataset"],
+            config["agent"],
+            config["attack"],
+            run_id=fields.pop("run_id", None),
+            config_hash=given_hash,
+        )
         out.execution(w, **fields)
 
 
@@ -217,9 +258,11 @@ def _config(source: Source, ctx: _Context, doc: Mapping[str, Any]) -> dict[str, 
         where = Path(source.path).parent if source.path else "its directory"
         raise ImportFailed(f"no config.yaml in {where} and no index.jsonl line naming the agent type of this execution")
     attack_type = entry.get("attack_type")
-    return {"dataset": {"type": doc["dataset_type"], "config": doc.get("dataset_config") or {}},
-            "agent": {"type": entry["agent_type"], "config": {}},
-            "attack": None if attack_type in (None, BENIGN) else {"type": attack_type, "config": {}}}
+    return {
+        "dataset": {"type": doc["dataset_type"], "config": doc.get("dataset_config") or {}},
+        "agent": {"type": entry["agent_type"], "config": {}},
+        "attack": None if attack_type in (None, BENIGN) else {"type": attack_type, "config": {}},
+    }
 
 
 def _is_score(v: Any) -> bool:
@@ -274,8 +317,10 @@ def execution_fields(doc: Mapping[str, Any], config: Mapping[str, Any], *, index
         if metadata is None:
             metadata = {}
         if not isinstance(metadata, dict) or "legacy" in metadata:
-            raise ImportFailed(f"'metadata' must be an object without a 'legacy' key to hold {sorted(legacy)}, "
-                               f"got {str(metadata)[:120]!r}")
+            raise ImportFailed(
+                f"'metadata' must be an object without a 'legacy' key to hold {sorted(legacy)}, "
+                f"got {str(metadata)[:120]!r}"
+            )
         metadata = {**metadata, "legacy": legacy}
 
     fields: dict[str, Any] = {k: doc[k] for k in EXTENSION_FIELDS if doc.get(k) is not None}
@@ -287,10 +332,18 @@ def execution_fields(doc: Mapping[str, Any], config: Mapping[str, Any], *, index
                 fields["model"] = model
         messages = pydantic_ai_messages.to_rows(messages)
     fields.update(
-        execution_id=doc["execution_id"], task_id=doc["task_id"], finished_at=doc.get("timestamp"),
-        trace_id=doc.get("trace_id"), span_id=doc.get("span_id"), messages=messages, usage=usage,
-        benign_score=results.get("benign_score"), attack_score=results.get("attack_score"),
-        attacks=_attacks(doc.get("attacks")), scores=scores or None, metadata=metadata,
+        execution_id=doc["execution_id"],
+        task_id=doc["task_id"],
+        finished_at=doc.get("timestamp"),
+        trace_id=doc.get("trace_id"),
+        span_id=doc.get("span_id"),
+        messages=messages,
+        usage=usage,
+        benign_score=results.get("benign_score"),
+        attack_score=results.get("attack_score"),
+        attacks=_attacks(doc.get("attacks")),
+        scores=scores or None,
+        metadata=metadata,
     )
     return fields
 
@@ -302,8 +355,12 @@ def _attacks(value: Any) -> Any:
         return None
     if not isinstance(value, Mapping):
         return value
-    return {k: {"type": v["kind"], **{f: x for f, x in v.items() if f != "kind"}}
-            if isinstance(v, Mapping) and "kind" in v and "type" not in v else v for k, v in value.items()}
+    return {
+        k: {"type": v["kind"], **{f: x for f, x in v.items() if f != "kind"}}
+        if isinstance(v, Mapping) and "kind" in v and "type" not in v
+        else v
+        for k, v in value.items()
+    }
 
 
 IMPORTER = LegacyImporter()

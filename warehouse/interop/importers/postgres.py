@@ -36,7 +36,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -52,12 +52,16 @@ from warehouse.write.writer import EXECUTION_LIVE_ROW
 #: The service's tables, in import order, with the columns the service defines and the column
 #: rows are ordered by (then by id).
 TABLES: dict[str, tuple[tuple[str, ...], str]] = {
-    "AgentResult": (("id", "agentId", "checkpointId", "questId", "result", "metadata", "status", "createdAt",
-                     "completedAt"), "createdAt"),
+    "AgentResult": (
+        ("id", "agentId", "checkpointId", "questId", "result", "metadata", "status", "createdAt", "completedAt"),
+        "createdAt",
+    ),
     "CheckpointState": (("id", "agentId", "checkpointId", "state", "threadId", "createdAt"), "createdAt"),
     "ExecutionLog": (("id", "agentId", "executionId", "level", "message", "source", "timestamp"), "timestamp"),
-    "AgentTrace": (("id", "agentId", "executionId", "type", "content", "metadata", "timestamp", "duration"),
-                   "timestamp"),
+    "AgentTrace": (
+        ("id", "agentId", "executionId", "type", "content", "metadata", "timestamp", "duration"),
+        "timestamp",
+    ),
 }
 #: The run configuration every imported row belongs to (the service records no dataset or agent config).
 DATASET = {"type": "results-service", "config": {}}
@@ -70,11 +74,17 @@ PAGE_ROWS = 2_000
 _RUNNING = frozenset({"running"})
 _COMPLETED = frozenset({"completed"})
 _FAILED = frozenset({"failed", "failed_recoverable", "failed_permanent", "timeout", "cancelled"})
-_LC_ROLES = {"HumanMessage": "user", "HumanMessageChunk": "user", "AIMessage": "assistant",
-             "AIMessageChunk": "assistant", "SystemMessage": "system", "ToolMessage": "tool",
-             "FunctionMessage": "function"}
+_LC_ROLES = {
+    "HumanMessage": "user",
+    "HumanMessageChunk": "user",
+    "AIMessage": "assistant",
+    "AIMessageChunk": "assistant",
+    "SystemMessage": "system",
+    "ToolMessage": "tool",
+    "FunctionMessage": "function",
+}
 _TOOL_CONTENT = re.compile(r"Tool: (\S.*)\Z", re.S)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # -- connecting ----------------------------------------------------------------------------------
@@ -149,15 +159,18 @@ def _connect(url: str) -> tuple[Any, str, str]:
 def _tables(conn: Any, schema: str, where: str) -> dict[str, list[str]]:
     """The service's tables present in `schema` -> their columns; ImportFailed if none is, or one
     lacks a column the service defines."""
-    rows = conn.execute("select table_name, column_name from information_schema.columns "
-                        "where table_schema = %s and table_name = any(%s) order by ordinal_position",
-                        [schema, list(TABLES)]).fetchall()
+    rows = conn.execute(
+        "select table_name, column_name from information_schema.columns "
+        "where table_schema = %s and table_name = any(%s) order by ordinal_position",
+        [schema, list(TABLES)],
+    ).fetchall()
     found: dict[str, list[str]] = {}
     for table, column in rows:
         found.setdefault(table, []).append(column)
     if not found:
-        raise ImportFailed(f"{where}: schema {schema!r} holds none of the results service's tables "
-                           f"({', '.join(TABLES)})")
+        raise ImportFailed(
+            f"{where}: schema {schema!r} holds none of the results service's tables ({', '.join(TABLES)})"
+        )
     for table, columns in found.items():
         missing = [c for c in TABLES[table][0] if c not in columns]
         if missing:
@@ -168,7 +181,7 @@ def _tables(conn: Any, schema: str, where: str) -> dict[str, list[str]]:
 # -- encoding rows -------------------------------------------------------------------------------
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -183,8 +196,9 @@ def encode_row(table: str, row: Mapping[str, Any]) -> bytes:
     try:
         return orjson.dumps(doc, default=_default, option=orjson.OPT_SORT_KEYS | orjson.OPT_NAIVE_UTC)
     except TypeError:  # e.g. an integer beyond 64 bits in a JSON column
-        return json.dumps(doc, default=_default, sort_keys=True, ensure_ascii=False,
-                          separators=(",", ":")).encode("utf-8")
+        return json.dumps(doc, default=_default, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode(
+            "utf-8"
+        )
 
 
 # -- the importer --------------------------------------------------------------------------------
@@ -210,7 +224,8 @@ class PostgresImporter:
                 for table in (t for t in TABLES if t in present):
                     order = TABLES[table][1]
                     query = sql.SQL("select * from {}.{} order by {}, {}").format(
-                        sql.Identifier(schema), sql.Identifier(table), sql.Identifier(order), sql.Identifier("id"))
+                        sql.Identifier(schema), sql.Identifier(table), sql.Identifier(order), sql.Identifier("id")
+                    )
                     with conn.cursor(name=f"warehouse_import_{table.lower()}") as cur:
                         cur.itersize = PAGE_ROWS
                         cur.execute(query)
@@ -295,17 +310,26 @@ def _agent_result(row: dict[str, Any], extras: dict[str, Any], data: bytes, out:
     else:
         known = sorted(_RUNNING | _COMPLETED | _FAILED)
         raise InvalidRecord(f"status must be one of {known}, got {raw_status!r}")
-    service = {"id": rid, "checkpointId": row.get("checkpointId"), "questId": row.get("questId"),
-               "status": raw_status, **extras}
+    service = {
+        "id": rid,
+        "checkpointId": row.get("checkpointId"),
+        "questId": row.get("questId"),
+        "status": raw_status,
+        **extras,
+    }
     metadata = _with_service("metadata", rest, service)
     task_id = row.get("checkpointId") or rid
     w = _writer(out)
-    fields = dict(started_at=row.get("createdAt"), owner=row.get("agentId"), result=row.get("result"), metadata=metadata)
+    fields = dict(
+        started_at=row.get("createdAt"), owner=row.get("agentId"), result=row.get("result"), metadata=metadata
+    )
     previous = _previous_revisions(out, eid) if out.changed else []
     done = [s for s, _ in previous if s != "running"]
     if done:
-        raise ImportFailed(f"execution {eid} was imported as {done[0]} before and its row changed since "
-                           f"(now {raw_status}): a finished execution is imported once")
+        raise ImportFailed(
+            f"execution {eid} was imported as {done[0]} before and its row changed since "
+            f"(now {raw_status}): a finished execution is imported once"
+        )
     if status == "running":
         if messages is not None:  # live revisions carry no messages: keep them with the revision
             fields["metadata"] = {**metadata, "messages": messages}
@@ -313,8 +337,16 @@ def _agent_result(row: dict[str, Any], extras: dict[str, Any], data: bytes, out:
         live = w._execution_row(eid, task_id, revision, "running", fields)
         out.rows(w, EXECUTION_LIVE_ROW, [live], len(row.get("result") or ""))
         return
-    out.execution(w, execution_id=eid, task_id=task_id, status=status, error=error,
-                  finished_at=row.get("completedAt"), messages=messages, **fields)
+    out.execution(
+        w,
+        execution_id=eid,
+        task_id=task_id,
+        status=status,
+        error=error,
+        finished_at=row.get("completedAt"),
+        messages=messages,
+        **fields,
+    )
 
 
 def _previous_revisions(out: SourceRecorder, execution_id: str) -> list[tuple[str, int]]:
@@ -332,8 +364,10 @@ def _messages(value: Any) -> list[Any]:
     "kwargs": {...}}) become role dicts, their other fields kept in the message's metadata."""
     if not isinstance(value, list):
         raise InvalidRecord(f"metadata.messages must be a list of messages, got {type(value).__name__}")
-    return [_langchain(i, m) if isinstance(m, dict) and m.get("lc") == 1 and m.get("type") == "constructor" else m
-            for i, m in enumerate(value)]
+    return [
+        _langchain(i, m) if isinstance(m, dict) and m.get("lc") == 1 and m.get("type") == "constructor" else m
+        for i, m in enumerate(value)
+    ]
 
 
 def _langchain(i: int, m: dict[str, Any]) -> dict[str, Any]:
@@ -358,11 +392,29 @@ def _langchain(i: int, m: dict[str, Any]) -> dict[str, Any]:
 def _execution_log(row: dict[str, Any], extras: dict[str, Any], data: bytes, out: SourceRecorder) -> None:
     ts = _required_time("timestamp", row.get("timestamp"))
     message = records.text("message", row.get("message"))
-    attrs = records.json_text("attributes", _with_service(
-        "attributes", None, {"id": records.ident("id", row["id"]), "agentId": row.get("agentId"), **extras}))
-    event = (records.ident("executionId", row.get("executionId")), _micros(ts), ts, "log",
-             records.text("level", row.get("level")), None, message, None, None, None, None,
-             records.text("source", row.get("source")), attrs, None, None)
+    attrs = records.json_text(
+        "attributes",
+        _with_service(
+            "attributes", None, {"id": records.ident("id", row["id"]), "agentId": row.get("agentId"), **extras}
+        ),
+    )
+    event = (
+        records.ident("executionId", row.get("executionId")),
+        _micros(ts),
+        ts,
+        "log",
+        records.text("level", row.get("level")),
+        None,
+        message,
+        None,
+        None,
+        None,
+        None,
+        records.text("source", row.get("source")),
+        attrs,
+        None,
+        None,
+    )
     w = _writer(out)
     out.rows(w, EVENT_ROW, [event], len(message or "") + len(attrs or ""))
 
@@ -378,11 +430,29 @@ def _agent_trace(row: dict[str, Any], extras: dict[str, Any], data: bytes, out: 
         name = match.group(1)
     span = m.get("runId") if isinstance(m.get("runId"), str) else None
     parent = m.get("parentRunId") if isinstance(m.get("parentRunId"), str) else None
-    attrs = records.json_text("attributes", _with_service(
-        "metadata", meta, {"id": records.ident("id", row["id"]), "agentId": row.get("agentId"), **extras}))
-    event = (records.ident("executionId", row.get("executionId")), _micros(ts), ts, kind,
-             "error" if kind.endswith("_error") else "info", name, content,
-             records.opt_score("duration", row.get("duration")), None, span, parent, "AgentTrace", attrs, None, None)
+    attrs = records.json_text(
+        "attributes",
+        _with_service(
+            "metadata", meta, {"id": records.ident("id", row["id"]), "agentId": row.get("agentId"), **extras}
+        ),
+    )
+    event = (
+        records.ident("executionId", row.get("executionId")),
+        _micros(ts),
+        ts,
+        kind,
+        "error" if kind.endswith("_error") else "info",
+        name,
+        content,
+        records.opt_score("duration", row.get("duration")),
+        None,
+        span,
+        parent,
+        "AgentTrace",
+        attrs,
+        None,
+        None,
+    )
     w = _writer(out)
     out.rows(w, EVENT_ROW, [event], len(content or "") + len(attrs or ""))
 
@@ -397,19 +467,34 @@ def _checkpoint_state(row: dict[str, Any], extras: dict[str, Any], data: bytes, 
     sm = state.get("metadata") if isinstance(state, dict) else None
     eid = sm.get("executionId") if isinstance(sm, dict) else None
     if eid is None and thread is not None:  # the service names threads "thread_<executionId>"
-        eid = thread[len("thread_"):] if thread.startswith("thread_") else thread
+        eid = thread[len("thread_") :] if thread.startswith("thread_") else thread
     step = state.get("step") if isinstance(state, dict) else None
     step = step if isinstance(step, int) and not isinstance(step, bool) else None
     # a checkpoint upserted with a new state is another checkpoint of the execution: its own id
     snapshot_id = f"{cid}@{hashlib.sha256(data).hexdigest()[:12]}" if out.changed else cid
-    metadata = records.json_text("metadata", _with_service(
-        "metadata", None, {"id": records.ident("id", row["id"]), "checkpointId": cid, **extras}))
+    metadata = records.json_text(
+        "metadata",
+        _with_service("metadata", None, {"id": records.ident("id", row["id"]), "checkpointId": cid, **extras}),
+    )
     w = _writer(out)
-    snap = (records.ident("snapshot_id", snapshot_id), records.ident("state.metadata.executionId", eid, required=False),
-            w.run_id, "checkpoint", records.integer("state.step", step), thread, records.text("agentId", row.get("agentId")),
-            state_json, _required_time("createdAt", row.get("createdAt")), metadata)
+    snap = (
+        records.ident("snapshot_id", snapshot_id),
+        records.ident("state.metadata.executionId", eid, required=False),
+        w.run_id,
+        "checkpoint",
+        records.integer("state.step", step),
+        thread,
+        records.text("agentId", row.get("agentId")),
+        state_json,
+        _required_time("createdAt", row.get("createdAt")),
+        metadata,
+    )
     out.rows(w, SNAPSHOT_ROW, [snap], len(state_json))
 
 
-_MAPPERS = {"AgentResult": _agent_result, "CheckpointState": _checkpoint_state, "ExecutionLog": _execution_log,
-            "AgentTrace": _agent_trace}
+_MAPPERS = {
+    "AgentResult": _agent_result,
+    "CheckpointState": _checkpoint_state,
+    "ExecutionLog": _execution_log,
+    "AgentTrace": _agent_trace,
+}

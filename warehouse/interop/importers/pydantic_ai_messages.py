@@ -43,8 +43,11 @@ from warehouse.core.records import USAGE_FIELDS
 KEY = "pydantic_ai"
 KINDS = ("request", "response")
 #: RunUsage / (older) Usage keys with a warehouse usage column of another name.
-USAGE_RENAMES = {"request_tokens": "input_tokens", "response_tokens": "output_tokens",
-                 "output_reasoning_tokens": "reasoning_tokens"}
+USAGE_RENAMES = {
+    "request_tokens": "input_tokens",
+    "response_tokens": "output_tokens",
+    "output_reasoning_tokens": "reasoning_tokens",
+}
 
 
 def is_model_message(m: Any) -> bool:
@@ -73,11 +76,19 @@ def _request_row(field: str, part: Mapping[str, Any]) -> dict[str, Any]:
     elif kind == "user-prompt":
         row = {"role": "user", "content": _user_content(part.get("content"))}
     elif kind == "tool-return":
-        row = {"role": "tool", "content": _text(part.get("content")), "tool_call_id": part.get("tool_call_id"),
-               "name": part.get("tool_name")}
+        row = {
+            "role": "tool",
+            "content": _text(part.get("content")),
+            "tool_call_id": part.get("tool_call_id"),
+            "name": part.get("tool_name"),
+        }
     elif kind in ("retry-prompt", "retry-feedback"):
-        row = {"role": "tool" if part.get("tool_name") else "user", "content": _text(part.get("content")),
-               "tool_call_id": part.get("tool_call_id"), "name": part.get("tool_name")}
+        row = {
+            "role": "tool" if part.get("tool_name") else "user",
+            "content": _text(part.get("content")),
+            "tool_call_id": part.get("tool_call_id"),
+            "name": part.get("tool_name"),
+        }
     elif isinstance(kind, str):
         content = part.get("content")
         row = {"role": "user", "content": content if isinstance(content, str) else None}
@@ -96,8 +107,13 @@ def _response_row(field: str, message: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidRecord(f"{field}.parts[{j}] must be an object, got {type(part).__name__}")
         kind = part.get("part_kind")
         if kind in ("tool-call", "builtin-tool-call"):
-            calls.append({"id": part.get("tool_call_id"), "type": "function" if kind == "tool-call" else "builtin",
-                          "function": {"name": part.get("tool_name"), "arguments": part.get("args")}})
+            calls.append(
+                {
+                    "id": part.get("tool_call_id"),
+                    "type": "function" if kind == "tool-call" else "builtin",
+                    "function": {"name": part.get("tool_name"), "arguments": part.get("args")},
+                }
+            )
         elif kind == "text":
             content.append({"type": "text", "text": part.get("content")})
         elif kind == "thinking":
@@ -134,8 +150,10 @@ def to_rows(messages: Sequence[Any]) -> list[dict[str, Any]]:
         field = f"messages[{i}]"
         if not is_model_message(m):
             got = m.get("kind") if isinstance(m, Mapping) else type(m).__name__
-            raise InvalidRecord(f"{field} is not a pydantic-ai ModelMessage (an object with kind 'request' or "
-                                f"'response' and a list of parts), got {got!r:.80}")
+            raise InvalidRecord(
+                f"{field} is not a pydantic-ai ModelMessage (an object with kind 'request' or "
+                f"'response' and a list of parts), got {got!r:.80}"
+            )
         verbatim = dict(m)
         rows: list[tuple[dict[str, Any], Any]] = []  # (row, which part it shows)
         if m["kind"] == "response":
@@ -153,8 +171,16 @@ def to_rows(messages: Sequence[Any]) -> list[dict[str, Any]]:
                     raise InvalidRecord(f"{field}.parts[{j}] must be an object, got {type(part).__name__}")
                 rows.append((_request_row(f"{field}.parts[{j}]", part), j))
             if not rows:
-                rows.append(({"role": "user", "content": None, **({"timestamp": m["timestamp"]}
-                                                                   if m.get("timestamp") is not None else {})}, None))
+                rows.append(
+                    (
+                        {
+                            "role": "user",
+                            "content": None,
+                            **({"timestamp": m["timestamp"]} if m.get("timestamp") is not None else {}),
+                        },
+                        None,
+                    )
+                )
         for n, (row, part_index) in enumerate(rows):
             meta: dict[str, Any] = {"message": verbatim} if n == 0 else {}
             if part_index is not None:
@@ -178,8 +204,10 @@ def model_messages(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             meta = json.loads(meta)
         entry = meta.get(KEY) if isinstance(meta, Mapping) else None
         if not isinstance(entry, Mapping):
-            raise InvalidRecord(f"message {i} (role {row.get('role')!r}) was not made from a pydantic-ai message: "
-                                f"its metadata has no {KEY!r} entry")
+            raise InvalidRecord(
+                f"message {i} (role {row.get('role')!r}) was not made from a pydantic-ai message: "
+                f"its metadata has no {KEY!r} entry"
+            )
         if "message" in entry:
             out.append(entry["message"])
     return out

@@ -23,18 +23,18 @@ import gzip
 import json
 import zlib
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from warehouse.core import records
 from warehouse.agent import sessions
-from warehouse.core.errors import ImportFailed, InvalidRecord
-from warehouse.interop.importers.base import Source, SourceRecorder
-from warehouse.core.records import MESSAGE_ROW
 from warehouse.agent.sessions import SESSION_ROW
+from warehouse.core import records
+from warehouse.core.errors import ImportFailed, InvalidRecord
+from warehouse.core.records import MESSAGE_ROW
+from warehouse.interop.importers.base import Source, SourceRecorder
 
 MESSAGES = "messages.jsonl"
 MESSAGES_GZ = "messages.jsonl.gz"
@@ -65,7 +65,7 @@ def tag(name: str, data: bytes) -> bytes:
 def untag(data: bytes) -> tuple[str, bytes]:
     """The inverse of `tag`."""
     nl = data.index(b"\n")
-    return data[:nl].decode("utf-8", "surrogateescape"), data[nl + 1:]
+    return data[:nl].decode("utf-8", "surrogateescape"), data[nl + 1 :]
 
 
 def _frame(parts: dict[str, bytes | None]) -> bytes:
@@ -85,7 +85,7 @@ def _unframe(data: bytes) -> dict[str, bytes | None]:
         nl = data.index(b"\n", pos)
         name, size = data[pos:nl].decode().split(" ")
         start = nl + 1
-        parts[name] = data[start:start + int(size)]
+        parts[name] = data[start : start + int(size)]
         pos = start + int(size)
     return parts
 
@@ -176,8 +176,10 @@ class SessionDirImporter:
         """One session: a new one (revision 0), or the messages added since its stored revision."""
         name, framed = untag(data)
         if source.payload and source.payload.get("other"):
-            raise ImportFailed(f"session id {name!r} is also the directory {source.payload['other']}; "
-                               "import the two directories separately")
+            raise ImportFailed(
+                f"session id {name!r} is also the directory {source.payload['other']}; "
+                "import the two directories separately"
+            )
         parts = _unframe(framed)
         sid = records.ident("session_id", name)
         msgs = parse_messages(parts["messages"] or b"", MESSAGES)
@@ -187,20 +189,32 @@ class SessionDirImporter:
         wh = out.warehouse  # the warehouse being imported into (read-only use: what is stored already)
         prev = _stored(wh, sid)
         start, revision = 0, 0
-        created = _when(meta, "created_at") or datetime.now(timezone.utc)
+        created = _when(meta, "created_at") or datetime.now(UTC)
         title = None
         if prev is not None:
-            start, revision, created, title = (int(prev["message_count"]), int(prev["revision"]) + 1,
-                                               prev["created_at"], prev["title"])
+            start, revision, created, title = (
+                int(prev["message_count"]),
+                int(prev["revision"]) + 1,
+                prev["created_at"],
+                prev["title"],
+            )
             _check_prefix(wh, sid, kept, start)
         rows, size = records.messages(sid, kept[start:], start)
         if meta is not None and meta.get("title") is not None:
             title = records.text("meta.title", meta["title"])
         if title is None:
             title = sessions._first_user_text(records.messages(sid, kept, 0)[0] if start else rows)
-        updated = _when(meta, "updated_at") or datetime.now(timezone.utc)
-        row = (sid, revision, created, updated, title, len(kept), records.json_text("config", config),
-               records.json_text("meta", meta))
+        updated = _when(meta, "updated_at") or datetime.now(UTC)
+        row = (
+            sid,
+            revision,
+            created,
+            updated,
+            title,
+            len(kept),
+            records.json_text("config", config),
+            records.json_text("meta", meta),
+        )
         w = out.writer(sessions.DATASET, sessions.AGENT)
         out.rows(w, MESSAGE_ROW, rows, size)
         out.rows(w, SESSION_ROW, [row])
@@ -213,29 +227,47 @@ def _is_session(d: Path) -> bool:
 def _stored(wh: Any, sid: str) -> dict[str, Any] | None:
     """The latest stored revision of session `sid`, or None."""
     wh.refresh()
-    found = wh.engine.records("select revision, created_at, title, message_count from sessions where dataset = ? "
-                        "and agent = ? and session_id = ?",
-                        [sessions.DATASET["type"], sessions.AGENT["type"], sid])
+    found = wh.engine.records(
+        "select revision, created_at, title, message_count from sessions where dataset = ? "
+        "and agent = ? and session_id = ?",
+        [sessions.DATASET["type"], sessions.AGENT["type"], sid],
+    )
     return found[0] if found else None
 
 
 def _check_prefix(wh: Any, sid: str, kept: list[Any], stored: int) -> None:
     """ImportFailed unless the `stored` messages of session `sid` are the file's first messages."""
     if len(kept) < stored:
-        raise ImportFailed(f"session {sid!r} has {stored} messages in the warehouse but only {len(kept)} in "
-                           f"{MESSAGES}: the file is older than what was imported, or was rewritten; "
-                           f"delete the session (wh.sessions.delete({sid!r})) to import it afresh")
+        raise ImportFailed(
+            f"session {sid!r} has {stored} messages in the warehouse but only {len(kept)} in "
+            f"{MESSAGES}: the file is older than what was imported, or was rewritten; "
+            f"delete the session (wh.sessions.delete({sid!r})) to import it afresh"
+        )
     have, _, _ = sessions.Sessions(wh.engine).load(sid)
     fresh = [records.message_from_row(_as_row(r)) for r in records.messages(sid, kept[:stored], 0)[0]]
     for i, (a, b) in enumerate(zip(have, fresh)):
         if a != b:
-            raise ImportFailed(f"session {sid!r}: message {i} of {MESSAGES} differs from the one imported before "
-                               "(the conversation was rewritten, not extended); delete the session "
-                               f"(wh.sessions.delete({sid!r})) to import it afresh")
+            raise ImportFailed(
+                f"session {sid!r}: message {i} of {MESSAGES} differs from the one imported before "
+                "(the conversation was rewritten, not extended); delete the session "
+                f"(wh.sessions.delete({sid!r})) to import it afresh"
+            )
 
 
-_MESSAGE_COLUMNS = ("execution_id", "seq", "role", "content", "content_parts", "tool_calls", "tool_call_id", "name",
-                    "step", "timestamp", "tokens", "metadata")
+_MESSAGE_COLUMNS = (
+    "execution_id",
+    "seq",
+    "role",
+    "content",
+    "content_parts",
+    "tool_calls",
+    "tool_call_id",
+    "name",
+    "step",
+    "timestamp",
+    "tokens",
+    "metadata",
+)
 
 
 def _as_row(row: tuple) -> dict[str, Any]:

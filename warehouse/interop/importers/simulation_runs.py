@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from warehouse.core import records
 from warehouse.agent import simulation
+from warehouse.core import records
 from warehouse.core.errors import ImportFailed, InvalidRecord
 from warehouse.interop.importers.base import FileImporter, Source, SourceRecorder
 from warehouse.interop.importers.session_dirs import _loads, tag, untag
@@ -64,7 +64,7 @@ def _started_at(doc: dict[str, Any], run_id: str, path: str) -> datetime:
         if m:
             value = datetime.strptime(m["ts"], "%Y-%m-%d_%H-%M-%S")
     ts = records.timestamp("started_at", value)
-    return (ts or datetime.fromtimestamp(os.stat(path).st_mtime, timezone.utc)).astimezone(timezone.utc)
+    return (ts or datetime.fromtimestamp(os.stat(path).st_mtime, UTC)).astimezone(UTC)
 
 
 class SimulationRunImporter(FileImporter):
@@ -83,9 +83,11 @@ class SimulationRunImporter(FileImporter):
         if not data.strip():
             raise ImportFailed("state.json is empty")
         if not data.rstrip().endswith(b"}"):
-            raise ImportFailed(f"state.json is truncated: it ends mid-JSON after {len(data):,} bytes (a partial copy "
-                               "or an interrupted write); nothing of it was imported. The legacy writer replaced "
-                               "state.json atomically, so copy it again from the run")
+            raise ImportFailed(
+                f"state.json is truncated: it ends mid-JSON after {len(data):,} bytes (a partial copy "
+                "or an interrupted write); nothing of it was imported. The legacy writer replaced "
+                "state.json atomically, so copy it again from the run"
+            )
         doc = _loads(data, "state.json")
         if not isinstance(doc, dict):
             raise ImportFailed(f"state.json must hold a JSON object, got {type(doc).__name__}")
@@ -128,24 +130,36 @@ class SimulationRunImporter(FileImporter):
             own = {k: v for k, v in s.items() if k not in SNAPSHOT_FIELDS}
             row_meta = {**meta, "snapshot_extra": own} if own else meta
             try:
-                row, size = simulation.snapshot_row(run_id, kind, steps[i], s.get("game_state"), s.get("global_vars"),
-                                                    s.get("agent_vars"), s.get("messages"), started,
-                                                    records.json_text("metadata", row_meta))
+                row, size = simulation.snapshot_row(
+                    run_id,
+                    kind,
+                    steps[i],
+                    s.get("game_state"),
+                    s.get("global_vars"),
+                    s.get("agent_vars"),
+                    s.get("messages"),
+                    started,
+                    records.json_text("metadata", row_meta),
+                )
             except InvalidRecord as exc:
                 raise InvalidRecord(f"snapshots[{i}] (step {steps[i]}): {exc}") from None
             rows.append((row, size))
         ids = [r[0][0] for r in rows]
         dupes = sorted({x for x in ids if ids.count(x) > 1})
         if dupes:
-            raise ImportFailed(f"step(s) saved twice as the same kind: {dupes[:5]}; a run saves each step once "
-                               "(and once more as its final snapshot)")
+            raise ImportFailed(
+                f"step(s) saved twice as the same kind: {dupes[:5]}; a run saves each step once "
+                "(and once more as its final snapshot)"
+            )
         stored = _stored(out, run_id)
         new = []
         for row, size in rows:
             if row[0] in stored:
                 if stored[row[0]] != row[7]:
-                    raise ImportFailed(f"snapshot {row[0]} was imported before with another state; the run's file "
-                                       "was rewritten, not extended")
+                    raise ImportFailed(
+                        f"snapshot {row[0]} was imported before with another state; the run's file "
+                        "was rewritten, not extended"
+                    )
                 continue
             new.append((row, size))
         w = out.writer(simulation.dataset_config(scenario), simulation.AGENT)
@@ -158,8 +172,13 @@ def _stored(out: SourceRecorder, run_id: str) -> dict[str, str]:
     wh.refresh()
     if not wh.snapshot.table_files("snapshots"):
         return {}
-    rows = wh.engine.lookup("snapshots", "run_id", run_id, "select snapshot_id, state from t where dataset = 'simulation' "
-                      "and run_id = ?", [run_id])
+    rows = wh.engine.lookup(
+        "snapshots",
+        "run_id",
+        run_id,
+        "select snapshot_id, state from t where dataset = 'simulation' and run_id = ?",
+        [run_id],
+    )
     return {r["snapshot_id"]: r["state"] for r in rows}
 
 

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from warehouse.core.errors import ImportFailed, InvalidRecord
-from warehouse.write.writer import trajectory_execution
 from warehouse.interop.importers.base import FileImporter, Source, SourceRecorder
 from warehouse.interop.importers.session_dirs import _loads, tag, untag
+from warehouse.write.writer import trajectory_execution
 
 FIELDS = ("completions", "messages", "rewards", "group", "replica", "advantages", "metadata")
 #: metadata key holding a line's keys beyond FIELDS.
@@ -41,21 +41,29 @@ def trajectory_fields(t: dict[str, Any]) -> dict[str, Any]:
     extra = {k: v for k, v in t.items() if k not in FIELDS}
     if extra:
         if metadata is not None and not isinstance(metadata, dict):
-            raise InvalidRecord(f"metadata must be an object to keep the extra key(s) {sorted(extra)}, "
-                                f"got {type(metadata).__name__}")
+            raise InvalidRecord(
+                f"metadata must be an object to keep the extra key(s) {sorted(extra)}, got {type(metadata).__name__}"
+            )
         metadata = {**(metadata or {}), EXTRA: extra}
     group = t.get("group", 0)
     if group is None or isinstance(group, (bool, dict, list)):
         raise InvalidRecord(f"group must be an integer or a string, got {group!r:.80}")
-    return trajectory_execution(messages=t.get("messages"), completions=t.get("completions"),
-                                rewards=t.get("rewards", 0.0), group=group, replica=t.get("replica", 0),
-                                advantages=t.get("advantages", 0.0), metadata=metadata, task_id=None)
+    return trajectory_execution(
+        messages=t.get("messages"),
+        completions=t.get("completions"),
+        rewards=t.get("rewards", 0.0),
+        group=group,
+        replica=t.get("replica", 0),
+        advantages=t.get("advantages", 0.0),
+        metadata=metadata,
+        task_id=None,
+    )
 
 
 def split_of(source: Source) -> str:
     """The split a trajectory file holds: its name without .jsonl (train, val, test)."""
     name = Path(source.key).name
-    return name[:-len(".jsonl")] if name.endswith(".jsonl") else Path(name).stem
+    return name[: -len(".jsonl")] if name.endswith(".jsonl") else Path(name).stem
 
 
 class TrajectoryFileImporter(FileImporter):
@@ -105,8 +113,9 @@ def _existing(out: SourceRecorder, ids: list[str]) -> set[str]:
         return set()
     wh = out.warehouse  # the warehouse being imported into (read-only use)
     wh.refresh()
-    rows = wh.sql("select execution_id from executions where dataset = ? and list_contains(?, execution_id)",
-                  [DATASET_TYPE, ids]).fetchall()
+    rows = wh.sql(
+        "select execution_id from executions where dataset = ? and list_contains(?, execution_id)", [DATASET_TYPE, ids]
+    ).fetchall()
     return {r[0] for r in rows}
 
 

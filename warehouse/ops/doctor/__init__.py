@@ -63,8 +63,14 @@ from warehouse.ops.doctor.repair import set_aside_strays, write_repair
 from warehouse.ops.doctor.report import SEVERITIES, DoctorReport, Finding
 
 
-def run(target: "str | HasEngine", *, repair: bool = False, storage_options: Mapping[str, Any] | None = None,
-        footers: bool = True, deep: bool = False) -> DoctorReport:
+def run(
+    target: str | HasEngine,
+    *,
+    repair: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    footers: bool = True,
+    deep: bool = False,
+) -> DoctorReport:
     """Check the warehouse at `target` (a URL or an open Warehouse), and repair it if asked; `deep`
     also reads every page of every data file (see the module docstring).
 
@@ -83,8 +89,10 @@ def run(target: "str | HasEngine", *, repair: bool = False, storage_options: Map
         report.findings[:0] = set_aside
         report.notes[:0] = [n for n in notes if n.startswith(("moved ", "_manifest/"))]
     if repair and any(f.kind in ("corrupt-commit", "missing-commit") for f in report.problems):
-        report.notes.append("no repair: the log itself is damaged (see the commit findings); restore it first, "
-                            "then run doctor --repair again")
+        report.notes.append(
+            "no repair: the log itself is damaged (see the commit findings); restore it first, "
+            "then run doctor --repair again"
+        )
     elif repair and repairable:
         if wh is None:
             try:

@@ -48,7 +48,6 @@ def data_paths(paths: list[str]) -> list[str]:
     return [p for p in paths if is_data_path(p, tables, pcols)]
 
 
-
 def stray_parquet(paths: list[str]) -> list[str]:
     """Those of `paths` (under the tables' directories) that end in .parquet but are not where a
     writer puts data files (`vacuum.is_data_path`)."""
@@ -90,8 +89,9 @@ def check_deep(store: Store, files: list[DataFile], report: DoctorReport, bad: A
 
     con = duckdb.connect()
     if not store.is_local:
-        con.register_filesystem(SnapshotFileSystem(store.fs, {store.full(f.path): f.bytes for f in files},
-                                                   call=store.call))
+        con.register_filesystem(
+            SnapshotFileSystem(store.fs, {store.full(f.path): f.bytes for f in files}, call=store.call)
+        )
 
     def duckdb_check(batch: list[DataFile]) -> None:
         """Read `batch` (files of one table) in one query; on a failure or a wrong count, one by one."""
@@ -116,13 +116,14 @@ def check_deep(store: Store, files: list[DataFile], report: DoctorReport, bad: A
         for table in sorted({f.table for f in sound}):
             of_table = [f for f in sound if f.table == table]
             for i in range(0, len(of_table), DEEP_DUCKDB_BATCH):
-                duckdb_check(of_table[i:i + DEEP_DUCKDB_BATCH])
+                duckdb_check(of_table[i : i + DEEP_DUCKDB_BATCH])
     finally:
         con.close()
     for f in sorted(files, key=lambda f: f.path):
         if found[f.path] is not None:
             bad(f, "damaged-file", found[f.path], f.bytes, "--deep --repair")
-    report.notes.append(f"deep: read every page of {len(files)} data file(s) ({sum(f.bytes for f in files):,} bytes) "
-                        "with pyarrow, checking each against its checksum (files written before page checksums "
-                        "have none: decoding only), and with DuckDB")
-
+    report.notes.append(
+        f"deep: read every page of {len(files)} data file(s) ({sum(f.bytes for f in files):,} bytes) "
+        "with pyarrow, checking each against its checksum (files written before page checksums "
+        "have none: decoding only), and with DuckDB"
+    )

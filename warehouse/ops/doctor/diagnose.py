@@ -67,8 +67,9 @@ class _State:
     repairable: Repairable = field(default_factory=dict)
 
 
-def diagnose(store: Store, *, footers: bool = True, deep: bool = False
-             ) -> tuple[DoctorReport, dict[str, DataFile], Repairable]:
+def diagnose(
+    store: Store, *, footers: bool = True, deep: bool = False
+) -> tuple[DoctorReport, dict[str, DataFile], Repairable]:
     """Run every check (with `deep`, also read every page of every data file); returns the report,
     the latest snapshot's files as replayed (leniently: past damaged commits), and the data files a
     repair may fix (path -> (real size, finding)).
@@ -128,11 +129,19 @@ def _set_apart_stray_checkpoints(s: _State) -> None:
     beyond = [c for c in s.checkpoints if s.commit_versions and c > s.commit_versions[-1]]
     if beyond:
         s.checkpoints = [c for c in s.checkpoints if c not in beyond]
-        s.report.findings += [Finding(
-            "error", "stray-checkpoint", f"a checkpoint newer than the newest commit ({s.commit_versions[-1]}): it "
-            "is not this log's (copied in by mistake?), and readers refuse to open the warehouse while it is there",
-            f"`warehouse doctor --repair` moves it to {SET_ASIDE}/; if commits up to {c} were lost, restore them "
-            "from a backup instead", path=s.mc.checkpoint_name(c), version=c) for c in beyond]
+        s.report.findings += [
+            Finding(
+                "error",
+                "stray-checkpoint",
+                f"a checkpoint newer than the newest commit ({s.commit_versions[-1]}): it "
+                "is not this log's (copied in by mistake?), and readers refuse to open the warehouse while it is there",
+                f"`warehouse doctor --repair` moves it to {SET_ASIDE}/; if commits up to {c} were lost, restore them "
+                "from a backup instead",
+                path=s.mc.checkpoint_name(c),
+                version=c,
+            )
+            for c in beyond
+        ]
     s.report.version = max(s.commit_versions[-1:] + s.checkpoints[-1:], default=None)
 
 
@@ -149,14 +158,23 @@ def _find_replay_start(s: _State) -> None:
             except (FileNotFoundError, s.mc.CorruptCheckpoint, UnsupportedFormatVersion):
                 continue
         if base is None:
-            s.report.findings.append(Finding(
-                "error", "missing-commit", f"commits 0..{oldest - 1} are missing and no readable checkpoint holds them",
-                RESTORE, path=commit_name(0), version=0))
+            s.report.findings.append(
+                Finding(
+                    "error",
+                    "missing-commit",
+                    f"commits 0..{oldest - 1} are missing and no readable checkpoint holds them",
+                    RESTORE,
+                    path=commit_name(0),
+                    version=0,
+                )
+            )
         else:
             s.files = dict(base.files.items())
             s.start = base.version + 1
-            s.report.notes.append(f"commits before {oldest} were folded away by vacuum: the replay starts from "
-                                  f"checkpoint {base.version}, which nothing older is left to check against")
+            s.report.notes.append(
+                f"commits before {oldest} were folded away by vacuum: the replay starts from "
+                f"checkpoint {base.version}, which nothing older is left to check against"
+            )
     s.ever.update(s.files)
 
 
@@ -187,11 +205,21 @@ def _replay(s: _State) -> None:
             else:
                 report.notes.append(f"checkpoint {v} was not checked: the log before it is damaged")
     for lo, hi in version_runs(gaps):
-        report.findings.append(Finding(
-            "error", "missing-commit", f"commit{'s' if hi > lo else ''} {lo}{f'..{hi}' if hi > lo else ''} "
-            f"{'are' if hi > lo else 'is'} missing: the log has a gap", RESTORE, path=commit_name(lo), version=lo))
+        report.findings.append(
+            Finding(
+                "error",
+                "missing-commit",
+                f"commit{'s' if hi > lo else ''} {lo}{f'..{hi}' if hi > lo else ''} "
+                f"{'are' if hi > lo else 'is'} missing: the log has a gap",
+                RESTORE,
+                path=commit_name(lo),
+                version=lo,
+            )
+        )
     if not s.exact:
-        report.notes.append("the snapshot checked below skips damaged or missing commits: it may differ from the real one")
+        report.notes.append(
+            "the snapshot checked below skips damaged or missing commits: it may differ from the real one"
+        )
 
 
 def _apply(s: _State, c: Commit, encoded: dict[str, tuple] | None) -> None:
@@ -210,12 +238,15 @@ def _apply(s: _State, c: Commit, encoded: dict[str, tuple] | None) -> None:
 
 def _clock_backwards(c: Commit, previous: Commit) -> Finding:
     return Finding(
-        "warning", "clock-backwards",
+        "warning",
+        "clock-backwards",
         f"committed at {c.committed_at.isoformat()}, earlier than commit {previous.version} "
         f"({previous.committed_at.isoformat()}): a writer's clock was behind",
         "nothing to do: commits are ordered by version, not time; open(as_of=t) treats the clock as "
         "standing still (the newest version with no commit up to it later than t)",
-        path=commit_name(c.version), version=c.version)
+        path=commit_name(c.version),
+        version=c.version,
+    )
 
 
 def _check_data_files(s: _State, *, footers: bool, deep: bool) -> None:
@@ -224,9 +255,14 @@ def _check_data_files(s: _State, *, footers: bool, deep: bool) -> None:
     store, report, repairable = s.store, s.report, s.repairable
 
     def bad(f: DataFile, kind: str, message: str, size: int, repair: str = "--repair") -> None:
-        finding = Finding("error", kind, message, f"run `warehouse doctor {repair}` (one new commit fixes the "
-                          "snapshot), or restore the file from a backup or replica and run doctor again",
-                          path=f.path)
+        finding = Finding(
+            "error",
+            kind,
+            message,
+            f"run `warehouse doctor {repair}` (one new commit fixes the "
+            "snapshot), or restore the file from a backup or replica and run doctor again",
+            path=f.path,
+        )
         report.findings.append(finding)
         repairable[f.path] = (size, finding)
 
@@ -271,18 +307,38 @@ def _find_orphans(s: _State) -> None:
     damaged = "" if s.exact else "; or added by a damaged commit: restore the log before any vacuum"
     never = sorted(s.listed.keys() - s.ever)
     for p in data_paths(never):
-        report.findings.append(Finding("orphan", "orphan", f"{s.listed[p]} bytes, never committed "
-                                       f"(left by a crashed writer or compaction{damaged})", VACUUM, path=p))
+        report.findings.append(
+            Finding(
+                "orphan",
+                "orphan",
+                f"{s.listed[p]} bytes, never committed (left by a crashed writer or compaction{damaged})",
+                VACUUM,
+                path=p,
+            )
+        )
     for p in stray_parquet(never):
-        report.findings.append(Finding(
-            "warning", "stray-file", f"{s.listed[p]} bytes: a Parquet file where the warehouse never writes one (not at "
-            "a partition's depth), so no snapshot holds it, but a plain glob such as "
-            f"read_parquet('<root>/{p.split('/', 1)[0]}/**/*.parquet') reads it",
-            "move it out of the warehouse (vacuum never deletes it: it does not look like a data file)", path=p))
+        report.findings.append(
+            Finding(
+                "warning",
+                "stray-file",
+                f"{s.listed[p]} bytes: a Parquet file where the warehouse never writes one (not at "
+                "a partition's depth), so no snapshot holds it, but a plain glob such as "
+                f"read_parquet('<root>/{p.split('/', 1)[0]}/**/*.parquet') reads it",
+                "move it out of the warehouse (vacuum never deletes it: it does not look like a data file)",
+                path=p,
+            )
+        )
     for n in sorted(s.names):
         if n.startswith((".tmp-", ".probe-")):
-            report.findings.append(Finding("orphan", "temp-file", "a leftover temp file of a commit or probe",
-                                           VACUUM, path=f"{MANIFEST_DIR}/{n}"))
+            report.findings.append(
+                Finding(
+                    "orphan",
+                    "temp-file",
+                    "a leftover temp file of a commit or probe",
+                    VACUUM,
+                    path=f"{MANIFEST_DIR}/{n}",
+                )
+            )
     hint = s.mc.read_hint(s.store) if s.mc is not None else None
     if hint is not None and hint not in s.checkpoints:
         report.notes.append(f"_last_checkpoint names checkpoint {hint}, which is gone (a hint only: harmless)")

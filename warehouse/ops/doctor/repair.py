@@ -47,7 +47,7 @@ def set_aside_strays(store: Store, report: DoctorReport) -> None:
     report.findings = [Finding(**{**asdict(f), "repaired": True}) if f in moved else f for f in report.findings]
 
 
-def _rerecord(wh: "Engine", f: DataFile, size: int) -> DataFile | None:
+def _rerecord(wh: Engine, f: DataFile, size: int) -> DataFile | None:
     """`f` as it really is (size, rows, stats) if it is a readable file of its table and partition."""
     from warehouse.engine.datafiles import file_stats, read_data_file
 
@@ -64,7 +64,7 @@ def _rerecord(wh: "Engine", f: DataFile, size: int) -> DataFile | None:
     return DataFile(f.table, f.path, dict(f.partition), t.num_rows, size, file_stats(t, schema.stats_columns))
 
 
-def write_repair(wh: "Engine", report: DoctorReport, repairable: Mapping[str, tuple[int, Finding]]) -> None:
+def write_repair(wh: Engine, report: DoctorReport, repairable: Mapping[str, tuple[int, Finding]]) -> None:
     """Write the one commit that fixes the repairable findings (see the module docstring)."""
     if not repairable:
         return
@@ -86,18 +86,34 @@ def write_repair(wh: "Engine", report: DoctorReport, repairable: Mapping[str, tu
         removes.append(RemovedFile(f.table, path))
         if again is not None:
             adds.append(again)
-        done.append({"path": path, "problem": finding.kind, "detail": finding.message,
-                     "action": "re-recorded" if again is not None else "removed"})
+        done.append(
+            {
+                "path": path,
+                "problem": finding.kind,
+                "detail": finding.message,
+                "action": "re-recorded" if again is not None else "removed",
+            }
+        )
         fixed.add(path)
     if not removes:
         return
     info = {"doctor": {"reason": "data files that do not match the manifest", "files": done}}
-    commit = wh.engine.commit(operation="repair", writer=writer_info(f"doctor-{uuid.uuid4().hex[:8]}"), token=None,
-                        remove=removes, add=adds, info=info)
+    commit = wh.engine.commit(
+        operation="repair",
+        writer=writer_info(f"doctor-{uuid.uuid4().hex[:8]}"),
+        token=None,
+        remove=removes,
+        add=adds,
+        info=info,
+    )
     report.repair_version = commit.version
-    report.findings = [Finding(**{**asdict(f), "repaired": True}) if f.path in fixed and f.severity == "error" else f
-                       for f in report.findings]
+    report.findings = [
+        Finding(**{**asdict(f), "repaired": True}) if f.path in fixed and f.severity == "error" else f
+        for f in report.findings
+    ]
     actions = {d["path"]: d["action"] for d in done}
     n_removed = sum(a == "removed" for a in actions.values())
-    report.notes.append(f"repair commit {commit.version}: {n_removed} file(s) removed from the snapshot, "
-                        f"{len(actions) - n_removed} re-recorded with their real size, rows and stats")
+    report.notes.append(
+        f"repair commit {commit.version}: {n_removed} file(s) removed from the snapshot, "
+        f"{len(actions) - n_removed} re-recorded with their real size, rows and stats"
+    )

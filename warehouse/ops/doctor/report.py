@@ -16,8 +16,10 @@ READ_CHUNK = 256
 FOOTER_WORKERS = 16
 
 #: The fix for a missing or damaged commit.
-RESTORE = ("restore it from a backup, or copy it from a replica (e.g. the source or target of `warehouse sync`); "
-           "a new commit cannot replace it, since every later version builds on it")
+RESTORE = (
+    "restore it from a backup, or copy it from a replica (e.g. the source or target of `warehouse sync`); "
+    "a new commit cannot replace it, since every later version builds on it"
+)
 #: The fix for an orphan.
 VACUUM = "`warehouse vacuum` deletes it once older than its orphan window (1 hour by default)"
 #: Where `repair` moves stray commit files (under `_manifest/`, where no reader looks).
@@ -87,10 +89,19 @@ class DoctorReport:
         return 0 if self.healthy else 1
 
     def to_json(self) -> dict[str, Any]:
-        return {"url": self.url, "version": self.version, "healthy": self.healthy,
-                "commits_checked": self.commits_checked, "files_checked": self.files_checked,
-                "checkpoints_checked": self.checkpoints_checked, "deep": self.deep, "problems": len(self.problems),
-                "warnings": len(self.warnings), "orphans": len(self.orphans), "repair_version": self.repair_version,
-                "findings": [f.to_json() for f in self.findings], "notes": list(self.notes),
-                "seconds": round(self.seconds, 3)}
-
+        return {
+            "url": self.url,
+            "version": self.version,
+            "healthy": self.healthy,
+            "commits_checked": self.commits_checked,
+            "files_checked": self.files_checked,
+            "checkpoints_checked": self.checkpoints_checked,
+            "deep": self.deep,
+            "problems": len(self.problems),
+            "warnings": len(self.warnings),
+            "orphans": len(self.orphans),
+            "repair_version": self.repair_version,
+            "findings": [f.to_json() for f in self.findings],
+            "notes": list(self.notes),
+            "seconds": round(self.seconds, 3),
+        }
