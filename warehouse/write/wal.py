@@ -16,13 +16,8 @@ whose commit never landed. So every acknowledged record is committed exactly onc
 crash came before a flush, during it, or after its commit and before the segment was deleted, and
 even if the recovering writer crashes in turn.
 
-A segment is JSON Lines (orjson: a tenth of the cost of pickling datetimes). Line 1 is the header
-`["header", {writer, warehouse, run configuration, column names of every table, version seen}]`;
-then one line per `add_*` call, `["rows", [[table, [row, ...]], ...]]` with the rows it buffered
-(all tables together: an execution is never replayed without its messages); then at most one
-`["take", token, version]`. Rows are the writer's tuples, in the column order the header names;
-values are decoded by the table schema on replay (timestamps from RFC 3339 text, event times as
-integer microseconds, maps from [key, value] pairs), so they round-trip exactly.
+The segment files (their lines, how rows are encoded, the directory lock) are written and read by
+`warehouse.write.wal_format`; this module is the WAL a writer appends to, and its recovery.
 
 A crash mid-append leaves a torn tail: bytes after the last newline (every line is written whole,
 newline last, with one write(2)). That tail is ignored: its `add_*` never returned. Anything else
@@ -42,156 +37,39 @@ the OS. Whatever the policy, a repeated commit is impossible: recovery asks the 
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import os
-import re
 import socket
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import pyarrow as pa
 
 from warehouse.core.buffer import rows_to_batch
 from warehouse.core.errors import SchemaMismatch, WalError, WalLocked, WarehouseError  # noqa: F401 (re-exported)
 from warehouse.core.schemas import catalog
 from warehouse.manifest import Commit, writer_info
+from warehouse.write.wal_format import (  # noqa: F401 (re-exported: the format's names stay importable from here)
+    DAMAGED_DIR,
+    LOCK_NAME,
+    SEGMENT_NAME,
+    SYNC_POLICIES,
+    WAL_FORMAT,
+    Segment,
+    describe_error,
+    encode_line,
+    lock_dir,
+    read_dir,
+    segment_name,
+    store_id,
+)
 
 if TYPE_CHECKING:
     from warehouse.core.config import RunConfig
     from warehouse.engine.engine import Engine
 
 log = logging.getLogger("warehouse")
-
-#: The WAL format this module writes and reads.
-WAL_FORMAT = 1
-SYNC_POLICIES = ("always", "flush", "never")
-LOCK_NAME = "LOCK"
-#: Where recovery moves segments with damaged lines (kept for a person to inspect, never deleted).
-DAMAGED_DIR = "damaged"
-_SEGMENT = re.compile(r"^([0-9a-f]{32})-(\d{8})\.wal$")
-_dumps = orjson.dumps
-_JSON = orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
-
-
-def segment_name(writer_id: str, seq: int) -> str:
-    return f"{writer_id}-{seq:08d}.wal"
-
-
-def store_id(wh: Engine) -> str:
-    """The warehouse a WAL belongs to: protocol and absolute root (a relative local URL and its
-    absolute form are the same warehouse)."""
-    return f"{wh.store.protocol}://{wh.store.root}"
-
-
-def _line(payload: Any) -> bytes:
-    return _dumps(payload, option=_JSON | orjson.OPT_APPEND_NEWLINE)
-
-
-@dataclass
-class Segment:
-    """One segment file as read back: its header, record lines (decoded), take line, and torn tail."""
-
-    path: Path
-    writer_id: str
-    seq: int
-    header: dict[str, Any] | None = None
-    records: list[tuple[tuple[str, list[tuple]], ...]] = field(default_factory=list)
-    take: tuple[str, int] | None = None  # (token, version seen when the batch was taken)
-    torn_bytes: int = 0  # bytes after the last whole line (a crash mid-append)
-    damaged: list[tuple[int, str]] = field(default_factory=list)  # (1-based line, why) of whole lines unread
-    record_lines: list[int] = field(default_factory=list)  # the line number of each of `records`
-    unplaced: int = 0  # record lines after a damaged header (their columns and partition are unknown)
-
-    @property
-    def token(self) -> str:
-        return f"{self.writer_id}:{self.seq}"
-
-    @property
-    def since(self) -> int:
-        """A version before any commit of this segment's batch: where to look for its token."""
-        if self.take is not None:
-            return self.take[1]
-        return int(self.header["version"]) if self.header else -1
-
-    @classmethod
-    def read(cls, path: Path) -> Segment:
-        """Read a segment: every whole line that is a valid record, the damaged whole lines (by
-        number), and the torn tail after the last newline (a crash mid-append)."""
-        m = _SEGMENT.match(path.name)
-        if m is None:
-            raise WalError(f"{path} is not a WAL segment name")
-        seg = cls(path, m.group(1), int(m.group(2)))
-        data = path.read_bytes()
-        pos, end, lineno = 0, len(data), 0
-        decoders: dict[str, Callable[[list[Any]], list[tuple]]] = {}
-        while pos < end:
-            nl = data.find(b"\n", pos)
-            if nl < 0:
-                break
-            lineno += 1
-            try:
-                seg._parse(orjson.loads(data[pos:nl]), lineno, decoders)
-            except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError, WarehouseError) as exc:
-                # A whole line is never the product of a crash (it ends with the newline written
-                # last): the line is damaged. The lines after it are still read.
-                seg.damaged.append((lineno, _why(exc)))
-            pos = nl + 1
-        seg.torn_bytes = end - pos
-        return seg
-
-    def _parse(self, line: Any, lineno: int, decoders: dict[str, Callable[[list[Any]], list[tuple]]]) -> None:
-        kind = line[0]
-        if kind == "header" and lineno == 1:
-            header = line[1]
-            for key, kind_of in _HEADER_FIELDS.items():
-                if not isinstance(header.get(key), kind_of):
-                    raise ValueError(f"the header's {key!r} is missing or not a {kind_of.__name__}")
-            self.header = header
-        elif kind == "rows" and lineno > 1:
-            if self.header is None:
-                self.unplaced += 1  # readable, but which table columns and partition? Kept for a person.
-                return
-            columns = self.header["columns"]
-            groups = []
-            for table, rows in line[1]:
-                if table not in decoders:
-                    decoders[table] = _decoder(table, columns.get(table))
-                groups.append((table, decoders[table](rows)))
-            self.records.append(tuple(groups))
-            self.record_lines.append(lineno)
-        elif kind == "take" and lineno > 1:
-            self.take = (str(line[1]), int(line[2]))
-        else:
-            raise ValueError(f"not a WAL line: {str(line)[:60]}")
-
-    @property
-    def unreadable(self) -> bool:
-        """True if whole lines of it could not be read (damage rather than a crash)."""
-        return bool(self.damaged)
-
-
-#: What a header must hold for its records to be recovered.
-_HEADER_FIELDS: dict[str, type] = {
-    "writer_id": str,
-    "warehouse": str,
-    "url": str,
-    "config": dict,
-    "partition": dict,
-    "version": int,
-    "created_at": str,
-    "columns": dict,
-}
-
-
-def _why(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"[:120]
 
 
 class WriteAheadLog:
@@ -221,52 +99,13 @@ class WriteAheadLog:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise WalError(f"cannot create the WAL directory {self.dir}: {exc}") from None
-        self._lock_fd = self._lock()
+        self._lock_fd = lock_dir(self.dir, self.writer_id)
         try:
             self.recover()
             self._open_segment(1, wh.version)
         except BaseException:
             self._release()
             raise
-
-    # -- the directory lock ----------------------------------------------------------------------
-    def _lock(self) -> int:
-        """flock the directory's LOCK file (released by the OS if this process dies), noting who holds it."""
-        fd = os.open(self.dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
-            except ValueError:
-                holder = {}
-            os.close(fd)
-            who = (
-                f"writer {holder.get('writer_id', '?')[:8]} (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
-                f"since {holder.get('since', '?')})"
-                if holder
-                else "another writer"
-            )
-            raise WalLocked(
-                f"the WAL directory {self.dir} is in use by {who}; a WAL directory serves one writer "
-                "at a time: close that writer first, or give this one its own wal= directory"
-            ) from None
-        except OSError as exc:
-            os.close(fd)
-            raise WalError(
-                f"cannot lock the WAL directory {self.dir} ({exc}); it must be on a local filesystem"
-            ) from None
-        note = json.dumps(
-            {
-                "writer_id": self.writer_id,
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "since": datetime.now(UTC).isoformat(),
-            }
-        ).encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, note, 0)
-        return fd
 
     def _release(self) -> None:
         if self._fd >= 0:
@@ -301,7 +140,7 @@ class WriteAheadLog:
         }
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         self._size = 0
-        self._write(_line(("header", header)))
+        self._write(encode_line(("header", header)))
         if self.sync == "always":
             os.fdatasync(self._fd)
             self._sync_dir()
@@ -327,7 +166,7 @@ class WriteAheadLog:
         never waits for an fdatasync. Raises WalError (nothing logged) if the WAL cannot be written,
         InvalidRecord for a value JSON cannot hold."""
         try:
-            line = _line(("rows", groups))
+            line = encode_line(("rows", groups))
         except TypeError as exc:  # validation lets nothing through that JSON cannot hold; be explicit anyway
             from warehouse.core.errors import InvalidRecord
 
@@ -340,7 +179,7 @@ class WriteAheadLog:
     def take(self, token: str, version: int) -> None:
         """The writer took its buffers for the batch `token` (seeing `version`): seal the open
         segment with a take line and start the next one."""
-        self._write(_line(("take", token, version)))
+        self._write(encode_line(("take", token, version)))
         self._sealed[token] = (self._fd, self.dir / segment_name(self.writer_id, self._seq))
         self._fd = -1
         self._open_segment(self._seq + 1, version)
@@ -388,7 +227,7 @@ class WriteAheadLog:
     @property
     def pending_segments(self) -> list[Path]:
         """Segment files in the directory (the writer's own included)."""
-        return sorted(p for p in self.dir.iterdir() if _SEGMENT.match(p.name))
+        return sorted(p for p in self.dir.iterdir() if SEGMENT_NAME.match(p.name))
 
     # -- recovery ----------------------------------------------------------------------------------
     def recover(self) -> list[Commit]:
@@ -533,7 +372,7 @@ class WriteAheadLog:
                 config = RunConfig.of(cfg["dataset"], cfg["agent"], cfg.get("attack"))
                 created = datetime.fromisoformat(header["created_at"])
             except (WarehouseError, KeyError, TypeError, ValueError) as exc:
-                raise _DamagedHeader(f"the header's run configuration cannot be read ({_why(exc)})") from None
+                raise _DamagedHeader(f"the header's run configuration cannot be read ({describe_error(exc)})") from None
             if config.hash != h:
                 raise _DamagedHeader(f"the header's config hashes to {config.hash}, not {h}")
             tables["configs"] = rows_to_batch(catalog().table("configs"), partition, [config_row(config, created)])
@@ -580,7 +419,7 @@ class WriteAheadLog:
             try:
                 convert([record])
             except _CONVERSION_ERRORS as exc:
-                seg.damaged.append((line, f"values that do not fit the table ({_why(exc)})"))
+                seg.damaged.append((line, f"values that do not fit the table ({describe_error(exc)})"))
                 continue
             good.append(record)
             good_lines.append(line)
@@ -600,34 +439,3 @@ def _find_token(wh: Engine, token: str, since: int) -> Commit | None:
     """The commit after version `since` that carries `token`, if any (also among commits that
     vacuum folded into a checkpoint, where the log can look there)."""
     return wh.log.find_token(token, since, wh.version)
-
-
-def _timestamp(v: Any) -> Any:
-    return datetime.fromisoformat(v) if v.__class__ is str else v  # event times stay integer microseconds
-
-
-def _map(v: Any) -> Any:
-    return None if v is None else [tuple(kv) for kv in v]
-
-
-_DECODE: dict[str, Callable[[Any], Any]] = {"timestamp": _timestamp, "map<string,float64>": _map}
-
-
-def _decoder(table: str, columns: list[str] | None) -> Callable[[list[Any]], list[tuple]]:
-    """Rows as logged (JSON arrays in the order of `columns`) -> row tuples of the table's current
-    schema, values decoded by column type; a column added since the WAL was written reads null."""
-    npart = len(catalog().partition_columns)
-    current = catalog().table(table).columns[npart:]
-    index = {name: i for i, name in enumerate(columns if columns is not None else [c.name for c in current])}
-    picks = [(index.get(c.name), _DECODE.get(c.type)) for c in current]
-
-    def decode(rows: list[Any]) -> list[tuple]:
-        return [tuple(None if i is None else (r[i] if fn is None else fn(r[i])) for i, fn in picks) for r in rows]
-
-    return decode
-
-
-def read_dir(path: str | os.PathLike[str]) -> list[Segment]:
-    """Every segment in a WAL directory, read (for inspection and tests; takes no lock)."""
-    d = Path(path)
-    return [Segment.read(p) for p in sorted(d.iterdir()) if _SEGMENT.match(p.name)] if d.is_dir() else []
