@@ -686,3 +686,24 @@ def test_a_replaced_add_copied_again_after_doctor_replaces_nothing(tmp_path: Pat
     assert first.path in dst.snapshot.files
     assert dst.sql("select benign_score from executions where execution_id = 'job-1'").fetchall() == [(1.0,)]
     assert_up_to_date(src, dst)
+
+
+def test_a_src_file_vacuumed_while_being_copied_is_planned_again_not_a_crash(tmp_path: Path) -> None:
+    # A compaction and a vacuum in SRC take a planned file before the sync reads it (the torture
+    # harness's sync workers died of FileNotFoundError): the sync plans again from SRC's new snapshot.
+    src = warehouse.open(str(tmp_path / "src"), create=True)
+    write_runs(src, n=4, flushes=3)
+    dst = warehouse.open(str(tmp_path / "dst"), create=True)
+    other = warehouse.open(str(tmp_path / "src"))  # another process's handle, rewriting SRC meanwhile
+    rewritten = []
+
+    def compact_and_vacuum_src(p: Progress) -> None:
+        if not rewritten:  # after the first file is copied, before the others are read
+            rewritten.append(other.maintenance.compact())
+            other.maintenance.vacuum(retain=timedelta(0))
+
+    result = src.sync_to(dst, workers=1, on_progress=compact_and_vacuum_src)
+    assert rewritten and rewritten[0].files_in > rewritten[0].files_out  # the source really was rewritten
+    assert result.commits
+    assert_same(dst, src)
+    assert_up_to_date(src, dst)

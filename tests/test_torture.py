@@ -12,8 +12,8 @@ import torture
 
 
 def test_a_worker_that_dies_by_itself_is_a_problem(tmp_path: Path) -> None:
-    # A role the worker does not know makes it exit with status 1 right after `ready`, as a renamed
-    # Warehouse method would: the harness must report it, not keep torturing without it.
+    # A role the worker does not know makes it exit with status 1 before it gets to work: the harness
+    # must report that exit, not keep torturing without the worker (nor mistake it for its own kill).
     s = torture.run(str(tmp_path / "wh"), 2, seed=3, logs=tmp_path / "logs", roles={"writer": 1, "no-such-role": 1})
     died = [p for p in s.doctor_problems if "(no-such-role) exited by itself with status 1" in p]
     assert died and not s.ok, s.doctor_problems

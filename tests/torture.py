@@ -60,7 +60,17 @@ class Worker:
     proc: subprocess.Popen
     lines: list[str] = field(default_factory=list)
     reader: threading.Thread | None = None
-    ready: threading.Event = field(default_factory=threading.Event)  # set when it has opened the warehouse
+    ready: threading.Event = field(default_factory=threading.Event)  # set when it is at work, or has died
+    at_work: bool = False  # it said `ready` (else `ready` was set because its output ended: it died first)
+
+    def stop(self) -> None:
+        """Kill -9 a worker at work; one that died before getting to work is only waited for, so
+        that its own exit status (not the kill's) is what the checks see."""
+        if not self.ready.wait(120):
+            raise RuntimeError(f"{self.tag} ({self.role}) never got ready")
+        if self.at_work:
+            self.proc.kill()
+        self.proc.wait()
 
 
 @dataclass
@@ -185,6 +195,7 @@ def _start(
         for line in proc.stdout:
             w.lines.append(line.strip())
             if line.startswith("ready"):
+                w.at_work = True
                 w.ready.set()
             elif stalls is not None and line.startswith("stalled "):
                 stalls.stalled(w, line.split()[1:])
@@ -255,8 +266,7 @@ def run(
             time.sleep(rng.uniform(0.0, max_pause))
             if stalls is not None:
                 stalls.overdue()
-            victim.proc.kill()
-            victim.proc.wait()
+            victim.stop()
             summary.kills += 1
             summary.kills_by_role[victim.role] += 1
             done.append(victim)
@@ -265,8 +275,7 @@ def run(
         if stalls is not None:
             stalls.release_all()
         for w in live:
-            w.proc.kill()
-            w.proc.wait()
+            w.stop()
         done += live
     for w in done:
         if w.reader is not None:

@@ -68,8 +68,13 @@ def stall_before_commits(every: dict[str, int]) -> None:
     Log.commit = commit
 
 
+ROLES = ("writer", "compact", "vacuum", "vacuum-short", "checkpoint", "sync")
+
+
 def main() -> None:
     role, root, tag, seed = sys.argv[1:5]
+    if role not in ROLES:  # before `ready`: the harness then sees this exit status, not its own kill
+        sys.exit(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
     options = json.loads(os.environ.get("TORTURE_STORAGE_OPTIONS") or "null")
     rng = random.Random(int(seed))
     short = os.environ.get("TORTURE_SHORT_WINDOW")

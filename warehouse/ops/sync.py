@@ -231,7 +231,19 @@ def _copy_configs(src: Engine, dst: Engine, dry_run: bool) -> int:
 
 
 class _Replan(Exception):
-    """A file the batch removes left DST's snapshot meanwhile (DST rewrote it): plan again."""
+    """A file the batch removes left DST's snapshot meanwhile (DST rewrote it), or a file it copies
+    left SRC's (SRC rewrote and vacuumed it): plan again."""
+
+
+def _left_src(src: Engine, batches: list[Batch]) -> _Replan:
+    """After a source file vanished while being copied: a _Replan if planned files left SRC's
+    snapshot meanwhile (a compaction and a vacuum in SRC took them); a file still in it is missing
+    for another reason (damage), and the FileNotFoundError being handled is raised again."""
+    src.refresh()
+    gone = [f.path for b in batches for f in b.add if f.path not in src.snapshot.files]
+    if not gone:
+        raise  # (called only from an except block: re-raises the FileNotFoundError being handled)
+    return _Replan(f"{gone[0]} left {src.url}'s snapshot while being copied")
 
 
 def _tally(result: SyncResult, batches: list[Batch]) -> SyncResult:
@@ -320,6 +332,9 @@ def sync(
         except _Replan as exc:
             last = exc
             continue
+        except FileNotFoundError:
+            last = _left_src(src, batches)  # raises if no planned file left SRC's snapshot
+            continue
         finally:
             copier.close()
         result.commits, result.reused, result.configs = commits, reused, configs
@@ -327,8 +342,8 @@ def sync(
         result.seconds = time.perf_counter() - started
         return result
     raise CommitConflict(
-        f"{dst.url}: files this sync from {src.url} was removing kept leaving the snapshot "
-        f"(a compaction or an expire in {dst.url} meanwhile; last: {last}); run the sync again"
+        f"{dst.url}: files this sync from {src.url} was copying or removing kept leaving the snapshots "
+        f"(compactions, vacuums or expires meanwhile; last: {last}); run the sync again"
     )
 
 
