@@ -20,7 +20,7 @@ import pytest
 from processes import Children
 
 import warehouse
-from warehouse.write import writer as writer_module
+from warehouse.write import flushing as flushing_module
 
 REPO = Path(__file__).resolve().parents[1]
 LIVE_CONFIG = {"dataset": {"type": "agentdojo", "config": {}}, "agent": {"type": "live", "config": {}}}
@@ -371,7 +371,7 @@ def test_tail_command_prints_events(root, wh, config, open_writer) -> None:
 def test_async_writer_many_tasks_never_commit_on_the_event_loop(wh, config) -> None:
     loop_threads: set[int] = set()
     io_threads: list[int] = []
-    real_commit, real_write = wh.engine.commit, writer_module.write_data_file
+    real_commit, real_write = wh.engine.commit, flushing_module.write_data_file
 
     def spy_commit(**kw: Any):
         io_threads.append(threading.get_ident())
@@ -382,7 +382,7 @@ def test_async_writer_many_tasks_never_commit_on_the_event_loop(wh, config) -> N
         return real_write(*a, **kw)
 
     wh.engine.commit = spy_commit  # a spy: records the calling thread, then does the real commit
-    writer_module.write_data_file = spy_write
+    flushing_module.write_data_file = spy_write
     try:
 
         async def agent(w: Any, i: int) -> str:
@@ -405,7 +405,7 @@ def test_async_writer_many_tasks_never_commit_on_the_event_loop(wh, config) -> N
 
         ids = asyncio.run(main())
     finally:
-        writer_module.write_data_file = real_write
+        flushing_module.write_data_file = real_write
         del wh.engine.commit
     assert io_threads and not loop_threads & set(io_threads)
     wh.refresh()

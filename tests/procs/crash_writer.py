@@ -19,7 +19,7 @@ import os
 import sys
 
 import warehouse
-import warehouse.write.writer as writer_module
+import warehouse.write.flushing as flushing_module
 from warehouse.core.storage import Store
 
 CONFIG = {"dataset": {"type": "agentdojo", "config": {}}, "agent": {"type": "crashy", "config": {}}}
@@ -39,7 +39,7 @@ def main() -> None:
         return current == pause_at
 
     if mode == "after_data_file":
-        write_data_file = writer_module.write_data_file
+        write_data_file = flushing_module.write_data_file
 
         def hooked_write_data_file(*args, **kwargs):
             written = write_data_file(*args, **kwargs)
@@ -47,7 +47,7 @@ def main() -> None:
                 pause()
             return written
 
-        writer_module.write_data_file = hooked_write_data_file
+        flushing_module.write_data_file = hooked_write_data_file
     elif mode in ("before_commit", "after_commit"):
         put_if_absent = Store.put_if_absent
 
