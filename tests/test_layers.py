@@ -153,3 +153,13 @@ def test_the_checker_sees_imports_inside_functions_and_type_checking_blocks(tmp_
         if t in MODULES
     }
     assert found == {"warehouse.warehouse", "warehouse.cli"}
+
+
+def test_the_wheel_lists_every_package() -> None:
+    # pyproject.toml names the packages one by one (the schemas are mapped in from schemas/): a new
+    # subpackage left out would work in the editable install the tests use and be missing from the wheel.
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {m for m, p in MODULES.items() if p.name == "__init__.py"}
+    assert packages - listed == set()
