@@ -254,20 +254,8 @@ def _check_prefix(wh: Any, sid: str, kept: list[Any], stored: int) -> None:
             )
 
 
-_MESSAGE_COLUMNS = (
-    "execution_id",
-    "seq",
-    "role",
-    "content",
-    "content_parts",
-    "tool_calls",
-    "tool_call_id",
-    "name",
-    "step",
-    "timestamp",
-    "tokens",
-    "metadata",
-)
+# The message row's columns as builders emit them, without the write id (not part of a message's content).
+_MESSAGE_COLUMNS = tuple(c for c in MESSAGE_ROW.columns if c != "write_id")
 
 
 def _as_row(row: tuple) -> dict[str, Any]:
