@@ -32,6 +32,8 @@ VERBS = {
     "import_",
     "export",
     "sync_to",
+    "publish",
+    "wait_for_publication",
 }
 PROPERTIES = {"url", "version", "read_only", "snapshot", "tables", "engine"}
 NAMESPACES = {"maintenance": Maintenance, "executions": Executions, "simulations": Simulations}

@@ -12,12 +12,13 @@ import duckdb
 
 from warehouse.agent import state as agent_state
 from warehouse.core import arguments
-from warehouse.core.errors import InvalidArgument, WarehouseNotFound
+from warehouse.core.errors import InvalidArgument, ReadOnlyWarehouse, WarehouseNotFound
 from warehouse.core.schemas import catalog
 from warehouse.core.storage import Store
 from warehouse.engine.engine import Engine, open_engine
 from warehouse.manifest import Commit, DataFile, Log, Snapshot, replay
 from warehouse.namespaces import Executions, Maintenance, Simulations
+from warehouse.ops import publish as publish_mod
 from warehouse.ops import sync as sync_mod
 from warehouse.read import analytics
 from warehouse.write.live import EVENT_LIMIT, Checkpoint
@@ -72,7 +73,7 @@ class Warehouse:
 
     Its public members are a few verbs (`sql`, `scan`, `connect`, `execution`, `scores`, `report`,
     `files`, `table_summary`, `history`, `refresh`, `writer`, `async_writer`, `import_`, `export`,
-    `sync_to`), a few properties (`url`, `version`, `read_only`, `snapshot`, `tables`, `engine`) and
+    `sync_to`, `publish`, `wait_for_publication`), a few properties (`url`, `version`, `read_only`, `snapshot`, `tables`, `engine`) and
     the namespaces `maintenance`, `executions`, `simulations` and `sessions`. The other names
     (`compact`, `checkpoints`, `run_recorder`, ...) are aliases of namespace calls kept for scripts
     written before 0.2.
@@ -404,6 +405,35 @@ class Warehouse:
 
         return run_import(self._engine, importer(kind), path, strict=strict, progress=progress)
 
+    def publish(
+        self, format: str = "delta", *, tables: str | Iterable[str] | None = None, rebuild: bool = False
+    ) -> publish_mod.PublishReport:
+        """Bring the open-format log of every table (or of `tables`) to the current version, in place:
+        `<root>/<table>/_delta_log/` names the warehouse's own data files, so Spark, Trino,
+        Databricks, DataFusion, Polars and DuckDB read the tables as Delta tables with no data copied
+        (see `warehouse.ops.publish.delta` and docs/open-format.md). Incremental and idempotent: one
+        Delta commit per table that changed, each recording the warehouse version it reflects (the
+        Delta transaction `warehouse`). `rebuild=True` deletes each log first and writes it again
+        (a damaged log, or one behind a foreign `_delta_log`). To keep the logs current after every
+        commit, open with `publish=["delta"]`.
+
+        Raises PublishFailed for a foreign or damaged `_delta_log` (without `rebuild`), an unknown table,
+        or a local root path delta-rs cannot use; InvalidArgument for an unknown format.
+        """
+        publish_mod.settings.check_formats([format])
+        if self.read_only:
+            raise ReadOnlyWarehouse(
+                f"this warehouse was opened at version {self.version} (time travel) and is read-only; "
+                "open it without version=/as_of= to publish"
+            )
+        return publish_mod.publish(self._engine, tables_=tables, rebuild=rebuild)
+
+    def wait_for_publication(self, timeout: float | None = None) -> bool:
+        """Wait until automatic publication (`open(..., publish=["delta"])`) has published this
+        process's commits; False if `timeout` seconds passed first. True at once without it."""
+        p = publish_mod.auto.publisher_of(self._engine)
+        return True if p is None else p.wait(timeout)
+
     def export(self, kind: str, out: str, **options: Any) -> ExportReport:
         """Export the current snapshot as `kind` (delta, parquet, trajectories, legacy) to `out`;
         see `warehouse.exporters`. Raises ExportFailed for an unknown kind or an unusable target."""
@@ -569,6 +599,7 @@ def open(
     as_of: datetime | None = None,
     storage_options: Mapping[str, Any] | None = None,
     checkpoint_interval: int | None = None,
+    publish: Iterable[str] | None = None,
 ) -> Warehouse:
     """Open the warehouse at `url` (a local path, `s3://bucket/prefix`, or any fsspec URL).
 
@@ -580,12 +611,17 @@ def open(
     `checkpoint_interval`: write a manifest checkpoint every this many commits (default
     `manifest.CHECKPOINT_INTERVAL`, 100; 0: never). Opening loads the newest checkpoint and replays
     only the commits after it.
+    `publish=["delta"]` publishes every table as a Delta table in place now and keeps the logs current
+    after every commit of every process from then on (a setting persisted in the warehouse:
+    `_manifest/_publish.json`); `publish=[]` turns that off; None (the default) keeps the setting.
+    See `Warehouse.publish`.
     Raises WarehouseNotFound, NotAWarehouse, VersionNotFound, CorruptCommit, UnsupportedFormatVersion,
     StorageError (missing bucket, access denied, endpoint unreachable), ConditionalWritesUnsupported,
     InvalidArgument/InvalidArgumentType for a bad argument (a version that is not an int, an
     `as_of` that is not a datetime or ISO-8601 string).
     """
-    return Warehouse.of(
+    formats = None if publish is None else publish_mod.settings.check_formats(publish)
+    wh = Warehouse.of(
         open_engine(
             url,
             create=create,
@@ -595,3 +631,11 @@ def open(
             checkpoint_interval=checkpoint_interval,
         )
     )
+    if formats is not None:
+        if wh.read_only:
+            raise InvalidArgument("publish= changes a setting: open the warehouse without version=/as_of=")
+        if publish_mod.settings.read(wh.store) != formats:
+            publish_mod.auto.enable(wh.engine, formats)
+        if formats:
+            wh.publish("delta")
+    return wh

@@ -138,3 +138,53 @@ def sync_cmd(
                 f" in {len(result.commits)} commit(s), now at version {result.dst_version}; {result.seconds:.1f} s",
             )
         )
+
+
+def publish_cmd(
+    fmt_name: Annotated[str, typer.Argument(metavar="FORMAT", help="The open format: delta.")],
+    url: UrlOpt = DEFAULT_URL,
+    table: Annotated[
+        list[str] | None, typer.Option("--table", "-t", help="Publish only this table (repeatable).")
+    ] = None,
+    rebuild: Annotated[
+        bool,
+        typer.Option("--rebuild", help="Delete each table's log and write it again (a damaged or foreign log)."),
+    ] = False,
+    auto: Annotated[
+        bool | None,
+        typer.Option(
+            "--auto/--no-auto",
+            help="Also keep the logs current after every commit from now on (a setting stored in the warehouse), "
+            "or stop doing so.",
+        ),
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+) -> None:
+    """Publish every table in place as an open-format table (Delta: `<url>/<table>/_delta_log`), no data copied.
+
+    Spark, Trino, Databricks, DataFusion, Polars and DuckDB then read `<url>/<table>` as a Delta table.
+    Incremental and idempotent: each run commits only what changed since the last one.
+    """
+    with user_errors():
+        # --auto/--no-auto change the stored setting; neither keeps it as it is.
+        wh = open_warehouse(url) if auto is None else open_warehouse(url, publish=[fmt_name] if auto else [])
+        report = wh.publish(fmt_name, tables=table, rebuild=rebuild)
+    rows = [
+        [t.table, t.warehouse_version, t.delta_version, t.added, t.removed, t.derived_files, t.committed]
+        for t in report.tables.values()
+    ]
+    emit(
+        ["table", "warehouse_version", "delta_version", "added", "removed", "derived_files", "committed"],
+        rows,
+        fmt,
+        title=f"published {fmt_name} at warehouse version {report.version}",
+    )
+    if fmt is Format.table:
+        console.print(
+            styled(
+                f"{report.commits} Delta commit(s), {human_size(report.derived_bytes)} of data written, "
+                f"{report.seconds:.2f} s",
+                "green",
+            ),
+            soft_wrap=True,
+        )

@@ -48,6 +48,7 @@ app.command("doctor")(commands_maintenance.doctor)
 app.command("report")(commands_analytics.report_cmd)
 app.command("import")(commands_interop.import_cmd)
 app.command("export")(commands_interop.export_cmd)
+app.command("publish")(commands_interop.publish_cmd)
 
 
 def main() -> None:

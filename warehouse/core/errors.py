@@ -120,6 +120,12 @@ class ExportFailed(WarehouseError):
     """`warehouse export` cannot write to the given target (unknown kind, target not empty, ...)."""
 
 
+class PublishFailed(WarehouseError):
+    """`warehouse publish` cannot bring a table's open-format log up to date: a foreign `_delta_log` in
+    the table's folder, a damaged log (run `publish --rebuild`), a root path the Delta library cannot
+    use, or other publishers that kept committing."""
+
+
 class InvalidArgument(WarehouseError, ValueError):
     """An argument of a public function or CLI option has a bad value: a negative version, a window
     below its minimum, an unknown option value. The message names the argument and the value."""

@@ -56,6 +56,7 @@ class Engine:
         self.keys = keys.KeyCache()  # execution-id columns of files read to find earlier adds
         self._sandbox: duckdb.DuckDBPyConnection | None = None
         self._sandbox_version = -1
+        self._listeners: list[Callable[[Commit], None]] = []
 
     def __repr__(self) -> str:
         ro = ", read-only" if self.read_only else ""
@@ -155,7 +156,16 @@ class Engine:
                     self._snapshot = replay([chain[v] for v in sorted(chain)], base)
                 else:
                     self._snapshot, _ = self.log.refresh(base)
+        for listener in list(self._listeners):
+            listener(commit)
         return commit
+
+    def on_commit(self, listener: Callable[[Commit], None]) -> None:
+        """Call `listener(commit)` after each commit this engine makes (in the committing thread, after
+        the cached snapshot holds it). Listeners must be quick and must not raise: the commit is done.
+        Automatic publication (`warehouse.ops.publish.auto`) uses it."""
+        with self._lock:
+            self._listeners.append(listener)
 
     # -- reading -----------------------------------------------------------------------------------
     def connect(self) -> duckdb.DuckDBPyConnection:
@@ -262,6 +272,11 @@ class Engine:
         return ex
 
 
+#: Called with every engine `open_engine` opens: layers above register here what each engine gets
+#: (automatic publication attaches its commit listener: `warehouse.ops.publish.auto`).
+OPEN_HOOKS: list[Callable[[Engine], object]] = []
+
+
 def open_engine(
     url: str | os.PathLike[str] = "warehouse-data",
     *,
@@ -300,9 +315,12 @@ def open_engine(
         snapshot = log.snapshot(version=version, as_of=as_of, listing=known)
         if version is not None or as_of is not None:
             vacuum_hint.check_readable(store, snapshot.version)  # vacuum may have deleted its data files
-    return Engine(
+    engine = Engine(
         store, snapshot, read_only=version is not None or as_of is not None, checkpoint_interval=checkpoint_interval
     )
+    for hook in OPEN_HOOKS:
+        hook(engine)
+    return engine
 
 
 class HasEngine(Protocol):
