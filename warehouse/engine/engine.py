@@ -57,6 +57,8 @@ class Engine:
         self._sandbox: duckdb.DuckDBPyConnection | None = None
         self._sandbox_version = -1
         self._listeners: list[Callable[[Commit], None]] = []
+        #: Names of `_manifest/_*` hint files when the engine was opened; None if not listed.
+        self.manifest_hints: frozenset[str] | None = None
 
     def __repr__(self) -> str:
         ro = ", read-only" if self.read_only else ""
@@ -318,6 +320,9 @@ def open_engine(
     engine = Engine(
         store, snapshot, read_only=version is not None or as_of is not None, checkpoint_interval=checkpoint_interval
     )
+    # The hint files `_manifest/_*.json` the opening listing saw (the publication setting, ...): what
+    # needs no request to know it is absent.
+    engine.manifest_hints = frozenset(n for n in listing.names if n.startswith("_"))
     for hook in OPEN_HOOKS:
         hook(engine)
     return engine

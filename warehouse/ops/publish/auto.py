@@ -134,6 +134,8 @@ def attach(engine: Engine, *, enabled: bool | None = None) -> AutoPublisher | No
     warehouse's setting asks for it (`enabled`, or read at the first commit); returns the publisher."""
     if engine.read_only:
         return None
+    if enabled is None and settings.present(engine.manifest_hints) is False:
+        enabled = False  # the listing made when opening shows no setting: no request to read it
     publisher = AutoPublisher(engine, enabled=enabled)
     _publishers.add(publisher)
     engine.on_commit(publisher.notify)

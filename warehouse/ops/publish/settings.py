@@ -48,7 +48,16 @@ def read(store: Store) -> list[str]:
 
 
 def write(store: Store, formats: Iterable[str]) -> None:
-    """Persist the formats to keep current ([] turns automatic publication off)."""
-    doc = {"formats": check_formats(formats)}
+    """Persist the formats to keep current ([] turns automatic publication off and removes the file,
+    so that a warehouse without publication costs no request to find that out)."""
+    chosen = check_formats(formats)
     with store.errors():
-        store.write_bytes(SETTINGS, json.dumps(doc).encode("utf-8"))
+        if chosen:
+            store.write_bytes(SETTINGS, json.dumps({"formats": chosen}).encode("utf-8"))
+        else:
+            store.remove(SETTINGS)
+
+
+def present(names: Iterable[str] | None) -> bool | None:
+    """Whether a listing of `_manifest/` (its names) shows the setting; None if there was no listing."""
+    return None if names is None else SETTINGS.rsplit("/", 1)[-1] in set(names)
