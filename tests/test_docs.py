@@ -81,3 +81,44 @@ def test_example_runs_and_prints_what_it_claims(tmp_path: Path, example_id: str,
         assert c in res.stdout, f"{example_id} claims {c!r}; it printed:\n{res.stdout}"
     if example_id in MORE_CHECKS:
         MORE_CHECKS[example_id](tmp_path, res.stdout)
+
+
+def readme_shell_lines(heading: str) -> list[str]:
+    """The lines of the first ```bash block after `heading` in README.md."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index(heading) :]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S)
+    assert block, heading
+    return block.group(1).splitlines()
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_readme_publication_lines_answer_as_shown_on_the_demo(tmp_path: Path) -> None:
+    """`make demo`'s warehouse, published with the README's command, reads with Polars and DataFusion
+    as the README's comments say."""
+    bin_dir = Path(sys.executable).parent
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    demo = subprocess.run(
+        [str(bin_dir / "warehouse"), "demo", "--url", "demo-warehouse", "--fresh"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert demo.returncode == 0, demo.stderr
+    lines = readme_shell_lines("## Spark, Trino, Databricks, Athena, DataFusion")
+    assert lines[0].startswith("warehouse publish delta --url demo-warehouse")
+    checked = 0
+    for line in lines:
+        command, _, claim = line.partition("   # ")
+        res = subprocess.run(
+            ["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
+        )
+        assert res.returncode == 0, f"{command}\n{res.stderr}"
+        if command.startswith("python -c"):
+            assert claim and claim.strip() in res.stdout, f"{command} claims {claim!r}; it printed:\n{res.stdout}"
+            checked += 1
+    assert checked == 2
+    assert (tmp_path / "demo-warehouse" / "executions" / "_delta_log").is_dir()
