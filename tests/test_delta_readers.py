@@ -24,7 +24,12 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 from deltalake import DeltaTable, Schema
-from deltalake.transaction import AddAction, CommitProperties, Transaction, create_table_with_add_actions
+from deltalake.transaction import (
+    AddAction,
+    CommitProperties,
+    Transaction,
+    create_table_with_add_actions,
+)
 
 import warehouse
 from warehouse.core.schemas import catalog
@@ -76,7 +81,7 @@ def _publish(root: Path) -> None:
         )
     else:
         DeltaTable(location).create_write_transaction(
-            adds, mode="append", schema=schema, partition_by=partition_by, commit_properties=props
+            [*adds], mode="append", schema=schema, partition_by=partition_by, commit_properties=props
         )
 
 
