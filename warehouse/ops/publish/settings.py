@@ -1,5 +1,7 @@
 """The publication setting, `_manifest/_publish.json`: the open formats whose logs this warehouse keeps
-current after every commit (`warehouse.open(url, publish=["delta"])`, `warehouse publish delta --auto`).
+current after every commit (`warehouse.open(url, publish=["delta"])`, `warehouse publish delta --auto`),
+and the Iceberg catalog it was last published to (`iceberg_catalog`: vacuum keeps the files its
+tables name).
 
 A small object beside the commits (like the vacuum hint), read once when a warehouse is opened for
 writing; every process that opens the warehouse afterwards publishes after its own commits.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Any
 
 from warehouse.core.errors import InvalidArgument, InvalidArgumentType
 from warehouse.core.storage import Store
@@ -35,20 +38,35 @@ def check_formats(formats: Iterable[str] | str) -> list[str]:
     return out
 
 
-def read(store: Store) -> list[str]:
-    """The formats kept current automatically ([] if none, or if the setting does not parse)."""
+def _doc(store: Store) -> dict[str, Any]:
     try:
         doc = json.loads(store.read_bytes(SETTINGS))
-    except FileNotFoundError:
-        return []
-    except ValueError:
-        return []
-    formats = doc.get("formats") if isinstance(doc, dict) else None
+    except (FileNotFoundError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def read(store: Store) -> list[str]:
+    """The formats kept current automatically ([] if none, or if the setting does not parse)."""
+    formats = _doc(store).get("formats")
     return [f for f in formats if f in FORMATS] if isinstance(formats, list) else []
 
 
 def write(store: Store, formats: Iterable[str]) -> None:
     """Persist the formats to keep current ([] turns automatic publication off)."""
-    doc = {"formats": check_formats(formats)}
+    doc = {**_doc(store), "formats": check_formats(formats)}  # keeps the other keys
+    with store.errors():
+        store.write_bytes(SETTINGS, json.dumps(doc).encode("utf-8"))
+
+
+def iceberg_catalog(store: Store) -> str | None:
+    """The Iceberg catalog URI the warehouse was last published to (None: never)."""
+    uri = _doc(store).get("iceberg_catalog")
+    return uri if isinstance(uri, str) else None
+
+
+def set_iceberg_catalog(store: Store, uri: str) -> None:
+    """Record the Iceberg catalog URI the warehouse was published to (keeps the other keys)."""
+    doc = {**_doc(store), "iceberg_catalog": uri}
     with store.errors():
         store.write_bytes(SETTINGS, json.dumps(doc).encode("utf-8"))
