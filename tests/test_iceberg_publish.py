@@ -63,10 +63,11 @@ def add_runs(
             )
 
 
-def grid(wh: warehouse.Warehouse, per: int = 3) -> None:
+def grid(wh: warehouse.Warehouse, per: int = 3, offset: int = 0) -> None:
+    """Every agent x attack, one flush each."""
     for a, agent in enumerate(AGENTS):
         for b, attack in enumerate(ATTACKS):
-            add_runs(wh, per + a + b, agent=agent, attack=attack, start=100 * (2 * a + b))
+            add_runs(wh, per + a + b, agent=agent, attack=attack, start=offset + 100 * (2 * a + b))
 
 
 def add_live(wh: warehouse.Warehouse) -> None:
@@ -86,7 +87,9 @@ def norm(t: pa.Table | pl.DataFrame, table: str) -> list[str]:
         t = t.to_arrow()
     schema = catalog().table(table).arrow
     t = t.select(schema.names)
-    t = pa.table([t.column(f.name).cast(f.type) for f in schema], schema=pa.schema([f.remove_metadata() for f in schema]))
+    t = pa.table(
+        [t.column(f.name).cast(f.type) for f in schema], schema=pa.schema([f.remove_metadata() for f in schema])
+    )
     return sorted(json.dumps(r, sort_keys=True, default=str) for r in t.to_pylist())
 
 
@@ -98,7 +101,7 @@ def view_rows(wh: warehouse.Warehouse, table: str) -> list[str]:
 def answers(con: duckdb.DuckDBPyConnection | warehouse.Warehouse, names: dict[str, str]) -> dict[str, Any]:
     """(a) counts per table, (b) ASR and utility by agent x attack, (c) a metadata filter."""
     return {
-        "counts": {t: con.sql(f"select count(*) from {v}").fetchone()[0] for t, v in names.items()},  # type: ignore[index]
+        "counts": {t: con.sql(f"select count(*) from {v}").fetchall()[0][0] for t, v in names.items()},
         "asr": [list(r) for r in con.sql(ASR.format(t=names["executions"])).fetchall()],
         "even": [r[0] for r in con.sql(EVEN.format(t=names["executions"])).fetchall()],
     }
@@ -184,9 +187,7 @@ def test_files_with_field_ids_are_registered_in_place_and_answer_like_the_views(
     assert_published(wh, uri)
 
 
-def test_superseded_adds_and_running_executions_answer_like_the_views(
-    wh: warehouse.Warehouse, tmp_path: Path
-) -> None:
+def test_superseded_adds_and_running_executions_answer_like_the_views(wh: warehouse.Warehouse, tmp_path: Path) -> None:
     uri = catalog_uri(tmp_path)
     ids = [f"ex-{i}" for i in range(4)]
     add_runs(wh, 4, ids=ids)
@@ -195,7 +196,7 @@ def test_superseded_adds_and_running_executions_answer_like_the_views(
         ex = w.start_execution(task_id="running", metadata={"k": "even"})
         w.flush()
         wh.publish("iceberg", catalog=uri)
-        assert wh.sql("select count(*) from superseded").fetchone()[0] > 0
+        assert wh.sql("select count(*) from superseded").fetchall()[0][0] > 0
         assert_published(wh, uri)
         rows = iceberg.load_table(uri, "executions").scan().to_arrow().to_pylist()
         assert sorted(r["task_id"] for r in rows if r["execution_id"] in ids) == ["t2", "t3", "t50", "t51"]
@@ -216,6 +217,7 @@ def test_compaction_expire_and_vacuum_keep_every_table_answering_like_the_views(
 ) -> None:
     uri = catalog_uri(tmp_path)
     grid(wh, per=2)
+    grid(wh, per=2, offset=50)  # two files per partition: compaction has work everywhere
     add_live(wh)
     wh.publish("iceberg", catalog=uri)
     assert_published(wh, uri)
@@ -234,12 +236,14 @@ def test_compaction_expire_and_vacuum_keep_every_table_answering_like_the_views(
     assert_published(wh, uri)
 
     later = datetime.now(UTC) + timedelta(days=1)  # every finished execution counts as older than a day
-    wh.maintenance.expire(timedelta(days=1), tables=["events", "messages"], now=later)
-    assert wh.publish("iceberg", catalog=uri).tables["messages"].committed
+    expired = wh.maintenance.expire(timedelta(days=1), tables=["executions"], now=later)
+    assert expired.executions_expired > 0
+    assert wh.publish("iceberg", catalog=uri).tables["executions"].committed
     assert_published(wh, uri)
 
     kept = iceberg.referenced(wh.engine)
-    wh.maintenance.vacuum(retain=timedelta(0), orphan_window=timedelta(0))
+    vacuumed = wh.maintenance.vacuum(retain=timedelta(0))
+    assert vacuumed.removed and not set(vacuumed.removed) & kept  # compacted and expired files went
     assert kept and all((root / p).exists() for p in kept)
     assert_published(wh, uri)
 

@@ -193,7 +193,8 @@ def publish_cmd(
     if fmt is Format.table:
         console.print(
             styled(
-                f"{report.commits} {'Iceberg' if report.format == 'iceberg' else 'Delta'} commit(s), {human_size(report.derived_bytes)} of data written, "
+                f"{report.commits} {'Iceberg' if report.format == 'iceberg' else 'Delta'} commit(s), "
+                f"{human_size(report.derived_bytes)} of data written, "
                 f"{report.seconds:.2f} s",
                 "green",
             ),

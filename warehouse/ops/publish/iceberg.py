@@ -251,12 +251,11 @@ def publish_table(
         if not data_change:
             props[DATA_CHANGE_PROPERTY] = "false"
         try:
-            with tbl.transaction() as tx:
-                with tx.update_snapshot(snapshot_properties=props).overwrite() as ow:
-                    for df in removed:
-                        ow.delete_data_file(df)
-                    for rel in added:
-                        ow.append_data_file(parquet_file_to_data_file(tbl.io, tx.table_metadata, _file_uri(root, rel)))
+            with tbl.transaction() as tx, tx.update_snapshot(snapshot_properties=props).overwrite() as ow:
+                for df in removed:
+                    ow.delete_data_file(df)
+                for rel in added:
+                    ow.append_data_file(parquet_file_to_data_file(tbl.io, tx.table_metadata, _file_uri(root, rel)))
         except CommitFailedException:
             continue  # another publisher committed first: read the table again
         report.added, report.removed, report.data_change, report.committed = len(added), len(removed), data_change, True
