@@ -7,6 +7,7 @@ executions, compaction, expire, vacuum and time travel by snapshot id."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -314,3 +315,42 @@ def test_cli_publish_iceberg_reports_json_and_publishes(wh: warehouse.Warehouse,
     assert by_table["executions"]["snapshot_id"] == iceberg.load_table(uri, "executions").current_snapshot().snapshot_id
     res = runner.invoke(app, ["publish", "iceberg", "--url", str(root)])
     assert res.exit_code != 0 and "catalog=" in res.output
+
+
+def test_three_publishers_at_once_commit_each_table_once_and_agree(root: Path, tmp_path: Path) -> None:
+    wh = warehouse.open(str(root), create=True)
+    grid(wh, per=2)
+    uri = catalog_uri(tmp_path)  # a new catalog: its own tables are created concurrently too
+    reports: list[Any] = []
+    errors: list[BaseException] = []
+
+    def publish() -> None:
+        try:
+            reports.append(warehouse.open(str(root)).publish("iceberg", catalog=uri))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=publish) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(r.commits for r in reports) == len(catalog().tables)  # the losers found the work done
+    assert_published(wh, uri)
+    for t in catalog().tables:
+        assert len(iceberg.load_table(uri, t).snapshots()) == 1, t
+
+
+def test_the_catalog_setting_survives_turning_automatic_delta_publication_on_and_off(
+    wh: warehouse.Warehouse, root: Path, tmp_path: Path
+) -> None:
+    uri = catalog_uri(tmp_path)
+    add_runs(wh, 2)
+    wh.publish("iceberg", catalog=uri, tables="executions")
+    warehouse.open(str(root), publish=["delta"])
+    warehouse.open(str(root), publish=[])
+    assert settings.iceberg_catalog(wh.store) == uri
+    assert iceberg.referenced(wh.engine) == {f.path for f in wh.snapshot.table_files("executions")}
+    with pytest.raises(InvalidArgument, match="on demand only"):
+        warehouse.open(str(root), publish=["iceberg"])

@@ -36,9 +36,9 @@ Why pyiceberg (>= 0.12) accepts the warehouse's files as they are:
   the footer statistics (min == max) of those physical columns, so scans prune by them.
 
 Readers that resolve columns by field id only (no name-mapping fallback for nested fields) cannot
-read the map column: Polars' native Iceberg reader fails with "physical ID mismatch for map keys
-column" on `scores`; `polars.scan_iceberg(..., reader_override="pyiceberg")` reads it. See
-docs/iceberg.md.
+read the map column: Polars' native Iceberg reader (polars 2.2) fails on `scores` ("data type
+mismatch for column scores"); `polars.scan_iceberg(..., reader_override="pyiceberg")` reads it.
+See docs/iceberg.md.
 
 Local warehouses only (the file paths are handed to pyiceberg's local FileIO). Automatic
 publication after every commit is Delta's only (`settings.FORMATS`); Iceberg is published on demand
@@ -73,6 +73,7 @@ VERSION_PROPERTY = "warehouse.version"
 #: "false" in the summary of a snapshot that only moved rows between files (compaction).
 DATA_CHANGE_PROPERTY = "warehouse.data-change"
 NAME_MAPPING_PROPERTY = "schema.name-mapping.default"
+COMMIT_RETRIES_PROPERTY = "commit.retry.num-retries"
 #: The pyiceberg catalog name and the namespace the tables go in.
 CATALOG_NAME = "warehouse"
 NAMESPACE = "warehouse"
@@ -110,12 +111,16 @@ def open_catalog(engine: Engine, catalog_uri: str) -> SqlCatalog:
     except ImportError as exc:  # an optional dependency
         raise PublishFailed(f"Iceberg publication needs pyiceberg: pip install 'warehouse[iceberg]' ({exc})") from None
     meta = os.path.join(_root(engine), METADATA_DIR)
-    try:
-        return SqlCatalog(CATALOG_NAME, uri=check_catalog(catalog_uri), warehouse=f"file://{meta}")
-    except InvalidArgument:
-        raise
-    except Exception as exc:  # SQLAlchemy: no driver, a path it cannot open, ...
-        raise PublishFailed(f"cannot open the Iceberg catalog {catalog_uri!r}: {exc}") from exc
+    check_catalog(catalog_uri)
+    for attempt in range(RETRIES):
+        try:
+            return SqlCatalog(CATALOG_NAME, uri=catalog_uri, warehouse=f"file://{meta}")
+        except Exception as exc:  # SQLAlchemy: no driver, a path it cannot open, ...
+            # Two processes creating a new catalog's tables at once: the loser finds them made.
+            if "already exists" in str(exc) and attempt + 1 < RETRIES:
+                continue
+            raise PublishFailed(f"cannot open the Iceberg catalog {catalog_uri!r}: {exc}") from exc
+    raise AssertionError("unreachable")
 
 
 def _file_uri(root: str, rel: str) -> str:
@@ -131,22 +136,29 @@ def _rel(root: str, uri: str) -> str | None:
     return None
 
 
-def _create(cat: SqlCatalog, ident: str, table: str) -> Table:
+def _create(cat: SqlCatalog, ident: str, table: str) -> None:
+    """Create the table, its partition spec and properties in one catalog commit (a concurrent
+    publisher never sees it half made)."""
     arrow = catalog().table(table).arrow
-    tbl = cat.create_table(ident, schema=arrow, properties={"comment": catalog().table(table).doc or ""})
-    schema = tbl.schema()
-    # The files' field ids are 1..n in column order: the table must number its columns the same.
-    for i, f in enumerate(arrow, start=1):
-        got = schema.find_field(f.name).field_id
-        if got != i:
-            cat.drop_table(ident)
-            raise PublishFailed(f"Iceberg numbered {table}.{f.name} {got}, the warehouse's files {i}")
-    with tbl.transaction() as tx:
+    with cat.create_table_transaction(ident, schema=arrow) as tx:
+        schema = tx.table_metadata.schema()
+        # The files' field ids are 1..n in column order: the table must number its columns the same.
+        for i, f in enumerate(arrow, start=1):
+            got = schema.find_field(f.name).field_id
+            if got != i:
+                raise PublishFailed(f"Iceberg numbered {table}.{f.name} {got}, the warehouse's files {i}")
         with tx.update_spec() as us:
             for c in catalog().partition_columns:
                 us.add_identity(c)
-        tx.set_properties({NAME_MAPPING_PROPERTY: schema.name_mapping.model_dump_json()})
-    return cat.load_table(ident)
+        tx.set_properties(
+            {
+                NAME_MAPPING_PROPERTY: schema.name_mapping.model_dump_json(),
+                # pyiceberg's own retry would re-apply a file diff computed from an older snapshot:
+                # a conflict comes back to `publish_table`, which computes it again.
+                COMMIT_RETRIES_PROPERTY: "0",
+                "comment": catalog().table(table).doc or "",
+            }
+        )
 
 
 def published_version(tbl: Table) -> int | None:
@@ -210,7 +222,12 @@ def publish_table(
     rebuild: bool = False,
 ) -> IcebergTablePublication:
     """Bring the Iceberg table `warehouse.<table>` to `snapshot` (see the module docstring); idempotent."""
-    from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, TableAlreadyExistsError
+    from pyiceberg.exceptions import (
+        CommitFailedException,
+        NoSuchTableError,
+        TableAlreadyExistsError,
+        ValidationException,
+    )
     from pyiceberg.io.pyarrow import parquet_file_to_data_file
 
     root = _root(engine)
@@ -227,9 +244,10 @@ def publish_table(
             tbl = cat.load_table(ident)
         except NoSuchTableError:
             try:
-                tbl = _create(cat, ident, table)
-            except TableAlreadyExistsError:
-                continue  # another publisher created it: read it again
+                _create(cat, ident, table)
+            except (TableAlreadyExistsError, CommitFailedException):
+                pass  # another publisher created it
+            continue  # read it (again)
         _check_schema(tbl, table)
         done = published_version(tbl)
         if done is not None and done >= snapshot.version:
@@ -256,7 +274,7 @@ def publish_table(
                     ow.delete_data_file(df)
                 for rel in added:
                     ow.append_data_file(parquet_file_to_data_file(tbl.io, tx.table_metadata, _file_uri(root, rel)))
-        except CommitFailedException:
+        except (CommitFailedException, ValidationException):
             continue  # another publisher committed first: read the table again
         report.added, report.removed, report.data_change, report.committed = len(added), len(removed), data_change, True
         snap = cat.load_table(ident).current_snapshot()

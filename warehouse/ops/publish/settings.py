@@ -33,6 +33,11 @@ def check_formats(formats: Iterable[str] | str) -> list[str]:
             f"publish must be a list of format names such as ['delta'], got {formats!r}"
         ) from None
     for f in out:
+        if f == "iceberg":
+            raise InvalidArgument(
+                "iceberg is published on demand only: wh.publish('iceberg', catalog=...) or "
+                f"`warehouse publish iceberg --catalog URI`; kept current automatically: {', '.join(FORMATS)}"
+            )
         if f not in FORMATS:
             raise InvalidArgument(f"unknown publication format {f!r}; known: {', '.join(FORMATS)}")
     return out
