@@ -273,7 +273,8 @@ def publish_table(
                 for df in removed:
                     ow.delete_data_file(df)
                 for rel in added:
-                    ow.append_data_file(parquet_file_to_data_file(tbl.io, tx.table_metadata, _file_uri(root, rel)))
+                    # tbl.metadata, not tx.table_metadata: the latter is a deep copy per access
+                    ow.append_data_file(parquet_file_to_data_file(tbl.io, tbl.metadata, _file_uri(root, rel)))
         except (CommitFailedException, ValidationException):
             continue  # another publisher committed first: read the table again
         report.added, report.removed, report.data_change, report.committed = len(added), len(removed), data_change, True
