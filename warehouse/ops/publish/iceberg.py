@@ -297,10 +297,10 @@ def publish(
     metadata only) and creates it again from the current snapshot. Records `catalog_uri` in the
     publication setting (for vacuum). PublishFailed for a remote warehouse, a catalog that cannot
     be opened or a table whose columns changed (without `rebuild`)."""
+    t0 = time.perf_counter()
+    cat = open_catalog(engine, catalog_uri)  # first: PublishFailed if pyiceberg is not installed
     from pyiceberg.exceptions import NamespaceAlreadyExistsError
 
-    t0 = time.perf_counter()
-    cat = open_catalog(engine, catalog_uri)
     if refresh and not engine.read_only:
         engine.refresh()
     snapshot = engine.snapshot
