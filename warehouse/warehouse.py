@@ -406,7 +406,12 @@ class Warehouse:
         return run_import(self._engine, importer(kind), path, strict=strict, progress=progress)
 
     def publish(
-        self, format: str = "delta", *, tables: str | Iterable[str] | None = None, rebuild: bool = False
+        self,
+        format: str = "delta",
+        *,
+        tables: str | Iterable[str] | None = None,
+        rebuild: bool = False,
+        catalog: str | None = None,
     ) -> publish_mod.PublishReport:
         """Bring the open-format log of every table (or of `tables`) to the current version, in place:
         `<root>/<table>/_delta_log/` names the warehouse's own data files, so Spark, Trino,
@@ -417,15 +422,36 @@ class Warehouse:
         (a damaged log, or one behind a foreign `_delta_log`). To keep the logs current after every
         commit, open with `publish=["delta"]`.
 
+        `format="iceberg"` with `catalog=` (an SQLAlchemy URL, e.g. "sqlite:////abs/path/catalog.db"):
+        every table as the Iceberg table `warehouse.<table>` of that pyiceberg SqlCatalog, its
+        snapshots naming the same files as the Delta logs would (see `warehouse.ops.publish.iceberg`
+        and docs/iceberg.md); `rebuild=True` drops and creates the catalog's tables again. Local
+        warehouses only, and on demand only (automatic publication is Delta's).
+
         Raises PublishFailed for a foreign or damaged `_delta_log` (without `rebuild`), an unknown table,
-        or a local root path delta-rs cannot use; InvalidArgument for an unknown format.
+        or a local root path delta-rs cannot use; InvalidArgument for an unknown format, a missing
+        `catalog` for iceberg or a `catalog` given for delta.
         """
-        publish_mod.settings.check_formats([format])
+        if format == "iceberg":
+            if catalog is None:
+                raise InvalidArgument(
+                    "publish('iceberg') needs catalog=, an SQLAlchemy URL such as 'sqlite:////abs/path/catalog.db'"
+                )
+            publish_mod.iceberg.check_catalog(catalog)
+        elif format in publish_mod.settings.FORMATS:
+            if catalog is not None:
+                raise InvalidArgument(f"catalog={catalog!r} is for format 'iceberg'; {format} publishes in place")
+        else:
+            known = ", ".join([*publish_mod.settings.FORMATS, "iceberg"])
+            raise InvalidArgument(f"unknown publication format {format!r}; known: {known}")
         if self.read_only:
             raise ReadOnlyWarehouse(
                 f"this warehouse was opened at version {self.version} (time travel) and is read-only; "
                 "open it without version=/as_of= to publish"
             )
+        if format == "iceberg":
+            assert catalog is not None
+            return publish_mod.iceberg.publish(self._engine, catalog, tables_=tables, rebuild=rebuild)
         return publish_mod.publish(self._engine, tables_=tables, rebuild=rebuild)
 
     def wait_for_publication(self, timeout: float | None = None) -> bool:

@@ -141,8 +141,15 @@ def sync_cmd(
 
 
 def publish_cmd(
-    fmt_name: Annotated[str, typer.Argument(metavar="FORMAT", help="The open format: delta.")],
+    fmt_name: Annotated[str, typer.Argument(metavar="FORMAT", help="The open format: delta or iceberg.")],
     url: UrlOpt = DEFAULT_URL,
+    catalog: Annotated[
+        str | None,
+        typer.Option(
+            "--catalog",
+            help="iceberg: the catalog's SQLAlchemy URL (pyiceberg SqlCatalog), e.g. sqlite:////abs/path/catalog.db.",
+        ),
+    ] = None,
     table: Annotated[
         list[str] | None, typer.Option("--table", "-t", help="Publish only this table (repeatable).")
     ] = None,
@@ -163,18 +170,22 @@ def publish_cmd(
     """Publish every table in place as an open-format table (Delta: `<url>/<table>/_delta_log`), no data copied.
 
     Spark, Trino, Databricks, DataFusion, Polars and DuckDB then read `<url>/<table>` as a Delta table.
+    `iceberg --catalog URI`: every table as the Iceberg table `warehouse.<table>` of that SqlCatalog
+    (metadata under `<url>/_iceberg/`; local warehouses; no --auto).
     Incremental and idempotent: each run commits only what changed since the last one.
     """
     with user_errors():
         # --auto/--no-auto change the stored setting; neither keeps it as it is.
         wh = open_warehouse(url) if auto is None else open_warehouse(url, publish=[fmt_name] if auto else [])
-        report = wh.publish(fmt_name, tables=table, rebuild=rebuild)
+        report = wh.publish(fmt_name, tables=table, rebuild=rebuild, catalog=catalog)
+    # Iceberg tables have snapshot ids where Delta tables have versions.
+    version_col = "snapshot_id" if report.format == "iceberg" else "delta_version"
     rows = [
-        [t.table, t.warehouse_version, t.delta_version, t.added, t.removed, t.derived_files, t.committed]
+        [t.table, t.warehouse_version, getattr(t, version_col), t.added, t.removed, t.derived_files, t.committed]
         for t in report.tables.values()
     ]
     emit(
-        ["table", "warehouse_version", "delta_version", "added", "removed", "derived_files", "committed"],
+        ["table", "warehouse_version", version_col, "added", "removed", "derived_files", "committed"],
         rows,
         fmt,
         title=f"published {fmt_name} at warehouse version {report.version}",
@@ -182,7 +193,8 @@ def publish_cmd(
     if fmt is Format.table:
         console.print(
             styled(
-                f"{report.commits} Delta commit(s), {human_size(report.derived_bytes)} of data written, "
+                f"{report.commits} {'Iceberg' if report.format == 'iceberg' else 'Delta'} commit(s), "
+                f"{human_size(report.derived_bytes)} of data written, "
                 f"{report.seconds:.2f} s",
                 "green",
             ),
