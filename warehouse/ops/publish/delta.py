@@ -323,11 +323,15 @@ def target(
 def open_table(uri: str, options: Mapping[str, str] | None, *, version: int | None = None) -> DeltaTable | None:
     """The Delta table at `uri` (at `version`), or None if there is none."""
     from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
 
     opts = dict(options) if options else None
-    if not DeltaTable.is_deltatable(uri, storage_options=opts):
+    # Not `DeltaTable.is_deltatable`: it holds the GIL while it waits for S3, which freezes every
+    # other thread of the process (a writer's, or the one its S3 requests need to finish).
+    try:
+        return DeltaTable(uri, version=version, storage_options=opts)
+    except TableNotFoundError:
         return None
-    return DeltaTable(uri, version=version, storage_options=opts)
 
 
 def published_version(dt: DeltaTable) -> int | None:
