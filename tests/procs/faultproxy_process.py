@@ -3,10 +3,11 @@ while they wait for an answer (delta-rs does: an in-process proxy thread could n
 
     python faultproxy_process.py UPSTREAM [ignore|refuse]
 
-(the second argument: imitate a store without conditional writes, see `FaultProxy`) prints the proxy's URL on one line, then answers commands on stdin, one per line, with one JSON line:
-`stats` (requests, faults and the (method, path) log so far), `reset` (the same, then counts afresh),
-`drop REGEX BUDGET` (from now on drop the answer of up to BUDGET PUTs whose path matches REGEX).
-It exits when stdin closes.
+prints the proxy's URL on one line (the second argument imitates a store without conditional
+writes, as `FaultProxy(conditional=...)` does), then answers commands on stdin, one per line, with
+one JSON line: `stats` (requests, faults and the (method, path) log so far), `reset` (the same,
+then counts afresh), `drop REGEX BUDGET` (from now on drop the answer of up to BUDGET PUTs whose
+path matches REGEX). It exits when stdin closes.
 """
 
 from __future__ import annotations
