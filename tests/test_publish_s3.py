@@ -26,6 +26,7 @@ from s3_server import S3Endpoint
 from test_s3 import write_runs
 
 import warehouse
+from warehouse.ops.publish import auto
 from warehouse.ops.publish.delta import open_table, published_version, storage_options, table_uri
 
 pytestmark = [pytest.mark.s3, pytest.mark.subprocess]
@@ -277,6 +278,10 @@ def test_automatic_publication_on_s3_answers_like_wh_sql(s3_url: str, s3_options
     write_runs(wh)
     add_more(wh, "x")
     assert wh.wait_for_publication(60)
+    publisher = auto.publisher_of(wh._engine)
+    # None: no table's publication failed (a delta-rs call holding the GIL while it waits for S3
+    # once made them time out after 180 s, the writer's S3 requests frozen behind it)
+    assert publisher is not None and publisher.last_error is None and publisher.published >= 4
     assert_delta_answers_like_the_warehouse(wh)
     dt = open_table(delta_uri(wh, "executions"), delta_options(wh))
     assert dt is not None and published_version(dt) == wh.version
