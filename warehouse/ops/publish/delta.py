@@ -323,11 +323,15 @@ def target(
 def open_table(uri: str, options: Mapping[str, str] | None, *, version: int | None = None) -> DeltaTable | None:
     """The Delta table at `uri` (at `version`), or None if there is none."""
     from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
 
     opts = dict(options) if options else None
-    if not DeltaTable.is_deltatable(uri, storage_options=opts):
+    # Not `DeltaTable.is_deltatable`: it holds the GIL while it waits for S3, which freezes every
+    # other thread of the process (a writer's, or the one its S3 requests need to finish).
+    try:
+        return DeltaTable(uri, version=version, storage_options=opts)
+    except TableNotFoundError:
         return None
-    return DeltaTable(uri, version=version, storage_options=opts)
 
 
 def published_version(dt: DeltaTable) -> int | None:
@@ -461,12 +465,29 @@ def publish_table(
         except Exception as exc:
             if _is_conflict(exc):
                 continue
-            raise
+            if not _landed(uri, options, snapshot.version):
+                raise
+            # The commit's answer was lost (S3: the connection broke after the put): its transaction
+            # in the log says it landed, so it counts as this publication's commit, made once.
+            report.added, report.removed = len(want), 0
+            if dt is not None:
+                _, report.removed, report.added = _actions(table, want, delta_files(dt, table), schema, True)
+                report.data_change = _data_change(engine, done, snapshot.version)
         report.committed = True
         dt = open_table(uri, options)
         report.delta_version = dt.version() if dt is not None else None
         return report
     raise PublishFailed(f"{uri!r}: other publishers kept committing to this Delta log; run publish again")
+
+
+def _landed(uri: str, options: Mapping[str, str] | None, version: int) -> bool:
+    """Whether the Delta log at `uri` now reflects warehouse `version` (a commit whose answer was lost)."""
+    try:
+        dt = open_table(uri, options)
+    except Exception:  # the log cannot be read either: the commit's error is the one to report
+        return False
+    done = None if dt is None else published_version(dt)
+    return done is not None and done >= version
 
 
 def _is_conflict(exc: Exception) -> bool:
