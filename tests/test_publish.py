@@ -301,6 +301,24 @@ def test_compaction_publishes_without_data_change_then_expire_and_vacuum_keep_it
         assert all((root / p).exists() for p in delta_files(dt, t)), t
 
 
+def test_a_table_only_compaction_changed_since_its_last_publication_commits_without_data_change(
+    tmp_path: Path,
+) -> None:
+    """The attacks' log records an older warehouse version than the executions' (a flush without
+    attacks left it alone); compaction since then is still a rewrite for the attacks."""
+    root = tmp_path / "wh"
+    wh = warehouse.open(str(root), create=True)
+    for k in range(2):
+        add_runs(wh, 2, attack=ATTACKS[1], start=10 * k)
+    wh.publish("delta")
+    add_runs(wh, 2, agent=AGENTS[1], start=50)  # no attacks: touches executions and messages only
+    assert wh.maintenance.compact().files_in > 0
+    report = wh.publish("delta")
+    assert report.tables["attacks"].committed and report.tables["attacks"].data_change is False
+    assert report.tables["executions"].committed and report.tables["executions"].data_change is True
+    assert_published(wh, root)
+
+
 # -- 3. time travel ---------------------------------------------------------------------------------------
 def test_every_delta_version_answers_like_the_warehouse_version_it_records(tmp_path: Path) -> None:
     root = tmp_path / "wh"

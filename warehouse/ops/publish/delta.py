@@ -57,7 +57,7 @@ from warehouse.core.schemas import catalog
 from warehouse.core.storage import Store
 from warehouse.engine import keys, reader
 from warehouse.engine.datafiles import PARQUET_OPTIONS, read_data_file
-from warehouse.manifest import Snapshot
+from warehouse.manifest import Commit, Snapshot, commit_name
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
@@ -440,7 +440,7 @@ def publish_table(
                 )
                 report.added, report.removed = n_add, 0
             else:
-                data_change = _data_change(engine, done, snapshot.version)
+                data_change = _data_change(engine, table, done, snapshot.version)
                 have = delta_files(dt, table)
                 actions, n_rm, n_add = _actions(table, want, have, schema, data_change)
                 if not actions and not _schema_grew(dt, schema):
@@ -493,15 +493,31 @@ def _new_fields(dt: DeltaTable, schema: pa.Schema) -> list[Any]:
     return [Field(f.name, f.type, nullable=True) for f in delta.fields if f.name not in have]
 
 
-def _data_change(engine: Engine, after: int, upto: int) -> bool:
-    """False if every warehouse commit after..upto only moved rows between files (compaction)."""
+def touched(commit: Commit) -> set[str]:
+    """The tables whose published rows `commit` may change."""
+    out = {f.table for f in commit.add} | {r.table for r in commit.remove}
+    if keys.SUPERSEDED in out:
+        out |= set(keys.KEYED_TABLES)  # superseded adds hide rows of these
+    if "executions_live" in out:
+        out.add("executions")  # running executions show in the executions view
+    return out & set(catalog().tables)
+
+
+def _data_change(engine: Engine, table: str, after: int, upto: int) -> bool:
+    """False if every warehouse commit after..upto that touched `table` only moved rows between
+    files (compaction). Commits that left `table` alone do not count: a table's log records the
+    last version that changed it, so the range usually holds other tables' writes too."""
     if after < 0 or upto <= after:
         return True
+    names = [commit_name(v) for v in range(after + 1, upto + 1)]
     try:
-        ops = engine.log.operations(range(after + 1, upto + 1))
-    except Exception:  # folded or unreadable commits: say the data changed (always true to say)
+        blobs = engine.store.read_many(names)
+        commits = [Commit.from_bytes(b, name=n) for n, b in blobs.items() if b is not None]
+    except Exception:  # unreadable commits: say the data changed (always true to say)
         return True
-    return not all(op in REWRITE_OPERATIONS for op, _ in ops.values()) or len(ops) != upto - after
+    if len(commits) != len(names):
+        return True  # folded commits (vacuum): likewise
+    return not all(c.operation in REWRITE_OPERATIONS for c in commits if table in touched(c))
 
 
 def remove_log(store: Store, table: str) -> int:
@@ -578,4 +594,5 @@ __all__ = [
     "storage_options",
     "table_uri",
     "target",
+    "touched",
 ]
