@@ -358,7 +358,10 @@ def test_superseded_adds_and_running_executions_publish_as_the_views_show_them(t
     wh = warehouse.open(str(root), create=True)
     ids = [f"ex-{i}" for i in range(4)]
     add_runs(wh, 4, ids=ids)
-    add_runs(wh, 2, ids=ids[:2], start=50)  # the same ids again: these adds win
+    add_runs(wh, 2, ids=ids[:2], start=40)  # the same ids again: these adds win...
+    add_runs(
+        wh, 2, ids=ids[:2], agent=AGENTS[1], start=50
+    )  # ...until these (another partition; all of the last file hidden)
     with wh.writer(dataset=DATASET, agent=AGENTS[0], flush_interval=None) as w:
         ex = w.start_execution(task_id="running", metadata={"k": "even"})
         w.flush()
@@ -392,6 +395,26 @@ def test_a_local_root_delta_rs_cannot_use_is_refused_naming_the_path(tmp_path: P
             wh.publish("delta")
         assert str(root) in str(err.value)
         assert not any((root / t / "_delta_log").exists() for t in TABLE_VIEW)
+
+
+def test_a_root_with_spaces_unicode_and_hash_publishes_and_reads(tmp_path: Path) -> None:
+    """Characters delta-rs percent-encodes in the table URI. (Polars 2.1's `read_delta` cannot read
+    any Delta table under such a local path, one delta-rs wrote itself included, so DataFusion and
+    deltalake's QueryBuilder read it here.)"""
+    from datafusion import SessionContext
+    from deltalake import QueryBuilder
+
+    root = tmp_path / "my wh ü #1"
+    wh = warehouse.open(str(root), create=True)
+    add_runs(wh, 3, dataset=ODD_DATASET, agent=ODD_AGENT, attack=ATTACKS[1], ids=["x", "y", "z"])
+    add_runs(wh, 1, ids=["x"], start=10)
+    wh.publish("delta")
+    for t in ("executions", "messages", "attacks"):
+        ctx = SessionContext()
+        ctx.register_table("t", DeltaTable(uri(root, t)))
+        assert norm(ctx.sql("select * from t").to_arrow_table(), t) == view_rows(wh, t), t
+        qb = pa.table(QueryBuilder().register("t", DeltaTable(uri(root, t))).execute("select * from t").read_all())
+        assert norm(qb, t) == view_rows(wh, t), t
 
 
 # -- 6. schema evolution ------------------------------------------------------------------------------------
