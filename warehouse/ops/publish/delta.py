@@ -249,6 +249,15 @@ def log_present(store: Store, table: str) -> bool:
     return bool(store.list_names(f"{table}/{DELTA_LOG}"))
 
 
+_COMMIT_FILE = re.compile(r"^\d{20}\.|^_last_checkpoint$")  # commits, checkpoints (one or several parts)
+
+
+def _has_commits(store: Store, table: str) -> bool:
+    """Whether `table`'s `_delta_log` holds a Delta commit or checkpoint (not only the temporary
+    files of a commit in progress, which another publisher creating the table leaves for a moment)."""
+    return any(_COMMIT_FILE.match(n) for n in store.list_names(f"{table}/{DELTA_LOG}"))
+
+
 def _content_name(prefix: str, *parts: str) -> str:
     h = hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:32]
     return f"{DERIVED_PREFIX}{prefix}-{h}.parquet"
@@ -420,8 +429,10 @@ def publish_table(
         props = CommitProperties(custom_metadata=meta, app_transactions=txn, max_commit_retries=0)
         try:
             if dt is None:
-                if log_present(store, table):
-                    # delta-rs sees no table in a log folder that holds files: damaged; never write over it
+                if _has_commits(store, table):
+                    if open_table(uri, options) is not None:
+                        continue  # another publisher created the table since we looked: read it
+                    # delta-rs sees no table in a log folder that holds commits: damaged; never write over it
                     raise PublishFailed(
                         f"{uri}/{DELTA_LOG} holds files but no readable Delta table; "
                         "run `warehouse publish delta --rebuild` to write it again"
