@@ -20,12 +20,11 @@ import warnings
 import weakref
 from typing import TYPE_CHECKING
 
-from warehouse.core.schemas import catalog
 from warehouse.engine import keys
 from warehouse.engine.engine import OPEN_HOOKS
 from warehouse.manifest import Commit
 from warehouse.ops.publish import settings
-from warehouse.ops.publish.delta import publish_table
+from warehouse.ops.publish.delta import publish_table, touched
 
 if TYPE_CHECKING:
     from warehouse.engine.engine import Engine
@@ -36,16 +35,6 @@ EXIT_WAIT = 60.0
 
 class PublicationWarning(UserWarning):
     """Automatic publication failed after a commit (the commit itself stands)."""
-
-
-def touched(commit: Commit) -> set[str]:
-    """The tables whose published rows `commit` may change."""
-    out = {f.table for f in commit.add} | {r.table for r in commit.remove}
-    if keys.SUPERSEDED in out:
-        out |= set(keys.KEYED_TABLES)  # superseded adds hide rows of these
-    if "executions_live" in out:
-        out.add("executions")  # running executions show in the executions view
-    return out & set(catalog().tables)
 
 
 class AutoPublisher:

@@ -57,7 +57,7 @@ from warehouse.core.schemas import catalog
 from warehouse.core.storage import Store
 from warehouse.engine import keys, reader
 from warehouse.engine.datafiles import PARQUET_OPTIONS, read_data_file
-from warehouse.manifest import Snapshot
+from warehouse.manifest import Commit, Snapshot, commit_name
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
@@ -72,6 +72,9 @@ DELTA_LOG = "_delta_log"
 #: Warehouse operations that move rows between files without changing them (`dataChange=false`).
 REWRITE_OPERATIONS = frozenset({"compact"})
 RETRIES = 8
+#: At most this many warehouse commits are read to tell a compaction's Delta commit (`dataChange`
+#: false) from a data change; a longer range publishes `dataChange` true, which is always correct.
+DATA_CHANGE_SCAN = 64
 
 
 @dataclass
@@ -249,6 +252,15 @@ def log_present(store: Store, table: str) -> bool:
     return bool(store.list_names(f"{table}/{DELTA_LOG}"))
 
 
+_COMMIT_FILE = re.compile(r"^\d{20}\.|^_last_checkpoint$")  # commits, checkpoints (one or several parts)
+
+
+def _has_commits(store: Store, table: str) -> bool:
+    """Whether `table`'s `_delta_log` holds a Delta commit or checkpoint (not only the temporary
+    files of a commit in progress, which another publisher creating the table leaves for a moment)."""
+    return any(_COMMIT_FILE.match(n) for n in store.list_names(f"{table}/{DELTA_LOG}"))
+
+
 def _content_name(prefix: str, *parts: str) -> str:
     h = hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:32]
     return f"{DERIVED_PREFIX}{prefix}-{h}.parquet"
@@ -385,6 +397,62 @@ def _actions(
     return [*removes, *adds], len(removes), len(adds)
 
 
+class _Retry(Exception):
+    """Read the log again and start over (another publisher got there first, or the schema grew)."""
+
+
+def _create(
+    engine: Engine, table: str, uri: str, options: Mapping[str, str] | None, want: Mapping[str, Entry], props: Any
+) -> tuple[int, int, bool]:
+    """Create `table`'s Delta log naming `want`; returns (added, removed, data_change)."""
+    from deltalake import Schema
+    from deltalake.transaction import create_table_with_add_actions
+
+    schema = delta_schema(table)
+    if _has_commits(engine.store, table):
+        if open_table(uri, options) is not None:
+            raise _Retry  # another publisher created the table since we looked: read it
+        # delta-rs sees no table in a log folder that holds commits: damaged; never write over it
+        raise PublishFailed(
+            f"{uri}/{DELTA_LOG} holds files but no readable Delta table; "
+            "run `warehouse publish delta --rebuild` to write it again"
+        )
+    actions, _, n_add = _actions(table, want, (), schema, True)
+    create_table_with_add_actions(
+        uri,
+        Schema.from_arrow(schema),
+        actions,
+        mode="error",
+        partition_by=list(catalog().partition_columns),
+        name=table,
+        description=catalog().table(table).doc,
+        storage_options=dict(options) if options else None,
+        commit_properties=props,
+    )
+    return n_add, 0, True
+
+
+def _append(
+    engine: Engine, table: str, dt: DeltaTable, done: int, version: int, want: Mapping[str, Entry], props: Any
+) -> tuple[int, int, bool] | None:
+    """Commit to `dt` the difference between the files it names and `want`; returns (added, removed,
+    data_change), or None if there is no difference (the log already names exactly these files: it
+    reflects this version too, and no empty Delta commit is made)."""
+    schema = delta_schema(table)
+    if _schema_grew(dt, schema):
+        dt.alter.add_columns(_new_fields(dt, schema))  # schema evolution: its own Delta commit
+        raise _Retry
+    have = delta_files(dt, table)
+    if have == want.keys():
+        return None
+    data_change = _data_change(engine, table, done, version)
+    actions, n_rm, n_add = _actions(table, want, have, schema, data_change)
+    dt.create_write_transaction(
+        actions, mode="append", schema=schema, partition_by=list(catalog().partition_columns), commit_properties=props
+    )
+    return n_add, n_rm, data_change
+
+
 def publish_table(
     engine: Engine,
     table: str,
@@ -394,21 +462,19 @@ def publish_table(
     rebuild: bool = False,
 ) -> TablePublication:
     """Bring `table`'s Delta log to `snapshot` (see the module docstring); idempotent."""
-    from deltalake import Schema
     from deltalake.exceptions import CommitFailedError
-    from deltalake.transaction import CommitProperties, Transaction, create_table_with_add_actions
+    from deltalake.transaction import CommitProperties, Transaction
 
     store = engine.store
     uri = table_uri(store, table)
     options = storage_options(store)
-    schema = delta_schema(table)
-    pcols = list(catalog().partition_columns)
     report = TablePublication(table, snapshot.version, None)
     if rebuild:
         remove_log(store, table)
     want: dict[str, Entry] | None = None
     for _attempt in range(RETRIES):
         dt = open_table(uri, options)
+        done = -1
         if dt is not None:
             done = _check_ours(uri, dt, table)
             if done >= snapshot.version:
@@ -416,52 +482,20 @@ def publish_table(
                 return report
         if want is None:
             want = target(engine, snapshot, table, hidden, report)
-        meta = {
-            "warehouse.version": snapshot.version,
-            "warehouse.table": table,
-        }
+        meta = {"warehouse.version": snapshot.version, "warehouse.table": table}
         txn = [Transaction(APP_ID, snapshot.version)]
         props = CommitProperties(custom_metadata=meta, app_transactions=txn, max_commit_retries=0)
         try:
             if dt is None:
-                if log_present(store, table):
-                    # delta-rs sees no table in a log folder that holds files: damaged; never write over it
-                    raise PublishFailed(
-                        f"{uri}/{DELTA_LOG} holds files but no readable Delta table; "
-                        "run `warehouse publish delta --rebuild` to write it again"
-                    )
-                actions, _, n_add = _actions(table, want, (), schema, True)
-                create_table_with_add_actions(
-                    uri,
-                    Schema.from_arrow(schema),
-                    actions,
-                    mode="error",
-                    partition_by=pcols,
-                    name=table,
-                    description=catalog().table(table).doc,
-                    storage_options=dict(options) if options else None,
-                    commit_properties=props,
-                )
-                report.added, report.removed = n_add, 0
+                done_ = _create(engine, table, uri, options, want, props)
             else:
-                data_change = _data_change(engine, done, snapshot.version)
-                have = delta_files(dt, table)
-                actions, n_rm, n_add = _actions(table, want, have, schema, data_change)
-                if not actions and not _schema_grew(dt, schema):
-                    # The log already names exactly these files: it reflects this version too. No
-                    # empty Delta commit per table per warehouse commit (automatic mode publishes a
-                    # table only when a commit touched it anyway).
+                maybe = _append(engine, table, dt, done, snapshot.version, want, props)
+                if maybe is None:
                     report.warehouse_version, report.delta_version = done, dt.version()
                     return report
-                if _schema_grew(dt, schema):
-                    dt.alter.add_columns(_new_fields(dt, schema))  # schema evolution: its own Delta commit
-                    continue
-                dt.create_write_transaction(
-                    actions, mode="append", schema=schema, partition_by=pcols, commit_properties=props
-                )
-                report.added, report.removed, report.data_change = n_add, n_rm, data_change
-        except CommitFailedError:
-            continue  # another publisher committed this Delta version: read the log again
+                done_ = maybe
+        except (_Retry, CommitFailedError):
+            continue  # another publisher committed this Delta version (or the schema grew): read the log again
         except Exception as exc:
             if _is_conflict(exc):
                 continue
@@ -469,10 +503,10 @@ def publish_table(
                 raise
             # The commit's answer was lost (S3: the connection broke after the put): its transaction
             # in the log says it landed, so it counts as this publication's commit, made once.
-            report.added, report.removed = len(want), 0
-            if dt is not None:
-                _, report.removed, report.added = _actions(table, want, delta_files(dt, table), schema, True)
-                report.data_change = _data_change(engine, done, snapshot.version)
+            have = delta_files(dt, table) if dt is not None else set()
+            _, n_rm, n_add = _actions(table, want, have, delta_schema(table), True)
+            done_ = (n_add, n_rm, _data_change(engine, table, done, snapshot.version) if dt is not None else True)
+        report.added, report.removed, report.data_change = done_
         report.committed = True
         dt = open_table(uri, options)
         report.delta_version = dt.version() if dt is not None else None
@@ -514,15 +548,31 @@ def _new_fields(dt: DeltaTable, schema: pa.Schema) -> list[Any]:
     return [Field(f.name, f.type, nullable=True) for f in delta.fields if f.name not in have]
 
 
-def _data_change(engine: Engine, after: int, upto: int) -> bool:
-    """False if every warehouse commit after..upto only moved rows between files (compaction)."""
-    if after < 0 or upto <= after:
-        return True
+def touched(commit: Commit) -> set[str]:
+    """The tables whose published rows `commit` may change."""
+    out = {f.table for f in commit.add} | {r.table for r in commit.remove}
+    if keys.SUPERSEDED in out:
+        out |= set(keys.KEYED_TABLES)  # superseded adds hide rows of these
+    if "executions_live" in out:
+        out.add("executions")  # running executions show in the executions view
+    return out & set(catalog().tables)
+
+
+def _data_change(engine: Engine, table: str, after: int, upto: int) -> bool:
+    """False if every warehouse commit after..upto that touched `table` only moved rows between
+    files (compaction). Commits that left `table` alone do not count: a table's log records the
+    last version that changed it, so the range usually holds other tables' writes too."""
+    if after < 0 or upto <= after or upto - after > DATA_CHANGE_SCAN:
+        return True  # (a long range: reading every commit in it costs more than the flag is worth)
+    names = [commit_name(v) for v in range(after + 1, upto + 1)]
     try:
-        ops = engine.log.operations(range(after + 1, upto + 1))
-    except Exception:  # folded or unreadable commits: say the data changed (always true to say)
+        blobs = engine.store.read_many(names)
+        commits = [Commit.from_bytes(b, name=n) for n, b in blobs.items() if b is not None]
+    except Exception:  # unreadable commits: say the data changed (always true to say)
         return True
-    return not all(op in REWRITE_OPERATIONS for op, _ in ops.values()) or len(ops) != upto - after
+    if len(commits) != len(names):
+        return True  # folded commits (vacuum): likewise
+    return not all(c.operation in REWRITE_OPERATIONS for c in commits if table in touched(c))
 
 
 def remove_log(store: Store, table: str) -> int:
@@ -599,4 +649,5 @@ __all__ = [
     "storage_options",
     "table_uri",
     "target",
+    "touched",
 ]
