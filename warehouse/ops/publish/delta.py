@@ -274,10 +274,18 @@ def _live_rows(store: Store, snapshot: Snapshot) -> pa.Table | None:
 
 
 def target(
-    engine: Engine, snapshot: Snapshot, table: str, hidden: keys.Hidden, report: TablePublication
+    engine: Engine,
+    snapshot: Snapshot,
+    table: str,
+    hidden: keys.Hidden,
+    report: TablePublication,
+    *,
+    dry: bool = False,
 ) -> dict[str, Entry]:
     """The files (warehouse-relative path -> Entry) that `table`'s Delta version for `snapshot`
-    names; derived files are written here (before the commit that names them)."""
+    names; derived files are written here (before the commit that names them). `dry` writes
+    nothing: the paths are the same (derived files are named by their content), and the Entry of
+    a derived file that does not exist has `bytes` -1 (doctor compares a log with this)."""
     store = engine.store
     out: dict[str, Entry] = {}
     for f in snapshot.table_files(table):
@@ -290,6 +298,9 @@ def target(
         # The superseded adds of a file only grow while it is active: the count names the content.
         name = _content_name("kept", f.path, str(n))
         rel = derived_path(table, f.partition, name)
+        if dry and not store.exists(rel):
+            out[rel] = Entry(rel, f.partition, f.rows - n, -1, {}, derived=True)
+            continue
         if store.exists(rel):
             out[rel] = Entry(rel, f.partition, f.rows - n, _size(store, rel), {}, derived=True)
             continue
@@ -312,6 +323,11 @@ def target(
                 part = dict(zip(pcols, k))
                 rows = live.take(pa.array(idx, pa.int64()))
                 name = _content_name("live", *k, *(f"{ids[i]}@{revs[i]}" for i in idx))
+                if dry:
+                    rel = derived_path(table, part, name)
+                    size = _size(store, rel) if store.exists(rel) else -1
+                    out[rel] = Entry(rel, part, rows.num_rows, size, {}, derived=True)
+                    continue
                 rel, size, written = _write_derived(store, table, part, name, rows)
                 report.derived_files += written
                 report.derived_bytes += size if written else 0
