@@ -71,6 +71,8 @@ def test_vacuum_keeps_the_files_a_delta_log_behind_the_warehouse_still_names(
     wh.compact()  # publication is manual: the Delta log still names the three small files
     assert not named_before & set(wh.engine.snapshot.files)
 
+    out = _cli("vacuum", "--url", str(root), "--retain", "0s", "--dry-run")
+    assert out.returncode == 0 and "removed file(s) the latest Delta versions still name" in out.stdout, out
     res = wh.vacuum(retain=timedelta(0))
     assert set(res.kept_for_delta) >= named_before and not set(res.removed) & named_before
     assert all((root / p).exists() for p in named_before)

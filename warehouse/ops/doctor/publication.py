@@ -29,16 +29,22 @@ REBUILD = (
 PUBLISH = "run `warehouse publish delta --url URL` (or wait for the automatic publication of the next commit)"
 
 
-def _named_by_version(store: Store, version: int, table: str, options: Mapping[str, Any] | None) -> set[str] | None:
+def _named_by_version(
+    store: Store, version: int, table: str, options: Mapping[str, Any] | None, engines: dict[int, Any]
+) -> set[str] | None:
     """The paths `table`'s Delta version for warehouse `version` should name (None: that version
-    cannot be opened, e.g. folded away by vacuum)."""
+    cannot be opened, e.g. folded away by vacuum); `engines` caches the engines opened per version."""
     from warehouse.engine import keys
     from warehouse.engine.engine import open_engine
     from warehouse.ops.publish import delta
 
-    try:
-        engine = open_engine(store.url, version=version, storage_options=options)
-    except Exception:  # a version vacuum made unreadable, or a damaged log: nothing to compare with
+    if version not in engines:
+        try:
+            engines[version] = open_engine(store.url, version=version, storage_options=options)
+        except Exception:  # a version vacuum made unreadable, or a damaged log: nothing to compare with
+            engines[version] = None
+    engine = engines[version]
+    if engine is None:
         return None
     snap = engine.snapshot
     hidden = keys.Hidden(engine.keys, engine.store, snap)
@@ -66,6 +72,7 @@ def check_publication(
         for t in {a.table for a in c.add} | {r.table for r in c.remove}:
             last_change[t] = max(last_change.get(t, -1), v)
     latest = max(commits, default=-1)
+    engines: dict[int, Any] = {}
     checked = 0
     for table in catalog().tables:
         path = f"{table}/{delta.DELTA_LOG}"
@@ -82,13 +89,13 @@ def check_publication(
                 )
             continue
         checked += 1
-        finding = _check_log(store, table, listed, report, exact=exact, storage_options=storage_options)
+        finding = _check_log(store, table, listed, report, engines, exact=exact, storage_options=storage_options)
         if finding is not None:
             report.findings.append(finding)
             continue
         done = _published(store, table)
         if wanted and done is not None and done < last_change.get(table, -1):
-            now = _named_by_version(store, latest, table, storage_options)
+            now = _named_by_version(store, latest, table, storage_options, engines)
             if now is None or now != _named(store, table):
                 report.findings.append(
                     Finding(
@@ -127,6 +134,7 @@ def _check_log(
     table: str,
     listed: Mapping[str, int],
     report: DoctorReport,
+    engines: dict[int, Any],
     *,
     exact: bool,
     storage_options: Mapping[str, Any] | None,
@@ -169,7 +177,7 @@ def _check_log(
         )
     if not exact:
         return None  # the warehouse's own log is damaged: no version to compare with
-    should = _named_by_version(store, done, table, storage_options)
+    should = _named_by_version(store, done, table, storage_options, engines)
     if should is None:
         report.notes.append(
             f"{path}: warehouse version {done}, which it reflects, cannot be opened any more "
