@@ -195,8 +195,12 @@ def _check_log(
 
 
 def is_publication_path(rel: str) -> bool:
-    """A file of a table's Delta log, or a derived file of publication: neither an orphan nor stray."""
+    """A file of a table's Delta log, or a derived file of publication where publication writes
+    them (at a partition's depth): neither an orphan nor a stray."""
     from warehouse.ops.publish import delta
+    from warehouse.ops.vacuum import is_derived_path
 
     parts = rel.split("/")
-    return (len(parts) > 2 and parts[1] == delta.DELTA_LOG) or delta.is_derived(rel)
+    if len(parts) > 2 and parts[0] in catalog().tables and parts[1] == delta.DELTA_LOG:
+        return True
+    return is_derived_path(rel, catalog().tables, catalog().partition_columns)
