@@ -205,3 +205,19 @@ def test_doctor_warns_of_a_log_behind_when_publication_is_automatic(root: Path, 
     assert all("warehouse publish delta" in f.fix for f in report.warnings if f.kind == "publication-behind")
     assert _cli("publish", "delta", "--url", str(root)).returncode == 0
     assert _publication_findings(wh) == []
+
+
+def test_a_first_delta_commit_killed_before_it_landed_does_not_block_publication(
+    root: Path, config: dict[str, Any]
+) -> None:
+    # delta-rs writes a commit to `_delta_log/_commit_<uuid>.json.tmp`, then renames it: a publisher
+    # killed in between leaves the temp file alone in the folder, which is no log.
+    wh = _warehouse(root, config, flushes=1)
+    log = root / "executions" / "_delta_log"
+    log.mkdir(parents=True)
+    (log / "_commit_0b1c.json.tmp").write_text('{"commitInfo":{}}\n')
+    assert not delta_pub.log_present(wh.engine.store, "executions")
+    assert _publication_findings(wh) == []
+    wh.publish("delta")
+    assert _delta_count(root, "executions") == 4
+    assert _publication_findings(wh) == [] and wh.doctor().healthy

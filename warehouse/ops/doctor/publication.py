@@ -76,7 +76,7 @@ def check_publication(
     checked = 0
     for table in catalog().tables:
         path = f"{table}/{delta.DELTA_LOG}"
-        if not any(p.startswith(path + "/") for p in listed):
+        if not delta.log_present(store, table):  # (a first commit's temp file alone is no log)
             if wanted and any(f.table == table for f in files.values()):
                 report.findings.append(
                     Finding(

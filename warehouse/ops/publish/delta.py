@@ -244,9 +244,15 @@ def _size(store: Store, rel: str) -> int:
     return size
 
 
+#: What a Delta log's own files are named (a commit, a checkpoint, its hint); anything else in the
+#: folder, such as delta-rs' `_commit_<uuid>.json.tmp` of a commit in flight or killed, is not the log.
+_LOG_FILE = re.compile(r"^\d{20}\.(json|crc|checkpoint(\.\d+\.\d+)?\.parquet)$|^_last_checkpoint$")
+
+
 def log_present(store: Store, table: str) -> bool:
-    """Whether `table`'s folder holds a `_delta_log` with anything in it."""
-    return bool(store.list_names(f"{table}/{DELTA_LOG}"))
+    """Whether `table`'s folder holds a `_delta_log` with a commit or checkpoint in it (a folder
+    holding only the temp file of a first commit that was killed, or is still in flight, is no log)."""
+    return any(_LOG_FILE.match(n.rsplit("/", 1)[-1]) for n in store.list_names(f"{table}/{DELTA_LOG}"))
 
 
 def _content_name(prefix: str, *parts: str) -> str:
