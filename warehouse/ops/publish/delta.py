@@ -443,6 +443,8 @@ def publish_table(
         try:
             if dt is None:
                 if log_present(store, table):
+                    if open_table(uri, options) is not None:
+                        continue  # another publisher created the table since it was read: read it again
                     # delta-rs sees no table in a log folder that holds files: damaged; never write over it
                     raise PublishFailed(
                         f"{uri}/{DELTA_LOG} holds files but no readable Delta table; "
