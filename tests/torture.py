@@ -20,6 +20,15 @@ flight, and are let go only once the vacuum has deleted one of those files; the 
 refuse them (StaleDataFile) and the writer write them again: a commit never names a deleted file,
 and nothing acknowledged is lost.
 
+The publication case (`run(..., roles=PUBLICATION_ROLES)`, `--publication`): writers of a
+warehouse opened with `publish=["delta"]` (each commit published in the background), processes
+calling `wh.publish("delta")` in a loop, and compaction, all killed at random moments. Afterwards,
+before anything is vacuumed, every Delta version of every table opens and reads with Polars
+(`read_delta(version=)`), names exactly the files that the warehouse version its `warehouse`
+transaction records should name (`delta.target`, computed without writing), and no transaction
+goes back from one Delta version to the next; then one `wh.publish` brings every log to the
+latest version.
+
 `run()` is what tests/test_torture.py calls with a smaller number of kills.
 """
 
@@ -51,6 +60,9 @@ import warehouse  # noqa: E402
 ROLES = {"writer": 3, "compact": 1, "vacuum": 1, "checkpoint": 1, "sync": 1}
 #: The short-window case: a vacuum at the minimum window beside four writers and compaction.
 SHORT_WINDOW_ROLES = {"writer": 4, "compact": 1, "vacuum-short": 1, "checkpoint": 1}
+#: The publication case: publishing writers, manual publishers and compaction (no vacuum: every Delta
+#: version must stay readable for the checks).
+PUBLICATION_ROLES = {"writer-publish": 2, "publish": 2, "compact": 1}
 
 
 @dataclass
@@ -89,6 +101,8 @@ class Summary:
     stale_refused: int = 0  # commits that refused files older than the deadline (then written again)
     doctor_problems: list[str] = field(default_factory=list)
     sync_target_rows: int = 0
+    delta_versions_checked: int = 0  # publication case: Delta versions opened, read and compared
+    delta_rows_read: int = 0
     seconds: float = 0.0
 
     @property
@@ -112,6 +126,7 @@ class Summary:
             ("commits refusing stale files", self.stale_refused),
             ("doctor problems besides orphans", len(self.doctor_problems)),
             ("rows in the sync target", self.sync_target_rows),
+            ("Delta versions checked (rows read)", f"{self.delta_versions_checked} ({self.delta_rows_read})"),
             ("seconds", f"{self.seconds:.1f}"),
         ]
         width = max(len(k) for k, _ in rows)
@@ -296,9 +311,9 @@ def _check(root: str, dst: str, options: dict[str, Any] | None, workers: list[Wo
             parts = line.split()
             if parts and parts[0] == "stale":
                 s.stale_refused += 1
-            if w.role == "writer" and parts[0] == "ack":
+            if w.role.startswith("writer") and parts[0] == "ack":
                 acked[(w.tag, int(parts[1]))] = int(parts[2])
-            elif w.role != "writer" and parts and parts[0] == w.role:
+            elif not w.role.startswith("writer") and parts and parts[0] == w.role:
                 s.maintenance_ops[w.role] += 1
     s.acknowledged_batches = len(acked)
     for w in workers:  # every worker ends by the harness's kill -9; any other end is a failure it hit
@@ -306,6 +321,8 @@ def _check(root: str, dst: str, options: dict[str, Any] | None, workers: list[Wo
             s.doctor_problems.append(
                 f"{w.tag} ({w.role}) exited by itself with status {w.proc.returncode}; see {w.tag}.stderr"
             )
+    if any(w.role in ("publish", "writer-publish") for w in workers):
+        _check_publication(root, options, s)
     wh = warehouse.open(root, storage_options=options)  # it opens
     try:
         ids = Counter(r[0] for r in wh.sql("select execution_id from executions").fetchall())
@@ -353,6 +370,66 @@ def _check(root: str, dst: str, options: dict[str, Any] | None, workers: list[Wo
         pass  # no sync finished its first commit
 
 
+def _check_publication(root: str, options: dict[str, Any] | None, s: Summary) -> None:
+    """Every Delta version of every table reads and names what its warehouse version should; no
+    transaction goes back; a publish brings every log to the latest version (module docstring)."""
+    import polars as pl
+
+    from warehouse.engine import keys
+    from warehouse.engine.engine import open_engine
+    from warehouse.ops.publish import delta
+
+    engines: dict[int, Any] = {}
+    targets: dict[tuple[str, int], set[str]] = {}
+
+    def should(table: str, version: int) -> set[str]:
+        if (table, version) not in targets:
+            if version not in engines:
+                engines[version] = open_engine(root, version=version, storage_options=options)
+            e = engines[version]
+            hidden = keys.Hidden(e.keys, e.store, e.snapshot)
+            report = delta.TablePublication(table, version, None)
+            targets[(table, version)] = set(delta.target(e, e.snapshot, table, hidden, report, dry=True))
+        return targets[(table, version)]
+
+    wh = warehouse.open(root, storage_options=options)
+    store = wh.engine.store
+    dopts = delta.storage_options(store)
+    for table in delta.tables():
+        uri = delta.table_uri(store, table)
+        latest = delta.open_table(uri, dopts)
+        if latest is None:
+            continue
+        previous = -1
+        for v in range(latest.version() + 1):
+            try:
+                dt = delta.open_table(uri, dopts, version=v)
+                assert dt is not None
+                txn = delta.published_version(dt)
+                rows = pl.read_delta(uri, version=v, storage_options=dopts).height
+            except Exception as exc:
+                s.doctor_problems.append(f"Delta {table} v{v} cannot be read: {type(exc).__name__}: {str(exc)[:200]}")
+                continue
+            s.delta_versions_checked += 1
+            s.delta_rows_read += rows
+            if txn is None or txn < previous:
+                s.doctor_problems.append(f"Delta {table} v{v}: warehouse transaction {txn} after {previous}")
+                continue
+            previous = txn
+            named = delta.delta_files(dt, table)
+            if named != should(table, txn):
+                s.doctor_problems.append(
+                    f"Delta {table} v{v} (warehouse {txn}) names {len(named)} files, not the "
+                    f"{len(should(table, txn))} that version should: {sorted(named ^ should(table, txn))[:3]}"
+                )
+    wh.publish("delta")
+    wh.refresh()
+    for table in delta.tables():
+        dt = delta.open_table(delta.table_uri(store, table), dopts)
+        if dt is None or delta.delta_files(dt, table) != should(table, wh.version):
+            s.doctor_problems.append(f"after publish, Delta {table} does not name the files of version {wh.version}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=100)
@@ -363,6 +440,9 @@ def main() -> None:
         type=float,
         default=4.0,
         help="then run the short-window case with this minimum window, in seconds (0: skip it)",
+    )
+    ap.add_argument(
+        "--publication", type=int, default=None, help="kills of the publication case (default: --kills; 0: skip it)"
     )
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="torture-"))
@@ -391,6 +471,14 @@ def main() -> None:
         for p in s.doctor_problems:
             print("problem:", p)
         ok = ok and s.ok
+    kills = args.kills if args.publication is None else args.publication
+    if kills:
+        print(f"\ntorture, publication case: {kills} kills, roles {PUBLICATION_ROLES}", flush=True)
+        s = run(str(work / "wh-publish"), kills, seed=args.seed, logs=work / "logs-publish", roles=PUBLICATION_ROLES)
+        print(s.table())
+        for p in s.doctor_problems:
+            print("problem:", p)
+        ok = ok and s.ok and s.delta_versions_checked > 0
     sys.exit(0 if ok else 1)
 
 

@@ -21,6 +21,10 @@ Roles (each loops forever and prints one line per finished operation, flushed):
               deleted...>` (for the short-window case)
   checkpoint  wh.checkpoint(); prints `checkpointed <version>`
   sync        wh.sync_to(DST); prints `synced <version>`
+  writer-publish  a writer of a warehouse opened with publish=["delta"] (each commit is published
+              in the background); after each flush it waits for that publication, then prints
+              `ack <n> <size> <version>`
+  publish     wh.publish("delta") in a loop; prints `publish <version> <commits>`
 """
 
 import json
@@ -68,7 +72,7 @@ def stall_before_commits(every: dict[str, int]) -> None:
     Log.commit = commit
 
 
-ROLES = ("writer", "compact", "vacuum", "vacuum-short", "checkpoint", "sync")
+ROLES = ("writer", "writer-publish", "publish", "compact", "vacuum", "vacuum-short", "checkpoint", "sync")
 
 
 def main() -> None:
@@ -82,9 +86,9 @@ def main() -> None:
         manifest.MIN_ORPHAN_WINDOW = timedelta(seconds=float(short))
         manifest.COMMIT_DEADLINE = timedelta(seconds=float(short) / 2)
         stall_before_commits({"append": 3, "compact": 2})
-    wh = warehouse.open(root, storage_options=options)
+    wh = warehouse.open(root, storage_options=options, publish=["delta"] if role == "writer-publish" else None)
     print("ready", flush=True)
-    if role == "writer":
+    if role in ("writer", "writer-publish"):
         config = CONFIGS[rng.randrange(len(CONFIGS))]
         with wh.writer(**config, flush_interval=None) as w:
             n = 0
@@ -103,6 +107,8 @@ def main() -> None:
                         ],
                     )
                 version = w.flush()
+                if role == "writer-publish":
+                    wh.wait_for_publication()
                 print(f"ack {n} {size} {version}", flush=True)
     ops = {
         "compact": lambda: wh.compact(),
@@ -110,6 +116,7 @@ def main() -> None:
         "vacuum-short": lambda: wh.vacuum(retain=timedelta(0), orphan_window=manifest.MIN_ORPHAN_WINDOW),
         "checkpoint": lambda: wh.checkpoint(),
         "sync": lambda: wh.sync_to(sys.argv[5], storage_options=options),
+        "publish": lambda: wh.publish("delta"),
     }
     op = ops[role]
     while True:
@@ -119,7 +126,13 @@ def main() -> None:
             done = op()
         except warehouse.CommitConflict:
             pass  # another maintenance process won this round: try again
+        except warehouse.PublishFailed as exc:
+            if "kept committing" not in str(exc):
+                raise
+            print("publish-contended", flush=True)  # other publishers won every round: try again
         deleted = " ".join(done.orphans) if role == "vacuum-short" and done is not None else ""
+        if role == "publish" and done is not None:
+            deleted = str(done.commits)
         print(f"{role} {wh.version} {deleted}".rstrip(), flush=True)
 
 

@@ -195,6 +195,7 @@ def vacuum(
         *(["removed", 1, p] for p in result.removed),
         *(["orphan", 1, p] for p in result.orphans),
         *(["temp", 1, p] for p in result.temp),
+        *(["derived", 1, p] for p in result.derived),
     ]
     if fmt is not Format.table:
         emit(cols, rows, fmt)
@@ -207,10 +208,16 @@ def vacuum(
     what = (
         f"{result.files} file{'s' * (result.files != 1)} ({human_size(result.bytes)}): {len(result.removed)} removed "
         f"before {result.cutoff:%Y-%m-%d %H:%M:%S} UTC, {len(result.orphans)} orphans, {len(result.temp)} temp"
+        + (f", {len(result.derived)} Delta derived" if result.derived else "")
     )
     kept = (
         f"; kept {result.young_orphans} uncommitted file(s) younger than {orphan_window}"
         if result.young_orphans
+        else ""
+    ) + (
+        f"; kept {len(result.kept_for_delta)} removed file(s) the latest Delta versions still name "
+        "(`warehouse publish delta` first)"
+        if result.kept_for_delta
         else ""
     )
     travel = f"; time travel reaches back to version {result.readable_from}" if result.readable_from is not None else ""

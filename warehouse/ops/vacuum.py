@@ -18,6 +18,14 @@ Vacuum deletes from storage what no current version needs, and nothing else:
 - (d) then folds commits older than `retain` into checkpoints, with `Log.fold_commits` when the
   manifest provides it.
 
+Publication (`warehouse.ops.publish.delta`): a file the latest Delta version of its table names is
+never deleted, even if removed from the snapshot long ago (a log that has not caught up yet still
+reads); the Delta logs are read after the listing and again after the log, just before deleting.
+Derived files (`delta-*.parquet` in partition folders, written by publication) that the latest Delta
+version of their table no longer names are deleted once last modified more than `retain` and the
+orphan window ago (so Delta time travel within the retention keeps working, and a derived file a
+publisher has just written for a commit still in flight is never taken).
+
 Never touched: `configs/*.yaml`, `runs/*.json`, commits, checkpoints, `_last_checkpoint`, and any
 file that does not look like one of the above. Empty directories are left in place (a writer may be
 about to write into one).
@@ -43,6 +51,8 @@ from warehouse.core.schemas import catalog
 from warehouse.core.storage import Store, file_mtime
 from warehouse.manifest import MANIFEST_DIR, Commit, utcnow, vacuum_hint
 from warehouse.manifest import model as manifest_model
+from warehouse.ops.publish import delta as delta_publication
+from warehouse.ops.publish import iceberg as iceberg_publication
 
 if TYPE_CHECKING:
     from warehouse.engine.engine import Engine
@@ -96,11 +106,15 @@ class VacuumResult:
     dry_run: bool
     seconds: float
     by_table: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # table -> (removed, orphans)
+    derived: tuple[str, ...] = ()  # publication's derived files no Delta log names any more, older than retain
+    kept_for_delta: tuple[
+        str, ...
+    ] = ()  # removed files kept: the latest Delta version (or Iceberg snapshot) names them
 
     @property
     def files(self) -> int:
         """Files deleted in all."""
-        return len(self.removed) + len(self.orphans) + len(self.temp)
+        return len(self.removed) + len(self.orphans) + len(self.temp) + len(self.derived)
 
 
 def _listing(store: Store, rel: str) -> dict[str, tuple[int, datetime | None]]:
@@ -128,6 +142,15 @@ def is_data_path(rel: str, tables: Mapping[str, Any], pcols: tuple[str, ...]) ->
         return False
     name = parts[-1]
     return (name.startswith("part-") and name.endswith(".parquet")) or name.startswith(".tmp-")
+
+
+def is_derived_path(rel: str, tables: Mapping[str, Any], pcols: tuple[str, ...]) -> bool:
+    """`<table>/<c1>=<v>/.../<cn>=<v>/delta-*.parquet`: a derived file of publication
+    (`warehouse.ops.publish.delta.is_derived`), where publication writes them."""
+    parts = rel.split("/")
+    if len(parts) != len(pcols) + 2 or parts[0] not in tables:
+        return False
+    return all(seg.startswith(f"{c}=") for seg, c in zip(parts[1:-1], pcols)) and delta_publication.is_derived(rel)
 
 
 def _describe(td: timedelta) -> str:
@@ -191,8 +214,13 @@ def vacuum(
 
     # List first, read the log after: a file committed in between is then known, not an orphan.
     listed: dict[str, tuple[int, datetime | None]] = {}
+    derived_listed: dict[str, tuple[int, datetime | None]] = {}
     for t in tables:
-        listed.update((p, v) for p, v in _listing(store, t).items() if is_data_path(p, tables, pcols))
+        for p, v in _listing(store, t).items():
+            if is_data_path(p, tables, pcols):
+                listed[p] = v
+            elif is_derived_path(p, tables, pcols):
+                derived_listed[p] = v
     manifest = _listing(store, MANIFEST_DIR)
     wh.refresh()
     snap = wh.snapshot
@@ -233,6 +261,20 @@ def vacuum(
         added_since = {a.path for c in new for a in c.add} | set(wh.snapshot.files)
         removed = [p for p in removed if p not in added_since]
         orphans = [p for p in orphans if p not in added_since]
+    # The Delta logs (and the Iceberg tables, if the warehouse was published to a catalog), read after
+    # the listing and the log: a file their latest versions name stays (a log behind the warehouse
+    # still reads), and so does every derived file they name.
+    named = delta_publication.referenced(wh.engine) | iceberg_publication.referenced(wh.engine)
+    kept_for_delta = tuple(p for p in removed if p in named)
+    removed = [p for p in removed if p not in named]
+    derived_cutoff = min(cutoff, orphan_cutoff)
+    derived = []
+    for p, (_, mtime) in sorted(derived_listed.items()):
+        if p in named:
+            continue
+        mtime = _modified(store, p, mtime)
+        if mtime is not None and mtime < derived_cutoff:
+            derived.append(p)
 
     readable_from = max((removed_at[p][1] for p in removed), default=None)
     hint = vacuum_hint.read(store)
@@ -242,7 +284,7 @@ def vacuum(
     if not dry_run:
         if removed:
             vacuum_hint.write(store, max(removed_at[p][1] for p in removed), now, _describe(retain))
-        _delete(store, removed + orphans + temp)
+        _delete(store, removed + orphans + temp + derived)
         fold = getattr(wh.log, "fold_commits", None)
         if fold is not None:
             with store.errors():
@@ -254,7 +296,11 @@ def vacuum(
             counts = list(by_table.get(t, (0, 0)))
             counts[kind] += 1
             by_table[t] = (counts[0], counts[1])
-    size = sum(listed[p][0] for p in removed + orphans) + sum(manifest[p][0] for p in temp)
+    size = (
+        sum(listed[p][0] for p in removed + orphans)
+        + sum(manifest[p][0] for p in temp)
+        + sum(derived_listed[p][0] for p in derived)
+    )
     return VacuumResult(
         cutoff,
         orphan_cutoff,
@@ -268,4 +314,6 @@ def vacuum(
         dry_run,
         time.perf_counter() - t0,
         dict(sorted(by_table.items())),
+        tuple(derived),
+        kept_for_delta,
     )

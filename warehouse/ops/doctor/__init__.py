@@ -34,7 +34,13 @@ What is checked, reading every commit file one by one (so that one bad file does
   such as `read_parquet('root/executions/**/*.parquet')` read them;
 - orphans (`orphan`): data files under the tables' partition directories that no commit ever
   added (a crashed writer's, an abandoned compaction's), and `_manifest/.tmp-*` / `.probe-*` files.
-  Not problems: `warehouse vacuum` deletes them once older than its orphan window.
+  Not problems: `warehouse vacuum` deletes them once older than its orphan window. The files of
+  publication (`<table>/_delta_log/**`, derived `delta-*.parquet` files) are neither orphans nor strays;
+- publication's Delta logs (`publication`): a log delta-rs cannot open or whose latest version names
+  missing files or other files than the warehouse version it records (`publication-damaged`, an
+  error), a foreign `_delta_log` (`publication-foreign`), a log behind the warehouse while automatic
+  publication is on (`publication-behind`). `repair` does not rewrite logs: `warehouse publish delta
+  --rebuild` does.
 
 `repair=True` only ever writes one new commit (operation `repair`; history is never rewritten or
 deleted): a data file that is missing, unreadable, damaged inside a page, or of another size than
@@ -80,12 +86,14 @@ def run(
     wh = target.engine if not isinstance(target, str) else None
     store = wh.store if wh is not None else Store.from_url(str(target), storage_options)
     t0 = time.perf_counter()
-    report, _, repairable = diagnose(store, footers=footers, deep=deep)
+    report, _, repairable = diagnose(store, footers=footers, deep=deep, storage_options=storage_options)
     if repair and any(f.kind in ("stray-commit", "stray-checkpoint") for f in report.problems):
         set_aside_strays(store, report)
         set_aside = [f for f in report.findings if f.kind in ("stray-commit", "stray-checkpoint")]
         notes = report.notes
-        report, _, repairable = diagnose(store, footers=footers, deep=deep)  # the log as it is now
+        report, _, repairable = diagnose(
+            store, footers=footers, deep=deep, storage_options=storage_options
+        )  # the log as it is now
         report.findings[:0] = set_aside
         report.notes[:0] = [n for n in notes if n.startswith(("moved ", "_manifest/"))]
     if repair and any(f.kind in ("corrupt-commit", "missing-commit") for f in report.problems):

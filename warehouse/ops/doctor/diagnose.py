@@ -2,12 +2,14 @@
 
 The steps: list the manifest and the data files; read the log, setting stray commits and
 checkpoints apart; find where the replay starts (commit 0 or a checkpoint); replay the log,
-comparing checkpoints on the way; check the snapshot's data files; find orphans.
+comparing checkpoints on the way; check the snapshot's data files; find orphans; check the Delta logs
+of publication (`publication`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +36,7 @@ from warehouse.ops.doctor.log import (
     stray_finding,
     version_runs,
 )
+from warehouse.ops.doctor.publication import check_publication, is_publication_path
 from warehouse.ops.doctor.report import (
     FOOTER_WORKERS,
     RESTORE,
@@ -68,11 +71,12 @@ class _State:
 
 
 def diagnose(
-    store: Store, *, footers: bool = True, deep: bool = False
+    store: Store, *, footers: bool = True, deep: bool = False, storage_options: Mapping[str, Any] | None = None
 ) -> tuple[DoctorReport, dict[str, DataFile], Repairable]:
     """Run every check (with `deep`, also read every page of every data file); returns the report,
     the latest snapshot's files as replayed (leniently: past damaged commits), and the data files a
-    repair may fix (path -> (real size, finding)).
+    repair may fix (path -> (real size, finding)). `storage_options` open past versions to compare
+    Delta logs with (`publication`).
 
     Raises WarehouseNotFound if there is no warehouse at the store's URL, StorageError if the store
     is unusable."""
@@ -84,6 +88,7 @@ def diagnose(
     _replay(s)
     _check_data_files(s, footers=footers, deep=deep)
     _find_orphans(s)
+    check_publication(store, s.listed, s.commits, s.files, s.report, exact=s.exact, storage_options=storage_options)
     s.report.seconds = time.perf_counter() - t0
     return s.report, s.files, s.repairable
 
@@ -305,7 +310,7 @@ def _find_orphans(s: _State) -> None:
     one (`stray-file`), manifest temp files, and a checkpoint hint naming a checkpoint that is gone."""
     report = s.report
     damaged = "" if s.exact else "; or added by a damaged commit: restore the log before any vacuum"
-    never = sorted(s.listed.keys() - s.ever)
+    never = sorted(p for p in s.listed.keys() - s.ever if not is_publication_path(p))
     for p in data_paths(never):
         report.findings.append(
             Finding(

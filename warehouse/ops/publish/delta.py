@@ -247,18 +247,15 @@ def _size(store: Store, rel: str) -> int:
     return size
 
 
+#: What a Delta log's own files are named (a commit, a checkpoint, its hint); anything else in the
+#: folder, such as delta-rs' `_commit_<uuid>.json.tmp` of a commit in flight or killed, is not the log.
+_LOG_FILE = re.compile(r"^\d{20}\.(json|crc|checkpoint(\.\d+\.\d+)?\.parquet)$|^_last_checkpoint$")
+
+
 def log_present(store: Store, table: str) -> bool:
-    """Whether `table`'s folder holds a `_delta_log` with anything in it."""
-    return bool(store.list_names(f"{table}/{DELTA_LOG}"))
-
-
-_COMMIT_FILE = re.compile(r"^\d{20}\.|^_last_checkpoint$")  # commits, checkpoints (one or several parts)
-
-
-def _has_commits(store: Store, table: str) -> bool:
-    """Whether `table`'s `_delta_log` holds a Delta commit or checkpoint (not only the temporary
-    files of a commit in progress, which another publisher creating the table leaves for a moment)."""
-    return any(_COMMIT_FILE.match(n) for n in store.list_names(f"{table}/{DELTA_LOG}"))
+    """Whether `table`'s folder holds a `_delta_log` with a commit or checkpoint in it (a folder
+    holding only the temp file of a first commit that was killed, or is still in flight, is no log)."""
+    return any(_LOG_FILE.match(n.rsplit("/", 1)[-1]) for n in store.list_names(f"{table}/{DELTA_LOG}"))
 
 
 def _content_name(prefix: str, *parts: str) -> str:
@@ -286,10 +283,18 @@ def _live_rows(store: Store, snapshot: Snapshot) -> pa.Table | None:
 
 
 def target(
-    engine: Engine, snapshot: Snapshot, table: str, hidden: keys.Hidden, report: TablePublication
+    engine: Engine,
+    snapshot: Snapshot,
+    table: str,
+    hidden: keys.Hidden,
+    report: TablePublication,
+    *,
+    dry: bool = False,
 ) -> dict[str, Entry]:
     """The files (warehouse-relative path -> Entry) that `table`'s Delta version for `snapshot`
-    names; derived files are written here (before the commit that names them)."""
+    names; derived files are written here (before the commit that names them). `dry` writes
+    nothing: the paths are the same (derived files are named by their content), and the Entry of
+    a derived file that does not exist has `bytes` -1 (doctor compares a log with this)."""
     store = engine.store
     out: dict[str, Entry] = {}
     for f in snapshot.table_files(table):
@@ -302,6 +307,9 @@ def target(
         # The superseded adds of a file only grow while it is active: the count names the content.
         name = _content_name("kept", f.path, str(n))
         rel = derived_path(table, f.partition, name)
+        if dry and not store.exists(rel):
+            out[rel] = Entry(rel, f.partition, f.rows - n, -1, {}, derived=True)
+            continue
         if store.exists(rel):
             out[rel] = Entry(rel, f.partition, f.rows - n, _size(store, rel), {}, derived=True)
             continue
@@ -324,6 +332,11 @@ def target(
                 part = dict(zip(pcols, k))
                 rows = live.take(pa.array(idx, pa.int64()))
                 name = _content_name("live", *k, *(f"{ids[i]}@{revs[i]}" for i in idx))
+                if dry:
+                    rel = derived_path(table, part, name)
+                    size = _size(store, rel) if store.exists(rel) else -1
+                    out[rel] = Entry(rel, part, rows.num_rows, size, {}, derived=True)
+                    continue
                 rel, size, written = _write_derived(store, table, part, name, rows)
                 report.derived_files += written
                 report.derived_bytes += size if written else 0
@@ -409,7 +422,7 @@ def _create(
     from deltalake.transaction import create_table_with_add_actions
 
     schema = delta_schema(table)
-    if _has_commits(engine.store, table):
+    if log_present(engine.store, table):
         if open_table(uri, options) is not None:
             raise _Retry  # another publisher created the table since we looked: read it
         # delta-rs sees no table in a log folder that holds commits: damaged; never write over it
