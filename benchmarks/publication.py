@@ -23,7 +23,7 @@ Delta is read with deltalake's `DeltaTable` (no `to_pyarrow_*`: those may abort 
 exit) and Polars.
 
     python -m benchmarks.publication [--executions 100000] [--flushes 1000] [--small-flushes 200]
-        [--flush-size 100] [--commits 2000] [--reps 3] [--workdir DIR] [--out FILE]
+        [--flush-size 100] [--commits 1000] [--reps 3] [--workdir DIR] [--out FILE]
 """
 
 from __future__ import annotations
@@ -151,6 +151,7 @@ def publish_vs_export(tmp: Path, n: int, flushes: int, say: Callable[[str], None
         "build_s": round(build_s, 1),
         "warehouse_bytes": data["bytes"],
         "warehouse_files": data["files"],
+        "warehouse_manifest_bytes": data["manifest_bytes"],
         "load_before": load,
         "publish": {
             "seconds": round(publish_s, 3),
@@ -427,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--flushes", type=int, default=1000)
     ap.add_argument("--small-flushes", type=int, default=200)
     ap.add_argument("--flush-size", type=int, default=100)
-    ap.add_argument("--commits", type=int, default=2000)
+    ap.add_argument("--commits", type=int, default=1000)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--parts", default="1,2,3", help="which parts to run, e.g. 3 or 1,2")
     ap.add_argument("--workdir")
