@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/python -m benchmarks.analytics --executions 200000 --out bench-analytics.json
 	$(BIN)/python -m benchmarks.keys --executions 200000 --out bench-keys.json
 	$(BIN)/python -m benchmarks.publication --commits 1000 --out bench-publication.json
+	$(BIN)/python -m benchmarks.publication_long_log --commits 10000 --out bench-long-log.json
 
 torture: install
 	$(BIN)/python tests/torture.py --kills 100

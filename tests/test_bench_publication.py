@@ -48,3 +48,13 @@ def test_the_publication_benchmark_writes_no_data_and_reports_every_part(tmp_pat
     assert (p3["delta_version"], p3["checkpoints"], p3["rows"]) == (100, 1, 101)
     assert set(p3["times"]) == {"DeltaTable(uri)", "polars scan_delta count"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench-publication.json"]  # the data is deleted
+
+
+def test_the_long_log_benchmark_counts_every_commit_once_before_and_after_compaction(tmp_path: Path) -> None:
+    from benchmarks import publication_long_log
+
+    doc = publication_long_log.run(str(tmp_path / "wh"), 120, reps=1)
+    assert doc["rows_in_view"] == doc["log"]["rows"] == doc["log_after_compaction"]["rows"] == 120
+    assert doc["log"]["txn"] == 120 and doc["log"]["files"] == 120  # caught up: every flush's file, once
+    assert 1 <= doc["log"]["delta_versions"] <= 121  # automatic mode may coalesce commits
+    assert doc["log_after_compaction"]["files"] == 1 and doc["log_after_compaction"]["txn"] == 121

@@ -231,7 +231,8 @@ def _write_derived(
     if store.is_local:
         path = store.full(rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
+        # `.tmp-*` beside data files: a publisher killed mid-write leaves what vacuum deletes as an orphan
+        tmp = os.path.join(os.path.dirname(path), f".tmp-{name}-{os.getpid()}")
         pq.write_table(rows, tmp, **PARQUET_OPTIONS)
         os.replace(tmp, path)  # a reader never sees half a file under the final name
     else:
