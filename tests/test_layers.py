@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("interop", ("warehouse.interop",)),
     ("facade", ("warehouse.warehouse", "warehouse.namespaces")),
     ("package", ("warehouse",)),  # warehouse/__init__.py: the public names
+    ("compat", ("warehouse.compat",)),  # drop-in adapters of other systems' APIs, over the facade
     ("cli", ("warehouse.cli", "warehouse.__main__")),
 ]
 
