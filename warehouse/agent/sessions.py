@@ -220,16 +220,27 @@ class Sessions:
         self._commit(row, rows, size)
         return sid
 
-    def append(self, session_id: str, messages: Any, meta: Mapping[str, Any] | None = None) -> int:
+    def append(
+        self,
+        session_id: str,
+        messages: Any,
+        meta: Mapping[str, Any] | None = None,
+        *,
+        config: Mapping[str, Any] | None = None,
+    ) -> int:
         """Add `messages` after a session's last one, without rewriting earlier files, and a new
         revision of the session (updated_at now; `meta` merged key by key over the previous meta;
-        a "title" in `meta` becomes the title). One commit. Returns the new message count.
+        a "title" in `meta` becomes the title; `config`, when given, replaces the config). One
+        commit. Returns the new message count.
 
         One writer per session at a time (see the module docstring). Raises SessionNotFound for
         an unknown id, InvalidRecord naming a bad field (nothing is stored).
         """
         prev = self._require(session_id)
         meta = _meta(meta)
+        if config is not None and not isinstance(config, Mapping):
+            raise InvalidRecord(f"config must be a dict, got {type(config).__name__} {config!r:.80}")
+        config_text = prev["config"] if config is None else records.json_text("config", config)
         start = int(prev["message_count"])
         rows, size = records.messages(session_id, _keep_nulls(messages), start)
         old_meta = json.loads(prev["meta"]) if prev["meta"] is not None else None
@@ -247,7 +258,7 @@ class Sessions:
             datetime.now(UTC),
             title,
             count,
-            prev["config"],
+            config_text,
             records.json_text("meta", merged),
         )
         self._commit(row, rows, size)
