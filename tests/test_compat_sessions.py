@@ -96,8 +96,14 @@ def test_session_manager_code_runs_unchanged_and_the_warehouse_holds_the_session
     # a plain workspace directory keeps its sessions in a warehouse where agent-runner kept its files
     wh = warehouse.open(str(tmp_path / "project" / SESSIONS_DIR))
     assert wh.sessions.load("abc123") == (messages, config, meta)
-    rows = wh.sql("select role, content, tool_calls is not null from messages where execution_id = 'abc123' order by seq")
-    assert rows.fetchall() == [("user", "Write a function", False), ("assistant", None, True), ("tool", "File created", False)]
+    rows = wh.sql(
+        "select role, content, tool_calls is not null from messages where execution_id = 'abc123' order by seq"
+    )
+    assert rows.fetchall() == [
+        ("user", "Write a function", False),
+        ("assistant", None, True),
+        ("tool", "File created", False),
+    ]
     assert wh.sql("select session_id, title, message_count from sessions").fetchall() == [
         ("abc123", "Write a function", 3)
     ]
@@ -141,16 +147,19 @@ def test_agent_runner_files_imported_read_like_the_adapters_session(tmp_path: Pa
     session_dir = tmp_path / "sessions" / "abc123"
     for n, meta in ((3, meta1), (len(msgs), meta2)):
         want = {k: meta[k] for k in ("schema_version", "created_at", "updated_at", "model")}
-        write_session(session_dir, msgs[:n], CONFIG, {**want, "total_tokens": meta["total_tokens"], "total_cost": meta["total_cost"]})
+        write_session(
+            session_dir,
+            msgs[:n],
+            CONFIG,
+            {**want, "total_tokens": meta["total_tokens"], "total_cost": meta["total_cost"]},
+        )
         assert old.import_("sessions", tmp_path / "sessions").failed == []
     assert (session_dir / "messages.jsonl.gz").exists()
 
     legacy = SessionManager(old)
     assert asyncio.run(legacy.load("abc123")) == asyncio.run(adapter.load("abc123"))
     assert asyncio.run(legacy.list()) == asyncio.run(adapter.list())
-    query = (
-        "select seq, role, content, tool_calls, tool_call_id, metadata from messages order by seq"
-    )
+    query = "select seq, role, content, tool_calls, tool_call_id, metadata from messages order by seq"
     assert old.sql(query).fetchall() == adapter.wh.sql(query).fetchall()
     query = "select session_id, revision, title, message_count, config, meta from raw_sessions order by revision"
     assert old.sql(query).fetchall() == adapter.wh.sql(query).fetchall()
@@ -193,9 +202,7 @@ def test_a_rewritten_conversation_is_refused_and_unknown_sessions_are_not_found(
 
 
 # -- save_trajectory_stream ----------------------------------------------------------------------------
-TRAJECTORY_COLUMNS = (
-    "execution_id, config_hash, task_id, group_id, sample, reward, advantages, metadata, completions"
-)
+TRAJECTORY_COLUMNS = "execution_id, config_hash, task_id, group_id, sample, reward, advantages, metadata, completions"
 
 
 def test_streamed_trajectories_equal_the_imported_jsonl_of_the_same_run(tmp_path: Path) -> None:
@@ -220,7 +227,7 @@ def test_streamed_trajectories_equal_the_imported_jsonl_of_the_same_run(tmp_path
     assert streamed.sql(query).fetchall() == imported.sql(query).fetchall()
     a = streamed.trajectories(with_messages=True).collect().sort("execution_id")
     b = imported.trajectories(with_messages=True).collect().sort("execution_id")
-    assert a.height == 5 and a.equals(b)
+    assert a.height == 5 and a.drop("finished_at").equals(b.drop("finished_at"))  # when each was written
     rewards = streamed.sql(
         "select c.dataset_config, sum(e.reward) from executions e join configs c using (config_hash) group by 1 order by 1"
     ).fetchall()

@@ -109,7 +109,11 @@ def test_orchestrator_code_runs_unchanged_and_equals_the_imported_state_json(
     got = snapshot_answers(wh, run_id)
     assert [(s["step"], s["kind"]) for s in got] == [(n, "snapshot") for n in steps[:-1]] + [(steps[-1], "final")]
     assert got[1]["game_state"] == snap(steps[1])["game_state"]
-    assert got[-1]["messages"][1] == {"from": "Agent Alpha", "to": "Orchestrator", "content": "Acknowledged — Agent Alpha 🚀"}
+    assert got[-1]["messages"][1] == {
+        "from": "Agent Alpha",
+        "to": "Orchestrator",
+        "content": "Acknowledged — Agent Alpha 🚀",
+    }
     run = wh.simulations.runs().to_dicts()
     assert [(r["run_id"], r["scenario"], r["snapshots"], r["last_step"], r["finished"]) for r in run] == [
         (run_id, "scenarios/market v2.yaml", len(steps), 7, True)
@@ -119,7 +123,9 @@ def test_orchestrator_code_runs_unchanged_and_equals_the_imported_state_json(
 
     # the same run written by the original and imported gives the same answers
     started = run[0]["started_at"].astimezone(UTC).replace(tzinfo=None).isoformat()
-    originals = [{"step": s["step"], **{k: s[k] for k in ("game_state", "global_vars", "agent_vars", "messages")}} for s in got]
+    originals = [
+        {"step": s["step"], **{k: s[k] for k in ("game_state", "global_vars", "agent_vars", "messages")}} for s in got
+    ]
     results = legacy_run(tmp_path / "legacy", run_id, "scenarios/market v2.yaml", started, originals)
     imported = warehouse.open(str(tmp_path / "imported"), create=True)
     assert imported.import_("simulation", results).failed == []

@@ -5,8 +5,9 @@ Change the import and nothing else::
     from warehouse.compat.sessions import SessionManager, save_trajectory_stream
 
     session_manager = SessionManager(workspace)
-    await session_manager.save(session_id="abc123", messages=[...], config=agent_config,
-                               meta={"total_tokens": 1542, "total_cost": 0.0234})
+    await session_manager.save(
+        session_id="abc123", messages=[...], config=agent_config, meta={"total_tokens": 1542, "total_cost": 0.0234}
+    )
     messages, config, meta = await session_manager.load("abc123")
     sessions = await session_manager.list()
 
@@ -56,6 +57,7 @@ Behaviour that differs from the originals, and why:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import dataclasses
 import hashlib
 import json
@@ -187,11 +189,11 @@ class SessionManager:
                 )
             self.wh.sessions.append(session_id, msgs[len(stored) :], full, config=cfg)
 
-    def _load(self, session_id: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, Any] | None]:
+    def _load(self, session_id: str) -> tuple[builtins.list[dict[str, Any]], dict[str, Any] | None, dict[str, Any] | None]:
         with self._lock:
             return self.wh.sessions.load(session_id)
 
-    def _list(self) -> list[dict[str, Any]]:
+    def _list(self) -> builtins.list[dict[str, Any]]:
         with self._lock:
             rows = self.wh.sessions.list().to_dicts()
         out = []
