@@ -189,7 +189,9 @@ class SessionManager:
                 )
             self.wh.sessions.append(session_id, msgs[len(stored) :], full, config=cfg)
 
-    def _load(self, session_id: str) -> tuple[builtins.list[dict[str, Any]], dict[str, Any] | None, dict[str, Any] | None]:
+    def _load(
+        self, session_id: str
+    ) -> tuple[builtins.list[dict[str, Any]], dict[str, Any] | None, dict[str, Any] | None]:
         with self._lock:
             return self.wh.sessions.load(session_id)
 
