@@ -253,3 +253,15 @@ def test_a_bad_trajectory_is_refused_and_nothing_is_stored(tmp_path: Path, traje
     with pytest.raises(InvalidRecord):
         asyncio.run(save_trajectory_stream(trajectory, str(out)))
     assert wh.refresh() == before and wh.sql("select count(*) from executions").fetchall() == [(1,)]
+
+
+def test_sessions_and_trajectories_on_s3(s3: Any, s3_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in s3.env().items():  # as a user's process reaches S3: the AWS environment variables
+        monkeypatch.setenv(k, v)
+    msgs = runner_messages("Write a function", 1)
+    messages, config, meta, sessions = asyncio.run(cli_session(s3_url, *msgs, CONFIG))
+    assert messages == msgs and [s["id"] for s in sessions] == ["abc123"]
+    asyncio.run(generate(rollout_trajectories(), f"{s3_url}/data/train.jsonl"))
+    wh = warehouse.open(f"{s3_url}/data", storage_options=s3.options())
+    assert sorted(wh.sql("select reward from executions").fetchall()) == [(0.0,), (0.25,), (1.0,)]
+    assert warehouse.open(s3_url, storage_options=s3.options()).sessions.load("abc123") == (messages, config, meta)

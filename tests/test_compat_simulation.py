@@ -172,3 +172,14 @@ def test_a_failed_save_is_logged_and_the_simulation_goes_on(tmp_path: Path, capl
     assert "messages must be a list" in warnings[1]
     assert "does not follow" in warnings[2] and "finished" in warnings[3]
     assert [(s["step"], s["kind"]) for s in wh.simulations.snapshots(p.run_id)] == [(0, "snapshot"), (3, "final")]
+
+
+def test_a_run_on_s3_named_by_the_environment(s3: Any, s3_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in s3.env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv(URL_VARIABLE, s3_url)
+    orchestrator = Orchestrator("config", 2, max_steps=3)
+    orchestrator.run()
+    wh = warehouse.open(s3_url, storage_options=s3.options())
+    got = wh.simulations.snapshots(orchestrator.persistence.run_id)
+    assert [(s["step"], s["kind"]) for s in got] == [(0, "snapshot"), (2, "snapshot"), (2, "final")]
