@@ -37,6 +37,21 @@ async def cli_session(workspace: Any, msg1: Any, msg2: Any, msg3: Any, agent_con
     return messages, config, meta, sessions
 
 
+@dataclass
+class Message:
+    """agent-runner's Message: `to_dict()` is the messages.jsonl record."""
+
+    id: str
+    role: str
+    content: str | None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
 class Trajectory:
     """rollouts' Trajectory (a JsonSerializable dataclass: `to_json()` is its fields' JSON)."""
@@ -71,10 +86,11 @@ async def generate(prompts: list[Trajectory], output_file: str) -> None:
 
 # -- SessionManager ------------------------------------------------------------------------------------
 def test_session_manager_code_runs_unchanged_and_the_warehouse_holds_the_session(tmp_path: Path) -> None:
-    msg1, msg2, msg3 = runner_messages("Write a function", 1)
+    msg1, msg2, msg3 = (Message(**m) for m in runner_messages("Write a function", 1))
     messages, config, meta, sessions = asyncio.run(cli_session(tmp_path / "project", msg1, msg2, msg3, CONFIG))
 
-    assert messages == [msg1, msg2, msg3] and config == CONFIG
+    assert messages == [msg1.to_dict(), msg2.to_dict(), msg3.to_dict()] == runner_messages("Write a function", 1)
+    assert config == CONFIG
     assert {k: meta[k] for k in ("schema_version", "total_tokens", "total_cost", "model")} == {
         "schema_version": 1,
         "total_tokens": 1542,

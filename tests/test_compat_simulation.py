@@ -154,6 +154,13 @@ def test_a_bad_save_frequency_is_refused_before_anything_is_stored(tmp_path: Pat
     assert not (tmp_path / "wh").exists()
 
 
+@pytest.mark.parametrize("scenario", ["", None, 42])
+def test_a_bad_scenario_name_is_refused(tmp_path: Path, scenario: Any) -> None:
+    with pytest.raises(InvalidRecord, match="scenario"):
+        RunPersistence(scenario, 1, url=str(tmp_path / "wh"))
+    assert warehouse.open(str(tmp_path / "wh")).simulations.runs().height == 0
+
+
 def test_a_failed_save_is_logged_and_the_simulation_goes_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     p = RunPersistence("config", 1, url=str(tmp_path / "wh"))
     wh = warehouse.open(str(tmp_path / "wh"))
