@@ -146,6 +146,9 @@ def test_a_warehouse_url_or_an_open_warehouse_is_a_workspace(tmp_path: Path) -> 
     asyncio.run(cli_session(wh, *msgs, CONFIG))
     asyncio.run(cli_session(f"file://{tmp_path / 'w'}", *msgs[:2], msgs[2], CONFIG))  # the same session, unchanged
     assert wh.refresh() and wh.sessions.load("abc123")[0] == msgs
+    # a local path that holds a warehouse is that warehouse (no .agentrunner/ inside it)
+    assert asyncio.run(SessionManager(tmp_path / "w").load("abc123"))[0] == msgs
+    assert not (tmp_path / "w" / ".agentrunner").exists()
     assert wh.sql("select count(*) from messages").fetchall() == [(3,)]
 
 
