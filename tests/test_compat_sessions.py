@@ -152,6 +152,23 @@ def test_a_warehouse_url_or_an_open_warehouse_is_a_workspace(tmp_path: Path) -> 
     assert wh.sql("select count(*) from messages").fetchall() == [(3,)]
 
 
+def test_concurrent_saves_of_one_manager_all_land(tmp_path: Path) -> None:
+    sm = SessionManager(str(tmp_path / "wh"))
+    conversations = {f"s{i}": runner_messages(f"Tâche {i}", 1 + i % 2) for i in range(6)}
+
+    async def save_all() -> None:
+        await asyncio.gather(
+            *(sm.save(sid, msgs, CONFIG, {"total_tokens": len(msgs)}) for sid, msgs in conversations.items())
+        )
+
+    asyncio.run(save_all())
+    listed = asyncio.run(sm.list())
+    assert sorted((s["id"], s["message_count"]) for s in listed) == [
+        (k, len(v)) for k, v in sorted(conversations.items())
+    ]
+    assert all(asyncio.run(sm.load(sid))[0] == msgs for sid, msgs in conversations.items())
+
+
 def test_agent_runner_files_imported_read_like_the_adapters_session(tmp_path: Path) -> None:
     msgs = runner_messages("Résume ce rapport 📄", 4)
     adapter = SessionManager(str(tmp_path / "adapter"))
@@ -215,6 +232,8 @@ def test_a_rewritten_conversation_is_refused_and_unknown_sessions_are_not_found(
         asyncio.run(sm.save("s1", edited, CONFIG, None))
     with pytest.raises(StateError):
         asyncio.run(sm.save("s1", msgs[:2], CONFIG, None))  # fewer messages than stored: not an extension
+    with pytest.raises(InvalidRecord, match="role"):
+        asyncio.run(sm.save("s1", [*msgs, {"role": 7, "content": "x"}], CONFIG, None))  # a bad new message
     assert sm.wh.refresh() == version and asyncio.run(sm.load("s1"))[0] == msgs
     with pytest.raises(SessionNotFound):
         asyncio.run(sm.load("nope"))
