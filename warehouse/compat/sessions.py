@@ -37,7 +37,8 @@ Behaviour that differs from the originals, and why:
   crash could leave half done. `wh.sessions.delete(id)` and a new save do it deliberately.
 - `meta` is stored as agent-runner's meta.json holds it: `schema_version` 1, `created_at` (kept
   from the first save), `updated_at` (now, UTC ISO-8601 with offset rather than naive local time),
-  `model` (from the config), then the caller's keys, which win.
+  `model` (from the config), then the caller's keys, which win. A key an earlier save gave and a
+  later save leaves out is kept (`wh.sessions.append` merges meta), where meta.json was rewritten.
 - `load` returns messages as dicts (agent-runner's `Message.to_dict()` form, explicit nulls and
   per-message `meta` kept); agent-runner returned its Message objects, which this package does not
   have. Messages may be given as dicts, objects with `to_dict()`/`model_dump()`, or dataclasses.
