@@ -160,8 +160,12 @@ def write_old_format(base_dir: Path, runs: dict[str, tuple[list, RunUsage]]) -> 
                 usage,
                 benign_score=0.5,
                 attack_score=sum(results.values()) / len(results) if results else 0.0,
-                attacks={k: psf.StrContentAttack(v.content) if v.kind == "str" else psf.BinaryContentAttack(
-                    v.content, v.media_type) for k, v in ATTACKS.items()},
+                attacks={
+                    k: psf.StrContentAttack(v.content)
+                    if v.kind == "str"
+                    else psf.BinaryContentAttack(v.content, v.media_type)
+                    for k, v in ATTACKS.items()
+                },
             )
         else:
             benign.save(task_id, AGENT_NAME, messages, usage, benign_score=1.0)
@@ -236,7 +240,12 @@ def test_code_written_for_prompt_siren_saves_into_the_warehouse(adapted, runs):
     assert (scores[benign_hash]["n"], scores[benign_hash]["utility"], scores[benign_hash]["asr"]) == (2, 1.0, None)
     assert (scores[attack_hash]["n"], scores[attack_hash]["utility"], scores[attack_hash]["asr"]) == (2, 0.5, 0.5)
     # the paths prompt-siren would have written (no file is)
-    assert [p.relative_to(wh.url) for p in paths][0].parts[:4] == ("agentdojo-workspace", "plain", "benign", benign_hash)
+    assert [p.relative_to(wh.url) for p in paths][0].parts[:4] == (
+        "agentdojo-workspace",
+        "plain",
+        "benign",
+        benign_hash,
+    )
     assert paths[2].name.endswith("_user_task_0_injection_task_1.json")
     assert not any(p.exists() for p in paths)
 
@@ -296,7 +305,9 @@ def test_old_results_imported_and_new_ones_saved_are_one_configuration(runs, tmp
     url = str(tmp_path / "wh")
     warehouse.open(url, create=True).import_("legacy", str(old))
     run_experiment(
-        ExecutionPersistence, url, {t: r for t, r in runs.items() if t in ("user_task_1", "user_task_2:injection_task_0")}
+        ExecutionPersistence,
+        url,
+        {t: r for t, r in runs.items() if t in ("user_task_1", "user_task_2:injection_task_0")},
     )
     wh = warehouse.open(url)
     assert wh.sql("select count(*) from configs").fetchall()[0] == (2,)
@@ -344,8 +355,9 @@ def persistence(tmp_path) -> ExecutionPersistence:
 
 
 def _nothing_written(p: ExecutionPersistence) -> None:
-    assert p.warehouse.refresh() == p.warehouse.version
-    assert warehouse.open(str(p.base_dir)).sql("select count(*) from executions").fetchall()[0] == (0,)
+    """No commit since `create` (which commits nothing either)."""
+    wh = warehouse.open(str(p.base_dir))
+    assert (wh.version, wh.sql("select count(*) from executions").fetchall()) == (p.warehouse.version, [(0,)])
 
 
 def save(p: ExecutionPersistence, messages: Any, usage: Any = None, evaluation: Any = BENIGN_EVAL, attacks: Any = None):
@@ -369,6 +381,12 @@ def test_a_score_that_is_not_a_number_fails_as_in_the_original(persistence, runs
 def test_an_attack_of_an_unknown_kind_fails_validation_and_writes_nothing(persistence, runs):
     with pytest.raises(pydantic.ValidationError):
         save(persistence, runs["user_task_0"][0], attacks={"v": {"kind": "video", "content": "x"}})
+    _nothing_written(persistence)
+
+
+def test_usage_that_is_not_a_run_usage_fails_validation_and_writes_nothing(persistence, runs):
+    with pytest.raises(pydantic.ValidationError, match="usage"):
+        save(persistence, runs["user_task_0"][0], usage={"input_tokens": "many"})
     _nothing_written(persistence)
 
 

@@ -213,7 +213,7 @@ class ExecutionPersistence:
     attack_config: Any | None
     config_hash: str
     output_dir: Path
-    warehouse: Warehouse = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+    warehouse: Warehouse = field(repr=False, compare=False)
 
     @classmethod
     def create(
@@ -330,10 +330,7 @@ class ExecutionPersistence:
             messages=messages,
             usage=result_ctx.usage,
             results=_ResultsData(benign_score=benign_score, attack_score=attack_score),
-            attacks=(
-                {k: _attack_value(v) for k, v in generated_attacks.items()} if generated_attacks
-                else None
-            ),
+            attacks=({k: _attack_value(v) for k, v in generated_attacks.items()} if generated_attacks else None),
         )
         doc = json.loads(data.model_dump_json())
         config = self._config(self.dataset_config, self.agent_config, self.attack_config)
