@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
+import pydantic_core
 import pytest
 from opentelemetry.trace import NonRecordingSpan, SpanContext
 from pydantic import BaseModel, Field
@@ -105,25 +106,34 @@ def ctx(messages: list, usage: RunUsage) -> RunContext[None]:
 
 
 def run_experiment(persistence_cls: Any, base_dir: Any, runs: dict[str, tuple[list, RunUsage]]) -> list[Path]:
-    """prompt-siren's runner: one persistence per mode, one save per task or couple, in this order."""
+    """prompt-siren's runner: one persistence per mode (created as its docs show), one save per task or
+    couple (with the keywords its own code uses), in this order."""
     paths = []
-    benign = persistence_cls.create(base_dir, DATASET, AGENT, None)
+    benign = persistence_cls.create(base_dir=base_dir, dataset_config=DATASET, agent_config=AGENT, attack_config=None)
     for n, task_id in enumerate(t for t in runs if ":" not in t):
         paths.append(
-            benign.save_single_task_execution(Task(task_id), AGENT_NAME, ctx(*runs[task_id]), BENIGN_EVAL, span(n))
+            benign.save_single_task_execution(
+                task=Task(task_id),
+                agent_name=AGENT_NAME,
+                result_ctx=ctx(*runs[task_id]),
+                evaluation=BENIGN_EVAL,
+                task_span=span(n),
+            )
         )
-    attacked = persistence_cls.create(base_dir, DATASET, AGENT, ATTACK)
+    attacked = persistence_cls.create(
+        base_dir=base_dir, dataset_config=DATASET, agent_config=AGENT, attack_config=ATTACK
+    )
     for n, couple_id in enumerate(t for t in runs if ":" in t):
         b, m = couple_id.split(":")
         paths.append(
             attacked.save_couple_execution(
-                TaskCouple(Task(b), Task(m)),
-                AGENT_NAME,
-                ctx(*runs[couple_id]),
-                COUPLE_BENIGN_EVAL,
-                ATTACK_EVALS[couple_id],
-                span(10 + n),
-                ATTACKS,
+                couple=TaskCouple(Task(b), Task(m)),
+                agent_name=AGENT_NAME,
+                result_ctx=ctx(*runs[couple_id]),
+                benign_eval=COUPLE_BENIGN_EVAL,
+                malicious_eval=ATTACK_EVALS[couple_id],
+                task_span=span(10 + n),
+                generated_attacks=ATTACKS,
             )
         )
     return paths
@@ -387,6 +397,13 @@ def test_an_attack_of_an_unknown_kind_fails_validation_and_writes_nothing(persis
 def test_usage_that_is_not_a_run_usage_fails_validation_and_writes_nothing(persistence, runs):
     with pytest.raises(pydantic.ValidationError, match="usage"):
         save(persistence, runs["user_task_0"][0], usage={"input_tokens": "many"})
+    _nothing_written(persistence)
+
+
+def test_binary_attack_content_that_is_not_utf8_fails_as_in_the_original(persistence, runs):
+    # prompt-siren's ExecutionData writes bytes as UTF-8 text (pydantic's default), so these cannot be saved
+    with pytest.raises(pydantic_core.PydanticSerializationError):
+        save(persistence, runs["user_task_0"][0], attacks={"v": BinaryContentAttack(b"\xff\xd8\xff", "image/jpeg")})
     _nothing_written(persistence)
 
 
