@@ -29,9 +29,8 @@ Where this differs from the original, and why:
   `NotAWarehouse` (import it into a warehouse with `wh.import_("legacy", folder)` instead).
 - Nothing is written to files of prompt-siren's layout: no `config.yaml` (the warehouse keeps it as
   `configs/<hash>.yaml`) and no `index.jsonl` (the `executions` view is the index). The `Path` the
-  save methods return names the execution as the original would have (`output_dir /
-  "{%Y%m%d_%H%M%S}_{task id}.json"`, where `wh.export("legacy", base_dir)` puts it); it does not
-  exist. `output_dir` is not created.
+  save methods return is the one the original would have written (`output_dir /
+  "{%Y%m%d_%H%M%S}_{task id}.json"`, local time); no file is there, and `output_dir` is not created.
 - Each save is one commit, done when the call returns (as the original's file is written): it is
   all-or-nothing, never half-written.
 - Execution ids are the warehouse's 32-hex-digit time-ordered ids, not 8 characters of a uuid4:
@@ -43,7 +42,9 @@ Where this differs from the original, and why:
   version, are kept verbatim instead of failing validation. An attack type `none` (the warehouse's
   attack of benign runs) is refused by `create` with `InvalidRecord`.
 - Like the original, a bad value fails with pydantic's `ValidationError` (scores, usage, attacks
-  that do not validate), `TypeError` (a config that is not JSON-serialisable) or `AttributeError`
+  that do not validate), pydantic's `PydanticSerializationError` (binary attack content that is not
+  UTF-8, which the original's JSON file cannot hold), `TypeError` (a non-numeric result, a config
+  that is not JSON-serialisable) or `AttributeError`
   (an object without an attribute the original reads); bad messages raise `InvalidRecord`.
 """
 
@@ -205,7 +206,8 @@ def model_messages(execution: Mapping[str, Any]) -> list[ModelMessage]:
 @dataclass(frozen=True)
 class ExecutionPersistence:
     """Saves task executions of one configuration into a warehouse, as prompt-siren's class of
-    the same name saves them into `{base_dir}/{dataset}/{agent}/{attack}/{config_hash}/`."""
+    the same name saves them into `{base_dir}/{dataset}/{agent}/{attack}/{config_hash}/`. Fields as
+    in the original, plus `warehouse`, the open `Warehouse` the executions go to."""
 
     base_dir: Path | str | Warehouse
     dataset_config: Any
