@@ -22,6 +22,7 @@ from pydantic_ai.usage import RunUsage
 
 import warehouse
 from tests import prompt_siren_fixtures as psf
+from tests.processes import watchdog
 from warehouse.compat import prompt_siren
 from warehouse.compat.prompt_siren import ExecutionPersistence, compute_config_hash
 from warehouse.core.errors import InvalidRecord, NotAWarehouse
@@ -442,3 +443,26 @@ def test_an_unknown_part_kind_is_kept_verbatim(persistence):
     ]
     stored = pydantic_ai_messages.model_messages(ex["messages"])
     assert stored[1]["parts"][1] == {"url": "https://example.com/v.mp4", "part_kind": "video"}
+
+
+# -- several processes, as prompt-siren runs on a cluster ---------------------------------------
+
+
+@pytest.mark.slow
+def test_processes_saving_at_once_lose_nothing(children, tmp_path):
+    url, n = str(tmp_path / "wh"), 10
+    warehouse.open(url, create=True)
+    procs = [children.start("siren_saver.py", url, name, n) for name in ("a", "b")]
+    with watchdog(procs, 120):
+        for p in procs:
+            children.line(p, "ready")
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        for p in procs:
+            children.line(p, "done")
+    wh = warehouse.open(url)
+    assert wh.sql(
+        "select config_hash, count(*), count(distinct task_id), sum(attack_score) from executions group by 1"
+    ).fetchall() == [(psf.config_hash(psf.DATASET, psf.AGENT, psf.ATTACK), 2 * n, 2 * n, 2 * (n // 2))]
+    assert wh.sql("select count(*) from attacks").fetchall() == [(2 * n,)]
