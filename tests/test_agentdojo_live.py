@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import inspect
 import shutil
+import subprocess
+import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -225,3 +228,17 @@ def test_a_warehouse_that_refuses_writes_does_not_stop_the_benchmark(tmp_path):
     assert _committed(url) == 0
     report = warehouse.open(url).import_("agentdojo", tmp_path / "runs")  # AgentDojo's logs still hold them
     assert report.imported == 2 and _committed(url) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_the_example_script_prints_equal_scores_and_the_import_adds_nothing(tmp_path):
+    script = Path(__file__).resolve().parent.parent / "examples" / "agentdojo_live.py"
+    res = subprocess.run(
+        [sys.executable, str(script), "wh", "runs"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr
+    agentdojo_line, warehouse_line, import_line = res.stdout.splitlines()
+    assert agentdojo_line.removeprefix("AgentDojo: ") == warehouse_line.split("): ")[1]
+    assert "(important_instructions, 8 runs)" in warehouse_line
+    assert import_line.endswith("10 executions before, 10 after")
