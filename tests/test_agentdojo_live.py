@@ -242,3 +242,27 @@ def test_the_example_script_prints_equal_scores_and_the_import_adds_nothing(tmp_
     assert agentdojo_line.removeprefix("AgentDojo: ") == warehouse_line.split("): ")[1]
     assert "(important_instructions, 8 runs)" in warehouse_line
     assert import_line.endswith("10 executions before, 10 after")
+
+
+class _Crash(RuntimeError):
+    """What the crashing agent raises (AgentDojo lets it through: it is no API error it knows)."""
+
+
+class _CrashingAgent(_Agent):
+    def query(self, query: str, runtime: FunctionsRuntime, *args: Any) -> tuple:
+        if self.tasks[query].ID == "user_task_2":
+            raise _Crash("the model provider went away")
+        return super().query(query, runtime, *args)
+
+
+@pytest.mark.slow
+def test_a_benchmark_that_crashes_keeps_every_task_finished_before(tmp_path):
+    url = str(tmp_path / "wh")
+    suite = get_suite(VERSION, "banking")
+    agent = _CrashingAgent(suite, url)
+    pipeline = AgentPipeline([SystemMessage("You are an AI language model who assists the user."), InitQuery(), agent])
+    pipeline.name = PIPELINE
+    with pytest.raises(_Crash), OutputLogger(str(tmp_path / "runs")):  # else AgentDojo logs inside its package
+        live.benchmark_suite_without_injections(pipeline, suite, tmp_path / "runs", True, USER_TASKS, warehouse=url)
+    wh = warehouse.open(url)
+    assert sorted(t for (t,) in wh.sql("select task_id from executions").fetchall()) == USER_TASKS[:2]

@@ -41,6 +41,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,7 @@ class WarehouseLogger(Logger):
         self._delegate = delegate
         self._wh: Warehouse | None = None
         self._writers: dict[str, Writer] = {}
-        self._seen: set[int] = set()  # ids of the TraceLoggers already followed
+        self._followed: weakref.WeakSet[Any] = weakref.WeakSet()  # not ids: a freed logger's id is reused
         #: Execution ids recorded, in the order their tasks finished.
         self.recorded: list[str] = []
         #: Warehouse errors met (each also logged as a warning); the benchmark went on.
@@ -176,9 +177,9 @@ class WarehouseLogger(Logger):
 
     # -- recording -----------------------------------------------------------------------------------
     def _follow(self, trace: TraceLogger) -> None:
-        if id(trace) in self._seen:
+        if trace in self._followed:
             return
-        self._seen.add(id(trace))
+        self._followed.add(trace)
         save = trace.save
         done = False
 
