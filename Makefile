@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_URL ?= demo-warehouse
 
-.PHONY: install demo check test docs lint format-check bench torture clean
+.PHONY: install demo demo-agentdojo check test docs lint format-check bench torture clean
 
 install: $(VENV)/.installed
 
@@ -15,6 +15,10 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(BIN)/warehouse demo --url $(DEMO_URL) --fresh
+
+# AgentDojo's banking suite recorded live (no model): examples/agentdojo_live.py
+demo-agentdojo: install
+	$(BIN)/python examples/agentdojo_live.py agentdojo-warehouse agentdojo-runs
 
 # The quick tier for the edit loop (under 90 s): no slow tests, no S3 or PostgreSQL server, no
 # processes started; `make test` runs everything, as CI does.

@@ -48,7 +48,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from warehouse.core.errors import ImportFailed
-from warehouse.interop.importers.base import FileImporter, Source, SourceRecorder
+from warehouse.interop.importers.base import FileImporter, Source, SourceRecorder, stable_id
 from warehouse.read.analytics import CHECKS_SUFFIX
 
 KIND = "agentdojo"
@@ -178,20 +178,18 @@ class AgentDojoImporter(FileImporter):
                 "the run has not finished (no 'utility' yet; AgentDojo rewrites the log at every "
                 "step): import again once it has"
             )
-        out.execution(self.writer(log, out), **execution_fields(log, out))
+        out.execution(out.writer(*run_config(log)), **execution_fields(log))
 
-    @staticmethod
-    def writer(log: Mapping[str, Any], out: SourceRecorder) -> Any:
-        """The writer of the log's configuration: agentdojo/{suite, version} x pipeline x attack."""
-        dataset_cfg = {"suite": log["suite_name"]}
-        if log.get("benchmark_version") is not None:
-            dataset_cfg["version"] = log["benchmark_version"]
-        attack_type = log.get("attack_type")
-        attack = None if attack_type in (None, BENIGN) else {"type": attack_type, "config": {}}
-        dataset = CHECKS_DATASET if is_injection_task_check(log) else DATASET
-        return out.writer(
-            {"type": dataset, "config": dataset_cfg}, {"type": log["pipeline_name"], "config": {}}, attack
-        )
+
+def run_config(log: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """(dataset, agent, attack) of a task log: agentdojo/{suite, version} x pipeline x attack."""
+    dataset_cfg = {"suite": log["suite_name"]}
+    if log.get("benchmark_version") is not None:
+        dataset_cfg["version"] = log["benchmark_version"]
+    attack_type = log.get("attack_type")
+    attack = None if attack_type in (None, BENIGN) else {"type": attack_type, "config": {}}
+    dataset = CHECKS_DATASET if is_injection_task_check(log) else DATASET
+    return {"type": dataset, "config": dataset_cfg}, {"type": log["pipeline_name"], "config": {}}, attack
 
 
 def is_injection_task_check(log: Mapping[str, Any]) -> bool:
@@ -205,8 +203,22 @@ def is_injection_task_check(log: Mapping[str, Any]) -> bool:
     )
 
 
-def execution_fields(log: Mapping[str, Any], out: SourceRecorder) -> dict[str, Any]:
-    """The `add_execution` arguments of one AgentDojo task log."""
+def execution_id(log: Mapping[str, Any]) -> str:
+    """The execution id of a task log: the same for every copy of the log, and for the same run
+    recorded live (`warehouse.compat.agentdojo`)."""
+    return stable_id(
+        KIND,
+        log["pipeline_name"],
+        log["suite_name"],
+        log["user_task_id"],
+        log.get("attack_type"),
+        log.get("injection_task_id"),
+        log.get("evaluation_timestamp"),
+    )
+
+
+def execution_fields(log: Mapping[str, Any]) -> dict[str, Any]:
+    """The `add_execution` arguments of one finished AgentDojo task log. Raises ImportFailed."""
     user_task, injection_task = log["user_task_id"], log.get("injection_task_id")
     attack_type = log.get("attack_type")
     attacked = attack_type not in (None, BENIGN)
@@ -230,14 +242,7 @@ def execution_fields(log: Mapping[str, Any], out: SourceRecorder) -> dict[str, A
     finished = started + timedelta(seconds=duration) if started is not None and duration is not None else None
     error = log.get("error")
     return dict(
-        execution_id=out.stable_id(
-            log["pipeline_name"],
-            log["suite_name"],
-            user_task,
-            attack_type,
-            injection_task,
-            log.get("evaluation_timestamp"),
-        ),
+        execution_id=execution_id(log),
         task_id=task_id,
         messages=[message(i, m) for i, m in enumerate(messages)],
         benign_score=_score("utility", log.get("utility")),
