@@ -142,6 +142,12 @@ def fingerprint(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def stable_id(kind: str, *parts: Any) -> str:
+    """A 32-hex-digit id derived from an import kind and `parts` (`SourceRecorder.stable_id`)."""
+    h = hashlib.sha256("\0".join([kind, *map(str, parts)]).encode("utf-8"))
+    return h.hexdigest()[:32]
+
+
 class SourceRecorder:
     """Collects the records of one source; they are buffered only once the whole source is read."""
 
@@ -199,8 +205,7 @@ class SourceRecorder:
     def stable_id(self, *parts: Any) -> str:
         """A 32-hex-digit id derived from the import kind and `parts`: importing the same thing
         from another copy of the files gives the same id."""
-        h = hashlib.sha256("\0".join([self._run.kind, *map(str, parts)]).encode("utf-8"))
-        return h.hexdigest()[:32]
+        return stable_id(self._run.kind, *parts)
 
     def _apply(self) -> Counter:
         counts: Counter = Counter()
