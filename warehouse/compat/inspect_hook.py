@@ -217,23 +217,28 @@ class WarehouseHooks(Hooks):
     async def on_task_end(self, data: TaskEnd) -> None:
         """Add the log header's "eval" row and commit what is buffered."""
         t = self._tasks.pop(data.eval_id, None)
-        if t is None:
-            return
+        if t is not None:
+            await self._finish(data.eval_id, t, data.log)
+
+    async def on_run_end(self, data: RunEnd) -> None:
+        """Finish the tasks that never reached their end (a task that raised: Inspect reports no
+        task end for it, but the run's logs hold its header)."""
+        logs = {log.eval.eval_id: log for log in data.logs or ()}
+        while self._tasks:
+            eval_id, t = self._tasks.popitem()
+            await self._finish(eval_id, t, logs.get(eval_id))
+
+    async def _finish(self, eval_id: str, t: _Task, log: Any) -> None:
         from warehouse.interop.importers.inspect_logs import eval_row
         from warehouse.write.live import EVENT_ROW
 
-        try:
-            header = _json(data.log.model_copy(update={"samples": None}))
-            _Out().rows(t.writer, EVENT_ROW, [eval_row(header)])
-        except Exception as exc:
-            self._warn_once(f"header:{data.eval_id}", "warehouse: the eval's header row could not be stored (%s)", exc)
+        if log is not None:
+            try:
+                header = _json(log.model_copy(update={"samples": None}))
+                _Out().rows(t.writer, EVENT_ROW, [eval_row(header)])
+            except Exception as exc:
+                self._warn_once(f"header:{eval_id}", "warehouse: the eval's header row could not be stored (%s)", exc)
         await self._close(t)
-
-    async def on_run_end(self, data: RunEnd) -> None:
-        """Close the writers of tasks that never reached their end (an eval that raised)."""
-        while self._tasks:
-            _, t = self._tasks.popitem()
-            await self._close(t)
 
     async def _close(self, t: _Task) -> None:
         try:
