@@ -133,6 +133,21 @@ def test_an_eval_killed_mid_way_keeps_every_finished_sample(children: Any, env: 
     ]
 
 
+def test_an_eval_that_fails_keeps_its_samples_and_its_log_imports_as_nothing_new(children: Any, env: dict[str, Path]):
+    log_file, status = _run(children, env["logs"], "raise", 2)
+    assert status == "error"
+    wh = warehouse.open(str(env["wh"]))
+    # the samples the log holds (the finished ones, the failing one, and any Inspect had started and cancelled)
+    logged = sorted((str(s.id), "failed" if s.error else "completed") for s in read_eval_log(str(log_file)).samples)
+    assert _rows(wh, "select task_id, status from executions order by task_id") == logged
+    assert logged[:3] == [("s0", "completed"), ("s1", "completed"), ("s2", "failed")]
+    before = _answers(wh)
+    report = wh.import_("inspect", log_file)
+    assert report.imported == 1 and sum(report.records.values()) == 0  # the header row was captured too
+    wh.refresh()
+    assert _answers(wh) == before
+
+
 def test_an_unreachable_warehouse_warns_once_and_the_eval_succeeds(
     children: Any, env: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

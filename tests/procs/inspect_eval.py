@@ -5,6 +5,8 @@ and WAREHOUSE_INSPECT_WAL); the hook is loaded through the package's `inspect_ai
                                        then prints `done <log file> <status>`
     inspect_eval.py LOG_DIR block N    task `counting`: 6 samples run one at a time; the one after the
                                        first N prints `blocked` and waits on stdin until the test kills it
+    inspect_eval.py LOG_DIR raise N    the same, but the sample after the first N raises: the eval fails
+                                       (fail_on_error), then prints `done <log file> <status>`
 
 The hook's warnings (logger "warehouse.inspect") are copied to stderr.
 """
@@ -37,9 +39,11 @@ def answer(input: list, tools: list, tool_choice: object, config: object) -> Mod
 
 
 @solver
-def block_after(n: int):
+def stop_at(n: int, how: str):
     async def solve(state: TaskState, generate_: object) -> TaskState:
         if state.sample_id == f"s{n}":
+            if how == "raise":
+                raise RuntimeError(f"sample s{n} fails the eval")
             print("blocked", flush=True)
             await anyio.to_thread.run_sync(sys.stdin.readline)  # until killed
         return state
@@ -48,9 +52,9 @@ def block_after(n: int):
 
 
 @task
-def counting(n: int = SAMPLES) -> Task:
+def counting(n: int = SAMPLES, how: str = "block") -> Task:
     dataset = [Sample(id=f"s{i}", input=f"Say the number {i}", target=str(i)) for i in range(SAMPLES)]
-    return Task(dataset=dataset, solver=[block_after(n), generate()], scorer=match())
+    return Task(dataset=dataset, solver=[stop_at(n, how), generate()], scorer=match())
 
 
 def main() -> None:
@@ -61,7 +65,8 @@ def main() -> None:
         log = inspect_fixtures.write_logs(Path(log_dir), "eval", epochs=2)
     else:
         model = get_model("mockllm/model", custom_outputs=answer, memoize=False)
-        [log] = inspect_eval(counting(int(sys.argv[3])), model=model, log_dir=log_dir, display="none", max_samples=1)
+        task = counting(int(sys.argv[3]), mode)
+        [log] = inspect_eval(task, model=model, log_dir=log_dir, display="none", max_samples=1)
     print(f"done {log.location} {log.status}", flush=True)
 
 
