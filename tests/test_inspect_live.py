@@ -148,6 +148,31 @@ def test_an_eval_that_fails_keeps_its_samples_and_its_log_imports_as_nothing_new
     assert _answers(wh) == before
 
 
+def test_a_warehouse_lost_mid_eval_keeps_the_samples_in_the_wal(children: Any, env: dict[str, Path], tmp_path: Path):
+    proc = children.start("inspect_eval.py", env["logs"], "block", 3)
+    with watchdog([proc], 240):
+        _until(children, proc, "blocked")
+        # the warehouse goes away while the eval runs: every write under its root now fails
+        env["wh"].rename(tmp_path / "away")
+        env["wh"].write_text("not a warehouse")
+        proc.stdin.write("go on\n")
+        proc.stdin.flush()
+        location, status = _until(children, proc, "done ").rsplit(" ", 1)
+        assert proc.wait() == 0
+    assert status == "success"
+    assert children.stderr(proc).count("could not commit captured samples") == 1
+    env["wh"].unlink()
+    (tmp_path / "away").rename(env["wh"])
+    assert inspect_hook.recover(str(env["wh"])) == 1
+    wh = warehouse.open(str(env["wh"]))
+    assert _rows(wh, "select count(*), count(distinct task_id) from executions") == [(6, 6)]
+    before = _answers(wh)
+    report = wh.import_("inspect", Path(location.removeprefix("file://")))
+    assert sum(report.records.values()) == 0
+    wh.refresh()
+    assert _answers(wh) == before
+
+
 def test_an_unreachable_warehouse_warns_once_and_the_eval_succeeds(
     children: Any, env: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
