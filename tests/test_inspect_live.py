@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -191,3 +192,14 @@ def test_an_unreachable_warehouse_warns_once_and_the_eval_succeeds(
     assert first.records["executions"] == 6
     again = wh.import_("inspect", Path(location.removeprefix("file://")))
     assert again.skipped == 1 and sum(again.records.values()) == 0
+
+
+def test_the_example_script_shows_the_live_rows_and_an_import_adding_nothing(tmp_path: Path):
+    script = Path(__file__).resolve().parents[1] / "examples" / "inspect_live.py"
+    res = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "example")], capture_output=True, text=True, timeout=240
+    )
+    assert res.returncode == 0, res.stderr
+    assert "('3', 'completed', 0.0, 20, 'five')" in res.stdout
+    assert "1 imported, 0 already imported, 0 failed; no rows" in res.stdout
+    assert "executions now: 3" in res.stdout

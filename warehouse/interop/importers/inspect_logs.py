@@ -29,7 +29,9 @@ Every `*.eval` and `*.json` log under PATH (or one log file) is read with
 - events rows (`source` "inspect"): one per transcript event of each sample (kind = inspect's event
   type, attributes = the event as logged, with "attachment://" references), one of kind
   "attachments" per sample holding the content those references point at, and one of kind "eval"
-  per log (no execution) holding the whole log header: spec, plan, results, stats, reductions.
+  per log (no execution) holding the whole log header: spec, plan, results, stats, reductions
+  (unless the configuration holds that eval's header row already: a live capture stored it,
+  `warehouse.compat.inspect_hook`, whose samples are then known by id and skipped too).
 
 The fingerprint of a log is that of its content as inspect reads it, so the same eval written as
 `.eval` and as `.json` (`inspect log convert`) is imported once. A log still running (status
