@@ -41,7 +41,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,15 +97,29 @@ def recover(url: str, wal: str | os.PathLike[str] | None = None) -> int:
 
 
 class _Out:
-    """What `inspect_logs.record_sample` records through, writing to a live writer instead of
-    staging for an import commit."""
+    """What `inspect_logs.record_sample` records through: validates the execution when given, and
+    `apply` adds everything to a live writer (instead of staging it for an import commit)."""
+
+    def __init__(self) -> None:
+        self._execution: dict[str, Any] | None = None
+        self._rows: list[tuple[Any, list[tuple], int]] = []
 
     def execution(self, w: Writer, **fields: Any) -> str:
-        return w.add_execution(**fields)
+        eid = w.prepare_execution(**fields).execution_id  # InvalidRecord now, before anything is added
+        self._execution = fields
+        return eid
 
     def rows(self, w: Writer, shape: Any, rows: list[tuple], text_bytes: int = 0) -> None:
         if rows:
-            w._add_rows(shape, rows, text_bytes)
+            self._rows.append((shape, rows, text_bytes))
+
+    def apply(self, w: Writer) -> None:
+        """Add the rows, then the execution, whose adding may flush: by then every record of the
+        sample is buffered and in the WAL, so a flush that fails loses none of them."""
+        for shape, rows, text_bytes in self._rows:
+            w._add_rows(shape, rows, text_bytes, flush=False)
+        if self._execution is not None:
+            w.add_execution(**self._execution)
 
 
 @dataclass
@@ -117,8 +131,6 @@ class _Task:
     spec: dict[str, Any]  #: the eval spec as JSON
     info: dict[str, Any]  #: every execution's metadata["eval"]
     log_images: bool
-    samples: int = 0
-    failed: list[str] = field(default_factory=list)
 
 
 @hooks(name="warehouse", description="Stores every sample in the warehouse at $WAREHOUSE_INSPECT_URL as it ends.")
@@ -205,14 +217,29 @@ class WarehouseHooks(Hooks):
             return
         from warehouse.interop.importers.inspect_logs import record_sample, sample_execution_id
 
-        sample = _json(_condensed(data.sample, t.log_images))
-        eid = sample_execution_id(None, t.spec, sample)
+        out = _Out()
         try:
-            record_sample(_Out(), t.writer, {"eval": t.spec}, sample, t.info, eid)
-            t.samples += 1
+            sample = _json(_condensed(data.sample, t.log_images))
+            eid = sample_execution_id(None, t.spec, sample)
+            record_sample(out, t.writer, {"eval": t.spec}, sample, t.info, eid)
         except Exception as exc:  # a sample the importer cannot map either: keep the eval going
-            t.failed.append(f"{sample.get('id')!r} epoch {sample.get('epoch')}: {exc}")
-            self._warn_once(f"sample:{data.eval_id}", "warehouse: a sample could not be stored (%s)", exc)
+            self._warn_once(f"sample:{data.eval_id}", "warehouse: a sample could not be mapped, not stored (%s)", exc)
+            return
+        try:
+            out.apply(t.writer)
+        except Exception as exc:  # a flush that failed: the sample is in the WAL
+            self._warn_unreachable(t, exc)
+
+    def _warn_unreachable(self, t: _Task, exc: BaseException) -> None:
+        self._warn_once(
+            f"close:{self._url()}",
+            "warehouse %s: could not commit captured samples (%s); they are kept in the WAL %s and are committed "
+            "by the next capture or warehouse.compat.inspect_hook.recover(url); `warehouse import inspect LOG_DIR` "
+            "may add the log meanwhile (no duplicates)",
+            self._url(),
+            exc,
+            t.wal,
+        )
 
     async def on_task_end(self, data: TaskEnd) -> None:
         """Add the log header's "eval" row and commit what is buffered."""
@@ -235,7 +262,7 @@ class WarehouseHooks(Hooks):
         if log is not None:
             try:
                 header = _json(log.model_copy(update={"samples": None}))
-                _Out().rows(t.writer, EVENT_ROW, [eval_row(header)])
+                t.writer._add_rows(EVENT_ROW, [eval_row(header)], flush=False)
             except Exception as exc:
                 self._warn_once(f"header:{eval_id}", "warehouse: the eval's header row could not be stored (%s)", exc)
         await self._close(t)
@@ -244,15 +271,7 @@ class WarehouseHooks(Hooks):
         try:
             await anyio.to_thread.run_sync(t.writer.close)
         except Exception as exc:
-            self._warn_once(
-                f"close:{self._url()}",
-                "warehouse %s: could not commit captured samples (%s); they are kept in the WAL %s and are committed "
-                "by the next capture or warehouse.compat.inspect_hook.recover(url); `warehouse import inspect LOG_DIR` "
-                "may add the log meanwhile (no duplicates)",
-                self._url(),
-                exc,
-                t.wal,
-            )
+            self._warn_unreachable(t, exc)
 
 
 def _json(model: Any) -> Any:
