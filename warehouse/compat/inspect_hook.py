@@ -22,17 +22,25 @@ local disk before the hook returns and a `kill -9` of the eval loses nothing tha
 capture of any eval into that warehouse commits what a crashed one left (at run start), and so
 does `recover(url)`.
 
-An unreachable warehouse never fails the eval: the hook logs one warning and the eval goes on.
-When it is unreachable at task start no writer can open (a WAL belongs to a writer of one
-warehouse), so that task is not captured; its samples are in Inspect's own log, which `warehouse
-import inspect LOG_DIR` adds later. When it becomes unreachable mid-run, what the writer could not
-commit stays in the WAL for the next capture or `recover(url)`; importing the log meanwhile is
-fine too (the same ids: the later recovery supersedes them with identical rows).
+An unreachable warehouse never fails the eval: the hook logs one warning (logger
+`warehouse.inspect`, shown with Inspect's own warnings) and the eval goes on. When it is
+unreachable at task start no writer can open (a WAL belongs to a writer of one warehouse), so that
+task is not captured; its samples are in Inspect's own log, which `warehouse import inspect
+LOG_DIR` adds later. When it becomes unreachable mid-run, what the writer could not commit stays in
+the WAL for the next capture or `recover(url)`; recover before importing that eval's log (an import
+first is answered right, the recovery then supersedes its executions with identical rows, but
+events rows have no key and would be stored twice).
 
 Differences from an import of the finished log: each execution's `metadata["eval"]` has `status`
 "started" (the eval had not ended when the sample did) and `log` None (Inspect does not tell hooks
-where it writes the log). Samples are condensed as Inspect condenses them for its log (images and
-long contents as `attachment://` references in events) with Inspect's own function.
+where it writes the log). Samples are turned into what reading the log gives with Inspect's own
+(internal) functions: condensed (long contents and images as `attachment://` references in
+events), then their model events' shared messages resolved. A task that raises gets no task-end
+call from Inspect: its writer is closed, and its header row added from the run's logs, at run end.
+The configuration is taken from the spec at task start: an object in `model_args` that Inspect
+changes during the run (a list of mockllm `custom_outputs`) gives the log another configuration,
+and importing that log then replaces the captured executions (same ids) and adds their events again.
+Buffering events uses the writer's internal `_add_rows`, as the importers do.
 """
 
 from __future__ import annotations
@@ -234,8 +242,8 @@ class WarehouseHooks(Hooks):
         self._warn_once(
             f"close:{self._url()}",
             "warehouse %s: could not commit captured samples (%s); they are kept in the WAL %s and are committed "
-            "by the next capture or warehouse.compat.inspect_hook.recover(url); `warehouse import inspect LOG_DIR` "
-            "may add the log meanwhile (no duplicates)",
+            "by the next capture or warehouse.compat.inspect_hook.recover(url) (before any `warehouse import "
+            "inspect` of this eval's log)",
             self._url(),
             exc,
             t.wal,
