@@ -117,21 +117,15 @@ def test_an_eval_killed_mid_way_keeps_every_finished_sample(children: Any, env: 
     wh = warehouse.open(str(env["wh"]))
     # nothing was due for a flush: the samples are in the WAL only
     assert _rows(wh, "select count(*) from executions") == [(0,)]
-    assert inspect_hook.recover(str(env["wh"])) == 1
-    wh.refresh()
-    rows = _rows(wh, "select task_id, status, benign_score, result, input_tokens from executions order by task_id")
-    assert rows == [
-        ("s0", "completed", 1.0, "0", 10),
-        ("s1", "completed", 1.0, "1", 11),
-        ("s2", "completed", 1.0, "2", 12),
-    ]
-    assert inspect_hook.recover(str(env["wh"])) == 0  # committed once
-    # a later capture of the whole eval adds the other samples beside them
+    # the next capture into the warehouse commits them first, then its own six
     _run(children, env["logs"], "block", 99)
     wh.refresh()
-    assert _rows(wh, "select count(distinct task_id), count(*) - count(distinct execution_id) from executions") == [
-        (6, 0)
-    ]
+    rows = _rows(wh, "select task_id, status, benign_score, result, input_tokens from executions order by all")
+    assert len(rows) == 9 and len({r[0] for r in rows}) == 6
+    assert rows[:3] == [("s0", "completed", 1.0, "0", 10)] * 2 + [("s1", "completed", 1.0, "1", 11)]
+    assert ("s4", "completed", 0.0, "wrong", 14) in rows
+    assert _rows(wh, "select count(distinct execution_id) from executions") == [(9,)]
+    assert inspect_hook.recover(str(env["wh"])) == 0  # nothing is left in the WALs
 
 
 def test_an_eval_that_fails_keeps_its_samples_and_its_log_imports_as_nothing_new(children: Any, env: dict[str, Path]):
