@@ -29,7 +29,9 @@ Every `*.eval` and `*.json` log under PATH (or one log file) is read with
 - events rows (`source` "inspect"): one per transcript event of each sample (kind = inspect's event
   type, attributes = the event as logged, with "attachment://" references), one of kind
   "attachments" per sample holding the content those references point at, and one of kind "eval"
-  per log (no execution) holding the whole log header: spec, plan, results, stats, reductions.
+  per log (no execution) holding the whole log header: spec, plan, results, stats, reductions
+  (unless the configuration holds that eval's header row already: a live capture stored it,
+  `warehouse.compat.inspect_hook`, whose samples are then known by id and skipped too).
 
 The fingerprint of a log is that of its content as inspect reads it, so the same eval written as
 `.eval` and as `.json` (`inspect log convert`) is imported once. A log still running (status
@@ -50,7 +52,7 @@ from typing import Any
 
 from warehouse.core import records
 from warehouse.core.errors import ImportFailed
-from warehouse.interop.importers.base import FileImporter, Source, SourceRecorder
+from warehouse.interop.importers.base import FileImporter, Source, SourceRecorder, stable_id
 from warehouse.write.live import EVENT_ROW
 
 INSTALL_HINT = "reading Inspect AI logs needs inspect_ai: pip install 'warehouse[inspect]'"
@@ -130,50 +132,70 @@ class InspectImporter(FileImporter):
             )
         dataset, agent, attack = run_config(log)
         w = out.writer(dataset, agent, attack, run_id=spec.get("run_id") or None)
-        eval_info = _eval_info(log, source.key)
-        header = {k: v for k, v in log.items() if k != "samples"}
-        error = (log.get("error") or {}).get("message")
-        out.rows(
-            w,
-            EVENT_ROW,
-            [
-                _event_row(
-                    None,
-                    0,
-                    spec["created"],
-                    "eval",
-                    "error" if error else "info",
-                    spec.get("task"),
-                    error,
-                    None,
-                    None,
-                    None,
-                    header,
-                )
-            ],
-        )
+        info = eval_info(log, source.key)
+        # (a live capture of this eval, warehouse.compat.inspect_hook, stored its header row already)
+        if not _eval_recorded(out, w, spec.get("eval_id")):
+            out.rows(w, EVENT_ROW, [eval_row(log)])
         ids = [sample_execution_id(out, spec, sample) for sample in samples]
         known = out.known_executions(w, ids)
         for eid, sample in zip(ids, samples):
             if eid not in known:
-                _sample(out, w, log, sample, eval_info, eid)
+                record_sample(out, w, log, sample, info, eid)
 
 
 IMPORTER = InspectImporter()
 
 
-def sample_execution_id(out: SourceRecorder, spec: Mapping[str, Any], sample: Mapping[str, Any]) -> str:
+def sample_execution_id(out: Any, spec: Mapping[str, Any], sample: Mapping[str, Any]) -> str:
     """The execution id of a sample: from its `uuid` (the same in every log that holds this sample
-    run), else from the eval id, sample id and epoch."""
+    run), else from the eval id, sample id and epoch. (`out`: unused, kept for callers.)"""
     if sample.get("uuid"):
-        return out.stable_id("sample", sample["uuid"])
-    return out.stable_id(spec["eval_id"], repr(sample["id"]), sample["epoch"])
+        return stable_id(IMPORTER.kind, "sample", sample["uuid"])
+    return stable_id(IMPORTER.kind, spec["eval_id"], repr(sample["id"]), sample["epoch"])
 
 
-def _sample(
-    out: SourceRecorder, w: Any, log: dict[str, Any], sample: dict[str, Any], eval_info: dict[str, Any], eid: str
+def eval_row(log: Mapping[str, Any]) -> tuple:
+    """The `events` row of kind "eval" (no execution) holding a log's header (the log's JSON
+    without its samples: spec, plan, results, stats, reductions)."""
+    spec = log["eval"]
+    header = {k: v for k, v in log.items() if k != "samples"}
+    error = (log.get("error") or {}).get("message")
+    return _event_row(
+        None,
+        0,
+        spec["created"],
+        "eval",
+        "error" if error else "info",
+        spec.get("task"),
+        error,
+        None,
+        None,
+        None,
+        header,
+    )
+
+
+def _eval_recorded(out: SourceRecorder, w: Any, eval_id: Any) -> bool:
+    """Whether `w`'s partition holds the "eval" row of the eval `eval_id` already."""
+    if not eval_id or not out.warehouse.snapshot.table_files("events", dict(w.partition)):
+        return False
+    cols = list(w.partition)
+    cond = " and ".join(f"{c} = ?" for c in cols)
+    [(n,)] = out.warehouse.sql(
+        f"select count(*) from events where {cond} and kind = 'eval' and source = 'inspect' "
+        "and json_extract_string(attributes, '$.eval.eval_id') = ?",
+        [*(w.partition[c] for c in cols), eval_id],
+    ).fetchall()
+    return bool(n)
+
+
+def record_sample(
+    out: Any, w: Any, log: Mapping[str, Any], sample: dict[str, Any], eval_info: dict[str, Any], eid: str
 ) -> None:
-    """One sample (one epoch of it) as an execution with its messages and events."""
+    """One sample (one epoch of it, its JSON) as an execution with its messages and events, given
+    through `out` (a SourceRecorder, or anything with its `execution` and `rows` methods: the live
+    capture's). `log` needs the eval spec (`"eval"`) and, for a sample without a completion time,
+    `"stats"`."""
     spec = log["eval"]
     attachments = sample.get("attachments") or {}
     meta = _resolve({k: v for k, v in sample.items() if k not in _MAPPED}, attachments)
@@ -269,7 +291,8 @@ def run_config(log: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], 
     return dataset, agent, attack
 
 
-def _eval_info(log: Mapping[str, Any], key: str) -> dict[str, Any]:
+def eval_info(log: Mapping[str, Any], key: str | None) -> dict[str, Any]:
+    """The `metadata["eval"]` of a log's executions (`key`: the log file, as the import names it)."""
     spec = log["eval"]
     return {
         "eval_id": spec.get("eval_id"),
