@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_URL ?= demo-warehouse
 
-.PHONY: install demo demo-agentdojo check test docs lint format-check bench torture clean
+.PHONY: install demo demo-agentdojo demo-inspect check test docs lint format-check bench torture clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,9 @@ demo: install
 # AgentDojo's banking suite recorded live (no model): examples/agentdojo_live.py
 demo-agentdojo: install
 	$(BIN)/python examples/agentdojo_live.py agentdojo-warehouse agentdojo-runs
+
+demo-inspect: install
+	$(BIN)/python examples/inspect_live.py
 
 # The quick tier for the edit loop (under 90 s): no slow tests, no S3 or PostgreSQL server, no
 # processes started; `make test` runs everything, as CI does.
