@@ -782,3 +782,31 @@ def test_checkpoints_refresh_and_folding_on_s3(s3: Any, s3_url: str) -> None:
     snap = build(log, 1)
     assert wh.refresh() == 12
     assert_same(wh.snapshot, snap)
+
+
+class _ListsBeforeAFold(Log):
+    """A log whose first listing was taken just before a vacuum folded commits into a checkpoint
+    (the interleaving a sync or vacuum meets when another process vacuums between its listing and
+    its reads): the fold runs right after that listing."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.listings = 0
+
+    def listing(self):  # type: ignore[no-untyped-def]
+        listing = super().listing()
+        self.listings += 1
+        if self.listings == 1:
+            fold_all(Log(self.store))
+        return listing
+
+
+def test_commits_read_after_a_concurrent_fold_list_again_once(tmp_path: Path) -> None:
+    root = tmp_path / "wh"
+    log = new_log(root, interval=5)
+    build(log, 12)
+    racing = _ListsBeforeAFold(Store.from_url(str(root)))
+    # The first listing shows commits 0..12, then 0..9 are folded away: reading them must not fail
+    # (it raised CorruptCommit "commit 0 is missing"); the commits still in the log come back.
+    assert [c.version for c in racing.commits()] == [10, 11, 12]
+    assert racing.listings == 2
