@@ -83,12 +83,17 @@ class AutoPublisher:
                 todo, self._pending = sorted(self._pending), set()
                 self._busy = True
             engine = self._engine()
-            if engine is None:
+            if engine is None:  # the warehouse is gone: nothing left to publish for
+                with self._cond:
+                    self._pending.clear()
+                    self._busy = False
+                    self._thread = None
+                    self._cond.notify_all()
                 return
             snapshot = engine.snapshot
             hidden = keys.Hidden(engine.keys, engine.store, snapshot)
             for table in todo:
-                try:
+                try:  # (a failure here never leaves the publisher busy: wait() and the exit drain return)
                     r = publish_table(engine, table, snapshot, hidden=hidden)
                     self.published += r.committed
                 except Exception as exc:  # the commit stands; say so and let the next one catch up
