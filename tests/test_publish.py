@@ -624,3 +624,23 @@ def test_agentdojo_results_import_and_publish_like_their_views(tmp_path: Path) -
     wh.publish("delta")
     assert wh.sql("select count(distinct attack) from executions").fetchall()[0][0] == 2
     assert_published(wh, root)
+
+
+def test_a_publisher_whose_warehouse_is_gone_stops_idle(tmp_path: Path) -> None:
+    """A warehouse dropped (garbage-collected) while its publisher has work: the publisher stops as
+    idle, so `wait()` and the drain at interpreter exit return at once instead of sitting out their
+    timeout (60 s at exit)."""
+    import gc
+
+    from warehouse.ops.publish import auto
+
+    wh = warehouse.open(str(tmp_path / "wh"), create=True)
+    with wh.writer(dataset="d", agent="a", attack="k") as w:
+        w.add_execution(task_id="t", benign_score=1.0, attack_score=0.0)
+    [commit] = [c for c in wh.log.commits() if c.add]
+    publisher = auto.AutoPublisher(wh.engine, enabled=True)
+    del wh, w
+    gc.collect()
+    publisher.notify(commit)  # its thread finds no warehouse
+    assert publisher.wait(timeout=10)
+    assert publisher.published == 0 and publisher.last_error is None
