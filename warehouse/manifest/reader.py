@@ -24,6 +24,9 @@ from warehouse.manifest.listing import Listing, Vanished, gap, vanished
 from warehouse.manifest.model import MANIFEST_DIR, Commit, commit_name, iso
 from warehouse.manifest.snapshot import Snapshot, replay
 
+#: Listings `LogReader.commits` takes at most when vacuums keep folding the commits it listed.
+FOLD_RETRIES = 8
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -103,7 +106,8 @@ class LogReader:
     def commits(self, upto: int | None = None) -> list[Commit]:
         """Every commit still in the log up to `upto` (default: the latest), oldest first: from
         commit 0, unless vacuum folded the older ones into a checkpoint (see `versions`)."""
-        for attempt in range(2):
+        folded_from = None
+        for attempt in range(FOLD_RETRIES):
             listing = self.listing()
             if listing.empty:
                 raise WarehouseNotFound(
@@ -113,13 +117,17 @@ class LogReader:
             if upto is not None and (upto < 0 or upto > latest):
                 raise VersionNotFound(f"version {upto} does not exist; the latest version is {latest}")
             last = latest if upto is None else upto
+            wanted = [v for v in listing.retained if v <= last]
             try:
-                return self.read_many([v for v in listing.retained if v <= last])
+                return self.read_many(wanted)
             except CorruptCommit:
-                # A vacuum may have folded listed commits into a checkpoint between the listing and
-                # the reads: list again, once (a commit missing from a fresh listing is a real gap).
-                if attempt:
+                # Vacuums may have folded listed commits into a checkpoint between the listing and
+                # the reads: list again while the oldest commit listed moves forward (another fold);
+                # a commit missing from a listing that did not move is a real gap.
+                oldest = wanted[0] if wanted else None
+                if attempt == FOLD_RETRIES - 1 or (folded_from is not None and oldest == folded_from):
                     raise
+                folded_from = oldest
         raise AssertionError("unreachable")
 
     # -- snapshots -------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from warehouse.core import arguments
-from warehouse.core.errors import CorruptCommit, InvalidArgument, InvalidArgumentType, OrphanWindowTooShort
+from warehouse.core.errors import InvalidArgument, InvalidArgumentType, OrphanWindowTooShort
 from warehouse.core.schemas import catalog
 from warehouse.core.storage import Store, file_mtime
 from warehouse.manifest import MANIFEST_DIR, Commit, utcnow, vacuum_hint
@@ -163,15 +163,9 @@ def _describe(td: timedelta) -> str:
 
 def _commits(wh: Engine, upto: int) -> list[Commit]:
     """The commits still in the log up to `upto` (older ones may have been folded into checkpoints;
-    one that a concurrent vacuum folds between the listing and the read is listed again, once)."""
+    commits a concurrent vacuum folds between the listing and the reads are listed again)."""
     with wh.store.errors():
-        for attempt in range(2):
-            try:
-                return wh.log.read_many([v for v in wh.log.versions() if v <= upto])
-            except CorruptCommit:
-                if attempt:
-                    raise
-    raise AssertionError("unreachable")
+        return wh.log.commits(upto)  # (lists again while other vacuums fold what it listed)
 
 
 def _delete(store: Store, paths: list[str]) -> None:
